@@ -1,0 +1,127 @@
+//! The one error type of `cacher-store`.
+
+use std::path::PathBuf;
+
+use crate::key::KeyDisplay;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a store can fail with. Each variant carries the context (path, key) needed to act
+/// on it; no store panics on bad data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error on `path`.
+    #[error("I/O error while {op} {}: {source}", path.display())]
+    Io {
+        /// What the store was doing (e.g. "opening", "renaming").
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Stored bytes fail a check (magic, checksum, length). The data is damaged.
+    #[error("corrupt data in {}{}: {reason}", path.display(), key.as_ref().map(|k| format!(" (key {k})")).unwrap_or_default())]
+    Corrupt {
+        /// The file holding the damaged data.
+        path: PathBuf,
+        /// The key whose value is damaged, when known.
+        key: Option<KeyDisplay>,
+        /// What check failed, with the offset where that helps.
+        reason: String,
+    },
+
+    /// The data was written by a newer version of this crate: upgrade to read it.
+    #[error("{} has format version {found}, this build reads up to {supported}: upgrade required", path.display())]
+    UpgradeRequired {
+        /// The file or environment.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+
+    /// Another process holds the lock this operation needs (e.g. a second `LogStore` writer).
+    #[error("{} is locked by another process: {reason}", path.display())]
+    Locked {
+        /// The lock file or store path.
+        path: PathBuf,
+        /// Who holds it or why the lock is needed.
+        reason: String,
+    },
+
+    /// The store reached its configured size cap.
+    #[error("store {} is full (cap {cap} bytes)", path.display())]
+    Full {
+        /// The store path.
+        path: PathBuf,
+        /// The configured cap in bytes.
+        cap: u64,
+    },
+
+    /// The operation is not allowed on this store handle (e.g. a write on a read-only open).
+    #[error("{op} is not allowed on {}: {reason}", path.display())]
+    Unsupported {
+        /// The operation refused.
+        op: &'static str,
+        /// The store path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A key or value the layout cannot hold (e.g. longer than its limit).
+    #[error("invalid key {key}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: KeyDisplay,
+        /// Why it cannot be stored.
+        reason: String,
+    },
+
+    /// An error from a storage engine below the store (e.g. LMDB), with its context.
+    #[error("{engine} error on {}: {source}", path.display())]
+    Engine {
+        /// The engine's name, such as `"lmdb"`.
+        engine: &'static str,
+        /// The store path.
+        path: PathBuf,
+        /// The engine's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and where.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corrupt-data error on `path`, optionally for `key`.
+    pub fn corrupt(
+        path: impl Into<PathBuf>,
+        key: Option<&[u8]>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            key: key.map(KeyDisplay::new),
+            reason: reason.into(),
+        }
+    }
+
+    /// True for [`Error::Corrupt`].
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Error::Corrupt { .. })
+    }
+}

@@ -1,0 +1,34 @@
+//! Byte stores for cacher: the [`Store`] trait and the layouts that implement it.
+//!
+//! Stores know bytes and nothing about serde: a key is any byte string, a value is any byte
+//! string. Every method may fail with a typed [`Error`]; none panics on bad data.
+//!
+//! ```
+//! use cacher_store::{MemoryStore, Store};
+//!
+//! let store = MemoryStore::new();
+//! store.put(b"greeting", b"hello")?;
+//! assert_eq!(store.get(b"greeting")?.as_deref(), Some(&b"hello"[..]));
+//! assert!(store.delete(b"greeting")?);
+//! assert_eq!(store.get(b"greeting")?, None);
+//! # Ok::<(), cacher_store::Error>(())
+//! ```
+//!
+//! | store | on disk | concurrency | durability |
+//! |---|---|---|---|
+//! | [`MemoryStore`] | nothing | threads | none |
+
+mod blob;
+mod error;
+mod key;
+mod memory;
+mod store;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use blob::Blob;
+pub use error::{Error, Result};
+pub use key::KeyDisplay;
+pub use memory::MemoryStore;
+pub use store::{Durability, EntryMeta, Store};

@@ -1,0 +1,169 @@
+//! The [`Store`] trait: the contract every layout implements.
+
+use std::io::Read;
+
+use crate::{Blob, Result};
+
+/// How far a write has gone before `put` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Left in OS buffers: survives a process crash, not a power loss.
+    None,
+    /// Data (and, for renames, the directory) fsynced before `put` returns: survives power loss.
+    /// The default for disk stores.
+    #[default]
+    Flush,
+}
+
+/// Facts about one stored entry, read without reading its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntryMeta {
+    /// The value's length in bytes.
+    pub len: u64,
+}
+
+impl EntryMeta {
+    /// Metadata for a value of `len` bytes.
+    pub fn new(len: u64) -> Self {
+        EntryMeta { len }
+    }
+}
+
+/// Bytes in, bytes out: a persistent or in-memory map from byte keys to byte values.
+///
+/// # Contract
+/// - Keys and values are arbitrary bytes: empty, containing `/`, `..`, NUL, non-UTF-8, and
+///   keys of at least 4 KiB. A key is never used as a file path.
+/// - A `put` that returned `Ok` is visible to every later `get` on any handle of the store,
+///   and, for disk stores, survives the process (and with [`Durability::Flush`], power loss).
+/// - A crash at any instant leaves a store that opens and holds, for each key, either the old
+///   or the new value — never a torn or mixed one.
+/// - Bad data on disk is reported as [`crate::Error::Corrupt`], never a panic.
+/// - The trait is object-safe: `Box<dyn Store>` and `Arc<dyn Store>` are stores too.
+///
+/// Every store in this project runs the conformance kit (`cacher_store::testkit`, feature
+/// `testkit`); a store of your own can run it as well.
+pub trait Store: Send + Sync {
+    /// Reads `key`'s value, lent from the store where the layout allows (a memory map, a shared
+    /// buffer) so a large value is not copied.
+    fn read(&self, key: &[u8]) -> Result<Option<Blob>>;
+
+    /// Writes `value` under `key`, replacing any old value atomically.
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Streams a value from `reader` under `key` without holding it in memory (where the
+    /// layout allows); returns the number of bytes written. Atomic like [`Store::put`].
+    fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
+        let mut buf = Vec::new();
+        reader
+            .read_to_end(&mut buf)
+            .map_err(|e| crate::Error::io("reading the value for", "<reader>", e))?;
+        self.put(key, &buf)?;
+        Ok(buf.len() as u64)
+    }
+
+    /// Removes `key`; returns whether it was present. Removing a missing key is not an error.
+    fn delete(&self, key: &[u8]) -> Result<bool>;
+
+    /// Every key, in no promised order. Keys written during iteration may or may not appear.
+    fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>>;
+
+    /// Makes every acknowledged write durable (a no-op where `put` already is).
+    fn flush(&self) -> Result<()>;
+
+    /// Reads `key`'s value into an owned `Vec`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.read(key)?.map(Blob::into_vec))
+    }
+
+    /// Lends `key`'s bytes to `f` without copying them (inside an LMDB read transaction, over
+    /// a memory map); returns `false` without calling `f` when the key is missing.
+    fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        match self.read(key)? {
+            Some(blob) => {
+                f(&blob);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Whether `key` is present.
+    fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.meta(key)?.is_some())
+    }
+
+    /// Metadata of `key`'s entry, without reading the whole value where the layout allows.
+    fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> {
+        Ok(self.read(key)?.map(|b| EntryMeta::new(b.len() as u64)))
+    }
+
+    /// Reads many keys, in order; one transaction or pass where the layout allows.
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Writes many entries; one transaction or one sync for the batch where the layout allows.
+    /// Later entries win over earlier ones with the same key.
+    fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
+        for (k, v) in entries {
+            self.put(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Every entry as `(key, value)`, in no promised order.
+    fn scan(&self) -> Result<Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_>> {
+        let keys = self.keys()?;
+        Ok(Box::new(keys.filter_map(move |k| match k {
+            Err(e) => Some(Err(e)),
+            // A key deleted between listing and reading is skipped, not reported.
+            Ok(k) => match self.get(&k) {
+                Ok(Some(v)) => Some(Ok((k, v))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            },
+        })))
+    }
+
+    /// The number of entries.
+    fn len(&self) -> Result<u64> {
+        let mut n = 0;
+        for k in self.keys()? {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Whether the store holds no entry.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        impl<S: Store + ?Sized> Store for $ty {
+            fn read(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read(key) }
+            fn put(&self, key: &[u8], value: &[u8]) -> Result<()> { (**self).put(key, value) }
+            fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> { (**self).put_reader(key, reader) }
+            fn delete(&self, key: &[u8]) -> Result<bool> { (**self).delete(key) }
+            fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> { (**self).keys() }
+            fn flush(&self) -> Result<()> { (**self).flush() }
+            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> { (**self).get(key) }
+            fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> { (**self).with_value(key, f) }
+            fn contains(&self, key: &[u8]) -> Result<bool> { (**self).contains(key) }
+            fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> { (**self).meta(key) }
+            fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> { (**self).get_many(keys) }
+            fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> { (**self).put_many(entries) }
+            fn scan(&self) -> Result<Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_>> { (**self).scan() }
+            fn len(&self) -> Result<u64> { (**self).len() }
+            fn is_empty(&self) -> Result<bool> { (**self).is_empty() }
+        }
+    )*};
+}
+
+forward_store!(Box<S>, std::sync::Arc<S>, &S);
