@@ -21,6 +21,8 @@
 mod blob;
 mod error;
 mod key;
+#[cfg(feature = "lmdb")]
+pub mod lmdb;
 mod memory;
 mod store;
 
