@@ -17,6 +17,7 @@
 //! | store | on disk | concurrency | durability |
 //! |---|---|---|---|
 //! | [`MemoryStore`] | nothing | threads | none |
+//! | `LmdbStore` (feature `lmdb`) | LMDB environment | threads + processes | flush (default) or none |
 
 mod blob;
 mod error;
@@ -32,5 +33,7 @@ pub mod testkit;
 pub use blob::Blob;
 pub use error::{Error, Result};
 pub use key::KeyDisplay;
+#[cfg(feature = "lmdb")]
+pub use lmdb::LmdbStore;
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryMeta, Store};
