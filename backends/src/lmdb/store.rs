@@ -100,7 +100,7 @@ const SCAN_BYTES_PER_PAGE: usize = 8 << 20;
 /// store.with_value(b"greeting", &mut |bytes| len = bytes.len())?; // lent from the map
 /// assert_eq!(len, 5);
 /// assert_eq!(store.get(&long_key)?.as_deref(), Some(&b"still works"[..]));
-/// # Ok::<(), cacher_store::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct LmdbStore {
