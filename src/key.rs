@@ -102,6 +102,12 @@ pub fn namespace_of(key: &[u8]) -> Option<&str> {
 #[error("cannot encode arguments for a cache key: {0}")]
 pub struct KeyError(String);
 
+impl KeyError {
+    pub(crate) fn from_message(msg: String) -> Self {
+        KeyError(msg)
+    }
+}
+
 impl ser::Error for KeyError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
         KeyError(msg.to_string())

@@ -16,6 +16,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[doc(hidden)]
+pub mod __private;
 mod cache;
 mod clock;
 mod codec;
@@ -37,4 +39,5 @@ pub use stats::{Counters, Stats};
 pub use tiered::Tiered;
 
 pub use cacher_formats as formats;
+pub use cacher_macros::memoize;
 pub use cacher_store as store;

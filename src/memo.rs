@@ -389,7 +389,7 @@ where
         };
         let f = &self.f;
         self.cache
-            .memo_call::<R, P, A>(&key, &self.stats, opts, self.ttl, strict, args, |a| f(a))
+            .memo_call::<R, P, A>(&key, &self.stats, opts, self.ttl, strict, args, f)
     }
 }
 

@@ -140,7 +140,7 @@ impl<C: Store> Store for Tiered<C> {
         self.cold.delete(key)
     }
 
-    fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> {
+    fn keys(&self) -> Result<cacher_store::KeyIter<'_>> {
         self.cold.keys()
     }
 

@@ -31,4 +31,4 @@ pub use blob::Blob;
 pub use error::{Error, Result};
 pub use key::KeyDisplay;
 pub use memory::MemoryStore;
-pub use store::{Durability, EntryMeta, Store};
+pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store};
