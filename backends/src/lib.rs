@@ -17,8 +17,10 @@
 //! | store | on disk | concurrency | durability |
 //! |---|---|---|---|
 //! | [`MemoryStore`] | nothing | threads | none |
+//! | [`DirStore`] | one file per key under `v1/<2 hex>/<blake3 hex>`; temp file + rename | threads + processes | [`Durability::Flush`] (default) or [`Durability::None`] |
 
 mod blob;
+mod dir;
 mod error;
 mod key;
 mod memory;
@@ -28,6 +30,7 @@ mod store;
 pub mod testkit;
 
 pub use blob::Blob;
+pub use dir::{DirStore, DirStoreOptions, DEFAULT_MMAP_THRESHOLD, DEFAULT_STALE_TEMP_AGE};
 pub use error::{Error, Result};
 pub use key::KeyDisplay;
 pub use memory::MemoryStore;
