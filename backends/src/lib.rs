@@ -17,10 +17,12 @@
 //! | store | on disk | concurrency | durability |
 //! |---|---|---|---|
 //! | [`MemoryStore`] | nothing | threads | none |
+//! | [`LogStore`] | one append-only file of checksummed records + in-memory index | threads; one writer process (file lock), read-only processes alongside | `Flush` (default) or `None` |
 
 mod blob;
 mod error;
 mod key;
+mod log;
 mod memory;
 mod store;
 
@@ -30,5 +32,6 @@ pub mod testkit;
 pub use blob::Blob;
 pub use error::{Error, Result};
 pub use key::KeyDisplay;
+pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornTail};
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryMeta, Store};
