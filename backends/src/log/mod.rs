@@ -54,14 +54,23 @@
 //!
 //! # Index memory
 //! The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
-//! 32 bytes per bucket plus one control byte, at hashbrown's load factor of at most 7/8, plus
-//! the key's own heap allocation. Measured by `tests/log_index_memory.rs` with a counting
-//! allocator over 100 000 entries: about 73 bytes per entry for 16-byte keys and about
-//! 121 bytes for 64-byte keys — roughly 57 bytes of overhead plus the key length rounded to
-//! the allocator's 16 bytes. Keeping only a 16-byte hash of long keys would cap the per-entry
-//! cost at about 73 bytes whatever the key length, but every hit would then have to read the
-//! key back from the file to rule out a collision; with typical cache keys (hashes, paths of
-//! under 100 bytes) the saving is too small to pay for that, so whole keys are kept.
+//! a 32-byte bucket (key pointer and length, `Loc`) plus one control byte, at hashbrown's
+//! load factor of 7/16 to 7/8 (so 38 to 75 bytes of table per entry, depending on where the
+//! entry count sits between two power-of-two capacities), plus the key's own heap
+//! allocation. Measured by `backends/tests/log_index_memory.rs` with a counting allocator,
+//! 100 000 entries (load factor 0.76):
+//!
+//! | key length | bytes per entry, requested | with glibc malloc's chunk rounding |
+//! |---|---|---|
+//! | 16 | 59.3 | 75.3 |
+//! | 64 | 107.3 | 123.3 |
+//!
+//! That is about 43 bytes of table plus the key (plus 8 to 16 bytes of malloc overhead): a
+//! million 16-byte keys cost about 75 MB. Keeping only a 64-bit hash of long keys would cut a
+//! 64-byte-key entry to about 40 bytes, but two keys can share a hash, so the index would need
+//! collision chains and every hit would compare the key stored in the file; `keys()` would read
+//! every key back from the file. For typical cache keys (digests and paths under 100 bytes)
+//! the saving does not pay for that, so whole keys are kept.
 
 mod positioned;
 pub(crate) mod record;
