@@ -18,11 +18,13 @@
 //! |---|---|---|---|
 //! | [`MemoryStore`] | nothing | threads | none |
 //! | [`DirStore`] | one file per key under `v1/<2 hex>/<blake3 hex>`; temp file + rename | threads + processes | [`Durability::Flush`] (default) or [`Durability::None`] |
+//! | [`LogStore`] | one append-only file of checksummed records + in-memory index | threads; one writer process (file lock), read-only processes alongside | `Flush` (default) or `None` |
 
 mod blob;
 mod dir;
 mod error;
 mod key;
+mod log;
 mod memory;
 mod store;
 
@@ -33,5 +35,6 @@ pub use blob::Blob;
 pub use dir::{DirStore, DirStoreOptions, DEFAULT_MMAP_THRESHOLD, DEFAULT_STALE_TEMP_AGE};
 pub use error::{Error, Result};
 pub use key::KeyDisplay;
+pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornTail};
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store};
