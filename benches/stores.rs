@@ -18,7 +18,9 @@ const SIZES: [(usize, &str); 3] = [(100, "100B"), (4 << 10, "4KiB"), (1 << 20, "
 const KEYS: usize = 256;
 
 fn keys() -> Vec<Vec<u8>> {
-    (0..KEYS).map(|i| format!("bench/key/{i}").into_bytes()).collect()
+    (0..KEYS)
+        .map(|i| format!("bench/key/{i}").into_bytes())
+        .collect()
 }
 
 /// The raw baseline: one file per key, named by the key's hex (what DirStore improves on with

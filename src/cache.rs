@@ -8,11 +8,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::{millis, Clock, SystemClock};
-use crate::codec::{Codec, EntryHeader};
+use crate::codec::Codec;
 use crate::key::namespace_of;
 use crate::limits::{Eviction, Tracker};
 use crate::stats::{Atomics, Stats, StatsRegistry};
 use crate::{Error, Result};
+use cacher_formats::{EnvelopeMeta, Registry};
 
 /// A persistent cache: typed values over any [`Store`], with expiry, limits and stats.
 ///
@@ -75,6 +76,7 @@ pub struct CacheBuilder {
     max_bytes: Option<u64>,
     eviction: Eviction,
     clock: Arc<dyn Clock>,
+    registry: Option<Registry>,
 }
 
 impl Default for CacheBuilder {
@@ -88,6 +90,7 @@ impl Default for CacheBuilder {
             max_bytes: None,
             eviction: Eviction::default(),
             clock: Arc::new(SystemClock),
+            registry: None,
         }
     }
 }
@@ -105,6 +108,13 @@ impl CacheBuilder {
     /// are still read: each value's envelope names its format.
     pub fn format(mut self, name: &str) -> Self {
         self.format = name.to_string();
+        self
+    }
+
+    /// The format registry (default: the built-in formats). Give your own to add formats,
+    /// codecs, zstd dictionaries, or a MAC key so values written without it are refused.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
         self
     }
 
@@ -152,7 +162,8 @@ impl CacheBuilder {
         let store = self
             .store
             .ok_or_else(|| Error::Config("no store given: call .store(..)".into()))?;
-        let codec = Codec::new(&self.format).map_err(|e| Error::Config(e.to_string()))?;
+        let registry = Arc::new(self.registry.unwrap_or_else(Registry::with_builtins));
+        let codec = Codec::new(registry, &self.format).map_err(|e| Error::Config(e.to_string()))?;
         if self.max_entries == Some(0) || self.max_bytes == Some(0) {
             return Err(Error::Config("a limit of 0 would keep nothing".into()));
         }
@@ -206,6 +217,11 @@ impl Cache {
     /// The name of the format new values are written in.
     pub fn format(&self) -> &str {
         self.inner.codec.name()
+    }
+
+    /// The format registry that reads stored values.
+    pub fn registry(&self) -> &Registry {
+        self.inner.codec.registry()
     }
 
     /// The cache's clock, in ms since the Unix epoch.
@@ -377,7 +393,7 @@ impl Cache {
         self.inner.stats.namespace(namespace_of(key).unwrap_or(""))
     }
 
-    pub(crate) fn is_expired(&self, h: &EntryHeader, now: u64) -> bool {
+    pub(crate) fn is_expired(&self, h: &EnvelopeMeta, now: u64) -> bool {
         h.expires_ms.is_some_and(|e| e <= now)
             || self.inner.deadline_ms.is_some_and(|d| d <= now)
             || self
@@ -442,7 +458,7 @@ impl Cache {
             .into_iter()
             .flatten()
             .min();
-        let header = EntryHeader {
+        let header = EnvelopeMeta {
             created_ms: now,
             expires_ms,
             revision: 0,

@@ -1,75 +1,59 @@
 //! Glue between the cache and the formats crate: encode a value into a stored envelope, read
 //! an envelope's header without decoding, decode a payload whatever format wrote it.
-//!
-//! TEMPORARY: a JSON stand-in until `cacher-formats` lands; the interface stays.
 
+use std::sync::Arc;
+
+use cacher_formats::envelope::Header;
+use cacher_formats::{EnvelopeMeta, Pipeline, Registry};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Why a value could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CodecError(String);
+pub use cacher_formats::Error as CodecError;
 
-/// What the cache needs from a stored value's header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EntryHeader {
-    /// When the value was written, ms since the Unix epoch.
-    pub created_ms: u64,
-    /// When it stops being returned, ms since the Unix epoch.
-    pub expires_ms: Option<u64>,
-    /// The revision number of the value.
-    pub revision: u64,
-}
-
-const HEADER: usize = 2 + 8 + 1 + 8 + 8;
-
-/// A resolved format pipeline plus the registry that decodes what other formats wrote.
-#[derive(Clone, Debug)]
+/// The pipeline new values are written with, and the registry that reads values written by
+/// any other pipeline (the envelope names it).
+#[derive(Clone)]
 pub struct Codec {
-    name: String,
+    registry: Arc<Registry>,
+    pipeline: Pipeline,
 }
 
 impl Codec {
-    pub fn new(format: &str) -> Result<Self, CodecError> {
-        Ok(Codec {
-            name: format.to_string(),
-        })
+    pub fn new(registry: Arc<Registry>, format: &str) -> Result<Self, CodecError> {
+        let pipeline = registry.resolve(format)?;
+        Ok(Codec { registry, pipeline })
     }
 
+    /// The canonical name of the write pipeline (e.g. `cbor+zstd:3`).
     pub fn name(&self) -> &str {
-        &self.name
+        self.pipeline.name()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub fn encode<T: Serialize + ?Sized>(
         &self,
         value: &T,
-        h: &EntryHeader,
+        meta: &EnvelopeMeta,
     ) -> Result<Vec<u8>, CodecError> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(b"CV");
-        out.extend_from_slice(&h.created_ms.to_le_bytes());
-        out.push(h.expires_ms.is_some() as u8);
-        out.extend_from_slice(&h.expires_ms.unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&h.revision.to_le_bytes());
-        serde_json::to_writer(&mut out, value).map_err(|e| CodecError(e.to_string()))?;
-        Ok(out)
+        self.pipeline.encode_value(value, meta)
     }
 
-    pub fn peek(bytes: &[u8]) -> Result<EntryHeader, CodecError> {
-        if bytes.len() < HEADER || &bytes[..2] != b"CV" {
-            return Err(CodecError("not a cacher value".into()));
-        }
-        let u = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-        Ok(EntryHeader {
-            created_ms: u(2),
-            expires_ms: (bytes[10] == 1).then(|| u(11)),
-            revision: u(19),
-        })
+    /// The header's metadata only: no checksum, no payload work.
+    pub fn peek(bytes: &[u8]) -> Result<EnvelopeMeta, CodecError> {
+        Ok(Header::peek(bytes)?.meta())
     }
 
+    /// Checks and decodes a stored value. The common case (written by this cache's own
+    /// pipeline) skips resolving the pipeline name again.
     pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        Self::peek(bytes)?;
-        serde_json::from_slice(&bytes[HEADER..]).map_err(|e| CodecError(e.to_string()))
+        let (header, payload) = self.registry.open_value(bytes)?;
+        if header.pipeline() == self.pipeline.name() {
+            self.pipeline.decode(payload)
+        } else {
+            self.registry.resolve(header.pipeline())?.decode(payload)
+        }
     }
 }

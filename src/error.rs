@@ -18,7 +18,7 @@ pub enum Error {
         key: cacher_store::KeyDisplay,
         /// The format error.
         #[source]
-        source: crate::codec::CodecError,
+        source: cacher_formats::Error,
     },
 
     /// The arguments of a memoized call could not be turned into a key.
@@ -38,7 +38,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn format(key: &[u8], source: crate::codec::CodecError) -> Self {
+    pub(crate) fn format(key: &[u8], source: cacher_formats::Error) -> Self {
         Error::Format {
             key: cacher_store::KeyDisplay::new(key),
             source,

@@ -74,7 +74,10 @@ fn crash_child_entry_point() {
         return;
     };
     let dir = std::env::var("CACHER_CRASH_DIR").unwrap();
-    let start: u64 = std::env::var("CACHER_CRASH_START").unwrap().parse().unwrap();
+    let start: u64 = std::env::var("CACHER_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
     let store = open(&kind, Path::new(&dir));
     let mut out = std::io::stdout().lock();
     for seq in start..start + PER_RUN {
@@ -111,7 +114,12 @@ fn crash_many_times(kind: &str) {
     for run in 0..KILLS {
         let start = run * PER_RUN;
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_entry_point", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_entry_point",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("CACHER_CRASH_CHILD", kind)
             .env("CACHER_CRASH_DIR", dir.path())
             .env("CACHER_CRASH_START", start.to_string())
@@ -158,8 +166,15 @@ fn crash_many_times(kind: &str) {
             let (key, value) = entry.expect("entry readable after crash");
             let seq = seq_in(&value)
                 .unwrap_or_else(|| panic!("{kind} run {run}: unparseable value under {key:?}"));
-            assert_eq!(key, key_of(seq), "{kind} run {run}: value under the wrong key");
-            assert!(seq < start + PER_RUN, "{kind} run {run}: seq from the future");
+            assert_eq!(
+                key,
+                key_of(seq),
+                "{kind} run {run}: value under the wrong key"
+            );
+            assert!(
+                seq < start + PER_RUN,
+                "{kind} run {run}: seq from the future"
+            );
             assert!(
                 value == value_of(seq),
                 "{kind} run {run}: torn or mixed value for seq {seq}"
@@ -179,7 +194,10 @@ fn crash_many_times(kind: &str) {
             assert!(seq_in(&v).unwrap() >= a);
         }
     }
-    assert!(total_acks > KILLS, "{kind}: the children wrote too little to test anything");
+    assert!(
+        total_acks > KILLS,
+        "{kind}: the children wrote too little to test anything"
+    );
 }
 
 #[test]
