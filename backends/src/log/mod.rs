@@ -86,7 +86,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use self::positioned::{read_full_at, write_all_at};
 use self::record::{
@@ -800,6 +800,8 @@ impl Store for LogStore {
         Ok(self.loc(key)?.map(|l| EntryMeta::new(l.value_len)))
     }
 
+    /// Appends every record (one write per MiB of small records) and syncs once. Each record
+    /// is atomic on its own; a crash midway can keep a prefix of the batch, never a torn record.
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -954,14 +956,37 @@ fn remap_to(st: &mut State, needed: u64, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// On 64-bit unix the map reaches past the end of the file to the next multiple of this, so
+/// appends rarely force a remap (which would also drop the pages already faulted in). Address
+/// space is cheap there; the bytes past the end are never touched (see `map_file`).
+#[cfg(all(unix, target_pointer_width = "64"))]
+const MAP_STEP: u64 = 64 << 20;
+
 #[allow(unsafe_code)]
 fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
+    let len = file_len(file, path)?;
+    #[cfg(all(unix, target_pointer_width = "64"))]
+    let len = len.div_ceil(MAP_STEP).max(1) * MAP_STEP;
+    let len = usize::try_from(len).map_err(|_| {
+        Error::io(
+            "memory-mapping",
+            path,
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "file larger than the address space",
+            ),
+        )
+    })?;
     // SAFETY: the map is read-only and shared. Every byte this crate reads through it belongs
-    // to a record that a scan found whole and checksum-valid (or that this writer appended and
-    // synced the index to), and such bytes are never modified or truncated while any process has
-    // the store open: the file is append-only, only the locked writer mutates it and then only
-    // after the last valid record, and compaction swaps in a new file by rename rather than
-    // rewriting this one. See the module docs, "Processes, and why the memory map is sound".
-    let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io("memory-mapping", path, e))?;
+    // to a record that a scan found whole and checksum-valid, or that this writer appended
+    // before indexing it; such a record lies inside the file, and its bytes are never modified
+    // or truncated while any process has the store open: the file is append-only, only the
+    // locked writer mutates it and then only after the last valid record, and compaction swaps
+    // in a new file by rename rather than rewriting this one (module docs, "Processes, and why
+    // the memory map is sound"). The map may extend past the end of the file (`MAP_STEP`):
+    // those pages would fault if touched, but no valid record lies there until the file has
+    // grown over them, and a shared map then shows the new bytes.
+    let map = unsafe { MmapOptions::new().len(len).map(file) }
+        .map_err(|e| Error::io("memory-mapping", path, e))?;
     Ok(Arc::new(map))
 }

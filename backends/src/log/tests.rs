@@ -588,3 +588,76 @@ fn fixture_v1_torn_tail_opens_with_the_tail_cut() {
     assert_eq!(contents(&store), v1_contents());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), v1_len);
 }
+
+#[test]
+fn reader_remaps_when_the_file_outgrows_its_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let w = fast(&path);
+    w.put(b"small", b"x").unwrap();
+    let r = reader(&path);
+    assert_eq!(r.get(b"small").unwrap().as_deref(), Some(&b"x"[..]));
+    let big = crate::testkit::pattern(70 << 20, 11);
+    w.put_reader(b"big", &mut &big[..]).unwrap();
+    let blob = r.read(b"big").unwrap().unwrap();
+    assert!(blob[..] == big[..]);
+}
+
+#[test]
+fn reader_racing_a_writer_sees_only_whole_values() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Each value names its key and version, so a reader can tell a whole value from a torn one.
+    fn value(key: u32, version: u32) -> Vec<u8> {
+        let mut v = format!("{key}:{version}:").into_bytes();
+        v.resize(
+            50 + (key as usize * 131 + version as usize * 17) % 5000,
+            key as u8,
+        );
+        v
+    }
+    fn parse(v: &[u8]) -> (u32, u32) {
+        let mut fields = v
+            .split(|&b| b == b':')
+            .map(|f| std::str::from_utf8(f).ok().and_then(|f| f.parse().ok()));
+        (
+            fields.next().flatten().expect("key field"),
+            fields.next().flatten().expect("version field"),
+        )
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let w = fast(&path);
+    let r = reader(&path);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..3000u32 {
+                let key = i % 97;
+                let v = value(key, i);
+                if i % 10 == 0 {
+                    w.put_reader(&key.to_le_bytes(), &mut &v[..]).unwrap();
+                } else {
+                    w.put(&key.to_le_bytes(), &v).unwrap();
+                }
+                if i % 500 == 499 {
+                    w.compact().unwrap();
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let mut rounds = 0;
+        while !done.load(Ordering::SeqCst) || rounds < 2 {
+            r.refresh()
+                .expect("a reader never sees the live tail as corruption");
+            for key in 0..97u32 {
+                if let Some(v) = r.get(&key.to_le_bytes()).unwrap() {
+                    let (k, version) = parse(&v);
+                    assert_eq!(k, key);
+                    assert_eq!(v, value(key, version), "whole value of key {key}");
+                }
+            }
+            rounds += 1;
+        }
+    });
+    assert_eq!(contents(&r), contents(&w));
+}
