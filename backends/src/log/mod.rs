@@ -254,30 +254,35 @@ struct State {
     generation: u64,
 }
 
-impl State {
-    fn apply(&mut self, entry: Entry) {
-        match entry {
-            Entry::Put {
-                key,
+/// Updates the index (and the live byte count) for one valid record.
+fn apply(index: &mut Index, live_bytes: &mut u64, entry: Entry) {
+    match entry {
+        Entry::Put {
+            key,
+            value_off,
+            value_len,
+        } => {
+            let loc = Loc {
                 value_off,
                 value_len,
-            } => {
-                let loc = Loc {
-                    value_off,
-                    value_len,
-                };
-                self.live_bytes += loc.record_len(key.len());
-                let key_len = key.len();
-                if let Some(old) = self.index.insert(key.into_boxed_slice(), loc) {
-                    self.live_bytes -= old.record_len(key_len);
-                }
-            }
-            Entry::Tombstone { key } => {
-                if let Some(old) = self.index.remove(&key[..]) {
-                    self.live_bytes -= old.record_len(key.len());
-                }
+            };
+            *live_bytes += loc.record_len(key.len());
+            let key_len = key.len();
+            if let Some(old) = index.insert(key.into_boxed_slice(), loc) {
+                *live_bytes -= old.record_len(key_len);
             }
         }
+        Entry::Tombstone { key } => {
+            if let Some(old) = index.remove(&key[..]) {
+                *live_bytes -= old.record_len(key.len());
+            }
+        }
+    }
+}
+
+impl State {
+    fn apply(&mut self, entry: Entry) {
+        apply(&mut self.index, &mut self.live_bytes, entry);
     }
 }
 
@@ -382,26 +387,15 @@ impl LogStore {
                 .map_err(|e| Error::io("opening", &path, e))?
         };
         let (state, scanned, file_len) = load(file, &path, !options.read_only)?;
-        let mut report = OpenReport {
+        let report = OpenReport {
             records: scanned.records,
-            torn_tail: None,
-        };
-        if let Some(tail) = scanned.tail {
-            let cut = !options.read_only;
-            if cut {
-                state
-                    .file
-                    .set_len(tail.offset)
-                    .and_then(|()| state.file.sync_all())
-                    .map_err(|e| Error::io("cutting the torn tail of", &path, e))?;
-            }
-            report.torn_tail = Some(TornTail {
+            torn_tail: scanned.tail.map(|tail| TornTail {
                 offset: tail.offset,
                 len: file_len - tail.offset,
                 reason: tail.reason,
-                cut,
-            });
-        }
+                cut: !options.read_only,
+            }),
+        };
         Ok(LogStore {
             path,
             options,
@@ -925,26 +919,30 @@ fn read_header(file: &File, path: &Path) -> Result<FileHeader> {
     })
 }
 
-/// Reads the header, scans every record and maps the file. `writer` is false for read-only
-/// handles, which scan as "live" (a writer may be appending right now).
+/// Reads the header, scans every record and maps the file. A writer (`writer`) cuts a torn
+/// tail off first — before the file is mapped, so no map in this process ever covered the cut
+/// bytes. A read-only handle leaves the tail and scans as "live" (a writer may be appending).
 fn load(file: File, path: &Path, writer: bool) -> Result<(State, Scanned, u64)> {
     let header = read_header(&file, path)?;
     let len = file_len(&file, path)?;
-    let mut state = State {
+    let mut index = HashMap::new();
+    let mut live_bytes = 0;
+    let scanned = scan(&file, path, FILE_HEADER_LEN, len, !writer, &mut |e| {
+        apply(&mut index, &mut live_bytes, e)
+    })?;
+    if let (Some(tail), true) = (&scanned.tail, writer) {
+        file.set_len(tail.offset)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("cutting the torn tail of", path, e))?;
+    }
+    let state = State {
         map: map_file(&file, path)?,
         file: Arc::new(file),
-        index: HashMap::new(),
-        end: FILE_HEADER_LEN,
-        live_bytes: 0,
+        index,
+        end: scanned.end,
+        live_bytes,
         generation: header.generation,
     };
-    let scanned = {
-        let file = state.file.clone();
-        scan(&file, path, FILE_HEADER_LEN, len, !writer, &mut |e| {
-            state.apply(e)
-        })?
-    };
-    state.end = scanned.end;
     Ok((state, scanned, len))
 }
 
