@@ -155,7 +155,8 @@ impl LogOptions {
 
     /// After a write, compacts when the file is at least `min_file_bytes` long and more than
     /// `garbage_ratio` (0.0..1.0) of its record bytes are overwritten values and tombstones.
-    /// The write that triggers it waits for the compaction. Off by default.
+    /// The write that triggers it waits for the compaction; if the compaction fails (say, the
+    /// disk is full) the write still succeeds and the log stays as it was. Off by default.
     pub fn auto_compact(mut self, garbage_ratio: f64, min_file_bytes: u64) -> Self {
         self.auto_compact = Some(AutoCompact {
             garbage_ratio,
@@ -520,10 +521,19 @@ impl LogStore {
             let _ = std::fs::remove_file(&tmp_path);
             return Err(io_err(e));
         }
-        std::fs::rename(&tmp_path, &self.path)
-            .map_err(|e| Error::io("renaming the compacted log over", &self.path, e))?;
-        sync_dir(&self.path)?;
-        let new_map = map_file(&tmp, &self.path)?;
+        // Mapped before the rename: once the rename is done nothing may fail before the state
+        // points at the new file, or later appends would go to the unlinked old one.
+        let new_map = match map_file(&tmp, &tmp_path) {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(e);
+            }
+        };
+        if let Err(e) = std::fs::rename(&tmp_path, &self.path) {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(Error::io("renaming the compacted log over", &self.path, e));
+        }
         let mut st = self.state_mut();
         for (key, loc) in st.index.iter_mut() {
             let start = loc.record_start(key.len());
@@ -536,7 +546,8 @@ impl LogStore {
         st.map = new_map;
         st.end = pos;
         st.generation = header.generation;
-        Ok(())
+        drop(st);
+        sync_dir(&self.path)
     }
 
     fn state(&self) -> RwLockReadGuard<'_, State> {
@@ -680,7 +691,10 @@ impl LogStore {
             let stats = self.stats();
             if stats.file_bytes >= auto.min_file_bytes && stats.garbage_ratio() > auto.garbage_ratio
             {
-                self.compact_locked()?;
+                // The write itself is done and must not be reported as failed. A compaction
+                // that fails leaves the log as it was; the next write retries it, and an
+                // explicit `compact()` reports the error.
+                let _ = self.compact_locked();
             }
         }
         Ok(())
