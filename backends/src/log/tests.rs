@@ -661,3 +661,95 @@ fn reader_racing_a_writer_sees_only_whole_values() {
     });
     assert_eq!(contents(&r), contents(&w));
 }
+
+/// A small log written by every kind of write, with the model state after each record.
+fn mixed_log(path: &Path) -> Vec<(u64, BTreeMap<Vec<u8>, Vec<u8>>)> {
+    let store = fast(path);
+    let mut model = BTreeMap::new();
+    let mut states = vec![(store.stats().file_bytes, model.clone())];
+    let mut record = |store: &LogStore, model: &BTreeMap<Vec<u8>, Vec<u8>>| {
+        states.push((store.stats().file_bytes, model.clone()));
+    };
+    store.put(b"a", b"apple").unwrap();
+    model.insert(b"a".to_vec(), b"apple".to_vec());
+    record(&store, &model);
+    store.put_reader(b"s", &mut &[9u8; 150][..]).unwrap();
+    model.insert(b"s".to_vec(), vec![9u8; 150]);
+    record(&store, &model);
+    store.delete(b"a").unwrap();
+    model.remove(&b"a"[..]);
+    record(&store, &model);
+    store.put(b"", b"").unwrap();
+    model.insert(vec![], vec![]);
+    record(&store, &model);
+    // put_many writes several records; each boundary is a state of its own.
+    for (k, v) in [(&b"m1"[..], &b"one"[..]), (b"m2", b"two"), (b"s", b"short")] {
+        model.insert(k.to_vec(), v.to_vec());
+    }
+    store
+        .put_many(&[(b"m1", b"one"), (b"m2", b"two"), (b"s", b"short")])
+        .unwrap();
+    let end = store.stats().file_bytes;
+    let m1 = states.last().unwrap().0 + 24 + 2 + 3;
+    let mut after_m1 = states.last().unwrap().1.clone();
+    after_m1.insert(b"m1".to_vec(), b"one".to_vec());
+    let mut after_m2 = after_m1.clone();
+    after_m2.insert(b"m2".to_vec(), b"two".to_vec());
+    states.push((m1, after_m1));
+    states.push((m1 + 24 + 2 + 3, after_m2));
+    states.push((end, model.clone()));
+    store.flush().unwrap();
+    states
+}
+
+#[test]
+fn every_prefix_of_the_log_opens_to_the_writes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.log");
+    let states = mixed_log(&full);
+    let bytes = std::fs::read(&full).unwrap();
+    assert_eq!(bytes.len() as u64, states.last().unwrap().0);
+    let path = dir.path().join("prefix.log");
+    for cut in FILE_HEADER_LEN..=bytes.len() as u64 {
+        std::fs::write(&path, &bytes[..cut as usize]).unwrap();
+        let (boundary, want) = states.iter().rev().find(|(end, _)| *end <= cut).unwrap();
+        let store = fast(&path);
+        assert_eq!(contents(&store), *want, "cut at {cut}");
+        assert_eq!(store.stats().file_bytes, *boundary, "cut at {cut}");
+        assert_eq!(store.open_report().torn_tail.is_some(), cut != *boundary);
+    }
+}
+
+#[test]
+fn every_single_byte_flip_is_cut_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.log");
+    let states = mixed_log(&full);
+    let bytes = std::fs::read(&full).unwrap();
+    let path = dir.path().join("flipped.log");
+    for at in 0..bytes.len() {
+        for mask in [0x01u8, 0x80] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= mask;
+            std::fs::write(&path, &flipped).unwrap();
+            match LogStore::options().durability(Durability::None).open(&path) {
+                // Damage in the last record reads as a torn tail: the state before it.
+                Ok(store) => {
+                    let got = contents(&store);
+                    let end = store.stats().file_bytes;
+                    let want = states.iter().find(|(e, _)| *e == end);
+                    assert!(
+                        want.is_some_and(|(_, m)| *m == got),
+                        "flip {mask:#x} at {at}: opened to a state that was never written"
+                    );
+                    assert!(
+                        end < bytes.len() as u64,
+                        "flip {mask:#x} at {at} went unnoticed"
+                    );
+                }
+                Err(Error::Corrupt { .. }) | Err(Error::UpgradeRequired { .. }) => {}
+                Err(e) => panic!("flip {mask:#x} at {at}: unexpected error {e}"),
+            }
+        }
+    }
+}
