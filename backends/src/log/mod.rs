@@ -1,76 +1,8 @@
 //! [`LogStore`]: one append-only file of checksummed records and an in-memory index.
 //!
-//! # Layout
-//! The byte layout (file header, records, tombstones) is drawn in [`record`]'s docs:
-//! a 32-byte file header (magic `CACHELOG`, format version, generation), then records of a
-//! 24-byte header (kind, key length, value length, header crc, record crc), the key and the
-//! value. A delete appends a tombstone record. The index maps each live key to where its
-//! value sits; opening the store scans the file and rebuilds it.
-//!
-//! # Files
-//! A store opened at `path` (e.g. `cache/store.log`) uses, beside it in the same directory:
-//! - `store.log.lock` — the writer's OS lock (never deleted; empty);
-//! - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
-//!   when it is created or compacted.
-//!
-//! # Crashes
-//! Records are only ever appended. A crash mid-append leaves a *torn tail* — bytes after the
-//! last whole record that do not form a valid one — which the next writer open cuts (the
-//! [`OpenReport`] says so). A bad record with a valid record after it is not a crash artefact
-//! but damage, and opening fails with [`Error::Corrupt`] naming the offset; see the `scan`
-//! module for the exact rule.
-//!
-//! # Processes, and why the memory map is sound
-//! One writer process at a time holds an exclusive OS lock (`flock`) on `store.log.lock`; a
-//! second writer — another process, or a second writer handle in the same process, since the
-//! lock belongs to the open file — gets [`Error::Locked`]. Any number of read-only handles
-//! ([`LogOptions::read_only`]) may open the file alongside; they take no lock.
-//!
-//! Values are lent from a shared, read-only memory map of the file. A mapped page whose bytes
-//! change or vanish under the map would make a read return other bytes or fault (`SIGBUS`), so
-//! these rules hold for every byte a [`Blob`] or the index points at:
-//! 1. While a store is open its file is only appended to. Bytes of a record, once that record
-//!    is whole and valid, are never rewritten or truncated by this crate in any process.
-//! 2. Only the writer holding the lock mutates the file. It rewrites bytes in place in exactly
-//!    two cases, both strictly after the last valid record: the pending header a streamed put
-//!    overwrites with the real one, and the torn tail it cuts at open (or a failed append it
-//!    rolls back). No handle in any process indexes those bytes, because a scan accepts only
-//!    whole records with matching checksums — so no map access ever touches them.
-//! 3. Compaction never rewrites the file in place: it writes a new file and renames it over
-//!    the path. The old file (its inode) lives on, unchanged, for as long as any handle or map
-//!    still holds it, so old [`Blob`]s stay valid after a compaction.
-//! 4. Scans read with `pread`, never through the map, so a file shorter than expected gives a
-//!    short read, not a fault.
-//!
-//! What this cannot protect against: another program truncating or rewriting the file. That
-//! is outside the contract, as for every memory-mapped store.
-//!
-//! # What a read-only handle sees
-//! A read-only handle sees the records that were in the file when it last refreshed. It
-//! refreshes — indexes records appended since, or reopens the file if compaction swapped a new
-//! one in (the header's generation changed) — when a lookup misses, before `keys`, `scan` and
-//! `len`, and on an explicit [`LogStore::refresh`]. A *hit* does not refresh, so a key the
-//! writer overwrote since the last refresh reads the older value until the next refresh.
-//!
-//! # Index memory
-//! The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
-//! a 32-byte bucket (key pointer and length, `Loc`) plus one control byte, at hashbrown's
-//! load factor of 7/16 to 7/8 (so 38 to 75 bytes of table per entry, depending on where the
-//! entry count sits between two power-of-two capacities), plus the key's own heap
-//! allocation. Measured by `backends/tests/log_index_memory.rs` with a counting allocator,
-//! 100 000 entries (load factor 0.76):
-//!
-//! | key length | bytes per entry, requested | with glibc malloc's chunk rounding |
-//! |---|---|---|
-//! | 16 | 59.3 | 75.3 |
-//! | 64 | 107.3 | 123.3 |
-//!
-//! That is about 43 bytes of table plus the key (plus 8 to 16 bytes of malloc overhead): a
-//! million 16-byte keys cost about 75 MB. Keeping only a 64-bit hash of long keys would cut a
-//! 64-byte-key entry to about 40 bytes, but two keys can share a hash, so the index would need
-//! collision chains and every hit would compare the key stored in the file; `keys()` would read
-//! every key back from the file. For typical cache keys (digests and paths under 100 bytes)
-//! the saving does not pay for that, so whole keys are kept.
+//! The store's contract — format, files, crashes, processes, memory-map soundness, index
+//! memory — is written on [`LogStore`] itself, where rustdoc shows it. `record` holds the
+//! codec, `scan` the torn-tail rule, `positioned` the `pread`/`pwrite` shims.
 
 mod positioned;
 pub(crate) mod record;
@@ -146,7 +78,7 @@ impl LogOptions {
     }
 
     /// Opens without the writer lock, alongside a writer process; writes fail with
-    /// [`Error::Unsupported`]. The file must exist. See the module docs for what a read-only
+    /// [`Error::Unsupported`]. The file must exist. See [`LogStore`] for what a read-only
     /// handle sees.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
@@ -293,7 +225,7 @@ impl State {
 /// Values are lent from a memory map of the file ([`Blob::Mapped`]); `put_reader` streams a
 /// value into the file without holding it in memory. Deletes and overwrites leave garbage
 /// behind until [`LogStore::compact`] (or [`LogOptions::auto_compact`]) rewrites the live
-/// records into a new file. The module docs cover the crash, process and memory-map rules.
+/// records into a new file.
 ///
 /// Durability: [`Durability::Flush`] by default (fdatasync before `put` returns, once per
 /// `put_many`); [`Durability::None`] through [`LogOptions::durability`].
@@ -322,6 +254,102 @@ impl State {
 /// assert_eq!(&blob[..], b"hello again"); // still valid: the old file lives while mapped
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Format
+/// A 32-byte file header, then records; a delete appends a tombstone record. The index maps
+/// each live key to where its value sits; opening scans the file and rebuilds it.
+///
+/// ```text
+/// file header (32 bytes, once at offset 0)
+/// +---------+----------+----------+------------+------------+----------+
+/// | magic   | version  | flags    | generation | header crc | reserved |
+/// | 8 bytes | u32 LE   | u32 LE=0 | u64 LE     | u32 LE     | 4 bytes  |
+/// +---------+----------+----------+------------+------------+----------+
+///  0         8          12         16           24           28        32
+///  magic = b"CACHELOG"; header crc = crc32 of bytes 0..24; reserved = 0.
+///  generation changes whenever compaction swaps a new file in, so a reader holding the old
+///  file can tell that the path now names another file.
+///
+/// record (24-byte header, then the key, then the value), repeated until the end of the file
+/// +------+----------+---------+-----------+------------+------------+-----+-------+
+/// | kind | reserved | key len | value len | header crc | record crc | key | value |
+/// | u8   | 3 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |     |       |
+/// +------+----------+---------+-----------+------------+------------+-----+-------+
+///  0      1          4         8           16           20           24
+///  kind: 1 = put, 2 = tombstone (value len 0), 3 = pending (a streamed put in progress).
+///  header crc = crc32 of header bytes 0..16: lets a scan trust the lengths before reading on.
+///  record crc = crc32 of header bytes 0..16, then key, then value: covers the whole record.
+///  A pending record has value len 0 and record crc 0; `put_reader` writes it, streams the
+///  value after the key, then overwrites the header with the real put header.
+/// ```
+///
+/// All integers are fixed-width little-endian; the checksums are CRC-32 (ISO-HDLC, as
+/// computed by `crc32fast`).
+///
+/// # Files
+/// A store opened at `path` (e.g. `cache/store.log`) uses, beside it in the same directory:
+/// - `store.log.lock` — the writer's OS lock (never deleted; empty);
+/// - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
+///   when it is created or compacted.
+///
+/// # Crashes
+/// Records are only ever appended. A crash mid-append leaves a *torn tail* — bytes after the
+/// last whole record that do not form a valid one — which the next writer open cuts (the
+/// [`OpenReport`] says so). A bad record with a valid record after it is not a crash artefact
+/// but damage, and opening fails with [`Error::Corrupt`] naming the offset; the rule is in
+/// `backends/src/log/scan.rs`.
+///
+/// # Processes, and why the memory map is sound
+/// One writer process at a time holds an exclusive OS lock (`flock`) on `store.log.lock`; a
+/// second writer — another process, or a second writer handle in the same process, since the
+/// lock belongs to the open file — gets [`Error::Locked`]. Any number of read-only handles
+/// ([`LogOptions::read_only`]) may open the file alongside; they take no lock.
+///
+/// Values are lent from a shared, read-only memory map of the file. A mapped page whose bytes
+/// change or vanish under the map would make a read return other bytes or fault (`SIGBUS`), so
+/// these rules hold for every byte a [`Blob`] or the index points at:
+/// 1. While a store is open its file is only appended to. Bytes of a record, once that record
+///    is whole and valid, are never rewritten or truncated by this crate in any process.
+/// 2. Only the writer holding the lock mutates the file. It rewrites bytes in place in exactly
+///    two cases, both strictly after the last valid record: the pending header a streamed put
+///    overwrites with the real one, and the torn tail it cuts at open (or a failed append it
+///    rolls back). No handle in any process indexes those bytes, because a scan accepts only
+///    whole records with matching checksums — so no map access ever touches them.
+/// 3. Compaction never rewrites the file in place: it writes a new file and renames it over
+///    the path. The old file (its inode) lives on, unchanged, for as long as any handle or map
+///    still holds it, so old [`Blob`]s stay valid after a compaction.
+/// 4. Scans read with `pread`, never through the map, so a file shorter than expected gives a
+///    short read, not a fault.
+///
+/// What this cannot protect against: another program truncating or rewriting the file. That
+/// is outside the contract, as for every memory-mapped store.
+///
+/// # What a read-only handle sees
+/// A read-only handle sees the records that were in the file when it last refreshed. It
+/// refreshes — indexes records appended since, or reopens the file if compaction swapped a new
+/// one in (the header's generation changed) — when a lookup misses, before `keys`, `scan` and
+/// `len`, and on an explicit [`LogStore::refresh`]. A *hit* does not refresh, so a key the
+/// writer overwrote since the last refresh reads the older value until the next refresh.
+///
+/// # Index memory
+/// The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
+/// a 32-byte bucket (key pointer and length, `Loc`) plus one control byte, at hashbrown's
+/// load factor of 7/16 to 7/8 (so 38 to 75 bytes of table per entry, depending on where the
+/// entry count sits between two power-of-two capacities), plus the key's own heap
+/// allocation. Measured by `backends/tests/log_index_memory.rs` with a counting allocator,
+/// 100 000 entries (load factor 0.76):
+///
+/// | key length | bytes per entry, requested | with glibc malloc's chunk rounding |
+/// |---|---|---|
+/// | 16 | 59.3 | 75.3 |
+/// | 64 | 107.3 | 123.3 |
+///
+/// That is about 43 bytes of table plus the key (plus 8 to 16 bytes of malloc overhead): a
+/// million 16-byte keys cost about 75 MB. Keeping only a 64-bit hash of long keys would cut a
+/// 64-byte-key entry to about 40 bytes, but two keys can share a hash, so the index would need
+/// collision chains and every hit would compare the key stored in the file; `keys()` would read
+/// every key back from the file. For typical cache keys (digests and paths under 100 bytes)
+/// the saving does not pay for that, so whole keys are kept.
 pub struct LogStore {
     path: PathBuf,
     options: LogOptions,
@@ -994,7 +1022,7 @@ fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
     // before indexing it; such a record lies inside the file, and its bytes are never modified
     // or truncated while any process has the store open: the file is append-only, only the
     // locked writer mutates it and then only after the last valid record, and compaction swaps
-    // in a new file by rename rather than rewriting this one (module docs, "Processes, and why
+    // in a new file by rename rather than rewriting this one (`LogStore` docs, "Processes, and why
     // the memory map is sound"). The map may extend past the end of the file (`MAP_STEP`):
     // those pages would fault if touched, but no valid record lies there until the file has
     // grown over them, and a shared map then shows the new bytes.
