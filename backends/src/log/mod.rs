@@ -326,10 +326,12 @@ impl State {
 ///
 /// # What a read-only handle sees
 /// A read-only handle sees the records that were in the file when it last refreshed. It
-/// refreshes — indexes records appended since, or reopens the file if compaction swapped a new
-/// one in (the header's generation changed) — when a lookup misses, before `keys`, `scan` and
-/// `len`, and on an explicit [`LogStore::refresh`]. A *hit* does not refresh, so a key the
-/// writer overwrote since the last refresh reads the older value until the next refresh.
+/// refreshes — indexes records appended since, or reopens the path if the file it holds was
+/// replaced (by compaction's rename, or a delete and re-create: on unix the held file's link
+/// count is then zero, one `fstat`; elsewhere the header's generation differs) — when a lookup
+/// misses, before `keys`, `scan` and `len`, and on an explicit [`LogStore::refresh`]. A *hit*
+/// does not refresh, so a key the writer overwrote since the last refresh reads the older
+/// value until the next refresh.
 ///
 /// # Index memory
 /// The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
@@ -472,13 +474,15 @@ impl LogStore {
             let st = self.state();
             (st.file.clone(), st.end, st.generation)
         };
-        let current = File::open(&self.path).map_err(|e| Error::io("opening", &self.path, e))?;
-        if read_header(&current, &self.path)?.generation != generation {
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("reading the metadata of", &self.path, e))?;
+        if let Some(current) = self.replacement(&meta, generation)? {
             let (fresh, _, _) = load(current, &self.path, false)?;
             *self.state_mut() = fresh;
             return Ok(true);
         }
-        let len = file_len(&file, &self.path)?;
+        let len = meta.len();
         if len <= end {
             return Ok(false);
         }
@@ -490,6 +494,32 @@ impl LogStore {
         }
         st.end = scanned.end;
         Ok(scanned.records > 0)
+    }
+
+    /// The file now at the path, when it is no longer the one this handle reads (compaction
+    /// renamed a new one over it, or the log was deleted and created again).
+    fn replacement(&self, held: &std::fs::Metadata, generation: u64) -> Result<Option<File>> {
+        let open = || File::open(&self.path).map_err(|e| Error::io("opening", &self.path, e));
+        // On unix the file we hold loses its last link when another is renamed over it: one
+        // fstat tells, without opening the path on every refresh.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = generation;
+            if held.nlink() == 0 {
+                return open().map(Some);
+            }
+            Ok(None)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = held;
+            let current = open()?;
+            if read_header(&current, &self.path)?.generation != generation {
+                return Ok(Some(current));
+            }
+            Ok(None)
+        }
     }
 
     /// Rewrites the live records into a new file, fsyncs it, renames it over the log and

@@ -753,3 +753,16 @@ fn every_single_byte_flip_is_cut_or_reported() {
         }
     }
 }
+
+#[test]
+fn reader_follows_a_log_deleted_and_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    fast(&path).put(b"old", b"1").unwrap();
+    let r = reader(&path);
+    assert_eq!(r.get(b"old").unwrap().as_deref(), Some(&b"1"[..]));
+    std::fs::remove_file(&path).unwrap();
+    fast(&path).put(b"new", b"2").unwrap();
+    assert_eq!(r.get(b"new").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(r.get(b"old").unwrap(), None);
+}
