@@ -1,76 +1,8 @@
 //! [`LogStore`]: one append-only file of checksummed records and an in-memory index.
 //!
-//! # Layout
-//! The byte layout (file header, records, tombstones) is drawn in [`record`]'s docs:
-//! a 32-byte file header (magic `CACHELOG`, format version, generation), then records of a
-//! 24-byte header (kind, key length, value length, header crc, record crc), the key and the
-//! value. A delete appends a tombstone record. The index maps each live key to where its
-//! value sits; opening the store scans the file and rebuilds it.
-//!
-//! # Files
-//! A store opened at `path` (e.g. `cache/store.log`) uses, beside it in the same directory:
-//! - `store.log.lock` — the writer's OS lock (never deleted; empty);
-//! - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
-//!   when it is created or compacted.
-//!
-//! # Crashes
-//! Records are only ever appended. A crash mid-append leaves a *torn tail* — bytes after the
-//! last whole record that do not form a valid one — which the next writer open cuts (the
-//! [`OpenReport`] says so). A bad record with a valid record after it is not a crash artefact
-//! but damage, and opening fails with [`Error::Corrupt`] naming the offset; see the `scan`
-//! module for the exact rule.
-//!
-//! # Processes, and why the memory map is sound
-//! One writer process at a time holds an exclusive OS lock (`flock`) on `store.log.lock`; a
-//! second writer — another process, or a second writer handle in the same process, since the
-//! lock belongs to the open file — gets [`Error::Locked`]. Any number of read-only handles
-//! ([`LogOptions::read_only`]) may open the file alongside; they take no lock.
-//!
-//! Values are lent from a shared, read-only memory map of the file. A mapped page whose bytes
-//! change or vanish under the map would make a read return other bytes or fault (`SIGBUS`), so
-//! these rules hold for every byte a [`Blob`] or the index points at:
-//! 1. While a store is open its file is only appended to. Bytes of a record, once that record
-//!    is whole and valid, are never rewritten or truncated by this crate in any process.
-//! 2. Only the writer holding the lock mutates the file. It rewrites bytes in place in exactly
-//!    two cases, both strictly after the last valid record: the pending header a streamed put
-//!    overwrites with the real one, and the torn tail it cuts at open (or a failed append it
-//!    rolls back). No handle in any process indexes those bytes, because a scan accepts only
-//!    whole records with matching checksums — so no map access ever touches them.
-//! 3. Compaction never rewrites the file in place: it writes a new file and renames it over
-//!    the path. The old file (its inode) lives on, unchanged, for as long as any handle or map
-//!    still holds it, so old [`Blob`]s stay valid after a compaction.
-//! 4. Scans read with `pread`, never through the map, so a file shorter than expected gives a
-//!    short read, not a fault.
-//!
-//! What this cannot protect against: another program truncating or rewriting the file. That
-//! is outside the contract, as for every memory-mapped store.
-//!
-//! # What a read-only handle sees
-//! A read-only handle sees the records that were in the file when it last refreshed. It
-//! refreshes — indexes records appended since, or reopens the file if compaction swapped a new
-//! one in (the header's generation changed) — when a lookup misses, before `keys`, `scan` and
-//! `len`, and on an explicit [`LogStore::refresh`]. A *hit* does not refresh, so a key the
-//! writer overwrote since the last refresh reads the older value until the next refresh.
-//!
-//! # Index memory
-//! The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
-//! a 32-byte bucket (key pointer and length, `Loc`) plus one control byte, at hashbrown's
-//! load factor of 7/16 to 7/8 (so 38 to 75 bytes of table per entry, depending on where the
-//! entry count sits between two power-of-two capacities), plus the key's own heap
-//! allocation. Measured by `backends/tests/log_index_memory.rs` with a counting allocator,
-//! 100 000 entries (load factor 0.76):
-//!
-//! | key length | bytes per entry, requested | with glibc malloc's chunk rounding |
-//! |---|---|---|
-//! | 16 | 59.3 | 75.3 |
-//! | 64 | 107.3 | 123.3 |
-//!
-//! That is about 43 bytes of table plus the key (plus 8 to 16 bytes of malloc overhead): a
-//! million 16-byte keys cost about 75 MB. Keeping only a 64-bit hash of long keys would cut a
-//! 64-byte-key entry to about 40 bytes, but two keys can share a hash, so the index would need
-//! collision chains and every hit would compare the key stored in the file; `keys()` would read
-//! every key back from the file. For typical cache keys (digests and paths under 100 bytes)
-//! the saving does not pay for that, so whole keys are kept.
+//! The store's contract — format, files, crashes, processes, memory-map soundness, index
+//! memory — is written on [`LogStore`] itself, where rustdoc shows it. `record` holds the
+//! codec, `scan` the torn-tail rule, `positioned` the `pread`/`pwrite` shims.
 
 mod positioned;
 pub(crate) mod record;
@@ -86,7 +18,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use self::positioned::{read_full_at, write_all_at};
 use self::record::{
@@ -146,7 +78,7 @@ impl LogOptions {
     }
 
     /// Opens without the writer lock, alongside a writer process; writes fail with
-    /// [`Error::Unsupported`]. The file must exist. See the module docs for what a read-only
+    /// [`Error::Unsupported`]. The file must exist. See [`LogStore`] for what a read-only
     /// handle sees.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
@@ -155,7 +87,8 @@ impl LogOptions {
 
     /// After a write, compacts when the file is at least `min_file_bytes` long and more than
     /// `garbage_ratio` (0.0..1.0) of its record bytes are overwritten values and tombstones.
-    /// The write that triggers it waits for the compaction. Off by default.
+    /// The write that triggers it waits for the compaction; if the compaction fails (say, the
+    /// disk is full) the write still succeeds and the log stays as it was. Off by default.
     pub fn auto_compact(mut self, garbage_ratio: f64, min_file_bytes: u64) -> Self {
         self.auto_compact = Some(AutoCompact {
             garbage_ratio,
@@ -254,30 +187,35 @@ struct State {
     generation: u64,
 }
 
-impl State {
-    fn apply(&mut self, entry: Entry) {
-        match entry {
-            Entry::Put {
-                key,
+/// Updates the index (and the live byte count) for one valid record.
+fn apply(index: &mut Index, live_bytes: &mut u64, entry: Entry) {
+    match entry {
+        Entry::Put {
+            key,
+            value_off,
+            value_len,
+        } => {
+            let loc = Loc {
                 value_off,
                 value_len,
-            } => {
-                let loc = Loc {
-                    value_off,
-                    value_len,
-                };
-                self.live_bytes += loc.record_len(key.len());
-                let key_len = key.len();
-                if let Some(old) = self.index.insert(key.into_boxed_slice(), loc) {
-                    self.live_bytes -= old.record_len(key_len);
-                }
-            }
-            Entry::Tombstone { key } => {
-                if let Some(old) = self.index.remove(&key[..]) {
-                    self.live_bytes -= old.record_len(key.len());
-                }
+            };
+            *live_bytes += loc.record_len(key.len());
+            let key_len = key.len();
+            if let Some(old) = index.insert(key.into_boxed_slice(), loc) {
+                *live_bytes -= old.record_len(key_len);
             }
         }
+        Entry::Tombstone { key } => {
+            if let Some(old) = index.remove(&key[..]) {
+                *live_bytes -= old.record_len(key.len());
+            }
+        }
+    }
+}
+
+impl State {
+    fn apply(&mut self, entry: Entry) {
+        apply(&mut self.index, &mut self.live_bytes, entry);
     }
 }
 
@@ -287,7 +225,7 @@ impl State {
 /// Values are lent from a memory map of the file ([`Blob::Mapped`]); `put_reader` streams a
 /// value into the file without holding it in memory. Deletes and overwrites leave garbage
 /// behind until [`LogStore::compact`] (or [`LogOptions::auto_compact`]) rewrites the live
-/// records into a new file. The module docs cover the crash, process and memory-map rules.
+/// records into a new file.
 ///
 /// Durability: [`Durability::Flush`] by default (fdatasync before `put` returns, once per
 /// `put_many`); [`Durability::None`] through [`LogOptions::durability`].
@@ -316,6 +254,104 @@ impl State {
 /// assert_eq!(&blob[..], b"hello again"); // still valid: the old file lives while mapped
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Format
+/// A 32-byte file header, then records; a delete appends a tombstone record. The index maps
+/// each live key to where its value sits; opening scans the file and rebuilds it.
+///
+/// ```text
+/// file header (32 bytes, once at offset 0)
+/// +---------+----------+----------+------------+------------+----------+
+/// | magic   | version  | flags    | generation | header crc | reserved |
+/// | 8 bytes | u32 LE   | u32 LE=0 | u64 LE     | u32 LE     | 4 bytes  |
+/// +---------+----------+----------+------------+------------+----------+
+///  0         8          12         16           24           28        32
+///  magic = b"CACHELOG"; header crc = crc32 of bytes 0..24; reserved = 0.
+///  generation changes whenever compaction swaps a new file in, so a reader holding the old
+///  file can tell that the path now names another file.
+///
+/// record (24-byte header, then the key, then the value), repeated until the end of the file
+/// +------+----------+---------+-----------+------------+------------+-----+-------+
+/// | kind | reserved | key len | value len | header crc | record crc | key | value |
+/// | u8   | 3 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |     |       |
+/// +------+----------+---------+-----------+------------+------------+-----+-------+
+///  0      1          4         8           16           20           24
+///  kind: 1 = put, 2 = tombstone (value len 0), 3 = pending (a streamed put in progress).
+///  header crc = crc32 of header bytes 0..16: lets a scan trust the lengths before reading on.
+///  record crc = crc32 of header bytes 0..16, then key, then value: covers the whole record.
+///  A pending record has value len 0 and record crc 0; `put_reader` writes it, streams the
+///  value after the key, then overwrites the header with the real put header.
+/// ```
+///
+/// All integers are fixed-width little-endian; the checksums are CRC-32 (ISO-HDLC, as
+/// computed by `crc32fast`).
+///
+/// # Files
+/// A store opened at `path` (e.g. `cache/store.log`) uses, beside it in the same directory:
+/// - `store.log.lock` — the writer's OS lock (never deleted; empty);
+/// - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
+///   when it is created or compacted.
+///
+/// # Crashes
+/// Records are only ever appended. A crash mid-append leaves a *torn tail* — bytes after the
+/// last whole record that do not form a valid one — which the next writer open cuts (the
+/// [`OpenReport`] says so). A bad record with a valid record after it is not a crash artefact
+/// but damage, and opening fails with [`Error::Corrupt`] naming the offset; the rule is in
+/// `backends/src/log/scan.rs`.
+///
+/// # Processes, and why the memory map is sound
+/// One writer process at a time holds an exclusive OS lock (`flock`) on `store.log.lock`; a
+/// second writer — another process, or a second writer handle in the same process, since the
+/// lock belongs to the open file — gets [`Error::Locked`]. Any number of read-only handles
+/// ([`LogOptions::read_only`]) may open the file alongside; they take no lock.
+///
+/// Values are lent from a shared, read-only memory map of the file. A mapped page whose bytes
+/// change or vanish under the map would make a read return other bytes or fault (`SIGBUS`), so
+/// these rules hold for every byte a [`Blob`] or the index points at:
+/// 1. While a store is open its file is only appended to. Bytes of a record, once that record
+///    is whole and valid, are never rewritten or truncated by this crate in any process.
+/// 2. Only the writer holding the lock mutates the file. It rewrites bytes in place in exactly
+///    two cases, both strictly after the last valid record: the pending header a streamed put
+///    overwrites with the real one, and the torn tail it cuts at open (or a failed append it
+///    rolls back). No handle in any process indexes those bytes, because a scan accepts only
+///    whole records with matching checksums — so no map access ever touches them.
+/// 3. Compaction never rewrites the file in place: it writes a new file and renames it over
+///    the path. The old file (its inode) lives on, unchanged, for as long as any handle or map
+///    still holds it, so old [`Blob`]s stay valid after a compaction.
+/// 4. Scans read with `pread`, never through the map, so a file shorter than expected gives a
+///    short read, not a fault.
+///
+/// What this cannot protect against: another program truncating or rewriting the file. That
+/// is outside the contract, as for every memory-mapped store.
+///
+/// # What a read-only handle sees
+/// A read-only handle sees the records that were in the file when it last refreshed. It
+/// refreshes — indexes records appended since, or reopens the path if the file it holds was
+/// replaced (by compaction's rename, or a delete and re-create: on unix the held file's link
+/// count is then zero, one `fstat`; elsewhere the header's generation differs) — when a lookup
+/// misses, before `keys`, `scan` and `len`, and on an explicit [`LogStore::refresh`]. A *hit*
+/// does not refresh, so a key the writer overwrote since the last refresh reads the older
+/// value until the next refresh.
+///
+/// # Index memory
+/// The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
+/// a 32-byte bucket (key pointer and length, `Loc`) plus one control byte, at hashbrown's
+/// load factor of 7/16 to 7/8 (so 38 to 75 bytes of table per entry, depending on where the
+/// entry count sits between two power-of-two capacities), plus the key's own heap
+/// allocation. Measured by `backends/tests/log_index_memory.rs` with a counting allocator,
+/// 100 000 entries (load factor 0.76):
+///
+/// | key length | bytes per entry, requested | with glibc malloc's chunk rounding |
+/// |---|---|---|
+/// | 16 | 59.3 | 75.3 |
+/// | 64 | 107.3 | 123.3 |
+///
+/// That is about 43 bytes of table plus the key (plus 8 to 16 bytes of malloc overhead): a
+/// million 16-byte keys cost about 75 MB. Keeping only a 64-bit hash of long keys would cut a
+/// 64-byte-key entry to about 40 bytes, but two keys can share a hash, so the index would need
+/// collision chains and every hit would compare the key stored in the file; `keys()` would read
+/// every key back from the file. For typical cache keys (digests and paths under 100 bytes)
+/// the saving does not pay for that, so whole keys are kept.
 pub struct LogStore {
     path: PathBuf,
     options: LogOptions,
@@ -382,26 +418,15 @@ impl LogStore {
                 .map_err(|e| Error::io("opening", &path, e))?
         };
         let (state, scanned, file_len) = load(file, &path, !options.read_only)?;
-        let mut report = OpenReport {
+        let report = OpenReport {
             records: scanned.records,
-            torn_tail: None,
-        };
-        if let Some(tail) = scanned.tail {
-            let cut = !options.read_only;
-            if cut {
-                state
-                    .file
-                    .set_len(tail.offset)
-                    .and_then(|()| state.file.sync_all())
-                    .map_err(|e| Error::io("cutting the torn tail of", &path, e))?;
-            }
-            report.torn_tail = Some(TornTail {
+            torn_tail: scanned.tail.map(|tail| TornTail {
                 offset: tail.offset,
                 len: file_len - tail.offset,
                 reason: tail.reason,
-                cut,
-            });
-        }
+                cut: !options.read_only,
+            }),
+        };
         Ok(LogStore {
             path,
             options,
@@ -449,13 +474,15 @@ impl LogStore {
             let st = self.state();
             (st.file.clone(), st.end, st.generation)
         };
-        let current = File::open(&self.path).map_err(|e| Error::io("opening", &self.path, e))?;
-        if read_header(&current, &self.path)?.generation != generation {
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("reading the metadata of", &self.path, e))?;
+        if let Some(current) = self.replacement(&meta, generation)? {
             let (fresh, _, _) = load(current, &self.path, false)?;
             *self.state_mut() = fresh;
             return Ok(true);
         }
-        let len = file_len(&file, &self.path)?;
+        let len = meta.len();
         if len <= end {
             return Ok(false);
         }
@@ -467,6 +494,32 @@ impl LogStore {
         }
         st.end = scanned.end;
         Ok(scanned.records > 0)
+    }
+
+    /// The file now at the path, when it is no longer the one this handle reads (compaction
+    /// renamed a new one over it, or the log was deleted and created again).
+    fn replacement(&self, held: &std::fs::Metadata, generation: u64) -> Result<Option<File>> {
+        let open = || File::open(&self.path).map_err(|e| Error::io("opening", &self.path, e));
+        // On unix the file we hold loses its last link when another is renamed over it: one
+        // fstat tells, without opening the path on every refresh.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = generation;
+            if held.nlink() == 0 {
+                return open().map(Some);
+            }
+            Ok(None)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = held;
+            let current = open()?;
+            if read_header(&current, &self.path)?.generation != generation {
+                return Ok(Some(current));
+            }
+            Ok(None)
+        }
     }
 
     /// Rewrites the live records into a new file, fsyncs it, renames it over the log and
@@ -526,10 +579,19 @@ impl LogStore {
             let _ = std::fs::remove_file(&tmp_path);
             return Err(io_err(e));
         }
-        std::fs::rename(&tmp_path, &self.path)
-            .map_err(|e| Error::io("renaming the compacted log over", &self.path, e))?;
-        sync_dir(&self.path)?;
-        let new_map = map_file(&tmp, &self.path)?;
+        // Mapped before the rename: once the rename is done nothing may fail before the state
+        // points at the new file, or later appends would go to the unlinked old one.
+        let new_map = match map_file(&tmp, &tmp_path) {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(e);
+            }
+        };
+        if let Err(e) = std::fs::rename(&tmp_path, &self.path) {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(Error::io("renaming the compacted log over", &self.path, e));
+        }
         let mut st = self.state_mut();
         for (key, loc) in st.index.iter_mut() {
             let start = loc.record_start(key.len());
@@ -542,7 +604,8 @@ impl LogStore {
         st.map = new_map;
         st.end = pos;
         st.generation = header.generation;
-        Ok(())
+        drop(st);
+        sync_dir(&self.path)
     }
 
     fn state(&self) -> RwLockReadGuard<'_, State> {
@@ -686,7 +749,10 @@ impl LogStore {
             let stats = self.stats();
             if stats.file_bytes >= auto.min_file_bytes && stats.garbage_ratio() > auto.garbage_ratio
             {
-                self.compact_locked()?;
+                // The write itself is done and must not be reported as failed. A compaction
+                // that fails leaves the log as it was; the next write retries it, and an
+                // explicit `compact()` reports the error.
+                let _ = self.compact_locked();
             }
         }
         Ok(())
@@ -800,6 +866,8 @@ impl Store for LogStore {
         Ok(self.loc(key)?.map(|l| EntryMeta::new(l.value_len)))
     }
 
+    /// Appends every record (one write per MiB of small records) and syncs once. Each record
+    /// is atomic on its own; a crash midway can keep a prefix of the batch, never a torn record.
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -923,26 +991,30 @@ fn read_header(file: &File, path: &Path) -> Result<FileHeader> {
     })
 }
 
-/// Reads the header, scans every record and maps the file. `writer` is false for read-only
-/// handles, which scan as "live" (a writer may be appending right now).
+/// Reads the header, scans every record and maps the file. A writer (`writer`) cuts a torn
+/// tail off first — before the file is mapped, so no map in this process ever covered the cut
+/// bytes. A read-only handle leaves the tail and scans as "live" (a writer may be appending).
 fn load(file: File, path: &Path, writer: bool) -> Result<(State, Scanned, u64)> {
     let header = read_header(&file, path)?;
     let len = file_len(&file, path)?;
-    let mut state = State {
+    let mut index = HashMap::new();
+    let mut live_bytes = 0;
+    let scanned = scan(&file, path, FILE_HEADER_LEN, len, !writer, &mut |e| {
+        apply(&mut index, &mut live_bytes, e)
+    })?;
+    if let (Some(tail), true) = (&scanned.tail, writer) {
+        file.set_len(tail.offset)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("cutting the torn tail of", path, e))?;
+    }
+    let state = State {
         map: map_file(&file, path)?,
         file: Arc::new(file),
-        index: HashMap::new(),
-        end: FILE_HEADER_LEN,
-        live_bytes: 0,
+        index,
+        end: scanned.end,
+        live_bytes,
         generation: header.generation,
     };
-    let scanned = {
-        let file = state.file.clone();
-        scan(&file, path, FILE_HEADER_LEN, len, !writer, &mut |e| {
-            state.apply(e)
-        })?
-    };
-    state.end = scanned.end;
     Ok((state, scanned, len))
 }
 
@@ -954,14 +1026,37 @@ fn remap_to(st: &mut State, needed: u64, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// On 64-bit unix the map reaches past the end of the file to the next multiple of this, so
+/// appends rarely force a remap (which would also drop the pages already faulted in). Address
+/// space is cheap there; the bytes past the end are never touched (see `map_file`).
+#[cfg(all(unix, target_pointer_width = "64"))]
+const MAP_STEP: u64 = 64 << 20;
+
 #[allow(unsafe_code)]
 fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
+    let len = file_len(file, path)?;
+    #[cfg(all(unix, target_pointer_width = "64"))]
+    let len = len.div_ceil(MAP_STEP).max(1) * MAP_STEP;
+    let len = usize::try_from(len).map_err(|_| {
+        Error::io(
+            "memory-mapping",
+            path,
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "file larger than the address space",
+            ),
+        )
+    })?;
     // SAFETY: the map is read-only and shared. Every byte this crate reads through it belongs
-    // to a record that a scan found whole and checksum-valid (or that this writer appended and
-    // synced the index to), and such bytes are never modified or truncated while any process has
-    // the store open: the file is append-only, only the locked writer mutates it and then only
-    // after the last valid record, and compaction swaps in a new file by rename rather than
-    // rewriting this one. See the module docs, "Processes, and why the memory map is sound".
-    let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io("memory-mapping", path, e))?;
+    // to a record that a scan found whole and checksum-valid, or that this writer appended
+    // before indexing it; such a record lies inside the file, and its bytes are never modified
+    // or truncated while any process has the store open: the file is append-only, only the
+    // locked writer mutates it and then only after the last valid record, and compaction swaps
+    // in a new file by rename rather than rewriting this one (`LogStore` docs, "Processes, and why
+    // the memory map is sound"). The map may extend past the end of the file (`MAP_STEP`):
+    // those pages would fault if touched, but no valid record lies there until the file has
+    // grown over them, and a shared map then shows the new bytes.
+    let map = unsafe { MmapOptions::new().len(len).map(file) }
+        .map_err(|e| Error::io("memory-mapping", path, e))?;
     Ok(Arc::new(map))
 }

@@ -1,35 +1,14 @@
 //! The bytes of a log file: the file header and the record codec.
 //!
-//! ```text
-//! file header (32 bytes, once at offset 0)
-//! +---------+----------+----------+------------+------------+----------+
-//! | magic   | version  | flags    | generation | header crc | reserved |
-//! | 8 bytes | u32 LE   | u32 LE=0 | u64 LE     | u32 LE     | 4 bytes  |
-//! +---------+----------+----------+------------+------------+----------+
-//!  0         8          12         16           24           28        32
-//!  magic = b"CACHELOG"; header crc = crc32 of bytes 0..24; reserved = 0.
-//!  generation changes whenever compaction swaps a new file in, so a reader holding the old
-//!  file can tell that the path now names another file.
-//!
-//! record (24-byte header, then the key, then the value), repeated until the end of the file
-//! +------+----------+---------+-----------+------------+------------+-----+-------+
-//! | kind | reserved | key len | value len | header crc | record crc | key | value |
-//! | u8   | 3 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |     |       |
-//! +------+----------+---------+-----------+------------+------------+-----+-------+
-//!  0      1          4         8           16           20           24
-//!  kind: 1 = put, 2 = tombstone (value len 0), 3 = pending (a streamed put in progress).
-//!  header crc = crc32 of header bytes 0..16: lets a scan trust the lengths before reading on.
-//!  record crc = crc32 of header bytes 0..16, then key, then value: covers the whole record.
-//!  A pending record has value len 0 and record crc 0; `put_reader` writes it, streams the
-//!  value after the key, then overwrites the header with the real put header.
-//! ```
+//! The layout, drawn as a diagram, is the `# Format` section of [`super::LogStore`]'s docs
+//! (the public spec); this module is its only encoder and decoder.
 //!
 //! All integers are fixed-width little-endian (CRC-32/ISO-HDLC, the `crc32fast` polynomial).
 
 /// The first eight bytes of every log file.
 pub(crate) const MAGIC: [u8; 8] = *b"CACHELOG";
 
-/// Format version 1: the layout above. The only version so far.
+/// Format version 1: the layout in `LogStore`'s `# Format` docs. The only version so far.
 pub(crate) const FORMAT_VERSION_1: u32 = 1;
 
 /// The newest version this build reads and the one it writes.

@@ -253,6 +253,9 @@ impl<'a> Window<'a> {
     /// `n <= WINDOW` bytes at `off`, or `None` when the file ends first.
     fn slice_at(&mut self, off: u64, n: usize) -> io::Result<Option<&[u8]>> {
         debug_assert!(n <= WINDOW);
+        if n == 0 {
+            return Ok(Some(&[]));
+        }
         let cached = off >= self.start && off + n as u64 <= self.start + self.len as u64;
         if !cached {
             if self.buf.is_empty() {

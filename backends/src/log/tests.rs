@@ -588,3 +588,181 @@ fn fixture_v1_torn_tail_opens_with_the_tail_cut() {
     assert_eq!(contents(&store), v1_contents());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), v1_len);
 }
+
+#[test]
+fn reader_remaps_when_the_file_outgrows_its_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let w = fast(&path);
+    w.put(b"small", b"x").unwrap();
+    let r = reader(&path);
+    assert_eq!(r.get(b"small").unwrap().as_deref(), Some(&b"x"[..]));
+    let big = crate::testkit::pattern(70 << 20, 11);
+    w.put_reader(b"big", &mut &big[..]).unwrap();
+    let blob = r.read(b"big").unwrap().unwrap();
+    assert!(blob[..] == big[..]);
+}
+
+#[test]
+fn reader_racing_a_writer_sees_only_whole_values() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Each value names its key and version, so a reader can tell a whole value from a torn one.
+    fn value(key: u32, version: u32) -> Vec<u8> {
+        let mut v = format!("{key}:{version}:").into_bytes();
+        v.resize(
+            50 + (key as usize * 131 + version as usize * 17) % 5000,
+            key as u8,
+        );
+        v
+    }
+    fn parse(v: &[u8]) -> (u32, u32) {
+        let mut fields = v
+            .split(|&b| b == b':')
+            .map(|f| std::str::from_utf8(f).ok().and_then(|f| f.parse().ok()));
+        (
+            fields.next().flatten().expect("key field"),
+            fields.next().flatten().expect("version field"),
+        )
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let w = fast(&path);
+    let r = reader(&path);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..3000u32 {
+                let key = i % 97;
+                let v = value(key, i);
+                if i % 10 == 0 {
+                    w.put_reader(&key.to_le_bytes(), &mut &v[..]).unwrap();
+                } else {
+                    w.put(&key.to_le_bytes(), &v).unwrap();
+                }
+                if i % 500 == 499 {
+                    w.compact().unwrap();
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let mut rounds = 0;
+        while !done.load(Ordering::SeqCst) || rounds < 2 {
+            r.refresh()
+                .expect("a reader never sees the live tail as corruption");
+            for key in 0..97u32 {
+                if let Some(v) = r.get(&key.to_le_bytes()).unwrap() {
+                    let (k, version) = parse(&v);
+                    assert_eq!(k, key);
+                    assert_eq!(v, value(key, version), "whole value of key {key}");
+                }
+            }
+            rounds += 1;
+        }
+    });
+    assert_eq!(contents(&r), contents(&w));
+}
+
+/// A small log written by every kind of write, with the model state after each record.
+fn mixed_log(path: &Path) -> Vec<(u64, BTreeMap<Vec<u8>, Vec<u8>>)> {
+    let store = fast(path);
+    let mut model = BTreeMap::new();
+    let mut states = vec![(store.stats().file_bytes, model.clone())];
+    let mut record = |store: &LogStore, model: &BTreeMap<Vec<u8>, Vec<u8>>| {
+        states.push((store.stats().file_bytes, model.clone()));
+    };
+    store.put(b"a", b"apple").unwrap();
+    model.insert(b"a".to_vec(), b"apple".to_vec());
+    record(&store, &model);
+    store.put_reader(b"s", &mut &[9u8; 150][..]).unwrap();
+    model.insert(b"s".to_vec(), vec![9u8; 150]);
+    record(&store, &model);
+    store.delete(b"a").unwrap();
+    model.remove(&b"a"[..]);
+    record(&store, &model);
+    store.put(b"", b"").unwrap();
+    model.insert(vec![], vec![]);
+    record(&store, &model);
+    // put_many writes several records; each boundary is a state of its own.
+    for (k, v) in [(&b"m1"[..], &b"one"[..]), (b"m2", b"two"), (b"s", b"short")] {
+        model.insert(k.to_vec(), v.to_vec());
+    }
+    store
+        .put_many(&[(b"m1", b"one"), (b"m2", b"two"), (b"s", b"short")])
+        .unwrap();
+    let end = store.stats().file_bytes;
+    let m1 = states.last().unwrap().0 + 24 + 2 + 3;
+    let mut after_m1 = states.last().unwrap().1.clone();
+    after_m1.insert(b"m1".to_vec(), b"one".to_vec());
+    let mut after_m2 = after_m1.clone();
+    after_m2.insert(b"m2".to_vec(), b"two".to_vec());
+    states.push((m1, after_m1));
+    states.push((m1 + 24 + 2 + 3, after_m2));
+    states.push((end, model.clone()));
+    store.flush().unwrap();
+    states
+}
+
+#[test]
+fn every_prefix_of_the_log_opens_to_the_writes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.log");
+    let states = mixed_log(&full);
+    let bytes = std::fs::read(&full).unwrap();
+    assert_eq!(bytes.len() as u64, states.last().unwrap().0);
+    let path = dir.path().join("prefix.log");
+    for cut in FILE_HEADER_LEN..=bytes.len() as u64 {
+        std::fs::write(&path, &bytes[..cut as usize]).unwrap();
+        let (boundary, want) = states.iter().rev().find(|(end, _)| *end <= cut).unwrap();
+        let store = fast(&path);
+        assert_eq!(contents(&store), *want, "cut at {cut}");
+        assert_eq!(store.stats().file_bytes, *boundary, "cut at {cut}");
+        assert_eq!(store.open_report().torn_tail.is_some(), cut != *boundary);
+    }
+}
+
+#[test]
+fn every_single_byte_flip_is_cut_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.log");
+    let states = mixed_log(&full);
+    let bytes = std::fs::read(&full).unwrap();
+    let path = dir.path().join("flipped.log");
+    for at in 0..bytes.len() {
+        for mask in [0x01u8, 0x80] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= mask;
+            std::fs::write(&path, &flipped).unwrap();
+            match LogStore::options().durability(Durability::None).open(&path) {
+                // Damage in the last record reads as a torn tail: the state before it.
+                Ok(store) => {
+                    let got = contents(&store);
+                    let end = store.stats().file_bytes;
+                    let want = states.iter().find(|(e, _)| *e == end);
+                    assert!(
+                        want.is_some_and(|(_, m)| *m == got),
+                        "flip {mask:#x} at {at}: opened to a state that was never written"
+                    );
+                    assert!(
+                        end < bytes.len() as u64,
+                        "flip {mask:#x} at {at} went unnoticed"
+                    );
+                }
+                Err(Error::Corrupt { .. }) | Err(Error::UpgradeRequired { .. }) => {}
+                Err(e) => panic!("flip {mask:#x} at {at}: unexpected error {e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn reader_follows_a_log_deleted_and_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    fast(&path).put(b"old", b"1").unwrap();
+    let r = reader(&path);
+    assert_eq!(r.get(b"old").unwrap().as_deref(), Some(&b"1"[..]));
+    std::fs::remove_file(&path).unwrap();
+    fast(&path).put(b"new", b"2").unwrap();
+    assert_eq!(r.get(b"new").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(r.get(b"old").unwrap(), None);
+}
