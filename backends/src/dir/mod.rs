@@ -424,9 +424,11 @@ impl DirStore {
                 },
             )));
         }
-        let mut buf = Vec::with_capacity(file_len as usize);
-        file.read_to_end(&mut buf)
-            .map_err(|e| Error::io("reading", path, e))?;
+        // Entry files never change in place, so the length from fstat is the length to read;
+        // reading exactly that saves the extra end-of-file probe `read_to_end` makes.
+        let mut buf = vec![0u8; file_len as usize];
+        let got = read_up_to(&mut file, &mut buf).map_err(|e| Error::io("reading", path, e))?;
+        buf.truncate(got);
         // The length is checked against the bytes read, not the fstat above.
         let header = decode(
             &buf[..HEADER_LEN.min(buf.len())],
