@@ -413,8 +413,12 @@ impl Cache {
             stats.misses.fetch_add(1, RELAXED);
             return Ok(None);
         };
-        let header = Codec::peek(&blob).map_err(|e| Error::format(key, e))?;
-        if self.is_expired(&header, self.now_ms()) {
+        let (header, payload) = self
+            .inner
+            .codec
+            .open(&blob)
+            .map_err(|e| Error::format(key, e))?;
+        if self.is_expired(&header.meta(), self.now_ms()) {
             drop(blob);
             stats.misses.fetch_add(1, RELAXED);
             stats.expirations.fetch_add(1, RELAXED);
@@ -432,7 +436,7 @@ impl Cache {
         let value = self
             .inner
             .codec
-            .decode(&blob)
+            .decode(&header, payload)
             .map_err(|e| Error::format(key, e))?;
         stats.hits.fetch_add(1, RELAXED);
         stats.bytes_read.fetch_add(blob.len() as u64, RELAXED);

@@ -46,10 +46,18 @@ impl Codec {
         Ok(Header::peek(bytes)?.meta())
     }
 
-    /// Checks and decodes a stored value. The common case (written by this cache's own
-    /// pipeline) skips resolving the pipeline name again.
-    pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        let (header, payload) = self.registry.open_value(bytes)?;
+    /// Checks a stored value (header, checksum, MAC) and lends its header and payload.
+    pub fn open<'a>(&self, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), CodecError> {
+        self.registry.open_value(bytes)
+    }
+
+    /// Decodes a payload opened by [`Codec::open`]. The common case (written by this cache's
+    /// own pipeline) skips resolving the pipeline name again.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        header: &Header,
+        payload: &[u8],
+    ) -> Result<T, CodecError> {
         if header.pipeline() == self.pipeline.name() {
             self.pipeline.decode(payload)
         } else {

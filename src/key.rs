@@ -32,7 +32,7 @@
 //! `HashMap` and `BTreeMap` with the same entries hash the same (entries are sorted).
 //! `std::hash` and `DefaultHasher` are not used: they differ between runs and releases.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde::ser::{self, Serialize};
 
@@ -77,12 +77,15 @@ pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
         hasher.update(part);
     }
     let hash = hasher.finalize();
-    let mut key = String::with_capacity(namespace.len() + 48);
-    let _ = write!(key, "{namespace}@{version}:");
+    let mut key = Vec::with_capacity(namespace.len() + 12 + 2 * HASH_BYTES);
+    key.extend_from_slice(namespace.as_bytes());
+    let _ = write!(key, "@{version}:");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in &hash.as_bytes()[..HASH_BYTES] {
-        let _ = write!(key, "{b:02x}");
+        key.push(HEX[usize::from(b >> 4)]);
+        key.push(HEX[usize::from(b & 15)]);
     }
-    key.into_bytes()
+    key
 }
 
 /// The namespace part of a store key written by [`store_key`], if it has that shape.
