@@ -663,7 +663,10 @@ fn reader_racing_a_writer_sees_only_whole_values() {
 }
 
 /// A small log written by every kind of write, with the model state after each record.
-fn mixed_log(path: &Path) -> Vec<(u64, BTreeMap<Vec<u8>, Vec<u8>>)> {
+/// `(file length, contents)` after each step of a mixed workload.
+type States = Vec<(u64, BTreeMap<Vec<u8>, Vec<u8>>)>;
+
+fn mixed_log(path: &Path) -> States {
     let store = fast(path);
     let mut model = BTreeMap::new();
     let mut states = vec![(store.stats().file_bytes, model.clone())];
