@@ -44,7 +44,7 @@ fn key_of(seq: u64) -> Vec<u8> {
 /// The exact bytes written for `seq`: a self-describing prefix, then a pattern. Every few
 /// values are large (256 KiB) so a kill often lands mid-write.
 fn value_of(seq: u64) -> Vec<u8> {
-    let len = if seq % 5 == 0 {
+    let len = if seq.is_multiple_of(5) {
         256 << 10
     } else {
         (seq * 7919 % 3000) as usize
