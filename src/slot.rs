@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cache::timed;
+use crate::cache::{timed, RELAXED};
 use crate::key::canonical_bytes;
 use crate::stats::Atomics;
 use crate::{Cache, Result};
@@ -56,8 +56,14 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
     /// The value, if the slot holds one computed with `params` (and not expired).
     pub fn get<P: Serialize + ?Sized>(&self, params: &P) -> Result<Option<T>> {
         let want = params_hash(params)?;
-        let held: Option<(String, T)> = self.cache.lookup(&self.key, &self.stats)?;
-        Ok(held.and_then(|(have, v)| (have == want).then_some(v)))
+        match self.cache.lookup::<(String, T)>(&self.key, &self.stats)? {
+            Some((have, v)) if have == want => Ok(Some(v)),
+            Some(_) => {
+                self.count_as_miss();
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     /// The value for `params`: the held one if it was computed with them, else `compute()`'s,
@@ -72,11 +78,18 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
             if have == want {
                 return Ok(v);
             }
+            self.count_as_miss();
         }
         let value = timed(&self.stats, compute);
         self.cache
             .store_value(&self.key, &(&want, &value), None, &self.stats)?;
         Ok(value)
+    }
+
+    /// A value held for other parameters was counted as a hit by the lookup: it is a miss.
+    fn count_as_miss(&self) {
+        self.stats.hits.fetch_sub(1, RELAXED);
+        self.stats.misses.fetch_add(1, RELAXED);
     }
 
     /// Empties the slot; returns whether it held a value.

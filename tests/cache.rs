@@ -497,6 +497,8 @@ fn a_slot_recomputes_for_other_parameters_and_replaces_its_value() {
     assert_eq!(slot.get(&(true, 0.0, 1.0)).unwrap(), None, "replaced");
     assert_eq!(slot.get(&(false, 0.0, 1.0)).unwrap(), Some(vec![3.0; 3]));
     assert_eq!(cache.store().len().unwrap(), 1, "a slot holds one value");
+    let st = cache.stats().namespaces["embeddings"];
+    assert_eq!((st.hits, st.stores), (2, 2), "{st:?}");
     assert_eq!(n, 2);
 }
 
