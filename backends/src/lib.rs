@@ -18,6 +18,8 @@
 //! |---|---|---|---|
 //! | [`MemoryStore`] | nothing | threads | none |
 
+#[cfg(feature = "lmdb")]
+pub mod array;
 mod blob;
 mod error;
 mod key;
