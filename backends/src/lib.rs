@@ -17,12 +17,15 @@
 //! | store | on disk | concurrency | durability |
 //! |---|---|---|---|
 //! | [`MemoryStore`] | nothing | threads | none |
+//! | `LmdbStore` (feature `lmdb`) | LMDB environment | threads + processes | flush (default) or none |
 
 #[cfg(feature = "lmdb")]
 pub mod array;
 mod blob;
 mod error;
 mod key;
+#[cfg(feature = "lmdb")]
+pub mod lmdb;
 mod memory;
 mod store;
 
@@ -32,5 +35,7 @@ pub mod testkit;
 pub use blob::Blob;
 pub use error::{Error, Result};
 pub use key::KeyDisplay;
+#[cfg(feature = "lmdb")]
+pub use lmdb::LmdbStore;
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryMeta, Store};

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use heed::types::Bytes;
-use heed::Database;
+use heed::{CommitOrAbort, Database};
 
 use super::dtype::{DType, Element};
-use super::env::{self, LmdbEnv, LmdbOptions, TxnError};
+use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
 use crate::{Error, KeyDisplay, Result};
 
 /// The nested environment holding per-key metadata, a subdirectory of the main one.
@@ -54,9 +54,28 @@ impl std::fmt::Debug for NumpyLmdb {
     }
 }
 
+/// Creates (or opens) the unnamed database, in its own write transaction.
+///
+/// `LmdbEnv::create_database` only takes a name, and heed 0.23 opens databases only through
+/// `create_databases_and_commit`, which takes the write transaction by value; so this opens
+/// one on the raw environment, bypassing `LmdbEnv`'s resize gate. That is safe as long as no
+/// other thread of this process resizes this environment at the same instant, which holds
+/// because it runs right after `LmdbEnv::open` of an environment only `NumpyLmdb` uses.
 fn unnamed_db(env: &LmdbEnv) -> Result<Database<'static, Bytes, Bytes>> {
-    // Opened once, right after the environment, before anyone else transacts on it.
-    env::create_database(env.heed(), None).map_err(|e| env.map_heed_error(e))
+    let raw = env.heed();
+    let open = || -> heed::Result<Database<'static, Bytes, Bytes>> {
+        let wtxn = raw.write_txn()?;
+        let created = raw.create_databases_and_commit(wtxn, |opener, wtxn| {
+            opener
+                .create_database::<Bytes, Bytes>(wtxn, None)
+                .map(CommitOrAbort::<_, ()>::Commit)
+        })?;
+        match created {
+            CommitOrAbort::Commit(db) => Ok(db),
+            CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
+        }
+    };
+    open().map_err(|e| env.map_heed_error(e))
 }
 
 impl NumpyLmdb {
@@ -66,10 +85,14 @@ impl NumpyLmdb {
     /// Opens (creating if needed) the store in directory `path`, whose values hold `dtype`
     /// elements. Use `DType::F32` for stores made with the tool's default.
     pub fn open(path: impl AsRef<Path>, dtype: DType) -> Result<NumpyLmdb> {
+        Self::open_with(path, dtype, &LmdbOptions::default())
+    }
+
+    /// Like [`NumpyLmdb::open`], with `options` for both environments.
+    pub fn open_with(path: impl AsRef<Path>, dtype: DType, options: &LmdbOptions) -> Result<NumpyLmdb> {
         let path = path.as_ref();
-        let options = LmdbOptions::default();
-        let main = LmdbEnv::open(path, &options)?;
-        let meta = LmdbEnv::open(path.join(METADATA_DIR), &options)?;
+        let main = LmdbEnv::open(path, options)?;
+        let meta = LmdbEnv::open(path.join(METADATA_DIR), options)?;
         let db = unnamed_db(&main)?;
         let meta_db = unnamed_db(&meta)?;
         Ok(NumpyLmdb {

@@ -43,7 +43,6 @@ compile_error!("cacher-store's array module stores little-endian data and lends 
 
 mod compat;
 mod dtype;
-mod env;
 mod layout;
 mod npy;
 mod store;

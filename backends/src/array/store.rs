@@ -10,7 +10,7 @@ use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn, WithoutTls};
 
 use super::dtype::{DType, Element};
-use super::env::{LmdbEnv, LmdbOptions, TxnError};
+use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
 use super::layout::{self, LayoutError, MAX_NDIM};
 use super::npy::{self, NpyError, NpyHeader};
 use crate::{Blob, EntryMeta, Error, Result, Store};
@@ -187,9 +187,17 @@ enum Slot<'k> {
 }
 
 impl ArrayStore {
-    /// Opens (creating if needed) the array store in environment directory `path`.
+    /// Opens (creating if needed) the array store in environment directory `path`, with
+    /// [`LmdbOptions::default`] (the map starts at 64 MiB and grows by itself).
     pub fn open(path: impl AsRef<Path>) -> Result<ArrayStore> {
-        let env = LmdbEnv::open(path.as_ref(), &LmdbOptions::default())?;
+        Self::open_with(path, &LmdbOptions::default())
+    }
+
+    /// Opens the array store in `path` with `options` (map size, cap, durability). As with
+    /// every [`LmdbEnv`], a second open of one directory in a process shares the first's
+    /// environment and options.
+    pub fn open_with(path: impl AsRef<Path>, options: &LmdbOptions) -> Result<ArrayStore> {
+        let env = LmdbEnv::open(path.as_ref(), options)?;
         let direct = env.create_database(DIRECT_DB)?;
         let long = env.create_database(LONG_DB)?;
         let info = env.create_database(INFO_DB)?;
