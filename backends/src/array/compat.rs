@@ -35,7 +35,7 @@ const METADATA_DIR: &str = "metadata.lmdb";
 /// store.set_metadata("cat", &serde_json::json!({"source": "clip"}))?;
 /// assert_eq!(store.get::<f32>("cat")?, Some(vec![0.5, 1.5, 2.5]));
 /// assert_eq!(store.metadata("cat")?.unwrap()["source"], "clip");
-/// # Ok::<(), cacher_store::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct NumpyLmdb {
     main: LmdbEnv,
@@ -89,7 +89,11 @@ impl NumpyLmdb {
     }
 
     /// Like [`NumpyLmdb::open`], with `options` for both environments.
-    pub fn open_with(path: impl AsRef<Path>, dtype: DType, options: &LmdbOptions) -> Result<NumpyLmdb> {
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        dtype: DType,
+        options: &LmdbOptions,
+    ) -> Result<NumpyLmdb> {
         let path = path.as_ref();
         let main = LmdbEnv::open(path, options)?;
         let meta = LmdbEnv::open(path.join(METADATA_DIR), options)?;
@@ -148,7 +152,11 @@ impl NumpyLmdb {
                 return Err(Error::corrupt(
                     self.main.path(),
                     Some(key.as_bytes()),
-                    format!("{} bytes is not a whole number of {}", bytes.len(), self.dtype),
+                    format!(
+                        "{} bytes is not a whole number of {}",
+                        bytes.len(),
+                        self.dtype
+                    ),
                 )
                 .into());
             }

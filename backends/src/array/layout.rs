@@ -93,7 +93,10 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, LayoutError> {
     let bad = |s: String| Err(LayoutError::Corrupt(s));
     if value.len() < 6 {
-        return bad(format!("array value is {} bytes, shorter than its header", value.len()));
+        return bad(format!(
+            "array value is {} bytes, shorter than its header",
+            value.len()
+        ));
     }
     if value[..4] != MAGIC {
         return bad(format!("bad array magic {:02x?}", &value[..4]));
@@ -106,7 +109,10 @@ pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, LayoutError> {
         return bad("array format version 0 does not exist".into());
     }
     if value.len() < FIXED {
-        return bad(format!("array value is {} bytes, shorter than its header", value.len()));
+        return bad(format!(
+            "array value is {} bytes, shorter than its header",
+            value.len()
+        ));
     }
     let Some(dtype) = DType::from_code(value[6]) else {
         return bad(format!("unknown dtype code {}", value[6]));
@@ -120,15 +126,22 @@ pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, LayoutError> {
     let data_len = u64_at(value, 24);
     let shape_end = FIXED + 8 * ndim;
     if value.len() < shape_end {
-        return bad(format!("array value of {} bytes cut inside its shape", value.len()));
+        return bad(format!(
+            "array value of {} bytes cut inside its shape",
+            value.len()
+        ));
     }
     let shape: Vec<u64> = (0..ndim).map(|i| u64_at(value, FIXED + 8 * i)).collect();
     let meta_end = (shape_end as u64).checked_add(meta_len);
     if meta_end.is_none_or(|e| e > data_off) {
-        return bad(format!("metadata of {meta_len} bytes runs past the data offset {data_off}"));
+        return bad(format!(
+            "metadata of {meta_len} bytes runs past the data offset {data_off}"
+        ));
     }
     if data_off % DATA_ALIGN as u64 != 0 {
-        return bad(format!("data offset {data_off} is not a multiple of {DATA_ALIGN}"));
+        return bad(format!(
+            "data offset {data_off} is not a multiple of {DATA_ALIGN}"
+        ));
     }
     let expected = element_count(&shape).and_then(|n| n.checked_mul(dtype.size() as u64));
     if expected != Some(data_len) {

@@ -127,8 +127,8 @@ impl Parser<'_> {
                             while self.at < self.s.len() && self.s[self.at].is_ascii_digit() {
                                 self.at += 1;
                             }
-                            let text = std::str::from_utf8(&self.s[start..self.at])
-                                .expect("ASCII digits");
+                            let text =
+                                std::str::from_utf8(&self.s[start..self.at]).expect("ASCII digits");
                             let d = text.parse::<u64>().map_err(|_| {
                                 NpyError::Corrupt(format!("npy header: dimension {text} too large"))
                             })?;
@@ -223,7 +223,9 @@ pub(crate) fn read_header(r: &mut dyn Read) -> Result<NpyHeader, NpyError> {
         }
     };
     if header_len > MAX_HEADER {
-        return Err(NpyError::Corrupt(format!("npy header of {header_len} bytes is too long")));
+        return Err(NpyError::Corrupt(format!(
+            "npy header of {header_len} bytes is too long"
+        )));
     }
     let mut header = vec![0u8; header_len];
     r.read_exact(&mut header)?;
@@ -278,7 +280,10 @@ pub(crate) fn read_header(r: &mut dyn Read) -> Result<NpyHeader, NpyError> {
         big_endian,
     };
     if h.data_len().is_none() {
-        return Err(NpyError::Corrupt(format!("npy shape {:?} overflows", h.shape)));
+        return Err(NpyError::Corrupt(format!(
+            "npy shape {:?} overflows",
+            h.shape
+        )));
     }
     Ok(h)
 }
@@ -299,7 +304,10 @@ pub(crate) fn encode_header(dtype: DType, shape: &[u64]) -> Vec<u8> {
         [n] => format!("({n},)"),
         dims => format!(
             "({})",
-            dims.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            dims.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let dict = format!(
@@ -307,7 +315,11 @@ pub(crate) fn encode_header(dtype: DType, shape: &[u64]) -> Vec<u8> {
         dtype.npy_descr()
     );
     // Version 1.0 stores the header length in a u16; fall back to 2.0 (u32) when it is longer.
-    let (major, len_size) = if 10 + dict.len() < 65_000 { (1u8, 2) } else { (2u8, 4) };
+    let (major, len_size) = if 10 + dict.len() < 65_000 {
+        (1u8, 2)
+    } else {
+        (2u8, 4)
+    };
     let prefix = 8 + len_size;
     let total = (prefix + dict.len() + 1).next_multiple_of(NPY_ALIGN);
     let header_len = total - prefix;
@@ -401,7 +413,9 @@ mod tests {
         assert!(corrupt(b"\x93NUMPX\x01\x00\x00\x00"));
         assert!(corrupt(b"\x93NUM"));
         assert!(corrupt(&with_dict("{'descr': '<f4', 'shape': (2,)}")));
-        assert!(corrupt(&with_dict("{'descr': '<f4', 'fortran_order': False, 'shape': (x,)}")));
+        assert!(corrupt(&with_dict(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (x,)}"
+        )));
         assert!(corrupt(&with_dict("{'descr': '<f4")));
         assert!(corrupt(&with_dict(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}"
@@ -418,9 +432,9 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }"
         )));
         // Fortran order is the same bytes as C order for 0-d and 1-d arrays.
-        assert!(read_header(&mut &with_dict(
-            "{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }"
-        )[..])
+        assert!(read_header(
+            &mut &with_dict("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }")[..]
+        )
         .is_ok());
     }
 }

@@ -10,9 +10,9 @@ use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn, WithoutTls};
 
 use super::dtype::{DType, Element};
-use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
 use super::layout::{self, LayoutError, MAX_NDIM};
 use super::npy::{self, NpyError, NpyHeader};
+use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
 use crate::{Blob, EntryMeta, Error, Result, Store};
 
 /// Arrays under keys of 1 to `max_key_size` (511) bytes, keyed by the key itself.
@@ -120,9 +120,13 @@ fn parse_json(bytes: &[u8]) -> Result<Option<serde_json::Value>> {
     if bytes.is_empty() {
         return Ok(None);
     }
-    serde_json::from_slice(bytes)
-        .map(Some)
-        .map_err(|e| Error::corrupt("<array metadata>", None, format!("metadata is not JSON: {e}")))
+    serde_json::from_slice(bytes).map(Some).map_err(|e| {
+        Error::corrupt(
+            "<array metadata>",
+            None,
+            format!("metadata is not JSON: {e}"),
+        )
+    })
 }
 
 /// A store of numpy-style typed arrays in an LMDB environment.
@@ -155,7 +159,7 @@ fn parse_json(bytes: &[u8]) -> Result<Option<serde_json::Value>> {
 /// assert_eq!(first, 1023.0);
 /// // Asking for the wrong type is an error, not a panic.
 /// assert!(store.get_owned::<u8>("doc-1").is_err());
-/// # Ok::<(), cacher_store::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct ArrayStore {
@@ -302,7 +306,9 @@ impl ArrayStore {
                 }
                 let prefix = long_prefix_len(key.len());
                 if entry.len() < prefix {
-                    return Err(self.corrupt(key, "long-key entry cut inside its key").into());
+                    return Err(self
+                        .corrupt(key, "long-key entry cut inside its key")
+                        .into());
                 }
                 if &entry[8..8 + key.len()] != key {
                     return Ok(None);
@@ -321,9 +327,10 @@ impl ArrayStore {
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), TxnError> {
         match self.slot(key) {
-            Slot::Direct(k) => self.inner.direct.put_reserved(wtxn, k, value_len, |space| {
-                fill(space)
-            })?,
+            Slot::Direct(k) => self
+                .inner
+                .direct
+                .put_reserved(wtxn, k, value_len, |space| fill(space))?,
             Slot::Long(hash) => {
                 let prefix = long_prefix_len(key.len());
                 self.inner
@@ -392,7 +399,9 @@ impl ArrayStore {
     ) -> Result<()> {
         let key = key.as_ref();
         self.check_shape(key, shape, data.len())?;
-        let meta = metadata.map(|m| m.to_string().into_bytes()).unwrap_or_default();
+        let meta = metadata
+            .map(|m| m.to_string().into_bytes())
+            .unwrap_or_default();
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let header = layout::encode_header(T::DTYPE, shape, &meta, bytes.len() as u64);
         self.inner.env.write(|wtxn| {
@@ -422,7 +431,10 @@ impl ArrayStore {
             return Err(Error::corrupt(
                 path,
                 None,
-                format!("the .npy data is cut: {file_len} bytes, need {}", data_start + data_len),
+                format!(
+                    "the .npy data is cut: {file_len} bytes, need {}",
+                    data_start + data_len
+                ),
             ));
         }
         self.import(key, &header, &mut |w: &mut dyn Write| {
@@ -443,7 +455,11 @@ impl ArrayStore {
 
     /// Imports a `.npy` stream under `key`. Unlike [`ArrayStore::put_npy`] the data is read
     /// into memory first (a reader cannot be rewound if LMDB must retry the write).
-    pub fn put_npy_reader(&self, key: impl AsRef<[u8]>, reader: &mut dyn Read) -> Result<ArrayInfo> {
+    pub fn put_npy_reader(
+        &self,
+        key: impl AsRef<[u8]>,
+        reader: &mut dyn Read,
+    ) -> Result<ArrayInfo> {
         let key = key.as_ref();
         let header = npy::read_header(reader).map_err(|e| npy_error("<reader>", "importing", e))?;
         let data_len = header.data_len().expect("checked by read_header");
@@ -534,7 +550,10 @@ impl ArrayStore {
     }
 
     /// The array under `key` copied out, with its shape.
-    pub fn get_owned<T: Element>(&self, key: impl AsRef<[u8]>) -> Result<Option<(Vec<T>, Vec<u64>)>> {
+    pub fn get_owned<T: Element>(
+        &self,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<(Vec<T>, Vec<u64>)>> {
         let key = key.as_ref();
         self.read(|r| Ok(r.get::<T>(key)?.map(ArrayView::into_owned)))
     }
@@ -562,7 +581,9 @@ impl ArrayStore {
         metadata: Option<&serde_json::Value>,
     ) -> Result<bool> {
         let key = key.as_ref();
-        let meta = metadata.map(|m| m.to_string().into_bytes()).unwrap_or_default();
+        let meta = metadata
+            .map(|m| m.to_string().into_bytes())
+            .unwrap_or_default();
         self.inner.env.write(|wtxn| -> Result<bool, TxnError> {
             let Some(value) = self.raw_value(wtxn, key)? else {
                 return Ok(false);
