@@ -138,7 +138,7 @@ pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, LayoutError> {
             "metadata of {meta_len} bytes runs past the data offset {data_off}"
         ));
     }
-    if data_off % DATA_ALIGN as u64 != 0 {
+    if !data_off.is_multiple_of(DATA_ALIGN as u64) {
         return bad(format!(
             "data offset {data_off} is not a multiple of {DATA_ALIGN}"
         ));

@@ -23,7 +23,9 @@
 //! 2030 bytes minus the key length) is always read zero-copy**; a smaller one is lent only
 //! when it happens to land aligned (always for `u8`/`i8`/`Bool`, which need no alignment) and
 //! otherwise copied into an aligned `Vec` (small by definition), which
-//! [`ArrayStore::stats`] counts as `copied_reads`. Keys longer than LMDB's 511-byte limit and
+//! [`ArrayStore::stats`] counts as `copied_reads`. To make every read zero-copy, turn on
+//! [`ArrayStore::set_align_small_arrays`]: small values are then padded with trailing zeros
+//! until LMDB must put them on an overflow page (a 4 KiB page per small array). Keys longer than LMDB's 511-byte limit and
 //! the empty key are stored under a hash with the key in front of the array; that prefix is
 //! padded to 16 bytes so the same rule holds.
 //!

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use heed::types::Bytes;
@@ -172,6 +172,11 @@ struct Inner {
     long: Database<'static, Bytes, Bytes>,
     info: Database<'static, Bytes, Bytes>,
     max_key: usize,
+    /// LMDB's `me_nodemax` for this page size: a leaf node (8-byte header + key + value)
+    /// larger than this sends the value to overflow pages.
+    node_max: usize,
+    /// Pad small values so they land on overflow pages (see `set_align_small_arrays`).
+    align_small: AtomicBool,
     zero_copy_reads: AtomicU64,
     copied_reads: AtomicU64,
 }
@@ -206,6 +211,9 @@ impl ArrayStore {
         let long = env.create_database(LONG_DB)?;
         let info = env.create_database(INFO_DB)?;
         let max_key = env.heed().max_key_size();
+        let page_size = env.read(|txn| direct.stat(txn))?.page_size as usize;
+        // mdb.c: me_nodemax = (((psize - PAGEHDRSZ) / MDB_MINKEYS) & -2) - sizeof(indx_t).
+        let node_max = (((page_size - 16) / 2) & !1) - 2;
         let store = ArrayStore {
             inner: Arc::new(Inner {
                 env,
@@ -213,6 +221,8 @@ impl ArrayStore {
                 long,
                 info,
                 max_key,
+                node_max,
+                align_small: AtomicBool::new(false),
                 zero_copy_reads: AtomicU64::new(0),
                 copied_reads: AtomicU64::new(0),
             }),
@@ -252,6 +262,15 @@ impl ArrayStore {
     /// The environment directory.
     pub fn path(&self) -> &Path {
         self.inner.env.path()
+    }
+
+    /// With `true`, later writes pad every array value too small for an LMDB overflow page
+    /// (about 2 KiB with 4 KiB pages) with trailing zeros until LMDB must put it on one, so
+    /// every typed read of it is zero-copy; the price is a whole page per small array. Arrays
+    /// of 1-byte dtypes are never padded (they need no alignment). Off by default; shared by
+    /// clones of this handle, not stored on disk.
+    pub fn set_align_small_arrays(&self, on: bool) {
+        self.inner.align_small.store(on, Ordering::Relaxed);
     }
 
     /// Counts of zero-copy and copied typed reads since this store was opened.
@@ -318,29 +337,46 @@ impl ArrayStore {
         }
     }
 
-    /// Writes an array value of `value_len` bytes under `key`; `fill` writes the value bytes.
+    /// Writes an array value of `value_len` bytes holding `dtype` elements under `key`;
+    /// `fill` writes the value bytes.
     fn put_value(
         &self,
         wtxn: &mut RwTxn<'_>,
         key: &[u8],
+        dtype: DType,
         value_len: usize,
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), TxnError> {
+        let pad = self.inner.align_small.load(Ordering::Relaxed) && dtype.size() > 1;
+        // The smallest entry whose leaf node exceeds `node_max`, i.e. that goes to overflow.
+        let padded = |stored_key_len: usize, len: usize| {
+            let min = (self.inner.node_max + 1).saturating_sub(8 + stored_key_len);
+            if pad {
+                len.max(min)
+            } else {
+                len
+            }
+        };
         match self.slot(key) {
-            Slot::Direct(k) => self
-                .inner
-                .direct
-                .put_reserved(wtxn, k, value_len, |space| fill(space))?,
+            Slot::Direct(k) => {
+                let len = padded(k.len(), value_len);
+                self.inner.direct.put_reserved(wtxn, k, len, |space| {
+                    fill(space)?;
+                    space.fill_zeroes();
+                    Ok(())
+                })?
+            }
             Slot::Long(hash) => {
                 let prefix = long_prefix_len(key.len());
-                self.inner
-                    .long
-                    .put_reserved(wtxn, &hash, prefix + value_len, |space| {
-                        space.write_all(&(key.len() as u64).to_le_bytes())?;
-                        space.write_all(key)?;
-                        space.write_all(&vec![0; prefix - 8 - key.len()])?;
-                        fill(space)
-                    })?
+                let len = padded(hash.len(), prefix + value_len);
+                self.inner.long.put_reserved(wtxn, &hash, len, |space| {
+                    space.write_all(&(key.len() as u64).to_le_bytes())?;
+                    space.write_all(key)?;
+                    space.write_all(&vec![0; prefix - 8 - key.len()])?;
+                    fill(space)?;
+                    space.fill_zeroes();
+                    Ok(())
+                })?
             }
         }
         Ok(())
@@ -405,7 +441,7 @@ impl ArrayStore {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let header = layout::encode_header(T::DTYPE, shape, &meta, bytes.len() as u64);
         self.inner.env.write(|wtxn| {
-            self.put_value(wtxn, key, header.len() + bytes.len(), |w| {
+            self.put_value(wtxn, key, T::DTYPE, header.len() + bytes.len(), |w| {
                 w.write_all(&header)?;
                 w.write_all(bytes)
             })
@@ -495,7 +531,7 @@ impl ArrayStore {
         let total = usize::try_from(value_header.len() as u64 + data_len)
             .map_err(|_| self.unsupported("put_npy", "array too large".into()))?;
         self.inner.env.write(|wtxn| {
-            self.put_value(wtxn, key, total, |w| {
+            self.put_value(wtxn, key, header.dtype, total, |w| {
                 w.write_all(&value_header)?;
                 write_data(w)
             })
@@ -592,7 +628,7 @@ impl ArrayStore {
             let header = layout::encode_header(d.dtype, &d.shape, &meta, d.data.len() as u64);
             // The old value lives in pages this write may reuse: copy its data first.
             let data = d.data.to_vec();
-            self.put_value(wtxn, key, header.len() + data.len(), |w| {
+            self.put_value(wtxn, key, d.dtype, header.len() + data.len(), |w| {
                 w.write_all(&header)?;
                 w.write_all(&data)
             })?;
@@ -902,7 +938,7 @@ impl Store for ArrayStore {
             .collect();
         self.inner.env.write(|wtxn| -> Result<(), TxnError> {
             for ((k, v), h) in entries.iter().zip(&headers) {
-                self.put_value(wtxn, k, h.len() + v.len(), |w| {
+                self.put_value(wtxn, k, DType::U8, h.len() + v.len(), |w| {
                     w.write_all(h)?;
                     w.write_all(v)
                 })?;

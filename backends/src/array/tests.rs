@@ -170,6 +170,33 @@ fn small_unaligned_arrays_are_copied_and_counted() {
 }
 
 #[test]
+fn padded_small_arrays_are_always_lent_without_copying() {
+    let (_dir, store) = store();
+    store.set_align_small_arrays(true);
+    let keys: Vec<Vec<u8>> = (1..=16)
+        .map(|n| vec![b'k'; n])
+        .chain([vec![], vec![b'L'; 600]])
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        store.put(k, &[i as f64, 0.5], &[2]).unwrap();
+    }
+    store
+        .read(|r| {
+            for (i, k) in keys.iter().enumerate() {
+                let v = r.get::<f64>(k)?.unwrap();
+                assert_eq!(v.as_slice(), &[i as f64, 0.5]);
+                assert!(v.is_zero_copy(), "key of {} bytes was copied", k.len());
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.stats().copied_reads, 0);
+    // The padding is invisible: the byte view is the 16 element bytes.
+    assert_eq!(Store::get(&store, b"k").unwrap().map(|v| v.len()), Some(16));
+    assert_eq!(Store::meta(&store, b"k").unwrap().map(|m| m.len), Some(16));
+}
+
+#[test]
 fn metadata_per_key_and_for_the_store_round_trips() {
     let (_dir, store) = store();
     let meta = json!({"model": "clip", "dim": 3});
