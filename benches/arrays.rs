@@ -39,7 +39,12 @@ fn array_get(c: &mut Criterion) {
         let data: Vec<f32> = (0..bytes / 4).map(|i| i as f32).collect();
         store.put(name, &data, &[data.len() as u64]).unwrap();
         padded.put(name, &data, &[data.len() as u64]).unwrap();
-        write_npy(dir.path().join(format!("{name}.npy")), &data, &[data.len() as u64]).unwrap();
+        write_npy(
+            dir.path().join(format!("{name}.npy")),
+            &data,
+            &[data.len() as u64],
+        )
+        .unwrap();
     }
     let mut group = c.benchmark_group("array_get");
     group.sample_size(20);
