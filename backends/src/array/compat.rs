@@ -6,6 +6,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database};
 
 use super::dtype::{DType, Element};
+use super::store::Rows;
 use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
 use crate::{Error, KeyDisplay, Result};
 
@@ -164,6 +165,69 @@ impl NumpyLmdb {
                 Ok(slice) => f(slice),
                 Err(_) => f(&bytemuck::pod_collect_to_vec::<u8, T>(bytes)),
             }))
+        })
+    }
+
+    /// Reads many keys' vectors into one contiguous row-major matrix, in one read transaction
+    /// (the embeddings of a batch of ids). Missing keys give zero rows listed in
+    /// [`Rows::missing`]; vectors of different lengths are an error.
+    pub fn get_rows<T: Element, K: AsRef<str>>(&self, keys: &[K]) -> Result<Rows<T>> {
+        self.check_type::<T>("get_rows")?;
+        let db = self.db;
+        let size = self.dtype.size();
+        self.main.read(|txn| -> Result<Rows<T>, TxnError> {
+            let mut data: Vec<T> = Vec::new();
+            let mut cols: Option<usize> = None;
+            let mut missing = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let key = key.as_ref();
+                let Some(bytes) = db.get(txn, key.as_bytes())? else {
+                    missing.push(i);
+                    if let Some(c) = cols {
+                        data.resize(data.len() + c, T::zeroed());
+                    }
+                    continue;
+                };
+                if bytes.len() % size != 0 {
+                    return Err(Error::corrupt(
+                        self.main.path(),
+                        Some(key.as_bytes()),
+                        format!(
+                            "{} bytes is not a whole number of {}",
+                            bytes.len(),
+                            self.dtype
+                        ),
+                    )
+                    .into());
+                }
+                let n = bytes.len() / size;
+                match cols {
+                    None => {
+                        cols = Some(n);
+                        data.reserve(keys.len() * n);
+                        data.resize(missing.len() * n, T::zeroed());
+                    }
+                    Some(c) if c != n => {
+                        return Err(Error::Unsupported {
+                            op: "get_rows",
+                            path: self.main.path().to_path_buf(),
+                            reason: format!("key {key:?} holds {n} elements, earlier ones {c}"),
+                        }
+                        .into())
+                    }
+                    Some(_) => {}
+                }
+                // Raw values have no alignment promise: copy bytewise into the typed rows.
+                let start = data.len();
+                data.resize(start + n, T::zeroed());
+                bytemuck::cast_slice_mut::<T, u8>(&mut data[start..]).copy_from_slice(bytes);
+            }
+            Ok(Rows {
+                data,
+                rows: keys.len(),
+                cols: cols.unwrap_or(0),
+                missing,
+            })
         })
     }
 

@@ -658,9 +658,38 @@ md.close()
     );
     let err = store.get::<f64>("item-1").unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    // And write to it: Rust adds, Python sees it in the same store.
+    let rows = store
+        .get_rows::<f32, _>(&["item-2", "nope", "item-5"])
+        .unwrap();
+    assert_eq!(
+        (rows.rows, rows.cols, rows.missing.clone()),
+        (3, 8, vec![1])
+    );
+    assert_eq!(&rows.data[..8], &[2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    assert_eq!(&rows.data[8..16], &[0.0; 8]);
+    assert_eq!(rows.data[16], 5.0);
+    assert!(store.get_rows::<f32, _>(&["item-1", "ключ"]).is_err());
+    // And write to it: Rust adds and deletes, Python sees it in the same store.
     store.put("from-rust", &[9.0f32, 8.0]).unwrap();
     assert!(store.delete("item-0").unwrap());
+    store
+        .set_metadata("from-rust", &json!({"by": "rust"}))
+        .unwrap();
+    drop(store);
+    let check = r#"
+import sys, os, json, lmdb, numpy as np
+path = sys.argv[1]
+env = lmdb.open(path, readonly=True)
+with env.begin() as txn:
+    assert txn.get(b"item-0") is None
+    assert list(np.frombuffer(txn.get(b"from-rust"), dtype=np.float32)) == [9.0, 8.0]
+    assert txn.stat()["entries"] == 101
+md = lmdb.open(os.path.join(path, "metadata.lmdb"), readonly=True)
+with md.begin() as txn:
+    assert json.loads(txn.get(b"from-rust")) == {"by": "rust"}
+print("ok")
+"#;
+    assert_eq!(python(check, &[dir.path()]).trim(), "ok");
 }
 
 #[test]
