@@ -442,6 +442,36 @@ fn golden_value_fixtures_decode_forever() {
 }
 
 #[test]
+fn golden_numpy_npy_fixtures_are_read_forever() {
+    // Written by numpy (fixtures/array/make_numpy_fixtures.py), read without Python.
+    let f = |name: &str| fixtures().join(name);
+    let want: Vec<f32> = (0..6).map(|x| x as f32 / 4.0).collect();
+    assert_eq!(
+        read_npy::<f32>(f("numpy-f32-3x2.npy")).unwrap(),
+        (want, vec![3, 2])
+    );
+    assert_eq!(
+        read_npy::<i64>(f("numpy-i64-scalar.npy")).unwrap(),
+        (vec![-7], vec![])
+    );
+    assert_eq!(
+        read_npy::<u8>(f("numpy-u8-empty.npy")).unwrap(),
+        (vec![], vec![0, 3])
+    );
+    assert_eq!(
+        read_npy::<u16>(f("numpy-be-u16.npy")).unwrap(),
+        (vec![1, 256, 65535], vec![3])
+    );
+    let (_dir, store) = store();
+    let info = store.put_npy("be", f("numpy-be-u16.npy")).unwrap();
+    assert_eq!(info.dtype, DType::U16);
+    assert_eq!(
+        store.get_owned::<u16>("be").unwrap(),
+        Some((vec![1, 256, 65535], vec![3]))
+    );
+}
+
+#[test]
 fn npy_export_and_import_round_trip_in_rust() {
     let (dir, store) = store();
     let data: Vec<i16> = (0..24).collect();
