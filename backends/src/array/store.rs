@@ -448,8 +448,9 @@ impl ArrayStore {
         })
     }
 
-    /// Imports the `.npy` file at `path` under `key`, streaming its data into the store (no
-    /// copy of the array is held in memory). Big-endian files are converted; fortran-order
+    /// Imports the `.npy` file at `path` under `key`, streaming its data in 1 MiB chunks
+    /// straight into the space LMDB reserves for the value (no buffer of the whole array; LMDB
+    /// itself keeps the new pages in memory until the commit). Big-endian files are converted; fortran-order
     /// files with more than one axis, and dtypes other than the [`DType`]s, are refused with
     /// [`Error::Unsupported`]; a malformed file is [`Error::Corrupt`].
     pub fn put_npy(&self, key: impl AsRef<[u8]>, path: impl AsRef<Path>) -> Result<ArrayInfo> {
@@ -604,7 +605,10 @@ impl ArrayStore {
     pub fn metadata(&self, key: impl AsRef<[u8]>) -> Result<Option<serde_json::Value>> {
         let key = key.as_ref();
         self.read(|r| match r.decoded(key)? {
-            Some(d) => parse_json(d.meta),
+            Some(d) => parse_json(d.meta).map_err(|e| match e {
+                Error::Corrupt { reason, .. } => self.corrupt(key, reason),
+                e => e,
+            }),
             None => Ok(None),
         })
     }
@@ -641,7 +645,12 @@ impl ArrayStore {
         let info = self.inner.info;
         self.inner.env.read(|txn| -> Result<_, TxnError> {
             Ok(match info.get(txn, INFO_METADATA)? {
-                Some(bytes) => parse_json(bytes)?,
+                Some(bytes) => parse_json(bytes).map_err(|e| match e {
+                    Error::Corrupt { reason, .. } => {
+                        Error::corrupt(self.path(), None, format!("store {reason}"))
+                    }
+                    e => e,
+                })?,
                 None => None,
             })
         })
