@@ -448,6 +448,36 @@ impl ArrayStore {
         })
     }
 
+    /// Stores many arrays `(key, data, shape)` in one transaction (e.g. a batch of
+    /// embeddings); later entries win over earlier ones with the same key.
+    pub fn put_arrays<T: Element, K: AsRef<[u8]>>(
+        &self,
+        entries: &[(K, &[T], &[u64])],
+    ) -> Result<()> {
+        let mut headers = Vec::with_capacity(entries.len());
+        for (key, data, shape) in entries {
+            self.check_shape(key.as_ref(), shape, data.len())?;
+            let len = std::mem::size_of_val(*data) as u64;
+            headers.push(layout::encode_header(T::DTYPE, shape, &[], len));
+        }
+        self.inner.env.write(|wtxn| -> Result<(), TxnError> {
+            for ((key, data, _), header) in entries.iter().zip(&headers) {
+                let bytes: &[u8] = bytemuck::cast_slice(data);
+                self.put_value(
+                    wtxn,
+                    key.as_ref(),
+                    T::DTYPE,
+                    header.len() + bytes.len(),
+                    |w| {
+                        w.write_all(header)?;
+                        w.write_all(bytes)
+                    },
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     /// Imports the `.npy` file at `path` under `key`, streaming its data in 1 MiB chunks
     /// straight into the space LMDB reserves for the value (no buffer of the whole array; LMDB
     /// itself keeps the new pages in memory until the commit). Big-endian files are converted; fortran-order

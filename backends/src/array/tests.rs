@@ -267,10 +267,26 @@ fn long_and_empty_keys_hold_arrays_and_list_back() {
 #[test]
 fn get_rows_stacks_vectors_and_marks_missing_keys() {
     let (_dir, store) = store();
-    for i in 0..5u32 {
-        let v: Vec<f32> = (0..4).map(|j| (i * 10 + j) as f32).collect();
-        store.put(format!("id{i}"), &v, &[4]).unwrap();
-    }
+    let vectors: Vec<(String, Vec<f32>)> = (0..5u32)
+        .map(|i| {
+            (
+                format!("id{i}"),
+                (0..4).map(|j| (i * 10 + j) as f32).collect(),
+            )
+        })
+        .collect();
+    let entries: Vec<(&str, &[f32], &[u64])> = vectors
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice(), &[4u64][..]))
+        .collect();
+    store.put_arrays(&entries).unwrap();
+    let bad: [(&str, &[f32], &[u64]); 2] = [("ok", &[1.0], &[1]), ("bad", &[1.0], &[2])];
+    assert!(store.put_arrays(&bad).is_err());
+    assert_eq!(
+        store.get_owned::<f32>("ok").unwrap(),
+        None,
+        "nothing of a refused batch"
+    );
     let rows = store
         .get_rows::<f32, _>(&["missing", "id3", "id0", "nope", "id4"])
         .unwrap();
