@@ -1,0 +1,15 @@
+//! The LMDB layouts (feature `lmdb`), built on [`heed`].
+//!
+//! - [`LmdbEnv`]: one shared handle per environment directory per process, whose map grows by
+//!   itself, whose read transactions are not tied to a thread, and whose errors are this
+//!   crate's [`Error`](crate::Error). Every LMDB store here is built on it.
+//! - [`LmdbStore`]: the general byte store many processes share at once.
+//!
+//! `heed` is re-exported as [`heed`](self::heed) so callers name the same version.
+
+mod env;
+mod store;
+
+pub use env::{LmdbEnv, LmdbOptions, TxnError};
+pub use heed;
+pub use store::LmdbStore;
