@@ -7,7 +7,7 @@ use cacher_store::Store;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::clock::{millis, Clock, SystemClock};
+use crate::clock::{duration_ms, millis, Clock, SystemClock};
 use crate::codec::Codec;
 use crate::key::namespace_of;
 use crate::limits::{Eviction, Tracker};
@@ -250,7 +250,7 @@ impl Cache {
         ttl: Duration,
     ) -> Result<()> {
         let key = key.as_ref();
-        let until = self.now_ms().saturating_add(ttl.as_millis() as u64);
+        let until = self.now_ms().saturating_add(duration_ms(ttl));
         self.store_value(key, value, Some(until), &self.ns_stats(key))
     }
 
@@ -346,11 +346,8 @@ impl Cache {
         if let Some(tracker) = &self.inner.tracker {
             let victims = {
                 let mut t = lock(tracker);
-                *t = Tracker::new(t.policy());
                 live.sort();
-                for (_, key, size) in &live {
-                    t.insert(key, *size);
-                }
+                t.sync(&live);
                 t.over_limits(self.inner.max_entries, self.inner.max_bytes, None)
             };
             for key in victims {
@@ -362,22 +359,26 @@ impl Cache {
         Ok(report)
     }
 
-    /// Runs [`Cache::cleanup`] every `interval` on a background thread until the returned
-    /// handle is dropped. Errors are counted in the stats (`errors`) and retried next time.
+    /// Runs [`Cache::cleanup`] on a background thread at once and then every `interval`,
+    /// until the returned handle is dropped. Errors are counted in the stats (`errors`) and retried next time.
     pub fn spawn_cleanup(&self, interval: Duration) -> CleanupThread {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let weak = Arc::downgrade(&self.inner);
         let handle = std::thread::Builder::new()
             .name("cacher-cleanup".into())
             .spawn(move || loop {
+                // One pass at start, then one per interval: a handle dropped right away has
+                // still cleaned up once.
+                {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let cache = Cache { inner };
+                    if cache.cleanup().is_err() {
+                        cache.ns_stats(b"").errors.fetch_add(1, RELAXED);
+                    }
+                }
                 match stopped.recv_timeout(interval) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                let cache = Cache { inner };
-                if cache.cleanup().is_err() {
-                    cache.ns_stats(b"").errors.fetch_add(1, RELAXED);
                 }
             })
             .ok();
@@ -393,13 +394,18 @@ impl Cache {
         self.inner.stats.namespace(namespace_of(key).unwrap_or(""))
     }
 
+    /// An entry's own expiry (from the cache TTL when it was written, or a per-value TTL or
+    /// deadline) wins; an entry written without one expires by the cache's current TTL. The
+    /// cache-wide deadline applies to all.
     pub(crate) fn is_expired(&self, h: &EnvelopeMeta, now: u64) -> bool {
-        h.expires_ms.is_some_and(|e| e <= now)
-            || self.inner.deadline_ms.is_some_and(|d| d <= now)
-            || self
+        let own = match h.expires_ms {
+            Some(e) => e <= now,
+            None => self
                 .inner
                 .ttl
-                .is_some_and(|ttl| h.created_ms.saturating_add(ttl.as_millis() as u64) <= now)
+                .is_some_and(|ttl| h.created_ms.saturating_add(duration_ms(ttl)) <= now),
+        };
+        own || self.inner.deadline_ms.is_some_and(|d| d <= now)
     }
 
     /// Reads and decodes `key`; an expired value counts as a miss and is removed.
@@ -411,6 +417,8 @@ impl Cache {
         let start = Instant::now();
         let Some(blob) = self.inner.store.read(key)? else {
             stats.misses.fetch_add(1, RELAXED);
+            // Deleted behind our back (another process, a store-level delete).
+            self.with_tracker(|t| t.remove(key));
             return Ok(None);
         };
         let (header, payload) = self
@@ -457,7 +465,7 @@ impl Cache {
         let ttl_expiry = self
             .inner
             .ttl
-            .map(|ttl| now.saturating_add(ttl.as_millis() as u64));
+            .map(|ttl| now.saturating_add(duration_ms(ttl)));
         let expires_ms = [expires_ms.or(ttl_expiry), self.inner.deadline_ms]
             .into_iter()
             .flatten()

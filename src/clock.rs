@@ -41,7 +41,7 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+        self.0.fetch_add(duration_ms(by), Ordering::SeqCst);
     }
 
     /// Sets the clock.
@@ -58,7 +58,10 @@ impl Clock for ManualClock {
 
 /// `t` as milliseconds since the Unix epoch (0 before it).
 pub fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(duration_ms).unwrap_or(0)
+}
+
+/// `d` in whole milliseconds, saturating at `u64::MAX` (a TTL of centuries never wraps to 0).
+pub fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

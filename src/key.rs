@@ -30,6 +30,9 @@
 //! with string keys, so reordering fields keeps keys stable while renaming one changes them;
 //! enum variants are identified by name, so reordering variants keeps keys stable.
 //! `HashMap` and `BTreeMap` with the same entries hash the same (entries are sorted).
+//! **A `HashSet` is not stable**: serde writes it as a sequence in its random iteration
+//! order, so it gives different keys in different processes. Pass a `BTreeSet` (or a sorted
+//! `Vec`), or a custom key, instead.
 //! `std::hash` and `DefaultHasher` are not used: they differ between runs and releases.
 
 use std::io::Write as _;
@@ -57,10 +60,18 @@ pub fn canonical_args<T: Serialize + ?Sized>(
     skip: &[usize],
 ) -> Result<Vec<u8>, KeyError> {
     let mut out = Vec::with_capacity(64);
-    args.serialize(&mut Canonical {
+    let mut enc = Canonical {
         out: &mut out,
         skip,
-    })?;
+    };
+    args.serialize(&mut enc)?;
+    if !enc.skip.is_empty() {
+        // Ignoring "position 0" of a plain value (or of a Vec) would silently key on it, or
+        // drop an element of a collection: refuse instead.
+        return Err(KeyError(format!(
+            "arguments {skip:?} are ignored, but the arguments are not a tuple"
+        )));
+    }
     Ok(out)
 }
 
@@ -88,9 +99,13 @@ pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
     key
 }
 
-/// The namespace part of a store key written by [`store_key`], if it has that shape.
+/// The namespace part of a store key written by [`store_key`] (or of a slot's key,
+/// `name@slot`), if it has that shape.
 pub fn namespace_of(key: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(key).ok()?;
+    if let Some(slot) = text.strip_suffix("@slot") {
+        return Some(slot);
+    }
     let (head, hash) = text.rsplit_once(':')?;
     if hash.len() != HASH_BYTES * 2 {
         return None;
@@ -332,15 +347,26 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<SeqState<'a, 'b>, KeyError> {
         self.tag(0x0C);
+        Ok(SeqState {
+            enc: self,
+            index: 0,
+            skip: &[],
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<SeqState<'a, 'b>, KeyError> {
+        // Only the argument tuple itself has positions to ignore.
         let skip = std::mem::take(&mut self.skip);
+        if let Some(&bad) = skip.iter().find(|&&i| i >= len) {
+            return Err(KeyError(format!(
+                "argument position {bad} is ignored, but there are only {len} arguments"
+            )));
+        }
+        self.tag(0x0C);
         Ok(SeqState {
             enc: self,
             index: 0,
             skip,
         })
-    }
-    fn serialize_tuple(self, len: usize) -> Result<SeqState<'a, 'b>, KeyError> {
-        self.serialize_seq(Some(len))
     }
     fn serialize_tuple_struct(
         self,
@@ -601,9 +627,17 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         // Only the top level is skipped: nested tuples keep all their elements.
-        let d = canonical_args(&(("x", 1, 2),), &[2]).unwrap();
-        let e = canonical_args(&(("x", 1, 3),), &[2]).unwrap();
+        let d = canonical_args(&(("x", 1, 2), 0), &[1]).unwrap();
+        let e = canonical_args(&(("x", 1, 3), 0), &[1]).unwrap();
         assert_ne!(d, e);
+    }
+
+    #[test]
+    fn ignoring_positions_of_something_not_a_tuple_is_an_error() {
+        assert!(canonical_args(&7u32, &[0]).is_err());
+        assert!(canonical_args(&vec![1u32, 2, 3], &[0]).is_err());
+        assert!(canonical_args(&(1, 2), &[2]).is_err());
+        assert!(canonical_args(&vec![1u32, 2, 3], &[]).is_ok());
     }
 
     #[test]

@@ -107,6 +107,32 @@ impl Tracker {
         self.entries.insert(key, Info { size, rank, seq });
     }
 
+    /// Makes the tracked set equal `live` (`(created_ms, key, size)`, sorted by age, as found
+    /// by a scan): drops keys no longer stored, adds new ones in age order, updates sizes.
+    /// Keys already tracked keep their place, so a cleanup pass keeps LRU/LFU history.
+    pub fn sync(&mut self, live: &[(u64, Vec<u8>, u64)]) {
+        let present: std::collections::HashSet<&[u8]> =
+            live.iter().map(|(_, k, _)| &k[..]).collect();
+        let gone: Vec<Key> = self
+            .entries
+            .keys()
+            .filter(|k| !present.contains(&k[..]))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.remove(&k);
+        }
+        for (_, key, size) in live {
+            match self.entries.get_mut(&key[..]) {
+                Some(info) => {
+                    self.bytes = self.bytes - info.size + size;
+                    info.size = *size;
+                }
+                None => self.insert(key, *size),
+            }
+        }
+    }
+
     /// Records a read hit of `key`.
     pub fn touch(&mut self, key: &[u8]) {
         if self.policy == Eviction::Fifo {
@@ -207,6 +233,25 @@ mod tests {
         }
         t.touch(b"a");
         assert_eq!(evict(&mut t, 2), vec![b"a".to_vec()]);
+    }
+
+    #[test]
+    fn sync_keeps_the_order_of_known_entries_and_forgets_deleted_ones() {
+        let mut t = Tracker::new(Eviction::Lru);
+        for k in [b"a", b"b", b"c"] {
+            t.insert(k, 1);
+        }
+        t.touch(b"a");
+        // A scan finds b gone, a and c still there (c resized), and a new entry d.
+        t.sync(&[
+            (1, b"a".to_vec(), 1),
+            (2, b"c".to_vec(), 5),
+            (3, b"d".to_vec(), 1),
+        ]);
+        assert_eq!((t.len(), t.bytes()), (3, 7));
+        // LRU order is c (written before a was read), a, d.
+        assert_eq!(evict(&mut t, 2), vec![b"c".to_vec()]);
+        assert_eq!(evict(&mut t, 1), vec![b"a".to_vec()]);
     }
 
     #[test]

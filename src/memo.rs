@@ -434,7 +434,7 @@ impl Cache {
             let expires = opts
                 .ttl
                 .or(ttl)
-                .map(|t| self.now_ms().saturating_add(t.as_millis() as u64));
+                .map(|t| self.now_ms().saturating_add(crate::clock::duration_ms(t)));
             if self.store_value(key, stored, expires, stats).is_err() {
                 // The value is computed: returning it beats failing the call; the error is
                 // counted so a broken cache is visible in the stats.

@@ -55,15 +55,7 @@ fn params_hash<P: Serialize + ?Sized>(params: &P) -> Result<String> {
 impl<T: Serialize + DeserializeOwned> Slot<T> {
     /// The value, if the slot holds one computed with `params` (and not expired).
     pub fn get<P: Serialize + ?Sized>(&self, params: &P) -> Result<Option<T>> {
-        let want = params_hash(params)?;
-        match self.cache.lookup::<(String, T)>(&self.key, &self.stats)? {
-            Some((have, v)) if have == want => Ok(Some(v)),
-            Some(_) => {
-                self.count_as_miss();
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        self.held(&params_hash(params)?)
     }
 
     /// The value for `params`: the held one if it was computed with them, else `compute()`'s,
@@ -74,11 +66,8 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
         F: FnOnce() -> T,
     {
         let want = params_hash(params)?;
-        if let Some((have, v)) = self.cache.lookup::<(String, T)>(&self.key, &self.stats)? {
-            if have == want {
-                return Ok(v);
-            }
-            self.count_as_miss();
+        if let Some(v) = self.held(&want)? {
+            return Ok(v);
         }
         let value = timed(&self.stats, compute);
         self.cache
@@ -86,10 +75,25 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
         Ok(value)
     }
 
-    /// A value held for other parameters was counted as a hit by the lookup: it is a miss.
-    fn count_as_miss(&self) {
-        self.stats.hits.fetch_sub(1, RELAXED);
-        self.stats.misses.fetch_add(1, RELAXED);
+    /// The held value if it was computed for the parameters hashing to `want`. A value for
+    /// other parameters, or one that no longer decodes as `T` (the type changed), is a miss:
+    /// the slot is recomputed rather than failing.
+    fn held(&self, want: &str) -> Result<Option<T>> {
+        match self.cache.lookup::<(String, T)>(&self.key, &self.stats) {
+            Ok(Some((have, v))) if have == want => Ok(Some(v)),
+            Ok(Some(_)) => {
+                // The lookup counted a hit; for these parameters it is a miss.
+                self.stats.hits.fetch_sub(1, RELAXED);
+                self.stats.misses.fetch_add(1, RELAXED);
+                Ok(None)
+            }
+            Ok(None) => Ok(None),
+            Err(crate::Error::Format { .. }) => {
+                self.stats.misses.fetch_add(1, RELAXED);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Empties the slot; returns whether it held a value.

@@ -112,6 +112,23 @@ impl Atomics {
     pub fn add_read(&self, d: Duration) {
         self.read_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
     }
+    fn reset(&self) {
+        for c in [
+            &self.hits,
+            &self.misses,
+            &self.stores,
+            &self.evictions,
+            &self.expirations,
+            &self.bytes_read,
+            &self.bytes_written,
+            &self.compute_nanos,
+            &self.read_nanos,
+            &self.errors,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
     fn snapshot(&self) -> Counters {
         Counters {
             hits: self.hits.load(Relaxed),
@@ -159,7 +176,11 @@ impl StatsRegistry {
         stats
     }
 
+    /// Zeroes every counter in place: memoized functions and slots hold their namespace's
+    /// counters, so the map must keep them.
     pub fn reset(&self) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+        for a in self.map.read().unwrap_or_else(|p| p.into_inner()).values() {
+            a.reset();
+        }
     }
 }

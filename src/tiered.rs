@@ -38,6 +38,10 @@ struct Hot {
     lru: BTreeMap<u64, Vec<u8>>,
     bytes: u64,
     tick: u64,
+    /// Bumped by every write and delete. A cold read or a cold write only fills the hot tier
+    /// if no other write happened meanwhile, so a racing writer's value is never shadowed by
+    /// an older one.
+    epoch: u64,
 }
 
 impl Hot {
@@ -51,6 +55,13 @@ impl Hot {
             self.lru.insert(tick, k);
         }
         Some(value)
+    }
+
+    /// Starts a write of `key`: drops its hot copy and returns the new epoch.
+    fn begin_write(&mut self, key: &[u8]) -> u64 {
+        self.epoch += 1;
+        self.remove(key);
+        self.epoch
     }
 
     fn remove(&mut self, key: &[u8]) {
@@ -111,12 +122,16 @@ impl<C: Store> Store for Tiered<C> {
         if let Some(v) = self.hot().get(key) {
             return Ok(Some(Blob::Shared(v)));
         }
+        let epoch = self.hot().epoch;
         let Some(blob) = self.cold.read(key)? else {
             return Ok(None);
         };
         if blob.len() as u64 <= self.hot_bytes {
             let shared: Arc<[u8]> = Arc::from(&blob[..]);
-            self.hot().insert(key, shared.clone(), self.hot_bytes);
+            let mut hot = self.hot();
+            if hot.epoch == epoch {
+                hot.insert(key, shared.clone(), self.hot_bytes);
+            }
             return Ok(Some(Blob::Shared(shared)));
         }
         Ok(Some(blob))
@@ -124,20 +139,30 @@ impl<C: Store> Store for Tiered<C> {
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         // Drop the hot copy first: if the cold write fails, no stale value stays hot.
-        self.hot().remove(key);
+        let epoch = self.hot().begin_write(key);
         self.cold.put(key, value)?;
-        self.hot().insert(key, Arc::from(value), self.hot_bytes);
+        let mut hot = self.hot();
+        if hot.epoch == epoch {
+            hot.insert(key, Arc::from(value), self.hot_bytes);
+        } else {
+            // Another write raced this one; which reached the cold tier last is unknown, so
+            // keep neither hot: the next read promotes whatever the cold tier holds.
+            hot.remove(key);
+        }
         Ok(())
     }
 
     fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
-        self.hot().remove(key);
+        self.hot().begin_write(key);
         self.cold.put_reader(key, reader)
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.hot().remove(key);
-        self.cold.delete(key)
+        self.hot().begin_write(key);
+        let was = self.cold.delete(key)?;
+        // A promotion racing this delete is refused by the epoch; drop any copy again.
+        self.hot().begin_write(key);
+        Ok(was)
     }
 
     fn keys(&self) -> Result<cacher_store::KeyIter<'_>> {
@@ -163,16 +188,21 @@ impl<C: Store> Store for Tiered<C> {
     }
 
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
-        {
+        let epoch = {
             let mut hot = self.hot();
             for (k, _) in entries {
-                hot.remove(k);
+                hot.begin_write(k);
             }
-        }
+            hot.epoch
+        };
         self.cold.put_many(entries)?;
         let mut hot = self.hot();
         for (k, v) in entries {
-            hot.insert(k, Arc::from(*v), self.hot_bytes);
+            if hot.epoch == epoch {
+                hot.insert(k, Arc::from(*v), self.hot_bytes);
+            } else {
+                hot.remove(k);
+            }
         }
         Ok(())
     }
