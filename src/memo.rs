@@ -135,6 +135,25 @@ pub struct MemoBuilder {
 }
 
 impl Cache {
+    /// Memoizes `f` under `namespace` with the defaults (version 1, every argument in the
+    /// key): shorthand for `cache.memoize(namespace).wrap(f)`.
+    ///
+    /// ```
+    /// use cacher::{Cache, store::MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::new()).build()?;
+    /// let add = cache.wrap("add", |(a, b): (i64, i64)| a + b).into_fn();
+    /// assert_eq!(add((2, 3)), 5);
+    /// # Ok::<(), cacher::Error>(())
+    /// ```
+    pub fn wrap<A, R, F>(&self, namespace: impl Into<String>, f: F) -> Memo<A, R, F, Always>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned,
+        F: Fn(A) -> R,
+    {
+        self.memoize(namespace).wrap(f)
+    }
+
     /// Starts memoizing a function under `namespace` (usually the function's name): its results
     /// are stored under keys `namespace@version:hash(arguments)`.
     ///
@@ -192,6 +211,8 @@ impl MemoBuilder {
     }
 
     /// Names the positions of the argument tuple, so arguments can be ignored by name.
+    /// (In this style ignored arguments must still be `Serialize`; the `#[memoize]`
+    /// attribute has no such limit.)
     pub fn args<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.arg_names = names.into_iter().map(Into::into).collect();
         self
@@ -361,6 +382,11 @@ where
     pub fn call(&self, args: A) -> R {
         self.run(args, Call::default(), false)
             .unwrap_or_else(|(args, _)| timed(&self.stats, || (self.f)(args)))
+    }
+
+    /// The memoized function as a plain closure, for APIs that take an `Fn(A) -> R`.
+    pub fn into_fn(self) -> impl Fn(A) -> R {
+        move |args| self.call(args)
     }
 
     /// Calls the function through the cache and reports cache errors.

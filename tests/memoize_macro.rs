@@ -10,8 +10,6 @@ use cacher::{memoize, Cache, Call};
 static CACHE: LazyLock<Cache> =
     LazyLock::new(|| Cache::builder().store(MemoryStore::new()).build().unwrap());
 
-static FETCHES: AtomicU32 = AtomicU32::new(0);
-
 struct Client {
     requests: AtomicU32,
 }
@@ -24,7 +22,6 @@ fn fetch_from_api(
     params: &BTreeMap<String, String>,
 ) -> Result<String, String> {
     client.requests.fetch_add(1, SeqCst);
-    FETCHES.fetch_add(1, SeqCst);
     if endpoint.is_empty() {
         return Err("no endpoint".into());
     }
@@ -83,12 +80,75 @@ fn the_sibling_with_function_gives_per_call_control() {
     assert_eq!(SQUARES.load(SeqCst), n + 1);
 }
 
+#[memoize(cache = CACHE, namespace = "cube")]
+fn cube(x: u64) -> u64 {
+    x * x * x
+}
+
+#[memoize(cache = CACHE, ignore(trace_id))]
+fn scaled(x: u64, factor: u64, trace_id: &str) -> u64 {
+    let _ = trace_id;
+    x * factor
+}
+
 #[test]
 fn macro_and_wrapper_styles_share_keys() {
-    let wrapped = CACHE.memoize("square_v").version(3).wrap(|x: u64| x * x);
-    assert_eq!(square(11), 121);
-    let key = wrapped.key_for(&11).unwrap();
+    let wrapped = CACHE.memoize("cube").wrap(|x: u64| x * x * x);
+    assert_eq!(cube(11), 1331);
+    assert!(CACHE.contains(wrapped.key_for(&11).unwrap()).unwrap());
+
+    let wrapped = CACHE
+        .memoize("scaled")
+        .args(["x", "factor", "trace_id"])
+        .ignore("trace_id")
+        .wrap(|(x, factor, _t): (u64, u64, String)| x * factor);
+    assert_eq!(scaled(3, 4, "req-1"), 12);
+    let key = wrapped.key_for(&(3, 4, "req-2".to_string())).unwrap();
     assert!(CACHE.contains(&key).unwrap());
+}
+
+type ApiResult<T> = Result<T, String>;
+static FLAKY: AtomicU32 = AtomicU32::new(0);
+
+#[memoize(cache = CACHE, result)]
+fn flaky(x: u32) -> ApiResult<u32> {
+    FLAKY.fetch_add(1, SeqCst);
+    Err(format!("no {x}"))
+}
+
+#[test]
+fn the_result_flag_covers_result_aliases() {
+    assert!(flaky(1).is_err());
+    assert!(flaky(1).is_err());
+    assert_eq!(
+        FLAKY.load(SeqCst),
+        2,
+        "errors of an aliased Result are not cached"
+    );
+}
+
+struct Counter {
+    cache: Cache,
+    calls: u32,
+}
+
+impl Counter {
+    #[memoize(cache = self.cache)]
+    fn bump(&mut self, by: u32) -> u32 {
+        self.calls += 1;
+        by * 10
+    }
+}
+
+#[test]
+fn mut_self_methods_work() {
+    let mut c = Counter {
+        cache: Cache::builder().store(MemoryStore::new()).build().unwrap(),
+        calls: 0,
+    };
+    assert_eq!(c.bump(2), 20);
+    assert_eq!(c.bump(2), 20);
+    assert_eq!(c.calls, 1);
 }
 
 struct Embedder {

@@ -17,6 +17,14 @@
 //! - `version = N` (default 1), `namespace = "name"` (default: the function's name).
 //! - `depends_on = EXPR`: evaluated at every call; its value joins the key.
 //! - `ttl = EXPR`: a `Duration` for values this function stores.
+//! - `result` / `always`: cache only `Ok` values / every value. Without either, a return type
+//!   whose last path segment is `Result` (`Result<T, E>`, `io::Result<T>`) caches only `Ok`;
+//!   name a `Result` alias with another name (`type ApiResult<T> = ..`) with `result`.
+//!
+//! The default namespace is the function's name: two memoized functions of the same name
+//! sharing one cache (methods of different types, functions in different modules) must be
+//! given distinct `namespace = ".."`s. Generic functions need a `key` or `namespace` that
+//! tells their instantiations apart.
 //!
 //! A function returning `Result<T, E>` caches only `Ok` values. The attribute also writes a
 //! sibling `NAME_with(call: cacher::Call, args...) -> cacher::Result<RET>` for per-call control
@@ -40,6 +48,9 @@ struct Options {
     namespace: Option<LitStr>,
     depends_on: Vec<Expr>,
     ttl: Option<Expr>,
+    /// `Some(true)`: cache only `Ok` (the `result` flag); `Some(false)`: cache every value
+    /// (the `always` flag); `None`: decided from the return type's name.
+    ok_only: Option<bool>,
 }
 
 /// Memoizes a function or method through a `cacher::Cache`. See the crate docs for options.
@@ -60,6 +71,10 @@ pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
             opts.depends_on.push(meta.value()?.parse()?);
         } else if p.is_ident("ttl") {
             opts.ttl = Some(meta.value()?.parse()?);
+        } else if p.is_ident("result") {
+            opts.ok_only = Some(true);
+        } else if p.is_ident("always") {
+            opts.ok_only = Some(false);
         } else if p.is_ident("ignore") {
             meta.parse_nested_meta(|inner| {
                 opts.ignore.push(inner.path.require_ident()?.clone());
@@ -72,7 +87,7 @@ pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
             })?;
         } else {
             return Err(meta.error(
-                "unknown memoize option; expected cache, ignore, fields, key, version, namespace, depends_on or ttl",
+                "unknown memoize option; expected cache, ignore, fields, key, version, namespace, depends_on, ttl, result or always",
             ));
         }
         Ok(())
@@ -148,9 +163,11 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
             let mut parts: Vec<TokenStream2> =
                 opts.fields.iter().map(|f| quote!(&self.#f)).collect();
             parts.extend(kept.iter().map(|a| quote!(&#a)));
-            // One part hashes bare, like `cache.memoize(..).wrap(|x| ..)` does, so both styles
-            // give the same key for the same namespace, version and argument.
-            if parts.len() == 1 {
+            // Mirror the wrapper style: a function of one argument hashes it bare, like
+            // `.wrap(|x| ..)`; several arguments hash as the tuple minus the ignored ones,
+            // like `.wrap(|(a, b)| ..)` with `.ignore(..)`. Same namespace, version and
+            // arguments then give the same key in both styles.
+            if opts.fields.len() + arg_names.len() == 1 && parts.len() == 1 {
                 parts.remove(0)
             } else {
                 quote!(( #( #parts, )* ))
@@ -167,13 +184,19 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, t) => (**t).clone(),
     };
-    let policy = if returns_result(&ret_ty) {
+    let policy = if opts.ok_only.unwrap_or_else(|| returns_result(&ret_ty)) {
         quote!(::cacher::OkOnly)
     } else {
         quote!(::cacher::Always)
     };
 
     let attrs = &func.attrs;
+    // `cfg`, `allow` & co. apply to the sibling too; docs stay on the original.
+    let sibling_attrs: Vec<&syn::Attribute> = func
+        .attrs
+        .iter()
+        .filter(|a| !a.path().is_ident("doc"))
+        .collect();
     let vis = &func.vis;
     let sig = &func.sig;
     let body = &func.block;
@@ -189,7 +212,9 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
     );
 
     let prelude = quote! {
-        let __cacher_cache: &::cacher::Cache = ::cacher::__private::CacheRef::cache_ref(&(#cache));
+        // A clone (one Arc) rather than a borrow, so the body may take `&mut self` or `self`.
+        let __cacher_cache: ::cacher::Cache =
+            ::cacher::__private::CacheRef::cache_ref(&(#cache)).clone();
         let __cacher_key = ::cacher::__private::key(#namespace, #version, &#key_expr, &#deps);
     };
 
@@ -198,18 +223,19 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #vis #sig {
             #prelude
             ::cacher::__private::call::<#policy, #ret_ty, _>(
-                __cacher_cache, #namespace, __cacher_key, #ttl,
+                &__cacher_cache, #namespace, __cacher_key, #ttl,
                 ::cacher::Call::default(), false,
                 move || -> #ret_ty #body,
             ).unwrap_or_else(|(__cacher_f, _)| __cacher_f())
         }
 
+        #(#sibling_attrs)*
         #[doc = #with_doc]
         #[allow(dead_code)]
         #vis #with_sig {
             #prelude
             ::cacher::__private::call::<#policy, #ret_ty, _>(
-                __cacher_cache, #namespace, __cacher_key, #ttl,
+                &__cacher_cache, #namespace, __cacher_key, #ttl,
                 __cacher_call, true,
                 move || -> #ret_ty #body,
             ).map_err(|(_, __cacher_e)| __cacher_e)
