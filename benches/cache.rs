@@ -1,7 +1,7 @@
 //! The overhead of a memoized call on a hit (key hashing + store read + envelope check +
 //! decode) against a raw `Store::get` of the same stored bytes, on the memory and disk stores.
 //!
-//! `cargo bench --bench cache -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench --features lmdb --bench cache -- --warm-up-time 1 --measurement-time 3`
 //!
 //! Target (issue 5): the memoized hit costs at most 20% more than the raw get, for values of
 //! 100 B – 4 KiB.
@@ -14,7 +14,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_bytes::ByteBuf;
 
 fn stores(dir: &std::path::Path) -> Vec<(&'static str, std::sync::Arc<dyn Store>)> {
-    vec![
+    #[allow(unused_mut)]
+    let mut stores: Vec<(&'static str, std::sync::Arc<dyn Store>)> = vec![
         ("memory", std::sync::Arc::new(MemoryStore::new())),
         (
             "dir",
@@ -25,7 +26,13 @@ fn stores(dir: &std::path::Path) -> Vec<(&'static str, std::sync::Arc<dyn Store>
                     .unwrap(),
             ),
         ),
-    ]
+    ];
+    #[cfg(feature = "lmdb")]
+    stores.push((
+        "lmdb",
+        std::sync::Arc::new(cacher::store::LmdbStore::open(dir.join("lmdb")).unwrap()),
+    ));
+    stores
 }
 
 fn memo_hit_vs_raw_get(c: &mut Criterion) {

@@ -169,3 +169,17 @@ fn dir_store_cache_survives_restart() {
 fn log_store_cache_survives_restart() {
     restart_keeps_values_and_expiry(&|p| Box::new(LogStore::open(p.join("c.log")).unwrap()));
 }
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn lmdb_store_cache_survives_restart() {
+    restart_keeps_values_and_expiry(&|p| Box::new(cacher::store::LmdbStore::open(p).unwrap()));
+}
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn array_store_cache_survives_restart() {
+    restart_keeps_values_and_expiry(&|p| {
+        Box::new(cacher::store::array::ArrayStore::open(p).unwrap())
+    });
+}
