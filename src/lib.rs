@@ -1,8 +1,43 @@
 //! cacher: persistent caching that is boring and fast.
 //!
-//! The front-end (the `Cache`) is being built; for now the crate re-exports its two layers:
-//! [`store`] (bytes <-> disk) and [`formats`] (values <-> bytes).
+//! A [`Cache`] joins one [`store::Store`] (bytes <-> disk) with one format from the
+//! [`formats`] registry (values <-> bytes) and adds the policy: stable keys, memoization,
+//! per-call control, expiry, limits, stats.
+//!
+//! ```
+//! use cacher::{Cache, store::MemoryStore};
+//!
+//! let cache = Cache::builder().store(MemoryStore::new()).build()?;
+//! let square = cache.memoize("square").wrap(|x: u64| x * x);
+//! assert_eq!(square.call(12), 144); // computed
+//! assert_eq!(square.call(12), 144); // read from the cache
+//! assert_eq!(cache.stats().total.hits, 1);
+//! # Ok::<(), cacher::Error>(())
+//! ```
 #![deny(unsafe_code)]
 
+#[doc(hidden)]
+pub mod __private;
+mod cache;
+mod clock;
+mod codec;
+mod error;
+pub mod key;
+mod limits;
+mod memo;
+mod slot;
+mod stats;
+mod tiered;
+
+pub use cache::{Cache, CacheBuilder, CleanupReport, CleanupThread};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use limits::Eviction;
+pub use memo::{Always, Call, KeySpec, Memo, MemoBuilder, Mode, OkOnly, Policy};
+pub use slot::Slot;
+pub use stats::{Counters, Stats};
+pub use tiered::Tiered;
+
 pub use cacher_formats as formats;
+pub use cacher_macros::memoize;
 pub use cacher_store as store;

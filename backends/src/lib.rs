@@ -17,13 +17,20 @@
 //! | store | on disk | concurrency | durability |
 //! |---|---|---|---|
 //! | [`MemoryStore`] | nothing | threads | none |
+//! | [`DirStore`] | one file per key under `v1/<2 hex>/<blake3 hex>`; temp file + rename | threads + processes | [`Durability::Flush`] (default) or [`Durability::None`] |
+//! | [`LogStore`] | one append-only file of checksummed records + in-memory index | threads; one writer process (file lock), read-only processes alongside | `Flush` (default) or `None` |
 //! | `LmdbStore` (feature `lmdb`) | LMDB environment | threads + processes | flush (default) or none |
+//! | [`ArrayStore`](array::ArrayStore) (feature `lmdb`) | LMDB environment of typed arrays, read zero-copy as `&[T]` | threads + processes | flush |
 
+#[cfg(feature = "lmdb")]
+pub mod array;
 mod blob;
+mod dir;
 mod error;
 mod key;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
+mod log;
 mod memory;
 mod store;
 
@@ -31,9 +38,11 @@ mod store;
 pub mod testkit;
 
 pub use blob::Blob;
+pub use dir::{DirStore, DirStoreOptions, DEFAULT_MMAP_THRESHOLD, DEFAULT_STALE_TEMP_AGE};
 pub use error::{Error, Result};
 pub use key::KeyDisplay;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;
+pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornTail};
 pub use memory::MemoryStore;
-pub use store::{Durability, EntryMeta, Store};
+pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store};

@@ -17,8 +17,10 @@ use crate::{Blob, EntryMeta, Result, Store};
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    map: Arc<RwLock<HashMap<Vec<u8>, Arc<[u8]>>>>,
+    map: Arc<RwLock<Map>>,
 }
+
+type Map = HashMap<Vec<u8>, Arc<[u8]>>;
 
 impl MemoryStore {
     /// An empty store.
@@ -26,13 +28,13 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Arc<[u8]>>> {
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, Map> {
         // A panic in another thread while holding the lock cannot leave the map half-updated
         // (every update is a single insert/remove), so the poison flag carries no information.
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Arc<[u8]>>> {
+    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -51,7 +53,7 @@ impl Store for MemoryStore {
         Ok(self.map_mut().remove(key).is_some())
     }
 
-    fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> {
+    fn keys(&self) -> Result<crate::KeyIter<'_>> {
         let keys: Vec<Vec<u8>> = self.map().keys().cloned().collect();
         Ok(Box::new(keys.into_iter().map(Ok)))
     }

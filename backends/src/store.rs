@@ -31,6 +31,12 @@ impl EntryMeta {
     }
 }
 
+/// The iterator [`Store::keys`] returns.
+pub type KeyIter<'a> = Box<dyn Iterator<Item = Result<Vec<u8>>> + 'a>;
+
+/// The iterator [`Store::scan`] returns: `(key, value)` pairs.
+pub type EntryIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+
 /// Bytes in, bytes out: a persistent or in-memory map from byte keys to byte values.
 ///
 /// # Contract
@@ -68,7 +74,7 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &[u8]) -> Result<bool>;
 
     /// Every key, in no promised order. Keys written during iteration may or may not appear.
-    fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>>;
+    fn keys(&self) -> Result<KeyIter<'_>>;
 
     /// Makes every acknowledged write durable (a no-op where `put` already is).
     fn flush(&self) -> Result<()>;
@@ -115,7 +121,7 @@ pub trait Store: Send + Sync {
     }
 
     /// Every entry as `(key, value)`, in no promised order.
-    fn scan(&self) -> Result<Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_>> {
+    fn scan(&self) -> Result<EntryIter<'_>> {
         let keys = self.keys()?;
         Ok(Box::new(keys.filter_map(move |k| match k {
             Err(e) => Some(Err(e)),
@@ -151,7 +157,7 @@ macro_rules! forward_store {
             fn put(&self, key: &[u8], value: &[u8]) -> Result<()> { (**self).put(key, value) }
             fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> { (**self).put_reader(key, reader) }
             fn delete(&self, key: &[u8]) -> Result<bool> { (**self).delete(key) }
-            fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> { (**self).keys() }
+            fn keys(&self) -> Result<KeyIter<'_>> { (**self).keys() }
             fn flush(&self) -> Result<()> { (**self).flush() }
             fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> { (**self).get(key) }
             fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> { (**self).with_value(key, f) }
@@ -159,7 +165,7 @@ macro_rules! forward_store {
             fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> { (**self).meta(key) }
             fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> { (**self).get_many(keys) }
             fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> { (**self).put_many(entries) }
-            fn scan(&self) -> Result<Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_>> { (**self).scan() }
+            fn scan(&self) -> Result<EntryIter<'_>> { (**self).scan() }
             fn len(&self) -> Result<u64> { (**self).len() }
             fn is_empty(&self) -> Result<bool> { (**self).is_empty() }
         }

@@ -1,0 +1,89 @@
+//! DirStore reads copied into a `Vec` versus memory-mapped, per entry size, and DirStore puts
+//! beside a raw `std::fs::write`/`read` of one file per key. The crossing point of the first
+//! group sets `DEFAULT_MMAP_THRESHOLD`.
+//!
+//! `cargo bench -p cacher-store --bench dir_read -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+
+use cacher_store::{DirStore, Durability, Store};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const SIZES: [usize; 6] = [4 << 10, 16 << 10, 32 << 10, 64 << 10, 256 << 10, 1 << 20];
+
+fn read_copied_vs_mapped(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dir_read");
+    let dir = tempfile::tempdir().unwrap();
+    let open = |threshold| {
+        DirStore::options()
+            .durability(Durability::None)
+            .mmap_threshold(threshold)
+            .open(dir.path())
+            .unwrap()
+    };
+    let copied = open(u64::MAX);
+    let mapped = open(0);
+    for size in SIZES {
+        let key = format!("k{size}").into_bytes();
+        copied.put(&key, &vec![0x5a; size]).unwrap();
+        group.throughput(Throughput::Bytes(size as u64));
+        // Each read consumes every byte (a checksum), as a caller using the value would.
+        for (name, store) in [("copied", &copied), ("mapped", &mapped)] {
+            group.bench_with_input(BenchmarkId::new(name, size), &key, |b, key| {
+                b.iter(|| {
+                    let blob = store.read(key).unwrap().unwrap();
+                    black_box(crc32fast::hash(&blob))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn put_and_get_vs_raw_files(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dir_vs_raw");
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::options()
+        .durability(Durability::None)
+        .open(dir.path().join("store"))
+        .unwrap();
+    let raw = dir.path().join("raw");
+    std::fs::create_dir(&raw).unwrap();
+    for size in [100usize, 4 << 10, 1 << 20] {
+        let value = vec![0xa5; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        for i in 0..1000u64 {
+            std::fs::write(raw.join(i.to_string()), &value).unwrap();
+            store.put(i.to_string().as_bytes(), &value).unwrap();
+        }
+        let mut i = 0u64;
+        group.bench_function(BenchmarkId::new("raw_write", size), |b| {
+            b.iter(|| {
+                i = (i + 1) % 1000;
+                std::fs::write(raw.join(i.to_string()), &value).unwrap()
+            })
+        });
+        group.bench_function(BenchmarkId::new("dir_put_none", size), |b| {
+            b.iter(|| {
+                i = (i + 1) % 1000;
+                store.put(i.to_string().as_bytes(), &value).unwrap()
+            })
+        });
+        group.bench_function(BenchmarkId::new("raw_read", size), |b| {
+            b.iter(|| {
+                i = (i + 1) % 1000;
+                black_box(std::fs::read(raw.join(i.to_string())).unwrap())
+            })
+        });
+        group.bench_function(BenchmarkId::new("dir_get", size), |b| {
+            b.iter(|| {
+                i = (i + 1) % 1000;
+                black_box(store.read(i.to_string().as_bytes()).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, read_copied_vs_mapped, put_and_get_vs_raw_files);
+criterion_main!(benches);

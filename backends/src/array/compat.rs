@@ -1,0 +1,338 @@
+//! [`NumpyLmdb`]: read and write stores made by the Python `NumpyLmdb` tool.
+
+use std::path::Path;
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database};
+
+use super::dtype::{DType, Element};
+use super::store::Rows;
+use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
+use crate::{Error, KeyDisplay, Result};
+
+/// The nested environment holding per-key metadata, a subdirectory of the main one.
+const METADATA_DIR: &str = "metadata.lmdb";
+
+/// A store in the layout of the Python `NumpyLmdb` tool, opened for reading and writing.
+///
+/// - The directory is an LMDB environment whose default (unnamed) database maps UTF-8 keys to
+///   the raw little-endian bytes of a 1-D array of one fixed dtype, chosen at open (the tool's
+///   default is `float32`). Nothing records the dtype or shape: the caller must know them, and
+///   values read back 1-D.
+/// - Per-key metadata lives in a second environment in the subdirectory `metadata.lmdb`,
+///   whose default database maps the same keys to UTF-8 JSON (`json.dumps(dict)`); the key
+///   [`NumpyLmdb::GLOBAL_KEY`] (`"__global__"`) holds store-wide metadata.
+///
+/// Reads are copies into a `Vec` ([`NumpyLmdb::get`]) or lent to a closure
+/// ([`NumpyLmdb::with_vector`]); raw values carry no header, so a small value inside an LMDB
+/// leaf node is usually unaligned and is copied for the closure too.
+///
+/// ```
+/// use cacher_store::array::{DType, NumpyLmdb};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = NumpyLmdb::open(dir.path(), DType::F32)?;
+/// store.put("cat", &[0.5f32, 1.5, 2.5])?;
+/// store.set_metadata("cat", &serde_json::json!({"source": "clip"}))?;
+/// assert_eq!(store.get::<f32>("cat")?, Some(vec![0.5, 1.5, 2.5]));
+/// assert_eq!(store.metadata("cat")?.unwrap()["source"], "clip");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct NumpyLmdb {
+    main: LmdbEnv,
+    meta: LmdbEnv,
+    db: Database<'static, Bytes, Bytes>,
+    meta_db: Database<'static, Bytes, Bytes>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for NumpyLmdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumpyLmdb")
+            .field("path", &self.main.path())
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates (or opens) the unnamed database, in its own write transaction.
+///
+/// `LmdbEnv::create_database` only takes a name, and heed 0.23 opens databases only through
+/// `create_databases_and_commit`, which takes the write transaction by value; so this opens
+/// one on the raw environment, bypassing `LmdbEnv`'s resize gate. That is safe as long as no
+/// other thread of this process resizes this environment at the same instant, which holds
+/// because it runs right after `LmdbEnv::open` of an environment only `NumpyLmdb` uses.
+fn unnamed_db(env: &LmdbEnv) -> Result<Database<'static, Bytes, Bytes>> {
+    let raw = env.heed();
+    let open = || -> heed::Result<Database<'static, Bytes, Bytes>> {
+        let wtxn = raw.write_txn()?;
+        let created = raw.create_databases_and_commit(wtxn, |opener, wtxn| {
+            opener
+                .create_database::<Bytes, Bytes>(wtxn, None)
+                .map(CommitOrAbort::<_, ()>::Commit)
+        })?;
+        match created {
+            CommitOrAbort::Commit(db) => Ok(db),
+            CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
+        }
+    };
+    open().map_err(|e| env.map_heed_error(e))
+}
+
+impl NumpyLmdb {
+    /// The metadata key holding store-wide metadata.
+    pub const GLOBAL_KEY: &'static str = "__global__";
+
+    /// Opens (creating if needed) the store in directory `path`, whose values hold `dtype`
+    /// elements. Use `DType::F32` for stores made with the tool's default.
+    pub fn open(path: impl AsRef<Path>, dtype: DType) -> Result<NumpyLmdb> {
+        Self::open_with(path, dtype, &LmdbOptions::default())
+    }
+
+    /// Like [`NumpyLmdb::open`], with `options` for both environments.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        dtype: DType,
+        options: &LmdbOptions,
+    ) -> Result<NumpyLmdb> {
+        let path = path.as_ref();
+        let main = LmdbEnv::open(path, options)?;
+        let meta = LmdbEnv::open(path.join(METADATA_DIR), options)?;
+        let db = unnamed_db(&main)?;
+        let meta_db = unnamed_db(&meta)?;
+        Ok(NumpyLmdb {
+            main,
+            meta,
+            db,
+            meta_db,
+            dtype,
+        })
+    }
+
+    /// The dtype given at open.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn check_type<T: Element>(&self, op: &'static str) -> Result<()> {
+        if T::DTYPE == self.dtype {
+            return Ok(());
+        }
+        Err(Error::Unsupported {
+            op,
+            path: self.main.path().to_path_buf(),
+            reason: format!("the store holds {}, not {}", self.dtype, T::DTYPE),
+        })
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        let max = self.main.heed().max_key_size();
+        if key.is_empty() || key.len() > max {
+            return Err(Error::InvalidKey {
+                key: KeyDisplay::new(key.as_bytes()),
+                reason: format!("NumpyLmdb keys are 1 to {max} bytes of UTF-8"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Lends `key`'s vector to `f`, zero-copy when the stored bytes are aligned for `T`.
+    /// A value whose length is not a multiple of the dtype size is [`Error::Corrupt`].
+    pub fn with_vector<T: Element, R>(
+        &self,
+        key: &str,
+        mut f: impl FnMut(&[T]) -> R,
+    ) -> Result<Option<R>> {
+        self.check_type::<T>("get")?;
+        let db = self.db;
+        self.main.read(|txn| -> Result<Option<R>, TxnError> {
+            let Some(bytes) = db.get(txn, key.as_bytes())? else {
+                return Ok(None);
+            };
+            if bytes.len() % self.dtype.size() != 0 {
+                return Err(Error::corrupt(
+                    self.main.path(),
+                    Some(key.as_bytes()),
+                    format!(
+                        "{} bytes is not a whole number of {}",
+                        bytes.len(),
+                        self.dtype
+                    ),
+                )
+                .into());
+            }
+            Ok(Some(match bytemuck::try_cast_slice::<u8, T>(bytes) {
+                Ok(slice) => f(slice),
+                Err(_) => f(&bytemuck::pod_collect_to_vec::<u8, T>(bytes)),
+            }))
+        })
+    }
+
+    /// Reads many keys' vectors into one contiguous row-major matrix, in one read transaction
+    /// (the embeddings of a batch of ids). Missing keys give zero rows listed in
+    /// [`Rows::missing`]; vectors of different lengths are an error.
+    pub fn get_rows<T: Element, K: AsRef<str>>(&self, keys: &[K]) -> Result<Rows<T>> {
+        self.check_type::<T>("get_rows")?;
+        let db = self.db;
+        let size = self.dtype.size();
+        self.main.read(|txn| -> Result<Rows<T>, TxnError> {
+            let mut data: Vec<T> = Vec::new();
+            let mut cols: Option<usize> = None;
+            let mut missing = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let key = key.as_ref();
+                let Some(bytes) = db.get(txn, key.as_bytes())? else {
+                    missing.push(i);
+                    if let Some(c) = cols {
+                        data.resize(data.len() + c, T::zeroed());
+                    }
+                    continue;
+                };
+                if bytes.len() % size != 0 {
+                    return Err(Error::corrupt(
+                        self.main.path(),
+                        Some(key.as_bytes()),
+                        format!(
+                            "{} bytes is not a whole number of {}",
+                            bytes.len(),
+                            self.dtype
+                        ),
+                    )
+                    .into());
+                }
+                let n = bytes.len() / size;
+                match cols {
+                    None => {
+                        cols = Some(n);
+                        data.reserve(keys.len() * n);
+                        data.resize(missing.len() * n, T::zeroed());
+                    }
+                    Some(c) if c != n => {
+                        return Err(Error::Unsupported {
+                            op: "get_rows",
+                            path: self.main.path().to_path_buf(),
+                            reason: format!("key {key:?} holds {n} elements, earlier ones {c}"),
+                        }
+                        .into())
+                    }
+                    Some(_) => {}
+                }
+                // Raw values have no alignment promise: copy bytewise into the typed rows.
+                let start = data.len();
+                data.resize(start + n, T::zeroed());
+                bytemuck::cast_slice_mut::<T, u8>(&mut data[start..]).copy_from_slice(bytes);
+            }
+            Ok(Rows {
+                data,
+                rows: keys.len(),
+                cols: cols.unwrap_or(0),
+                missing,
+            })
+        })
+    }
+
+    /// `key`'s vector, copied out.
+    pub fn get<T: Element>(&self, key: &str) -> Result<Option<Vec<T>>> {
+        self.with_vector(key, |v: &[T]| v.to_vec())
+    }
+
+    /// Stores `data` under `key` as raw little-endian bytes.
+    pub fn put<T: Element>(&self, key: &str, data: &[T]) -> Result<()> {
+        self.put_many(&[(key, data)])
+    }
+
+    /// Stores many vectors in one transaction.
+    pub fn put_many<T: Element>(&self, entries: &[(&str, &[T])]) -> Result<()> {
+        self.check_type::<T>("put")?;
+        for (k, _) in entries {
+            self.check_key(k)?;
+        }
+        let db = self.db;
+        self.main.write(|wtxn| -> Result<(), TxnError> {
+            for (k, v) in entries {
+                db.put(wtxn, k.as_bytes(), bytemuck::cast_slice(v))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes `key`'s vector (its metadata stays, as in the Python tool); returns whether it
+    /// was present.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        let db = self.db;
+        self.main.write(|wtxn| db.delete(wtxn, key.as_bytes()))
+    }
+
+    /// Every key of the main database, in LMDB's (byte) order. Bytes that are not UTF-8 are
+    /// replaced, as the Python tool ignores them.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let db = self.db;
+        self.main.read(|txn| -> Result<_, TxnError> {
+            let mut out = Vec::new();
+            for entry in db.iter(txn)? {
+                out.push(String::from_utf8_lossy(entry?.0).into_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    /// The number of vectors.
+    pub fn len(&self) -> Result<u64> {
+        let db = self.db;
+        self.main.read(|txn| db.len(txn))
+    }
+
+    /// Whether the store holds no vector.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `key`'s metadata, if set.
+    pub fn metadata(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        let db = self.meta_db;
+        self.meta.read(|txn| -> Result<_, TxnError> {
+            match db.get(txn, key.as_bytes())? {
+                None => Ok(None),
+                Some(bytes) => serde_json::from_slice(bytes).map(Some).map_err(|e| {
+                    Error::corrupt(
+                        self.meta.path(),
+                        Some(key.as_bytes()),
+                        format!("metadata is not JSON: {e}"),
+                    )
+                    .into()
+                }),
+            }
+        })
+    }
+
+    /// Sets (replaces) `key`'s metadata. The tool stores keyword arguments, so use an object.
+    pub fn set_metadata(&self, key: &str, metadata: &serde_json::Value) -> Result<()> {
+        self.check_key(key)?;
+        let db = self.meta_db;
+        let bytes = metadata.to_string();
+        self.meta
+            .write(|wtxn| db.put(wtxn, key.as_bytes(), bytes.as_bytes()))
+    }
+
+    /// Removes `key`'s metadata; returns whether it was present.
+    pub fn delete_metadata(&self, key: &str) -> Result<bool> {
+        let db = self.meta_db;
+        self.meta.write(|wtxn| db.delete(wtxn, key.as_bytes()))
+    }
+
+    /// The store-wide metadata (under [`NumpyLmdb::GLOBAL_KEY`]), if set.
+    pub fn global_metadata(&self) -> Result<Option<serde_json::Value>> {
+        self.metadata(Self::GLOBAL_KEY)
+    }
+
+    /// Sets the store-wide metadata.
+    pub fn set_global_metadata(&self, metadata: &serde_json::Value) -> Result<()> {
+        self.set_metadata(Self::GLOBAL_KEY, metadata)
+    }
+
+    /// Makes every write durable (LMDB already syncs at each commit).
+    pub fn sync(&self) -> Result<()> {
+        self.main.sync()?;
+        self.meta.sync()
+    }
+}

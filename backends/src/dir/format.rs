@@ -1,0 +1,268 @@
+//! The bytes of one DirStore entry file and of the store's version marker.
+//!
+//! # Entry file, format version 1
+//!
+//! ```text
+//!  0         8        12        16                 24        28        32
+//!  +---------+--------+---------+------------------+---------+---------+-----------+-------------+
+//!  | magic   | version| key_len | value_len        | value   | header  | key       | value       |
+//!  | b"CACHR | u32 LE | u32 LE  | u64 LE           | crc32   | crc32   | key_len B | value_len B |
+//!  |   DIR"  |  = 1   |         |                  | u32 LE  | u32 LE  |           |             |
+//!  +---------+--------+---------+------------------+---------+---------+-----------+-------------+
+//! ```
+//!
+//! - `header crc32` covers bytes `0..28` followed by the key, so a damaged length, a damaged
+//!   key or a damaged value checksum is caught by reading the header alone.
+//! - `value crc32` covers the value. It is checked on every read that copies the value (files
+//!   below the mmap threshold, and `scan`), and by [`DirStore::verify`](super::DirStore::verify)
+//!   for memory-mapped values: checking a multi-GiB mapped value on each read would page all of
+//!   it in, which is exactly what the map is there to avoid.
+//! - The file is exactly `32 + key_len + value_len` bytes; anything shorter is truncated,
+//!   anything longer is damaged. Both are [`Error::Corrupt`](crate::Error::Corrupt).
+//! - A version above [`FORMAT_VERSION`] is [`Error::UpgradeRequired`](crate::Error::UpgradeRequired),
+//!   checked before the header checksum because a newer header may be shaped differently.
+//!
+//! Checksums are crc32 (IEEE, `crc32fast`). Integers are little-endian and fixed width.
+
+/// The first eight bytes of every entry file.
+pub(super) const MAGIC: [u8; 8] = *b"CACHRDIR";
+
+/// The entry-file format this build writes and the newest it reads.
+///
+/// - 1: the layout drawn in this module's docs.
+pub(super) const FORMAT_VERSION: u32 = 1;
+
+/// Bytes before the key.
+pub(super) const HEADER_LEN: usize = 32;
+
+/// Why an entry file cannot be read; the caller adds the path and key.
+#[derive(Debug)]
+pub(super) enum Fault {
+    /// Damaged: what check failed.
+    Corrupt(String),
+    /// Written by a newer format version.
+    Future(u32),
+}
+
+/// The fixed part of an entry file, decoded and checked against the file's length.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Header {
+    raw: [u8; HEADER_LEN],
+    /// Length of the key that follows the header.
+    pub key_len: u32,
+    /// Length of the value that follows the key.
+    pub value_len: u64,
+    /// crc32 of the value.
+    pub value_crc: u32,
+}
+
+impl Header {
+    /// The header of an entry holding `key` and a value of `value_len` bytes with crc
+    /// `value_crc`.
+    pub fn encode(key: &[u8], value_len: u64, value_crc: u32) -> [u8; HEADER_LEN] {
+        let mut raw = [0u8; HEADER_LEN];
+        raw[0..8].copy_from_slice(&MAGIC);
+        raw[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // The caller has checked the key fits in a u32.
+        raw[12..16].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        raw[16..24].copy_from_slice(&value_len.to_le_bytes());
+        raw[24..28].copy_from_slice(&value_crc.to_le_bytes());
+        let crc = header_crc(&raw, key);
+        raw[28..32].copy_from_slice(&crc.to_le_bytes());
+        raw
+    }
+
+    /// Decodes the fixed header from `head` (the first `min(32, file_len)` bytes of a file of
+    /// `file_len` bytes). The key checksum is checked later by [`Header::check_key`].
+    pub fn decode(head: &[u8], file_len: u64) -> Result<Header, Fault> {
+        let truncated = || {
+            Fault::Corrupt(format!(
+                "truncated: the file is {file_len} bytes, shorter than the {HEADER_LEN}-byte header"
+            ))
+        };
+        if head.len() < MAGIC.len() {
+            return Err(if MAGIC.starts_with(head) {
+                truncated()
+            } else {
+                Fault::Corrupt("bad magic: not a cacher DirStore entry file".into())
+            });
+        }
+        if head[0..8] != MAGIC {
+            return Err(Fault::Corrupt(format!(
+                "bad magic {:?}: not a cacher DirStore entry file",
+                head[0..8].escape_ascii().to_string()
+            )));
+        }
+        if head.len() < 12 {
+            return Err(truncated());
+        }
+        let version = u32_at(head, 8);
+        if version > FORMAT_VERSION {
+            return Err(Fault::Future(version));
+        }
+        if version == 0 {
+            return Err(Fault::Corrupt("format version 0 was never written".into()));
+        }
+        if head.len() < HEADER_LEN {
+            return Err(truncated());
+        }
+        let mut raw = [0u8; HEADER_LEN];
+        raw.copy_from_slice(&head[..HEADER_LEN]);
+        let header = Header {
+            raw,
+            key_len: u32_at(head, 12),
+            value_len: u64::from_le_bytes(head[16..24].try_into().expect("8 bytes")),
+            value_crc: u32_at(head, 24),
+        };
+        let expected = (HEADER_LEN as u64)
+            .checked_add(u64::from(header.key_len))
+            .and_then(|n| n.checked_add(header.value_len));
+        match expected {
+            Some(n) if n == file_len => Ok(header),
+            Some(n) if n > file_len => Err(Fault::Corrupt(format!(
+                "truncated: the file is {file_len} bytes, its header describes {n}"
+            ))),
+            Some(n) => Err(Fault::Corrupt(format!(
+                "the file is {file_len} bytes, its header describes only {n}"
+            ))),
+            None => Err(Fault::Corrupt("header lengths overflow".into())),
+        }
+    }
+
+    /// Checks the header checksum, which also covers `key` (the bytes after the header).
+    pub fn check_key(&self, key: &[u8]) -> Result<(), Fault> {
+        let stored = u32_at(&self.raw, 28);
+        let actual = header_crc(&self.raw, key);
+        if stored == actual {
+            Ok(())
+        } else {
+            Err(Fault::Corrupt(format!(
+                "header checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"
+            )))
+        }
+    }
+
+    /// Checks the value checksum.
+    pub fn check_value(&self, value: &[u8]) -> Result<(), Fault> {
+        let actual = crc32fast::hash(value);
+        if actual == self.value_crc {
+            Ok(())
+        } else {
+            Err(Fault::Corrupt(format!(
+                "value checksum mismatch (stored {:#010x}, computed {actual:#010x})",
+                self.value_crc
+            )))
+        }
+    }
+
+    /// Offset of the value in the file.
+    pub fn value_offset(&self) -> usize {
+        HEADER_LEN + self.key_len as usize
+    }
+}
+
+fn header_crc(raw: &[u8; HEADER_LEN], key: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&raw[..28]);
+    h.update(key);
+    h.finalize()
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The store-wide version marker, `cacher-dir.toml` in the store's root.
+///
+/// It names the layout of the whole directory (fan-out, temp directory, entry format), so a
+/// future layout is refused on open instead of being misread. Versions:
+///
+/// - 1: entries in `v1/<2 hex>/<64 hex>`, temp files in `tmp/`, entry files as drawn above.
+pub(super) const MARKER_NAME: &str = "cacher-dir.toml";
+
+/// The layout version this build writes and the newest it opens.
+pub(super) const LAYOUT_VERSION: u32 = 1;
+
+/// The marker's text for [`LAYOUT_VERSION`].
+pub(super) fn marker_text() -> String {
+    format!(
+        "# A cacher DirStore. Do not edit files below this directory by hand.\n\
+         format = \"cacher-dir\"\n\
+         version = {LAYOUT_VERSION}\n"
+    )
+}
+
+/// Reads the layout version out of a marker's text.
+pub(super) fn parse_marker(text: &str) -> Result<u32, Fault> {
+    let mut format_ok = false;
+    let mut version = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("format") {
+            format_ok =
+                rest.trim_start().strip_prefix('=').map(str::trim) == Some("\"cacher-dir\"");
+        } else if let Some(rest) = line.strip_prefix("version") {
+            version = rest
+                .trim_start()
+                .strip_prefix('=')
+                .and_then(|v| v.trim().parse::<u32>().ok());
+        }
+    }
+    match (format_ok, version) {
+        (true, Some(v)) if v > LAYOUT_VERSION => Err(Fault::Future(v)),
+        (true, Some(v)) if v >= 1 => Ok(v),
+        _ => Err(Fault::Corrupt(
+            "not a cacher-dir marker (expected `format = \"cacher-dir\"` and `version = N`)".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_catches_each_damage() {
+        let key = b"some key";
+        let value = b"some value";
+        let raw = Header::encode(key, value.len() as u64, crc32fast::hash(value));
+        let len = (HEADER_LEN + key.len() + value.len()) as u64;
+        let h = Header::decode(&raw, len).expect("decode");
+        assert_eq!(h.key_len, key.len() as u32);
+        assert_eq!(h.value_len, value.len() as u64);
+        h.check_key(key).expect("key checks");
+        h.check_value(value).expect("value checks");
+        assert!(matches!(h.check_key(b"other key"), Err(Fault::Corrupt(_))));
+        assert!(matches!(h.check_value(b"other"), Err(Fault::Corrupt(_))));
+        assert!(
+            matches!(Header::decode(&raw, len - 1), Err(Fault::Corrupt(r)) if r.starts_with("truncated"))
+        );
+        assert!(
+            matches!(Header::decode(&raw[..20], 20), Err(Fault::Corrupt(r)) if r.starts_with("truncated"))
+        );
+        let mut bad = raw;
+        bad[0] ^= 1;
+        assert!(
+            matches!(Header::decode(&bad, len), Err(Fault::Corrupt(r)) if r.starts_with("bad magic"))
+        );
+        let mut future = raw;
+        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        assert!(matches!(
+            Header::decode(&future, len),
+            Err(Fault::Future(2))
+        ));
+        let mut flipped = raw;
+        flipped[29] ^= 0x40;
+        let h = Header::decode(&flipped, len).expect("lengths still agree");
+        assert!(
+            matches!(h.check_key(key), Err(Fault::Corrupt(r)) if r.contains("header checksum"))
+        );
+    }
+
+    #[test]
+    fn marker_round_trips_and_refuses_newer_layouts() {
+        assert_eq!(parse_marker(&marker_text()).ok(), Some(LAYOUT_VERSION));
+        let newer = marker_text().replace("version = 1", "version = 7");
+        assert!(matches!(parse_marker(&newer), Err(Fault::Future(7))));
+        assert!(matches!(parse_marker("hello"), Err(Fault::Corrupt(_))));
+    }
+}

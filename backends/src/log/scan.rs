@@ -1,0 +1,306 @@
+//! Reading records back: the scan that rebuilds the index, and the rule that tells a torn tail
+//! from damage in the middle.
+//!
+//! The scan walks records from an offset and stops at the first one that is not whole and
+//! valid. What that bad spot means depends on what follows it:
+//! - nothing valid anywhere after it: a **torn tail** (a crash cut the last write short, or a
+//!   streamed put never finished). The writer cuts it at open; a reader stops there.
+//! - a valid record somewhere after it: **corruption** in the middle. Dropping it would
+//!   silently lose acknowledged writes, so it is reported as [`Error::Corrupt`] with the offset.
+//!
+//! "Somewhere after" is searched byte by byte when the bad record's header is itself damaged
+//! (its lengths cannot be trusted), and from the record's declared end when only its key or
+//! value is damaged (so a value that happens to contain log records is never mistaken for
+//! records). The search reads the file through a window, never the memory map, so a file
+//! shortened under us yields a short read instead of `SIGBUS`.
+//!
+//! The scan only reads the file (with `pread`); it never maps it.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use super::positioned::read_full_at;
+use super::record::{Kind, RecordHeader, RecordHeaderError, RECORD_HEADER_LEN};
+use crate::{Error, Result};
+
+/// One valid record, as the index needs it.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Put {
+        key: Vec<u8>,
+        value_off: u64,
+        value_len: u64,
+    },
+    Tombstone {
+        key: Vec<u8>,
+    },
+}
+
+/// Bytes at the end of the file that are not a whole valid record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// Where the first bad record starts (the end of the valid records).
+    pub(crate) offset: u64,
+    /// What was wrong with it.
+    pub(crate) reason: String,
+}
+
+/// What a scan found.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    /// The end of the last valid record.
+    pub(crate) end: u64,
+    /// Valid records read.
+    pub(crate) records: u64,
+    /// A torn tail after `end`, if any.
+    pub(crate) tail: Option<Tail>,
+}
+
+/// Scans records in `start..file_len` of `file`, handing each valid one to `apply`.
+///
+/// `live` is true when another process may be appending while we read (a read-only handle):
+/// a bad record followed by a valid one is then re-read once before it is called corrupt,
+/// because the writer may have finished it in the meantime.
+pub(crate) fn scan(
+    file: &File,
+    path: &Path,
+    start: u64,
+    file_len: u64,
+    live: bool,
+    apply: &mut dyn FnMut(Entry),
+) -> Result<Scanned> {
+    let io_err = |e| Error::io("scanning", path, e);
+    let mut w = Window::new(file);
+    let mut pos = start;
+    let mut records = 0;
+    let mut rechecked_at = None;
+    while pos < file_len {
+        let (reason, search_from) = match check(&mut w, pos, file_len, true).map_err(io_err)? {
+            Check::Valid { header, key, next } => {
+                apply(match header.kind {
+                    Kind::Put => Entry::Put {
+                        key,
+                        value_off: pos + RECORD_HEADER_LEN + header.key_len as u64,
+                        value_len: header.value_len,
+                    },
+                    _ => Entry::Tombstone { key },
+                });
+                records += 1;
+                pos = next;
+                continue;
+            }
+            Check::Invalid(reason) => {
+                return Err(Error::corrupt(
+                    path,
+                    None,
+                    format!("record at offset {pos}: {reason}"),
+                ))
+            }
+            // Only the single writer ever writes a pending header, while it holds the lock for
+            // the whole stream, so nothing can follow one: it is always the tail.
+            Check::Pending => {
+                return Ok(Scanned {
+                    end: pos,
+                    records,
+                    tail: Some(Tail {
+                        offset: pos,
+                        reason: "a streamed put that never finished".into(),
+                    }),
+                })
+            }
+            Check::Short(reason) => (reason, None),
+            Check::BadHeader => ("record header checksum mismatch", Some(pos + 1)),
+            Check::BadBody { next } => ("record checksum mismatch", Some(next)),
+        };
+        let valid_after = match search_from {
+            Some(from) => find_record(&mut w, from, file_len).map_err(io_err)?,
+            None => None,
+        };
+        match valid_after {
+            None => {
+                return Ok(Scanned {
+                    end: pos,
+                    records,
+                    tail: Some(Tail {
+                        offset: pos,
+                        reason: reason.into(),
+                    }),
+                })
+            }
+            Some(_) if live && rechecked_at != Some(pos) => {
+                rechecked_at = Some(pos);
+                w.forget();
+            }
+            Some(later) => {
+                return Err(Error::corrupt(
+                    path,
+                    None,
+                    format!(
+                        "bad record at offset {pos} ({reason}) followed by a valid record at \
+                         offset {later}: damage in the middle of the log, not a torn tail"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(Scanned {
+        end: pos,
+        records,
+        tail: None,
+    })
+}
+
+/// The verdict on the bytes at one offset.
+enum Check {
+    /// A whole record whose checksums match. `key` is empty unless asked for.
+    Valid {
+        header: RecordHeader,
+        key: Vec<u8>,
+        next: u64,
+    },
+    /// A placeholder left by an unfinished streamed put.
+    Pending,
+    /// The file ends before the record does.
+    Short(&'static str),
+    /// The header fails its checksum.
+    BadHeader,
+    /// The header is sound but the key or value fails the record checksum.
+    BadBody { next: u64 },
+    /// The header passes its checksum yet holds fields this version never writes.
+    Invalid(String),
+}
+
+fn check(w: &mut Window<'_>, pos: u64, file_len: u64, want_key: bool) -> io::Result<Check> {
+    if file_len - pos < RECORD_HEADER_LEN {
+        return Ok(Check::Short("incomplete record header"));
+    }
+    let mut hb = [0u8; RECORD_HEADER_LEN as usize];
+    if !w.read_exact_at(pos, &mut hb)? {
+        return Ok(Check::Short("incomplete record header"));
+    }
+    let header = match RecordHeader::decode(&hb) {
+        Ok(h) => h,
+        Err(RecordHeaderError::Checksum) => return Ok(Check::BadHeader),
+        Err(RecordHeaderError::Invalid(reason)) => return Ok(Check::Invalid(reason)),
+    };
+    if header.kind == Kind::Pending {
+        return Ok(Check::Pending);
+    }
+    let next = pos.saturating_add(header.record_len());
+    if next > file_len {
+        return Ok(Check::Short("record runs past the end of the file"));
+    }
+    let key_off = pos + RECORD_HEADER_LEN;
+    let mut key = Vec::new();
+    if want_key {
+        key = vec![0; header.key_len as usize];
+        if !w.read_exact_at(key_off, &mut key)? {
+            return Ok(Check::Short("record runs past the end of the file"));
+        }
+    }
+    let mut crc = header.record_hasher();
+    if !w.hash_range(key_off, next - key_off, &mut crc)? {
+        return Ok(Check::Short("record runs past the end of the file"));
+    }
+    if crc.finalize() != header.crc {
+        return Ok(Check::BadBody { next });
+    }
+    Ok(Check::Valid { header, key, next })
+}
+
+/// The first offset at or after `from` where a valid (or pending) record starts.
+fn find_record(w: &mut Window<'_>, from: u64, file_len: u64) -> io::Result<Option<u64>> {
+    let mut at = from;
+    let mut hb = [0u8; RECORD_HEADER_LEN as usize];
+    while at.saturating_add(RECORD_HEADER_LEN) <= file_len {
+        if w.read_exact_at(at, &mut hb)? && RecordHeader::decode(&hb).is_ok() {
+            match check(w, at, file_len, false)? {
+                Check::Valid { .. } | Check::Pending => return Ok(Some(at)),
+                _ => {}
+            }
+        }
+        at += 1;
+    }
+    Ok(None)
+}
+
+/// A read-ahead window over the file, so scanning many small records costs few syscalls.
+struct Window<'a> {
+    file: &'a File,
+    buf: Vec<u8>,
+    start: u64,
+    len: usize,
+}
+
+const WINDOW: usize = 1 << 20;
+
+impl<'a> Window<'a> {
+    fn new(file: &'a File) -> Self {
+        Window {
+            file,
+            buf: Vec::new(),
+            start: 0,
+            len: 0,
+        }
+    }
+
+    /// Drops the cached bytes, so the next read sees the file as it is now.
+    fn forget(&mut self) {
+        self.len = 0;
+    }
+
+    /// `n <= WINDOW` bytes at `off`, or `None` when the file ends first.
+    fn slice_at(&mut self, off: u64, n: usize) -> io::Result<Option<&[u8]>> {
+        debug_assert!(n <= WINDOW);
+        if n == 0 {
+            return Ok(Some(&[]));
+        }
+        let cached = off >= self.start && off + n as u64 <= self.start + self.len as u64;
+        if !cached {
+            if self.buf.is_empty() {
+                self.buf = vec![0; WINDOW];
+            }
+            self.start = off;
+            self.len = read_full_at(self.file, &mut self.buf, off)?;
+            if self.len < n {
+                return Ok(None);
+            }
+        }
+        let at = (off - self.start) as usize;
+        Ok(Some(&self.buf[at..at + n]))
+    }
+
+    /// Fills `out` from `off`; false when the file ends first.
+    fn read_exact_at(&mut self, off: u64, out: &mut [u8]) -> io::Result<bool> {
+        if out.len() > WINDOW {
+            return Ok(read_full_at(self.file, out, off)? == out.len());
+        }
+        match self.slice_at(off, out.len())? {
+            Some(s) => {
+                out.copy_from_slice(s);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Feeds `len` bytes from `off` to `crc`; false when the file ends first.
+    fn hash_range(
+        &mut self,
+        mut off: u64,
+        len: u64,
+        crc: &mut crc32fast::Hasher,
+    ) -> io::Result<bool> {
+        let end = off + len;
+        while off < end {
+            let n = (end - off).min(WINDOW as u64) as usize;
+            match self.slice_at(off, n)? {
+                Some(s) => crc.update(s),
+                None => return Ok(false),
+            }
+            off += n as u64;
+        }
+        Ok(true)
+    }
+}

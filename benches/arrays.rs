@@ -1,0 +1,87 @@
+//! ArrayStore zero-copy reads: a 1 KiB array against a 64 MiB array (target: the same time per
+//! get, since the view costs nothing per byte), side by side with reading the same arrays from
+//! `.npy` files — whole-file reads (what `numpy.load` does) and memory-mapped (what
+//! `numpy.load(mmap_mode="r")` does).
+//!
+//! `cargo bench --features lmdb --bench arrays`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use cacher_store::array::{read_npy, write_npy, ArrayStore};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+const SIZES: [(&str, usize); 2] = [("1KiB", 1 << 10), ("64MiB", 64 << 20)];
+
+/// The first element of an `.npy` file of f32 mapped into memory (header parsed by hand).
+fn mmap_npy_first(path: &Path) -> f32 {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: the benchmark's own temporary file, not modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let header_len = u16::from_le_bytes([map[8], map[9]]) as usize;
+    let data: &[f32] = bytemuck_cast(&map[10 + header_len..]);
+    data[0]
+}
+
+fn bytemuck_cast(bytes: &[u8]) -> &[f32] {
+    assert_eq!(bytes.as_ptr() as usize % 4, 0);
+    assert_eq!(bytes.len() % 4, 0);
+    // SAFETY: checked alignment and length above; every bit pattern is a valid f32.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / 4) }
+}
+
+fn array_get(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArrayStore::open(dir.path().join("env")).unwrap();
+    let padded = ArrayStore::open(dir.path().join("env-padded")).unwrap();
+    padded.set_align_small_arrays(true);
+    for (name, bytes) in SIZES {
+        let data: Vec<f32> = (0..bytes / 4).map(|i| i as f32).collect();
+        store.put(name, &data, &[data.len() as u64]).unwrap();
+        padded.put(name, &data, &[data.len() as u64]).unwrap();
+        write_npy(
+            dir.path().join(format!("{name}.npy")),
+            &data,
+            &[data.len() as u64],
+        )
+        .unwrap();
+    }
+    let mut group = c.benchmark_group("array_get");
+    group.sample_size(20);
+    for (name, _) in SIZES {
+        group.bench_with_input(BenchmarkId::new("arraystore_view", name), name, |b, key| {
+            b.iter(|| {
+                store
+                    .read(|r| Ok(r.get::<f32>(black_box(key))?.expect("present")[0]))
+                    .unwrap()
+            })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("arraystore_view_padded", name),
+            name,
+            |b, key| {
+                b.iter(|| {
+                    padded
+                        .read(|r| Ok(r.get::<f32>(black_box(key))?.expect("present")[0]))
+                        .unwrap()
+                })
+            },
+        );
+        let npy = dir.path().join(format!("{name}.npy"));
+        group.bench_with_input(BenchmarkId::new("npy_read_file", name), &npy, |b, path| {
+            b.iter(|| read_npy::<f32>(black_box(path)).unwrap().0[0])
+        });
+        group.bench_with_input(BenchmarkId::new("npy_mmap", name), &npy, |b, path| {
+            b.iter(|| mmap_npy_first(black_box(path)))
+        });
+    }
+    group.finish();
+    eprintln!(
+        "array_get: plain store {:?}; padded store {:?}",
+        store.stats(),
+        padded.stats()
+    );
+}
+
+criterion_group!(benches, array_get);
+criterion_main!(benches);

@@ -1,0 +1,278 @@
+//! Codecs: bytes to bytes (compression), stacked after a format in a pipeline
+//! (`cbor+zstd:3`). The built-in one is [`Zstd`].
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use crate::dictionary::Dictionary;
+use crate::error::BoxError;
+
+/// Turns bytes into bytes and back. Implementations must not panic on any input to
+/// [`decompress`](Codec::decompress).
+pub trait Codec: Send + Sync + 'static {
+    /// The canonical spec of this codec with all its parameters spelled out (e.g. `zstd:3`,
+    /// `zstd:19:dict=7`). It becomes part of the pipeline name stored in every envelope, and
+    /// resolving it must rebuild an equivalent codec.
+    fn spec(&self) -> String;
+
+    /// Compresses `input`, appending to `out` (append, never clear).
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError>;
+
+    /// Decompresses `input`, appending to `out`.
+    fn decompress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError>;
+}
+
+/// What a codec factory is given to build a codec from a spec like `zstd:19:dict=7`.
+pub struct CodecArgs<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) arg: Option<&'a str>,
+    pub(crate) dictionaries: &'a HashMap<u32, Dictionary>,
+}
+
+impl<'a> CodecArgs<'a> {
+    /// The codec name (`zstd`).
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// Everything after the first `:` (`19:dict=7`), or `None` for a bare name.
+    pub fn arg(&self) -> Option<&'a str> {
+        self.arg
+    }
+
+    /// A dictionary the registry holds.
+    pub fn dictionary(&self, id: u32) -> Option<&'a Dictionary> {
+        self.dictionaries.get(&id)
+    }
+
+    /// The ids of the dictionaries the registry holds, sorted.
+    pub fn dictionary_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.dictionaries.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// Builds a codec from its arguments; registered with
+/// [`Registry::register_codec`](crate::Registry::register_codec).
+pub type CodecFactory =
+    Arc<dyn Fn(&CodecArgs<'_>) -> crate::Result<Arc<dyn Codec>> + Send + Sync + 'static>;
+
+/// zstd compression at a level (1..=22, default 3), optionally with a trained
+/// [`Dictionary`].
+///
+/// Compression and decompression contexts are pooled, so small values do not pay for
+/// allocating a context each time. Frames record their content size; decoding never
+/// allocates more than [`Zstd::MAX_DECODED_LEN`] nor more than the data actually decodes to.
+pub struct Zstd {
+    level: i32,
+    dictionary: Option<Dictionary>,
+    compressors: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
+    decompressors: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
+}
+
+impl std::fmt::Debug for Zstd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zstd")
+            .field("level", &self.level)
+            .field("dictionary", &self.dictionary.as_ref().map(Dictionary::id))
+            .finish()
+    }
+}
+
+impl Zstd {
+    /// The level `zstd` without a level means.
+    pub const DEFAULT_LEVEL: i32 = 3;
+
+    /// The largest decompressed size accepted (4 GiB): a guard against decompression bombs.
+    pub const MAX_DECODED_LEN: u64 = 4 << 30;
+
+    /// zstd at `level` (1..=22), with an optional dictionary.
+    pub fn new(level: i32, dictionary: Option<Dictionary>) -> Result<Self, BoxError> {
+        if !(1..=22).contains(&level) {
+            return Err(format!("zstd level {level} is outside 1..=22").into());
+        }
+        Ok(Zstd {
+            level,
+            dictionary,
+            compressors: Mutex::new(Vec::new()),
+            decompressors: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The compression level.
+    pub fn level(&self) -> i32 {
+        self.level
+    }
+
+    /// The dictionary id, if this codec uses one.
+    pub fn dictionary_id(&self) -> Option<u32> {
+        self.dictionary.as_ref().map(Dictionary::id)
+    }
+
+    /// The factory the registry uses for `zstd`, `zstd:LEVEL`, `zstd:dict=ID` and
+    /// `zstd:LEVEL:dict=ID`.
+    pub fn factory() -> CodecFactory {
+        Arc::new(|args: &CodecArgs<'_>| {
+            let spec = match args.arg() {
+                Some(arg) => format!("{}:{arg}", args.name()),
+                None => args.name().to_owned(),
+            };
+            let invalid = |reason: String| crate::Error::InvalidPipeline {
+                name: spec.clone(),
+                reason,
+            };
+            let mut level = Zstd::DEFAULT_LEVEL;
+            let mut dictionary = None;
+            for part in args
+                .arg()
+                .unwrap_or("")
+                .split(':')
+                .filter(|p| !p.is_empty())
+            {
+                if let Some(id) = part.strip_prefix("dict=") {
+                    let id: u32 = id
+                        .parse()
+                        .map_err(|_| invalid(format!("bad dictionary id `{id}`")))?;
+                    let dict =
+                        args.dictionary(id)
+                            .ok_or_else(|| crate::Error::UnknownDictionary {
+                                id,
+                                known: args.dictionary_ids(),
+                            })?;
+                    dictionary = Some(dict.clone());
+                } else {
+                    level = part.parse().map_err(|_| {
+                        invalid(format!(
+                            "expected a level (1..=22) or dict=ID, got `{part}`"
+                        ))
+                    })?;
+                }
+            }
+            let codec = Zstd::new(level, dictionary).map_err(|e| invalid(e.to_string()))?;
+            Ok(Arc::new(codec) as Arc<dyn Codec>)
+        })
+    }
+
+    fn compressor(&self) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+        if let Some(c) = self.compressors.lock().ok().and_then(|mut pool| pool.pop()) {
+            return Ok(c);
+        }
+        match &self.dictionary {
+            Some(dict) => zstd::bulk::Compressor::with_dictionary(self.level, dict.as_bytes()),
+            None => zstd::bulk::Compressor::new(self.level),
+        }
+    }
+
+    fn decompressor(&self) -> std::io::Result<zstd::bulk::Decompressor<'static>> {
+        if let Some(d) = self
+            .decompressors
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+        {
+            return Ok(d);
+        }
+        match &self.dictionary {
+            Some(dict) => zstd::bulk::Decompressor::with_dictionary(dict.as_bytes()),
+            None => zstd::bulk::Decompressor::new(),
+        }
+    }
+
+    /// Returns a context to the pool (a few are kept: one per concurrently busy thread).
+    fn recycle<T>(pool: &Mutex<Vec<T>>, item: T) {
+        if let Ok(mut pool) = pool.lock() {
+            if pool.len() < 8 {
+                pool.push(item);
+            }
+        }
+    }
+}
+
+impl Codec for Zstd {
+    fn spec(&self) -> String {
+        match &self.dictionary {
+            Some(dict) => format!("zstd:{}:dict={}", self.level, dict.id()),
+            None => format!("zstd:{}", self.level),
+        }
+    }
+
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError> {
+        let mut compressor = self.compressor()?;
+        let bound = zstd::zstd_safe::compress_bound(input.len());
+        // The zstd buffer API writes from the start of a Vec, so an `out` that already holds
+        // bytes gets the frame through a temporary.
+        let result = if out.is_empty() {
+            out.reserve(bound);
+            compressor.compress_to_buffer(input, out)
+        } else {
+            let mut tmp = Vec::with_capacity(bound);
+            let result = compressor.compress_to_buffer(input, &mut tmp);
+            out.extend_from_slice(&tmp);
+            result
+        };
+        Zstd::recycle(&self.compressors, compressor);
+        result?;
+        Ok(())
+    }
+
+    fn decompress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError> {
+        match zstd::zstd_safe::get_frame_content_size(input) {
+            Ok(Some(size)) if size <= Zstd::MAX_DECODED_LEN => {
+                // The size is only a claim of the (unverified) frame header: reserve at most
+                // a sane multiple of the input up front and let a mismatch fail below.
+                let size = usize::try_from(size)?;
+                let mut decompressor = self.decompressor()?;
+                let mut tail = Vec::with_capacity(size.min(input.len().saturating_mul(64) + 4096));
+                if tail.capacity() < size {
+                    // Claimed bigger than plausible: stream it instead, bounded.
+                    Zstd::recycle(&self.decompressors, decompressor);
+                    return self.decompress_streaming(input, out);
+                }
+                let result = decompressor.decompress_to_buffer(input, &mut tail);
+                Zstd::recycle(&self.decompressors, decompressor);
+                let written = result?;
+                if written != size {
+                    return Err(
+                        format!("frame claims {size} bytes but decodes to {written}").into(),
+                    );
+                }
+                if out.is_empty() {
+                    *out = tail;
+                } else {
+                    out.extend_from_slice(&tail);
+                }
+                Ok(())
+            }
+            Ok(Some(size)) => Err(format!(
+                "frame claims {size} bytes, more than the {} byte limit",
+                Zstd::MAX_DECODED_LEN
+            )
+            .into()),
+            Ok(None) => self.decompress_streaming(input, out),
+            Err(_) => Err("not a zstd frame".into()),
+        }
+    }
+}
+
+impl Zstd {
+    fn decompress_streaming(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError> {
+        let decoder = match &self.dictionary {
+            Some(dict) => zstd::stream::read::Decoder::with_dictionary(input, dict.as_bytes())?,
+            None => zstd::stream::read::Decoder::with_buffer(input)?,
+        };
+        let mut limited = decoder.take(Zstd::MAX_DECODED_LEN + 1);
+        let before = out.len();
+        limited.read_to_end(out)?;
+        if (out.len() - before) as u64 > Zstd::MAX_DECODED_LEN {
+            out.truncate(before);
+            return Err(format!(
+                "decodes to more than the {} byte limit",
+                Zstd::MAX_DECODED_LEN
+            )
+            .into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! The `json` format: `serde_json`, compact output.
+//!
+//! Floats round-trip exactly (the `float_roundtrip` feature of serde_json is on); NaN and the
+//! infinities are written as `null`, as serde_json does. Byte strings become arrays of numbers.
+//! Nesting deeper than 128 levels is refused on decode rather than risking the stack.
+
+use crate::error::BoxError;
+use crate::format::{DecodeSink, Format};
+
+/// JSON through `serde_json`. Python's `json.loads` reads what it writes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Json;
+
+impl Format for Json {
+    fn encode(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BoxError> {
+        Ok(serde_json::to_writer(out, value)?)
+    }
+
+    fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        sink(&mut <dyn erased_serde::Deserializer>::erase(&mut de))?;
+        Ok(de.end()?)
+    }
+}

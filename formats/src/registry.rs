@@ -1,0 +1,313 @@
+//! The [`Registry`]: format and codec names to implementations, zstd dictionaries, the MAC
+//! key, and reading stored values whatever pipeline wrote them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use serde::de::DeserializeOwned;
+
+use crate::cbor::Cbor;
+use crate::codec::{Codec, CodecArgs, CodecFactory, Zstd};
+use crate::dictionary::Dictionary;
+use crate::envelope::{self, Header};
+use crate::error::{Error, Result};
+use crate::format::Format;
+use crate::json::Json;
+use crate::pickle::Pickle;
+use crate::pipeline::Pipeline;
+use crate::raw::Raw;
+
+/// Names formats and codecs and resolves pipeline names like `json`, `cbor+zstd`,
+/// `pickle+zstd:19` or `raw+zstd:3:dict=42` into a [`Pipeline`].
+///
+/// A pipeline name is `FORMAT(+CODEC[:ARG])*`. Format and codec names are ASCII letters,
+/// digits, `_`, `-` and `.`; a codec's argument is everything after its first `:`.
+///
+/// Built in: formats `raw`, `json`, `cbor`, `pickle`; codec `zstd` (`zstd`, `zstd:LEVEL`,
+/// `zstd:dict=ID`, `zstd:LEVEL:dict=ID`). `Send + Sync`: share it in an `Arc`.
+///
+/// ```
+/// use cacher_formats::Registry;
+///
+/// let registry = Registry::with_builtins();
+/// let err = registry.resolve("yaml").unwrap_err();
+/// assert_eq!(err.to_string(), "unknown format `yaml` (known formats: cbor, json, pickle, raw)");
+/// ```
+pub struct Registry {
+    formats: HashMap<String, Arc<dyn Format>>,
+    codecs: HashMap<String, CodecFactory>,
+    dictionaries: HashMap<u32, Dictionary>,
+    mac_key: Option<[u8; 32]>,
+    /// Pipelines already resolved, by the name asked for (values repeat a few names).
+    resolved: RwLock<HashMap<String, Pipeline>>,
+}
+
+impl Default for Registry {
+    /// Same as [`Registry::with_builtins`].
+    fn default() -> Self {
+        Registry::with_builtins()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("formats", &self.format_names())
+            .field("codecs", &self.codec_names())
+            .field("dictionaries", &self.dictionary_ids())
+            .field("mac_key", &self.mac_key.is_some())
+            .finish()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn sorted<T: Ord + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.sort();
+    items
+}
+
+impl Registry {
+    /// A registry with no formats or codecs (see [`with_builtins`](Registry::with_builtins)).
+    pub fn empty() -> Self {
+        Registry {
+            formats: HashMap::new(),
+            codecs: HashMap::new(),
+            dictionaries: HashMap::new(),
+            mac_key: None,
+            resolved: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A registry with the built-in formats (`raw`, `json`, `cbor`, `pickle`) and codec
+    /// (`zstd`).
+    pub fn with_builtins() -> Self {
+        let mut registry = Registry::empty();
+        let builtins: [(&str, Arc<dyn Format>); 4] = [
+            ("raw", Arc::new(Raw)),
+            ("json", Arc::new(Json)),
+            ("cbor", Arc::new(Cbor)),
+            ("pickle", Arc::new(Pickle)),
+        ];
+        for (name, format) in builtins {
+            registry.formats.insert(name.to_owned(), format);
+        }
+        registry.codecs.insert("zstd".to_owned(), Zstd::factory());
+        registry
+    }
+
+    /// Registers (or replaces) a format under `name`. The name is what envelopes store, so
+    /// keep it stable. Errors with [`Error::InvalidPipeline`] for a malformed name.
+    pub fn register_format(&mut self, name: &str, format: Arc<dyn Format>) -> Result<()> {
+        if !valid_name(name) {
+            return Err(Error::InvalidPipeline {
+                name: name.to_owned(),
+                reason: "a format name is ASCII letters, digits, `_`, `-` and `.`".into(),
+            });
+        }
+        self.formats.insert(name.to_owned(), format);
+        self.clear_resolved();
+        Ok(())
+    }
+
+    /// Registers (or replaces) a codec under `name`: `factory` builds it from the spec's
+    /// argument (`name:ARG`). The codec's [`Codec::spec`] must resolve back to an equivalent
+    /// codec.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cacher_formats::{BoxError, Codec, Registry};
+    ///
+    /// /// Flips every bit: a toy codec.
+    /// struct Invert;
+    /// impl Codec for Invert {
+    ///     fn spec(&self) -> String { "invert".into() }
+    ///     fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError> {
+    ///         out.extend(input.iter().map(|b| !b));
+    ///         Ok(())
+    ///     }
+    ///     fn decompress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError> {
+    ///         self.compress(input, out)
+    ///     }
+    /// }
+    ///
+    /// let mut registry = Registry::with_builtins();
+    /// registry.register_codec("invert", |_args| Ok(Arc::new(Invert) as Arc<dyn Codec>))?;
+    /// let pipeline = registry.resolve("json+invert+zstd:1")?;
+    /// let payload = pipeline.encode(&[1, 2, 3])?;
+    /// assert_eq!(pipeline.decode::<Vec<u8>>(&payload)?, vec![1, 2, 3]);
+    /// # Ok::<(), cacher_formats::Error>(())
+    /// ```
+    pub fn register_codec(
+        &mut self,
+        name: &str,
+        factory: impl Fn(&CodecArgs<'_>) -> Result<Arc<dyn Codec>> + Send + Sync + 'static,
+    ) -> Result<()> {
+        if !valid_name(name) {
+            return Err(Error::InvalidPipeline {
+                name: name.to_owned(),
+                reason: "a codec name is ASCII letters, digits, `_`, `-` and `.`".into(),
+            });
+        }
+        self.codecs.insert(name.to_owned(), Arc::new(factory));
+        self.clear_resolved();
+        Ok(())
+    }
+
+    /// Gives the registry a zstd dictionary, so pipelines naming `dict=<id>` resolve and values
+    /// written with it decode. Replaces a dictionary with the same id.
+    pub fn add_dictionary(&mut self, dictionary: Dictionary) {
+        self.dictionaries.insert(dictionary.id(), dictionary);
+        self.clear_resolved();
+    }
+
+    /// A dictionary the registry holds.
+    pub fn dictionary(&self, id: u32) -> Option<&Dictionary> {
+        self.dictionaries.get(&id)
+    }
+
+    /// Sets the MAC key: pipelines resolved from now on write a keyed BLAKE3 MAC into every
+    /// envelope, and [`decode_value`](Registry::decode_value) and friends refuse any value
+    /// whose MAC is missing or wrong ([`Error::Unauthenticated`]). Derive the key from a secret
+    /// with e.g. `blake3::derive_key("cacher value mac v1", secret)`.
+    ///
+    /// Without a key, MACs present in values are not checked (they cannot be).
+    pub fn set_mac_key(&mut self, key: [u8; 32]) {
+        self.mac_key = Some(key);
+        self.clear_resolved();
+    }
+
+    /// Builder form of [`set_mac_key`](Registry::set_mac_key).
+    pub fn with_mac_key(mut self, key: [u8; 32]) -> Self {
+        self.set_mac_key(key);
+        self
+    }
+
+    /// The registered format names, sorted.
+    pub fn format_names(&self) -> Vec<String> {
+        sorted(self.formats.keys().cloned())
+    }
+
+    /// The registered codec names, sorted.
+    pub fn codec_names(&self) -> Vec<String> {
+        sorted(self.codecs.keys().cloned())
+    }
+
+    /// The ids of the dictionaries the registry holds, sorted.
+    pub fn dictionary_ids(&self) -> Vec<u32> {
+        sorted(self.dictionaries.keys().copied())
+    }
+
+    fn clear_resolved(&mut self) {
+        if let Ok(resolved) = self.resolved.get_mut() {
+            resolved.clear();
+        }
+    }
+
+    /// Resolves a pipeline name. Errors: [`Error::UnknownFormat`] / [`Error::UnknownCodec`]
+    /// (listing the known names), [`Error::UnknownDictionary`], [`Error::InvalidPipeline`].
+    pub fn resolve(&self, name: &str) -> Result<Pipeline> {
+        if let Some(pipeline) = self.resolved.read().ok().and_then(|r| r.get(name).cloned()) {
+            return Ok(pipeline);
+        }
+        let pipeline = self.build(name)?;
+        if let Ok(mut resolved) = self.resolved.write() {
+            resolved.insert(name.to_owned(), pipeline.clone());
+        }
+        Ok(pipeline)
+    }
+
+    fn build(&self, name: &str) -> Result<Pipeline> {
+        let invalid = |reason: &str| Error::InvalidPipeline {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut parts = name.split('+');
+        let format_name = parts.next().unwrap_or_default();
+        if !valid_name(format_name) {
+            return Err(invalid("expected FORMAT(+CODEC[:ARG])*, e.g. cbor+zstd:3"));
+        }
+        let format = self
+            .formats
+            .get(format_name)
+            .ok_or_else(|| Error::UnknownFormat {
+                name: format_name.to_owned(),
+                known: self.format_names(),
+            })?
+            .clone();
+        let mut codecs = Vec::new();
+        for spec in parts {
+            let (codec_name, arg) = match spec.split_once(':') {
+                Some((codec_name, arg)) => (codec_name, Some(arg)),
+                None => (spec, None),
+            };
+            if !valid_name(codec_name) {
+                return Err(invalid("empty or malformed codec name"));
+            }
+            let factory = self
+                .codecs
+                .get(codec_name)
+                .ok_or_else(|| Error::UnknownCodec {
+                    name: codec_name.to_owned(),
+                    known: self.codec_names(),
+                })?;
+            let codec = factory(&CodecArgs {
+                name: codec_name,
+                arg,
+                dictionaries: &self.dictionaries,
+            })?;
+            let canonical = codec.spec();
+            if canonical.is_empty() || canonical.contains('+') {
+                return Err(invalid(
+                    "a codec's spec must be non-empty and contain no `+`",
+                ));
+            }
+            codecs.push((canonical, codec));
+        }
+        let pipeline = Pipeline::new(format_name.to_owned(), format, codecs, self.mac_key);
+        if pipeline.name().len() > 255 {
+            return Err(invalid("the canonical name is longer than 255 bytes"));
+        }
+        Ok(pipeline)
+    }
+
+    /// Checks a stored value (header, length, payload checksum and — when the registry has a
+    /// key — the MAC) and lends its payload as stored (still compressed, if the pipeline has
+    /// codecs). No copy.
+    pub fn open_value<'a>(&self, bytes: &'a [u8]) -> Result<(Header, &'a [u8])> {
+        let (header, payload) = envelope::payload(bytes)?;
+        if let Some(key) = &self.mac_key {
+            header.verify_mac(bytes, payload, key)?;
+        }
+        Ok((header, payload))
+    }
+
+    /// Reads a stored value written by any pipeline this registry can resolve: the header
+    /// names the format and codecs, so a value written as `json` decodes here even if the
+    /// cache now writes `cbor+zstd`.
+    ///
+    /// Errors: [`Error::UpgradeRequired`] for a newer envelope, [`Error::Corrupt`] for damage,
+    /// [`Error::Unauthenticated`] for a bad MAC, [`Error::UnknownFormat`] & co. when the
+    /// pipeline is not registered here, [`Error::Decode`] when the payload is not a `T`.
+    pub fn decode_value<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<(Header, T)> {
+        let (header, payload) = self.open_value(bytes)?;
+        let value = self.resolve(header.pipeline())?.decode(payload)?;
+        Ok((header, value))
+    }
+
+    /// Reads a stored byte-string value (see [`Pipeline::decode_bytes`]). For a `raw` value
+    /// without codecs the bytes are lent from `bytes` without a copy.
+    pub fn decode_value_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(Header, Cow<'a, [u8]>)> {
+        let (header, payload) = self.open_value(bytes)?;
+        let value = self.resolve(header.pipeline())?.decode_bytes(payload)?;
+        Ok((header, value))
+    }
+}

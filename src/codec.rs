@@ -1,0 +1,67 @@
+//! Glue between the cache and the formats crate: encode a value into a stored envelope, read
+//! an envelope's header without decoding, decode a payload whatever format wrote it.
+
+use std::sync::Arc;
+
+use cacher_formats::envelope::Header;
+use cacher_formats::{EnvelopeMeta, Pipeline, Registry};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use cacher_formats::Error as CodecError;
+
+/// The pipeline new values are written with, and the registry that reads values written by
+/// any other pipeline (the envelope names it).
+#[derive(Clone)]
+pub struct Codec {
+    registry: Arc<Registry>,
+    pipeline: Pipeline,
+}
+
+impl Codec {
+    pub fn new(registry: Arc<Registry>, format: &str) -> Result<Self, CodecError> {
+        let pipeline = registry.resolve(format)?;
+        Ok(Codec { registry, pipeline })
+    }
+
+    /// The canonical name of the write pipeline (e.g. `cbor+zstd:3`).
+    pub fn name(&self) -> &str {
+        self.pipeline.name()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn encode<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        meta: &EnvelopeMeta,
+    ) -> Result<Vec<u8>, CodecError> {
+        self.pipeline.encode_value(value, meta)
+    }
+
+    /// The header's metadata only: no checksum, no payload work.
+    pub fn peek(bytes: &[u8]) -> Result<EnvelopeMeta, CodecError> {
+        Ok(Header::peek(bytes)?.meta())
+    }
+
+    /// Checks a stored value (header, checksum, MAC) and lends its header and payload.
+    pub fn open<'a>(&self, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), CodecError> {
+        self.registry.open_value(bytes)
+    }
+
+    /// Decodes a payload opened by [`Codec::open`]. The common case (written by this cache's
+    /// own pipeline) skips resolving the pipeline name again.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        header: &Header,
+        payload: &[u8],
+    ) -> Result<T, CodecError> {
+        if header.pipeline() == self.pipeline.name() {
+            self.pipeline.decode(payload)
+        } else {
+            self.registry.resolve(header.pipeline())?.decode(payload)
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! [`Tiered`]: a bounded memory tier in front of a disk tier.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cacher_store::{Blob, EntryMeta, Result, Store};
+
+/// A store made of a hot in-memory tier in front of a cold store (usually on disk).
+///
+/// - Reads try the hot tier, then the cold one; a cold hit is promoted into the hot tier.
+/// - Writes go through to the cold store first (so nothing is only in memory), then to the
+///   hot tier. Deletes remove from both.
+/// - The hot tier holds at most `hot_bytes` bytes, least recently used out first. It keeps
+///   values as shared buffers, so a hot hit lends the bytes without copying.
+/// - Iteration, `len` and `flush` are the cold store's: it holds everything.
+///
+/// Another process writing the same cold store does not update this process's hot tier: use
+/// a TTL on the cache, or no hot tier, when several processes overwrite the same keys.
+///
+/// ```
+/// use cacher::{Cache, Tiered, store::MemoryStore};
+/// let cold = MemoryStore::new(); // a DirStore or LmdbStore in real use
+/// let cache = Cache::builder().store(Tiered::new(cold, 64 << 20)).build()?;
+/// cache.put("k", &1u8)?;
+/// assert_eq!(cache.get::<u8>("k")?, Some(1));
+/// # Ok::<(), cacher::Error>(())
+/// ```
+pub struct Tiered<C> {
+    cold: C,
+    hot: Mutex<Hot>,
+    hot_bytes: u64,
+}
+
+#[derive(Default)]
+struct Hot {
+    map: HashMap<Vec<u8>, (Arc<[u8]>, u64)>,
+    lru: BTreeMap<u64, Vec<u8>>,
+    bytes: u64,
+    tick: u64,
+    /// Bumped by every write and delete. A cold read or a cold write only fills the hot tier
+    /// if no other write happened meanwhile, so a racing writer's value is never shadowed by
+    /// an older one.
+    epoch: u64,
+}
+
+impl Hot {
+    fn get(&mut self, key: &[u8]) -> Option<Arc<[u8]>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (value, at) = self.map.get_mut(key)?;
+        let old = std::mem::replace(at, tick);
+        let value = value.clone();
+        if let Some(k) = self.lru.remove(&old) {
+            self.lru.insert(tick, k);
+        }
+        Some(value)
+    }
+
+    /// Starts a write of `key`: drops its hot copy and returns the new epoch.
+    fn begin_write(&mut self, key: &[u8]) -> u64 {
+        self.epoch += 1;
+        self.remove(key);
+        self.epoch
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some((v, at)) = self.map.remove(key) {
+            self.lru.remove(&at);
+            self.bytes -= v.len() as u64;
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], value: Arc<[u8]>, cap: u64) {
+        self.remove(key);
+        if value.len() as u64 > cap {
+            return;
+        }
+        self.tick += 1;
+        self.bytes += value.len() as u64;
+        self.map.insert(key.to_vec(), (value, self.tick));
+        self.lru.insert(self.tick, key.to_vec());
+        while self.bytes > cap {
+            let Some((_, k)) = self.lru.pop_first() else {
+                break;
+            };
+            if let Some((v, _)) = self.map.remove(&k) {
+                self.bytes -= v.len() as u64;
+            }
+        }
+    }
+}
+
+impl<C: Store> Tiered<C> {
+    /// `cold` behind a memory tier of at most `hot_bytes` bytes.
+    pub fn new(cold: C, hot_bytes: u64) -> Self {
+        Tiered {
+            cold,
+            hot: Mutex::new(Hot::default()),
+            hot_bytes,
+        }
+    }
+
+    /// The cold store.
+    pub fn cold(&self) -> &C {
+        &self.cold
+    }
+
+    /// Bytes held in the memory tier.
+    pub fn hot_bytes(&self) -> u64 {
+        self.hot().bytes
+    }
+
+    fn hot(&self) -> MutexGuard<'_, Hot> {
+        // The hot tier is a copy of the cold one; a panic mid-update loses nothing durable.
+        self.hot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<C: Store> Store for Tiered<C> {
+    fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
+        if let Some(v) = self.hot().get(key) {
+            return Ok(Some(Blob::Shared(v)));
+        }
+        let epoch = self.hot().epoch;
+        let Some(blob) = self.cold.read(key)? else {
+            return Ok(None);
+        };
+        if blob.len() as u64 <= self.hot_bytes {
+            let shared: Arc<[u8]> = Arc::from(&blob[..]);
+            let mut hot = self.hot();
+            if hot.epoch == epoch {
+                hot.insert(key, shared.clone(), self.hot_bytes);
+            }
+            return Ok(Some(Blob::Shared(shared)));
+        }
+        Ok(Some(blob))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        // Drop the hot copy first: if the cold write fails, no stale value stays hot.
+        let epoch = self.hot().begin_write(key);
+        self.cold.put(key, value)?;
+        let mut hot = self.hot();
+        if hot.epoch == epoch {
+            hot.insert(key, Arc::from(value), self.hot_bytes);
+        } else {
+            // Another write raced this one; which reached the cold tier last is unknown, so
+            // keep neither hot: the next read promotes whatever the cold tier holds.
+            hot.remove(key);
+        }
+        Ok(())
+    }
+
+    fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
+        self.hot().begin_write(key);
+        self.cold.put_reader(key, reader)
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.hot().begin_write(key);
+        let was = self.cold.delete(key)?;
+        // A promotion racing this delete is refused by the epoch; drop any copy again.
+        self.hot().begin_write(key);
+        Ok(was)
+    }
+
+    fn keys(&self) -> Result<cacher_store::KeyIter<'_>> {
+        self.cold.keys()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.cold.flush()
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool> {
+        if self.hot().map.contains_key(key) {
+            return Ok(true);
+        }
+        self.cold.contains(key)
+    }
+
+    fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> {
+        if let Some((v, _)) = self.hot().map.get(key) {
+            return Ok(Some(EntryMeta::new(v.len() as u64)));
+        }
+        self.cold.meta(key)
+    }
+
+    fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
+        let epoch = {
+            let mut hot = self.hot();
+            for (k, _) in entries {
+                hot.begin_write(k);
+            }
+            hot.epoch
+        };
+        self.cold.put_many(entries)?;
+        let mut hot = self.hot();
+        for (k, v) in entries {
+            if hot.epoch == epoch {
+                hot.insert(k, Arc::from(*v), self.hot_bytes);
+            } else {
+                hot.remove(k);
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.cold.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cacher_store::MemoryStore;
+
+    cacher_store::conformance_tests!(
+        |_dir: &std::path::Path| Tiered::new(MemoryStore::new(), 1 << 20),
+        persistent = false
+    );
+
+    #[test]
+    fn cold_hits_are_promoted_and_the_hot_tier_stays_bounded() {
+        let cold = MemoryStore::new();
+        cold.put(b"a", &[1; 100]).unwrap();
+        cold.put(b"b", &[2; 100]).unwrap();
+        let t = Tiered::new(cold, 150);
+        assert_eq!(t.hot_bytes(), 0);
+        t.read(b"a").unwrap().unwrap();
+        assert_eq!(t.hot_bytes(), 100);
+        t.read(b"b").unwrap().unwrap();
+        assert_eq!(t.hot_bytes(), 100, "a was evicted from the hot tier");
+        assert!(t.hot().map.contains_key(&b"b"[..]));
+        // Everything is still in the cold tier.
+        assert_eq!(t.get(b"a").unwrap(), Some(vec![1; 100]));
+    }
+
+    #[test]
+    fn writes_go_through_to_the_cold_tier() {
+        let t = Tiered::new(MemoryStore::new(), 1 << 20);
+        t.put(b"k", b"v").unwrap();
+        assert_eq!(t.cold().get(b"k").unwrap(), Some(b"v".to_vec()));
+        t.delete(b"k").unwrap();
+        assert_eq!(t.get(b"k").unwrap(), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! The `#[memoize]` attribute on free functions and methods.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::LazyLock;
+
+use cacher::store::MemoryStore;
+use cacher::{memoize, Cache, Call};
+
+static CACHE: LazyLock<Cache> =
+    LazyLock::new(|| Cache::builder().store(MemoryStore::new()).build().unwrap());
+
+struct Client {
+    requests: AtomicU32,
+}
+
+/// The seed use case: a slow API call, keyed on endpoint and params, not on the client.
+#[memoize(cache = CACHE, ignore(client))]
+fn fetch_from_api(
+    client: &Client,
+    endpoint: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    client.requests.fetch_add(1, SeqCst);
+    if endpoint.is_empty() {
+        return Err("no endpoint".into());
+    }
+    Ok(format!("{endpoint}?{params:?}"))
+}
+
+#[test]
+fn free_function_is_called_once_for_identical_calls() {
+    let client = Client {
+        requests: AtomicU32::new(0),
+    };
+    let other_client = Client {
+        requests: AtomicU32::new(0),
+    };
+    let p = BTreeMap::from([("q".to_string(), "rust".to_string())]);
+    let a = fetch_from_api(&client, "users", &p).unwrap();
+    let b = fetch_from_api(&other_client, "users", &p).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        client.requests.load(SeqCst) + other_client.requests.load(SeqCst),
+        1
+    );
+    let p2 = BTreeMap::from([("q".to_string(), "zig".to_string())]);
+    fetch_from_api(&client, "users", &p2).unwrap();
+    assert_eq!(client.requests.load(SeqCst), 2);
+}
+
+#[test]
+fn macro_errors_are_not_cached() {
+    let client = Client {
+        requests: AtomicU32::new(0),
+    };
+    let p = BTreeMap::new();
+    assert!(fetch_from_api(&client, "", &p).is_err());
+    assert!(fetch_from_api(&client, "", &p).is_err());
+    assert_eq!(client.requests.load(SeqCst), 2);
+}
+
+static SQUARES: AtomicU32 = AtomicU32::new(0);
+
+#[memoize(cache = CACHE, version = 3, namespace = "square_v")]
+fn square(x: u64) -> u64 {
+    SQUARES.fetch_add(1, SeqCst);
+    x * x
+}
+
+#[test]
+fn the_sibling_with_function_gives_per_call_control() {
+    assert_eq!(square(7), 49);
+    assert_eq!(square(7), 49);
+    let n = SQUARES.load(SeqCst);
+    assert_eq!(square_with(Call::refresh(), 7).unwrap(), 49);
+    assert_eq!(SQUARES.load(SeqCst), n + 1);
+    assert_eq!(square_with(Call::cache_only(), 7).unwrap(), 49);
+    assert!(square_with(Call::cache_only(), 8).unwrap_err().is_miss());
+    assert_eq!(SQUARES.load(SeqCst), n + 1);
+}
+
+#[memoize(cache = CACHE, namespace = "cube")]
+fn cube(x: u64) -> u64 {
+    x * x * x
+}
+
+#[memoize(cache = CACHE, ignore(trace_id))]
+fn scaled(x: u64, factor: u64, trace_id: &str) -> u64 {
+    let _ = trace_id;
+    x * factor
+}
+
+#[test]
+fn macro_and_wrapper_styles_share_keys() {
+    let wrapped = CACHE.memoize("cube").wrap(|x: u64| x * x * x);
+    assert_eq!(cube(11), 1331);
+    assert!(CACHE.contains(wrapped.key_for(&11).unwrap()).unwrap());
+
+    let wrapped = CACHE
+        .memoize("scaled")
+        .args(["x", "factor", "trace_id"])
+        .ignore("trace_id")
+        .wrap(|(x, factor, _t): (u64, u64, String)| x * factor);
+    assert_eq!(scaled(3, 4, "req-1"), 12);
+    let key = wrapped.key_for(&(3, 4, "req-2".to_string())).unwrap();
+    assert!(CACHE.contains(&key).unwrap());
+}
+
+type ApiResult<T> = Result<T, String>;
+static FLAKY: AtomicU32 = AtomicU32::new(0);
+
+#[memoize(cache = CACHE, result)]
+fn flaky(x: u32) -> ApiResult<u32> {
+    FLAKY.fetch_add(1, SeqCst);
+    Err(format!("no {x}"))
+}
+
+#[test]
+fn the_result_flag_covers_result_aliases() {
+    assert!(flaky(1).is_err());
+    assert!(flaky(1).is_err());
+    assert_eq!(
+        FLAKY.load(SeqCst),
+        2,
+        "errors of an aliased Result are not cached"
+    );
+}
+
+struct Counter {
+    cache: Cache,
+    calls: u32,
+}
+
+impl Counter {
+    #[memoize(cache = self.cache)]
+    fn bump(&mut self, by: u32) -> u32 {
+        self.calls += 1;
+        by * 10
+    }
+}
+
+#[test]
+fn mut_self_methods_work() {
+    let mut c = Counter {
+        cache: Cache::builder().store(MemoryStore::new()).build().unwrap(),
+        calls: 0,
+    };
+    assert_eq!(c.bump(2), 20);
+    assert_eq!(c.bump(2), 20);
+    assert_eq!(c.calls, 1);
+}
+
+struct Embedder {
+    cache: Cache,
+    model: String,
+    dims: usize,
+    calls: AtomicU32,
+    _log_prefix: String,
+}
+
+impl Embedder {
+    /// Only `model` and `dims` of `self` belong in the key.
+    #[memoize(cache = self.cache, fields(model, dims))]
+    fn embed(&self, text: &str) -> Vec<f32> {
+        self.calls.fetch_add(1, SeqCst);
+        vec![text.len() as f32; self.dims]
+    }
+
+    #[memoize(cache = self.cache, depends_on = self.dims, key = text.to_lowercase())]
+    fn embed_ci(&self, text: &str) -> Option<Vec<f32>> {
+        self.calls.fetch_add(1, SeqCst);
+        (!text.is_empty()).then(|| vec![1.0; self.dims])
+    }
+}
+
+#[test]
+fn methods_key_on_the_named_fields_of_self() {
+    let cache = Cache::builder().store(MemoryStore::new()).build().unwrap();
+    let mk = |model: &str, prefix: &str| Embedder {
+        cache: cache.clone(),
+        model: model.into(),
+        dims: 4,
+        calls: AtomicU32::new(0),
+        _log_prefix: prefix.into(),
+    };
+    let a = mk("m1", "x");
+    let b = mk("m1", "y");
+    let c = mk("m2", "x");
+    assert_eq!(a.embed("hello"), vec![5.0; 4]);
+    assert_eq!(b.embed("hello"), vec![5.0; 4]);
+    assert_eq!(b.calls.load(SeqCst), 0, "same model and dims: a hit");
+    c.embed("hello");
+    assert_eq!(c.calls.load(SeqCst), 1, "another model: computed");
+}
+
+#[test]
+fn methods_support_custom_keys_dependencies_and_cached_none() {
+    let cache = Cache::builder().store(MemoryStore::new()).build().unwrap();
+    let e = Embedder {
+        cache,
+        model: "m".into(),
+        dims: 2,
+        calls: AtomicU32::new(0),
+        _log_prefix: String::new(),
+    };
+    assert_eq!(e.embed_ci("ABC"), Some(vec![1.0; 2]));
+    assert_eq!(e.embed_ci("abc"), Some(vec![1.0; 2]));
+    assert_eq!(e.embed_ci(""), None);
+    assert_eq!(e.embed_ci(""), None);
+    assert_eq!(e.calls.load(SeqCst), 2);
+}
