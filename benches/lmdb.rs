@@ -91,7 +91,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 7919) % KEYS;
                 let rtxn = raw.env.read_txn().expect("rtxn");
-                black_box(raw.db.get(&rtxn, &keys[i]).expect("get").map(<[u8]>::to_vec))
+                black_box(
+                    raw.db
+                        .get(&rtxn, &keys[i])
+                        .expect("get")
+                        .map(<[u8]>::to_vec),
+                )
             })
         });
         group.bench_function(BenchmarkId::new("LmdbStore::with_value", label), |b| {
