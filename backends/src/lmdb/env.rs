@@ -19,7 +19,9 @@
 //!   (`MDB_NOTLS`, heed's `WithoutTls`), so a read transaction may move between threads and
 //!   each one frees its slot when it ends. Slots left by processes that died are cleared when
 //!   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
-//!   the call is retried once.
+//!   the call is retried once. (When no process has the environment open, LMDB itself resets
+//!   the whole reader table at the next open; LMDB also clears dead readers when a writer
+//!   recovers the write lock from a process that died holding it.)
 //!
 //! # What a caller must not do
 //! - **Do not nest**: no [`LmdbEnv::read`] or [`LmdbEnv::write`] (nor any store method) from
