@@ -20,8 +20,12 @@
 //!   each one frees its slot when it ends. Slots left by processes that died are cleared when
 //!   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
 //!   the call is retried once. (When no process has the environment open, LMDB itself resets
-//!   the whole reader table at the next open; LMDB also clears dead readers when a writer
-//!   recovers the write lock from a process that died holding it.)
+//!   the whole reader table at the next open.) A full map is also a moment to clear them: a
+//!   slot of a dead process pins every page freed since its snapshot, so the file would grow
+//!   instead of reusing them; [`LmdbEnv::write`] clears stale readers before growing. (LMDB
+//!   checks readers itself when it recovers the write lock from a process that died holding
+//!   it, but it may run before the kernel has released the dead process's file locks, and
+//!   then takes the dead reader for a live one.)
 //!
 //! # What a caller must not do
 //! - **Do not nest**: no [`LmdbEnv::read`] or [`LmdbEnv::write`] (nor any store method) from
@@ -40,7 +44,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
 
 use heed::types::Bytes;
@@ -220,6 +224,24 @@ struct Shared {
     map_size: AtomicUsize,
     /// How many stale reader slots the open cleared.
     cleared_on_open: usize,
+    /// Counters behind [`LmdbEnv::stats`].
+    grown: AtomicU64,
+    adopted: AtomicU64,
+    readers_cleared: AtomicU64,
+}
+
+/// What an [`LmdbEnv`] has done to keep going, since it was opened in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LmdbEnvStats {
+    /// Times this process grew the map after `MDB_MAP_FULL`.
+    pub map_grown: u64,
+    /// Times this process adopted a bigger map recorded by another process (after
+    /// `MDB_MAP_RESIZED`, or found while about to grow).
+    pub map_adopted: u64,
+    /// Stale reader slots cleared after `MDB_READERS_FULL` or before growing the map (not
+    /// counting the open).
+    pub stale_readers_cleared: u64,
 }
 
 impl Clone for LmdbEnv {
@@ -297,6 +319,16 @@ impl LmdbEnv {
     /// environment was opened.
     pub fn stale_readers_cleared_on_open(&self) -> usize {
         self.shared.cleared_on_open
+    }
+
+    /// What the environment did to keep going (growths, adopted resizes, cleared readers).
+    pub fn stats(&self) -> LmdbEnvStats {
+        let s = &self.shared;
+        LmdbEnvStats {
+            map_grown: s.grown.load(Ordering::Relaxed),
+            map_adopted: s.adopted.load(Ordering::Relaxed),
+            stale_readers_cleared: s.readers_cleared.load(Ordering::Relaxed),
+        }
     }
 
     /// Clears reader slots left by processes that died; returns how many there were.
@@ -450,6 +482,9 @@ impl Shared {
             gate: RwLock::new(()),
             map_size,
             cleared_on_open,
+            grown: AtomicU64::new(0),
+            adopted: AtomicU64::new(0),
+            readers_cleared: AtomicU64::new(0),
         })
     }
 
@@ -490,9 +525,11 @@ impl Shared {
                 Recovery::AdoptSize => self.adopt_size(size_seen)?,
                 Recovery::ClearReaders => {
                     readers_cleared = true;
-                    self.env
+                    let n = self
+                        .env
                         .clear_stale_readers()
                         .map_err(|e| self.engine_error(e))?;
+                    self.readers_cleared.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
         }
@@ -532,13 +569,24 @@ impl Shared {
     }
 
     /// Grows the map after `MDB_MAP_FULL` at size `size_seen`: adopts a bigger size another
-    /// process recorded, or doubles, up to the cap.
+    /// process recorded, or doubles, up to the cap. First clears stale readers: a slot left by
+    /// a dead process pins every page freed since its snapshot, and freeing it lets the retry
+    /// reuse them instead of growing.
     fn grow(&self, size_seen: usize) -> Result<()> {
         self.resize_exclusively(size_seen, |env| {
+            let cleared = env
+                .clear_stale_readers()
+                .map_err(|e| self.engine_error(e))?;
+            if cleared > 0 {
+                self.readers_cleared
+                    .fetch_add(cleared as u64, Ordering::Relaxed);
+                return Ok(());
+            }
             // SAFETY (both resizes): we hold the gate exclusive, so no transaction made
             // through this environment is open in this process.
             unsafe { env.resize(0) }.map_err(|e| self.engine_error(e))?;
             if env.info().map_size > size_seen {
+                self.adopted.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             let doubled = round_up((size_seen as u64).saturating_mul(2));
@@ -560,7 +608,9 @@ impl Shared {
                 )))
             })?;
             // SAFETY: as above.
-            unsafe { env.resize(target) }.map_err(|e| self.engine_error(e))
+            unsafe { env.resize(target) }.map_err(|e| self.engine_error(e))?;
+            self.grown.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         })
     }
 
@@ -570,6 +620,7 @@ impl Shared {
             // SAFETY: we hold the gate exclusive, so no transaction made through this
             // environment is open in this process.
             unsafe { env.resize(0) }.map_err(|e| self.engine_error(e))?;
+            self.adopted.fetch_add(1, Ordering::Relaxed);
             if env.info().map_size < size_seen {
                 // SAFETY: as above.
                 unsafe { env.resize(size_seen) }.map_err(|e| self.engine_error(e))?;
@@ -641,6 +692,7 @@ mod tests {
         let value = vec![1u8; 3 << 20];
         env.write(|w| db.put(w, b"big", &value)).unwrap();
         assert!(env.map_size() > start + (3 << 20));
+        assert!(env.stats().map_grown >= 1, "{:?}", env.stats());
         let len = env
             .read(|r| db.get(r, b"big").map(|v| v.map(<[u8]>::len)))
             .unwrap();

@@ -10,6 +10,6 @@
 mod env;
 mod store;
 
-pub use env::{LmdbEnv, LmdbOptions, TxnError};
+pub use env::{LmdbEnv, LmdbEnvStats, LmdbOptions, TxnError};
 pub use heed;
 pub use store::LmdbStore;
