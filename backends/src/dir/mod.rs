@@ -43,11 +43,12 @@ use format::{Fault, Header, HEADER_LEN};
 /// Entry files at least this long are read through a memory map, smaller ones are copied
 /// into a `Vec` (and their checksum checked).
 ///
-/// Measured with `benches/dir_read.rs` (warm page cache, each read followed by a pass over every
-/// byte, 2-core VM): copying wins clearly up to 256 KiB (64 KiB: 8 µs copied vs 19 µs mapped;
-/// 256 KiB: 21 µs vs 38 µs) because a map costs mmap + page faults + munmap per read; from
-/// 512 KiB mapping wins (512 KiB: 56 µs vs 48 µs; 4 MiB: 616 µs vs 218 µs) and also spares the
-/// memory of a copy.
+/// Measured with `backends/benches/dir_read.rs` (warm page cache, each read followed by a pass
+/// over every byte, 2-core VM, figures in `benches/RESULTS.md`): copying wins up to 128 KiB
+/// (64 KiB: 8 µs copied vs 19 µs mapped) because a map costs mmap + page faults + munmap per
+/// read; at 256 KiB the two are level or copying still wins (21 µs vs 22–38 µs); from 512 KiB
+/// mapping wins (512 KiB: 35–56 µs vs 28–48 µs; 4 MiB: 425–616 µs vs 162–218 µs) and also
+/// spares the memory of a copy.
 pub const DEFAULT_MMAP_THRESHOLD: u64 = 512 * 1024;
 
 /// A temp file untouched for this long, and not locked by a live writer, is removed on open.
@@ -216,8 +217,8 @@ impl DirStore {
         match self.open_entry(&path)? {
             None => Ok(false),
             Some(file) => {
-                let entry = self.load(file, &path, Some(key), true)?;
-                Ok(entry.is_some())
+                self.load(file, &path, Some(key), true)?;
+                Ok(true)
             }
         }
     }
@@ -403,7 +404,7 @@ impl DirStore {
         path: &Path,
         expect_key: Option<&[u8]>,
         verify: bool,
-    ) -> Result<Option<(Vec<u8>, Blob)>> {
+    ) -> Result<(Vec<u8>, Blob)> {
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("reading the length of", path, e))?
@@ -426,13 +427,13 @@ impl DirStore {
                     .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
             }
             let key = key.to_vec();
-            return Ok(Some((
+            return Ok((
                 key,
                 Blob::Mapped {
                     map: Arc::new(map),
                     range,
                 },
-            )));
+            ));
         }
         // Entry files never change in place, so the length from fstat is the length to read;
         // reading exactly that saves the extra end-of-file probe `read_to_end` makes.
@@ -453,7 +454,7 @@ impl DirStore {
             .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
         let key = key.to_vec();
         buf.drain(..header.value_offset());
-        Ok(Some((key, Blob::Owned(buf))))
+        Ok((key, Blob::Owned(buf)))
     }
 
     /// Reads only the header and key of an entry file.
@@ -558,7 +559,7 @@ impl Store for DirStore {
         let Some(file) = self.open_entry(&path)? else {
             return Ok(None);
         };
-        Ok(self.load(file, &path, Some(key), false)?.map(|(_, v)| v))
+        Ok(Some(self.load(file, &path, Some(key), false)?.1))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -657,9 +658,10 @@ impl Store for DirStore {
                 Err(e) => return Some(Err(e)),
             };
             // The value is copied out anyway, so its checksum is checked too.
-            self.load(file, &path, None, true)
-                .map(|e| e.map(|(k, v)| (k, v.into_vec())))
-                .transpose()
+            Some(
+                self.load(file, &path, None, true)
+                    .map(|(k, v)| (k, v.into_vec())),
+            )
         })))
     }
 
