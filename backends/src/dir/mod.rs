@@ -58,6 +58,8 @@ const ENTRIES_DIR: &str = "v1";
 const TMP_DIR: &str = "tmp";
 const TMP_PREFIX: &str = "put-";
 const STREAM_BUF: usize = 256 * 1024;
+/// Temp files `put_many` holds open at once.
+const PUT_MANY_CHUNK: usize = 256;
 
 /// A store keeping one file per key in a directory tree, safe to share between threads and
 /// between processes.
@@ -709,24 +711,28 @@ impl Store for DirStore {
         Ok(Some(EntryMeta::new(header.value_len)))
     }
 
-    /// All entries go to temp files first, then one round of file syncs, then the renames,
-    /// then one sync per touched directory. Each entry is replaced atomically; the batch as a
+    /// Entries go to temp files first, then one round of file syncs, then the renames, then one
+    /// sync per touched directory at the end. Temp files are kept open until renamed (their
+    /// lock marks them live), so a large batch goes in chunks of 256 files to
+    /// stay far below the open-file limit. Each entry is replaced atomically; the batch as a
     /// whole is not (a crash midway leaves some entries new and some old).
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
-        let mut written = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            written.push((self.write_entry(key, value)?, self.entry_path(key)));
-        }
-        if self.durability == Durability::Flush {
-            for (tmp, _) in &written {
-                sync_file(tmp)?;
-            }
-        }
         let mut touched = BTreeSet::new();
-        // In order, so a later duplicate key is renamed last and wins.
-        for (tmp, dest) in written {
-            self.publish(tmp, &dest)?;
-            touched.insert(dest.parent().expect("fan-out directory").to_path_buf());
+        for chunk in entries.chunks(PUT_MANY_CHUNK) {
+            let mut written = Vec::with_capacity(chunk.len());
+            for (key, value) in chunk {
+                written.push((self.write_entry(key, value)?, self.entry_path(key)));
+            }
+            if self.durability == Durability::Flush {
+                for (tmp, _) in &written {
+                    sync_file(tmp)?;
+                }
+            }
+            // In order, so a later duplicate key is renamed last and wins.
+            for (tmp, dest) in written {
+                self.publish(tmp, &dest)?;
+                touched.insert(dest.parent().expect("fan-out directory").to_path_buf());
+            }
         }
         if self.durability == Durability::Flush {
             for dir in &touched {

@@ -501,3 +501,26 @@ fn flush_after_unsynced_writes_succeeds() {
     store.flush().unwrap();
     assert_eq!(DirStore::open(temp.path()).unwrap().len().unwrap(), 2);
 }
+
+#[test]
+fn put_many_larger_than_a_chunk_keeps_order_and_last_wins() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = DirStore::open(temp.path()).unwrap();
+    let owned: Vec<(Vec<u8>, Vec<u8>)> = (0..3 * super::PUT_MANY_CHUNK as u32 + 7)
+        .map(|i| {
+            let k = format!("k{}", i % 500).into_bytes();
+            (k, i.to_le_bytes().to_vec())
+        })
+        .collect();
+    let entries: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    store.put_many(&entries).unwrap();
+    let mut last = BTreeMap::new();
+    for (k, v) in &owned {
+        last.insert(k.clone(), v.clone());
+    }
+    assert_eq!(store.len().unwrap(), last.len() as u64);
+    for (k, v) in &last {
+        assert_eq!(store.get(k).unwrap().as_ref(), Some(v), "key {k:?}");
+    }
+    assert_eq!(fs::read_dir(temp.path().join("tmp")).unwrap().count(), 0);
+}
