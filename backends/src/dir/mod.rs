@@ -742,8 +742,9 @@ impl Store for DirStore {
         Ok(())
     }
 
+    /// Counts entry files by name without opening them, so a damaged entry is counted too
+    /// (`keys`, `scan` and [`DirStore::verify_all`] report it).
     fn len(&self) -> Result<u64> {
-        // Counts entry files by name, without opening them; `keys` reports damaged ones.
         let mut n = 0;
         for path in self.entry_files()? {
             path?;
