@@ -66,8 +66,10 @@ const PUT_MANY_CHUNK: usize = 256;
 ///
 /// Durability: [`Durability::Flush`] (the default) fsyncs each entry file before renaming it
 /// into place and its directory after, before `put` returns; [`Durability::None`] leaves both
-/// to the OS until [`Store::flush`]. Either way a crash leaves each key with its old or its new
-/// value, never a torn one.
+/// to the OS until [`Store::flush`]. A process crash leaves each key with its old or its new
+/// value, never a torn one, under either setting; so does a power loss under `Flush`. After a
+/// power loss under `None` an entry renamed before its data reached the disk may be empty or
+/// short: it reads as [`Error::Corrupt`](crate::Error::Corrupt), never as a wrong value.
 ///
 /// Reads: entry files of at least [`DEFAULT_MMAP_THRESHOLD`] bytes come back as
 /// [`Blob::Mapped`], so a multi-GiB value is paged in on demand rather than copied; smaller ones
