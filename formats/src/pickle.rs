@@ -30,8 +30,27 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::error::BoxError;
 use crate::format::{DecodeSink, Format};
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), BoxError> {
+    Ok(serde_pickle::to_writer(
+        out,
+        &value,
+        serde_pickle::SerOptions::new(),
+    )?)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    check_plain_data(bytes)?;
+    let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
+    let value = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
 
 /// Python pickle for plain data through `serde-pickle`; loading never executes code and
 /// refuses anything that is not plain data.

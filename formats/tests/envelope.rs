@@ -202,7 +202,19 @@ fn unknown_names_are_errors_listing_the_known_ones() {
     match registry.resolve("yaml+zstd") {
         Err(Error::UnknownFormat { name, known }) => {
             assert_eq!(name, "yaml");
-            assert_eq!(known, ["cbor", "json", "pickle", "raw"]);
+            assert_eq!(
+                known,
+                [
+                    "cbor",
+                    "erased-cbor",
+                    "erased-json",
+                    "erased-pickle",
+                    "erased-raw",
+                    "json",
+                    "pickle",
+                    "raw"
+                ]
+            );
         }
         other => panic!("expected UnknownFormat, got {other:?}"),
     }

@@ -11,7 +11,16 @@ const PIPELINES: [&str; 5] = ["raw", "json", "cbor", "pickle", "cbor+zstd:3"];
 /// Decodes `bytes` every way a reader can; only errors are allowed.
 fn decode_every_way(bytes: &[u8]) {
     let registry = registry();
-    for format in ["raw", "json", "cbor", "pickle"] {
+    for format in [
+        "raw",
+        "json",
+        "cbor",
+        "pickle",
+        "erased-raw",
+        "erased-json",
+        "erased-cbor",
+        "erased-pickle",
+    ] {
         for codecs in CODECS {
             let pipeline = registry.resolve(&format!("{format}{codecs}")).unwrap();
             let _ = pipeline.decode::<common::Doc>(bytes);

@@ -16,8 +16,14 @@ fn config() -> ProptestConfig {
 
 fn check_round_trip(format: &str, value: &common::Doc) -> Result<(), TestCaseError> {
     let registry = registry();
-    for codecs in CODECS {
-        let pipeline = registry.resolve(&format!("{format}{codecs}")).unwrap();
+    let pipelines = CODECS.iter().flat_map(|codecs| {
+        [
+            format!("{format}{codecs}"),
+            format!("erased-{format}{codecs}"),
+        ]
+    });
+    for name in pipelines {
+        let pipeline = registry.resolve(&name).unwrap();
         let payload = pipeline.encode(value).unwrap();
         let back: common::Doc = pipeline.decode(&payload).unwrap();
         prop_assert_eq!(&back, value, "pipeline {}", pipeline.name());
@@ -57,8 +63,8 @@ proptest! {
     #[test]
     fn raw_round_trips_bytes_through_every_codec(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let registry = registry();
-        for codecs in CODECS {
-            let pipeline = registry.resolve(&format!("raw{codecs}")).unwrap();
+        for name in CODECS.iter().flat_map(|c| [format!("raw{c}"), format!("erased-raw{c}")]) {
+            let pipeline = registry.resolve(&name).unwrap();
             // The serde paths (byte string and sequence of u8) and the direct one agree.
             let via_bytes = pipeline.encode(serde_bytes::Bytes::new(&bytes)).unwrap();
             let via_seq = pipeline.encode(&bytes).unwrap();
@@ -79,7 +85,7 @@ proptest! {
     #[test]
     fn byte_values_round_trip_through_every_format(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let registry = registry();
-        for format in ["json", "cbor", "pickle", "raw"] {
+        for format in ["json", "cbor", "pickle", "raw", "erased-json", "erased-cbor", "erased-pickle"] {
             let pipeline = registry.resolve(&format!("{format}+zstd:3")).unwrap();
             let stored = pipeline.encode_value_bytes(&bytes, &EnvelopeMeta::default()).unwrap();
             let (_, back) = registry.decode_value_bytes(&stored).unwrap();

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use cacher_formats::{Dictionary, Registry};
+use std::sync::Arc;
+
+use cacher_formats::{Dictionary, Format, Registry};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +115,17 @@ pub fn registry() -> Registry {
     let content: Vec<u8> = br#"{"name":"","bytes":[],"small":0,"signed":0,"unsigned":0,"float":0.0,"flag":true,"maybe":null,"shape":"Unit","map":{},"children":[{"label":"","blob":[],"shapes":[]}]}"#
         .repeat(8);
     registry.add_dictionary(Dictionary::new(DICT_ID, content));
+    // The built-ins again, as user formats: these go through the object-safe `Format` trait
+    // and erased-serde instead of the built-ins' static dispatch.
+    let erased: [(&str, Arc<dyn Format>); 4] = [
+        ("erased-raw", Arc::new(cacher_formats::Raw)),
+        ("erased-json", Arc::new(cacher_formats::Json)),
+        ("erased-cbor", Arc::new(cacher_formats::Cbor)),
+        ("erased-pickle", Arc::new(cacher_formats::Pickle)),
+    ];
+    for (name, format) in erased {
+        registry.register_format(name, format).unwrap();
+    }
     registry
 }
 
