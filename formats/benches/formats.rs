@@ -213,7 +213,14 @@ fn dictionary_registry() -> (Registry, String) {
 }
 
 fn api_response_bench(c: &mut Criterion) {
-    let registry = Registry::with_builtins();
+    let mut registry = Registry::with_builtins();
+    // The same formats registered as user formats: through `dyn Format` and erased-serde.
+    registry
+        .register_format("erased-json", std::sync::Arc::new(cacher_formats::Json))
+        .unwrap();
+    registry
+        .register_format("erased-cbor", std::sync::Arc::new(cacher_formats::Cbor))
+        .unwrap();
     print_sizes(&registry);
     let response = api_response();
     let json_len = serde_json::to_vec(&response).unwrap().len() as u64;
@@ -229,8 +236,10 @@ fn api_response_bench(c: &mut Criterion) {
     });
     for name in [
         "json",
+        "erased-json",
         "json+zstd:3",
         "cbor",
+        "erased-cbor",
         "cbor+zstd:3",
         "pickle",
         "pickle+zstd:3",
