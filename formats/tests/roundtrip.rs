@@ -127,3 +127,24 @@ fn raw_refuses_non_bytes_values_with_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn one_pipeline_is_shared_by_many_threads() {
+    let registry = registry();
+    let pipeline = registry.resolve("json+zstd:3:dict=7").unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let pipeline = pipeline.clone();
+            scope.spawn(move || {
+                for i in 0..50 {
+                    let value = (t, i, format!("thread {t} value {i}"));
+                    let payload = pipeline.encode(&value).unwrap();
+                    assert_eq!(
+                        pipeline.decode::<(i32, i32, String)>(&payload).unwrap(),
+                        value
+                    );
+                }
+            });
+        }
+    });
+}
