@@ -58,8 +58,8 @@
 //! | 1 MiB blob, half text half noise | `raw` | 1 048 628 B | 1.0 | 37 µs | 17 µs (lent) |
 //! | | `raw+zstd:3` | 541 379 B | 1.94 | 0.76 ms (1.3 GiB/s) | 0.14 ms (6.9 GiB/s) |
 //! | | `raw+zstd:19` | 539 791 B | 1.94 | | |
-//! | 100 small JSON records (~71 B each) | `raw+zstd:3` | 8 003 B | 0.89 | 350 µs | 11 µs |
-//! | | `raw+zstd:3:dict=ID` (2 KiB trained dictionary) | 3 157 B | 2.25 | 73 µs | 23 µs |
+//! | 100 small JSON records (~71 B each) | `raw+zstd:3` | 8 003 B | 0.89 | 255 µs | 7 µs |
+//! | | `raw+zstd:3:dict=ID` (2 KiB trained dictionary) | 3 157 B | 2.25 | 47 µs | 13 µs |
 //!
 //! Take-aways: zstd:3 shrinks JSON-like values ~7.5×, for ~15 µs per 10 KiB; levels above 3
 //! buy little on this data; many small similar values need a trained dictionary (without
