@@ -93,3 +93,88 @@ proptest! {
         decode_every_way(&original[..cut.index(original.len())]);
     }
 }
+
+/// Well-formed pickle opcodes (with their arguments) in random order: this reaches far deeper
+/// into the pickle machine than random bytes, which the pre-scan mostly refuses at once.
+fn pickle_opcode() -> impl Strategy<Value = Vec<u8>> {
+    let fixed: Vec<&'static [u8]> = vec![
+        b"]",
+        b"}",
+        b")",
+        b"(",
+        b"a",
+        b"e",
+        b"s",
+        b"u",
+        b"t",
+        b"l",
+        b"d",
+        b"N",
+        b"\x88",
+        b"\x89",
+        b"K\x05",
+        b"M\x01\x02",
+        b"J\xff\xff\xff\xff",
+        b"X\x01\x00\x00\x00k",
+        b"\x8c\x01v",
+        b"C\x02ab",
+        b"B\x01\x00\x00\x00z",
+        b"q\x00",
+        b"q\x01",
+        b"h\x00",
+        b"h\x01",
+        b"\x94",
+        b"0",
+        b"1",
+        b"2",
+        b"\x85",
+        b"\x86",
+        b"\x87",
+        b"\x8f",
+        b"\x90",
+        b"\x91",
+        b"G\x3f\xf0\x00\x00\x00\x00\x00\x00",
+        b"\x8a\x09\x01\x02\x03\x04\x05\x06\x07\x08\x09",
+        b"\x8a\x00",
+        b"c__builtin__\nset\n",
+        b"cbuiltins\nfrozenset\n",
+        b"c_codecs\nencode\n",
+        b"cbuiltins\nbytearray\n",
+        b"cbuiltins\nint\n",
+        b"R",
+        b"\x8c\x08builtins\x8c\x04list\x93",
+        b"I01\n",
+        b"L123L\n",
+        b"F1.5\n",
+        b"S'py2'\n",
+        b"Vuni\n",
+        b"p0\n",
+        b"g0\n",
+        b"\x8b\x02\x00\x00\x00\xff\x7f",
+        b"\x96\x01\x00\x00\x00\x00\x00\x00\x00x",
+        b"\x95\x00\x00\x00\x00\x00\x00\x00\x00",
+    ];
+    proptest::sample::select(fixed).prop_map(<[u8]>::to_vec)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pickle_decoder_returns_errors_on_random_opcode_sequences(
+        protocol in 0u8..=5,
+        ops in proptest::collection::vec(pickle_opcode(), 0..40),
+    ) {
+        let mut bytes = vec![0x80, protocol];
+        for op in ops {
+            bytes.extend_from_slice(&op);
+        }
+        bytes.push(b'.');
+        let pickle = registry().resolve("pickle").unwrap();
+        let _ = pickle.decode::<serde_json::Value>(&bytes);
+        let _ = pickle.decode::<common::Doc>(&bytes);
+        let _ = pickle.decode_bytes(&bytes);
+        let erased = registry().resolve("erased-pickle").unwrap();
+        let _ = erased.decode::<serde_json::Value>(&bytes);
+    }
+}
