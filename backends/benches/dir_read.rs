@@ -9,7 +9,16 @@ use std::hint::black_box;
 use cacher_store::{DirStore, Durability, Store};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-const SIZES: [usize; 6] = [4 << 10, 16 << 10, 32 << 10, 64 << 10, 256 << 10, 1 << 20];
+const SIZES: [usize; 8] = [
+    4 << 10,
+    16 << 10,
+    64 << 10,
+    128 << 10,
+    256 << 10,
+    512 << 10,
+    1 << 20,
+    4 << 20,
+];
 
 fn read_copied_vs_mapped(c: &mut Criterion) {
     let mut group = c.benchmark_group("dir_read");

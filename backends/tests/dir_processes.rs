@@ -4,7 +4,7 @@
 //! The test binary re-executes itself: with `CHILD_DIR` set, the test body is a writer.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use cacher_store::{DirStore, Durability, Store};
 
@@ -113,6 +113,8 @@ fn processes_writing_the_same_keys_leave_only_whole_values() {
                 .args(["--exact", TEST_NAME, "--test-threads=1", "--nocapture"])
                 .env(CHILD_DIR, temp.path())
                 .env(CHILD_ID, c.to_string())
+                // The child's harness chatter; a failing child's panic still reaches stderr.
+                .stdout(Stdio::null())
                 .spawn()
                 .unwrap()
         })

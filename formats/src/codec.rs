@@ -276,3 +276,57 @@ impl Zstd {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(codec: &Zstd, frame: &[u8]) -> Vec<u8> {
+        let mut out = b"prefix:".to_vec();
+        codec.decompress(frame, &mut out).unwrap();
+        out.split_off(7)
+    }
+
+    #[test]
+    fn frames_without_a_content_size_decode_by_streaming() {
+        let data = b"streamed data ".repeat(1000);
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        std::io::Write::write_all(&mut encoder, &data).unwrap();
+        let frame = encoder.finish().unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&frame).unwrap(),
+            None
+        );
+        assert_eq!(round_trip(&Zstd::new(3, None).unwrap(), &frame), data);
+    }
+
+    #[test]
+    fn highly_compressible_frames_decode_without_trusting_the_claimed_size_up_front() {
+        // 16 MiB of zeros compress to a few hundred bytes: far beyond the up-front reserve,
+        // so this goes through the bounded streaming path.
+        let data = vec![0u8; 16 << 20];
+        let codec = Zstd::new(3, None).unwrap();
+        let mut frame = Vec::new();
+        codec.compress(&data, &mut frame).unwrap();
+        assert!(frame.len() < 4096);
+        assert_eq!(round_trip(&codec, &frame), data);
+    }
+
+    #[test]
+    fn compress_appends_after_existing_bytes() {
+        let codec = Zstd::new(1, None).unwrap();
+        let mut out = b"head".to_vec();
+        codec
+            .compress(b"payload payload payload", &mut out)
+            .unwrap();
+        assert_eq!(&out[..4], b"head");
+        assert_eq!(round_trip(&codec, &out[4..]), b"payload payload payload");
+    }
+
+    #[test]
+    fn levels_outside_the_zstd_range_are_refused() {
+        assert!(Zstd::new(0, None).is_err());
+        assert!(Zstd::new(23, None).is_err());
+        assert_eq!(Zstd::new(19, None).unwrap().spec(), "zstd:19");
+    }
+}

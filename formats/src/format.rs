@@ -91,3 +91,62 @@ impl<T: serde::Serialize + ?Sized> serde::Serialize for SerializeRef<'_, T> {
         self.0.serialize(serializer)
     }
 }
+
+/// A format as a pipeline holds it. The built-ins are dispatched statically, so typed
+/// `encode`/`decode` on them are monomorphized serde calls without `erased_serde` in between
+/// (erased-serde measured 2–3× slower on decode, see `benches/RESULTS-formats.md`); a user's format goes
+/// through the object-safe [`Format`] trait.
+#[derive(Clone)]
+pub(crate) enum FormatImpl {
+    Raw,
+    Json,
+    Cbor,
+    Pickle,
+    Dyn(std::sync::Arc<dyn Format>),
+}
+
+impl FormatImpl {
+    pub(crate) fn as_dyn(&self) -> &dyn Format {
+        match self {
+            FormatImpl::Raw => &crate::raw::Raw,
+            FormatImpl::Json => &crate::json::Json,
+            FormatImpl::Cbor => &crate::cbor::Cbor,
+            FormatImpl::Pickle => &crate::pickle::Pickle,
+            FormatImpl::Dyn(format) => &**format,
+        }
+    }
+
+    pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BoxError> {
+        match self {
+            FormatImpl::Raw => crate::raw::encode(value, out),
+            FormatImpl::Json => crate::json::encode(value, out),
+            FormatImpl::Cbor => crate::cbor::encode(value, out),
+            FormatImpl::Pickle => crate::pickle::encode(value, out),
+            FormatImpl::Dyn(format) => format.encode(&SerializeRef(value), out),
+        }
+    }
+
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<T, BoxError> {
+        match self {
+            FormatImpl::Raw => crate::raw::decode(bytes),
+            FormatImpl::Json => crate::json::decode(bytes),
+            FormatImpl::Cbor => crate::cbor::decode(bytes),
+            FormatImpl::Pickle => crate::pickle::decode(bytes),
+            FormatImpl::Dyn(format) => {
+                let mut value = None;
+                format.decode(bytes, &mut |de| {
+                    value = Some(erased_serde::deserialize::<T>(de)?);
+                    Ok(())
+                })?;
+                value.ok_or_else(|| "the format produced no value".into())
+            }
+        }
+    }
+}

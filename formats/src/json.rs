@@ -4,8 +4,22 @@
 //! infinities are written as `null`, as serde_json does. Byte strings become arrays of numbers.
 //! Nesting deeper than 128 levels is refused on decode rather than risking the stack.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::error::BoxError;
 use crate::format::{DecodeSink, Format};
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), BoxError> {
+    Ok(serde_json::to_writer(out, value)?)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
 
 /// JSON through `serde_json`. Python's `json.loads` reads what it writes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -17,7 +31,7 @@ impl Format for Json {
         value: &dyn erased_serde::Serialize,
         out: &mut Vec<u8>,
     ) -> Result<(), BoxError> {
-        Ok(serde_json::to_writer(out, value)?)
+        encode(value, out)
     }
 
     fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {

@@ -30,8 +30,27 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::error::BoxError;
 use crate::format::{DecodeSink, Format};
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), BoxError> {
+    Ok(serde_pickle::to_writer(
+        out,
+        &value,
+        serde_pickle::SerOptions::new(),
+    )?)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    check_plain_data(bytes)?;
+    let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
+    let value = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
 
 /// Python pickle for plain data through `serde-pickle`; loading never executes code and
 /// refuses anything that is not plain data.
@@ -440,6 +459,70 @@ fn check_plain_data(input: &[u8]) -> Result<(), BoxError> {
                     "unknown opcode 0x{other:02x} at offset {at}"
                 )))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8]) -> Result<serde_json::Value, String> {
+        let mut out = None;
+        Pickle
+            .decode(bytes, &mut |de| {
+                out = Some(erased_serde::deserialize::<serde_json::Value>(de)?);
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(out.unwrap())
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_before_decoding() {
+        let mut bytes = b"\x80\x02".to_vec();
+        bytes.extend(std::iter::repeat_n(b']', 200));
+        bytes.extend(std::iter::repeat_n(b'a', 199));
+        bytes.push(b'.');
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.contains("deeper than 128"), "{err}");
+
+        let mut ok = b"\x80\x02".to_vec();
+        ok.extend(std::iter::repeat_n(b']', 100));
+        ok.extend(std::iter::repeat_n(b'a', 99));
+        ok.push(b'.');
+        assert!(decode(&ok).is_ok());
+    }
+
+    #[test]
+    fn memo_expansion_bombs_are_refused() {
+        // L0 = []; Li = [L(i-1), L(i-1)]: 2^40 values from ~250 bytes.
+        let mut bytes = b"\x80\x02]q\x00".to_vec();
+        for i in 1u8..=40 {
+            bytes.extend_from_slice(&[b'(', b'h', i - 1, b'h', i - 1, b'l', b'q', i]);
+        }
+        bytes.push(b'.');
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.contains("expands to more than"), "{err}");
+    }
+
+    #[test]
+    fn shared_strings_through_the_memo_are_fine() {
+        // ["k", "k"] with the second one a memo reference, as Python writes repeated keys.
+        let bytes = b"\x80\x02](X\x01\x00\x00\x00kq\x01h\x01e.";
+        assert_eq!(decode(bytes).unwrap(), serde_json::json!(["k", "k"]));
+    }
+
+    #[test]
+    fn truncated_and_unknown_opcodes_are_malformed() {
+        for bytes in [
+            &b"\x80\x02X\xff\xff"[..],
+            b"\x80\x02\xff.",
+            b"\x80\x02]",
+            b"a.",
+        ] {
+            let err = decode(bytes).unwrap_err();
+            assert!(err.contains("malformed pickle"), "{bytes:?}: {err}");
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::codec::Codec;
 use crate::envelope::{self, EnvelopeMeta};
 use crate::error::{BoxError, Error, Result};
-use crate::format::{Format, SerializeRef};
+use crate::format::FormatImpl;
 
 /// A format and its codec chain, resolved from a name like `cbor+zstd:3` by
 /// [`Registry::resolve`](crate::Registry::resolve). Cheap to clone (one `Arc`), `Send + Sync`.
@@ -41,7 +41,7 @@ pub struct Pipeline {
 struct Inner {
     name: String,
     format_name: String,
-    format: Arc<dyn Format>,
+    format: FormatImpl,
     codecs: Vec<(String, Arc<dyn Codec>)>,
     mac_key: Option<[u8; 32]>,
 }
@@ -58,7 +58,7 @@ impl fmt::Debug for Pipeline {
 impl Pipeline {
     pub(crate) fn new(
         format_name: String,
-        format: Arc<dyn Format>,
+        format: FormatImpl,
         codecs: Vec<(String, Arc<dyn Codec>)>,
         mac_key: Option<[u8; 32]>,
     ) -> Self {
@@ -117,13 +117,13 @@ impl Pipeline {
     fn encode_into(
         &self,
         out: &mut Vec<u8>,
-        write_format: impl FnOnce(&dyn Format, &mut Vec<u8>) -> Result<(), BoxError>,
+        write_format: impl FnOnce(&FormatImpl, &mut Vec<u8>) -> Result<(), BoxError>,
     ) -> Result<()> {
         let Some(((last_spec, last), rest)) = self.inner.codecs.split_last() else {
-            return write_format(&*self.inner.format, out).map_err(|e| self.encode_err(e));
+            return write_format(&self.inner.format, out).map_err(|e| self.encode_err(e));
         };
         let mut buf = Vec::new();
-        write_format(&*self.inner.format, &mut buf).map_err(|e| self.encode_err(e))?;
+        write_format(&self.inner.format, &mut buf).map_err(|e| self.encode_err(e))?;
         for (spec, codec) in rest {
             let mut next = Vec::new();
             codec
@@ -151,31 +151,26 @@ impl Pipeline {
     /// Serializes `value` through the format and codecs: the payload only, no envelope.
     pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.encode_into(&mut out, |format, buf| {
-            format.encode(&SerializeRef(value), buf)
-        })?;
+        self.encode_into(&mut out, |format, buf| format.encode(value, buf))?;
         Ok(out)
     }
 
     /// Deserializes a payload (no envelope) written by [`encode`](Pipeline::encode).
     pub fn decode<T: DeserializeOwned>(&self, payload: &[u8]) -> Result<T> {
         let bytes = self.undo_codecs(payload)?;
-        let mut value = None;
         self.inner
             .format
-            .decode(&bytes, &mut |de| {
-                value = Some(erased_serde::deserialize::<T>(de)?);
-                Ok(())
-            })
-            .map_err(|e| self.decode_err(e))?;
-        value.ok_or_else(|| self.decode_err("the format produced no value".into()))
+            .decode(&bytes)
+            .map_err(|e| self.decode_err(e))
     }
 
     /// Encodes a byte string as the payload. For `raw` without codecs this is one copy and no
     /// serde; other formats store it as their byte-string type.
     pub fn encode_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.encode_into(&mut out, |format, buf| format.encode_bytes(bytes, buf))?;
+        self.encode_into(&mut out, |format, buf| {
+            format.as_dyn().encode_bytes(bytes, buf)
+        })?;
         Ok(out)
     }
 
@@ -186,12 +181,14 @@ impl Pipeline {
             Cow::Borrowed(bytes) => self
                 .inner
                 .format
+                .as_dyn()
                 .decode_bytes(bytes)
                 .map_err(|e| self.decode_err(e)),
             Cow::Owned(bytes) => {
                 let decoded = self
                     .inner
                     .format
+                    .as_dyn()
                     .decode_bytes(&bytes)
                     .map_err(|e| self.decode_err(e))?;
                 Ok(Cow::Owned(decoded.into_owned()))
@@ -207,9 +204,7 @@ impl Pipeline {
         value: &T,
         meta: &EnvelopeMeta,
     ) -> Result<Vec<u8>> {
-        self.encode_value_with(meta, 0, |format, buf| {
-            format.encode(&SerializeRef(value), buf)
-        })
+        self.encode_value_with(meta, 0, |format, buf| format.encode(value, buf))
     }
 
     /// Writes a whole stored value whose payload is `bytes`. With `raw` and no codecs the
@@ -217,7 +212,7 @@ impl Pipeline {
     /// only copy the envelope needs).
     pub fn encode_value_bytes(&self, bytes: &[u8], meta: &EnvelopeMeta) -> Result<Vec<u8>> {
         self.encode_value_with(meta, bytes.len(), |format, buf| {
-            format.encode_bytes(bytes, buf)
+            format.as_dyn().encode_bytes(bytes, buf)
         })
     }
 
@@ -225,7 +220,7 @@ impl Pipeline {
         &self,
         meta: &EnvelopeMeta,
         size_hint: usize,
-        write_format: impl FnOnce(&dyn Format, &mut Vec<u8>) -> Result<(), BoxError>,
+        write_format: impl FnOnce(&FormatImpl, &mut Vec<u8>) -> Result<(), BoxError>,
     ) -> Result<Vec<u8>> {
         let key = self.inner.mac_key.as_ref();
         // Exact size for raw bytes without codecs: the one allocation of the stored value.

@@ -30,6 +30,15 @@ use serde::ser::{self, Impossible, Serialize};
 use crate::error::BoxError;
 use crate::format::{DecodeSink, Format};
 
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), BoxError> {
+    value.serialize(BytesSerializer { out })?;
+    Ok(())
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    Ok(T::deserialize(BytesDeserializer(bytes))?)
+}
+
 /// Bytes in, bytes out: no framing, no serde data model.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Raw;
@@ -40,8 +49,7 @@ impl Format for Raw {
         value: &dyn erased_serde::Serialize,
         out: &mut Vec<u8>,
     ) -> Result<(), BoxError> {
-        value.serialize(BytesSerializer { out })?;
-        Ok(())
+        encode(value, out)
     }
 
     fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {

@@ -8,16 +8,12 @@ use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
 
-use crate::cbor::Cbor;
 use crate::codec::{Codec, CodecArgs, CodecFactory, Zstd};
 use crate::dictionary::Dictionary;
 use crate::envelope::{self, Header};
 use crate::error::{Error, Result};
-use crate::format::Format;
-use crate::json::Json;
-use crate::pickle::Pickle;
+use crate::format::{Format, FormatImpl};
 use crate::pipeline::Pipeline;
-use crate::raw::Raw;
 
 /// Names formats and codecs and resolves pipeline names like `json`, `cbor+zstd`,
 /// `pickle+zstd:19` or `raw+zstd:3:dict=42` into a [`Pipeline`].
@@ -36,7 +32,7 @@ use crate::raw::Raw;
 /// assert_eq!(err.to_string(), "unknown format `yaml` (known formats: cbor, json, pickle, raw)");
 /// ```
 pub struct Registry {
-    formats: HashMap<String, Arc<dyn Format>>,
+    formats: HashMap<String, FormatImpl>,
     codecs: HashMap<String, CodecFactory>,
     dictionaries: HashMap<u32, Dictionary>,
     mac_key: Option<[u8; 32]>,
@@ -91,11 +87,11 @@ impl Registry {
     /// (`zstd`).
     pub fn with_builtins() -> Self {
         let mut registry = Registry::empty();
-        let builtins: [(&str, Arc<dyn Format>); 4] = [
-            ("raw", Arc::new(Raw)),
-            ("json", Arc::new(Json)),
-            ("cbor", Arc::new(Cbor)),
-            ("pickle", Arc::new(Pickle)),
+        let builtins = [
+            ("raw", FormatImpl::Raw),
+            ("json", FormatImpl::Json),
+            ("cbor", FormatImpl::Cbor),
+            ("pickle", FormatImpl::Pickle),
         ];
         for (name, format) in builtins {
             registry.formats.insert(name.to_owned(), format);
@@ -113,7 +109,8 @@ impl Registry {
                 reason: "a format name is ASCII letters, digits, `_`, `-` and `.`".into(),
             });
         }
-        self.formats.insert(name.to_owned(), format);
+        self.formats
+            .insert(name.to_owned(), FormatImpl::Dyn(format));
         self.clear_resolved();
         Ok(())
     }
@@ -220,6 +217,10 @@ impl Registry {
         }
         let pipeline = self.build(name)?;
         if let Ok(mut resolved) = self.resolved.write() {
+            // Names come from stored headers too; keep the memo small whatever they say.
+            if resolved.len() >= 256 {
+                resolved.clear();
+            }
             resolved.insert(name.to_owned(), pipeline.clone());
         }
         Ok(pipeline)

@@ -196,15 +196,14 @@ pub(super) fn marker_text() -> String {
 pub(super) fn parse_marker(text: &str) -> Result<u32, Fault> {
     let mut format_ok = false;
     let mut version = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("format") {
-            format_ok =
-                rest.trim_start().strip_prefix('=').map(str::trim) == Some("\"cacher-dir\"");
-        } else if let Some(rest) = line.strip_prefix("version") {
-            version = rest
-                .trim_start()
-                .strip_prefix('=')
-                .and_then(|v| v.trim().parse::<u32>().ok());
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        match name.trim() {
+            "format" => format_ok = value.trim() == "\"cacher-dir\"",
+            "version" => version = value.trim().parse::<u32>().ok(),
+            _ => {}
         }
     }
     match (format_ok, version) {
@@ -264,5 +263,7 @@ mod tests {
         let newer = marker_text().replace("version = 1", "version = 7");
         assert!(matches!(parse_marker(&newer), Err(Fault::Future(7))));
         assert!(matches!(parse_marker("hello"), Err(Fault::Corrupt(_))));
+        let extended = format!("{newer}format_version = 3\nnew_key = true\n");
+        assert!(matches!(parse_marker(&extended), Err(Fault::Future(7))));
     }
 }

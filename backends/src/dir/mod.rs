@@ -41,10 +41,15 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store};
 use format::{Fault, Header, HEADER_LEN};
 
 /// Entry files at least this long are read through a memory map, smaller ones are copied
-/// into a `Vec`. Measured on a 2-core VM with a warm page cache: below ~64 KiB one `read`
-/// into a `Vec` is cheaper than setting up and tearing down a mapping (mmap + page faults +
-/// munmap); above it the copy starts to cost more than the map.
-pub const DEFAULT_MMAP_THRESHOLD: u64 = 64 * 1024;
+/// into a `Vec` (and their checksum checked).
+///
+/// Measured with `backends/benches/dir_read.rs` (warm page cache, each read followed by a pass
+/// over every byte, 2-core VM, figures in `benches/RESULTS.md`): copying wins up to 128 KiB
+/// (64 KiB: 8 µs copied vs 19 µs mapped) because a map costs mmap + page faults + munmap per
+/// read; at 256 KiB the two are level or copying still wins (21 µs vs 22–38 µs); from 512 KiB
+/// mapping wins (512 KiB: 35–56 µs vs 28–48 µs; 4 MiB: 425–616 µs vs 162–218 µs) and also
+/// spares the memory of a copy.
+pub const DEFAULT_MMAP_THRESHOLD: u64 = 512 * 1024;
 
 /// A temp file untouched for this long, and not locked by a live writer, is removed on open.
 pub const DEFAULT_STALE_TEMP_AGE: Duration = Duration::from_secs(15 * 60);
@@ -53,14 +58,18 @@ const ENTRIES_DIR: &str = "v1";
 const TMP_DIR: &str = "tmp";
 const TMP_PREFIX: &str = "put-";
 const STREAM_BUF: usize = 256 * 1024;
+/// Temp files `put_many` holds open at once.
+const PUT_MANY_CHUNK: usize = 256;
 
 /// A store keeping one file per key in a directory tree, safe to share between threads and
 /// between processes.
 ///
 /// Durability: [`Durability::Flush`] (the default) fsyncs each entry file before renaming it
 /// into place and its directory after, before `put` returns; [`Durability::None`] leaves both
-/// to the OS until [`Store::flush`]. Either way a crash leaves each key with its old or its new
-/// value, never a torn one.
+/// to the OS until [`Store::flush`]. A process crash leaves each key with its old or its new
+/// value, never a torn one, under either setting; so does a power loss under `Flush`. After a
+/// power loss under `None` an entry renamed before its data reached the disk may be empty or
+/// short: it reads as [`Error::Corrupt`](crate::Error::Corrupt), never as a wrong value.
 ///
 /// Reads: entry files of at least [`DEFAULT_MMAP_THRESHOLD`] bytes come back as
 /// [`Blob::Mapped`], so a multi-GiB value is paged in on demand rather than copied; smaller ones
@@ -164,9 +173,13 @@ impl DirStoreOptions {
             durability: self.durability,
             mmap_threshold: self.mmap_threshold.max(HEADER_LEN as u64 + 1),
         };
-        store.check_or_write_marker()?;
+        // A newer layout is refused before anything is created in it.
+        let has_marker = store.check_marker()?;
         for dir in [&store.tmp, &store.entries] {
             create_dir_if_missing(dir)?;
+        }
+        if !has_marker {
+            store.write_marker()?;
         }
         let _ = store.remove_stale_temp_files(self.stale_temp_age);
         Ok(store)
@@ -208,8 +221,8 @@ impl DirStore {
         match self.open_entry(&path)? {
             None => Ok(false),
             Some(file) => {
-                let entry = self.load(file, &path, Some(key), true)?;
-                Ok(entry.is_some())
+                self.load(file, &path, Some(key), true)?;
+                Ok(true)
             }
         }
     }
@@ -272,34 +285,36 @@ impl DirStore {
         Ok(removed)
     }
 
-    fn check_or_write_marker(&self) -> Result<()> {
+    /// Checks the layout marker; `Ok(false)` when there is none yet.
+    fn check_marker(&self) -> Result<bool> {
         let marker = self.root.join(format::MARKER_NAME);
         match fs::read_to_string(&marker) {
-            Ok(text) => {
-                return format::parse_marker(&text)
-                    .map(drop)
-                    .map_err(|f| fault_error(f, &marker, None, format::LAYOUT_VERSION));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(text) => format::parse_marker(&text)
+                .map(|_| true)
+                .map_err(|f| fault_error(f, &marker, None, format::LAYOUT_VERSION)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(Error::corrupt(&marker, None, "the marker is not UTF-8"))
+                Err(Error::corrupt(&marker, None, "the marker is not UTF-8"))
             }
-            Err(e) => return Err(Error::io("reading", &marker, e)),
+            Err(e) => Err(Error::io("reading", &marker, e)),
         }
-        // Written atomically so a concurrent opener sees no marker or a whole one. Two openers
-        // racing here write the same text, so which rename wins does not matter.
-        let mut tmp = NamedTempFile::new_in(&self.root)
-            .map_err(|e| Error::io("creating a temp file in", &self.root, e))?;
+    }
+
+    /// Writes the layout marker atomically (through `tmp/`), so a concurrent opener sees no
+    /// marker or a whole one. Openers racing here write the same text; either rename may win.
+    fn write_marker(&self) -> Result<()> {
+        let marker = self.root.join(format::MARKER_NAME);
+        let mut tmp = NamedTempFile::new_in(&self.tmp)
+            .map_err(|e| Error::io("creating a temp file in", &self.tmp, e))?;
         tmp.write_all(format::marker_text().as_bytes())
             .map_err(|e| Error::io("writing", tmp.path().to_path_buf(), e))?;
         if self.durability == Durability::Flush {
-            tmp.as_file()
-                .sync_all()
-                .map_err(|e| Error::io("syncing", tmp.path().to_path_buf(), e))?;
+            sync_file(&tmp)?;
         }
         tmp.persist(&marker)
             .map_err(|e| Error::io("renaming into place", &marker, e.error))?;
         if self.durability == Durability::Flush {
+            // Makes the marker and the new `tmp/` and `v1/` directories durable.
             sync_dir(&self.root)?;
         }
         Ok(())
@@ -393,7 +408,7 @@ impl DirStore {
         path: &Path,
         expect_key: Option<&[u8]>,
         verify: bool,
-    ) -> Result<Option<(Vec<u8>, Blob)>> {
+    ) -> Result<(Vec<u8>, Blob)> {
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("reading the length of", path, e))?
@@ -416,13 +431,13 @@ impl DirStore {
                     .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
             }
             let key = key.to_vec();
-            return Ok(Some((
+            return Ok((
                 key,
                 Blob::Mapped {
                     map: Arc::new(map),
                     range,
                 },
-            )));
+            ));
         }
         // Entry files never change in place, so the length from fstat is the length to read;
         // reading exactly that saves the extra end-of-file probe `read_to_end` makes.
@@ -443,7 +458,7 @@ impl DirStore {
             .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
         let key = key.to_vec();
         buf.drain(..header.value_offset());
-        Ok(Some((key, Blob::Owned(buf))))
+        Ok((key, Blob::Owned(buf)))
     }
 
     /// Reads only the header and key of an entry file.
@@ -548,7 +563,7 @@ impl Store for DirStore {
         let Some(file) = self.open_entry(&path)? else {
             return Ok(None);
         };
-        Ok(self.load(file, &path, Some(key), false)?.map(|(_, v)| v))
+        Ok(Some(self.load(file, &path, Some(key), false)?.1))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -647,15 +662,16 @@ impl Store for DirStore {
                 Err(e) => return Some(Err(e)),
             };
             // The value is copied out anyway, so its checksum is checked too.
-            self.load(file, &path, None, true)
-                .map(|e| e.map(|(k, v)| (k, v.into_vec())))
-                .transpose()
+            Some(
+                self.load(file, &path, None, true)
+                    .map(|(k, v)| (k, v.into_vec())),
+            )
         })))
     }
 
     /// Syncs everything written with [`Durability::None`]: one `syncfs(2)` of the store's
     /// filesystem on Linux, which covers entry files and directories written by any handle;
-    /// `sync(2)` on other Unixes. A no-op with [`Durability::Flush`], where every `put` already
+    /// `sync(2)` on other Unixes; each entry file in turn elsewhere. A no-op with [`Durability::Flush`], where every `put` already
     /// synced before returning.
     fn flush(&self) -> Result<()> {
         if self.durability == Durability::Flush {
@@ -669,6 +685,18 @@ impl Store for DirStore {
         }
         #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
         rustix::fs::sync();
+        // Elsewhere each entry file is synced in turn (Windows needs write access to flush).
+        #[cfg(not(unix))]
+        for path in self.entry_files()? {
+            let path = path?;
+            match fs::OpenOptions::new().write(true).open(&path) {
+                Ok(file) => file
+                    .sync_all()
+                    .map_err(|e| Error::io("syncing", &path, e))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("opening", &path, e)),
+            }
+        }
         Ok(())
     }
 
@@ -685,24 +713,28 @@ impl Store for DirStore {
         Ok(Some(EntryMeta::new(header.value_len)))
     }
 
-    /// All entries go to temp files first, then one round of file syncs, then the renames,
-    /// then one sync per touched directory. Each entry is replaced atomically; the batch as a
+    /// Entries go to temp files first, then one round of file syncs, then the renames, then one
+    /// sync per touched directory at the end. Temp files are kept open until renamed (their
+    /// lock marks them live), so a large batch goes in chunks of 256 files to
+    /// stay far below the open-file limit. Each entry is replaced atomically; the batch as a
     /// whole is not (a crash midway leaves some entries new and some old).
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
-        let mut written = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            written.push((self.write_entry(key, value)?, self.entry_path(key)));
-        }
-        if self.durability == Durability::Flush {
-            for (tmp, _) in &written {
-                sync_file(tmp)?;
-            }
-        }
         let mut touched = BTreeSet::new();
-        // In order, so a later duplicate key is renamed last and wins.
-        for (tmp, dest) in written {
-            self.publish(tmp, &dest)?;
-            touched.insert(dest.parent().expect("fan-out directory").to_path_buf());
+        for chunk in entries.chunks(PUT_MANY_CHUNK) {
+            let mut written = Vec::with_capacity(chunk.len());
+            for (key, value) in chunk {
+                written.push((self.write_entry(key, value)?, self.entry_path(key)));
+            }
+            if self.durability == Durability::Flush {
+                for (tmp, _) in &written {
+                    sync_file(tmp)?;
+                }
+            }
+            // In order, so a later duplicate key is renamed last and wins.
+            for (tmp, dest) in written {
+                self.publish(tmp, &dest)?;
+                touched.insert(dest.parent().expect("fan-out directory").to_path_buf());
+            }
         }
         if self.durability == Durability::Flush {
             for dir in &touched {
@@ -712,8 +744,9 @@ impl Store for DirStore {
         Ok(())
     }
 
+    /// Counts entry files by name without opening them, so a damaged entry is counted too
+    /// (`keys`, `scan` and [`DirStore::verify_all`] report it).
     fn len(&self) -> Result<u64> {
-        // Counts entry files by name, without opening them; `keys` reports damaged ones.
         let mut n = 0;
         for path in self.entry_files()? {
             path?;

@@ -43,7 +43,7 @@ fn fixture_entries() -> BTreeMap<Vec<u8>, Vec<u8>> {
         (b"../../etc/passwd", b"not a path"),
         (b"nul\0and\xff", &[0, 1, 2, 0xfe, 0xff]),
         ("ключ".as_bytes(), "значение".as_bytes()),
-        // Above the mmap threshold: read back mapped.
+        // Above 64 KiB: read back through a map when the threshold is lowered to that.
         (b"large", &large),
     ]
     .into_iter()
@@ -159,10 +159,15 @@ fn fixture_v1_opens_with_exact_contents() {
     assert_eq!(store.verify_all().unwrap(), expected.len() as u64);
     assert!(matches!(
         store.read(b"large").unwrap(),
-        Some(Blob::Mapped { .. })
+        Some(Blob::Owned(_))
     ));
+    // The same entries read through memory maps.
+    let mapped = store_with_threshold(&dir, 64 * 1024);
+    let blob = mapped.read(b"large").unwrap().unwrap();
+    assert!(matches!(blob, Blob::Mapped { .. }));
+    assert_eq!(&blob[..], &expected[&b"large"[..]][..]);
     assert!(matches!(
-        store.read(b"hello").unwrap(),
+        mapped.read(b"hello").unwrap(),
         Some(Blob::Owned(_))
     ));
 }
@@ -495,4 +500,27 @@ fn flush_after_unsynced_writes_succeeds() {
     store.put_many(&[(b"a", b"1"), (b"b", b"2")]).unwrap();
     store.flush().unwrap();
     assert_eq!(DirStore::open(temp.path()).unwrap().len().unwrap(), 2);
+}
+
+#[test]
+fn put_many_larger_than_a_chunk_keeps_order_and_last_wins() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = DirStore::open(temp.path()).unwrap();
+    let owned: Vec<(Vec<u8>, Vec<u8>)> = (0..3 * super::PUT_MANY_CHUNK as u32 + 7)
+        .map(|i| {
+            let k = format!("k{}", i % 500).into_bytes();
+            (k, i.to_le_bytes().to_vec())
+        })
+        .collect();
+    let entries: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    store.put_many(&entries).unwrap();
+    let mut last = BTreeMap::new();
+    for (k, v) in &owned {
+        last.insert(k.clone(), v.clone());
+    }
+    assert_eq!(store.len().unwrap(), last.len() as u64);
+    for (k, v) in &last {
+        assert_eq!(store.get(k).unwrap().as_ref(), Some(v), "key {k:?}");
+    }
+    assert_eq!(fs::read_dir(temp.path().join("tmp")).unwrap().count(), 0);
 }
