@@ -57,6 +57,13 @@ fn memo_hit_vs_raw_get(c: &mut Criterion) {
                     group.bench_function(BenchmarkId::new(name, "raw-get"), |b| {
                         b.iter(|| black_box(store.get(black_box(&key)).unwrap().unwrap()))
                     });
+                    // The parts of a hit: making the key, and the lookup without it.
+                    group.bench_function(BenchmarkId::new(name, "key-only"), |b| {
+                        b.iter(|| black_box(memo.key_for(black_box(&args)).unwrap()))
+                    });
+                    group.bench_function(BenchmarkId::new(name, "cache-get"), |b| {
+                        b.iter(|| black_box(cache.get::<ByteBuf>(black_box(&key)).unwrap()))
+                    });
                 }
                 group.bench_function(BenchmarkId::new(name, format!("memo-hit{variant}")), |b| {
                     b.iter(|| black_box(memo.call(black_box(args))))

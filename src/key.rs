@@ -192,9 +192,6 @@ struct MapState<'a, 'b> {
 }
 
 impl MapState<'_, '_> {
-    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, KeyError> {
-        canonical_bytes(value)
-    }
     fn entry(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.entries.push((key, value));
     }
@@ -413,55 +410,59 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
     }
 }
 
-impl ser::SerializeSeq for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        SeqState::end(self)
-    }
+/// The four sequence-like serde traits all append an element to a [`SeqState`].
+macro_rules! seq_like {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for SeqState<'_, '_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                SeqState::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        SeqState::end(self)
-    }
+seq_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+/// Structs and struct variants both hash like maps with string keys.
+macro_rules! struct_like {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for MapState<'_, '_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), KeyError> {
+                let key = canonical_bytes(key)?;
+                let value = canonical_bytes(value)?;
+                self.entry(key, value);
+                Ok(())
+            }
+            fn end(self) -> Result<(), KeyError> {
+                MapState::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        SeqState::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        SeqState::end(self)
-    }
-}
+struct_like!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for MapState<'_, '_> {
     type Ok = ();
     type Error = KeyError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), KeyError> {
-        self.pending_key = Some(Self::encode(key)?);
+        self.pending_key = Some(canonical_bytes(key)?);
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
@@ -469,43 +470,7 @@ impl ser::SerializeMap for MapState<'_, '_> {
             .pending_key
             .take()
             .ok_or_else(|| <KeyError as ser::Error>::custom("map value without a key"))?;
-        let value = Self::encode(value)?;
-        self.entry(key, value);
-        Ok(())
-    }
-    fn end(self) -> Result<(), KeyError> {
-        MapState::end(self)
-    }
-}
-
-impl ser::SerializeStruct for MapState<'_, '_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), KeyError> {
-        let key = Self::encode(key)?;
-        let value = Self::encode(value)?;
-        self.entry(key, value);
-        Ok(())
-    }
-    fn end(self) -> Result<(), KeyError> {
-        MapState::end(self)
-    }
-}
-
-impl ser::SerializeStructVariant for MapState<'_, '_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), KeyError> {
-        let key = Self::encode(key)?;
-        let value = Self::encode(value)?;
+        let value = canonical_bytes(value)?;
         self.entry(key, value);
         Ok(())
     }

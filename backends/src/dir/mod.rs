@@ -221,7 +221,7 @@ impl DirStore {
         match self.open_entry(&path)? {
             None => Ok(false),
             Some(file) => {
-                self.load(file, &path, Some(key), true)?;
+                self.load(file, &path, Some(key), true, false)?;
                 Ok(true)
             }
         }
@@ -236,7 +236,7 @@ impl DirStore {
             let Some(file) = self.open_entry(&path)? else {
                 continue;
             };
-            self.load(file, &path, None, true)?;
+            self.load(file, &path, None, true, false)?;
             n += 1;
         }
         Ok(n)
@@ -408,12 +408,17 @@ impl DirStore {
         path: &Path,
         expect_key: Option<&[u8]>,
         verify: bool,
+        owned: bool,
     ) -> Result<(Vec<u8>, Blob)> {
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("reading the length of", path, e))?
             .len();
-        if file_len >= self.mmap_threshold {
+        let mapped = !owned && file_len >= self.mmap_threshold;
+        if !mapped && file_len > SPLIT_READ {
+            return self.load_owned_split(file, file_len, path, expect_key);
+        }
+        if mapped {
             let map = map_file(&file, path)?;
             // The map's own length, in case the file changed length since the fstat above.
             let header = decode(
@@ -459,6 +464,45 @@ impl DirStore {
         let key = key.to_vec();
         buf.drain(..header.value_offset());
         Ok((key, Blob::Owned(buf)))
+    }
+
+    /// Reads a large entry into a `Vec` holding just the value: the header and key first,
+    /// then the value straight into its own buffer, so no memmove of the value follows.
+    fn load_owned_split(
+        &self,
+        mut file: File,
+        file_len: u64,
+        path: &Path,
+        expect_key: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, Blob)> {
+        let mut head = [0u8; HEADER_LEN];
+        let got = read_up_to(&mut file, &mut head).map_err(|e| Error::io("reading", path, e))?;
+        let header = decode(&head[..got], file_len, path, expect_key)?;
+        let mut key = vec![0u8; header.value_offset() - HEADER_LEN];
+        let got = read_up_to(&mut file, &mut key).map_err(|e| Error::io("reading", path, e))?;
+        if got != key.len() {
+            return Err(Error::corrupt(
+                path,
+                expect_key,
+                "file shorter than its header says",
+            ));
+        }
+        self.check_key(&header, &key, path, expect_key)?;
+        let value_len = usize::try_from(file_len - header.value_offset() as u64)
+            .map_err(|_| Error::corrupt(path, expect_key, "value too large for memory"))?;
+        let mut value = vec![0u8; value_len];
+        let got = read_up_to(&mut file, &mut value).map_err(|e| Error::io("reading", path, e))?;
+        if got != value_len {
+            return Err(Error::corrupt(
+                path,
+                expect_key,
+                "file shorter than its header says",
+            ));
+        }
+        header
+            .check_value(&value)
+            .map_err(|f| fault_error(f, path, Some(&key), format::FORMAT_VERSION))?;
+        Ok((key, Blob::Owned(value)))
     }
 
     /// Reads only the header and key of an entry file.
@@ -563,7 +607,19 @@ impl Store for DirStore {
         let Some(file) = self.open_entry(&path)? else {
             return Ok(None);
         };
-        Ok(Some(self.load(file, &path, Some(key), false)?.1))
+        Ok(Some(self.load(file, &path, Some(key), false, false)?.1))
+    }
+
+    /// A copy is wanted: read into a `Vec` at any size (never through a map, whose page
+    /// faults cost more than a read when every byte is copied anyway).
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let path = self.entry_path(key);
+        let Some(file) = self.open_entry(&path)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.load(file, &path, Some(key), false, true)?.1.into_vec(),
+        ))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -663,7 +719,7 @@ impl Store for DirStore {
             };
             // The value is copied out anyway, so its checksum is checked too.
             Some(
-                self.load(file, &path, None, true)
+                self.load(file, &path, None, true, false)
                     .map(|(k, v)| (k, v.into_vec())),
             )
         })))
@@ -811,6 +867,10 @@ fn create_dir_if_missing(dir: &Path) -> Result<()> {
         Err(e) => Err(Error::io("creating the directory", dir, e)),
     }
 }
+
+/// Above this size an owned read fetches the value into its own buffer instead of reading
+/// the whole file and moving the value down over the header.
+const SPLIT_READ: u64 = 64 << 10;
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
