@@ -1,4 +1,4 @@
-//! Crash safety with real processes: a child writes with `Durability::Flush` and reports each
+//! Crash safety with real processes (dir, log and, with `lmdb`, LMDB stores): a child writes with `Durability::Flush` and reports each
 //! acknowledged put; the parent `SIGKILL`s it at random moments (50 times per disk store),
 //! reopens the store and checks that it opens, that every acknowledged put is readable with
 //! its exact value (or a later write of the same key), and that no value is one that was
@@ -32,6 +32,16 @@ fn open(kind: &str, dir: &Path) -> Box<dyn Store> {
                 .durability(Durability::Flush)
                 .open(dir.join("store.log"))
                 .expect("LogStore opens after a crash"),
+        ),
+        #[cfg(feature = "lmdb")]
+        "lmdb" => Box::new(
+            cacher_store::LmdbStore::open_with(
+                dir,
+                &cacher_store::lmdb::LmdbOptions::default()
+                    .with_durability(Durability::Flush)
+                    .with_initial_map_size(1 << 20),
+            )
+            .expect("LmdbStore opens after a crash"),
         ),
         other => panic!("unknown store kind {other}"),
     }
@@ -208,4 +218,10 @@ fn dir_store_survives_sigkill_at_random_moments() {
 #[test]
 fn log_store_survives_sigkill_at_random_moments() {
     crash_many_times("log");
+}
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn lmdb_store_survives_sigkill_at_random_moments() {
+    crash_many_times("lmdb");
 }
