@@ -35,8 +35,6 @@
 //! `Vec`), or a custom key, instead.
 //! `std::hash` and `DefaultHasher` are not used: they differ between runs and releases.
 
-use std::io::Write as _;
-
 use serde::ser::{self, Serialize};
 
 /// Length in bytes of the argument hash kept in a key (128 bits: collisions are not a concern
@@ -80,23 +78,43 @@ const KEY_ALGORITHM: &[u8] = b"cacher-key-v1\0";
 
 /// Builds the store key for `namespace`, `version` and already-encoded parts.
 pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(KEY_ALGORITHM);
+    // One contiguous input and one `blake3::hash` call: for inputs this small the streaming
+    // `Hasher` costs more than the hashing itself.
+    let len = KEY_ALGORITHM.len() + parts.iter().map(|p| 8 + p.len()).sum::<usize>();
+    let mut input = Vec::with_capacity(len);
+    input.extend_from_slice(KEY_ALGORITHM);
     for part in parts {
         // Length-prefix each part so (ab, c) and (a, bc) differ.
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part);
+        input.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        input.extend_from_slice(part);
     }
-    let hash = hasher.finalize();
-    let mut key = Vec::with_capacity(namespace.len() + 12 + 2 * HASH_BYTES);
+    let hash = blake3::hash(&input);
+    let mut key = input; // reuse the allocation
+    key.clear();
     key.extend_from_slice(namespace.as_bytes());
-    let _ = write!(key, "@{version}:");
+    key.push(b'@');
+    push_decimal(&mut key, version);
+    key.push(b':');
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in &hash.as_bytes()[..HASH_BYTES] {
         key.push(HEX[usize::from(b >> 4)]);
         key.push(HEX[usize::from(b & 15)]);
     }
     key
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The namespace part of a store key written by [`store_key`] (or of a slot's key,

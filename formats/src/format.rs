@@ -94,7 +94,7 @@ impl<T: serde::Serialize + ?Sized> serde::Serialize for SerializeRef<'_, T> {
 
 /// A format as a pipeline holds it. The built-ins are dispatched statically, so typed
 /// `encode`/`decode` on them are monomorphized serde calls without `erased_serde` in between
-/// (erased-serde measured 2–3× slower on decode, see `benches/RESULTS-formats.md`); a user's format goes
+/// (erased-serde measured 2–3× slower on decode, see `benches/RESULTS.md`); a user's format goes
 /// through the object-safe [`Format`] trait.
 #[derive(Clone)]
 pub(crate) enum FormatImpl {

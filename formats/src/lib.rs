@@ -44,7 +44,7 @@
 //! # zstd on the benchmark data
 //!
 //! Sizes are exact; speeds from `cargo bench -p cacher-formats --bench formats` on a shared
-//! 2-core VM (noisy; full tables and the command in `benches/RESULTS-formats.md`). Speeds are
+//! 2-core VM (noisy; full tables and the command in `benches/RESULTS.md`). Speeds are
 //! whole stored values (envelope, checksum and registry lookup included).
 //!
 //! | data | pipeline | stored | ratio | encode | decode |
