@@ -38,7 +38,7 @@ fn stores(dir: &std::path::Path) -> Vec<(&'static str, std::sync::Arc<dyn Store>
 fn memo_hit_vs_raw_get(c: &mut Criterion) {
     for (size, label) in [(100usize, "100B"), (4096, "4KiB")] {
         let mut group = c.benchmark_group(format!("memo_hit/{label}"));
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         for (name, store) in stores(dir.path()) {
             for (variant, limit) in [("", None), ("+lru", Some(1_000_000u64))] {
                 let mut b = Cache::builder().store(store.clone()).format("raw");

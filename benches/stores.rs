@@ -67,7 +67,7 @@ fn put(c: &mut Criterion) {
             group.sample_size(20);
         }
         let value = vec![0xa5u8; size];
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         for (name, store) in stores(dir.path()) {
             let mut i = 0;
             group.bench_function(BenchmarkId::from_parameter(name), |b| {
@@ -106,7 +106,7 @@ fn get(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("get/{label}"));
         group.throughput(Throughput::Bytes(size as u64));
         let value = vec![0x5au8; size];
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         // Fewer keys for 1 MiB values keep the data set in the page cache.
         let n = if size >= 1 << 20 { 32 } else { KEYS };
         for (name, store) in stores(dir.path()) {
