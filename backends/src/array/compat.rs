@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database};
+use heed::Database;
 
 use super::dtype::{DType, Element};
 use super::store::Rows;
@@ -55,30 +55,6 @@ impl std::fmt::Debug for NumpyLmdb {
     }
 }
 
-/// Creates (or opens) the unnamed database, in its own write transaction.
-///
-/// `LmdbEnv::create_database` only takes a name, and heed 0.23 opens databases only through
-/// `create_databases_and_commit`, which takes the write transaction by value; so this opens
-/// one on the raw environment, bypassing `LmdbEnv`'s resize gate. That is safe as long as no
-/// other thread of this process resizes this environment at the same instant, which holds
-/// because it runs right after `LmdbEnv::open` of an environment only `NumpyLmdb` uses.
-fn unnamed_db(env: &LmdbEnv) -> Result<Database<'static, Bytes, Bytes>> {
-    let raw = env.heed();
-    let open = || -> heed::Result<Database<'static, Bytes, Bytes>> {
-        let wtxn = raw.write_txn()?;
-        let created = raw.create_databases_and_commit(wtxn, |opener, wtxn| {
-            opener
-                .create_database::<Bytes, Bytes>(wtxn, None)
-                .map(CommitOrAbort::<_, ()>::Commit)
-        })?;
-        match created {
-            CommitOrAbort::Commit(db) => Ok(db),
-            CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
-        }
-    };
-    open().map_err(|e| env.map_heed_error(e))
-}
-
 impl NumpyLmdb {
     /// The metadata key holding store-wide metadata.
     pub const GLOBAL_KEY: &'static str = "__global__";
@@ -98,8 +74,8 @@ impl NumpyLmdb {
         let path = path.as_ref();
         let main = LmdbEnv::open(path, options)?;
         let meta = LmdbEnv::open(path.join(METADATA_DIR), options)?;
-        let db = unnamed_db(&main)?;
-        let meta_db = unnamed_db(&meta)?;
+        let db = main.create_unnamed_database()?;
+        let meta_db = meta.create_unnamed_database()?;
         Ok(NumpyLmdb {
             main,
             meta,

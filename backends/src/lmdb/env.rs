@@ -361,12 +361,23 @@ impl LmdbEnv {
     /// Creates (or opens) the named byte database `name`, in its own write transaction.
     /// Counts against [`LmdbOptions::max_dbs`].
     pub fn create_database(&self, name: &str) -> Result<Database<'static, Bytes, Bytes>> {
+        self.open_database(Some(name))
+    }
+
+    /// Creates (or opens) LMDB's unnamed (default) database as bytes, in its own write
+    /// transaction — the layout tools like NumpyLmdb use. Does not count against `max_dbs`.
+    pub fn create_unnamed_database(&self) -> Result<Database<'static, Bytes, Bytes>> {
+        self.open_database(None)
+    }
+
+    /// Both openers, through the resize gate and retry like every write.
+    fn open_database(&self, name: Option<&str>) -> Result<Database<'static, Bytes, Bytes>> {
         self.shared.with_retry(|| {
             let env = &self.shared.env;
             let wtxn = env.write_txn()?;
             let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
                 opener
-                    .create_database::<Bytes, Bytes>(wtxn, Some(name))
+                    .create_database::<Bytes, Bytes>(wtxn, name)
                     .map(CommitOrAbort::<_, ()>::Commit)
             })?;
             match created {
