@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::key::{canonical_bytes, store_key, KeyError};
+use crate::key::{canonical_bytes, key_from_parts, KeyError};
 use crate::memo::{Call, Policy};
 use crate::{Cache, Error};
 
@@ -42,17 +42,11 @@ pub fn key<A: Serialize + ?Sized>(
     namespace: &str,
     version: u32,
     args: &A,
-    deps: &[Result<Vec<u8>, KeyError>],
+    deps: impl IntoIterator<Item = Result<Vec<u8>, KeyError>>,
 ) -> Result<Vec<u8>, KeyError> {
     let args = canonical_bytes(args)?;
-    let mut parts: Vec<&[u8]> = vec![&args];
-    for dep in deps {
-        match dep {
-            Ok(d) => parts.push(d),
-            Err(e) => return Err(KeyError::from_message(e.to_string())),
-        }
-    }
-    Ok(store_key(namespace, version, &parts))
+    let deps: Vec<Vec<u8>> = deps.into_iter().collect::<Result<_, _>>()?;
+    Ok(key_from_parts(namespace, version, &args, &deps))
 }
 
 /// Runs one macro-memoized call. On an error before `f` ran, `f` is handed back.

@@ -183,7 +183,8 @@ impl CacheBuilder {
             }),
         };
         if cache.inner.tracker.is_some() {
-            cache.rescan()?;
+            // One scan learns the entries' sizes and ages (and drops expired ones).
+            cache.cleanup()?;
         }
         Ok(cache)
     }
@@ -276,11 +277,13 @@ impl Cache {
     /// Whether `key` holds a fresh (unexpired) value. Reads the header only.
     pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let key = key.as_ref();
-        let Some(blob) = self.inner.store.read(key)? else {
-            return Ok(false);
-        };
-        let header = Codec::peek(&blob).map_err(|e| Error::format(key, e))?;
-        Ok(!self.is_expired(&header, self.now_ms()))
+        match self.peek(key)? {
+            None => Ok(false),
+            Some((header, _)) => {
+                let header = header.map_err(|e| Error::format(key, e))?;
+                Ok(!self.is_expired(&header, self.now_ms()))
+            }
+        }
     }
 
     /// Removes every entry; returns how many there were.
@@ -329,17 +332,16 @@ impl Cache {
         let mut live = Vec::with_capacity(keys.len());
         for key in keys {
             report.scanned += 1;
-            let Some(blob) = self.inner.store.read(&key)? else {
+            let Some((header, size)) = self.peek(&key)? else {
                 continue;
             };
-            match Codec::peek(&blob) {
+            match header {
                 Ok(h) if self.is_expired(&h, now) => {
-                    drop(blob);
                     self.inner.store.delete(&key)?;
                     self.ns_stats(&key).expirations.fetch_add(1, RELAXED);
                     report.expired += 1;
                 }
-                Ok(h) => live.push((h.created_ms, key, blob.len() as u64)),
+                Ok(h) => live.push((h.created_ms, key, size)),
                 Err(_) => report.unreadable += 1,
             }
         }
@@ -432,9 +434,8 @@ impl Cache {
             stats.expirations.fetch_add(1, RELAXED);
             // Best effort: another process may have replaced it already; a fresh value
             // written since is not ours to delete, so only delete if still expired.
-            if let Ok(Some(again)) = self.inner.store.read(key) {
-                if Codec::peek(&again).is_ok_and(|h| self.is_expired(&h, self.now_ms())) {
-                    drop(again);
+            if let Ok(Some((Ok(h), _))) = self.peek(key) {
+                if self.is_expired(&h, self.now_ms()) {
                     let _ = self.inner.store.delete(key);
                     self.with_tracker(|t| t.remove(key));
                 }
@@ -508,9 +509,17 @@ impl Cache {
         }
     }
 
-    /// Rebuilds the tracker from the store: sizes, and order by write time.
-    fn rescan(&self) -> Result<()> {
-        self.cleanup().map(|_| ())
+    /// `key`'s envelope header (or why it does not parse) and stored size, read through
+    /// [`Store::with_value`] so no store copies the value just to look at its header.
+    fn peek(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(Result<EnvelopeMeta, cacher_formats::Error>, u64)>> {
+        let mut seen = None;
+        self.inner.store.with_value(key, &mut |bytes| {
+            seen = Some((Codec::peek(bytes), bytes.len() as u64));
+        })?;
+        Ok(seen)
     }
 }
 

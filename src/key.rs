@@ -76,6 +76,15 @@ pub fn canonical_args<T: Serialize + ?Sized>(
 /// Domain separation for the key hash; a new key algorithm gets a new tag.
 const KEY_ALGORITHM: &[u8] = b"cacher-key-v1\0";
 
+/// The store key for encoded arguments followed by encoded dependencies: the one place
+/// [`crate::Memo`] and the `#[memoize]` macro make keys.
+pub fn key_from_parts(namespace: &str, version: u32, args: &[u8], deps: &[Vec<u8>]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + deps.len());
+    parts.push(args);
+    parts.extend(deps.iter().map(|d| &d[..]));
+    store_key(namespace, version, &parts)
+}
+
 /// Builds the store key for `namespace`, `version` and already-encoded parts.
 pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
     // One contiguous input and one `blake3::hash` call: for inputs this small the streaming
@@ -137,12 +146,6 @@ pub fn namespace_of(key: &[u8]) -> Option<&str> {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode arguments for a cache key: {0}")]
 pub struct KeyError(String);
-
-impl KeyError {
-    pub(crate) fn from_message(msg: String) -> Self {
-        KeyError(msg)
-    }
-}
 
 impl ser::Error for KeyError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {

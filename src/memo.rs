@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cache::{timed, RELAXED};
-use crate::key::{canonical_args, canonical_bytes, store_key, KeyError};
+use crate::key::{canonical_args, canonical_bytes, key_from_parts, KeyError};
 use crate::stats::Atomics;
 use crate::{Cache, Error, Result};
 
@@ -328,10 +328,7 @@ impl KeySpec {
     /// The store key for already-encoded arguments.
     pub fn key_for_encoded(&self, args: &[u8]) -> std::result::Result<Vec<u8>, KeyError> {
         let deps: Vec<Vec<u8>> = self.deps.iter().map(|d| d()).collect::<Result<_, _>>()?;
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + deps.len());
-        parts.push(args);
-        parts.extend(deps.iter().map(|d| &d[..]));
-        Ok(store_key(&self.namespace, self.version, &parts))
+        Ok(key_from_parts(&self.namespace, self.version, args, &deps))
     }
 }
 

@@ -215,7 +215,7 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         // A clone (one Arc) rather than a borrow, so the body may take `&mut self` or `self`.
         let __cacher_cache: ::cacher::Cache =
             ::cacher::__private::CacheRef::cache_ref(&(#cache)).clone();
-        let __cacher_key = ::cacher::__private::key(#namespace, #version, &#key_expr, &#deps);
+        let __cacher_key = ::cacher::__private::key(#namespace, #version, &#key_expr, #deps);
     };
 
     Ok(quote! {

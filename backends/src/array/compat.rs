@@ -90,6 +90,22 @@ impl NumpyLmdb {
         self.dtype
     }
 
+    /// A stored vector must be a whole number of elements.
+    fn check_whole(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        if bytes.len().is_multiple_of(self.dtype.size()) {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            self.main.path(),
+            Some(key.as_bytes()),
+            format!(
+                "{} bytes is not a whole number of {}",
+                bytes.len(),
+                self.dtype
+            ),
+        ))
+    }
+
     fn check_type<T: Element>(&self, op: &'static str) -> Result<()> {
         if T::DTYPE == self.dtype {
             return Ok(());
@@ -125,18 +141,7 @@ impl NumpyLmdb {
             let Some(bytes) = db.get(txn, key.as_bytes())? else {
                 return Ok(None);
             };
-            if bytes.len() % self.dtype.size() != 0 {
-                return Err(Error::corrupt(
-                    self.main.path(),
-                    Some(key.as_bytes()),
-                    format!(
-                        "{} bytes is not a whole number of {}",
-                        bytes.len(),
-                        self.dtype
-                    ),
-                )
-                .into());
-            }
+            self.check_whole(key, bytes)?;
             Ok(Some(match bytemuck::try_cast_slice::<u8, T>(bytes) {
                 Ok(slice) => f(slice),
                 Err(_) => f(&bytemuck::pod_collect_to_vec::<u8, T>(bytes)),
@@ -164,18 +169,7 @@ impl NumpyLmdb {
                     }
                     continue;
                 };
-                if bytes.len() % size != 0 {
-                    return Err(Error::corrupt(
-                        self.main.path(),
-                        Some(key.as_bytes()),
-                        format!(
-                            "{} bytes is not a whole number of {}",
-                            bytes.len(),
-                            self.dtype
-                        ),
-                    )
-                    .into());
-                }
+                self.check_whole(key, bytes)?;
                 let n = bytes.len() / size;
                 match cols {
                     None => {
