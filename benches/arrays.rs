@@ -5,6 +5,11 @@
 //!
 //! `cargo bench --features lmdb --bench arrays`
 
+#![allow(
+    missing_docs,
+    reason = "criterion_main! generates an undocumented main"
+)]
+
 use std::hint::black_box;
 use std::path::Path;
 
@@ -14,6 +19,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 const SIZES: [(&str, usize); 2] = [("1KiB", 1 << 10), ("64MiB", 64 << 20)];
 
 /// The first element of an `.npy` file of f32 mapped into memory (header parsed by hand).
+#[expect(unsafe_code, reason = "maps the bench's own .npy file (see SAFETY)")]
 fn mmap_npy_first(path: &Path) -> f32 {
     let file = std::fs::File::open(path).unwrap();
     // SAFETY: the benchmark's own temporary file, not modified while mapped.
@@ -23,6 +29,7 @@ fn mmap_npy_first(path: &Path) -> f32 {
     data[0]
 }
 
+#[expect(unsafe_code, reason = "raw f32 view as the baseline (see SAFETY)")]
 fn bytemuck_cast(bytes: &[u8]) -> &[f32] {
     assert_eq!(bytes.as_ptr() as usize % 4, 0);
     assert_eq!(bytes.len() % 4, 0);

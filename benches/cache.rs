@@ -6,6 +6,11 @@
 //! Target (issue 5): the memoized hit costs at most 20% more than the raw get, for values of
 //! 100 B – 4 KiB.
 
+#![allow(
+    missing_docs,
+    reason = "criterion_main! generates an undocumented main"
+)]
+
 use std::hint::black_box;
 
 use cacher::store::{DirStore, Durability, MemoryStore, Store};

@@ -5,6 +5,11 @@
 //! map so neither grows during the run, `MDB_NOSYNC` so an fsync does not hide the
 //! per-operation cost being compared), and hold 10,000 keys.
 
+#![allow(
+    missing_docs,
+    reason = "criterion_main! generates an undocumented main"
+)]
+
 use std::hint::black_box;
 
 use cacher_store::lmdb::heed::types::Bytes;
@@ -29,6 +34,7 @@ struct Raw {
     db: Database<'static, Bytes, Bytes>,
 }
 
+#[expect(unsafe_code, reason = "raw heed baseline: flags and open (see SAFETY)")]
 fn open_raw(dir: &std::path::Path) -> Raw {
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options.map_size(MAP as usize).max_dbs(4).max_readers(1024);

@@ -6,6 +6,11 @@
 //! Targets (issue 2): DirStore within 1.5x of the raw files per op at `Durability::None`;
 //! LogStore appends of 4 KiB values at >= 50% of the raw append throughput.
 
+#![allow(
+    missing_docs,
+    reason = "criterion_main! generates an undocumented main"
+)]
+
 use std::hint::black_box;
 use std::io::Write;
 use std::path::PathBuf;

@@ -120,7 +120,7 @@ impl<C: Store> Tiered<C> {
 impl<C: Store> Store for Tiered<C> {
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         if let Some(v) = self.hot().get(key) {
-            return Ok(Some(Blob::Shared(v)));
+            return Ok(Some(Blob::from(v)));
         }
         let epoch = self.hot().epoch;
         let Some(blob) = self.cold.read(key)? else {
@@ -132,7 +132,7 @@ impl<C: Store> Store for Tiered<C> {
             if hot.epoch == epoch {
                 hot.insert(key, shared.clone(), self.hot_bytes);
             }
-            return Ok(Some(Blob::Shared(shared)));
+            return Ok(Some(Blob::from(shared)));
         }
         Ok(Some(blob))
     }

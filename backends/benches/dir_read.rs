@@ -4,6 +4,11 @@
 //!
 //! `cargo bench -p cacher-store --bench dir_read -- --warm-up-time 1 --measurement-time 3`
 
+#![allow(
+    missing_docs,
+    reason = "criterion_main! generates an undocumented main"
+)]
+
 use std::hint::black_box;
 
 use cacher_store::{DirStore, Durability, Store};

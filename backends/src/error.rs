@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O error on `path`.
-    #[error("I/O error while {op} {}: {source}", path.display())]
+    #[error("I/O error while {op} {}", path.display())]
     Io {
         /// What the store was doing (e.g. "opening", "renaming").
         op: &'static str,
@@ -84,8 +84,43 @@ pub enum Error {
         reason: String,
     },
 
+    /// An argument the operation cannot take (e.g. a typed array read with another element
+    /// type, a dtype the layout has no code for). Nothing on disk is wrong.
+    #[error("invalid argument to {op} on {}: {reason}", path.display())]
+    InvalidArgument {
+        /// The operation refused.
+        op: &'static str,
+        /// The store path.
+        path: PathBuf,
+        /// What was expected and what was given.
+        reason: String,
+    },
+
+    /// A path inside the store is not a file or directory the store made: a symlink, FIFO,
+    /// socket or device planted there. The store refuses it without following or opening it.
+    #[error("refusing {}: expected {expected}, found {found}", path.display())]
+    NotOwned {
+        /// The path refused.
+        path: PathBuf,
+        /// What the store expected there (e.g. "a regular file").
+        expected: &'static str,
+        /// What is there instead (e.g. "a symbolic link").
+        found: &'static str,
+    },
+
+    /// The directory holds another kind of store (or a layout this store cannot be opened on).
+    #[error("{} holds a {found}, not a {expected}", path.display())]
+    WrongLayout {
+        /// The directory or file.
+        path: PathBuf,
+        /// The kind of store being opened.
+        expected: &'static str,
+        /// The kind of store found there.
+        found: &'static str,
+    },
+
     /// An error from a storage engine below the store (e.g. LMDB), with its context.
-    #[error("{engine} error on {}: {source}", path.display())]
+    #[error("{engine} error on {}", path.display())]
     Engine {
         /// The engine's name, such as `"lmdb"`.
         engine: &'static str,

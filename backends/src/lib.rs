@@ -27,19 +27,25 @@ pub mod array;
 mod blob;
 mod dir;
 mod error;
+mod fs;
 mod key;
+mod le;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
 mod log;
+mod marker;
 mod memory;
+mod mmap;
 mod store;
+mod version;
 
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use blob::Blob;
 pub use dir::{DirStore, DirStoreOptions, DEFAULT_MMAP_THRESHOLD, DEFAULT_STALE_TEMP_AGE};
 pub use error::{Error, Result};
+pub use fs::FileMode;
 pub use key::KeyDisplay;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;

@@ -41,7 +41,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
-        Ok(self.map().get(key).map(|v| Blob::Shared(v.clone())))
+        Ok(self.map().get(key).map(|v| Blob::from(v.clone())))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -88,7 +88,7 @@ impl Store for MemoryStore {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod tests {
     use super::MemoryStore;
 

@@ -19,6 +19,10 @@ fn malloc_size(size: usize) -> i64 {
 }
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+#[expect(
+    unsafe_code,
+    reason = "a counting allocator that forwards to System (see SAFETY)"
+)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         REQUESTED.fetch_add(layout.size() as i64, Ordering::Relaxed);

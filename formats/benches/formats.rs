@@ -6,6 +6,11 @@
 //! `cargo bench -p cacher-formats --bench formats -- --warm-up-time 1 --measurement-time 3`
 //! Stored sizes (exact, machine-independent) are printed before the timings.
 
+#![allow(
+    missing_docs,
+    reason = "criterion_main! generates an undocumented main"
+)]
+
 use std::hint::black_box;
 
 use cacher_formats::{train_dictionary, EnvelopeMeta, Registry};

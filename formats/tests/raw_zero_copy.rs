@@ -17,6 +17,10 @@ thread_local! {
 
 // SAFETY: every method forwards to the system allocator unchanged; the counters are
 // thread-local `Cell`s with const initialisers, which never allocate.
+#[expect(
+    unsafe_code,
+    reason = "a counting allocator that forwards to System (see SAFETY)"
+)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));

@@ -162,16 +162,28 @@ impl From<bool> for Bool {
 
 // SAFETY: `F16` and `Bool` are `repr(transparent)` over `u16`/`u8`: no padding, every bit
 // pattern valid, all-zero valid.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "bytemuck::Pod for a plain-old-data newtype (see SAFETY)"
+)]
 unsafe impl bytemuck::Zeroable for F16 {}
 // SAFETY: as above.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "bytemuck::Pod for a plain-old-data newtype (see SAFETY)"
+)]
 unsafe impl bytemuck::Pod for F16 {}
 // SAFETY: as above.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "bytemuck::Pod for a plain-old-data newtype (see SAFETY)"
+)]
 unsafe impl bytemuck::Zeroable for Bool {}
 // SAFETY: as above.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "bytemuck::Pod for a plain-old-data newtype (see SAFETY)"
+)]
 unsafe impl bytemuck::Pod for Bool {}
 
 mod sealed {

@@ -922,7 +922,7 @@ impl Store for ArrayStore {
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         // A `Blob` cannot borrow a read transaction: copy. `with_value` lends instead.
         let bytes = ArrayStore::read(self, |r| Ok(r.bytes(key)?.map(<[u8]>::to_vec)))?;
-        Ok(bytes.map(Blob::Owned))
+        Ok(bytes.map(Blob::from))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -991,7 +991,7 @@ impl Store for ArrayStore {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod conformance {
     use super::ArrayStore;
 

@@ -72,8 +72,8 @@ const PUT_MANY_CHUNK: usize = 256;
 /// short: it reads as [`Error::Corrupt`](crate::Error::Corrupt), never as a wrong value.
 ///
 /// Reads: entry files of at least [`DEFAULT_MMAP_THRESHOLD`] bytes come back as
-/// [`Blob::Mapped`], so a multi-GiB value is paged in on demand rather than copied; smaller ones
-/// as [`Blob::Owned`], with their checksum checked. Mapped values are checked by
+/// [`Blob::is_mapped`], so a multi-GiB value is paged in on demand rather than copied; smaller ones
+/// as owned blobs, with their checksum checked. Mapped values are checked by
 /// [`DirStore::verify`] only (checking on read would page the whole value in).
 ///
 /// Caveat: the store never modifies a file in place, but a process *outside* the store that
@@ -441,13 +441,7 @@ impl DirStore {
                     .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
             }
             let key = key.to_vec();
-            return Ok((
-                key,
-                Blob::Mapped {
-                    map: Arc::new(map),
-                    range,
-                },
-            ));
+            return Ok((key, Blob::mapped(Arc::new(map), range)));
         }
         // Entry files never change in place, so the length from fstat is the length to read;
         // reading exactly that saves the extra end-of-file probe `read_to_end` makes.
@@ -468,7 +462,7 @@ impl DirStore {
             .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
         let key = key.to_vec();
         buf.drain(..header.value_offset());
-        Ok((key, Blob::Owned(buf)))
+        Ok((key, Blob::from(buf)))
     }
 
     /// Reads a large entry into a `Vec` holding just the value: the header and key first,
@@ -507,7 +501,7 @@ impl DirStore {
         header
             .check_value(&value)
             .map_err(|f| fault_error(f, path, Some(&key), format::FORMAT_VERSION))?;
-        Ok((key, Blob::Owned(value)))
+        Ok((key, Blob::from(value)))
     }
 
     /// Reads only the header and key of an entry file.
@@ -832,15 +826,23 @@ fn fault_error(fault: Fault, path: &Path, key: Option<&[u8]>, supported: u32) ->
     }
 }
 
-#[allow(unsafe_code)]
 fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
-    // SAFETY: a mapped file must not change while mapped. The store never writes an entry file
-    // after it is renamed into place: every write goes to a new temp file that replaces the
-    // entry by `rename`, and removal is `unlink`. Both leave the mapped inode untouched, so the
-    // map keeps the exact bytes it was made from. Only a process outside the store that writes
-    // or truncates the file in place breaks this (truncation shows up as SIGBUS); the type docs
-    // tell users not to.
-    unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io("memory-mapping", path, e))
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("reading the metadata of", path, e))?
+        .len();
+    let len = usize::try_from(len).map_err(|_| {
+        Error::io(
+            "memory-mapping",
+            path,
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "file larger than the address space",
+            ),
+        )
+    })?;
+    // Sound by the rename-only rule of `crate::mmap::map_immutable`.
+    crate::mmap::map_immutable(file, len, path)
 }
 
 fn sync_file(tmp: &NamedTempFile) -> Result<()> {

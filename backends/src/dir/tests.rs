@@ -4,9 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{DirStore, DirStoreOptions};
-use crate::{Blob, Durability, Error, KeyDisplay, Store};
+use crate::{Durability, Error, KeyDisplay, Store};
 
-#[cfg(feature = "testkit")]
 mod none {
     use super::*;
 
@@ -19,7 +18,6 @@ mod none {
     );
 }
 
-#[cfg(feature = "testkit")]
 mod flush {
     use super::*;
 
@@ -157,19 +155,13 @@ fn fixture_v1_opens_with_exact_contents() {
     let scanned: BTreeMap<_, _> = store.scan().unwrap().map(Result::unwrap).collect();
     assert_eq!(scanned, expected);
     assert_eq!(store.verify_all().unwrap(), expected.len() as u64);
-    assert!(matches!(
-        store.read(b"large").unwrap(),
-        Some(Blob::Owned(_))
-    ));
+    assert!(!store.read(b"large").unwrap().unwrap().is_zero_copy());
     // The same entries read through memory maps.
     let mapped = store_with_threshold(&dir, 64 * 1024);
     let blob = mapped.read(b"large").unwrap().unwrap();
-    assert!(matches!(blob, Blob::Mapped { .. }));
+    assert!(blob.is_mapped());
     assert_eq!(&blob[..], &expected[&b"large"[..]][..]);
-    assert!(matches!(
-        mapped.read(b"hello").unwrap(),
-        Some(Blob::Owned(_))
-    ));
+    assert!(!mapped.read(b"hello").unwrap().unwrap().is_zero_copy());
 }
 
 #[test]
@@ -328,8 +320,8 @@ fn files_at_the_threshold_are_mapped_and_smaller_ones_owned() {
     store.put(b"b", &[2; 966]).unwrap();
     let a = store.read(b"a").unwrap().unwrap();
     let b = store.read(b"b").unwrap().unwrap();
-    assert!(matches!(a, Blob::Mapped { .. }), "{a:?}");
-    assert!(matches!(b, Blob::Owned(_)), "{b:?}");
+    assert!(a.is_mapped(), "{a:?}");
+    assert!(!b.is_zero_copy(), "{b:?}");
     assert!(a[..] == [1; 967] && b[..] == [2; 966]);
 }
 
@@ -356,7 +348,7 @@ fn verify_catches_damage_that_a_mapped_read_does_not_check() {
     bytes[2000] ^= 0xff;
     fs::write(&path, bytes).unwrap();
     let blob = store.read(b"k").unwrap().unwrap();
-    assert!(matches!(blob, Blob::Mapped { .. }));
+    assert!(blob.is_mapped());
     drop(blob);
     assert_corrupt(
         store.verify(b"k").unwrap_err(),

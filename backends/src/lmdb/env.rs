@@ -256,6 +256,7 @@ impl Drop for LmdbEnv {
     fn drop(&mut self) {
         let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: `shared` is taken exactly once, here, and never used afterwards.
+        #[expect(unsafe_code, reason = "ManuallyDrop::take in Drop (see SAFETY)")]
         let shared = unsafe { ManuallyDrop::take(&mut self.shared) };
         if Arc::strong_count(&shared) == 1 {
             // The last handle: remove the entry and close the environment (by dropping it)
@@ -457,6 +458,7 @@ impl Shared {
             .max_dbs(options.max_dbs);
         // SAFETY: `flags` only holds the sync flags, which affect durability, not memory
         // safety.
+        #[expect(unsafe_code, reason = "heed EnvOpenOptions::flags (see SAFETY)")]
         unsafe {
             builder.flags(flags);
         }
@@ -464,6 +466,10 @@ impl Shared {
         // locks or the environment is opened twice in one process. The registry (whose lock
         // the caller holds) ensures the latter for cacher; the former is outside our control,
         // as with any memory-mapped file.
+        #[expect(
+            unsafe_code,
+            reason = "heed EnvOpenOptions::open maps the file (see SAFETY)"
+        )]
         let env = unsafe { builder.open(&path) }.map_err(|e| match e {
             heed::Error::EnvAlreadyOpened => Error::Locked {
                 path: path.clone(),
@@ -476,6 +482,10 @@ impl Shared {
         // it rather than hit MAP_FULL at the first write; never go below the configured size.
         // SAFETY: the environment was just opened and no one else has it yet, so no
         // transaction is open on it.
+        #[expect(
+            unsafe_code,
+            reason = "heed Env::resize with no open transaction (see SAFETY)"
+        )]
         unsafe {
             env.resize(0).map_err(|e| engine_error(&path, e))?;
             if env.info().map_size < initial {
@@ -595,6 +605,10 @@ impl Shared {
             }
             // SAFETY (both resizes): we hold the gate exclusive, so no transaction made
             // through this environment is open in this process.
+            #[expect(
+                unsafe_code,
+                reason = "heed Env::resize with no open transaction (see SAFETY)"
+            )]
             unsafe { env.resize(0) }.map_err(|e| self.engine_error(e))?;
             if env.info().map_size > size_seen {
                 self.adopted.fetch_add(1, Ordering::Relaxed);
@@ -604,6 +618,10 @@ impl Shared {
             let target = match self.options.cap() {
                 Some(cap) if size_seen as u64 >= cap => {
                     // Put the map back as it was; the write cannot fit.
+                    #[expect(
+                        unsafe_code,
+                        reason = "heed Env::resize with no open transaction (see SAFETY)"
+                    )]
                     unsafe { env.resize(size_seen) }.map_err(|e| self.engine_error(e))?;
                     return Err(Error::Full {
                         path: self.path.clone(),
@@ -619,6 +637,10 @@ impl Shared {
                 )))
             })?;
             // SAFETY: as above.
+            #[expect(
+                unsafe_code,
+                reason = "heed Env::resize with no open transaction (see SAFETY)"
+            )]
             unsafe { env.resize(target) }.map_err(|e| self.engine_error(e))?;
             self.grown.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -630,10 +652,18 @@ impl Shared {
         self.resize_exclusively(size_seen, |env| {
             // SAFETY: we hold the gate exclusive, so no transaction made through this
             // environment is open in this process.
+            #[expect(
+                unsafe_code,
+                reason = "heed Env::resize with no open transaction (see SAFETY)"
+            )]
             unsafe { env.resize(0) }.map_err(|e| self.engine_error(e))?;
             self.adopted.fetch_add(1, Ordering::Relaxed);
             if env.info().map_size < size_seen {
                 // SAFETY: as above.
+                #[expect(
+                    unsafe_code,
+                    reason = "heed Env::resize with no open transaction (see SAFETY)"
+                )]
                 unsafe { env.resize(size_seen) }.map_err(|e| self.engine_error(e))?;
             }
             Ok(())

@@ -33,7 +33,7 @@
 //!
 //! # Zero copy
 //! [`Store::with_value`] lends `&[u8]` straight from LMDB's map inside a read transaction.
-//! [`Store::read`] returns [`Blob::Owned`], a copy: a [`Blob`] may outlive any transaction,
+//! [`Store::read`] returns an owned [`Blob`], a copy: a [`Blob`] may outlive any transaction,
 //! and the pages it would borrow are only guaranteed until the transaction ends (a later
 //! write may reuse them, a resize may unmap them). Use `with_value` for large values.
 //!
@@ -358,7 +358,7 @@ impl Store for LmdbStore {
     /// Copies the value out (see the module docs: a [`Blob`] cannot borrow from a
     /// transaction); [`Store::with_value`] is the zero-copy read.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
-        Ok(self.get(key)?.map(Blob::Owned))
+        Ok(self.get(key)?.map(Blob::from))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -466,7 +466,6 @@ mod tests {
         LmdbOptions::default().with_initial_map_size(1 << 20)
     }
 
-    #[cfg(feature = "testkit")]
     crate::conformance_tests!(
         |dir: &std::path::Path| LmdbStore::open_with(dir, &small()).unwrap(),
         persistent = true

@@ -18,7 +18,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::Mmap;
 
 use self::positioned::{read_full_at, write_all_at};
 use self::record::{
@@ -222,7 +222,7 @@ impl State {
 /// A persistent store in one append-only file, for one writer process and any number of
 /// readers.
 ///
-/// Values are lent from a memory map of the file ([`Blob::Mapped`]); `put_reader` streams a
+/// Values are lent from a memory map of the file ([`Blob::is_mapped`]); `put_reader` streams a
 /// value into the file without holding it in memory. Deletes and overwrites leave garbage
 /// behind until [`LogStore::compact`] (or [`LogOptions::auto_compact`]) rewrites the live
 /// records into a new file.
@@ -763,7 +763,7 @@ impl Store for LogStore {
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         Ok(self
             .locate(key)?
-            .map(|(map, range)| Blob::Mapped { map, range }))
+            .map(|(map, range)| Blob::mapped(map, range)))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -1032,7 +1032,6 @@ fn remap_to(st: &mut State, needed: u64, path: &Path) -> Result<()> {
 #[cfg(all(unix, target_pointer_width = "64"))]
 const MAP_STEP: u64 = 64 << 20;
 
-#[allow(unsafe_code)]
 fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
     let len = file_len(file, path)?;
     #[cfg(all(unix, target_pointer_width = "64"))]
@@ -1047,16 +1046,7 @@ fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
             ),
         )
     })?;
-    // SAFETY: the map is read-only and shared. Every byte this crate reads through it belongs
-    // to a record that a scan found whole and checksum-valid, or that this writer appended
-    // before indexing it; such a record lies inside the file, and its bytes are never modified
-    // or truncated while any process has the store open: the file is append-only, only the
-    // locked writer mutates it and then only after the last valid record, and compaction swaps
-    // in a new file by rename rather than rewriting this one (`LogStore` docs, "Processes, and why
-    // the memory map is sound"). The map may extend past the end of the file (`MAP_STEP`):
-    // those pages would fault if touched, but no valid record lies there until the file has
-    // grown over them, and a shared map then shows the new bytes.
-    let map = unsafe { MmapOptions::new().len(len).map(file) }
-        .map_err(|e| Error::io("memory-mapping", path, e))?;
-    Ok(Arc::new(map))
+    // Sound by the append-only rule of `crate::mmap::map_immutable` (see also `LogStore` docs,
+    // "Processes, and why the memory map is sound").
+    Ok(Arc::new(crate::mmap::map_immutable(file, len, path)?))
 }
