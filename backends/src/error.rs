@@ -119,6 +119,16 @@ pub enum Error {
         found: &'static str,
     },
 
+    /// The reader given to a streaming put failed; nothing was stored under `key`.
+    #[error("reading the value to store under key {key} from its reader")]
+    ValueSource {
+        /// The key being written.
+        key: KeyDisplay,
+        /// The reader's error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An error from a storage engine below the store (e.g. LMDB), with its context.
     #[error("{engine} error on {}", path.display())]
     Engine {

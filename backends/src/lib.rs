@@ -51,4 +51,4 @@ pub use key::KeyDisplay;
 pub use lmdb::LmdbStore;
 pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornTail};
 pub use memory::MemoryStore;
-pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store};
+pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store, VerifyReport};

@@ -37,6 +37,16 @@ pub type KeyIter<'a> = Box<dyn Iterator<Item = Result<Vec<u8>>> + 'a>;
 /// The iterator [`Store::scan`] returns: `(key, value)` pairs.
 pub type EntryIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 
+/// What [`Store::verify`] found.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Entries read and checked.
+    pub checked: u64,
+    /// Each damaged entry's key and the error its read gave.
+    pub damaged: Vec<(Vec<u8>, crate::Error)>,
+}
+
 /// Bytes in, bytes out: a persistent or in-memory map from byte keys to byte values.
 ///
 /// # Contract
@@ -46,7 +56,11 @@ pub type EntryIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '
 ///   and, for disk stores, survives the process (and with [`Durability::Flush`], power loss).
 /// - A crash at any instant leaves a store that opens and holds, for each key, either the old
 ///   or the new value — never a torn or mixed one.
-/// - Bad data on disk is reported as [`crate::Error::Corrupt`], never a panic.
+/// - Bad data on disk is reported as [`crate::Error::Corrupt`], never a panic. Every read
+///   path (`get`, `read`, `with_value`, `scan`, `get_many`) checks the value before returning
+///   it; only [`read_unchecked`](Store::read_unchecked) may skip that, and says so.
+/// - A store touches only files it created: it never follows a symlink planted inside its
+///   directory, never blocks on a FIFO, and deletes only names it made.
 /// - The trait is object-safe: `Box<dyn Store>` and `Arc<dyn Store>` are stores too.
 ///
 /// Every store in this project runs the conformance kit (`cacher_store::testkit`, feature
@@ -65,7 +79,10 @@ pub trait Store: Send + Sync {
         let mut buf = Vec::new();
         reader
             .read_to_end(&mut buf)
-            .map_err(|e| crate::Error::io("reading the value for", "<reader>", e))?;
+            .map_err(|e| crate::Error::ValueSource {
+                key: crate::KeyDisplay::new(key),
+                source: e,
+            })?;
         self.put(key, &buf)?;
         Ok(buf.len() as u64)
     }
@@ -134,6 +151,43 @@ pub trait Store: Send + Sync {
         })))
     }
 
+    /// Like [`read`](Store::read), but a store may skip checking the value's checksum when
+    /// that would cost a pass over a large zero-copy view (a memory-mapped file). The name says
+    /// what it gives up: use it only where the caller checks the bytes itself (the `Cache`
+    /// envelope carries its own checksum) or can afford a wrong byte. Stores whose reads are
+    /// always checked in O(1) need not override it.
+    fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {
+        self.read(key)
+    }
+
+    /// Reads every entry and checks it, reporting each damaged key instead of stopping at the
+    /// first. An error that is not about one entry's bytes (I/O on the store itself) ends the
+    /// scan and is returned.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// store.put(b"a", b"1")?;
+    /// let report = store.verify()?;
+    /// assert_eq!((report.checked, report.damaged.len()), (1, 0));
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for key in self.keys()? {
+            let key = key?;
+            match self.get(&key) {
+                Ok(_) => report.checked += 1,
+                Err(e) if e.is_corrupt() => {
+                    report.checked += 1;
+                    report.damaged.push((key, e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
     /// The number of entries.
     fn len(&self) -> Result<u64> {
         let mut n = 0;
@@ -168,6 +222,8 @@ macro_rules! forward_store {
             fn scan(&self) -> Result<EntryIter<'_>> { (**self).scan() }
             fn len(&self) -> Result<u64> { (**self).len() }
             fn is_empty(&self) -> Result<bool> { (**self).is_empty() }
+            fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read_unchecked(key) }
+            fn verify(&self) -> Result<VerifyReport> { (**self).verify() }
         }
     )*};
 }
