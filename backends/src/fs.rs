@@ -314,28 +314,14 @@ mod tests {
             rustix::fs::Mode::from_raw_mode(0o600),
         )
         .unwrap();
-        let err = open_regular(&fifo, Access::Read).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::NotOwned {
-                    found: "a FIFO",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = open_regular(&fifo, Access::ReadWrite).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::NotOwned {
-                    found: "a FIFO",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        for access in [Access::Read, Access::ReadWrite] {
+            let err = open_regular(&fifo, access).unwrap_err();
+            let found = match err {
+                Error::NotOwned { found, .. } => found,
+                other => panic!("{other}"),
+            };
+            assert_eq!(found, "a FIFO");
+        }
 
         assert!(open_regular(&dir.path().join("missing"), Access::Read)
             .unwrap()
