@@ -27,7 +27,6 @@ mod limits;
 mod memo;
 mod slot;
 mod stats;
-mod tiered;
 
 pub use cache::{Cache, CacheBuilder, CleanupReport, CleanupThread};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -36,8 +35,9 @@ pub use limits::Eviction;
 pub use memo::{Always, Call, KeySpec, Memo, MemoBuilder, Mode, OkOnly, Policy};
 pub use slot::Slot;
 pub use stats::{Counters, Stats};
-pub use tiered::Tiered;
 
 pub use cacher_formats as formats;
 pub use cacher_macros::memoize;
 pub use cacher_store as store;
+/// A bounded memory tier in front of a disk store (from [`store`]).
+pub use cacher_store::Tiered;

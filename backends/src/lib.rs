@@ -33,6 +33,7 @@ pub mod lmdb;
 mod log;
 mod memory;
 mod store;
+mod tiered;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -46,3 +47,4 @@ pub use lmdb::LmdbStore;
 pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornTail};
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store};
+pub use tiered::Tiered;
