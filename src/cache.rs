@@ -8,10 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::{duration_ms, millis, Clock, SystemClock};
-use crate::codec::Codec;
 use crate::key::namespace_of;
 use crate::limits::{Eviction, Tracker};
-use crate::stats::{Atomics, Stats, StatsRegistry};
+use crate::stats::{timed, Atomics, Stats, StatsRegistry, RELAXED};
+use crate::value_codec::ValueCodec;
 use crate::{Error, Result};
 use cacher_formats::{EnvelopeMeta, Registry};
 
@@ -43,7 +43,7 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     store: Box<dyn Store>,
-    codec: Codec,
+    codec: ValueCodec,
     ttl: Option<Duration>,
     deadline_ms: Option<u64>,
     max_entries: Option<u64>,
@@ -163,7 +163,8 @@ impl CacheBuilder {
             .store
             .ok_or_else(|| Error::Config("no store given: call .store(..)".into()))?;
         let registry = Arc::new(self.registry.unwrap_or_else(Registry::with_builtins));
-        let codec = Codec::new(registry, &self.format).map_err(|e| Error::Config(e.to_string()))?;
+        let codec =
+            ValueCodec::new(registry, &self.format).map_err(|e| Error::Config(e.to_string()))?;
         if self.max_entries == Some(0) || self.max_bytes == Some(0) {
             return Err(Error::Config("a limit of 0 would keep nothing".into()));
         }
@@ -517,7 +518,7 @@ impl Cache {
     ) -> Result<Option<(Result<EnvelopeMeta, cacher_formats::Error>, u64)>> {
         let mut seen = None;
         self.inner.store.with_value(key, &mut |bytes| {
-            seen = Some((Codec::peek(bytes), bytes.len() as u64));
+            seen = Some((ValueCodec::peek(bytes), bytes.len() as u64));
         })?;
         Ok(seen)
     }
@@ -539,17 +540,7 @@ impl Drop for CleanupThread {
     }
 }
 
-pub(crate) const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
-
 fn lock(m: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
     // The tracker is advisory (eviction order); a panic mid-update cannot lose stored data.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Runs `f`, adding its time to the namespace's compute time.
-pub(crate) fn timed<T>(stats: &Atomics, f: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let v = f();
-    stats.add_compute(start.elapsed());
-    v
 }

@@ -20,19 +20,19 @@
 pub mod __private;
 mod cache;
 mod clock;
-mod codec;
 mod error;
 pub mod key;
 mod limits;
-mod memo;
+pub mod memo;
 mod slot;
 mod stats;
+mod value_codec;
 
 pub use cache::{Cache, CacheBuilder, CleanupReport, CleanupThread};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use limits::Eviction;
-pub use memo::{Always, Call, KeySpec, Memo, MemoBuilder, Mode, OkOnly, Policy};
+pub use memo::{Call, Memo};
 pub use slot::Slot;
 pub use stats::{Counters, Stats};
 

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cache::{timed, RELAXED};
 use crate::key::canonical_bytes;
-use crate::stats::Atomics;
+use crate::stats::{timed, Atomics, RELAXED};
 use crate::{Cache, Result};
 
 /// A named slot holding one value together with a hash of the parameters it was computed

@@ -90,9 +90,9 @@ impl std::fmt::Display for Stats {
     }
 }
 
+/// The live counters of one namespace.
 #[derive(Debug, Default)]
-#[doc(hidden)]
-pub struct Atomics {
+pub(crate) struct Atomics {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub stores: AtomicU64,
@@ -183,4 +183,14 @@ impl StatsRegistry {
             a.reset();
         }
     }
+}
+
+pub(crate) const RELAXED: std::sync::atomic::Ordering = Relaxed;
+
+/// Runs `f`, adding its time to the namespace's compute time.
+pub(crate) fn timed<T>(stats: &Atomics, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let v = f();
+    stats.add_compute(start.elapsed());
+    v
 }

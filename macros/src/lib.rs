@@ -175,7 +175,7 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         }
     };
     let deps = opts.depends_on.iter();
-    let deps = quote!([ #( ::cacher::key::canonical_bytes(&(#deps)), )* ]);
+    let deps = quote!([ #( ::cacher::__private::canonical_bytes(&(#deps)), )* ]);
     let ttl = match &opts.ttl {
         Some(t) => quote!(::core::option::Option::Some(#t)),
         None => quote!(::core::option::Option::None),
@@ -185,9 +185,9 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         ReturnType::Type(_, t) => (**t).clone(),
     };
     let policy = if opts.ok_only.unwrap_or_else(|| returns_result(&ret_ty)) {
-        quote!(::cacher::OkOnly)
+        quote!(::cacher::memo::OkOnly)
     } else {
-        quote!(::cacher::Always)
+        quote!(::cacher::memo::Always)
     };
 
     let attrs = &func.attrs;
@@ -215,18 +215,20 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         // A clone (one Arc) rather than a borrow, so the body may take `&mut self` or `self`.
         let __cacher_cache: ::cacher::Cache =
             ::cacher::__private::CacheRef::cache_ref(&(#cache)).clone();
-        let __cacher_key = ::cacher::__private::key(#namespace, #version, &#key_expr, #deps);
+        let __cacher_site = ::cacher::__private::Site::new(&__cacher_cache, #namespace, #version, #ttl);
+        let __cacher_key = __cacher_site
+            .key(::cacher::__private::canonical_bytes(&#key_expr), #deps)
+            .map_err(::cacher::Error::from);
     };
 
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
             #prelude
-            ::cacher::__private::call::<#policy, #ret_ty, _>(
-                &__cacher_cache, #namespace, __cacher_key, #ttl,
-                ::cacher::Call::default(), false,
-                move || -> #ret_ty #body,
-            ).unwrap_or_else(|(__cacher_f, _)| __cacher_f())
+            __cacher_site.run::<#policy, #ret_ty, _>(
+                __cacher_key, ::cacher::Call::default(), false,
+                move || -> #ret_ty #body, ::cacher::__private::call_once,
+            ).unwrap_or_else(|(__cacher_f, _)| ::cacher::__private::call_once(__cacher_f))
         }
 
         #(#sibling_attrs)*
@@ -234,10 +236,9 @@ fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #[allow(dead_code)]
         #vis #with_sig {
             #prelude
-            ::cacher::__private::call::<#policy, #ret_ty, _>(
-                &__cacher_cache, #namespace, __cacher_key, #ttl,
-                __cacher_call, true,
-                move || -> #ret_ty #body,
+            __cacher_site.run::<#policy, #ret_ty, _>(
+                __cacher_key, __cacher_call, true,
+                move || -> #ret_ty #body, ::cacher::__private::call_once,
             ).map_err(|(_, __cacher_e)| __cacher_e)
         }
     })
