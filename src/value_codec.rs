@@ -33,22 +33,27 @@ impl ValueCodec {
         &self.registry
     }
 
+    /// A whole stored value for `key`: envelope (bound to `key`) and payload.
     pub fn encode<T: Serialize + ?Sized>(
         &self,
+        key: &[u8],
         value: &T,
         meta: &EnvelopeMeta,
     ) -> Result<Vec<u8>, FormatError> {
-        self.pipeline.encode_value(value, meta)
+        self.pipeline.encode_value(key, value, meta)
     }
 
-    /// The header's metadata only: no checksum, no payload work.
-    pub fn peek(bytes: &[u8]) -> Result<EnvelopeMeta, FormatError> {
-        Ok(Header::peek(bytes)?.meta())
+    /// The header of the value stored under `key`, checked as far as a read checks it before
+    /// decoding (written for `key`; with a MAC key, the MAC too, which needs the whole value),
+    /// so `contains` and expiry checks agree with `get`.
+    pub fn peek(&self, key: &[u8], bytes: &[u8]) -> Result<EnvelopeMeta, FormatError> {
+        Ok(self.registry.peek_value(key, bytes)?.meta())
     }
 
-    /// Checks a stored value (header, checksum, MAC) and lends its header and payload.
-    pub fn open<'a>(&self, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), FormatError> {
-        self.registry.open_value(bytes)
+    /// Checks the value stored under `key` (header, checksum, key binding, MAC) and lends its
+    /// header and payload.
+    pub fn open<'a>(&self, key: &[u8], bytes: &'a [u8]) -> Result<(Header, &'a [u8]), FormatError> {
+        self.registry.open_value(key, bytes)
     }
 
     /// Decodes a payload opened by [`ValueCodec::open`]. The common case (written by this cache's

@@ -10,7 +10,6 @@ use serde::Serialize;
 use super::Cache;
 use crate::limits::Tracker;
 use crate::stats::{Atomics, RELAXED};
-use crate::value_codec::ValueCodec;
 use crate::{Error, Result};
 
 impl Cache {
@@ -30,7 +29,7 @@ impl Cache {
         let (header, payload) = self
             .inner
             .codec
-            .open(&blob)
+            .open(key, &blob)
             .map_err(|e| Error::format(key, e))?;
         if self.is_expired(&header.meta(), self.now_ms()) {
             drop(blob);
@@ -71,11 +70,12 @@ impl Cache {
             created_ms: now,
             expires_ms: self.expiry_of_new_value(now, expires_ms),
             revision: 0,
+            type_fingerprint: None,
         };
         let bytes = self
             .inner
             .codec
-            .encode(value, &header)
+            .encode(key, value, &header)
             .map_err(|e| Error::format(key, e))?;
         self.inner.store.put(key, &bytes)?;
         stats.stores.fetch_add(1, RELAXED);
@@ -113,7 +113,7 @@ impl Cache {
     ) -> Result<Option<(Result<EnvelopeMeta, cacher_formats::Error>, u64)>> {
         let mut seen = None;
         self.inner.store.with_value(key, &mut |bytes| {
-            seen = Some((ValueCodec::peek(bytes), bytes.len() as u64));
+            seen = Some((self.inner.codec.peek(key, bytes), bytes.len() as u64));
         })?;
         Ok(seen)
     }
