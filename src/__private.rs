@@ -40,3 +40,15 @@ pub use crate::memo::site::Site;
 pub fn call_once<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
+
+pub use cacher_formats::type_fingerprint;
+
+/// The fingerprint of the return type `written`, computed once per function.
+pub fn fingerprint(cell: &'static std::sync::OnceLock<u64>, written: &str) -> u64 {
+    *cell.get_or_init(|| type_fingerprint(written))
+}
+
+/// `base::<P1, P2>`: the namespace of one instantiation of a generic function.
+pub fn with_type_params(base: &str, params: &[String]) -> String {
+    format!("{base}::<{}>", params.join(", "))
+}

@@ -8,7 +8,7 @@
 //! use cacher::{Cache, store::MemoryStore};
 //!
 //! let cache = Cache::builder().store(MemoryStore::new()).build()?;
-//! let square = cache.memoize("square").wrap(|x: u64| x * x);
+//! let square = cache.memoize("square").wrap(|x: u64| x * x)?;
 //! assert_eq!(square.call(12), 144); // computed
 //! assert_eq!(square.call(12), 144); // read from the cache
 //! assert_eq!(cache.stats().total.hits, 1);
@@ -24,6 +24,7 @@ mod error;
 pub mod key;
 mod limits;
 pub mod memo;
+mod report;
 mod slot;
 mod stats;
 mod value_codec;
@@ -37,6 +38,7 @@ pub use slot::Slot;
 pub use stats::{Counters, Stats};
 
 pub use cacher_formats as formats;
+#[doc = include_str!("memoize.md")]
 pub use cacher_macros::memoize;
 pub use cacher_store as store;
 /// A bounded memory tier in front of a disk store (from [`store`]).

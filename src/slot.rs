@@ -70,7 +70,7 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
         }
         let value = timed(&self.stats, compute);
         self.cache
-            .store_value(&self.key, &(&want, &value), None, &self.stats)?;
+            .store_value(&self.key, &(&want, &value), None, None, &self.stats)?;
         Ok(value)
     }
 
@@ -78,7 +78,10 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
     /// other parameters, or one that no longer decodes as `T` (the type changed), is a miss:
     /// the slot is recomputed rather than failing.
     fn held(&self, want: &str) -> Result<Option<T>> {
-        match self.cache.lookup::<(String, T)>(&self.key, &self.stats) {
+        match self
+            .cache
+            .lookup::<(String, T)>(&self.key, &self.stats, None)
+        {
             Ok(Some((have, v))) if have == want => Ok(Some(v)),
             Ok(Some(_)) => {
                 // The lookup counted a hit; for these parameters it is a miss.

@@ -9,6 +9,7 @@ use cacher_store::Store;
 use super::{Cache, Inner};
 use crate::clock::{millis, Clock, SystemClock};
 use crate::limits::{Eviction, Tracker};
+use crate::report::Reported;
 use crate::stats::StatsRegistry;
 use crate::value_codec::ValueCodec;
 use crate::{Error, Result};
@@ -128,6 +129,7 @@ impl CacheBuilder {
                 max_bytes: self.max_bytes,
                 clock: self.clock,
                 stats: StatsRegistry::default(),
+                reported: Reported::default(),
                 tracker,
             }),
         };

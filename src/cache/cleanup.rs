@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::entry::lock;
 use super::Cache;
+use crate::report::ErrorKind;
 use crate::stats::RELAXED;
 use crate::Result;
 
@@ -63,7 +64,8 @@ impl Cache {
     }
 
     /// Runs [`Cache::cleanup`] on a background thread at once and then every `interval`,
-    /// until the returned handle is dropped. Errors are counted in the stats (`errors`) and retried next time.
+    /// until the returned handle is dropped. Errors are counted in the stats (`errors`), the first one is logged through `tracing`, and
+    /// the pass is retried next time.
     pub fn spawn_cleanup(&self, interval: Duration) -> CleanupThread {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let weak = Arc::downgrade(&self.inner);
@@ -75,8 +77,13 @@ impl Cache {
                 {
                     let Some(inner) = weak.upgrade() else { return };
                     let cache = Cache { inner };
-                    if cache.cleanup().is_err() {
-                        cache.ns_stats(b"").errors.fetch_add(1, RELAXED);
+                    if let Err(e) = cache.cleanup() {
+                        cache.inner.reported.swallowed(
+                            &cache.ns_stats(b""),
+                            "",
+                            ErrorKind::Cleanup,
+                            &e,
+                        );
                     }
                 }
                 match stopped.recv_timeout(interval) {

@@ -14,10 +14,16 @@ use crate::{Error, Result};
 
 impl Cache {
     /// Reads and decodes `key`; an expired value counts as a miss and is removed.
+    ///
+    /// With `expect` (a memoized call's type fingerprint), a value recorded as another type is
+    /// a miss counted in `mismatches`, and so is a value recorded without a fingerprint (an
+    /// envelope-v1 value, a plain `put`) that does not decode as `T`: the caller recomputes and
+    /// overwrites, never decodes someone else's bytes into a wrong value.
     pub(crate) fn lookup<T: DeserializeOwned>(
         &self,
         key: &[u8],
         stats: &Atomics,
+        expect: Option<u64>,
     ) -> Result<Option<T>> {
         let start = Instant::now();
         let Some(blob) = self.inner.store.read(key)? else {
@@ -45,11 +51,23 @@ impl Cache {
             }
             return Ok(None);
         }
-        let value = self
-            .inner
-            .codec
-            .decode(&header, payload)
-            .map_err(|e| Error::format(key, e))?;
+        let mismatch = || {
+            stats.misses.fetch_add(1, RELAXED);
+            stats.mismatches.fetch_add(1, RELAXED);
+            Ok(None)
+        };
+        if let (Some(want), Some(have)) = (expect, header.type_fingerprint()) {
+            if want != have {
+                return mismatch();
+            }
+        }
+        let value = match self.inner.codec.decode(&header, payload) {
+            Ok(v) => v,
+            // The type's shape changed under the same name, or an untyped old value: for a
+            // memoized call that is a miss, not an error on every call.
+            Err(cacher_formats::Error::Decode { .. }) if expect.is_some() => return mismatch(),
+            Err(e) => return Err(Error::format(key, e)),
+        };
         stats.hits.fetch_add(1, RELAXED);
         stats.bytes_read.fetch_add(blob.len() as u64, RELAXED);
         stats.add_read(start.elapsed());
@@ -57,12 +75,14 @@ impl Cache {
         Ok(Some(value))
     }
 
-    /// Encodes and writes `value`; `expires_ms` overrides the cache's TTL for this value.
+    /// Encodes and writes `value`; `expires_ms` overrides the cache's TTL for this value, and
+    /// `fingerprint` (a memoized call's) records the value's type.
     pub(crate) fn store_value<T: Serialize + ?Sized>(
         &self,
         key: &[u8],
         value: &T,
         expires_ms: Option<u64>,
+        fingerprint: Option<u64>,
         stats: &Atomics,
     ) -> Result<()> {
         let now = self.now_ms();
@@ -70,7 +90,7 @@ impl Cache {
             created_ms: now,
             expires_ms: self.expiry_of_new_value(now, expires_ms),
             revision: 0,
-            type_fingerprint: None,
+            type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
         let bytes = self
             .inner

@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     max_bytes: Option<u64>,
     clock: Arc<dyn Clock>,
     pub(crate) stats: StatsRegistry,
+    /// Which kinds of swallowed errors were logged already.
+    pub(crate) reported: crate::report::Reported,
     /// Present only when a limit is set: tracking costs memory per entry.
     tracker: Option<Mutex<Tracker>>,
 }
@@ -107,13 +109,13 @@ impl Cache {
     /// format is decoded by the format its envelope names.
     pub fn get<T: DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<T>> {
         let key = key.as_ref();
-        self.lookup(key, &self.ns_stats(key))
+        self.lookup(key, &self.ns_stats(key), None)
     }
 
     /// Writes `value` under `key` with the cache's expiry settings.
     pub fn put<T: Serialize + ?Sized>(&self, key: impl AsRef<[u8]>, value: &T) -> Result<()> {
         let key = key.as_ref();
-        self.store_value(key, value, None, &self.ns_stats(key))
+        self.store_value(key, value, None, None, &self.ns_stats(key))
     }
 
     /// Writes `value` under `key`, expiring `ttl` from now (instead of the cache's TTL).
@@ -125,7 +127,7 @@ impl Cache {
     ) -> Result<()> {
         let key = key.as_ref();
         let until = self.now_ms().saturating_add(duration_ms(ttl));
-        self.store_value(key, value, Some(until), &self.ns_stats(key))
+        self.store_value(key, value, Some(until), None, &self.ns_stats(key))
     }
 
     /// Writes `value` under `key`, expiring at `deadline`.
@@ -136,7 +138,13 @@ impl Cache {
         deadline: SystemTime,
     ) -> Result<()> {
         let key = key.as_ref();
-        self.store_value(key, value, Some(millis(deadline)), &self.ns_stats(key))
+        self.store_value(
+            key,
+            value,
+            Some(millis(deadline)),
+            None,
+            &self.ns_stats(key),
+        )
     }
 
     /// Removes `key`; returns whether a value (fresh or expired) was there.
@@ -170,6 +178,18 @@ impl Cache {
         Ok(n)
     }
 
+    /// Removes every entry of `namespace` (a memoized function's results, all versions, and
+    /// the slot of that name); returns how many there were. Scans the store's keys.
+    pub fn clear_namespace(&self, namespace: &str) -> Result<u64> {
+        let keys: Vec<Vec<u8>> = self.inner.store.keys()?.collect::<Result<_, _>>()?;
+        let mut n = 0;
+        for k in keys.iter().filter(|k| namespace_of(k) == Some(namespace)) {
+            n += self.inner.store.delete(k)? as u64;
+            self.with_tracker(|t| t.remove(k));
+        }
+        Ok(n)
+    }
+
     /// Returns `key`'s fresh value, or computes it with `f`, stores it and returns it.
     pub fn get_or_insert_with<T, F>(&self, key: impl AsRef<[u8]>, f: F) -> Result<T>
     where
@@ -178,11 +198,11 @@ impl Cache {
     {
         let key = key.as_ref();
         let stats = self.ns_stats(key);
-        if let Some(v) = self.lookup(key, &stats)? {
+        if let Some(v) = self.lookup(key, &stats, None)? {
             return Ok(v);
         }
         let value = timed(&stats, f);
-        self.store_value(key, &value, None, &stats)?;
+        self.store_value(key, &value, None, None, &stats)?;
         Ok(value)
     }
 

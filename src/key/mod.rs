@@ -34,6 +34,23 @@
 //! order, so it gives different keys in different processes. Pass a `BTreeSet` (or a sorted
 //! `Vec`), or a custom key, instead.
 //! `std::hash` and `DefaultHasher` are not used: they differ between runs and releases.
+//!
+//! # Namespaces: a key names one function
+//!
+//! The namespace is the function's identity. With the wrapper it is the name given to
+//! [`Cache::memoize`](crate::Cache::memoize). With `#[memoize]` it defaults to the function's
+//! path — `module_path!()::name` for a free function, `type_name::<Self>()::name` for a
+//! method — followed by `::<T, ..>` for a generic function's type (and const) parameters.
+//! Only functions given the same explicit `namespace` share keys.
+//!
+//! **Key change (cacher 0.1, issue 8):** `#[memoize]`'s default namespace used to be the bare
+//! function name (`fetch@1:..`), so two `fetch`es in different modules shared keys; it is now
+//! the path (`my_crate::users::fetch@1:..`). Results stored under the old keys are not found:
+//! each is recomputed once under its new key (and the old entries go by expiry, eviction or
+//! [`Cache::clear_namespace`](crate::Cache::clear_namespace)`("fetch")`). The hash algorithm
+//! (`cacher-key-v1`) did not change, so wrapper keys and explicit namespaces are unchanged.
+//! Every value's envelope also records the fingerprint of its type, so a key shared on
+//! purpose by two types is a recomputation, never a wrong value.
 
 use serde::ser::{self, Serialize};
 
@@ -222,6 +239,28 @@ mod tests {
         "f@1:321341ff6dd4f395244606312df592a8",
         "e@1:9e15713f810c78658870924304c695ae",
         "o@1:c66f4498a6acf305f4b03d972efbe1eb",
+    ];
+
+    /// The shapes of the default `#[memoize]` namespaces (module path, `Self` type, type
+    /// parameters), pinned like the keys above.
+    #[test]
+    fn default_attribute_namespaces_match_the_golden_list() {
+        let keys = [
+            key_of("my_crate::users::fetch", 1, &1u64),
+            key_of("my_crate::api::Api::get", 1, &("/x",)),
+            key_of("my_crate::parse::<u32>", 1, &"5"),
+        ];
+        assert_eq!(keys, DEFAULT_NAMESPACE_GOLDEN);
+        for key in &keys {
+            let ns = namespace_of(key.as_bytes()).unwrap();
+            assert!(ns.starts_with("my_crate::"), "{ns}");
+        }
+    }
+
+    const DEFAULT_NAMESPACE_GOLDEN: [&str; 3] = [
+        "my_crate::users::fetch@1:af968f62da2e2064bd74dea250a54b4f",
+        "my_crate::api::Api::get@1:3ddaeaa310febaeece1bbb7b17820300",
+        "my_crate::parse::<u32>@1:ca8a1a774b67b600c262e0489491555a",
     ];
 
     #[test]

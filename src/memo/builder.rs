@@ -8,8 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::key::{canonical_bytes, KeyError};
-use crate::memo::{Always, Memo, OkOnly};
-use crate::Cache;
+use cacher_formats::type_fingerprint;
+
+use crate::memo::{Always, Memo, OkOnly, StorePolicy};
+use crate::{Cache, Error, Result};
 
 pub(super) type DepFn = Arc<dyn Fn() -> std::result::Result<Vec<u8>, KeyError> + Send + Sync>;
 
@@ -29,7 +31,8 @@ pub struct MemoBuilder {
 
 impl Cache {
     /// Memoizes `f` under `namespace` with the defaults (version 1, every argument in the
-    /// key): shorthand for `cache.memoize(namespace).wrap(f)`.
+    /// key): `cache.memoize(namespace).wrap(f)` without the `Result`, since with nothing
+    /// ignored there is nothing to misconfigure.
     ///
     /// ```
     /// use cacher::{Cache, store::MemoryStore};
@@ -44,11 +47,20 @@ impl Cache {
         R: Serialize + DeserializeOwned,
         F: Fn(A) -> R,
     {
-        self.memoize(namespace).wrap(f)
+        self.memoize(namespace).memo(Vec::new(), f)
     }
 
-    /// Starts memoizing a function under `namespace` (usually the function's name): its results
-    /// are stored under keys `namespace@version:hash(arguments)`.
+    /// Starts memoizing a function under `namespace`: its results are stored under keys
+    /// `namespace@version:hash(arguments)`.
+    ///
+    /// **The name is the function's identity.** Two wrappers given the same name share
+    /// results on purpose, so give each function its own (e.g. `module_path!()` joined with
+    /// the function's name, which is what `#[memoize]` does). Each value also records a
+    /// fingerprint of its Rust type (from [`std::any::type_name`]): a wrapper of another
+    /// type under the same name finds a mismatch, recomputes and overwrites — counted in the
+    /// stats' `mismatches` — and never returns the other's value. `type_name` is not promised
+    /// to stay the same across Rust releases; if it changes, each value costs one
+    /// recomputation, never a wrong value.
     ///
     /// The seed use case — a slow API call made once for identical arguments:
     ///
@@ -69,7 +81,7 @@ impl Cache {
     ///     .args(["endpoint", "params"])
     ///     .wrap(|(endpoint, params): (String, BTreeMap<String, String>)| {
     ///         fetch_from_api(&endpoint, &params)
-    ///     });
+    ///     })?;
     ///
     /// let params = BTreeMap::from([("q".to_string(), "rust".to_string())]);
     /// let a = fetch.call(("users".into(), params.clone()));
@@ -112,8 +124,8 @@ impl MemoBuilder {
     }
 
     /// Leaves the named argument out of the key (a client handle, a logger, a progress bar).
-    /// The name must be one given to [`MemoBuilder::args`]; an unknown name makes every call
-    /// fail with [`Error::Config`] rather than silently keying on it.
+    /// The name must be one given to [`MemoBuilder::args`]: `wrap` refuses an unknown name
+    /// with [`Error::Config`](crate::Error::Config) rather than silently keying on it.
     pub fn ignore(mut self, name: impl Into<String>) -> Self {
         self.ignored.push(name.into());
         self
@@ -144,7 +156,11 @@ impl MemoBuilder {
     }
 
     /// Wraps `f`, whose every result is stored (`None` and `()` too).
-    pub fn wrap<A, R, F>(self, f: F) -> Memo<A, R, F, Always>
+    ///
+    /// Like [`CacheBuilder::build`](crate::CacheBuilder::build), this last step checks the
+    /// settings: an ignored name that is not among the [`args`](MemoBuilder::args) is an
+    /// [`Error::Config`](crate::Error::Config) here, not a silent recomputation on every call.
+    pub fn wrap<A, R, F>(self, f: F) -> Result<Memo<A, R, F, Always>>
     where
         A: Serialize,
         R: Serialize + DeserializeOwned,
@@ -154,8 +170,11 @@ impl MemoBuilder {
     }
 
     /// Wraps a `Result`-returning `f`: `Ok` values are stored, errors are returned and never
-    /// stored.
-    pub fn wrap_result<A, T, E, F>(self, f: F) -> Memo<A, std::result::Result<T, E>, F, OkOnly>
+    /// stored. Checks the settings as [`MemoBuilder::wrap`] does.
+    pub fn wrap_result<A, T, E, F>(
+        self,
+        f: F,
+    ) -> Result<Memo<A, std::result::Result<T, E>, F, OkOnly>>
     where
         A: Serialize,
         T: Serialize + DeserializeOwned,
@@ -165,20 +184,32 @@ impl MemoBuilder {
         self.build(f)
     }
 
-    fn build<A, R, F, P>(self, f: F) -> Memo<A, R, F, P> {
+    fn build<A, R, F, P: StorePolicy<R>>(self, f: F) -> Result<Memo<A, R, F, P>> {
         let mut skip = self.ignored_positions.clone();
-        let mut config_error = None;
         for name in &self.ignored {
             match self.arg_names.iter().position(|n| n == name) {
                 Some(i) => skip.push(i),
+                None if self.arg_names.is_empty() => {
+                    return Err(Error::Config(format!(
+                        "memoized function {:?} ignores argument {name:?}, but its arguments \
+                         have no names: name them with .args([..]) first",
+                        self.namespace
+                    )))
+                }
                 None => {
-                    config_error = Some(format!(
-                        "memoized function {:?} ignores argument {name:?}, but its arguments are named {:?}",
+                    return Err(Error::Config(format!(
+                        "memoized function {:?} ignores argument {name:?}, which is not one of \
+                         its arguments {:?}",
                         self.namespace, self.arg_names
-                    ))
+                    )))
                 }
             }
         }
+        Ok(self.memo(skip, f))
+    }
+
+    /// The memoized function with these settings and `skip`ped positions.
+    fn memo<A, R, F, P: StorePolicy<R>>(self, skip: Vec<usize>, f: F) -> Memo<A, R, F, P> {
         let stats = self.cache.inner.stats.namespace(&self.namespace);
         Memo {
             cache: self.cache,
@@ -186,7 +217,7 @@ impl MemoBuilder {
             version: self.version,
             skip,
             deps: self.deps,
-            config_error,
+            fingerprint: type_fingerprint(std::any::type_name::<P::Stored>()),
             ttl: self.ttl,
             key_fn: None,
             stats,

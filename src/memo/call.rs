@@ -67,3 +67,22 @@ impl Call {
         self.mode
     }
 }
+
+/// Where one call's result came from, for [`Memo::call_with_status`](crate::Memo::call_with_status)
+/// and the `NAME_with_status` sibling of a `#[memoize]` function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// Read from the cache; the function did not run.
+    Hit,
+    /// The function ran: nothing fresh was cached, the value was stored as another type, or
+    /// the call asked for [`Mode::Bypass`] or [`Mode::Refresh`].
+    Miss,
+}
+
+impl Status {
+    /// True for [`Status::Hit`].
+    pub fn is_hit(self) -> bool {
+        self == Status::Hit
+    }
+}

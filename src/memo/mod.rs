@@ -18,7 +18,7 @@ pub(crate) mod site;
 mod wrapper;
 
 pub use builder::MemoBuilder;
-pub use call::{Call, Mode};
+pub use call::{Call, Mode, Status};
 pub use policy::{Always, OkOnly, StorePolicy};
 pub(crate) use site::Site;
 pub use wrapper::Memo;

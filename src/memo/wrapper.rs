@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::key::{canonical_args, canonical_bytes, KeyError};
 use crate::memo::builder::DepFn;
-use crate::memo::{Call, Site, StorePolicy};
-use crate::stats::{timed, Atomics};
-use crate::{Cache, Error, Result};
+use crate::memo::{Call, Site, Status, StorePolicy};
+use crate::stats::Atomics;
+use crate::{Cache, Result};
 
 type KeyFn<A> = Arc<dyn Fn(&A) -> std::result::Result<Vec<u8>, KeyError> + Send + Sync>;
 
@@ -23,7 +23,8 @@ pub struct Memo<A, R, F, P> {
     /// Argument positions left out of the key.
     pub(super) skip: Vec<usize>,
     pub(super) deps: Vec<DepFn>,
-    pub(super) config_error: Option<String>,
+    /// The fingerprint of the stored type, from `std::any::type_name`.
+    pub(super) fingerprint: u64,
     pub(super) ttl: Option<Duration>,
     pub(super) key_fn: Option<KeyFn<A>>,
     pub(super) stats: Arc<Atomics>,
@@ -50,13 +51,6 @@ where
 
     /// The store key for `args`.
     pub fn key_for(&self, args: &A) -> Result<Vec<u8>> {
-        if let Some(msg) = &self.config_error {
-            return Err(Error::Config(msg.clone()));
-        }
-        Ok(self.encoded_key(args)?)
-    }
-
-    fn encoded_key(&self, args: &A) -> std::result::Result<Vec<u8>, KeyError> {
         let encoded = match &self.key_fn {
             Some(kf) => kf(args),
             None => canonical_args(args, &self.skip),
@@ -70,15 +64,18 @@ where
             &self.namespace,
             self.version,
             self.ttl,
+            self.fingerprint,
             self.stats.clone(),
         )
     }
 
     /// Calls the function through the cache, like the original: a cache error (I/O, a corrupt
-    /// entry) never fails the call — the function runs and the error is counted in the stats.
+    /// entry, a failed write) never fails the call — the function's value is returned, the
+    /// error is counted in the stats (`errors`) and the first of each kind is logged through
+    /// `tracing`.
     pub fn call(&self, args: A) -> R {
-        self.run(args, Call::default(), false)
-            .unwrap_or_else(|(args, _)| timed(&self.stats, || (self.f)(args)))
+        let key = self.key_for(&args);
+        self.site().call::<P, R, A>(key, args, &|a| (self.f)(a))
     }
 
     /// The memoized function as a plain closure, for APIs that take an `Fn(A) -> R`.
@@ -86,25 +83,42 @@ where
         move |args| self.call(args)
     }
 
-    /// Calls the function through the cache and reports cache errors.
+    /// Calls the function through the cache and reports cache errors, a failed write of the
+    /// computed value included.
     pub fn try_call(&self, args: A) -> Result<R> {
         self.call_with(args, Call::default())
     }
 
-    /// Calls with per-call options: bypass, refresh, cache-only, TTL.
+    /// Calls with per-call options (bypass, refresh, cache-only, TTL) and reports cache
+    /// errors, a failed write of the computed value included.
     pub fn call_with(&self, args: A, opts: Call) -> Result<R> {
-        self.run(args, opts, true).map_err(|(_, e)| e)
+        Ok(self.call_with_status(args, opts)?.0)
+    }
+
+    /// Like [`Memo::call_with`], and says whether the value came from the cache.
+    ///
+    /// ```
+    /// use cacher::{Cache, Call, memo::Status, store::MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::new()).build()?;
+    /// let square = cache.memoize("square").wrap(|x: u64| x * x)?;
+    /// assert_eq!(square.call_with_status(3, Call::default())?, (9, Status::Miss));
+    /// assert_eq!(square.call_with_status(3, Call::default())?, (9, Status::Hit));
+    /// # Ok::<(), cacher::Error>(())
+    /// ```
+    pub fn call_with_status(&self, args: A, opts: Call) -> Result<(R, Status)> {
+        let key = self.key_for(&args);
+        self.site()
+            .call_with::<P, R, A>(key, opts, args, &|a| (self.f)(a))
     }
 
     /// Removes the cached result for `args`; returns whether there was one.
     pub fn invalidate(&self, args: &A) -> Result<bool> {
-        self.cache.remove(self.key_for(args)?)
+        self.site().invalidate(self.key_for(args))
     }
 
-    /// On error before the function ran, hands the arguments back so `call` can still run it.
-    fn run(&self, args: A, opts: Call, strict: bool) -> std::result::Result<R, (A, Error)> {
-        let key = self.key_for(&args);
-        self.site()
-            .run::<P, R, A>(key, opts, strict, args, |a| (self.f)(a))
+    /// Removes every cached result of this function (its namespace, all versions); returns
+    /// how many there were.
+    pub fn clear(&self) -> Result<u64> {
+        self.site().clear()
     }
 }

@@ -2,6 +2,8 @@
 //! stats. Time comes from a `ManualClock`: no test sleeps.
 
 mod expiry;
+mod failures;
+mod identity;
 mod limits;
 mod memo;
 mod stats;

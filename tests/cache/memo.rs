@@ -15,9 +15,12 @@ fn fetch_from_api(endpoint: &str, params: &BTreeMap<String, String>) -> Response
 #[test]
 fn slow_api_is_called_once_for_identical_calls_and_again_for_new_params() {
     let cache = env().cache();
-    let fetch = cache.memoize("fetch_from_api").wrap(
-        |(endpoint, params): (String, BTreeMap<String, String>)| fetch_from_api(&endpoint, &params),
-    );
+    let fetch = cache
+        .memoize("fetch_from_api")
+        .wrap(|(endpoint, params): (String, BTreeMap<String, String>)| {
+            fetch_from_api(&endpoint, &params)
+        })
+        .unwrap();
     let before = API_CALLS.load(SeqCst);
     let p1 = BTreeMap::from([("q".to_string(), "rust".to_string())]);
     let a = fetch.call(("users".into(), p1.clone()));
@@ -43,22 +46,13 @@ fn ignored_arguments_do_not_change_the_key() {
         .wrap(|(x, _logger): (u32, String)| {
             calls.fetch_add(1, SeqCst);
             x * 2
-        });
+        })
+        .unwrap();
     assert_eq!(f.call((2, "a".into())), 4);
     assert_eq!(f.call((2, "b".into())), 4);
     assert_eq!(calls.load(SeqCst), 1);
     assert_eq!(f.call((3, "b".into())), 6);
     assert_eq!(calls.load(SeqCst), 2);
-}
-
-#[test]
-fn ignoring_an_unknown_argument_name_is_a_config_error() {
-    let cache = env().cache();
-    let f = cache.memoize("f").args(["x"]).ignore("y").wrap(|x: u32| x);
-    assert!(matches!(f.try_call(1), Err(Error::Config(_))));
-    // `call` behaves like the function and counts the error.
-    assert_eq!(f.call(1), 1);
-    assert!(cache.stats().namespaces["f"].errors >= 1);
 }
 
 #[test]
@@ -71,6 +65,7 @@ fn a_custom_key_function_replaces_the_arguments() {
             calls.fetch_add(1, SeqCst);
             s.len()
         })
+        .unwrap()
         .key(|s: &String| s.to_lowercase());
     assert_eq!(f.call("ABC".into()), 3);
     assert_eq!(f.call("abc".into()), 3);
@@ -93,6 +88,7 @@ fn depends_on_and_version_invalidate_old_results() {
                 calls.fetch_add(1, SeqCst);
                 x + 1
             })
+            .unwrap()
     };
     let g1 = make(1);
     g1.call(1);
@@ -122,7 +118,8 @@ fn errors_are_never_cached_but_none_and_unit_are() {
             } else {
                 Ok(x)
             }
-        });
+        })
+        .unwrap();
     assert_eq!(fallible.call(-1), Err("negative".into()));
     assert_eq!(fallible.call(-1), Err("negative".into()));
     assert_eq!(calls.load(SeqCst), 2, "errors are not cached");
@@ -131,10 +128,13 @@ fn errors_are_never_cached_but_none_and_unit_are() {
     assert_eq!(calls.load(SeqCst), 3);
 
     let none_calls = AtomicU32::new(0);
-    let lookup = cache.memoize("lookup").wrap(|_x: u32| -> Option<String> {
-        none_calls.fetch_add(1, SeqCst);
-        None
-    });
+    let lookup = cache
+        .memoize("lookup")
+        .wrap(|_x: u32| -> Option<String> {
+            none_calls.fetch_add(1, SeqCst);
+            None
+        })
+        .unwrap();
     assert_eq!(lookup.call(1), None);
     assert_eq!(lookup.call(1), None);
     assert_eq!(none_calls.load(SeqCst), 1, "a cached None is a hit");
@@ -145,9 +145,12 @@ fn errors_are_never_cached_but_none_and_unit_are() {
         .is_miss());
 
     let unit_calls = AtomicU32::new(0);
-    let side = cache.memoize("unit").wrap(|_x: u32| {
-        unit_calls.fetch_add(1, SeqCst);
-    });
+    let side = cache
+        .memoize("unit")
+        .wrap(|_x: u32| {
+            unit_calls.fetch_add(1, SeqCst);
+        })
+        .unwrap();
     side.call(1);
     side.call(1);
     assert_eq!(unit_calls.load(SeqCst), 1);
@@ -160,7 +163,8 @@ fn per_call_modes_bypass_refresh_cache_only_and_ttl() {
     let n = AtomicU32::new(0);
     let f = cache
         .memoize("counter")
-        .wrap(|_x: u8| n.fetch_add(1, SeqCst));
+        .wrap(|_x: u8| n.fetch_add(1, SeqCst))
+        .unwrap();
     assert_eq!(f.call(0), 0);
     assert_eq!(
         f.call_with(0, Call::bypass()).unwrap(),
@@ -187,4 +191,46 @@ fn per_call_modes_bypass_refresh_cache_only_and_ttl() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(f.call(1), 4, "the per-call TTL expired");
     assert_eq!(f.call(0), 2, "entries without a TTL stay");
+}
+
+#[test]
+fn the_wrapper_reports_hits_invalidates_and_clears_its_namespace() {
+    use cacher::memo::Status;
+    let cache = env().cache();
+    let calls = AtomicU32::new(0);
+    let f = cache
+        .memoize("f")
+        .wrap(|x: u32| {
+            calls.fetch_add(1, SeqCst);
+            x + 1
+        })
+        .unwrap();
+    let other = cache.memoize("other").wrap(|x: u32| x).unwrap();
+    other.call(1);
+    assert_eq!(
+        f.call_with_status(1, Call::default()).unwrap(),
+        (2, Status::Miss)
+    );
+    assert_eq!(
+        f.call_with_status(1, Call::default()).unwrap(),
+        (2, Status::Hit)
+    );
+    assert!(f.call_with_status(1, Call::default()).unwrap().1.is_hit());
+    assert!(f.invalidate(&1).unwrap());
+    assert_eq!(
+        f.call_with_status(1, Call::default()).unwrap().1,
+        Status::Miss
+    );
+    f.call(2);
+    assert_eq!(f.clear().unwrap(), 2, "both results of f");
+    assert_eq!(cache.clear_namespace("f").unwrap(), 0);
+    assert!(
+        other
+            .call_with_status(1, Call::default())
+            .unwrap()
+            .1
+            .is_hit(),
+        "another namespace is kept"
+    );
+    assert_eq!(calls.load(SeqCst), 3);
 }

@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn stats_count_bytes_and_time_per_namespace() {
     let cache = env().cache();
-    let f = cache.memoize("f").wrap(|x: u32| vec![x; 100]);
+    let f = cache.memoize("f").wrap(|x: u32| vec![x; 100]).unwrap();
     f.call(1);
     f.call(1);
     cache.put("plain", &1).unwrap();
