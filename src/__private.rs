@@ -35,7 +35,7 @@ pub use crate::key::canonical_bytes;
 /// The one memoized-call path, for the macro's generated code.
 pub use crate::memo::site::Site;
 
-/// Runs the function body handed to [`Site::run`] (a closure the compiler would otherwise ask
+/// Runs the function body handed to [`Site::call`] (a closure the compiler would otherwise ask
 /// to be `mut` when the body mutates `self`).
 pub fn call_once<R>(f: impl FnOnce() -> R) -> R {
     f()

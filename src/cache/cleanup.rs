@@ -20,7 +20,8 @@ pub struct CleanupReport {
     pub expired: u64,
     /// Entries evicted to respect the limits.
     pub evicted: u64,
-    /// Entries whose header could not be read (left in place; `cacher verify` reports them).
+    /// Entries whose header could not be read or checked (damaged, or refused by the MAC key);
+    /// left in place, and reported by `get` as the error they are.
     pub unreadable: u64,
 }
 

@@ -15,7 +15,8 @@ use crate::{Cache, Result};
 type KeyFn<A> = Arc<dyn Fn(&A) -> std::result::Result<Vec<u8>, KeyError> + Send + Sync>;
 
 /// A memoized function: call it like the original, and its results come from the cache when
-/// they can. Made by [`MemoBuilder::wrap`] or [`MemoBuilder::wrap_result`].
+/// they can. Made by [`MemoBuilder::wrap`](super::MemoBuilder::wrap) or
+/// [`MemoBuilder::wrap_result`](super::MemoBuilder::wrap_result).
 pub struct Memo<A, R, F, P> {
     pub(super) cache: Cache,
     pub(super) namespace: String,
