@@ -1,6 +1,7 @@
 //! The one path of a memoized call, shared by [`Memo`](super::Memo) and `#[memoize]`: a
 //! [`Site`] makes the key, then looks up, computes and stores.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,8 @@ pub struct Site<'a> {
     version: u32,
     ttl: Option<Duration>,
     fingerprint: u64,
-    stats: Arc<Atomics>,
+    /// Borrowed from a [`Memo`](super::Memo); looked up per call for the attribute.
+    stats: Cow<'a, Arc<Atomics>>,
 }
 
 /// How a run ended.
@@ -44,8 +46,14 @@ impl<'a> Site<'a> {
         ttl: Option<Duration>,
         fingerprint: u64,
     ) -> Self {
-        let stats = cache.inner.stats.namespace(namespace);
-        Site::with_stats(cache, namespace, version, ttl, fingerprint, stats)
+        Site {
+            stats: Cow::Owned(cache.inner.stats.namespace(namespace)),
+            cache,
+            namespace,
+            version,
+            ttl,
+            fingerprint,
+        }
     }
 
     /// Like [`Site::new`] with the namespace's counters already looked up.
@@ -55,7 +63,7 @@ impl<'a> Site<'a> {
         version: u32,
         ttl: Option<Duration>,
         fingerprint: u64,
-        stats: Arc<Atomics>,
+        stats: &'a Arc<Atomics>,
     ) -> Self {
         Site {
             cache,
@@ -63,7 +71,7 @@ impl<'a> Site<'a> {
             version,
             ttl,
             fingerprint,
-            stats,
+            stats: Cow::Borrowed(stats),
         }
     }
 
@@ -148,7 +156,7 @@ impl<'a> Site<'a> {
     where
         P: StorePolicy<R>,
     {
-        let stats = &*self.stats;
+        let stats: &Atomics = &self.stats;
         let key = match key {
             Ok(k) => k,
             Err(e) => return Outcome::NotComputed(args, e),

@@ -66,7 +66,7 @@ where
             self.version,
             self.ttl,
             self.fingerprint,
-            self.stats.clone(),
+            &self.stats,
         )
     }
 
