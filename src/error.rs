@@ -51,6 +51,18 @@ impl Error {
         matches!(self, Error::Miss { .. })
     }
 
+    /// Whether a MAC key refused the stored value: written without the key, altered, or
+    /// copied from another key.
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(
+            self,
+            Error::Format {
+                source: cacher_formats::Error::Unauthenticated { .. },
+                ..
+            }
+        )
+    }
+
     /// Whether stored bytes are damaged: a store's own check, or a value envelope's (as
     /// opposed to a missing value, a configuration mistake, an I/O failure or a newer
     /// version).

@@ -19,14 +19,17 @@ fn keyed(store: impl Store + 'static) -> Cache {
         .unwrap()
 }
 
+/// The library's own check, and the variant it stands for.
 fn is_unauthenticated(e: &Error) -> bool {
-    matches!(
+    let variant = matches!(
         e,
         Error::Format {
             source: cacher::formats::Error::Unauthenticated { .. },
             ..
         }
-    )
+    );
+    assert_eq!(e.is_unauthenticated(), variant);
+    variant
 }
 
 fn copy(store: &dyn Store, from: &[u8], to: &[u8]) {

@@ -61,7 +61,15 @@ impl CacheBuilder {
     }
 
     /// The format registry (default: the built-in formats). Give your own to add formats,
-    /// codecs, zstd dictionaries, or a MAC key so values written without it are refused.
+    /// codecs, zstd dictionaries, or a MAC key
+    /// ([`Registry::with_mac_key`](cacher_formats::Registry::with_mac_key)).
+    ///
+    /// With a MAC key, a value is accepted only if it was written by a holder of the key for
+    /// the very key it is read under: a planted value, or one copied from another key, is
+    /// [`Error::is_unauthenticated`] for `get`, `contains` and memoized calls alike (a plain
+    /// memoized `call` recomputes). What a MAC cannot prevent: someone with write access to
+    /// the store putting back an *older* value of the same key (a replay); see the
+    /// [envelope docs](cacher_formats::envelope) for what would.
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
         self
