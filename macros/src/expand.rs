@@ -136,7 +136,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
 
         #(#sibling_attrs)*
         #[doc = #with_doc]
-        #[allow(dead_code)]
+        #[allow(dead_code, clippy::too_many_arguments)]
         #vis #with_sig {
             #site
             #key
@@ -147,7 +147,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
 
         #(#sibling_attrs)*
         #[doc = #status_doc]
-        #[allow(dead_code)]
+        #[allow(dead_code, clippy::too_many_arguments)]
         #vis #status_sig {
             #site
             #key
@@ -158,7 +158,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
 
         #(#sibling_attrs)*
         #[doc = #invalidate_doc]
-        #[allow(dead_code, unused_variables)]
+        #[allow(dead_code, unused_variables, unused_mut)]
         #vis #invalidate_sig {
             #site
             #key

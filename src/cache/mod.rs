@@ -155,7 +155,10 @@ impl Cache {
         Ok(was)
     }
 
-    /// Whether `key` holds a fresh (unexpired) value. Reads the header only.
+    /// Whether `key` holds a fresh (unexpired) value that `get` would accept: a value `get`
+    /// refuses (written under another key, or refused by the MAC key) is the same error here.
+    /// Checks the header only, without decoding; with a MAC key that check covers the whole
+    /// stored value, so the store lends all of it.
     pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let key = key.as_ref();
         match self.peek(key)? {
