@@ -89,3 +89,15 @@ fn a_memory_tier_in_front_serves_and_promotes_hits() {
         "served from the memory tier"
     );
 }
+
+/// A slot asked for as another type recomputes (a mismatch) instead of reading the bytes of
+/// the other type, which would decode here (a `u32` read as a `u64`).
+#[test]
+fn a_slot_of_another_type_is_a_mismatch_not_the_other_value() {
+    let cache = env().cache();
+    let small = cache.slot::<u32>("s");
+    let wide = cache.slot::<u64>("s");
+    assert_eq!(small.get_or_compute(&1, || 5).unwrap(), 5);
+    assert_eq!(wide.get_or_compute(&1, || 7).unwrap(), 7);
+    assert_eq!(cache.stats().namespaces["s"].mismatches, 1);
+}
