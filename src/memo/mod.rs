@@ -9,7 +9,13 @@
 //!
 //! Each call can be steered with [`Call`] (its [`Mode`]: bypass, refresh, cache-only, and a
 //! TTL), and a [`StorePolicy`] decides which results are stored: [`Always`] (every value) or
-//! [`OkOnly`] (the `Ok` values of a `Result`).
+//! [`OkOnly`] (the `Ok` values of a `Result`). [`Memo::call_with_status`] (and the
+//! attribute's `NAME_with_status`) also say where the value came from ([`Status`]);
+//! [`Memo::invalidate`] and [`Memo::clear`] (`NAME_invalidate`, `NAME_clear`) remove results.
+//!
+//! A memoized function's identity is its namespace and version, and each stored value
+//! records its type's fingerprint: see [`Cache::memoize`](crate::Cache::memoize) and
+//! [`#[memoize]`](crate::memoize).
 
 mod builder;
 mod call;
