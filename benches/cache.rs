@@ -54,7 +54,8 @@ fn memo_hit_vs_raw_get(c: &mut Criterion) {
                 let value = ByteBuf::from(vec![0x5a; size]);
                 let memo = cache
                     .memoize("blob")
-                    .wrap(move |(_id, _v): (u64, u32)| value.clone());
+                    .wrap(move |(_id, _v): (u64, u32)| value.clone())
+                    .unwrap();
                 let args = (42u64, 7u32);
                 memo.call(args);
                 let key = memo.key_for(&args).unwrap();

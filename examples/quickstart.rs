@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .args(["endpoint", "params"])
         .wrap(|(endpoint, params): (String, BTreeMap<String, String>)| {
             fetch_from_api(&endpoint, &params)
-        });
+        })?;
 
     let params = BTreeMap::from([
         ("q".to_string(), "rust caching".to_string()),

@@ -1,13 +1,8 @@
 //! Support for the `#[memoize]` macro's generated code. Not a public API.
 
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::key::{canonical_bytes, key_from_parts, KeyError};
-use crate::memo::{Call, Policy};
-use crate::{Cache, Error};
+use crate::Cache;
 
 /// Anything the `cache = ..` option may name.
 pub trait CacheRef {
@@ -36,38 +31,24 @@ impl CacheRef for LazyLock<Cache> {
     }
 }
 
-/// The key of a macro-memoized call: the same algorithm as [`crate::Memo`] (the encoded
-/// arguments, then each encoded dependency, as parts).
-pub fn key<A: Serialize + ?Sized>(
-    namespace: &str,
-    version: u32,
-    args: &A,
-    deps: impl IntoIterator<Item = Result<Vec<u8>, KeyError>>,
-) -> Result<Vec<u8>, KeyError> {
-    let args = canonical_bytes(args)?;
-    let deps: Vec<Vec<u8>> = deps.into_iter().collect::<Result<_, _>>()?;
-    Ok(key_from_parts(namespace, version, &args, &deps))
+pub use crate::key::canonical_bytes;
+/// The one memoized-call path, for the macro's generated code.
+pub use crate::memo::site::Site;
+
+/// Runs the function body handed to [`Site::call`] (a closure the compiler would otherwise ask
+/// to be `mut` when the body mutates `self`).
+pub fn call_once<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
-/// Runs one macro-memoized call. On an error before `f` ran, `f` is handed back.
-pub fn call<P: Policy<R>, R, F: FnOnce() -> R>(
-    cache: &Cache,
-    namespace: &str,
-    key: Result<Vec<u8>, KeyError>,
-    ttl: Option<Duration>,
-    opts: Call,
-    strict: bool,
-    f: F,
-) -> Result<R, (F, Error)> {
-    let stats = cache.namespace_stats(namespace);
-    let key = match key {
-        Ok(k) => k,
-        Err(e) => {
-            stats
-                .errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err((f, e.into()));
-        }
-    };
-    cache.memo_call::<R, P, F>(&key, &stats, opts, ttl, strict, f, |f| f())
+pub use cacher_formats::type_fingerprint;
+
+/// The fingerprint of the return type `written`, computed once per function.
+pub fn fingerprint(cell: &'static std::sync::OnceLock<u64>, written: &str) -> u64 {
+    *cell.get_or_init(|| type_fingerprint(written))
+}
+
+/// `base::<P1, P2>`: the namespace of one instantiation of a generic function.
+pub fn with_type_params(base: &str, params: &[String]) -> String {
+    format!("{base}::<{}>", params.join(", "))
 }

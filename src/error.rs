@@ -11,8 +11,9 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] cacher_store::Error),
 
-    /// A value could not be encoded or decoded.
-    #[error("value for key {key}: {source}")]
+    /// A value could not be encoded or decoded. The cause is the [`source`](std::error::Error::source),
+    /// not repeated in this message, so a chain printer shows it once.
+    #[error("value for key {key}")]
     Format {
         /// The key whose value failed.
         key: cacher_store::KeyDisplay,
@@ -48,5 +49,86 @@ impl Error {
     /// True for [`Error::Miss`].
     pub fn is_miss(&self) -> bool {
         matches!(self, Error::Miss { .. })
+    }
+
+    /// Whether a MAC key refused the stored value: written without the key, altered, or
+    /// copied from another key.
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(
+            self,
+            Error::Format {
+                source: cacher_formats::Error::Unauthenticated { .. },
+                ..
+            }
+        )
+    }
+
+    /// Whether stored bytes are damaged: a store's own check, or a value envelope's (as
+    /// opposed to a missing value, a configuration mistake, an I/O failure or a newer
+    /// version).
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_corrupt(),
+            Error::Format { source, .. } => source.is_corrupt(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use cacher_store::{MemoryStore, Store};
+
+    use super::Error;
+    use crate::Cache;
+
+    /// Every message of `e`'s chain, outermost first.
+    fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            out.push(c.to_string());
+            cur = c.source();
+        }
+        out
+    }
+
+    fn corrupt_read() -> Error {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let cache = Cache::builder().store(store.clone()).build().unwrap();
+        cache.put("k", &"value").unwrap();
+        let mut bytes = store.get(b"k").unwrap().unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        store.put(b"k", &bytes).unwrap();
+        cache.get::<String>("k").unwrap_err()
+    }
+
+    #[test]
+    fn a_cause_is_printed_once_in_the_chain() {
+        let err = corrupt_read();
+        let msgs = chain(&err);
+        assert!(msgs.len() >= 2, "{msgs:?}");
+        for pair in msgs.windows(2) {
+            assert!(
+                !pair[0].contains(&pair[1]),
+                "{:?} repeats its cause {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn a_damaged_envelope_is_corrupt_and_a_miss_is_not() {
+        assert!(corrupt_read().is_corrupt());
+        let miss = Error::Miss {
+            key: cacher_store::KeyDisplay::new(b"k"),
+        };
+        assert!(!miss.is_corrupt());
+        assert!(!Error::Config("x".into()).is_corrupt());
     }
 }

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cache::{timed, RELAXED};
 use crate::key::canonical_bytes;
-use crate::stats::Atomics;
+use crate::stats::{timed, Atomics, RELAXED};
 use crate::{Cache, Result};
 
 /// A named slot holding one value together with a hash of the parameters it was computed
@@ -31,6 +30,9 @@ use crate::{Cache, Result};
 pub struct Slot<T> {
     cache: Cache,
     key: Vec<u8>,
+    /// The fingerprint of `T` (by `std::any::type_name`): a slot of another type under the
+    /// same name recomputes rather than reading the other's value.
+    fingerprint: u64,
     stats: Arc<Atomics>,
     _marker: PhantomData<fn() -> T>,
 }
@@ -42,6 +44,7 @@ impl Cache {
             cache: self.clone(),
             key: format!("{name}@slot").into_bytes(),
             stats: self.inner.stats.namespace(name),
+            fingerprint: cacher_formats::type_fingerprint(std::any::type_name::<T>()),
             _marker: PhantomData,
         }
     }
@@ -70,16 +73,24 @@ impl<T: Serialize + DeserializeOwned> Slot<T> {
             return Ok(v);
         }
         let value = timed(&self.stats, compute);
-        self.cache
-            .store_value(&self.key, &(&want, &value), None, &self.stats)?;
+        self.cache.store_value(
+            &self.key,
+            &(&want, &value),
+            None,
+            Some(self.fingerprint),
+            &self.stats,
+        )?;
         Ok(value)
     }
 
     /// The held value if it was computed for the parameters hashing to `want`. A value for
-    /// other parameters, or one that no longer decodes as `T` (the type changed), is a miss:
-    /// the slot is recomputed rather than failing.
+    /// other parameters, one stored as another type, or one that no longer decodes as `T`
+    /// (the type changed) is a miss: the slot is recomputed rather than failing.
     fn held(&self, want: &str) -> Result<Option<T>> {
-        match self.cache.lookup::<(String, T)>(&self.key, &self.stats) {
+        match self
+            .cache
+            .lookup::<(String, T)>(&self.key, &self.stats, Some(self.fingerprint))
+        {
             Ok(Some((have, v))) if have == want => Ok(Some(v)),
             Ok(Some(_)) => {
                 // The lookup counted a hit; for these parameters it is a miss.

@@ -28,8 +28,14 @@ pub struct Counters {
     pub compute_time: Duration,
     /// Time spent reading and decoding hits.
     pub read_time: Duration,
-    /// Cache errors swallowed by calls that behave like the wrapped function.
+    /// Cache errors swallowed by calls that behave like the wrapped function (`Memo::call`,
+    /// a `#[memoize]` function, the cleanup thread); the first of each kind is also logged
+    /// through `tracing`.
     pub errors: u64,
+    /// Memoized lookups that found a value stored as another type (another function under
+    /// the same namespace, or the type changed): counted as misses too, recomputed and
+    /// overwritten.
+    pub mismatches: u64,
 }
 
 impl Counters {
@@ -54,6 +60,7 @@ impl Counters {
         self.compute_time += o.compute_time;
         self.read_time += o.read_time;
         self.errors += o.errors;
+        self.mismatches += o.mismatches;
     }
 }
 
@@ -71,8 +78,8 @@ impl std::fmt::Display for Stats {
         let row = |f: &mut std::fmt::Formatter<'_>, name: &str, c: &Counters| {
             writeln!(
                 f,
-                "{name:<24} hits {:>6}  misses {:>6}  stores {:>6}  evictions {:>5}  expired {:>5}  read {:>9} B  written {:>9} B  compute {:>9.3?}  reading {:>9.3?}",
-                c.hits, c.misses, c.stores, c.evictions, c.expirations, c.bytes_read, c.bytes_written, c.compute_time, c.read_time
+                "{name:<24} hits {:>6}  misses {:>6}  hit ratio {:.1}%  stores {:>6}  evictions {:>5}  expired {:>5}  mismatches {}  errors {}  read {:>9} B  written {:>9} B  compute {:>9.3?}  reading {:>9.3?}",
+                c.hits, c.misses, c.hit_ratio() * 100.0, c.stores, c.evictions, c.expirations, c.mismatches, c.errors, c.bytes_read, c.bytes_written, c.compute_time, c.read_time
             )
         };
         for (name, c) in &self.namespaces {
@@ -90,9 +97,9 @@ impl std::fmt::Display for Stats {
     }
 }
 
+/// The live counters of one namespace.
 #[derive(Debug, Default)]
-#[doc(hidden)]
-pub struct Atomics {
+pub(crate) struct Atomics {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub stores: AtomicU64,
@@ -103,6 +110,7 @@ pub struct Atomics {
     pub compute_nanos: AtomicU64,
     pub read_nanos: AtomicU64,
     pub errors: AtomicU64,
+    pub mismatches: AtomicU64,
 }
 
 impl Atomics {
@@ -124,6 +132,7 @@ impl Atomics {
             &self.compute_nanos,
             &self.read_nanos,
             &self.errors,
+            &self.mismatches,
         ] {
             c.store(0, Relaxed);
         }
@@ -141,6 +150,7 @@ impl Atomics {
             compute_time: Duration::from_nanos(self.compute_nanos.load(Relaxed)),
             read_time: Duration::from_nanos(self.read_nanos.load(Relaxed)),
             errors: self.errors.load(Relaxed),
+            mismatches: self.mismatches.load(Relaxed),
         }
     }
 }
@@ -183,4 +193,14 @@ impl StatsRegistry {
             a.reset();
         }
     }
+}
+
+pub(crate) const RELAXED: std::sync::atomic::Ordering = Relaxed;
+
+/// Runs `f`, adding its time to the namespace's compute time.
+pub(crate) fn timed<T>(stats: &Atomics, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let v = f();
+    stats.add_compute(start.elapsed());
+    v
 }

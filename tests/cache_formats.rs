@@ -136,7 +136,7 @@ fn restart_keeps_values_and_expiry(open: &dyn Fn(&Path) -> Box<dyn Store>) {
         cache
             .put_with_ttl("short", &1u8, Duration::from_secs(10))
             .unwrap();
-        let f = cache.memoize("f").wrap(|x: u32| x + 1);
+        let f = cache.memoize("f").wrap(|x: u32| x + 1).unwrap();
         f.call(1);
     }
     clock.advance(Duration::from_secs(10));
@@ -149,7 +149,8 @@ fn restart_keeps_values_and_expiry(open: &dyn Fn(&Path) -> Box<dyn Store>) {
     );
     let f = cache
         .memoize("f")
-        .wrap(|_x: u32| -> u32 { panic!("must be a hit after restart") });
+        .wrap(|_x: u32| -> u32 { panic!("must be a hit after restart") })
+        .unwrap();
     assert_eq!(f.call(1), 2);
 }
 

@@ -93,15 +93,16 @@ fn scaled(x: u64, factor: u64, trace_id: &str) -> u64 {
 
 #[test]
 fn macro_and_wrapper_styles_share_keys() {
-    let wrapped = CACHE.memoize("cube").wrap(|x: u64| x * x * x);
+    let wrapped = CACHE.memoize("cube").wrap(|x: u64| x * x * x).unwrap();
     assert_eq!(cube(11), 1331);
     assert!(CACHE.contains(wrapped.key_for(&11).unwrap()).unwrap());
 
     let wrapped = CACHE
-        .memoize("scaled")
+        .memoize("memoize_macro::scaled")
         .args(["x", "factor", "trace_id"])
         .ignore("trace_id")
-        .wrap(|(x, factor, _t): (u64, u64, String)| x * factor);
+        .wrap(|(x, factor, _t): (u64, u64, String)| x * factor)
+        .unwrap();
     assert_eq!(scaled(3, 4, "req-1"), 12);
     let key = wrapped.key_for(&(3, 4, "req-2".to_string())).unwrap();
     assert!(CACHE.contains(&key).unwrap());
@@ -133,7 +134,7 @@ struct Counter {
 }
 
 impl Counter {
-    #[memoize(cache = self.cache)]
+    #[memoize(cache = self.cache, skip_self)]
     fn bump(&mut self, by: u32) -> u32 {
         self.calls += 1;
         by * 10

@@ -37,6 +37,7 @@ mod marker;
 mod memory;
 mod mmap;
 mod store;
+mod tiered;
 mod version;
 
 #[cfg(any(test, feature = "testkit"))]
@@ -52,3 +53,4 @@ pub use lmdb::LmdbStore;
 pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornTail};
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store, VerifyReport};
+pub use tiered::Tiered;

@@ -13,6 +13,9 @@
 
 use std::hint::black_box;
 
+/// The store key test values are written under.
+const KEY: &[u8] = b"key";
+
 use cacher_formats::{train_dictionary, EnvelopeMeta, Registry};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
@@ -144,6 +147,7 @@ const META: EnvelopeMeta = EnvelopeMeta {
     created_ms: 1_700_000_000_000,
     expires_ms: None,
     revision: 0,
+    type_fingerprint: None,
 };
 
 fn print_sizes(registry: &Registry) {
@@ -162,7 +166,7 @@ fn print_sizes(registry: &Registry) {
         let stored = registry
             .resolve(name)
             .unwrap()
-            .encode_value(&response, &META)
+            .encode_value(KEY, &response, &META)
             .unwrap();
         println!(
             "  {name:<16} {:>8} B  ratio {:.2}",
@@ -184,7 +188,7 @@ fn print_sizes(registry: &Registry) {
         let stored = registry
             .resolve(name)
             .unwrap()
-            .encode_value_bytes(&blob, &META)
+            .encode_value_bytes(KEY, &blob, &META)
             .unwrap();
         println!(
             "  {name:<16} {:>8} B  ratio {:.2}",
@@ -251,13 +255,13 @@ fn api_response_bench(c: &mut Criterion) {
     ] {
         let pipeline = registry.resolve(name).unwrap();
         group.bench_with_input(BenchmarkId::new("encode", name), &pipeline, |b, p| {
-            b.iter(|| p.encode_value(black_box(&response), &META).unwrap())
+            b.iter(|| p.encode_value(KEY, black_box(&response), &META).unwrap())
         });
-        let stored = pipeline.encode_value(&response, &META).unwrap();
+        let stored = pipeline.encode_value(KEY, &response, &META).unwrap();
         group.bench_with_input(BenchmarkId::new("decode", name), &stored, |b, stored| {
             b.iter(|| {
                 registry
-                    .decode_value::<Vec<Repo>>(black_box(stored))
+                    .decode_value::<Vec<Repo>>(KEY, black_box(stored))
                     .unwrap()
             })
         });
@@ -285,13 +289,13 @@ fn blob_bench(c: &mut Criterion) {
     ] {
         let pipeline = registry.resolve(name).unwrap();
         group.bench_with_input(BenchmarkId::new("encode", name), &pipeline, |b, p| {
-            b.iter(|| p.encode_value_bytes(black_box(&blob), &META).unwrap())
+            b.iter(|| p.encode_value_bytes(KEY, black_box(&blob), &META).unwrap())
         });
-        let stored = pipeline.encode_value_bytes(&blob, &META).unwrap();
+        let stored = pipeline.encode_value_bytes(KEY, &blob, &META).unwrap();
         group.bench_with_input(BenchmarkId::new("decode", name), &stored, |b, stored| {
             b.iter(|| {
                 registry
-                    .decode_value_bytes(black_box(stored))
+                    .decode_value_bytes(KEY, black_box(stored))
                     .unwrap()
                     .1
                     .len()

@@ -13,8 +13,14 @@
 //!
 //! // Write with one pipeline…
 //! let json = registry.resolve("json")?;
-//! let meta = EnvelopeMeta { created_ms: 1_700_000_000_000, expires_ms: Some(1_700_000_060_000), revision: 0 };
-//! let stored: Vec<u8> = json.encode_value(&page, &meta)?;
+//! let meta = EnvelopeMeta {
+//!     created_ms: 1_700_000_000_000,
+//!     expires_ms: Some(1_700_000_060_000),
+//!     revision: 0,
+//!     type_fingerprint: Some(cacher_formats::type_fingerprint("Page")),
+//! };
+//! // Bound to the store key it is written under:
+//! let stored: Vec<u8> = json.encode_value(b"page:1", &page, &meta)?;
 //!
 //! // …check expiry from the header alone, without decoding the payload…
 //! let header = cacher_formats::Header::peek(&stored)?;
@@ -22,8 +28,11 @@
 //! assert!(!header.meta().is_expired_at(1_700_000_000_500));
 //!
 //! // …and read it back through the registry, whatever the cache writes today.
-//! let (_header, back): (_, Page) = registry.decode_value(&stored)?;
+//! let (header, back): (_, Page) = registry.decode_value(b"page:1", &stored)?;
 //! assert_eq!(back, page);
+//! assert_eq!(header.type_fingerprint(), meta.type_fingerprint);
+//! // Under another key it is not that key's value.
+//! assert!(registry.decode_value::<Page>(b"page:2", &stored).is_err());
 //!
 //! // Unknown names list what is known.
 //! let err = registry.resolve("cbor+lz4").unwrap_err();
@@ -39,7 +48,8 @@
 //! - [`Registry`]: names to formats and codecs; [`Registry::resolve`] turns
 //!   `"cbor+zstd:3"` into a [`Pipeline`] with typed `encode`/`decode` helpers.
 //! - [`envelope`]: the stored value layout (magic, version, pipeline name, created/expiry,
-//!   revision, checksums, optional keyed BLAKE3 MAC), with a byte diagram.
+//!   revision, type fingerprint, checksums, optional keyed BLAKE3 MAC binding the store
+//!   key), with byte diagrams of every version; [`type_fingerprint`] names a Rust type.
 //!
 //! # zstd on the benchmark data
 //!
@@ -72,6 +82,7 @@ mod codec;
 mod dictionary;
 pub mod envelope;
 mod error;
+mod fingerprint;
 mod format;
 mod json;
 mod pickle;
@@ -84,6 +95,7 @@ pub use codec::{Codec, CodecArgs, CodecFactory, Zstd};
 pub use dictionary::{train_dictionary, Dictionary};
 pub use envelope::{EnvelopeMeta, Header};
 pub use error::{BoxError, Error, Result};
+pub use fingerprint::type_fingerprint;
 pub use format::{DecodeSink, Format};
 pub use json::Json;
 pub use pickle::Pickle;

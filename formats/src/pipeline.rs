@@ -26,9 +26,9 @@ use crate::format::FormatImpl;
 /// let payload = pipeline.encode(&("answer", 42u32))?;
 /// assert_eq!(pipeline.decode::<(String, u32)>(&payload)?, ("answer".to_owned(), 42));
 ///
-/// // A whole stored value, envelope included:
-/// let stored = pipeline.encode_value(&vec![1.5f64, 2.5], &EnvelopeMeta::now())?;
-/// let (header, value) = registry.decode_value::<Vec<f64>>(&stored)?;
+/// // A whole stored value, envelope included, bound to the store key it is written under:
+/// let stored = pipeline.encode_value(b"scores", &vec![1.5f64, 2.5], &EnvelopeMeta::now())?;
+/// let (header, value) = registry.decode_value::<Vec<f64>>(b"scores", &stored)?;
 /// assert_eq!(header.pipeline(), "cbor+zstd:3");
 /// assert_eq!(value, vec![1.5, 2.5]);
 /// # Ok::<(), cacher_formats::Error>(())
@@ -196,28 +196,41 @@ impl Pipeline {
         }
     }
 
-    /// Writes a whole stored value: envelope header (with `meta`, this pipeline's name and,
-    /// when the registry has a key, a MAC) followed by the payload. Without codecs the format
-    /// writes straight after the header: one buffer, no copy.
+    /// Writes a whole stored value for the store key `store_key`: envelope header (with
+    /// `meta`, this pipeline's name, a checksum of `store_key` and, when the registry has a
+    /// MAC key, a MAC over header, `store_key` and payload) followed by the payload. Without
+    /// codecs the format writes straight after the header: one buffer, no copy.
+    ///
+    /// The value reads back only under the same `store_key`
+    /// ([`Registry::decode_value`](crate::Registry::decode_value)); give the exact bytes the
+    /// store is given.
     pub fn encode_value<T: Serialize + ?Sized>(
         &self,
+        store_key: &[u8],
         value: &T,
         meta: &EnvelopeMeta,
     ) -> Result<Vec<u8>> {
-        self.encode_value_with(meta, 0, |format, buf| format.encode(value, buf))
+        self.encode_value_with(store_key, meta, 0, |format, buf| format.encode(value, buf))
     }
 
-    /// Writes a whole stored value whose payload is `bytes`. With `raw` and no codecs the
-    /// result is allocated once at its exact size and `bytes` is copied once into it (the
-    /// only copy the envelope needs).
-    pub fn encode_value_bytes(&self, bytes: &[u8], meta: &EnvelopeMeta) -> Result<Vec<u8>> {
-        self.encode_value_with(meta, bytes.len(), |format, buf| {
+    /// Writes a whole stored value whose payload is `bytes`, for `store_key` (see
+    /// [`encode_value`](Pipeline::encode_value)). With `raw` and no codecs the result is
+    /// allocated once at its exact size and `bytes` is copied once into it (the only copy the
+    /// envelope needs).
+    pub fn encode_value_bytes(
+        &self,
+        store_key: &[u8],
+        bytes: &[u8],
+        meta: &EnvelopeMeta,
+    ) -> Result<Vec<u8>> {
+        self.encode_value_with(store_key, meta, bytes.len(), |format, buf| {
             format.as_dyn().encode_bytes(bytes, buf)
         })
     }
 
     fn encode_value_with(
         &self,
+        store_key: &[u8],
         meta: &EnvelopeMeta,
         size_hint: usize,
         write_format: impl FnOnce(&FormatImpl, &mut Vec<u8>) -> Result<(), BoxError>,
@@ -230,9 +243,10 @@ impl Pipeline {
             envelope::header_len(self.inner.name.len(), key.is_some()) + size_hint
         };
         let mut out = Vec::with_capacity(capacity);
-        let header_len = envelope::begin(&mut out, &self.inner.name, meta, key.is_some());
+        let header_len =
+            envelope::begin(&mut out, &self.inner.name, meta, store_key, key.is_some());
         self.encode_into(&mut out, write_format)?;
-        envelope::seal(&mut out, header_len, key);
+        envelope::seal(&mut out, header_len, store_key, key);
         Ok(out)
     }
 }

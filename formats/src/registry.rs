@@ -171,9 +171,12 @@ impl Registry {
         self.dictionaries.get(&id)
     }
 
-    /// Sets the MAC key: pipelines resolved from now on write a keyed BLAKE3 MAC into every
-    /// envelope, and [`decode_value`](Registry::decode_value) and friends refuse any value
-    /// whose MAC is missing or wrong ([`Error::Unauthenticated`]). Derive the key from a secret
+    /// Sets the MAC key: pipelines resolved from now on write a keyed BLAKE3 MAC (over the
+    /// header, the store key and the payload) into every envelope, and
+    /// [`decode_value`](Registry::decode_value) and friends refuse any value whose MAC is
+    /// missing, wrong, or made for another store key ([`Error::Unauthenticated`]). What a MAC
+    /// cannot prevent (replay of an older value of the same key) is in the
+    /// [`envelope`](crate::envelope#what-the-mac-does-and-does-not-prove) docs. Derive the key from a secret
     /// with e.g. `blake3::derive_key("cacher value mac v1", secret)`.
     ///
     /// Without a key, MACs present in values are not checked (they cannot be).
@@ -280,34 +283,86 @@ impl Registry {
         Ok(pipeline)
     }
 
-    /// Checks a stored value (header, length, payload checksum and — when the registry has a
-    /// key — the MAC) and lends its payload as stored (still compressed, if the pipeline has
-    /// codecs). No copy.
-    pub fn open_value<'a>(&self, bytes: &'a [u8]) -> Result<(Header, &'a [u8])> {
+    /// Whether the registry holds a MAC key. When it does, every check of a stored value needs
+    /// the whole value (a MAC covers the payload): [`peek_value`](Registry::peek_value) cannot
+    /// work from a header prefix, so a `contains` must read the value.
+    pub fn has_mac_key(&self) -> bool {
+        self.mac_key.is_some()
+    }
+
+    /// Checks a stored value read under `store_key` (header, length, payload checksum, that
+    /// it was written under `store_key` and — when the registry has a MAC key — the MAC over
+    /// header, `store_key` and payload) and lends its payload as stored (still compressed, if
+    /// the pipeline has codecs). No copy.
+    ///
+    /// Errors: [`Error::Corrupt`] for damage, or a value written under another key without a
+    /// MAC key; [`Error::Unauthenticated`] with a MAC key for a value without a valid MAC for
+    /// `store_key` (planted, altered, copied from another key, or a version-1 value, whose MAC
+    /// does not cover the key); [`Error::UpgradeRequired`] for a newer envelope.
+    pub fn open_value<'a>(&self, store_key: &[u8], bytes: &'a [u8]) -> Result<(Header, &'a [u8])> {
         let (header, payload) = envelope::payload(bytes)?;
-        if let Some(key) = &self.mac_key {
-            header.verify_mac(bytes, payload, key)?;
+        if let Some(mac_key) = &self.mac_key {
+            header.verify_mac(bytes, store_key, payload, mac_key)?;
         }
+        header.check_key(store_key)?;
         Ok((header, payload))
     }
 
-    /// Reads a stored value written by any pipeline this registry can resolve: the header
-    /// names the format and codecs, so a value written as `json` decodes here even if the
-    /// cache now writes `cbor+zstd`.
+    /// The header of a stored value, checked exactly as far as a read would check it before
+    /// decoding: what `contains` or an expiry check should use so they agree with `get`.
     ///
-    /// Errors: [`Error::UpgradeRequired`] for a newer envelope, [`Error::Corrupt`] for damage,
-    /// [`Error::Unauthenticated`] for a bad MAC, [`Error::UnknownFormat`] & co. when the
-    /// pipeline is not registered here, [`Error::Decode`] when the payload is not a `T`.
-    pub fn decode_value<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<(Header, T)> {
-        let (header, payload) = self.open_value(bytes)?;
+    /// - Without a MAC key: the header and that the value was written under `store_key`.
+    ///   `bytes` may be just the first [`Header::len_hint`] bytes; the payload checksum is
+    ///   not checked (use [`open_value`](Registry::open_value) for that).
+    /// - With a MAC key: the whole [`open_value`](Registry::open_value) check, MAC included,
+    ///   which needs the **whole** stored value (a prefix is refused as [`Error::Corrupt`]).
+    ///
+    /// ```
+    /// use cacher_formats::{EnvelopeMeta, Error, Registry};
+    ///
+    /// let registry = Registry::with_builtins().with_mac_key([7; 32]);
+    /// let stored = registry.resolve("cbor")?.encode_value(b"is_admin:root", &true, &EnvelopeMeta::now())?;
+    /// assert!(registry.peek_value(b"is_admin:root", &stored).is_ok());
+    /// // Copied to another key: refused, for `contains` as for `get`.
+    /// let err = registry.peek_value(b"is_admin:mallory", &stored).unwrap_err();
+    /// assert!(matches!(err, Error::Unauthenticated { .. }));
+    /// # Ok::<(), cacher_formats::Error>(())
+    /// ```
+    pub fn peek_value(&self, store_key: &[u8], bytes: &[u8]) -> Result<Header> {
+        if self.mac_key.is_some() {
+            return Ok(self.open_value(store_key, bytes)?.0);
+        }
+        let header = Header::peek(bytes)?;
+        header.check_key(store_key)?;
+        Ok(header)
+    }
+
+    /// Reads a stored value written under `store_key` by any pipeline this registry can
+    /// resolve: the header names the format and codecs, so a value written as `json` decodes
+    /// here even if the cache now writes `cbor+zstd`.
+    ///
+    /// Errors: those of [`open_value`](Registry::open_value), [`Error::UnknownFormat`] & co.
+    /// when the pipeline is not registered here, [`Error::Decode`] when the payload is not a
+    /// `T`.
+    pub fn decode_value<T: DeserializeOwned>(
+        &self,
+        store_key: &[u8],
+        bytes: &[u8],
+    ) -> Result<(Header, T)> {
+        let (header, payload) = self.open_value(store_key, bytes)?;
         let value = self.resolve(header.pipeline())?.decode(payload)?;
         Ok((header, value))
     }
 
-    /// Reads a stored byte-string value (see [`Pipeline::decode_bytes`]). For a `raw` value
-    /// without codecs the bytes are lent from `bytes` without a copy.
-    pub fn decode_value_bytes<'a>(&self, bytes: &'a [u8]) -> Result<(Header, Cow<'a, [u8]>)> {
-        let (header, payload) = self.open_value(bytes)?;
+    /// Reads a stored byte-string value written under `store_key` (see
+    /// [`Pipeline::decode_bytes`]). For a `raw` value without codecs the bytes are lent from
+    /// `bytes` without a copy.
+    pub fn decode_value_bytes<'a>(
+        &self,
+        store_key: &[u8],
+        bytes: &'a [u8],
+    ) -> Result<(Header, Cow<'a, [u8]>)> {
+        let (header, payload) = self.open_value(store_key, bytes)?;
         let value = self.resolve(header.pipeline())?.decode_bytes(payload)?;
         Ok((header, value))
     }

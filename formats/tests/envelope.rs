@@ -6,17 +6,21 @@ mod common;
 use cacher_formats::{envelope, train_dictionary, EnvelopeMeta, Error, Header, Pipeline, Registry};
 use common::{registry, sample_doc, Doc};
 
+/// The store key test values are written under.
+const KEY: &[u8] = b"key";
+
 const META: EnvelopeMeta = EnvelopeMeta {
     created_ms: 1_700_000_000_000,
     expires_ms: Some(1_700_000_060_000),
     revision: 42,
+    type_fingerprint: None,
 };
 
 fn stored(pipeline: &str) -> Vec<u8> {
     registry()
         .resolve(pipeline)
         .unwrap()
-        .encode_value(&sample_doc(), &META)
+        .encode_value(KEY, &sample_doc(), &META)
         .unwrap()
 }
 
@@ -68,11 +72,11 @@ fn value_written_as_json_decodes_whatever_the_cache_writes_now() {
     let registry = registry();
     // The registry picks format and codecs from each header.
     assert_eq!(
-        registry.decode_value::<Doc>(&json_value).unwrap().1,
+        registry.decode_value::<Doc>(KEY, &json_value).unwrap().1,
         sample_doc()
     );
     assert_eq!(
-        registry.decode_value::<Doc>(&cbor_value).unwrap().1,
+        registry.decode_value::<Doc>(KEY, &cbor_value).unwrap().1,
         sample_doc()
     );
 }
@@ -84,11 +88,12 @@ fn newer_envelope_version_is_refused_as_upgrade_required() {
     reseal_header(&mut bytes);
     for result in [
         Header::peek(&bytes).map(|_| ()),
-        registry().decode_value::<Doc>(&bytes).map(|_| ()),
+        registry().decode_value::<Doc>(KEY, &bytes).map(|_| ()),
     ] {
         match result {
             Err(Error::UpgradeRequired { found, supported }) => {
-                assert_eq!((found, supported), (2, 1));
+                let current = envelope::CURRENT_VERSION;
+                assert_eq!((found, supported), (current + 1, current));
             }
             other => panic!("expected UpgradeRequired, got {other:?}"),
         }
@@ -105,7 +110,7 @@ fn damaged_envelopes_are_refused_as_corrupt() {
 
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
-    assert_corrupt(registry.decode_value::<Doc>(&bad_magic), "bad magic");
+    assert_corrupt(registry.decode_value::<Doc>(KEY, &bad_magic), "bad magic");
 
     let mut expiry_flipped = good.clone();
     expiry_flipped[17] ^= 0x40;
@@ -118,12 +123,12 @@ fn damaged_envelopes_are_refused_as_corrupt() {
         "peek does not read the payload"
     );
     assert_corrupt(
-        registry.decode_value::<Doc>(&payload_flipped),
+        registry.decode_value::<Doc>(KEY, &payload_flipped),
         "payload checksum",
     );
 
     assert_corrupt(
-        registry.decode_value::<Doc>(&good[..good.len() - 1]),
+        registry.decode_value::<Doc>(KEY, &good[..good.len() - 1]),
         "payload is",
     );
     assert_corrupt(Header::peek(&good[..header_len - 1]), "truncated header");
@@ -132,7 +137,7 @@ fn damaged_envelopes_are_refused_as_corrupt() {
 
     let mut trailing = good.clone();
     trailing.push(0);
-    assert_corrupt(registry.decode_value::<Doc>(&trailing), "payload is");
+    assert_corrupt(registry.decode_value::<Doc>(KEY, &trailing), "payload is");
 
     let mut version_zero = good.clone();
     version_zero[4] = 0;
@@ -151,14 +156,17 @@ fn keyed_registry_rejects_values_written_without_its_key() {
     let ours = keyed
         .resolve("pickle")
         .unwrap()
-        .encode_value(&sample_doc(), &META)
+        .encode_value(KEY, &sample_doc(), &META)
         .unwrap();
     assert!(Header::peek(&ours).unwrap().has_mac());
-    assert_eq!(keyed.decode_value::<Doc>(&ours).unwrap().1, sample_doc());
+    assert_eq!(
+        keyed.decode_value::<Doc>(KEY, &ours).unwrap().1,
+        sample_doc()
+    );
 
     // Planted by someone without the key: no MAC at all.
     let planted = stored("pickle");
-    match keyed.decode_value::<Doc>(&planted) {
+    match keyed.decode_value::<Doc>(KEY, &planted) {
         Err(Error::Unauthenticated { reason }) => assert!(reason.contains("no MAC"), "{reason}"),
         other => panic!("expected Unauthenticated, got {other:?}"),
     }
@@ -168,9 +176,9 @@ fn keyed_registry_rejects_values_written_without_its_key() {
     let foreign = other
         .resolve("pickle")
         .unwrap()
-        .encode_value(&sample_doc(), &META)
+        .encode_value(KEY, &sample_doc(), &META)
         .unwrap();
-    match keyed.decode_value::<Doc>(&foreign) {
+    match keyed.decode_value::<Doc>(KEY, &foreign) {
         Err(Error::Unauthenticated { reason }) => {
             assert!(reason.contains("MAC mismatch"), "{reason}")
         }
@@ -182,7 +190,7 @@ fn keyed_registry_rejects_values_written_without_its_key() {
     extended[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
     reseal_header(&mut extended);
     assert!(Header::peek(&extended).is_ok());
-    match keyed.decode_value::<Doc>(&extended) {
+    match keyed.decode_value::<Doc>(KEY, &extended) {
         Err(Error::Unauthenticated { reason }) => {
             assert!(reason.contains("MAC mismatch"), "{reason}")
         }
@@ -191,7 +199,7 @@ fn keyed_registry_rejects_values_written_without_its_key() {
 
     // A registry without a key cannot check MACs and reads the value.
     assert_eq!(
-        registry().decode_value::<Doc>(&ours).unwrap().1,
+        registry().decode_value::<Doc>(KEY, &ours).unwrap().1,
         sample_doc()
     );
 }
@@ -249,13 +257,13 @@ fn unknown_names_are_errors_listing_the_known_ones() {
     let bytes = other
         .resolve("json2")
         .unwrap()
-        .encode_value(&1u8, &META)
+        .encode_value(KEY, &1u8, &META)
         .unwrap();
-    match registry.decode_value::<u8>(&bytes) {
+    match registry.decode_value::<u8>(KEY, &bytes) {
         Err(Error::UnknownFormat { name, .. }) => assert_eq!(name, "json2"),
         other => panic!("expected UnknownFormat, got {other:?}"),
     }
-    assert_eq!(other.decode_value::<u8>(&bytes).unwrap().1, 1);
+    assert_eq!(other.decode_value::<u8>(KEY, &bytes).unwrap().1, 1);
 }
 
 #[test]
@@ -268,7 +276,7 @@ fn pipeline_names_are_canonical() {
     );
     let dict = registry.resolve("raw+zstd:dict=7").unwrap();
     assert_eq!(dict.name(), "raw+zstd:3:dict=7");
-    let bytes = dict.encode_value_bytes(b"abc", &META).unwrap();
+    let bytes = dict.encode_value_bytes(KEY, b"abc", &META).unwrap();
     assert_eq!(Header::peek(&bytes).unwrap().dictionary_id(), Some(7));
 }
 
@@ -316,9 +324,11 @@ fn trained_dictionary_shrinks_small_similar_values_and_reads_back_by_id() {
         "dict {dict_size} vs plain {plain_size}"
     );
 
-    let stored = with_dict.encode_value_bytes(&held_out[0], &META).unwrap();
+    let stored = with_dict
+        .encode_value_bytes(KEY, &held_out[0], &META)
+        .unwrap();
     // A reader without the dictionary says which one it needs…
-    match Registry::with_builtins().decode_value_bytes(&stored) {
+    match Registry::with_builtins().decode_value_bytes(KEY, &stored) {
         Err(Error::UnknownDictionary { id, .. }) => assert_eq!(id, dict.id()),
         other => panic!("expected UnknownDictionary, got {other:?}"),
     }
@@ -329,7 +339,7 @@ fn trained_dictionary_shrinks_small_similar_values_and_reads_back_by_id() {
         dict.as_bytes().to_vec(),
     ));
     assert_eq!(
-        reader.decode_value_bytes(&stored).unwrap().1.as_ref(),
+        reader.decode_value_bytes(KEY, &stored).unwrap().1.as_ref(),
         &held_out[0][..]
     );
 }
@@ -340,9 +350,9 @@ fn raw_values_are_lent_from_the_stored_bytes() {
     let stored = registry
         .resolve("raw")
         .unwrap()
-        .encode_value_bytes(b"0123456789", &META)
+        .encode_value_bytes(KEY, b"0123456789", &META)
         .unwrap();
-    let (header, lent) = registry.decode_value_bytes(&stored).unwrap();
+    let (header, lent) = registry.decode_value_bytes(KEY, &stored).unwrap();
     assert!(
         matches!(lent, std::borrow::Cow::Borrowed(_)),
         "raw must not copy"

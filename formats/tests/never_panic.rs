@@ -6,6 +6,9 @@ use cacher_formats::{envelope, EnvelopeMeta, Header};
 use common::{registry, sample_doc, CODECS};
 use proptest::prelude::*;
 
+/// The store key test values are written under.
+const KEY: &[u8] = b"key";
+
 const PIPELINES: [&str; 5] = ["raw", "json", "cbor", "pickle", "cbor+zstd:3"];
 
 /// Decodes `bytes` every way a reader can; only errors are allowed.
@@ -31,8 +34,8 @@ fn decode_every_way(bytes: &[u8]) {
     }
     let _ = Header::peek(bytes);
     let _ = envelope::payload(bytes);
-    let _ = registry.decode_value::<common::Doc>(bytes);
-    let _ = registry.decode_value_bytes(bytes);
+    let _ = registry.decode_value::<common::Doc>(KEY, bytes);
+    let _ = registry.decode_value_bytes(KEY, bytes);
 }
 
 fn valid_payloads() -> Vec<Vec<u8>> {
@@ -44,14 +47,14 @@ fn valid_payloads() -> Vec<Vec<u8>> {
             out.push(pipeline.encode_bytes(b"some raw bytes").unwrap());
             out.push(
                 pipeline
-                    .encode_value_bytes(b"raw", &EnvelopeMeta::now())
+                    .encode_value_bytes(KEY, b"raw", &EnvelopeMeta::now())
                     .unwrap(),
             );
         } else {
             out.push(pipeline.encode(&sample_doc()).unwrap());
             out.push(
                 pipeline
-                    .encode_value(&sample_doc(), &EnvelopeMeta::now())
+                    .encode_value(KEY, &sample_doc(), &EnvelopeMeta::now())
                     .unwrap(),
             );
         }

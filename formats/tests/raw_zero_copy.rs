@@ -6,6 +6,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+/// The store key test values are written under.
+const KEY: &[u8] = b"key";
+
 use cacher_formats::{EnvelopeMeta, Registry};
 
 struct Counting;
@@ -60,14 +63,15 @@ fn raw_values_are_written_with_one_allocation_and_read_with_none() {
     let blob: Vec<u8> = (0..1 << 20).map(|i| (i * 31 % 251) as u8).collect();
     let meta = EnvelopeMeta::default();
 
-    let (stored, allocations, bytes) = counted(|| raw.encode_value_bytes(&blob, &meta).unwrap());
+    let (stored, allocations, bytes) =
+        counted(|| raw.encode_value_bytes(KEY, &blob, &meta).unwrap());
     assert_eq!(allocations, 1, "one buffer for header + payload");
     assert_eq!(bytes, stored.len(), "allocated at its exact size");
     assert_eq!(stored.capacity(), stored.len());
 
     // The serde path with serde_bytes is the same single copy.
     let (via_serde, allocations, _) = counted(|| {
-        raw.encode_value(serde_bytes::Bytes::new(&blob), &meta)
+        raw.encode_value(KEY, serde_bytes::Bytes::new(&blob), &meta)
             .unwrap()
     });
     assert_eq!(via_serde, stored);
@@ -75,7 +79,7 @@ fn raw_values_are_written_with_one_allocation_and_read_with_none() {
 
     // Reading lends the payload: no allocation of payload size at all.
     let (lent, _allocations, bytes) = counted(|| {
-        let (header, lent) = registry.decode_value_bytes(&stored).unwrap();
+        let (header, lent) = registry.decode_value_bytes(KEY, &stored).unwrap();
         (header.header_len(), lent.as_ptr(), lent.len())
     });
     assert!(bytes < 4096, "reading allocated {bytes} bytes");

@@ -7,6 +7,9 @@ use cacher_formats::EnvelopeMeta;
 use common::{doc, registry, CODECS};
 use proptest::prelude::*;
 
+/// The store key test values are written under.
+const KEY: &[u8] = b"key";
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 48,
@@ -32,9 +35,10 @@ fn check_round_trip(format: &str, value: &common::Doc) -> Result<(), TestCaseErr
             created_ms: 1,
             expires_ms: Some(2),
             revision: 3,
+            type_fingerprint: Some(cacher_formats::type_fingerprint("Doc")),
         };
-        let stored = pipeline.encode_value(value, &meta).unwrap();
-        let (header, back) = registry.decode_value::<common::Doc>(&stored).unwrap();
+        let stored = pipeline.encode_value(KEY, value, &meta).unwrap();
+        let (header, back) = registry.decode_value::<common::Doc>(KEY, &stored).unwrap();
         prop_assert_eq!(&back, value);
         prop_assert_eq!(header.meta(), meta);
         prop_assert_eq!(header.pipeline(), pipeline.name());
@@ -76,8 +80,8 @@ proptest! {
             let lent = pipeline.decode_bytes(&direct).unwrap();
             prop_assert_eq!(lent.as_ref(), &bytes[..]);
 
-            let stored = pipeline.encode_value_bytes(&bytes, &EnvelopeMeta::default()).unwrap();
-            let (_, back) = registry.decode_value_bytes(&stored).unwrap();
+            let stored = pipeline.encode_value_bytes(KEY, &bytes, &EnvelopeMeta::default()).unwrap();
+            let (_, back) = registry.decode_value_bytes(KEY, &stored).unwrap();
             prop_assert_eq!(back.as_ref(), &bytes[..]);
         }
     }
@@ -87,8 +91,8 @@ proptest! {
         let registry = registry();
         for format in ["json", "cbor", "pickle", "raw", "erased-json", "erased-cbor", "erased-pickle"] {
             let pipeline = registry.resolve(&format!("{format}+zstd:3")).unwrap();
-            let stored = pipeline.encode_value_bytes(&bytes, &EnvelopeMeta::default()).unwrap();
-            let (_, back) = registry.decode_value_bytes(&stored).unwrap();
+            let stored = pipeline.encode_value_bytes(KEY, &bytes, &EnvelopeMeta::default()).unwrap();
+            let (_, back) = registry.decode_value_bytes(KEY, &stored).unwrap();
             prop_assert_eq!(back.as_ref(), &bytes[..], "format {}", format);
         }
     }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cacher_store::{Blob, EntryMeta, Result, Store};
+use crate::{Blob, EntryMeta, KeyIter, Result, Store};
 
 /// A store made of a hot in-memory tier in front of a cold store (usually on disk).
 ///
@@ -19,12 +19,13 @@ use cacher_store::{Blob, EntryMeta, Result, Store};
 /// a TTL on the cache, or no hot tier, when several processes overwrite the same keys.
 ///
 /// ```
-/// use cacher::{Cache, Tiered, store::MemoryStore};
+/// use cacher_store::{MemoryStore, Store, Tiered};
 /// let cold = MemoryStore::new(); // a DirStore or LmdbStore in real use
-/// let cache = Cache::builder().store(Tiered::new(cold, 64 << 20)).build()?;
-/// cache.put("k", &1u8)?;
-/// assert_eq!(cache.get::<u8>("k")?, Some(1));
-/// # Ok::<(), cacher::Error>(())
+/// let store = Tiered::new(cold, 64 << 20);
+/// store.put(b"k", b"v")?;
+/// assert_eq!(store.get(b"k")?.as_deref(), Some(&b"v"[..]));
+/// assert_eq!(store.hot_bytes(), 1);
+/// # Ok::<(), cacher_store::Error>(())
 /// ```
 pub struct Tiered<C> {
     cold: C,
@@ -165,7 +166,7 @@ impl<C: Store> Store for Tiered<C> {
         Ok(was)
     }
 
-    fn keys(&self) -> Result<cacher_store::KeyIter<'_>> {
+    fn keys(&self) -> Result<KeyIter<'_>> {
         self.cold.keys()
     }
 
@@ -215,9 +216,9 @@ impl<C: Store> Store for Tiered<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cacher_store::MemoryStore;
+    use crate::MemoryStore;
 
-    cacher_store::conformance_tests!(
+    crate::conformance_tests!(
         |_dir: &std::path::Path| Tiered::new(MemoryStore::new(), 1 << 20),
         persistent = false
     );

@@ -8,20 +8,20 @@ use cacher_formats::{EnvelopeMeta, Pipeline, Registry};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use cacher_formats::Error as CodecError;
+use cacher_formats::Error as FormatError;
 
 /// The pipeline new values are written with, and the registry that reads values written by
 /// any other pipeline (the envelope names it).
 #[derive(Clone)]
-pub struct Codec {
+pub struct ValueCodec {
     registry: Arc<Registry>,
     pipeline: Pipeline,
 }
 
-impl Codec {
-    pub fn new(registry: Arc<Registry>, format: &str) -> Result<Self, CodecError> {
+impl ValueCodec {
+    pub fn new(registry: Arc<Registry>, format: &str) -> Result<Self, FormatError> {
         let pipeline = registry.resolve(format)?;
-        Ok(Codec { registry, pipeline })
+        Ok(ValueCodec { registry, pipeline })
     }
 
     /// The canonical name of the write pipeline (e.g. `cbor+zstd:3`).
@@ -33,31 +33,36 @@ impl Codec {
         &self.registry
     }
 
+    /// A whole stored value for `key`: envelope (bound to `key`) and payload.
     pub fn encode<T: Serialize + ?Sized>(
         &self,
+        key: &[u8],
         value: &T,
         meta: &EnvelopeMeta,
-    ) -> Result<Vec<u8>, CodecError> {
-        self.pipeline.encode_value(value, meta)
+    ) -> Result<Vec<u8>, FormatError> {
+        self.pipeline.encode_value(key, value, meta)
     }
 
-    /// The header's metadata only: no checksum, no payload work.
-    pub fn peek(bytes: &[u8]) -> Result<EnvelopeMeta, CodecError> {
-        Ok(Header::peek(bytes)?.meta())
+    /// The header of the value stored under `key`, checked as far as a read checks it before
+    /// decoding (written for `key`; with a MAC key, the MAC too, which needs the whole value),
+    /// so `contains` and expiry checks agree with `get`.
+    pub fn peek(&self, key: &[u8], bytes: &[u8]) -> Result<EnvelopeMeta, FormatError> {
+        Ok(self.registry.peek_value(key, bytes)?.meta())
     }
 
-    /// Checks a stored value (header, checksum, MAC) and lends its header and payload.
-    pub fn open<'a>(&self, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), CodecError> {
-        self.registry.open_value(bytes)
+    /// Checks the value stored under `key` (header, checksum, key binding, MAC) and lends its
+    /// header and payload.
+    pub fn open<'a>(&self, key: &[u8], bytes: &'a [u8]) -> Result<(Header, &'a [u8]), FormatError> {
+        self.registry.open_value(key, bytes)
     }
 
-    /// Decodes a payload opened by [`Codec::open`]. The common case (written by this cache's
+    /// Decodes a payload opened by [`ValueCodec::open`]. The common case (written by this cache's
     /// own pipeline) skips resolving the pipeline name again.
     pub fn decode<T: DeserializeOwned>(
         &self,
         header: &Header,
         payload: &[u8],
-    ) -> Result<T, CodecError> {
+    ) -> Result<T, FormatError> {
         if header.pipeline() == self.pipeline.name() {
             self.pipeline.decode(payload)
         } else {

@@ -1,0 +1,333 @@
+//! The value envelope: the small versioned header every stored value starts with. This module
+//! alone owns its layout.
+//!
+//! # Layout (version 2, written since envelope v2)
+//!
+//! All integers are fixed-width little-endian.
+//!
+//! ```text
+//! offset      size  field
+//! ----------  ----  -----------------------------------------------------------------
+//! 0           4     magic  b"CCHV"
+//! 4           1     envelope version (2). Newer -> UpgradeRequired; 0 -> Corrupt
+//! 5           1     flags: bit 0 = expires_ms is set, bit 1 = MAC present;
+//!                   other bits must be 0 (refused as Corrupt)
+//! 6           2     header_len (u16): bytes from offset 0 to the first payload byte
+//! 8           8     created_ms (u64, unix milliseconds)
+//! 16          8     expires_ms (u64, unix milliseconds; 0 when flag bit 0 is clear)
+//! 24          8     revision (u64)
+//! 32          8     payload_len (u64)
+//! 40          4     payload_crc (u32, CRC-32 (ISO-HDLC) of the payload as stored)
+//! 44          8     type_fingerprint (u64; 0 = not recorded), see type_fingerprint()
+//! 52          4     key_crc (u32, CRC-32 of the store key the value was written under)
+//! 56          1     n = length of the pipeline name (1..=255)
+//! 57          n     pipeline name, UTF-8: format then codecs with every parameter,
+//!                   e.g. "cbor+zstd:3:dict=1234" (the dictionary id lives here)
+//! 57+n        32    MAC, only when flag bit 1: keyed BLAKE3 of
+//!                   bytes [0, 57+n) ‖ store key length (u64) ‖ store key ‖ payload
+//! header_len-4 4    header_crc (u32, CRC-32 of bytes [0, header_len-4))
+//! header_len  payload_len   payload: the pipeline's output (format, then codecs)
+//! ```
+//!
+//! # Layout (version 1, read forever, no longer written)
+//!
+//! ```text
+//! offset      size  field
+//! ----------  ----  -----------------------------------------------------------------
+//! 0           4     magic  b"CCHV"
+//! 4           1     envelope version (1)
+//! 5           1     flags: bit 0 = expires_ms is set, bit 1 = MAC present
+//! 6           2     header_len (u16)
+//! 8           8     created_ms
+//! 16          8     expires_ms
+//! 24          8     revision
+//! 32          8     payload_len
+//! 40          4     payload_crc
+//! 44          1     n = length of the pipeline name (1..=255)
+//! 45          n     pipeline name
+//! 45+n        32    MAC, only when flag bit 1: keyed BLAKE3 of bytes [0, 45+n) then the
+//!                   payload (the store key is NOT covered)
+//! header_len-4 4    header_crc
+//! header_len  payload_len   payload
+//! ```
+//!
+//! A version-1 value reads as "no type fingerprint" ([`Header::type_fingerprint`] is `None`)
+//! and "not bound to a key" (its key is not checked). Its MAC does not cover the key, so a
+//! registry with a MAC key refuses every version-1 value as [`Error::Unauthenticated`]: with
+//! a MAC key, values written before envelope v2 are recomputed once. Without a MAC key they
+//! keep reading.
+//!
+//! Why these choices:
+//! - The format is stored by **name**, not a numeric id: names are stable across processes
+//!   and versions and work for user-registered formats without a central id table. The name
+//!   is canonical (`zstd` is stored as `zstd:3`), so a later change of a default cannot change
+//!   how old values decode.
+//! - A **header checksum** separate from the payload checksum lets [`Header::peek`] detect a
+//!   damaged expiry or revision without touching the payload, so expiry checks stay cheap.
+//!   `peek` needs only the first [`Header::len_hint`] / at most [`MAX_HEADER_LEN`] bytes.
+//! - The **type fingerprint** lets a reader tell "stored as another Rust type" (a miss to
+//!   recompute) from "damaged" (an error) before decoding anything.
+//! - The **key checksum** catches a store that hands back another key's bytes (a damaged
+//!   index, a reused file): reading a value under a key it was not written for is
+//!   [`Error::Corrupt`]. It only guards against accidents; CRC-32 is no defence against an
+//!   attacker, the MAC is.
+//!
+//! # What the MAC does and does not prove
+//!
+//! With a MAC key ([`Registry::set_mac_key`](crate::Registry::set_mac_key)) the MAC covers
+//! the header fields, the **full store key** and the payload, so a holder of the cache
+//! directory but not the key can neither plant a value, nor extend an expiry, nor copy a
+//! value from one key to another (`is_admin:root` to `is_admin:mallory`): each is
+//! [`Error::Unauthenticated`].
+//!
+//! A MAC needs the whole payload to check. A header-only look ([`Header::peek`]) proves
+//! nothing about authenticity, so anything that answers "is there a valid value?" (a
+//! `contains`, an expiry check that decides whether to return a value) must read the whole
+//! value and go through [`Registry::peek_value`](crate::Registry::peek_value) or
+//! [`Registry::open_value`](crate::Registry::open_value) when the registry has a key.
+//!
+//! A MAC cannot prevent **replay**: someone with write access to the cache directory can
+//! put back an *older* value that was once legitimately written under the *same* key (its
+//! MAC is still valid), for example a value that has since been overwritten, or one whose
+//! expiry has passed is still refused as expired, but an older non-expiring one is not.
+//! What would prevent it is state the attacker cannot roll back: a revision counter per key
+//! kept in a trusted store outside the cache directory and checked against
+//! [`Header::revision`], or a MAC over a monotonic counter (or a whole-cache epoch) kept
+//! outside the cache directory.
+
+mod read;
+mod write;
+
+use std::ops::Range;
+
+use crate::error::Error;
+
+pub use read::payload;
+pub(crate) use write::{begin, header_len, seal};
+
+/// The magic bytes every envelope starts with.
+pub const MAGIC: [u8; 4] = *b"CCHV";
+
+/// Version 1: the first published layout (no type fingerprint, MAC not bound to the key).
+pub const ENVELOPE_VERSION_1: u8 = 1;
+
+/// Version 2: adds the type fingerprint and the key checksum, and binds the store key into
+/// the MAC. The layout documented first on this module.
+pub const ENVELOPE_VERSION_2: u8 = 2;
+
+/// The envelope version this build writes and the newest it reads.
+pub const CURRENT_VERSION: u8 = ENVELOPE_VERSION_2;
+
+/// Bytes before the pipeline name in a version-1 header.
+const FIXED_LEN_V1: usize = 45;
+/// Bytes before the pipeline name in a version-2 header.
+const FIXED_LEN_V2: usize = 57;
+/// Length of the keyed BLAKE3 MAC.
+pub const MAC_LEN: usize = 32;
+const CRC_LEN: usize = 4;
+
+/// The longest possible header of any version: read this many bytes (or the whole value, if
+/// shorter) to be sure [`Header::peek`] has enough.
+pub const MAX_HEADER_LEN: usize = FIXED_LEN_V2 + 255 + MAC_LEN + CRC_LEN;
+
+const FLAG_EXPIRES: u8 = 1 << 0;
+const FLAG_MAC: u8 = 1 << 1;
+const KNOWN_FLAGS: u8 = FLAG_EXPIRES | FLAG_MAC;
+
+/// The caller-chosen metadata written into an envelope.
+///
+/// ```
+/// use cacher_formats::{type_fingerprint, EnvelopeMeta};
+///
+/// let meta = EnvelopeMeta {
+///     created_ms: 1_700_000_000_000,
+///     expires_ms: Some(1_700_000_060_000),
+///     revision: 3,
+///     type_fingerprint: Some(type_fingerprint("Vec<u32>")),
+/// };
+/// assert!(meta.is_expired_at(1_700_000_060_000));
+/// assert!(!EnvelopeMeta::now().is_expired_at(0));
+/// assert_eq!(EnvelopeMeta::now().with_type_fingerprint(7).type_fingerprint, Some(7));
+/// ```
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnvelopeMeta {
+    /// When the value was created, in unix milliseconds.
+    pub created_ms: u64,
+    /// When the value expires, in unix milliseconds; `None` never expires.
+    pub expires_ms: Option<u64>,
+    /// The revision number of the value under its key (0 for the first).
+    pub revision: u64,
+    /// A fingerprint of the value's Rust type ([`type_fingerprint`](crate::type_fingerprint)),
+    /// or `None` when the writer did not record one. `Some(0)` is written as "not recorded"
+    /// (0 is never a fingerprint) and reads back as `None`.
+    pub type_fingerprint: Option<u64>,
+}
+
+impl EnvelopeMeta {
+    /// Created now (system clock), never expiring, revision 0, no type fingerprint.
+    pub fn now() -> Self {
+        let created_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        EnvelopeMeta {
+            created_ms,
+            ..EnvelopeMeta::default()
+        }
+    }
+
+    /// The same metadata with `fingerprint` recorded as the value's type.
+    #[must_use]
+    pub fn with_type_fingerprint(self, fingerprint: u64) -> Self {
+        EnvelopeMeta {
+            type_fingerprint: (fingerprint != 0).then_some(fingerprint),
+            ..self
+        }
+    }
+
+    /// Whether the value is expired at `now_ms` (expiry is inclusive: a value expiring at
+    /// `t` is not returned at `t`).
+    pub fn is_expired_at(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|at| now_ms >= at)
+    }
+}
+
+/// A parsed envelope header. Obtained cheaply with [`Header::peek`] (no payload work, no
+/// authenticity), or checked together with the payload by the registry's `open_value`,
+/// `peek_value` and `decode_value*`.
+///
+/// ```
+/// use cacher_formats::{envelope::Header, type_fingerprint, EnvelopeMeta, Registry};
+///
+/// let registry = Registry::with_builtins();
+/// let meta = EnvelopeMeta { created_ms: 10, expires_ms: Some(20), revision: 1, type_fingerprint: None }
+///     .with_type_fingerprint(type_fingerprint("&str"));
+/// let stored = registry.resolve("json")?.encode_value(b"greeting", &"hello", &meta)?;
+///
+/// let header = Header::peek(&stored)?;
+/// assert_eq!(header.pipeline(), "json");
+/// assert_eq!(header.expires_ms(), Some(20));
+/// assert_eq!(header.type_fingerprint(), Some(type_fingerprint("&str")));
+/// assert!(header.meta().is_expired_at(25));
+/// # Ok::<(), cacher_formats::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    version: u8,
+    meta: EnvelopeMeta,
+    header_len: usize,
+    payload_len: u64,
+    payload_crc: u32,
+    /// CRC-32 of the store key (version 2 and later).
+    key_crc: Option<u32>,
+    pipeline: String,
+    mac: Option<[u8; MAC_LEN]>,
+}
+
+impl Header {
+    /// How many bytes [`peek`](Header::peek) needs, read from the first 8 bytes of an
+    /// envelope of any version (`None` when fewer are given or the magic is wrong). A store
+    /// that reads values from files can read this much to check expiry.
+    pub fn len_hint(prefix: &[u8]) -> Option<usize> {
+        if prefix.len() < 8 || prefix[..4] != MAGIC {
+            return None;
+        }
+        Some(usize::from(u16::from_le_bytes([prefix[6], prefix[7]])))
+    }
+
+    /// The envelope version the value was written with.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Created time, expiry, revision and type fingerprint.
+    pub fn meta(&self) -> EnvelopeMeta {
+        self.meta
+    }
+
+    /// When the value was created (unix milliseconds).
+    pub fn created_ms(&self) -> u64 {
+        self.meta.created_ms
+    }
+
+    /// When the value expires (unix milliseconds), if ever.
+    pub fn expires_ms(&self) -> Option<u64> {
+        self.meta.expires_ms
+    }
+
+    /// The revision number.
+    pub fn revision(&self) -> u64 {
+        self.meta.revision
+    }
+
+    /// The fingerprint of the Rust type the value was written as, or `None` for a value
+    /// written without one (every version-1 value, and writers that passed none).
+    pub fn type_fingerprint(&self) -> Option<u64> {
+        self.meta.type_fingerprint
+    }
+
+    /// Whether the header binds the value to the store key it was written under (version 2
+    /// and later); a version-1 value is not bound and its key is not checked.
+    pub fn is_key_bound(&self) -> bool {
+        self.key_crc.is_some()
+    }
+
+    /// The full pipeline name the value was written with (e.g. `cbor+zstd:3`).
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// The format part of the pipeline name (e.g. `cbor`).
+    pub fn format_name(&self) -> &str {
+        self.pipeline
+            .split_once('+')
+            .map_or(self.pipeline.as_str(), |(format, _)| format)
+    }
+
+    /// The codec specs of the pipeline, in the order they were applied on write.
+    pub fn codecs(&self) -> impl Iterator<Item = &str> {
+        self.pipeline.split('+').skip(1)
+    }
+
+    /// The id of the zstd dictionary the payload was compressed with, if any.
+    pub fn dictionary_id(&self) -> Option<u32> {
+        self.codecs()
+            .flat_map(|codec| codec.split(':'))
+            .find_map(|part| part.strip_prefix("dict=")?.parse().ok())
+    }
+
+    /// Whether the value carries a MAC.
+    pub fn has_mac(&self) -> bool {
+        self.mac.is_some()
+    }
+
+    /// Header length: the payload starts at this offset.
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// The payload length recorded in the header.
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    /// Where the payload sits in the stored bytes (as recorded; [`payload`] checks it against
+    /// the actual length and the checksum).
+    pub fn payload_range(&self) -> Range<usize> {
+        let end = usize::try_from(self.payload_len)
+            .ok()
+            .and_then(|len| self.header_len.checked_add(len))
+            .unwrap_or(usize::MAX);
+        self.header_len..end
+    }
+
+    /// Checks that the value was written under `store_key` (version 2; accidents only, see
+    /// the module docs). Version-1 values are not bound to a key and pass.
+    pub(crate) fn check_key(&self, store_key: &[u8]) -> Result<(), Error> {
+        match self.key_crc {
+            Some(stored) if stored != crc32fast::hash(store_key) => Err(Error::corrupt(
+                "the value was written under another key (key checksum mismatch)",
+            )),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Parsing and checking stored envelopes of every version.
+
+use super::{
+    write, EnvelopeMeta, Header, CRC_LEN, CURRENT_VERSION, ENVELOPE_VERSION_1, FIXED_LEN_V1,
+    FIXED_LEN_V2, FLAG_EXPIRES, FLAG_MAC, KNOWN_FLAGS, MAC_LEN, MAGIC,
+};
+use crate::error::{Error, Result};
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut le = [0u8; 8];
+    le.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(le)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut le = [0u8; 4];
+    le.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(le)
+}
+
+impl Header {
+    /// Parses and checks the header only: magic, version, flags, lengths and the header
+    /// checksum. Does not read, decompress or checksum the payload, and needs only the first
+    /// `header_len` bytes (at most [`MAX_HEADER_LEN`](super::MAX_HEADER_LEN)).
+    ///
+    /// This is a structural check, not an authenticity one: it checks neither the store key
+    /// nor the MAC (both need more, see [`Registry::peek_value`](crate::Registry::peek_value)).
+    ///
+    /// Errors: [`Error::UpgradeRequired`] for a newer envelope version, [`Error::Corrupt`] for
+    /// anything damaged or truncated.
+    pub fn peek(bytes: &[u8]) -> Result<Header> {
+        if bytes.len() < 5 {
+            return Err(Error::corrupt(format!(
+                "{} bytes is too short for an envelope",
+                bytes.len()
+            )));
+        }
+        if bytes[..4] != MAGIC {
+            return Err(Error::corrupt(format!(
+                "bad magic {:02x?} (expected {:02x?})",
+                &bytes[..4],
+                MAGIC
+            )));
+        }
+        let version = bytes[4];
+        if version > CURRENT_VERSION {
+            return Err(Error::UpgradeRequired {
+                found: version,
+                supported: CURRENT_VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(Error::corrupt("envelope version 0"));
+        }
+        let fixed_len = if version == ENVELOPE_VERSION_1 {
+            FIXED_LEN_V1
+        } else {
+            FIXED_LEN_V2
+        };
+        if bytes.len() < fixed_len {
+            return Err(Error::corrupt(format!(
+                "truncated header: {} bytes, the fixed part of version {version} is {fixed_len}",
+                bytes.len()
+            )));
+        }
+        let flags = bytes[5];
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(Error::corrupt(format!("unknown flags 0x{flags:02x}")));
+        }
+        let header_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+        let name_len = usize::from(bytes[fixed_len - 1]);
+        let mac_len = if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 };
+        let expected_len = fixed_len + name_len + mac_len + CRC_LEN;
+        if header_len != expected_len {
+            return Err(Error::corrupt(format!(
+                "header length {header_len} disagrees with its fields ({expected_len})"
+            )));
+        }
+        if bytes.len() < header_len {
+            return Err(Error::corrupt(format!(
+                "truncated header: {} of {header_len} bytes",
+                bytes.len()
+            )));
+        }
+        let stored_crc = u32_at(bytes, header_len - CRC_LEN);
+        let actual_crc = crc32fast::hash(&bytes[..header_len - CRC_LEN]);
+        if stored_crc != actual_crc {
+            return Err(Error::corrupt(format!(
+                "header checksum mismatch (stored {stored_crc:08x}, computed {actual_crc:08x})"
+            )));
+        }
+        if name_len == 0 {
+            return Err(Error::corrupt("empty pipeline name"));
+        }
+        let pipeline = std::str::from_utf8(&bytes[fixed_len..fixed_len + name_len])
+            .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))?
+            .to_owned();
+        let expires_raw = u64_at(bytes, 16);
+        let expires_ms = if flags & FLAG_EXPIRES != 0 {
+            Some(expires_raw)
+        } else if expires_raw != 0 {
+            return Err(Error::corrupt("expiry set without its flag"));
+        } else {
+            None
+        };
+        let mac = (mac_len > 0).then(|| {
+            let mut mac = [0u8; MAC_LEN];
+            mac.copy_from_slice(&bytes[fixed_len + name_len..fixed_len + name_len + MAC_LEN]);
+            mac
+        });
+        let (type_fingerprint, key_crc) = if version == ENVELOPE_VERSION_1 {
+            (None, None)
+        } else {
+            let fingerprint = u64_at(bytes, 44);
+            (
+                (fingerprint != 0).then_some(fingerprint),
+                Some(u32_at(bytes, 52)),
+            )
+        };
+        Ok(Header {
+            version,
+            meta: EnvelopeMeta {
+                created_ms: u64_at(bytes, 8),
+                expires_ms,
+                revision: u64_at(bytes, 24),
+                type_fingerprint,
+            },
+            header_len,
+            payload_len: u64_at(bytes, 32),
+            payload_crc: u32_at(bytes, 40),
+            key_crc,
+            pipeline,
+            mac,
+        })
+    }
+
+    /// Checks the keyed BLAKE3 MAC over the header fields, `store_key` (version 2) and
+    /// `payload`. `bytes` is the stored value the header was peeked from.
+    pub(crate) fn verify_mac(
+        &self,
+        bytes: &[u8],
+        store_key: &[u8],
+        payload: &[u8],
+        mac_key: &[u8; 32],
+    ) -> Result<()> {
+        let Some(stored) = self.mac else {
+            return Err(Error::Unauthenticated {
+                reason: "the registry has a MAC key but the value carries no MAC".into(),
+            });
+        };
+        if self.key_crc.is_none() {
+            return Err(Error::Unauthenticated {
+                reason: format!(
+                    "envelope version {} MACs do not cover the store key; the value must be \
+                     rewritten",
+                    self.version
+                ),
+            });
+        }
+        let covered = &bytes[..self.header_len - CRC_LEN - MAC_LEN];
+        // blake3::Hash compares in constant time.
+        if write::mac(mac_key, covered, store_key, payload) != blake3::Hash::from(stored) {
+            return Err(Error::Unauthenticated {
+                reason: "MAC mismatch: the value was not written under this key with this \
+                         cache's MAC key"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Splits a stored value into its header and payload, lending the payload without copying.
+/// Checks the header, that the length matches and the payload checksum — but neither the
+/// store key nor the MAC (the registry's `open_value`/`decode_value*` do, given the key).
+///
+/// For a `raw` value without codecs the payload *is* the value.
+///
+/// ```
+/// use cacher_formats::{envelope, EnvelopeMeta, Registry};
+///
+/// let raw = Registry::with_builtins().resolve("raw")?;
+/// let stored = raw.encode_value_bytes(b"key", b"hello", &EnvelopeMeta::default())?;
+/// let (header, payload) = envelope::payload(&stored)?;
+/// assert_eq!(payload, b"hello");
+/// assert_eq!(payload.as_ptr(), stored[header.header_len()..].as_ptr()); // lent, not copied
+/// # Ok::<(), cacher_formats::Error>(())
+/// ```
+pub fn payload(bytes: &[u8]) -> Result<(Header, &[u8])> {
+    let header = Header::peek(bytes)?;
+    let available = (bytes.len() - header.header_len) as u64;
+    if available != header.payload_len {
+        return Err(Error::corrupt(format!(
+            "payload is {available} bytes, the header says {}",
+            header.payload_len
+        )));
+    }
+    let payload = &bytes[header.header_len..];
+    let actual = crc32fast::hash(payload);
+    if actual != header.payload_crc {
+        return Err(Error::corrupt(format!(
+            "payload checksum mismatch (stored {:08x}, computed {actual:08x})",
+            header.payload_crc
+        )));
+    }
+    Ok((header, payload))
+}

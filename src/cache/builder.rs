@@ -1,0 +1,150 @@
+//! [`CacheBuilder`]: the settings a [`Cache`] is opened with.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use cacher_formats::Registry;
+use cacher_store::Store;
+
+use super::{Cache, Inner};
+use crate::clock::{millis, Clock, SystemClock};
+use crate::limits::{Eviction, Tracker};
+use crate::report::Reported;
+use crate::stats::StatsRegistry;
+use crate::value_codec::ValueCodec;
+use crate::{Error, Result};
+
+/// Builds a [`Cache`]; see [`Cache::builder`].
+#[must_use]
+pub struct CacheBuilder {
+    store: Option<Box<dyn Store>>,
+    format: String,
+    ttl: Option<Duration>,
+    deadline: Option<SystemTime>,
+    max_entries: Option<u64>,
+    max_bytes: Option<u64>,
+    eviction: Eviction,
+    clock: Arc<dyn Clock>,
+    registry: Option<Registry>,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            store: None,
+            format: "cbor".to_string(),
+            ttl: None,
+            deadline: None,
+            max_entries: None,
+            max_bytes: None,
+            eviction: Eviction::default(),
+            clock: Arc::new(SystemClock),
+            registry: None,
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The store holding the values (required). Any [`Store`]: `MemoryStore`, `DirStore`,
+    /// `LogStore`, `LmdbStore`, a `Box<dyn Store>`, an `Arc` of one, or your own.
+    pub fn store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// The format new values are written in, by registry name (default `"cbor"`): `"json"`,
+    /// `"pickle"`, `"raw"`, `"cbor+zstd"`, `"json+zstd:19"`… Values written in another format
+    /// are still read: each value's envelope names its format.
+    pub fn format(mut self, name: &str) -> Self {
+        self.format = name.to_string();
+        self
+    }
+
+    /// The format registry (default: the built-in formats). Give your own to add formats,
+    /// codecs, zstd dictionaries, or a MAC key
+    /// ([`Registry::with_mac_key`](cacher_formats::Registry::with_mac_key)).
+    ///
+    /// With a MAC key, a value is accepted only if it was written by a holder of the key for
+    /// the very key it is read under: a planted value, or one copied from another key, is
+    /// [`Error::is_unauthenticated`] for `get`, `contains` and memoized calls alike (a plain
+    /// memoized `call` recomputes). What a MAC cannot prevent: someone with write access to
+    /// the store putting back an *older* value of the same key (a replay); see the
+    /// [envelope docs](cacher_formats::envelope) for what would.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Values expire this long after they were written.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Every value expires at this instant, whenever it was written.
+    pub fn expires_at(mut self, deadline: SystemTime) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// At most this many entries; the [`Eviction`] policy picks which go.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// At most this many stored bytes (envelopes included); the [`Eviction`] policy picks which
+    /// go.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// Which entries go first when a limit is exceeded (default LRU).
+    pub fn eviction(mut self, policy: Eviction) -> Self {
+        self.eviction = policy;
+        self
+    }
+
+    /// The clock used for expiry (default the system clock); tests inject a
+    /// [`crate::ManualClock`].
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Opens the cache. With a limit set, scans the store once to learn the entries' sizes and
+    /// ages (headers only).
+    pub fn build(self) -> Result<Cache> {
+        let store = self
+            .store
+            .ok_or_else(|| Error::Config("no store given: call .store(..)".into()))?;
+        let registry = Arc::new(self.registry.unwrap_or_else(Registry::with_builtins));
+        let codec =
+            ValueCodec::new(registry, &self.format).map_err(|e| Error::Config(e.to_string()))?;
+        if self.max_entries == Some(0) || self.max_bytes == Some(0) {
+            return Err(Error::Config("a limit of 0 would keep nothing".into()));
+        }
+        let tracker = (self.max_entries.is_some() || self.max_bytes.is_some())
+            .then(|| Mutex::new(Tracker::new(self.eviction)));
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                store,
+                codec,
+                ttl: self.ttl,
+                deadline_ms: self.deadline.map(millis),
+                max_entries: self.max_entries,
+                max_bytes: self.max_bytes,
+                clock: self.clock,
+                stats: StatsRegistry::default(),
+                reported: Reported::default(),
+                tracker,
+            }),
+        };
+        if cache.inner.tracker.is_some() {
+            // One scan learns the entries' sizes and ages (and drops expired ones).
+            cache.cleanup()?;
+        }
+        Ok(cache)
+    }
+}

@@ -1,0 +1,145 @@
+//! Reading and writing one entry: envelope check, expiry, stats, and the limits tracker.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use cacher_formats::EnvelopeMeta;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::Cache;
+use crate::limits::Tracker;
+use crate::stats::{Atomics, RELAXED};
+use crate::{Error, Result};
+
+impl Cache {
+    /// Reads and decodes `key`; an expired value counts as a miss and is removed.
+    ///
+    /// With `expect` (a memoized call's type fingerprint), a value recorded as another type is
+    /// a miss counted in `mismatches`, and so is a value recorded without a fingerprint (an
+    /// envelope-v1 value, a plain `put`) that does not decode as `T`: the caller recomputes and
+    /// overwrites, never decodes someone else's bytes into a wrong value.
+    pub(crate) fn lookup<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        stats: &Atomics,
+        expect: Option<u64>,
+    ) -> Result<Option<T>> {
+        let start = Instant::now();
+        let Some(blob) = self.inner.store.read(key)? else {
+            stats.misses.fetch_add(1, RELAXED);
+            // Deleted behind our back (another process, a store-level delete).
+            self.with_tracker(|t| t.remove(key));
+            return Ok(None);
+        };
+        let (header, payload) = self
+            .inner
+            .codec
+            .open(key, &blob)
+            .map_err(|e| Error::format(key, e))?;
+        if self.is_expired(&header.meta(), self.now_ms()) {
+            drop(blob);
+            stats.misses.fetch_add(1, RELAXED);
+            stats.expirations.fetch_add(1, RELAXED);
+            // Best effort: another process may have replaced it already; a fresh value
+            // written since is not ours to delete, so only delete if still expired.
+            if let Ok(Some((Ok(h), _))) = self.peek(key) {
+                if self.is_expired(&h, self.now_ms()) {
+                    let _ = self.inner.store.delete(key);
+                    self.with_tracker(|t| t.remove(key));
+                }
+            }
+            return Ok(None);
+        }
+        let mismatch = || {
+            stats.misses.fetch_add(1, RELAXED);
+            stats.mismatches.fetch_add(1, RELAXED);
+            Ok(None)
+        };
+        if let (Some(want), Some(have)) = (expect, header.type_fingerprint()) {
+            if want != have {
+                return mismatch();
+            }
+        }
+        let value = match self.inner.codec.decode(&header, payload) {
+            Ok(v) => v,
+            // The type's shape changed under the same name, or an untyped old value: for a
+            // memoized call that is a miss, not an error on every call.
+            Err(cacher_formats::Error::Decode { .. }) if expect.is_some() => return mismatch(),
+            Err(e) => return Err(Error::format(key, e)),
+        };
+        stats.hits.fetch_add(1, RELAXED);
+        stats.bytes_read.fetch_add(blob.len() as u64, RELAXED);
+        stats.add_read(start.elapsed());
+        self.with_tracker(|t| t.touch(key));
+        Ok(Some(value))
+    }
+
+    /// Encodes and writes `value`; `expires_ms` overrides the cache's TTL for this value, and
+    /// `fingerprint` (a memoized call's) records the value's type.
+    pub(crate) fn store_value<T: Serialize + ?Sized>(
+        &self,
+        key: &[u8],
+        value: &T,
+        expires_ms: Option<u64>,
+        fingerprint: Option<u64>,
+        stats: &Atomics,
+    ) -> Result<()> {
+        let now = self.now_ms();
+        let header = EnvelopeMeta {
+            created_ms: now,
+            expires_ms: self.expiry_of_new_value(now, expires_ms),
+            revision: 0,
+            type_fingerprint: fingerprint.filter(|&f| f != 0),
+        };
+        let bytes = self
+            .inner
+            .codec
+            .encode(key, value, &header)
+            .map_err(|e| Error::format(key, e))?;
+        self.inner.store.put(key, &bytes)?;
+        stats.stores.fetch_add(1, RELAXED);
+        stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
+        self.enforce_limits(key, bytes.len() as u64)
+    }
+
+    fn enforce_limits(&self, key: &[u8], size: u64) -> Result<()> {
+        let Some(tracker) = &self.inner.tracker else {
+            return Ok(());
+        };
+        let victims = {
+            let mut t = lock(tracker);
+            t.insert(key, size);
+            t.over_limits(self.inner.max_entries, self.inner.max_bytes, Some(key))
+        };
+        for victim in victims {
+            self.inner.store.delete(&victim)?;
+            self.ns_stats(&victim).evictions.fetch_add(1, RELAXED);
+        }
+        Ok(())
+    }
+
+    pub(super) fn with_tracker(&self, f: impl FnOnce(&mut Tracker)) {
+        if let Some(tracker) = &self.inner.tracker {
+            f(&mut lock(tracker));
+        }
+    }
+
+    /// `key`'s envelope header (or why it does not parse) and stored size, read through
+    /// [`Store::with_value`] so no store copies the value just to look at its header.
+    pub(super) fn peek(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(Result<EnvelopeMeta, cacher_formats::Error>, u64)>> {
+        let mut seen = None;
+        self.inner.store.with_value(key, &mut |bytes| {
+            seen = Some((self.inner.codec.peek(key, bytes), bytes.len() as u64));
+        })?;
+        Ok(seen)
+    }
+}
+
+pub(super) fn lock(m: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+    // The tracker is advisory (eviction order); a panic mid-update cannot lose stored data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

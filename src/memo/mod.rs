@@ -1,0 +1,30 @@
+//! Memoization: turn a function into one whose results come from the cache.
+//!
+//! Two styles share one path through the cache (one key builder, one run function in
+//! `site.rs`), so the same function, version and arguments give the same key in both:
+//!
+//! - the wrapper: [`Cache::memoize`](crate::Cache::memoize) → [`MemoBuilder`] →
+//!   [`Memo`], called with [`Memo::call`];
+//! - the attribute: [`#[memoize]`](crate::memoize) on a `fn` or a method.
+//!
+//! Each call can be steered with [`Call`] (its [`Mode`]: bypass, refresh, cache-only, and a
+//! TTL), and a [`StorePolicy`] decides which results are stored: [`Always`] (every value) or
+//! [`OkOnly`] (the `Ok` values of a `Result`). [`Memo::call_with_status`] (and the
+//! attribute's `NAME_with_status`) also say where the value came from ([`Status`]);
+//! [`Memo::invalidate`] and [`Memo::clear`] (`NAME_invalidate`, `NAME_clear`) remove results.
+//!
+//! A memoized function's identity is its namespace and version, and each stored value
+//! records its type's fingerprint: see [`Cache::memoize`](crate::Cache::memoize) and
+//! [`#[memoize]`](crate::memoize).
+
+mod builder;
+mod call;
+mod policy;
+pub(crate) mod site;
+mod wrapper;
+
+pub use builder::MemoBuilder;
+pub use call::{Call, Mode, Status};
+pub use policy::{Always, OkOnly, StorePolicy};
+pub(crate) use site::Site;
+pub use wrapper::Memo;

@@ -1,0 +1,125 @@
+//! [`Memo`]: a function wrapped so its results come from the cache.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::key::{canonical_args, canonical_bytes, KeyError};
+use crate::memo::builder::DepFn;
+use crate::memo::{Call, Site, Status, StorePolicy};
+use crate::stats::Atomics;
+use crate::{Cache, Result};
+
+type KeyFn<A> = Arc<dyn Fn(&A) -> std::result::Result<Vec<u8>, KeyError> + Send + Sync>;
+
+/// A memoized function: call it like the original, and its results come from the cache when
+/// they can. Made by [`MemoBuilder::wrap`](super::MemoBuilder::wrap) or
+/// [`MemoBuilder::wrap_result`](super::MemoBuilder::wrap_result).
+pub struct Memo<A, R, F, P> {
+    pub(super) cache: Cache,
+    pub(super) namespace: String,
+    pub(super) version: u32,
+    /// Argument positions left out of the key.
+    pub(super) skip: Vec<usize>,
+    pub(super) deps: Vec<DepFn>,
+    /// The fingerprint of the stored type, from `std::any::type_name`.
+    pub(super) fingerprint: u64,
+    pub(super) ttl: Option<Duration>,
+    pub(super) key_fn: Option<KeyFn<A>>,
+    pub(super) stats: Arc<Atomics>,
+    pub(super) f: F,
+    pub(super) _marker: PhantomData<fn(A) -> (R, P)>,
+}
+
+impl<A, R, F, P> Memo<A, R, F, P>
+where
+    A: Serialize,
+    F: Fn(A) -> R,
+    P: StorePolicy<R>,
+{
+    /// Replaces the default key (a hash of the arguments) with `key(args)`, hashed the same
+    /// stable way. The namespace, version and dependencies still join it.
+    pub fn key<K, KF>(mut self, key: KF) -> Self
+    where
+        K: Serialize,
+        KF: Fn(&A) -> K + Send + Sync + 'static,
+    {
+        self.key_fn = Some(Arc::new(move |a| canonical_bytes(&key(a))));
+        self
+    }
+
+    /// The store key for `args`.
+    pub fn key_for(&self, args: &A) -> Result<Vec<u8>> {
+        let encoded = match &self.key_fn {
+            Some(kf) => kf(args),
+            None => canonical_args(args, &self.skip),
+        };
+        self.site().key(encoded, self.deps.iter().map(|d| d()))
+    }
+
+    fn site(&self) -> Site<'_> {
+        Site::with_stats(
+            &self.cache,
+            &self.namespace,
+            self.version,
+            self.ttl,
+            self.fingerprint,
+            &self.stats,
+        )
+    }
+
+    /// Calls the function through the cache, like the original: a cache error (I/O, a corrupt
+    /// entry, a failed write) never fails the call — the function's value is returned, the
+    /// error is counted in the stats (`errors`) and the first of each kind is logged through
+    /// `tracing`.
+    pub fn call(&self, args: A) -> R {
+        let key = self.key_for(&args);
+        self.site().call::<P, R, A>(key, args, &|a| (self.f)(a))
+    }
+
+    /// The memoized function as a plain closure, for APIs that take an `Fn(A) -> R`.
+    pub fn into_fn(self) -> impl Fn(A) -> R {
+        move |args| self.call(args)
+    }
+
+    /// Calls the function through the cache and reports cache errors, a failed write of the
+    /// computed value included.
+    pub fn try_call(&self, args: A) -> Result<R> {
+        self.call_with(args, Call::default())
+    }
+
+    /// Calls with per-call options (bypass, refresh, cache-only, TTL) and reports cache
+    /// errors, a failed write of the computed value included.
+    pub fn call_with(&self, args: A, opts: Call) -> Result<R> {
+        Ok(self.call_with_status(args, opts)?.0)
+    }
+
+    /// Like [`Memo::call_with`], and says whether the value came from the cache.
+    ///
+    /// ```
+    /// use cacher::{Cache, Call, memo::Status, store::MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::new()).build()?;
+    /// let square = cache.memoize("square").wrap(|x: u64| x * x)?;
+    /// assert_eq!(square.call_with_status(3, Call::default())?, (9, Status::Miss));
+    /// assert_eq!(square.call_with_status(3, Call::default())?, (9, Status::Hit));
+    /// # Ok::<(), cacher::Error>(())
+    /// ```
+    pub fn call_with_status(&self, args: A, opts: Call) -> Result<(R, Status)> {
+        let key = self.key_for(&args);
+        self.site()
+            .call_with::<P, R, A>(key, opts, args, &|a| (self.f)(a))
+    }
+
+    /// Removes the cached result for `args`; returns whether there was one.
+    pub fn invalidate(&self, args: &A) -> Result<bool> {
+        self.site().invalidate(self.key_for(args))
+    }
+
+    /// Removes every cached result of this function (its namespace, all versions); returns
+    /// how many there were.
+    pub fn clear(&self) -> Result<u64> {
+        self.site().clear()
+    }
+}
