@@ -85,6 +85,7 @@ mod error;
 mod fingerprint;
 mod format;
 mod json;
+mod mismatch;
 mod pickle;
 mod pipeline;
 mod raw;

@@ -45,9 +45,18 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    decode_with(bytes, |de| Ok(T::deserialize(de)?))
+}
+
+/// The one decode body, shared by the typed path and the erased [`Format::decode`]: the
+/// opcode pre-scan, then `read`, then the end-of-stream check.
+fn decode_with<R>(
+    bytes: &[u8],
+    read: impl FnOnce(&mut serde_pickle::Deserializer<&[u8]>) -> Result<R, BoxError>,
+) -> Result<R, BoxError> {
     check_plain_data(bytes)?;
     let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
-    let value = T::deserialize(&mut de)?;
+    let value = read(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -63,18 +72,13 @@ impl Format for Pickle {
         value: &dyn erased_serde::Serialize,
         out: &mut Vec<u8>,
     ) -> Result<(), BoxError> {
-        Ok(serde_pickle::to_writer(
-            out,
-            &value,
-            serde_pickle::SerOptions::new(),
-        )?)
+        encode(value, out)
     }
 
     fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {
-        check_plain_data(bytes)?;
-        let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
-        sink(&mut <dyn erased_serde::Deserializer>::erase(&mut de))?;
-        Ok(de.end()?)
+        decode_with(bytes, |de| {
+            Ok(sink(&mut <dyn erased_serde::Deserializer>::erase(de))?)
+        })
     }
 }
 
