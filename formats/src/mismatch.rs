@@ -1,4 +1,4 @@
-//! Type mismatches in words: "stored a text string, asked for a sequence (Vec<u32>)" rather
+//! Type mismatches in words: `stored a text string, asked for a sequence (Vec<u32>)` rather
 //! than a raw CBOR byte or a deserializer's internal error.
 //!
 //! Formats report a mismatch either as a [`TypeMismatch`] (cbor, from its structured error)

@@ -17,6 +17,8 @@ use crate::mismatch::{short_type_name, TypeMismatch};
 /// [`Registry::resolve`](crate::Registry::resolve). Cheap to clone (one `Arc`), `Send + Sync`.
 ///
 /// ```
+/// # #[cfg(all(feature = "cbor", feature = "zstd"))]
+/// # fn main() -> Result<(), cacher_formats::Error> {
 /// use cacher_formats::{EnvelopeMeta, Registry};
 ///
 /// let registry = Registry::with_builtins();
@@ -32,7 +34,10 @@ use crate::mismatch::{short_type_name, TypeMismatch};
 /// let (header, value) = registry.decode_value::<Vec<f64>>(b"scores", &stored)?;
 /// assert_eq!(header.pipeline(), "cbor+zstd:3");
 /// assert_eq!(value, vec![1.5, 2.5]);
-/// # Ok::<(), cacher_formats::Error>(())
+/// # Ok(())
+/// # }
+/// # #[cfg(not(all(feature = "cbor", feature = "zstd")))]
+/// # fn main() {}
 /// ```
 #[derive(Clone)]
 pub struct Pipeline {
