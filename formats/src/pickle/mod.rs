@@ -21,7 +21,7 @@
 //!   laughs" pickle), which would otherwise exhaust the stack or memory. Both are computed
 //!   over the whole stream once it has been walked, so a container filled through the memo
 //!   after it was put inside another still counts at its final depth. The walk itself needs
-//!   at most ~40 bytes per opcode of the input.
+//!   a few dozen bytes per opcode of the input (stack, memo and graph entries).
 //!
 //! Known limits of serde-pickle: integers that do not fit `i64` cannot be read back into Rust
 //! integer types (they are written fine); recursive structures are refused; empty `bytes`
