@@ -3,6 +3,8 @@
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
+use zstd::stream::read::Decoder;
+
 use crate::codec::{Codec, CodecArgs, CodecFactory};
 use crate::dictionary::Dictionary;
 use crate::error::BoxError;
@@ -11,10 +13,20 @@ use crate::error::BoxError;
 /// [`Dictionary`].
 ///
 /// Compression and decompression contexts are pooled, so small values do not pay for
-/// allocating a context each time. Frames record their content size; decoding never
-/// allocates more than [`Zstd::MAX_DECODED_LEN`] nor more than the data actually decodes to.
+/// allocating a context each time.
+///
+/// Decoding is bounded whatever a frame claims: never more than
+/// [`max_decoded_len`](Zstd::max_decoded_len) (default [`Zstd::MAX_DECODED_LEN`], 4 GiB) nor
+/// more than the data actually decodes to. Frames this crate writes record their content
+/// size and decode in one pass into a buffer of at most 64× the frame (+4 KiB), growing only
+/// as the data really decodes. A frame without a content size, or one claiming more than 64×
+/// its length, is first decoded into nothing to count its length (bounded by the limit), so a
+/// decompression bomb is refused with no memory spent on its output; only then is the value
+/// decoded into a buffer of exactly that size. zstd's own window is capped by its default
+/// `windowLogMax` (27: 128 MiB).
 pub struct Zstd {
     level: i32,
+    max_decoded_len: u64,
     dictionary: Option<Dictionary>,
     compressors: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
     decompressors: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
@@ -33,7 +45,8 @@ impl Zstd {
     /// The level `zstd` without a level means.
     pub const DEFAULT_LEVEL: i32 = 3;
 
-    /// The largest decompressed size accepted (4 GiB): a guard against decompression bombs.
+    /// The default largest decompressed size accepted (4 GiB): a guard against
+    /// decompression bombs.
     pub const MAX_DECODED_LEN: u64 = 4 << 30;
 
     /// zstd at `level` (1..=22), with an optional dictionary.
@@ -43,10 +56,24 @@ impl Zstd {
         }
         Ok(Zstd {
             level,
+            max_decoded_len: Zstd::MAX_DECODED_LEN,
             dictionary,
             compressors: Mutex::new(Vec::new()),
             decompressors: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The same codec refusing values that decode to more than `max` bytes (instead of
+    /// [`Zstd::MAX_DECODED_LEN`]). Not part of the spec: it bounds reading, not the format.
+    #[must_use]
+    pub fn with_max_decoded_len(mut self, max: u64) -> Self {
+        self.max_decoded_len = max;
+        self
+    }
+
+    /// The largest decompressed size this codec accepts.
+    pub fn max_decoded_len(&self) -> u64 {
+        self.max_decoded_len
     }
 
     /// The compression level.
@@ -167,7 +194,7 @@ impl Codec for Zstd {
 
     fn decompress(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError> {
         match zstd::zstd_safe::get_frame_content_size(input) {
-            Ok(Some(size)) if size <= Zstd::MAX_DECODED_LEN => {
+            Ok(Some(size)) if size <= self.max_decoded_len => {
                 // The size is only a claim of the (unverified) frame header: reserve at most
                 // a sane multiple of the input up front and let a mismatch fail below.
                 let size = usize::try_from(size)?;
@@ -195,7 +222,7 @@ impl Codec for Zstd {
             }
             Ok(Some(size)) => Err(format!(
                 "frame claims {size} bytes, more than the {} byte limit",
-                Zstd::MAX_DECODED_LEN
+                self.max_decoded_len
             )
             .into()),
             Ok(None) => self.decompress_streaming(input, out),
@@ -205,21 +232,29 @@ impl Codec for Zstd {
 }
 
 impl Zstd {
+    fn stream<'a>(&self, input: &'a [u8]) -> std::io::Result<Decoder<'static, &'a [u8]>> {
+        match &self.dictionary {
+            Some(dict) => Decoder::with_dictionary(input, dict.as_bytes()),
+            None => Decoder::with_buffer(input),
+        }
+    }
+
+    /// Decodes a frame whose size is unknown or implausible: counts first (into nothing, so a
+    /// bomb costs no memory), then decodes into a buffer of exactly that size.
     fn decompress_streaming(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError> {
-        let decoder = match &self.dictionary {
-            Some(dict) => zstd::stream::read::Decoder::with_dictionary(input, dict.as_bytes())?,
-            None => zstd::stream::read::Decoder::with_buffer(input)?,
-        };
-        let mut limited = decoder.take(Zstd::MAX_DECODED_LEN + 1);
+        let limit = self.max_decoded_len;
+        let mut counted = self.stream(input)?.take(limit.saturating_add(1));
+        let len = std::io::copy(&mut counted, &mut std::io::sink())?;
+        if len > limit {
+            return Err(format!("decodes to more than the {limit} byte limit").into());
+        }
+        let len = usize::try_from(len)?;
+        out.try_reserve_exact(len)?;
         let before = out.len();
-        limited.read_to_end(out)?;
-        if (out.len() - before) as u64 > Zstd::MAX_DECODED_LEN {
+        self.stream(input)?.take(len as u64).read_to_end(out)?;
+        if out.len() - before != len {
             out.truncate(before);
-            return Err(format!(
-                "decodes to more than the {} byte limit",
-                Zstd::MAX_DECODED_LEN
-            )
-            .into());
+            return Err("frame decoded to a different length the second time".into());
         }
         Ok(())
     }
