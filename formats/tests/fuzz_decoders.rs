@@ -64,6 +64,45 @@ fn pickle_soup() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// `n` memoized empty lists, then `memo[i].extend([memo[i + 1]])` for each link in `order`
+/// (a permutation of `0..n-1`), then `memo[0]`: a chain `n` deep however it is filled. The
+/// per-step depth check this replaced accepted it when filled outside-in.
+fn memo_chain(n: u32, order: &[u32]) -> Vec<u8> {
+    let mut bytes = b"\x80\x02".to_vec();
+    for i in 0..n {
+        bytes.extend_from_slice(b"]r");
+        bytes.extend_from_slice(&i.to_le_bytes());
+        bytes.push(b'0');
+    }
+    for &i in order {
+        bytes.push(b'j');
+        bytes.extend_from_slice(&i.to_le_bytes());
+        bytes.extend_from_slice(b"(j");
+        bytes.extend_from_slice(&(i + 1).to_le_bytes());
+        bytes.extend_from_slice(b"e0");
+    }
+    bytes.extend_from_slice(b"j\x00\x00\x00\x00.");
+    bytes
+}
+
+fn memo_chain_shape() -> impl Strategy<Value = (u32, Vec<u32>)> {
+    (100u32..200).prop_flat_map(|n| {
+        (
+            Just(n),
+            Just((0..n - 1).collect::<Vec<u32>>()).prop_shuffle(),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pickle_entry_point_holds_on_chains_filled_in_any_order((n, order) in memo_chain_shape()) {
+        entry_points::pickle(&memo_chain(n, &order));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
