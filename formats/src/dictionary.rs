@@ -9,11 +9,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+#[cfg(feature = "zstd")]
 use crate::error::{Error, Result};
 
 /// A zstd dictionary and the id values written with it refer to.
 ///
 /// ```
+/// # #[cfg(all(feature = "json", feature = "zstd"))]
+/// # fn main() -> Result<(), cacher_formats::Error> {
 /// use cacher_formats::{train_dictionary, Registry};
 ///
 /// let samples: Vec<Vec<u8>> = (0..500)
@@ -27,7 +30,10 @@ use crate::error::{Error, Result};
 /// let bytes = pipeline.encode(&serde_json::json!({"id": 7, "user": "user7"}))?;
 /// let back: serde_json::Value = pipeline.decode(&bytes)?;
 /// assert_eq!(back["user"], "user7");
-/// # Ok::<(), cacher_formats::Error>(())
+/// # Ok(())
+/// # }
+/// # #[cfg(not(all(feature = "json", feature = "zstd")))]
+/// # fn main() {}
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dictionary {
@@ -65,6 +71,7 @@ impl fmt::Debug for Dictionary {
     }
 }
 
+#[cfg(feature = "zstd")]
 /// Trains a zstd dictionary of at most `max_size` bytes from `samples` (typically a few
 /// hundred values, a total of ~100× the dictionary size). Its id is the one zstd writes into
 /// the dictionary header (random, non-zero).

@@ -9,6 +9,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything the formats crate can fail with. No decoder panics on bad bytes: damaged input
 /// comes back as [`Error::Corrupt`], [`Error::Decode`] or [`Error::Codec`].
+///
+/// Every variant is a leaf of an error chain: the message already says what the underlying
+/// library (serde_json, cbor4ii, serde-pickle, zstd) reported, so [`source`] is `None` and a
+/// chain printed by `anyhow`'s `{:#}` shows each cause once.
+///
+/// [`source`]: std::error::Error::source
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -50,40 +56,58 @@ pub enum Error {
 
     /// The format could not serialize the value (e.g. a non-bytes value given to `raw`, a map
     /// key JSON cannot hold).
-    #[error("{format}: cannot encode value: {source}")]
+    #[error("{format}: cannot encode value: {detail}")]
     Encode {
         /// The format name.
         format: String,
-        /// The serializer's error.
-        #[source]
-        source: BoxError,
+        /// The serializer's error (its text is part of this error's message).
+        detail: BoxError,
     },
 
-    /// The format could not deserialize the payload into the requested type.
-    #[error("{format}: cannot decode value: {source}")]
+    /// The format could not deserialize the payload into the requested type, for another
+    /// reason than a [`TypeMismatch`](Error::TypeMismatch) (bad bytes, a missing field, an
+    /// integer out of range, a refused pickle opcode).
+    #[error("{format}: cannot decode value as {asked_for}: {detail}")]
     Decode {
         /// The format name.
         format: String,
-        /// The deserializer's error.
-        #[source]
-        source: BoxError,
+        /// The Rust type asked for, without module paths (`Vec<u32>`).
+        asked_for: String,
+        /// The deserializer's error (its text is part of this error's message).
+        detail: BoxError,
+    },
+
+    /// The payload holds another kind of value than the type asked for: `json: cannot decode
+    /// value: stored a text string, asked for a sequence (Vec<u32>)`. The stored value itself is never quoted.
+    #[error(
+        "{format}: cannot decode value: stored {stored}, asked for {}",
+        asked(expected, asked_for)
+    )]
+    TypeMismatch {
+        /// The format name.
+        format: String,
+        /// What the payload holds, in words (`a text string`, `a map`).
+        stored: String,
+        /// What the deserializer of the requested type expected, in words (`a sequence`).
+        expected: String,
+        /// The Rust type asked for, without module paths (`Vec<u32>`).
+        asked_for: String,
     },
 
     /// A codec failed to compress or decompress.
-    #[error("{codec}: {op} failed: {source}")]
+    #[error("{codec}: {op} failed: {detail}")]
     Codec {
         /// The codec spec (e.g. `zstd:3`).
         codec: String,
         /// `"compressing"` or `"decompressing"`.
         op: &'static str,
-        /// The codec's error.
-        #[source]
-        source: BoxError,
+        /// The codec's error (its text is part of this error's message).
+        detail: BoxError,
     },
 
     /// Training a zstd dictionary failed (e.g. too few or too small samples).
     #[error("training a zstd dictionary failed: {0}")]
-    Dictionary(#[source] std::io::Error),
+    Dictionary(std::io::Error),
 
     /// The stored bytes fail a check of the envelope (magic, length, checksum). The data is
     /// damaged.
@@ -113,6 +137,15 @@ pub enum Error {
     },
 }
 
+/// `a sequence (Vec<u32>)`, or just `u32` when the deserializer's words are the type name.
+fn asked(expected: &str, asked_for: &str) -> String {
+    if expected == asked_for {
+        expected.to_owned()
+    } else {
+        format!("{expected} ({asked_for})")
+    }
+}
+
 impl Error {
     pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
         Error::Corrupt {
@@ -124,5 +157,12 @@ impl Error {
     /// a type mismatch or a newer version).
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Error::Corrupt { .. })
+    }
+
+    /// Whether the payload decoded fine but holds another kind of value than the type asked
+    /// for ([`Error::TypeMismatch`]): for a cache, a value of another type under the key, to
+    /// recompute rather than report.
+    pub fn is_type_mismatch(&self) -> bool {
+        matches!(self, Error::TypeMismatch { .. })
     }
 }

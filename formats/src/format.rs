@@ -26,6 +26,8 @@ pub type DecodeSink<'s> = dyn for<'a, 'de> FnMut(
 /// envelope stores, so it must stay the same for as long as values written with it exist.
 ///
 /// ```
+/// # #[cfg(feature = "zstd")]
+/// # fn main() -> Result<(), cacher_formats::Error> {
 /// use std::sync::Arc;
 /// use cacher_formats::{BoxError, DecodeSink, Format, Registry};
 ///
@@ -48,7 +50,10 @@ pub type DecodeSink<'s> = dyn for<'a, 'de> FnMut(
 /// let pipeline = registry.resolve("pretty-json+zstd")?;
 /// let bytes = pipeline.encode(&vec![1, 2, 3])?;
 /// assert_eq!(pipeline.decode::<Vec<i32>>(&bytes)?, vec![1, 2, 3]);
-/// # Ok::<(), cacher_formats::Error>(())
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "zstd"))]
+/// # fn main() {}
 /// ```
 pub trait Format: Send + Sync + 'static {
     /// Serializes `value`, appending the bytes to `out` (which may already hold an envelope
@@ -99,8 +104,11 @@ impl<T: serde::Serialize + ?Sized> serde::Serialize for SerializeRef<'_, T> {
 #[derive(Clone)]
 pub(crate) enum FormatImpl {
     Raw,
+    #[cfg(feature = "json")]
     Json,
+    #[cfg(feature = "cbor")]
     Cbor,
+    #[cfg(feature = "pickle")]
     Pickle,
     Dyn(std::sync::Arc<dyn Format>),
 }
@@ -109,8 +117,11 @@ impl FormatImpl {
     pub(crate) fn as_dyn(&self) -> &dyn Format {
         match self {
             FormatImpl::Raw => &crate::raw::Raw,
+            #[cfg(feature = "json")]
             FormatImpl::Json => &crate::json::Json,
+            #[cfg(feature = "cbor")]
             FormatImpl::Cbor => &crate::cbor::Cbor,
+            #[cfg(feature = "pickle")]
             FormatImpl::Pickle => &crate::pickle::Pickle,
             FormatImpl::Dyn(format) => &**format,
         }
@@ -123,8 +134,11 @@ impl FormatImpl {
     ) -> Result<(), BoxError> {
         match self {
             FormatImpl::Raw => crate::raw::encode(value, out),
+            #[cfg(feature = "json")]
             FormatImpl::Json => crate::json::encode(value, out),
+            #[cfg(feature = "cbor")]
             FormatImpl::Cbor => crate::cbor::encode(value, out),
+            #[cfg(feature = "pickle")]
             FormatImpl::Pickle => crate::pickle::encode(value, out),
             FormatImpl::Dyn(format) => format.encode(&SerializeRef(value), out),
         }
@@ -136,8 +150,11 @@ impl FormatImpl {
     ) -> Result<T, BoxError> {
         match self {
             FormatImpl::Raw => crate::raw::decode(bytes),
+            #[cfg(feature = "json")]
             FormatImpl::Json => crate::json::decode(bytes),
+            #[cfg(feature = "cbor")]
             FormatImpl::Cbor => crate::cbor::decode(bytes),
+            #[cfg(feature = "pickle")]
             FormatImpl::Pickle => crate::pickle::decode(bytes),
             FormatImpl::Dyn(format) => {
                 let mut value = None;

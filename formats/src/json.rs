@@ -6,6 +6,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::de::SliceRead;
 
 use crate::error::BoxError;
 use crate::format::{DecodeSink, Format};
@@ -15,8 +16,17 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    decode_with(bytes, |de| Ok(T::deserialize(de)?))
+}
+
+/// The one decode body, shared by the typed path and the erased [`Format::decode`]: `read`
+/// deserializes the value, then nothing but whitespace may follow.
+fn decode_with<R>(
+    bytes: &[u8],
+    read: impl FnOnce(&mut serde_json::Deserializer<SliceRead<'_>>) -> Result<R, BoxError>,
+) -> Result<R, BoxError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = T::deserialize(&mut de)?;
+    let value = read(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -35,8 +45,8 @@ impl Format for Json {
     }
 
     fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        sink(&mut <dyn erased_serde::Deserializer>::erase(&mut de))?;
-        Ok(de.end()?)
+        decode_with(bytes, |de| {
+            Ok(sink(&mut <dyn erased_serde::Deserializer>::erase(de))?)
+        })
     }
 }

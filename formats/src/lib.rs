@@ -2,6 +2,8 @@
 //! them, and the versioned envelope every stored value carries.
 //!
 //! ```
+//! # #[cfg(feature = "json")]
+//! # fn main() -> Result<(), cacher_formats::Error> {
 //! use cacher_formats::{EnvelopeMeta, Registry};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -37,14 +39,23 @@
 //! // Unknown names list what is known.
 //! let err = registry.resolve("cbor+lz4").unwrap_err();
 //! assert_eq!(err.to_string(), "unknown codec `lz4` (known codecs: zstd)");
-//! # Ok::<(), cacher_formats::Error>(())
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "json"))]
+//! # fn main() {}
 //! ```
 //!
 //! # Pieces
 //! - [`Format`]: object-safe (through `erased_serde`) serde format. Built in: [`Raw`],
-//!   [`Json`], [`Cbor`], [`Pickle`].
-//! - [`Codec`]: bytes to bytes. Built in: [`Zstd`] with a level and optionally a trained
-//!   [`Dictionary`] ([`train_dictionary`]).
+//!   `Json`, `Cbor`, `Pickle`.
+//! - [`Codec`]: bytes to bytes. Built in: `Zstd` with a level and optionally a trained
+//!   [`Dictionary`] (`train_dictionary`).
+//!
+//! # Cargo features
+//! One per built-in format or codec, all on by default: `json`, `cbor`, `pickle`, `zstd`
+//! (zstd compiles C). `raw` is always built in. A registry built without a feature does not
+//! know that name: values written with it are [`Error::UnknownFormat`] /
+//! [`Error::UnknownCodec`], never misread.
 //! - [`Registry`]: names to formats and codecs; [`Registry::resolve`] turns
 //!   `"cbor+zstd:3"` into a [`Pipeline`] with typed `encode`/`decode` helpers.
 //! - [`envelope`]: the stored value layout (magic, version, pipeline name, created/expiry,
@@ -77,6 +88,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cbor")]
 mod cbor;
 mod codec;
 mod dictionary;
@@ -84,24 +96,36 @@ pub mod envelope;
 mod error;
 mod fingerprint;
 mod format;
+#[cfg(feature = "json")]
 mod json;
+mod mismatch;
+#[cfg(feature = "pickle")]
 mod pickle;
 mod pipeline;
 mod raw;
 mod registry;
+#[cfg(feature = "zstd")]
+mod zstd_codec;
 
+#[cfg(feature = "cbor")]
 pub use cbor::Cbor;
-pub use codec::{Codec, CodecArgs, CodecFactory, Zstd};
-pub use dictionary::{train_dictionary, Dictionary};
+pub use codec::{Codec, CodecArgs, CodecFactory};
+#[cfg(feature = "zstd")]
+pub use dictionary::train_dictionary;
+pub use dictionary::Dictionary;
 pub use envelope::{EnvelopeMeta, Header};
 pub use error::{BoxError, Error, Result};
 pub use fingerprint::type_fingerprint;
 pub use format::{DecodeSink, Format};
+#[cfg(feature = "json")]
 pub use json::Json;
+#[cfg(feature = "pickle")]
 pub use pickle::Pickle;
 pub use pipeline::Pipeline;
 pub use raw::{NotBytes, Raw};
 pub use registry::Registry;
+#[cfg(feature = "zstd")]
+pub use zstd_codec::Zstd;
 
 // The formats' own crates, re-exported so users implementing `Format` use matching versions.
 pub use erased_serde;

@@ -11,11 +11,14 @@ use crate::codec::Codec;
 use crate::envelope::{self, EnvelopeMeta};
 use crate::error::{BoxError, Error, Result};
 use crate::format::FormatImpl;
+use crate::mismatch::{short_type_name, TypeMismatch};
 
 /// A format and its codec chain, resolved from a name like `cbor+zstd:3` by
 /// [`Registry::resolve`](crate::Registry::resolve). Cheap to clone (one `Arc`), `Send + Sync`.
 ///
 /// ```
+/// # #[cfg(all(feature = "cbor", feature = "zstd"))]
+/// # fn main() -> Result<(), cacher_formats::Error> {
 /// use cacher_formats::{EnvelopeMeta, Registry};
 ///
 /// let registry = Registry::with_builtins();
@@ -31,7 +34,10 @@ use crate::format::FormatImpl;
 /// let (header, value) = registry.decode_value::<Vec<f64>>(b"scores", &stored)?;
 /// assert_eq!(header.pipeline(), "cbor+zstd:3");
 /// assert_eq!(value, vec![1.5, 2.5]);
-/// # Ok::<(), cacher_formats::Error>(())
+/// # Ok(())
+/// # }
+/// # #[cfg(not(all(feature = "cbor", feature = "zstd")))]
+/// # fn main() {}
 /// ```
 #[derive(Clone)]
 pub struct Pipeline {
@@ -98,17 +104,30 @@ impl Pipeline {
         self.inner.mac_key.is_some()
     }
 
-    fn encode_err(&self, source: BoxError) -> Error {
+    fn encode_err(&self, detail: BoxError) -> Error {
         Error::Encode {
             format: self.inner.format_name.clone(),
-            source,
+            detail,
         }
     }
 
-    fn decode_err(&self, source: BoxError) -> Error {
-        Error::Decode {
-            format: self.inner.format_name.clone(),
-            source,
+    /// A decode error naming the Rust type asked for (`type_name`, from
+    /// [`std::any::type_name`]); a type mismatch says in words what was stored.
+    fn decode_err(&self, type_name: &str, detail: BoxError) -> Error {
+        let format = self.inner.format_name.clone();
+        let asked_for = short_type_name(type_name);
+        match TypeMismatch::find(&detail) {
+            Some(TypeMismatch { stored, expected }) => Error::TypeMismatch {
+                format,
+                stored,
+                expected,
+                asked_for,
+            },
+            None => Error::Decode {
+                format,
+                asked_for,
+                detail,
+            },
         }
     }
 
@@ -161,7 +180,7 @@ impl Pipeline {
         self.inner
             .format
             .decode(&bytes)
-            .map_err(|e| self.decode_err(e))
+            .map_err(|e| self.decode_err(std::any::type_name::<T>(), e))
     }
 
     /// Encodes a byte string as the payload. For `raw` without codecs this is one copy and no
@@ -177,20 +196,12 @@ impl Pipeline {
     /// Decodes a byte-string payload. For `raw` without codecs the payload is lent back as
     /// it is (`Cow::Borrowed`, no copy).
     pub fn decode_bytes<'a>(&self, payload: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+        let format = self.inner.format.as_dyn();
+        let err = |e| self.decode_err("bytes", e);
         match self.undo_codecs(payload)? {
-            Cow::Borrowed(bytes) => self
-                .inner
-                .format
-                .as_dyn()
-                .decode_bytes(bytes)
-                .map_err(|e| self.decode_err(e)),
+            Cow::Borrowed(bytes) => format.decode_bytes(bytes).map_err(err),
             Cow::Owned(bytes) => {
-                let decoded = self
-                    .inner
-                    .format
-                    .as_dyn()
-                    .decode_bytes(&bytes)
-                    .map_err(|e| self.decode_err(e))?;
+                let decoded = format.decode_bytes(&bytes).map_err(err)?;
                 Ok(Cow::Owned(decoded.into_owned()))
             }
         }
@@ -251,10 +262,10 @@ impl Pipeline {
     }
 }
 
-fn codec_err(spec: &str, op: &'static str, source: BoxError) -> Error {
+fn codec_err(spec: &str, op: &'static str, detail: BoxError) -> Error {
     Error::Codec {
         codec: spec.to_owned(),
         op,
-        source,
+        detail,
     }
 }

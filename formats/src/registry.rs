@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, CodecArgs, CodecFactory, Zstd};
+use crate::codec::{Codec, CodecArgs, CodecFactory};
 use crate::dictionary::Dictionary;
 use crate::envelope::{self, Header};
 use crate::error::{Error, Result};
@@ -25,11 +25,16 @@ use crate::pipeline::Pipeline;
 /// `zstd:dict=ID`, `zstd:LEVEL:dict=ID`). `Send + Sync`: share it in an `Arc`.
 ///
 /// ```
+/// # #[cfg(all(feature = "json", feature = "cbor", feature = "pickle"))]
+/// # fn main() {
 /// use cacher_formats::Registry;
 ///
 /// let registry = Registry::with_builtins();
 /// let err = registry.resolve("yaml").unwrap_err();
 /// assert_eq!(err.to_string(), "unknown format `yaml` (known formats: cbor, json, pickle, raw)");
+/// # }
+/// # #[cfg(not(all(feature = "json", feature = "cbor", feature = "pickle")))]
+/// # fn main() {}
 /// ```
 pub struct Registry {
     formats: HashMap<String, FormatImpl>,
@@ -83,20 +88,26 @@ impl Registry {
         }
     }
 
-    /// A registry with the built-in formats (`raw`, `json`, `cbor`, `pickle`) and codec
-    /// (`zstd`).
+    /// A registry with the built-in formats (`raw`, and `json`, `cbor`, `pickle` when their
+    /// features are on) and codec (`zstd`, feature `zstd`).
     pub fn with_builtins() -> Self {
         let mut registry = Registry::empty();
         let builtins = [
             ("raw", FormatImpl::Raw),
+            #[cfg(feature = "json")]
             ("json", FormatImpl::Json),
+            #[cfg(feature = "cbor")]
             ("cbor", FormatImpl::Cbor),
+            #[cfg(feature = "pickle")]
             ("pickle", FormatImpl::Pickle),
         ];
         for (name, format) in builtins {
             registry.formats.insert(name.to_owned(), format);
         }
-        registry.codecs.insert("zstd".to_owned(), Zstd::factory());
+        #[cfg(feature = "zstd")]
+        registry
+            .codecs
+            .insert("zstd".to_owned(), crate::Zstd::factory());
         registry
     }
 
@@ -120,6 +131,8 @@ impl Registry {
     /// codec.
     ///
     /// ```
+    /// # #[cfg(all(feature = "json", feature = "zstd"))]
+    /// # fn main() -> Result<(), cacher_formats::Error> {
     /// use std::sync::Arc;
     /// use cacher_formats::{BoxError, Codec, Registry};
     ///
@@ -141,7 +154,10 @@ impl Registry {
     /// let pipeline = registry.resolve("json+invert+zstd:1")?;
     /// let payload = pipeline.encode(&[1, 2, 3])?;
     /// assert_eq!(pipeline.decode::<Vec<u8>>(&payload)?, vec![1, 2, 3]);
-    /// # Ok::<(), cacher_formats::Error>(())
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(all(feature = "json", feature = "zstd")))]
+    /// # fn main() {}
     /// ```
     pub fn register_codec(
         &mut self,
@@ -318,6 +334,8 @@ impl Registry {
     ///   which needs the **whole** stored value (a prefix is refused as [`Error::Corrupt`]).
     ///
     /// ```
+    /// # #[cfg(feature = "cbor")]
+    /// # fn main() -> Result<(), cacher_formats::Error> {
     /// use cacher_formats::{EnvelopeMeta, Error, Registry};
     ///
     /// let registry = Registry::with_builtins().with_mac_key([7; 32]);
@@ -326,7 +344,10 @@ impl Registry {
     /// // Copied to another key: refused, for `contains` as for `get`.
     /// let err = registry.peek_value(b"is_admin:mallory", &stored).unwrap_err();
     /// assert!(matches!(err, Error::Unauthenticated { .. }));
-    /// # Ok::<(), cacher_formats::Error>(())
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "cbor"))]
+    /// # fn main() {}
     /// ```
     pub fn peek_value(&self, store_key: &[u8], bytes: &[u8]) -> Result<Header> {
         if self.mac_key.is_some() {

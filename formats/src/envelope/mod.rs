@@ -196,6 +196,8 @@ impl EnvelopeMeta {
 /// `peek_value` and `decode_value*`.
 ///
 /// ```
+/// # #[cfg(feature = "json")]
+/// # fn main() -> Result<(), cacher_formats::Error> {
 /// use cacher_formats::{envelope::Header, type_fingerprint, EnvelopeMeta, Registry};
 ///
 /// let registry = Registry::with_builtins();
@@ -208,7 +210,10 @@ impl EnvelopeMeta {
 /// assert_eq!(header.expires_ms(), Some(20));
 /// assert_eq!(header.type_fingerprint(), Some(type_fingerprint("&str")));
 /// assert!(header.meta().is_expired_at(25));
-/// # Ok::<(), cacher_formats::Error>(())
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "json"))]
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

@@ -1,82 +1,11 @@
-//! The `pickle` format: Python's pickle protocol for plain data, through `serde-pickle`.
-//!
-//! **Writing** uses pickle protocol 3 (`SerOptions::new()`), which every Python 3 reads with
-//! `pickle.loads`. Byte strings (`serde_bytes`) become `bytes`, strings become `str`, maps
-//! become `dict`, sequences `list`, tuples `tuple`, `None`/unit `None`, enums the serde
-//! external tagging (`'Variant'` or `{'Variant': data}`). Integers beyond `i64` are written as
-//! Python longs.
-//!
-//! **Reading** accepts protocols 0–5 as Python 3 writes them for plain data: dict, list,
-//! tuple, set, frozenset, str, bytes, bytearray, int, float, bool, None, nested. Nothing is
-//! ever executed — serde-pickle is a Rust interpreter of the opcode stream — but serde-pickle
-//! on its own *silently* turns an instance of an arbitrary class into its state dict. This
-//! module first walks the opcodes and refuses, with a clear [`Error::Decode`]:
-//! - any global other than the few plain-data constructors (`builtins.set`, `frozenset`,
-//!   `list`, `bytearray`, `int` and `_codecs.encode`, which Python uses for `bytes` under
-//!   protocols 0–2): e.g. `pickle references global os.system`;
-//! - the opcodes that build arbitrary objects or reach outside the stream (`INST`, `OBJ`,
-//!   `NEWOBJ`, `NEWOBJ_EX`, `BUILD`, `PERSID`, `BINPERSID`, `EXT1/2/4`, out-of-band buffers);
-//! - nesting deeper than 128 levels, and memo references that would expand the value past
-//!   `16 × input length + 1 Mi` nodes (a "billion laughs" pickle), which would otherwise
-//!   exhaust the stack or memory.
-//!
-//! Known limits of serde-pickle: integers that do not fit `i64` cannot be read back into Rust
-//! integer types (they are written fine); recursive structures are refused; empty `bytes`
-//! pickled by Python under protocol 0–2 (`builtins.bytes()`) is refused.
-//!
-//! [`Error::Decode`]: crate::Error::Decode
+//! The opcode pre-scan: walks a pickle without building anything and refuses whatever is
+//! not plain data, or would nest too deep or expand too far once serde-pickle builds it.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
+use super::graph::{Graph, Node};
 use crate::error::BoxError;
-use crate::format::{DecodeSink, Format};
-
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), BoxError> {
-    Ok(serde_pickle::to_writer(
-        out,
-        &value,
-        serde_pickle::SerOptions::new(),
-    )?)
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
-    check_plain_data(bytes)?;
-    let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
-    let value = T::deserialize(&mut de)?;
-    de.end()?;
-    Ok(value)
-}
-
-/// Python pickle for plain data through `serde-pickle`; loading never executes code and
-/// refuses anything that is not plain data.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Pickle;
-
-impl Format for Pickle {
-    fn encode(
-        &self,
-        value: &dyn erased_serde::Serialize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), BoxError> {
-        Ok(serde_pickle::to_writer(
-            out,
-            &value,
-            serde_pickle::SerOptions::new(),
-        )?)
-    }
-
-    fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {
-        check_plain_data(bytes)?;
-        let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
-        sink(&mut <dyn erased_serde::Deserializer>::erase(&mut de))?;
-        Ok(de.end()?)
-    }
-}
 
 /// Deepest nesting accepted (serde_json's default limit is the same).
 const MAX_DEPTH: u32 = 128;
@@ -92,16 +21,12 @@ fn is_allowed_global(module: &str, name: &str) -> bool {
     )
 }
 
-/// Depth and expanded size of one (possibly shared, through the memo) stack item.
-#[derive(Default)]
-struct Shape {
-    depth: Cell<u32>,
-    nodes: Cell<u64>,
-}
-
 #[derive(Clone)]
 struct Item {
-    shape: Rc<Shape>,
+    node: Node,
+    /// Whether serde-pickle holds this item as a memo reference (pushed by a memo get, or
+    /// memoized), which it resolves by copying in some opcodes.
+    is_ref: bool,
     /// The text of a pushed unicode string, kept so `STACK_GLOBAL` can check its arguments.
     text: Option<Rc<str>>,
 }
@@ -109,10 +34,8 @@ struct Item {
 impl Item {
     fn leaf() -> Self {
         Item {
-            shape: Rc::new(Shape {
-                depth: Cell::new(0),
-                nodes: Cell::new(1),
-            }),
+            node: Node::Leaf,
+            is_ref: false,
             text: None,
         }
     }
@@ -131,7 +54,7 @@ struct Walker<'a> {
     stack: Vec<Item>,
     marks: Vec<usize>,
     memo: HashMap<u64, Item>,
-    node_limit: u64,
+    graph: Graph,
 }
 
 fn malformed(what: impl std::fmt::Display) -> BoxError {
@@ -192,46 +115,53 @@ impl<'a> Walker<'a> {
         self.stack.last().ok_or_else(|| malformed("empty stack"))
     }
 
-    /// Records that `children` now sit inside `container`, checking depth and size.
-    fn absorb(&self, container: &Shape, children: &[Item]) -> Result<(), BoxError> {
-        for child in children {
-            let depth = container.depth.get().max(child.shape.depth.get() + 1);
-            if depth > MAX_DEPTH {
-                return Err(format!("pickle nests deeper than {MAX_DEPTH} levels").into());
-            }
-            container.depth.set(depth);
-            let nodes = container
-                .nodes
-                .get()
-                .saturating_add(child.shape.nodes.get());
-            if nodes > self.node_limit {
-                return Err(format!(
-                    "pickle expands to more than {} values through memo references",
-                    self.node_limit
-                )
-                .into());
-            }
-            container.nodes.set(nodes);
-        }
-        Ok(())
-    }
-
     fn push_container(&mut self, children: &[Item]) -> Result<(), BoxError> {
-        let item = Item::leaf();
-        item.shape.depth.set(1);
-        self.absorb(&item.shape, children)?;
-        self.stack.push(item);
+        let node = self.graph.container()?;
+        if let Node::Container(id) = node {
+            for child in children {
+                self.graph.add(id, child.node);
+            }
+        }
+        self.stack.push(Item {
+            node,
+            ..Item::leaf()
+        });
         Ok(())
     }
 
     fn add_to_top(&mut self, children: &[Item]) -> Result<(), BoxError> {
-        let top = self.top()?.shape.clone();
-        self.absorb(&top, children)
+        let Node::Container(id) = self.top()?.node else {
+            return Err(malformed(
+                "items added to something that is not a container",
+            ));
+        };
+        for child in children {
+            self.graph.add(id, child.node);
+        }
+        Ok(())
+    }
+
+    /// `DUP`: serde-pickle pushes a copy of the top value, not a reference to it.
+    fn dup(&mut self) -> Result<(), BoxError> {
+        let top = self.top()?.clone();
+        let node = self.graph.copy_of(top.node)?;
+        self.stack.push(Item {
+            node,
+            is_ref: false,
+            ..top
+        });
+        Ok(())
     }
 
     fn memo_put(&mut self, id: u64) -> Result<(), BoxError> {
-        let top = self.top()?.clone();
-        self.memo.insert(id, top);
+        let mut top = self.pop()?;
+        if top.is_ref {
+            // Memoizing a memo reference stores a copy of the value.
+            top.node = self.graph.copy_of(top.node)?;
+        }
+        top.is_ref = true;
+        self.memo.insert(id, top.clone());
+        self.stack.push(top);
         Ok(())
     }
 
@@ -266,20 +196,21 @@ impl<'a> Walker<'a> {
 
 /// Walks the opcode stream without building anything, refusing whatever is not plain data.
 /// Argument layouts follow CPython's `pickletools`.
-fn check_plain_data(input: &[u8]) -> Result<(), BoxError> {
+pub(super) fn check_plain_data(input: &[u8]) -> Result<(), BoxError> {
     let mut w = Walker {
         input,
         pos: 0,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
-        node_limit: (input.len() as u64).saturating_mul(16) + (1 << 20),
+        graph: Graph::default(),
     };
+    let value_limit = (input.len() as u64).saturating_mul(16) + (1 << 20);
     loop {
         let at = w.pos;
         let op = *w.take(1)?.first().ok_or_else(|| malformed("empty"))?;
         match op {
-            b'.' => return Ok(()), // STOP
+            b'.' => return w.graph.check(MAX_DEPTH, value_limit), // STOP
             b'(' => w.marks.push(w.stack.len()),
             b'0' => {
                 // POP also discards a bare mark.
@@ -292,10 +223,7 @@ fn check_plain_data(input: &[u8]) -> Result<(), BoxError> {
             b'1' => {
                 w.pop_mark()?;
             }
-            b'2' => {
-                let top = w.top()?.clone();
-                w.stack.push(top);
-            }
+            b'2' => w.dup()?,
             // Scalars with a line argument: FLOAT, INT, LONG, STRING.
             b'F' | b'I' | b'L' | b'S' => {
                 w.line()?;
@@ -459,70 +387,6 @@ fn check_plain_data(input: &[u8]) -> Result<(), BoxError> {
                     "unknown opcode 0x{other:02x} at offset {at}"
                 )))
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode(bytes: &[u8]) -> Result<serde_json::Value, String> {
-        let mut out = None;
-        Pickle
-            .decode(bytes, &mut |de| {
-                out = Some(erased_serde::deserialize::<serde_json::Value>(de)?);
-                Ok(())
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(out.unwrap())
-    }
-
-    #[test]
-    fn nesting_deeper_than_the_limit_is_refused_before_decoding() {
-        let mut bytes = b"\x80\x02".to_vec();
-        bytes.extend(std::iter::repeat_n(b']', 200));
-        bytes.extend(std::iter::repeat_n(b'a', 199));
-        bytes.push(b'.');
-        let err = decode(&bytes).unwrap_err();
-        assert!(err.contains("deeper than 128"), "{err}");
-
-        let mut ok = b"\x80\x02".to_vec();
-        ok.extend(std::iter::repeat_n(b']', 100));
-        ok.extend(std::iter::repeat_n(b'a', 99));
-        ok.push(b'.');
-        assert!(decode(&ok).is_ok());
-    }
-
-    #[test]
-    fn memo_expansion_bombs_are_refused() {
-        // L0 = []; Li = [L(i-1), L(i-1)]: 2^40 values from ~250 bytes.
-        let mut bytes = b"\x80\x02]q\x00".to_vec();
-        for i in 1u8..=40 {
-            bytes.extend_from_slice(&[b'(', b'h', i - 1, b'h', i - 1, b'l', b'q', i]);
-        }
-        bytes.push(b'.');
-        let err = decode(&bytes).unwrap_err();
-        assert!(err.contains("expands to more than"), "{err}");
-    }
-
-    #[test]
-    fn shared_strings_through_the_memo_are_fine() {
-        // ["k", "k"] with the second one a memo reference, as Python writes repeated keys.
-        let bytes = b"\x80\x02](X\x01\x00\x00\x00kq\x01h\x01e.";
-        assert_eq!(decode(bytes).unwrap(), serde_json::json!(["k", "k"]));
-    }
-
-    #[test]
-    fn truncated_and_unknown_opcodes_are_malformed() {
-        for bytes in [
-            &b"\x80\x02X\xff\xff"[..],
-            b"\x80\x02\xff.",
-            b"\x80\x02]",
-            b"a.",
-        ] {
-            let err = decode(bytes).unwrap_err();
-            assert!(err.contains("malformed pickle"), "{bytes:?}: {err}");
         }
     }
 }
