@@ -28,11 +28,24 @@ pub struct CacheBuilder {
     registry: Option<Registry>,
 }
 
+/// The format a cache writes when none is named: `cbor` (compact, fast, self-describing), or,
+/// in a build without the `cbor` feature, the first of `json`, `pickle` that is compiled in.
+/// `raw` is the last resort: it stores byte values only.
+const DEFAULT_FORMAT: &str = if cfg!(feature = "cbor") {
+    "cbor"
+} else if cfg!(feature = "json") {
+    "json"
+} else if cfg!(feature = "pickle") {
+    "pickle"
+} else {
+    "raw"
+};
+
 impl Default for CacheBuilder {
     fn default() -> Self {
         CacheBuilder {
             store: None,
-            format: "cbor".to_string(),
+            format: DEFAULT_FORMAT.to_string(),
             ttl: None,
             deadline: None,
             max_entries: None,
@@ -52,7 +65,8 @@ impl CacheBuilder {
         self
     }
 
-    /// The format new values are written in, by registry name (default `"cbor"`): `"json"`,
+    /// The format new values are written in, by registry name (default `"cbor"`, see the crate
+    /// features for builds without it): `"json"`,
     /// `"pickle"`, `"raw"`, `"cbor+zstd"`, `"json+zstd:19"`… Values written in another format
     /// are still read: each value's envelope names its format.
     pub fn format(mut self, name: &str) -> Self {

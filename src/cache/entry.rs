@@ -65,7 +65,9 @@ impl Cache {
             Ok(v) => v,
             // The type's shape changed under the same name, or an untyped old value: for a
             // memoized call that is a miss, not an error on every call.
-            Err(cacher_formats::Error::Decode { .. }) if expect.is_some() => return mismatch(),
+            Err(
+                cacher_formats::Error::Decode { .. } | cacher_formats::Error::TypeMismatch { .. },
+            ) if expect.is_some() => return mismatch(),
             Err(e) => return Err(Error::format(key, e)),
         };
         stats.hits.fetch_add(1, RELAXED);
