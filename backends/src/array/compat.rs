@@ -6,7 +6,7 @@ use heed::types::Bytes;
 use heed::Database;
 
 use super::dtype::{DType, Element};
-use super::store::Rows;
+use super::view::Rows;
 use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
 use crate::{Error, KeyDisplay, Result};
 

@@ -43,16 +43,25 @@
 #[cfg(target_endian = "big")]
 compile_error!("cacher-store's array module stores little-endian data and lends it as &[T]: big-endian targets are not supported");
 
+mod bytes;
 mod compat;
 mod dtype;
+mod entries;
+mod import;
+mod info;
 mod layout;
 mod npy;
+mod reader;
 mod store;
+mod view;
 
 pub use compat::NumpyLmdb;
 pub use dtype::{Bool, DType, Element, F16};
+pub use info::ArrayInfo;
 pub use layout::MAX_NDIM;
-pub use store::{ArrayInfo, ArrayReader, ArrayStats, ArrayStore, ArrayView, Rows};
+pub use reader::ArrayReader;
+pub use store::{ArrayStats, ArrayStore};
+pub use view::{ArrayView, Rows};
 
 use std::path::Path;
 
@@ -66,7 +75,7 @@ pub fn read_npy<T: Element>(path: impl AsRef<Path>) -> Result<(Vec<T>, Vec<u64>)
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| crate::Error::io("opening", path, e))?;
     npy::read_npy(&mut std::io::BufReader::new(file))
-        .map_err(|e| store::npy_error(path, "reading", e))
+        .map_err(|e| import::npy_error(path, "reading", e))
 }
 
 /// Writes `data` (C order) with `shape` as a `.npy` file (version 1.0, little-endian).
