@@ -44,8 +44,8 @@ fn array_get(c: &mut Criterion) {
     padded.set_align_small_arrays(true);
     for (name, bytes) in SIZES {
         let data: Vec<f32> = (0..bytes / 4).map(|i| i as f32).collect();
-        store.put(name, &data, &[data.len() as u64]).unwrap();
-        padded.put(name, &data, &[data.len() as u64]).unwrap();
+        store.put_array(name, &data, &[data.len() as u64]).unwrap();
+        padded.put_array(name, &data, &[data.len() as u64]).unwrap();
         write_npy(
             dir.path().join(format!("{name}.npy")),
             &data,
@@ -59,7 +59,7 @@ fn array_get(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("arraystore_view", name), name, |b, key| {
             b.iter(|| {
                 store
-                    .read(|r| Ok(r.get::<f32>(black_box(key))?.expect("present")[0]))
+                    .with_reader(|r| Ok(r.view::<f32>(black_box(key))?.expect("present")[0]))
                     .unwrap()
             })
         });
@@ -69,7 +69,7 @@ fn array_get(c: &mut Criterion) {
             |b, key| {
                 b.iter(|| {
                     padded
-                        .read(|r| Ok(r.get::<f32>(black_box(key))?.expect("present")[0]))
+                        .with_reader(|r| Ok(r.view::<f32>(black_box(key))?.expect("present")[0]))
                         .unwrap()
                 })
             },

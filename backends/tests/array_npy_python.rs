@@ -54,7 +54,7 @@ fn golden_numpy_npy_fixtures_are_read_forever() {
 fn npy_export_and_import_round_trip_in_rust() {
     let (dir, store) = store();
     let data: Vec<i16> = (0..24).collect();
-    store.put("a", &data, &[2, 3, 4]).unwrap();
+    store.put_array("a", &data, &[2, 3, 4]).unwrap();
     let file = dir.path().join("a.npy");
     assert!(store.export_npy("a", &file).unwrap());
     assert!(!store
@@ -122,17 +122,21 @@ fn python(script: &str, args: &[&Path]) -> String {
 fn numpy_loads_exported_npy_arrays() {
     let (dir, store) = store();
     store
-        .put("f32", &[1.5f32, 2.5, 3.5, 4.5, 5.5, 6.5], &[2, 3])
+        .put_array("f32", &[1.5f32, 2.5, 3.5, 4.5, 5.5, 6.5], &[2, 3])
         .unwrap();
-    store.put("u8", &[0u8, 255], &[2]).unwrap();
-    store.put("i64", &[-5i64], &[]).unwrap();
-    store.put("f64-empty", &[] as &[f64], &[0, 4]).unwrap();
-    store.put("f16", &[F16(0x3c00), F16(0x4000)], &[2]).unwrap();
+    store.put_array("u8", &[0u8, 255], &[2]).unwrap();
+    store.put_array("i64", &[-5i64], &[]).unwrap();
     store
-        .put("bool", &[Bool(1), Bool(0), Bool(1)], &[3])
+        .put_array("f64-empty", &[] as &[f64], &[0, 4])
+        .unwrap();
+    store
+        .put_array("f16", &[F16(0x3c00), F16(0x4000)], &[2])
+        .unwrap();
+    store
+        .put_array("bool", &[Bool(1), Bool(0), Bool(1)], &[3])
         .unwrap();
     let big: Vec<u32> = (0..100_000).collect();
-    store.put("u32-big", &big, &[100, 1000]).unwrap();
+    store.put_array("u32-big", &big, &[100, 1000]).unwrap();
     for k in ["f32", "u8", "i64", "f64-empty", "f16", "bool", "u32-big"] {
         assert!(store
             .export_npy(k, dir.path().join(format!("{k}.npy")))
@@ -266,7 +270,7 @@ md.close()
         Some(json!({"model": "clip", "dim": 8}))
     );
     let err = store.get::<f64>("item-1").unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
     let rows = store
         .get_rows::<f32, _>(&["item-2", "nope", "item-5"])
         .unwrap();
@@ -320,7 +324,7 @@ fn numpy_lmdb_written_by_rust_is_read_by_python() {
         store.set_metadata("id7", &json!({"tag": "seven"})).unwrap();
         store.set_global_metadata(&json!({"dim": 16})).unwrap();
         let err = store.put("x", &[1u8]).unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         let err = store.put("", &[1.0f32]).unwrap_err();
         assert!(matches!(err, Error::InvalidKey { .. }), "{err}");
     }

@@ -16,18 +16,24 @@ fn store() -> (tempfile::TempDir, ArrayStore) {
 #[test]
 fn arrays_of_every_dtype_round_trip_with_their_shape() {
     let (_dir, store) = store();
-    store.put("u8", &[1u8, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
-    store.put("u16", &[1u16, 65535], &[2]).unwrap();
-    store.put("u32", &[7u32; 8], &[2, 2, 2]).unwrap();
-    store.put("u64", &[u64::MAX, 0], &[2, 1]).unwrap();
-    store.put("i8", &[-1i8, 1], &[2]).unwrap();
-    store.put("i16", &[-300i16], &[1]).unwrap();
-    store.put("i32", &[-70000i32, 5], &[2]).unwrap();
-    store.put("i64", &[i64::MIN], &[1, 1]).unwrap();
-    store.put("f16", &[F16(0x3c00), F16(0xc000)], &[2]).unwrap();
-    store.put("f32", &[1.5f32, -2.25], &[2]).unwrap();
-    store.put("f64", &[std::f64::consts::PI; 3], &[3]).unwrap();
-    store.put("bool", &[Bool(1), Bool(0)], &[2]).unwrap();
+    store
+        .put_array("u8", &[1u8, 2, 3, 4, 5, 6], &[2, 3])
+        .unwrap();
+    store.put_array("u16", &[1u16, 65535], &[2]).unwrap();
+    store.put_array("u32", &[7u32; 8], &[2, 2, 2]).unwrap();
+    store.put_array("u64", &[u64::MAX, 0], &[2, 1]).unwrap();
+    store.put_array("i8", &[-1i8, 1], &[2]).unwrap();
+    store.put_array("i16", &[-300i16], &[1]).unwrap();
+    store.put_array("i32", &[-70000i32, 5], &[2]).unwrap();
+    store.put_array("i64", &[i64::MIN], &[1, 1]).unwrap();
+    store
+        .put_array("f16", &[F16(0x3c00), F16(0xc000)], &[2])
+        .unwrap();
+    store.put_array("f32", &[1.5f32, -2.25], &[2]).unwrap();
+    store
+        .put_array("f64", &[std::f64::consts::PI; 3], &[3])
+        .unwrap();
+    store.put_array("bool", &[Bool(1), Bool(0)], &[2]).unwrap();
     fn check<T: Element + std::fmt::Debug + PartialEq>(
         s: &ArrayStore,
         k: &str,
@@ -60,9 +66,9 @@ fn arrays_of_every_dtype_round_trip_with_their_shape() {
 #[test]
 fn zero_d_and_empty_arrays_round_trip() {
     let (_dir, store) = store();
-    store.put("scalar", &[42.0f64], &[]).unwrap();
-    store.put("empty", &[] as &[f32], &[0]).unwrap();
-    store.put("empty-2d", &[] as &[i32], &[3, 0]).unwrap();
+    store.put_array("scalar", &[42.0f64], &[]).unwrap();
+    store.put_array("empty", &[] as &[f32], &[0]).unwrap();
+    store.put_array("empty-2d", &[] as &[i32], &[3, 0]).unwrap();
     assert_eq!(
         store.get_owned::<f64>("scalar").unwrap(),
         Some((vec![42.0], vec![]))
@@ -80,23 +86,41 @@ fn zero_d_and_empty_arrays_round_trip() {
 #[test]
 fn asking_for_the_wrong_dtype_is_a_typed_error() {
     let (_dir, store) = store();
-    store.put("f", &[1.0f32; 4], &[4]).unwrap();
+    store.put_array("f", &[1.0f32; 4], &[4]).unwrap();
     let err = store.get_owned::<f64>("f").unwrap_err();
     assert!(
-        matches!(&err, Error::Unsupported { op: "get", reason, .. } if reason.contains("float32") && reason.contains("float64")),
+        matches!(&err, Error::InvalidArgument { op: "view", reason, .. } if reason.contains("float32") && reason.contains("float64")),
         "{err}"
     );
     let err = store.get_rows::<u8, _>(&["f"]).unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
 }
 
 #[test]
 fn a_shape_that_does_not_match_the_data_is_refused() {
     let (_dir, store) = store();
-    let err = store.put("k", &[1u8, 2, 3], &[2, 2]).unwrap_err();
-    assert!(matches!(err, Error::Unsupported { op: "put", .. }), "{err}");
-    let err = store.put("k", &[1u8], &[1; 33]).unwrap_err();
-    assert!(matches!(err, Error::Unsupported { op: "put", .. }), "{err}");
+    let err = store.put_array("k", &[1u8, 2, 3], &[2, 2]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                op: "put_array",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = store.put_array("k", &[1u8], &[1; 33]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                op: "put_array",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(store.len().unwrap(), 0);
 }
 
@@ -108,18 +132,18 @@ fn large_arrays_are_lent_from_the_map_without_copying() {
         .enumerate()
     {
         let data: Vec<f64> = (0..1000).map(|x| (x * (i + 1)) as f64).collect();
-        store.put(key, &data, &[10, 100]).unwrap();
+        store.put_array(key, &data, &[10, 100]).unwrap();
     }
     let big: Vec<u64> = (0..(1 << 20)).collect();
-    store.put("big", &big, &[1 << 20]).unwrap();
+    store.put_array("big", &big, &[1 << 20]).unwrap();
     let before = store.stats();
     store
-        .read(|r| {
+        .with_reader(|r| {
             for key in ["a", "bb", "ccc", "a-longer-key-of-odd-length", "big"] {
-                let view_f = r.get::<f64>(key);
+                let view_f = r.view::<f64>(key);
                 let zero_copy = match view_f {
                     Ok(Some(v)) => v.is_zero_copy(),
-                    _ => r.get::<u64>(key)?.expect("present").is_zero_copy(),
+                    _ => r.view::<u64>(key)?.expect("present").is_zero_copy(),
                 };
                 assert!(zero_copy, "{key} was copied");
             }
@@ -131,8 +155,8 @@ fn large_arrays_are_lent_from_the_map_without_copying() {
     assert_eq!(after.zero_copy_reads, before.zero_copy_reads + 5);
     // The view really is the mapped page: its address lies outside our own `big` vector.
     store
-        .read(|r| {
-            let v = r.get::<u64>("big")?.unwrap();
+        .with_reader(|r| {
+            let v = r.view::<u64>("big")?.unwrap();
             assert_eq!(v.as_slice(), &big[..]);
             assert_eq!(v.as_ptr() as usize % 16, 0, "data is 16-byte aligned");
             Ok(())
@@ -147,13 +171,13 @@ fn small_unaligned_arrays_are_copied_and_counted() {
     // them at every alignment.
     let keys: Vec<String> = (1..=16).map(|n| "k".repeat(n)).collect();
     for (i, k) in keys.iter().enumerate() {
-        store.put(k, &[i as f64, 0.5], &[2]).unwrap();
+        store.put_array(k, &[i as f64, 0.5], &[2]).unwrap();
     }
     let mut copied = 0;
     store
-        .read(|r| {
+        .with_reader(|r| {
             for (i, k) in keys.iter().enumerate() {
-                let v = r.get::<f64>(k)?.unwrap();
+                let v = r.view::<f64>(k)?.unwrap();
                 assert_eq!(v.as_slice(), &[i as f64, 0.5]);
                 copied += usize::from(!v.is_zero_copy());
             }
@@ -175,12 +199,12 @@ fn padded_small_arrays_are_always_lent_without_copying() {
         .chain([vec![], vec![b'L'; 600]])
         .collect();
     for (i, k) in keys.iter().enumerate() {
-        store.put(k, &[i as f64, 0.5], &[2]).unwrap();
+        store.put_array(k, &[i as f64, 0.5], &[2]).unwrap();
     }
     store
-        .read(|r| {
+        .with_reader(|r| {
             for (i, k) in keys.iter().enumerate() {
-                let v = r.get::<f64>(k)?.unwrap();
+                let v = r.view::<f64>(k)?.unwrap();
                 assert_eq!(v.as_slice(), &[i as f64, 0.5]);
                 assert!(v.is_zero_copy(), "key of {} bytes was copied", k.len());
             }
@@ -198,9 +222,9 @@ fn metadata_per_key_and_for_the_store_round_trips() {
     let (_dir, store) = store();
     let meta = json!({"model": "clip", "dim": 3});
     store
-        .put_with_metadata("v", &[1.0f32, 2.0, 3.0], &[3], Some(&meta))
+        .put_array_with_metadata("v", &[1.0f32, 2.0, 3.0], &[3], Some(&meta))
         .unwrap();
-    store.put("plain", &[1u8], &[1]).unwrap();
+    store.put_array("plain", &[1u8], &[1]).unwrap();
     assert_eq!(store.metadata("v").unwrap(), Some(meta));
     assert_eq!(store.metadata("plain").unwrap(), None);
     assert!(store.set_metadata("plain", Some(&json!({"x": 1}))).unwrap());
@@ -233,12 +257,12 @@ fn long_and_empty_keys_hold_arrays_and_list_back() {
     let (_dir, store) = store();
     let long = vec![b'x'; 4096];
     let data: Vec<f32> = (0..1024).map(|x| x as f32).collect();
-    store.put(&long, &data, &[32, 32]).unwrap();
-    store.put(b"", &[1i64], &[1]).unwrap();
-    store.put(vec![b'x'; 512], &[2i64], &[1]).unwrap();
+    store.put_array(&long, &data, &[32, 32]).unwrap();
+    store.put_array(b"", &[1i64], &[1]).unwrap();
+    store.put_array(vec![b'x'; 512], &[2i64], &[1]).unwrap();
     store
-        .read(|r| {
-            let v = r.get::<f32>(&long)?.unwrap();
+        .with_reader(|r| {
+            let v = r.view::<f32>(&long)?.unwrap();
             assert!(v.is_zero_copy(), "long-key arrays stay aligned");
             assert_eq!(v.as_slice(), &data[..]);
             Ok(())
@@ -253,7 +277,10 @@ fn long_and_empty_keys_hold_arrays_and_list_back() {
         Some((vec![2], vec![1]))
     );
     assert_eq!(store.get_owned::<f32>(vec![b'x'; 4095]).unwrap(), None);
-    let mut keys = store.keys().unwrap();
+    let mut keys: Vec<Vec<u8>> = Store::keys(&store)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     keys.sort();
     assert_eq!(keys, vec![vec![], vec![b'x'; 512], long.clone()]);
     assert!(store.delete(&long).unwrap());
@@ -297,8 +324,8 @@ fn get_rows_stacks_vectors_and_marks_missing_keys() {
         0.0, 0.0, 0.0, 0.0,
         40.0, 41.0, 42.0, 43.0,
     ]);
-    store.put("short", &[1.0f32; 3], &[3]).unwrap();
-    store.put("matrix", &[1.0f32; 4], &[2, 2]).unwrap();
+    store.put_array("short", &[1.0f32; 3], &[3]).unwrap();
+    store.put_array("matrix", &[1.0f32; 4], &[2, 2]).unwrap();
     assert!(store.get_rows::<f32, _>(&["id1", "short"]).is_err());
     assert!(store.get_rows::<f32, _>(&["matrix"]).is_err());
     let none = store.get_rows::<f32, _>(&["a", "b"]).unwrap();
@@ -310,7 +337,7 @@ fn the_store_opens_again_with_its_arrays() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = ArrayStore::open(dir.path()).unwrap();
-        store.put("k", &[3u16; 3], &[3]).unwrap();
+        store.put_array("k", &[3u16; 3], &[3]).unwrap();
         store.set_store_metadata(Some(&json!(1))).unwrap();
     }
     let store = ArrayStore::open(dir.path()).unwrap();

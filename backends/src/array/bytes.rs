@@ -9,12 +9,12 @@ use crate::{Blob, EntryMeta, Result, Store};
 impl Store for ArrayStore {
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         // A `Blob` cannot borrow a read transaction: copy. `with_value` lends instead.
-        let bytes = ArrayStore::read(self, |r| Ok(r.bytes(key)?.map(<[u8]>::to_vec)))?;
+        let bytes = self.with_reader(|r| Ok(r.bytes(key)?.map(<[u8]>::to_vec)))?;
         Ok(bytes.map(Blob::from))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        ArrayStore::put(self, key, value, &[value.len() as u64])
+        self.put_array(key, value, &[value.len() as u64])
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
@@ -22,7 +22,7 @@ impl Store for ArrayStore {
     }
 
     fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> {
-        Ok(Box::new(ArrayStore::keys(self)?.into_iter().map(Ok)))
+        Ok(Box::new(self.all_keys()?.into_iter().map(Ok)))
     }
 
     fn flush(&self) -> Result<()> {
@@ -31,7 +31,7 @@ impl Store for ArrayStore {
     }
 
     fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
-        ArrayStore::read(self, |r| {
+        self.with_reader(|r| {
             Ok(match r.bytes(key)? {
                 Some(b) => {
                     f(b);
@@ -51,7 +51,7 @@ impl Store for ArrayStore {
     }
 
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        ArrayStore::read(self, |r| {
+        self.with_reader(|r| {
             keys.iter()
                 .map(|k| Ok(r.bytes(k)?.map(<[u8]>::to_vec)))
                 .collect()

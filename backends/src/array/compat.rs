@@ -110,7 +110,7 @@ impl NumpyLmdb {
         if T::DTYPE == self.dtype {
             return Ok(());
         }
-        Err(Error::Unsupported {
+        Err(Error::InvalidArgument {
             op,
             path: self.main.path().to_path_buf(),
             reason: format!("the store holds {}, not {}", self.dtype, T::DTYPE),
@@ -178,7 +178,7 @@ impl NumpyLmdb {
                         data.resize(missing.len() * n, T::zeroed());
                     }
                     Some(c) if c != n => {
-                        return Err(Error::Unsupported {
+                        return Err(Error::InvalidArgument {
                             op: "get_rows",
                             path: self.main.path().to_path_buf(),
                             reason: format!("key {key:?} holds {n} elements, earlier ones {c}"),

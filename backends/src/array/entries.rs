@@ -11,14 +11,14 @@ use crate::{Error, Result};
 impl ArrayStore {
     fn check_shape(&self, key: &[u8], shape: &[u64], len: usize) -> Result<()> {
         if shape.len() > MAX_NDIM {
-            return Err(self.unsupported(
-                "put",
+            return Err(self.invalid(
+                "put_array",
                 format!("{} dimensions exceed the {MAX_NDIM} allowed", shape.len()),
             ));
         }
         if layout::element_count(shape) != Some(len as u64) {
-            return Err(self.unsupported(
-                "put",
+            return Err(self.invalid(
+                "put_array",
                 format!(
                     "shape {shape:?} does not hold the {len} elements given for key {}",
                     crate::KeyDisplay::new(key)
@@ -30,12 +30,17 @@ impl ArrayStore {
 
     /// Stores `data` (C order) with `shape` under `key`, replacing any array there.
     /// `shape` must hold exactly `data.len()` elements; `&[]` stores a 0-d array of one element.
-    pub fn put<T: Element>(&self, key: impl AsRef<[u8]>, data: &[T], shape: &[u64]) -> Result<()> {
-        self.put_with_metadata(key, data, shape, None)
+    pub fn put_array<T: Element>(
+        &self,
+        key: impl AsRef<[u8]>,
+        data: &[T],
+        shape: &[u64],
+    ) -> Result<()> {
+        self.put_array_with_metadata(key, data, shape, None)
     }
 
-    /// Like [`ArrayStore::put`], with per-key JSON metadata stored in the same value.
-    pub fn put_with_metadata<T: Element>(
+    /// Like [`ArrayStore::put_array`], with per-key JSON metadata stored in the same value.
+    pub fn put_array_with_metadata<T: Element>(
         &self,
         key: impl AsRef<[u8]>,
         data: &[T],
@@ -93,7 +98,7 @@ impl ArrayStore {
         key: impl AsRef<[u8]>,
     ) -> Result<Option<(Vec<T>, Vec<u64>)>> {
         let key = key.as_ref();
-        self.read(|r| Ok(r.get::<T>(key)?.map(ArrayView::into_owned)))
+        self.with_reader(|r| Ok(r.view::<T>(key)?.map(ArrayView::into_owned)))
     }
 
     /// Removes `key`'s array; returns whether it was present.
@@ -102,8 +107,8 @@ impl ArrayStore {
         self.inner.env.write(|wtxn| self.delete_in(wtxn, key))
     }
 
-    /// Every key, in no promised order.
-    pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
+    /// Every key, in no promised order (what [`Store::keys`](crate::Store::keys) iterates).
+    pub(super) fn all_keys(&self) -> Result<Vec<Vec<u8>>> {
         let (direct, long) = (self.inner.direct, self.inner.long);
         self.inner.env.read(|txn| -> Result<_, TxnError> {
             let mut out = Vec::new();
@@ -149,13 +154,13 @@ impl ArrayStore {
     /// Missing keys give zero rows listed in [`Rows::missing`]; a vector of another dtype or
     /// length, or an array that is not 1-D, is an error.
     pub fn get_rows<T: Element, K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Rows<T>> {
-        self.read(|r| {
+        self.with_reader(|r| {
             let mut data: Vec<T> = Vec::new();
             let mut cols = None;
             let mut missing = Vec::new();
             for (i, key) in keys.iter().enumerate() {
                 let key = key.as_ref();
-                let Some(view) = r.get::<T>(key)? else {
+                let Some(view) = r.view::<T>(key)? else {
                     missing.push(i);
                     if let Some(c) = cols {
                         data.resize(data.len() + c, T::zeroed());
@@ -163,7 +168,7 @@ impl ArrayStore {
                     continue;
                 };
                 if view.shape().len() != 1 {
-                    return Err(self.unsupported(
+                    return Err(self.invalid(
                         "get_rows",
                         format!(
                             "key {} holds an array of shape {:?}, not a vector",
@@ -180,7 +185,7 @@ impl ArrayStore {
                         data.resize(missing.len() * view.len(), T::zeroed());
                     }
                     Some(c) if c != view.len() => {
-                        return Err(self.unsupported(
+                        return Err(self.invalid(
                             "get_rows",
                             format!(
                                 "key {} holds a vector of length {}, earlier ones {c}",

@@ -61,14 +61,17 @@ impl ArrayStore {
         reader: &mut dyn Read,
     ) -> Result<ArrayInfo> {
         let key = key.as_ref();
-        let header = npy::read_header(reader).map_err(|e| npy_error("<reader>", "importing", e))?;
+        let header = npy::read_header(reader).map_err(|e| self.stream_error(key, e))?;
         let data_len = header.data_len().expect("checked by read_header");
-        let len = usize::try_from(data_len)
-            .map_err(|_| self.unsupported("put_npy_reader", "array too large".into()))?;
+        let len = usize::try_from(data_len).map_err(|_| Error::Unsupported {
+            op: "put_npy_reader",
+            path: self.path().to_path_buf(),
+            reason: "array too large".into(),
+        })?;
         let mut data = vec![0u8; len];
         reader
             .read_exact(&mut data)
-            .map_err(|e| npy_error("<reader>", "importing", e.into()))?;
+            .map_err(|e| self.stream_error(key, e.into()))?;
         if header.big_endian {
             npy::swap_bytes(&mut data, header.dtype.size());
         }
@@ -84,6 +87,23 @@ impl ArrayStore {
         })
     }
 
+    /// The error for a `.npy` stream given to [`ArrayStore::put_npy_reader`]: the reader's own
+    /// failure is [`Error::ValueSource`]; malformed bytes are corrupt *input*, reported on the
+    /// store's path with words saying it is the stream, not the store, that is damaged.
+    fn stream_error(&self, key: &[u8], e: NpyError) -> Error {
+        match e {
+            NpyError::Io(source) => Error::ValueSource {
+                key: crate::KeyDisplay::new(key),
+                source,
+            },
+            NpyError::Corrupt(reason) => self.corrupt(
+                key,
+                format!("the .npy stream given to put_npy_reader (nothing was stored): {reason}"),
+            ),
+            e => npy_error(self.path(), "put_npy_reader", e),
+        }
+    }
+
     fn import(
         &self,
         key: &[u8],
@@ -92,8 +112,13 @@ impl ArrayStore {
     ) -> Result<()> {
         let data_len = header.data_len().expect("checked by read_header");
         let value_header = layout::encode_header(header.dtype, &header.shape, &[], data_len);
-        let total = usize::try_from(value_header.len() as u64 + data_len)
-            .map_err(|_| self.unsupported("put_npy", "array too large".into()))?;
+        let total = usize::try_from(value_header.len() as u64 + data_len).map_err(|_| {
+            Error::Unsupported {
+                op: "put_npy",
+                path: self.path().to_path_buf(),
+                reason: "array too large".into(),
+            }
+        })?;
         self.inner.env.write(|wtxn| {
             self.put_value(wtxn, key, header.dtype, total, |w| {
                 w.write_all(&value_header)?;
@@ -176,5 +201,6 @@ pub(crate) fn npy_error(path: impl Into<PathBuf>, op: &'static str, e: NpyError)
         NpyError::Io(e) => Error::io(op, path, e),
         NpyError::Corrupt(reason) => Error::corrupt(path, None, reason),
         NpyError::Unsupported(reason) => Error::Unsupported { op, path, reason },
+        NpyError::WrongType(reason) => Error::InvalidArgument { op, path, reason },
     }
 }

@@ -23,14 +23,14 @@ impl ArrayStore {
     /// Dtype and shape of the array under `key`.
     pub fn info(&self, key: impl AsRef<[u8]>) -> Result<Option<ArrayInfo>> {
         let key = key.as_ref();
-        self.read(|r| r.info(key))
+        self.with_reader(|r| r.info(key))
     }
 
     /// The per-key metadata of `key`'s array (`None` if the key or its metadata is missing).
     pub fn metadata(&self, key: impl AsRef<[u8]>) -> Result<Option<serde_json::Value>> {
         let key = key.as_ref();
-        self.read(|r| match r.decoded(key)? {
-            Some(d) => parse_json(d.meta).map_err(|e| match e {
+        self.with_reader(|r| match r.decoded(key)? {
+            Some(d) => parse_json(d.meta, self.path(), "array metadata").map_err(|e| match e {
                 Error::Corrupt { reason, .. } => self.corrupt(key, reason),
                 e => e,
             }),
@@ -69,12 +69,7 @@ impl ArrayStore {
         let info = self.inner.info;
         self.inner.env.read(|txn| -> Result<_, TxnError> {
             Ok(match info.get(txn, INFO_METADATA)? {
-                Some(bytes) => parse_json(bytes).map_err(|e| match e {
-                    Error::Corrupt { reason, .. } => {
-                        Error::corrupt(self.path(), None, format!("store {reason}"))
-                    }
-                    e => e,
-                })?,
+                Some(bytes) => parse_json(bytes, self.path(), "store metadata")?,
                 None => None,
             })
         })

@@ -22,6 +22,8 @@
 //! overflow page); a value shorter than `data offset + data length` is corrupt.
 
 use super::dtype::DType;
+use crate::le::{u16_at, u64_at};
+use crate::version::Refusal;
 
 /// Magic bytes opening every array value.
 pub(crate) const MAGIC: [u8; 4] = *b"CARR";
@@ -33,15 +35,6 @@ pub(crate) const FIXED: usize = 32;
 pub(crate) const DATA_ALIGN: usize = 16;
 /// The most axes an array may have (numpy's limit was 32 for years).
 pub const MAX_NDIM: usize = 32;
-
-/// Why a value could not be read.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum LayoutError {
-    /// The bytes fail a check.
-    Corrupt(String),
-    /// Written by a newer format version.
-    Newer(u16),
-}
 
 /// A decoded value: its header fields and slices of the value's bytes.
 #[derive(Debug)]
@@ -83,27 +76,20 @@ pub(crate) fn encode_header(dtype: DType, shape: &[u64], meta: &[u8], data_len: 
     h
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 /// Reads a value's header and finds its metadata and data, checking every length.
-pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, LayoutError> {
-    let bad = |s: String| Err(LayoutError::Corrupt(s));
-    if value.len() < 6 {
+pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, Refusal> {
+    let bad = |s: String| Err(Refusal::Corrupt(s));
+    let Some(version) = u16_at(value, 4) else {
         return bad(format!(
             "array value is {} bytes, shorter than its header",
             value.len()
         ));
-    }
+    };
     if value[..4] != MAGIC {
         return bad(format!("bad array magic {:02x?}", &value[..4]));
     }
-    let version = u16::from_le_bytes([value[4], value[5]]);
     if version > VERSION {
-        return Err(LayoutError::Newer(version));
+        return Err(Refusal::Newer(version.into()));
     }
     if version == 0 {
         return bad("array format version 0 does not exist".into());
@@ -121,17 +107,18 @@ pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, LayoutError> {
     if ndim > MAX_NDIM {
         return bad(format!("ndim {ndim} exceeds {MAX_NDIM}"));
     }
-    let meta_len = u64_at(value, 8);
-    let data_off = u64_at(value, 16);
-    let data_len = u64_at(value, 24);
+    let field = |at: usize| u64_at(value, at).unwrap_or_default();
+    let (meta_len, data_off, data_len) = (field(8), field(16), field(24));
     let shape_end = FIXED + 8 * ndim;
-    if value.len() < shape_end {
+    let Some(shape) = (0..ndim)
+        .map(|i| u64_at(value, FIXED + 8 * i))
+        .collect::<Option<Vec<u64>>>()
+    else {
         return bad(format!(
             "array value of {} bytes cut inside its shape",
             value.len()
         ));
-    }
-    let shape: Vec<u64> = (0..ndim).map(|i| u64_at(value, FIXED + 8 * i)).collect();
+    };
     let meta_end = (shape_end as u64).checked_add(meta_len);
     if meta_end.is_none_or(|e| e > data_off) {
         return bad(format!(
@@ -199,7 +186,7 @@ mod tests {
     fn damaged_values_are_corrupt_and_newer_versions_need_upgrade() {
         let good = value(DType::U16, &[2, 3], b"{}", &[7; 12]);
         assert!(decode(&good).is_ok());
-        let corrupt = |v: &[u8]| matches!(decode(v), Err(LayoutError::Corrupt(_)));
+        let corrupt = |v: &[u8]| matches!(decode(v), Err(Refusal::Corrupt(_)));
         assert!(corrupt(&good[..good.len() - 1]), "truncated data");
         assert!(corrupt(&good[..20]), "truncated header");
         assert!(corrupt(b""), "empty");
@@ -229,6 +216,6 @@ mod tests {
         assert!(corrupt(&v), "version 0");
         let mut v = good;
         v[4] = 2;
-        assert_eq!(decode(&v).unwrap_err(), LayoutError::Newer(2));
+        assert_eq!(decode(&v).unwrap_err(), Refusal::Newer(2));
     }
 }

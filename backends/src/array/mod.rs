@@ -4,7 +4,7 @@
 //!
 //! # When a read is zero-copy
 //!
-//! A typed read ([`ArrayReader::get`]) casts the stored element bytes to `&[T]` with
+//! A typed read ([`ArrayReader::view`]) casts the stored element bytes to `&[T]` with
 //! `bytemuck::try_cast_slice`, which checks alignment. Whether the bytes are aligned depends on
 //! where LMDB put the value (checked against `mdb.c` of `lmdb-master-sys` 0.2.6):
 //!
@@ -69,8 +69,9 @@ use crate::Result;
 
 /// Reads a whole `.npy` file of `T` elements into memory (what `numpy.load` does): the
 /// elements in C order and the shape. Big-endian files are converted; fortran order (with
-/// more than one axis) and a dtype other than `T` are [`Error::Unsupported`](crate::Error),
-/// a malformed file [`Error::Corrupt`](crate::Error).
+/// more than one axis) is [`Error::Unsupported`](crate::Error::Unsupported), a dtype other
+/// than `T` [`Error::InvalidArgument`](crate::Error::InvalidArgument), a malformed file
+/// [`Error::Corrupt`](crate::Error::Corrupt).
 pub fn read_npy<T: Element>(path: impl AsRef<Path>) -> Result<(Vec<T>, Vec<u64>)> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| crate::Error::io("opening", path, e))?;
@@ -82,7 +83,7 @@ pub fn read_npy<T: Element>(path: impl AsRef<Path>) -> Result<(Vec<T>, Vec<u64>)
 pub fn write_npy<T: Element>(path: impl AsRef<Path>, data: &[T], shape: &[u64]) -> Result<()> {
     let path = path.as_ref();
     if layout::element_count(shape) != Some(data.len() as u64) || shape.len() > MAX_NDIM {
-        return Err(crate::Error::Unsupported {
+        return Err(crate::Error::InvalidArgument {
             op: "write_npy",
             path: path.to_path_buf(),
             reason: format!("shape {shape:?} does not hold {} elements", data.len()),

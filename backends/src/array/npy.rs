@@ -32,6 +32,8 @@ pub(crate) enum NpyError {
     /// A well-formed file this crate does not handle (object or structured dtypes, fortran
     /// order, complex numbers).
     Unsupported(String),
+    /// A well-formed file of another element type than the caller asked for.
+    WrongType(String),
 }
 
 impl From<io::Error> for NpyError {
@@ -352,7 +354,7 @@ pub(crate) fn write_npy(
 pub(crate) fn read_npy<T: Element>(r: &mut dyn Read) -> Result<(Vec<T>, Vec<u64>), NpyError> {
     let h = read_header(r)?;
     if h.dtype != T::DTYPE {
-        return Err(NpyError::Unsupported(format!(
+        return Err(NpyError::WrongType(format!(
             "the .npy file holds {}, not the requested {}",
             h.dtype,
             T::DTYPE

@@ -17,7 +17,7 @@ impl ArrayStore {
     /// Runs `f` with a reader over one read transaction: every array it returns borrows from
     /// that transaction, which ends when `f` returns. Do not call other store methods inside
     /// `f`. `f` may run again if LMDB asks for a retry.
-    pub fn read<R>(&self, mut f: impl FnMut(&ArrayReader<'_>) -> Result<R>) -> Result<R> {
+    pub fn with_reader<R>(&self, mut f: impl FnMut(&ArrayReader<'_>) -> Result<R>) -> Result<R> {
         self.inner.env.read(|txn| -> Result<R, TxnError> {
             let reader = ArrayReader { store: self, txn };
             Ok(f(&reader)?)
@@ -25,7 +25,7 @@ impl ArrayStore {
     }
 }
 
-/// Reads arrays inside one read transaction of an [`ArrayStore`]; see [`ArrayStore::read`].
+/// Reads arrays inside one read transaction of an [`ArrayStore`]; see [`ArrayStore::with_reader`].
 pub struct ArrayReader<'t> {
     pub(super) store: &'t ArrayStore,
     pub(super) txn: &'t RoTxn<'t, WithoutTls>,
@@ -47,15 +47,15 @@ impl<'t> ArrayReader<'t> {
 
     /// The array under `key` as `T` elements, lent from the map when its data is aligned for
     /// `T` (else copied, and counted in [`ArrayStore::stats`]). Asking for a type other than
-    /// the stored dtype is [`Error::Unsupported`].
-    pub fn get<T: Element>(&self, key: impl AsRef<[u8]>) -> Result<Option<ArrayView<'t, T>>> {
+    /// the stored dtype is [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    pub fn view<T: Element>(&self, key: impl AsRef<[u8]>) -> Result<Option<ArrayView<'t, T>>> {
         let key = key.as_ref();
         let Some(d) = self.decoded(key)? else {
             return Ok(None);
         };
         if d.dtype != T::DTYPE {
-            return Err(self.store.unsupported(
-                "get",
+            return Err(self.store.invalid(
+                "view",
                 format!(
                     "key {} holds a {} array, not {}",
                     crate::KeyDisplay::new(key),
@@ -79,6 +79,7 @@ impl<'t> ArrayReader<'t> {
             data,
             shape: d.shape,
             metadata: d.meta,
+            path: self.store.path(),
         }))
     }
 

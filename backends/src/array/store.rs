@@ -9,8 +9,9 @@ use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn, WithoutTls};
 
 use super::dtype::DType;
-use super::layout::{self, LayoutError};
+use super::layout;
 use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
+use crate::version::Refusal;
 use crate::{Error, Result};
 
 /// Arrays under keys of 1 to `max_key_size` (511) bytes, keyed by the key itself.
@@ -47,7 +48,7 @@ pub struct ArrayStats {
 /// A store of numpy-style typed arrays in an LMDB environment.
 ///
 /// Each key holds one array: a [`DType`], a shape (C order) and little-endian elements laid out
-/// so [`ArrayReader::get`] can lend them as `&[T]` straight from LMDB's map, plus optional JSON
+/// so [`ArrayReader::view`] can lend them as `&[T]` straight from LMDB's map, plus optional JSON
 /// metadata per key and for the whole store. Arrays come from slices or `.npy` files and export
 /// to `.npy` files that `numpy.load` reads. Clones share one environment.
 ///
@@ -64,9 +65,9 @@ pub struct ArrayStats {
 /// let dir = tempfile::tempdir()?;
 /// let store = ArrayStore::open(dir.path())?;
 /// let embedding: Vec<f32> = (0..1024).map(|i| i as f32).collect();
-/// store.put("doc-1", &embedding, &[1024])?;
-/// let first = store.read(|r| {
-///     let view = r.get::<f32>("doc-1")?.expect("present");
+/// store.put_array("doc-1", &embedding, &[1024])?;
+/// let first = store.with_reader(|r| {
+///     let view = r.view::<f32>("doc-1")?.expect("present");
 ///     assert_eq!(view.shape(), &[1024]);
 ///     assert!(view.is_zero_copy()); // a 4 KiB array sits on LMDB overflow pages: aligned
 ///     Ok(view[0] + view[1023])
@@ -208,15 +209,8 @@ impl ArrayStore {
         Error::corrupt(self.path(), Some(key), reason)
     }
 
-    pub(super) fn layout_error(&self, key: &[u8], e: LayoutError) -> Error {
-        match e {
-            LayoutError::Corrupt(reason) => self.corrupt(key, reason),
-            LayoutError::Newer(found) => Error::UpgradeRequired {
-                path: self.path().to_path_buf(),
-                found: found.into(),
-                supported: layout::VERSION.into(),
-            },
-        }
+    pub(super) fn layout_error(&self, key: &[u8], e: Refusal) -> Error {
+        e.into_error(self.path(), Some(key), layout::VERSION.into())
     }
 
     /// The whole array value stored under `key` (header and data), lent from the map.
@@ -307,8 +301,10 @@ impl ArrayStore {
         })
     }
 
-    pub(super) fn unsupported(&self, op: &'static str, reason: String) -> Error {
-        Error::Unsupported {
+    /// The caller asked for something the stored data is not (another dtype, a vector where a
+    /// matrix is stored) or gave data that does not fit its own shape.
+    pub(super) fn invalid(&self, op: &'static str, reason: String) -> Error {
+        Error::InvalidArgument {
             op,
             path: self.path().to_path_buf(),
             reason,

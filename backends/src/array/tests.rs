@@ -129,13 +129,13 @@ fn golden_value_fixtures_decode_forever() {
     for name in ["v1-truncated.bin", "v1-bad-magic.bin"] {
         let err = layout::decode(&read(name)).unwrap_err();
         assert!(
-            matches!(err, layout::LayoutError::Corrupt(_)),
+            matches!(err, crate::version::Refusal::Corrupt(_)),
             "{name}: {err:?}"
         );
     }
     assert_eq!(
         layout::decode(&read("v2-future.bin")).unwrap_err(),
-        layout::LayoutError::Newer(2)
+        crate::version::Refusal::Newer(2)
     );
     let (v, shape) = read_npy::<f64>(fixtures().join("f64-2x2.npy")).unwrap();
     assert_eq!((v, shape), (vec![1.0, 2.0, 3.0, 4.0], vec![2, 2]));

@@ -2,17 +2,20 @@
 //! vectors stacked into a matrix).
 
 use std::borrow::Cow;
+use std::path::Path;
 
 use super::dtype::Element;
 use crate::{Error, Result};
 
-/// A typed array read from an [`ArrayStore`]: the elements (lent from the map when aligned,
+/// A typed array read from an [`ArrayStore`](super::ArrayStore): the elements (lent from the map when aligned,
 /// see [`ArrayView::is_zero_copy`]), the shape, and the raw per-key metadata.
 #[derive(Debug, Clone)]
 pub struct ArrayView<'t, T: Element> {
     pub(super) data: Cow<'t, [T]>,
     pub(super) shape: Vec<u64>,
     pub(super) metadata: &'t [u8],
+    /// The store's directory, for errors about the metadata.
+    pub(super) path: &'t Path,
 }
 
 impl<'t, T: Element> ArrayView<'t, T> {
@@ -33,7 +36,7 @@ impl<'t, T: Element> ArrayView<'t, T> {
 
     /// The per-key JSON metadata, if any was stored.
     pub fn metadata(&self) -> Result<Option<serde_json::Value>> {
-        parse_json(self.metadata)
+        parse_json(self.metadata, self.path, "array metadata")
     }
 
     /// The elements as an owned `Vec` and the shape.
@@ -49,7 +52,7 @@ impl<T: Element> std::ops::Deref for ArrayView<'_, T> {
     }
 }
 
-/// Rows gathered by [`ArrayStore::get_rows`]: one 1-D vector per requested key, stacked into a
+/// Rows gathered by [`ArrayStore::get_rows`](super::ArrayStore::get_rows): one 1-D vector per requested key, stacked into a
 /// contiguous row-major matrix.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -64,15 +67,17 @@ pub struct Rows<T> {
     pub missing: Vec<usize>,
 }
 
-pub(super) fn parse_json(bytes: &[u8]) -> Result<Option<serde_json::Value>> {
+/// Stored JSON metadata (`what`: "array metadata", "store metadata") of the store at `path`;
+/// empty bytes are no metadata.
+pub(super) fn parse_json(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<Option<serde_json::Value>> {
     if bytes.is_empty() {
         return Ok(None);
     }
-    serde_json::from_slice(bytes).map(Some).map_err(|e| {
-        Error::corrupt(
-            "<array metadata>",
-            None,
-            format!("metadata is not JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| Error::corrupt(path, None, format!("{what} is not JSON: {e}")))
 }
