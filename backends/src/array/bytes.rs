@@ -4,7 +4,7 @@ use super::dtype::DType;
 use super::layout;
 use super::store::ArrayStore;
 use crate::lmdb::TxnError;
-use crate::{Blob, EntryMeta, Result, Store};
+use crate::{Blob, EntryMeta, Result, Store, VerifyReport};
 
 impl Store for ArrayStore {
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
@@ -65,10 +65,7 @@ impl Store for ArrayStore {
             .collect();
         self.inner.env.write(|wtxn| -> Result<(), TxnError> {
             for ((k, v), h) in entries.iter().zip(&headers) {
-                self.put_value(wtxn, k, DType::U8, h.len() + v.len(), |w| {
-                    w.write_all(h)?;
-                    w.write_all(v)
-                })?;
+                self.put_value(wtxn, k, DType::U8, h, v.len(), |w| w.write_all(v))?;
             }
             Ok(())
         })
@@ -76,6 +73,15 @@ impl Store for ArrayStore {
 
     fn len(&self) -> Result<u64> {
         ArrayStore::len(self)
+    }
+
+    fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {
+        let bytes = self.with_reader(|r| Ok(r.bytes_unchecked(key)?.map(<[u8]>::to_vec)))?;
+        Ok(bytes.map(Blob::from))
+    }
+
+    fn verify(&self) -> Result<VerifyReport> {
+        self.verify_all()
     }
 }
 

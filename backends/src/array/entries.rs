@@ -3,7 +3,7 @@
 
 use super::dtype::Element;
 use super::layout::{self, MAX_NDIM};
-use super::store::ArrayStore;
+use super::store::{split_long_entry, ArrayStore};
 use super::view::{ArrayView, Rows};
 use crate::lmdb::TxnError;
 use crate::{Error, Result};
@@ -55,8 +55,7 @@ impl ArrayStore {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let header = layout::encode_header(T::DTYPE, shape, &meta, bytes.len() as u64);
         self.inner.env.write(|wtxn| {
-            self.put_value(wtxn, key, T::DTYPE, header.len() + bytes.len(), |w| {
-                w.write_all(&header)?;
+            self.put_value(wtxn, key, T::DTYPE, &header, bytes.len(), |w| {
                 w.write_all(bytes)
             })
         })
@@ -77,16 +76,9 @@ impl ArrayStore {
         self.inner.env.write(|wtxn| -> Result<(), TxnError> {
             for ((key, data, _), header) in entries.iter().zip(&headers) {
                 let bytes: &[u8] = bytemuck::cast_slice(data);
-                self.put_value(
-                    wtxn,
-                    key.as_ref(),
-                    T::DTYPE,
-                    header.len() + bytes.len(),
-                    |w| {
-                        w.write_all(header)?;
-                        w.write_all(bytes)
-                    },
-                )?;
+                self.put_value(wtxn, key.as_ref(), T::DTYPE, header, bytes.len(), |w| {
+                    w.write_all(bytes)
+                })?;
             }
             Ok(())
         })
@@ -117,11 +109,8 @@ impl ArrayStore {
             }
             for entry in long.iter(txn)? {
                 let (_, v) = entry?;
-                let len = v
-                    .get(..8)
-                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
-                match len.and_then(|n| v.get(8..8usize.checked_add(n)?)) {
-                    Some(k) => out.push(k.to_vec()),
+                match split_long_entry(v) {
+                    Some((k, _)) => out.push(k.to_vec()),
                     None => {
                         return Err(Error::corrupt(
                             self.path(),

@@ -112,16 +112,13 @@ impl ArrayStore {
     ) -> Result<()> {
         let data_len = header.data_len().expect("checked by read_header");
         let value_header = layout::encode_header(header.dtype, &header.shape, &[], data_len);
-        let total = usize::try_from(value_header.len() as u64 + data_len).map_err(|_| {
-            Error::Unsupported {
-                op: "put_npy",
-                path: self.path().to_path_buf(),
-                reason: "array too large".into(),
-            }
+        let total = usize::try_from(data_len).map_err(|_| Error::Unsupported {
+            op: "put_npy",
+            path: self.path().to_path_buf(),
+            reason: "array too large".into(),
         })?;
         self.inner.env.write(|wtxn| {
-            self.put_value(wtxn, key, header.dtype, total, |w| {
-                w.write_all(&value_header)?;
+            self.put_value(wtxn, key, header.dtype, &value_header, total, |w| {
                 write_data(w)
             })
         })
@@ -143,6 +140,7 @@ impl ArrayStore {
                 return Ok(false);
             };
             let d = layout::decode(value).map_err(|e| self.layout_error(key, e))?;
+            d.check_data().map_err(|e| self.layout_error(key, e))?;
             tmp.as_file_mut()
                 .set_len(0)
                 .and_then(|_| tmp.as_file_mut().seek(SeekFrom::Start(0)))

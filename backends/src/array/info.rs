@@ -53,11 +53,13 @@ impl ArrayStore {
                 return Ok(false);
             };
             let d = layout::decode(value).map_err(|e| self.layout_error(key, e))?;
+            // Rewriting seals the data under a fresh CRC: check the old one first, or damaged
+            // data would come back looking sound.
+            d.check_data().map_err(|e| self.layout_error(key, e))?;
             let header = layout::encode_header(d.dtype, &d.shape, &meta, d.data.len() as u64);
             // The old value lives in pages this write may reuse: copy its data first.
             let data = d.data.to_vec();
-            self.put_value(wtxn, key, d.dtype, header.len() + data.len(), |w| {
-                w.write_all(&header)?;
+            self.put_value(wtxn, key, d.dtype, &header, data.len(), |w| {
                 w.write_all(&data)
             })?;
             Ok(true)

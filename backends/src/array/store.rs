@@ -34,6 +34,15 @@ pub(super) fn long_prefix_len(key_len: usize) -> usize {
     (8 + key_len).next_multiple_of(layout::DATA_ALIGN)
 }
 
+/// A long-key entry split into the full key and the array value after its prefix, or `None`
+/// when the entry is cut inside its prefix.
+pub(super) fn split_long_entry(entry: &[u8]) -> Option<(&[u8], &[u8])> {
+    let key_len = usize::try_from(crate::le::u64_at(entry, 0)?).ok()?;
+    let key = entry.get(8..8usize.checked_add(key_len)?)?;
+    let value = entry.get(long_prefix_len(key_len)..)?;
+    Some((key, value))
+}
+
 /// How many typed reads lent the stored bytes and how many had to copy them because the value
 /// was not aligned for its dtype (see the [module docs](super)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,37 +234,57 @@ impl ArrayStore {
                 let Some(entry) = self.inner.long.get(txn, &hash)? else {
                     return Ok(None);
                 };
-                let stored_len = entry
-                    .get(..8)
-                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                let stored_len = crate::le::u64_at(entry, 0)
                     .ok_or_else(|| self.corrupt(key, "long-key entry shorter than its prefix"))?;
                 if stored_len != key.len() as u64 {
                     return Ok(None); // another key with the same hash
                 }
-                let prefix = long_prefix_len(key.len());
-                if entry.len() < prefix {
-                    return Err(self
-                        .corrupt(key, "long-key entry cut inside its key")
-                        .into());
-                }
-                if &entry[8..8 + key.len()] != key {
-                    return Ok(None);
-                }
-                Ok(Some(&entry[prefix..]))
+                let (stored_key, value) = split_long_entry(entry)
+                    .ok_or_else(|| self.corrupt(key, "long-key entry cut inside its key"))?;
+                // A different key under the same hash, or a damaged copy of this one: either
+                // way not this key's value.
+                Ok((stored_key == key).then_some(value))
             }
         }
     }
 
-    /// Writes an array value of `value_len` bytes holding `dtype` elements under `key`;
-    /// `fill` writes the value bytes.
+    /// Writes an array value holding `dtype` elements under `key`: `header` (from
+    /// `layout::encode_header`, not yet sealed), then `data_len` bytes of data that
+    /// `write_data` writes. The data's CRC is taken as it streams into LMDB's reserved space,
+    /// and the header is sealed with it in place: no second pass, no copy of the data.
     pub(super) fn put_value(
         &self,
         wtxn: &mut RwTxn<'_>,
         key: &[u8],
         dtype: DType,
-        value_len: usize,
-        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+        header: &[u8],
+        data_len: usize,
+        write_data: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), TxnError> {
+        let value_len = header.len() + data_len;
+        let fill = |space: &mut heed::ReservedSpace<'_>| -> std::io::Result<()> {
+            let start = space.size() - space.remaining();
+            space.write_all(header)?;
+            let mut data = Checksummed {
+                inner: &mut *space,
+                crc: crc32fast::Hasher::new(),
+                len: 0,
+            };
+            write_data(&mut data)?;
+            if data.len != data_len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} bytes of array data given, {data_len} announced",
+                        data.len
+                    ),
+                ));
+            }
+            let mut sealed = header.to_vec();
+            layout::seal(&mut sealed, data.crc.finalize());
+            space.written_mut()[start..start + sealed.len()].copy_from_slice(&sealed);
+            Ok(())
+        };
         let pad = self.inner.align_small.load(Ordering::Relaxed) && dtype.size() > 1;
         // The smallest entry whose leaf node exceeds `node_max`, i.e. that goes to overflow.
         let padded = |stored_key_len: usize, len: usize| {
@@ -309,5 +338,25 @@ impl ArrayStore {
             path: self.path().to_path_buf(),
             reason,
         }
+    }
+}
+
+/// Passes bytes on to `inner`, keeping their CRC-32 and count.
+struct Checksummed<'w> {
+    inner: &'w mut dyn Write,
+    crc: crc32fast::Hasher,
+    len: usize,
+}
+
+impl Write for Checksummed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
