@@ -19,10 +19,15 @@ impl ArrayStore {
     pub fn put_npy(&self, key: impl AsRef<[u8]>, path: impl AsRef<Path>) -> Result<ArrayInfo> {
         let (key, path) = (key.as_ref(), path.as_ref());
         let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        let header = npy::read_header(&mut std::io::BufReader::new(&mut file))
-            .map_err(|e| npy_error(path, "importing", e))?;
-        let data_len = header.data_len().expect("checked by read_header");
-        let data_start = npy_data_start(&mut file, path)?;
+        let mut buffered = std::io::BufReader::new(&mut file);
+        let header =
+            npy::read_header(&mut buffered).map_err(|e| npy_error(path, "importing", e))?;
+        // Where the data starts: what the header parser consumed, buffering accounted for.
+        let data_start = buffered
+            .stream_position()
+            .map_err(|e| Error::io("reading", path, e))?;
+        drop(buffered);
+        let data_len = self.check_claim("put_npy", key, &header)?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("reading metadata of", path, e))?
@@ -54,7 +59,11 @@ impl ArrayStore {
     }
 
     /// Imports a `.npy` stream under `key`. Unlike [`ArrayStore::put_npy`] the data is read
-    /// into memory first (a reader cannot be rewound if LMDB must retry the write).
+    /// into memory first (a reader cannot be rewound if LMDB must retry the write). The size
+    /// the header claims is checked against [`MAX_ARRAY_BYTES`](super::MAX_ARRAY_BYTES) before
+    /// any data is read, and the buffer grows only as the reader delivers bytes, so a hostile
+    /// header costs nothing: a stream that ends early is [`Error::Corrupt`], a failing reader
+    /// [`Error::ValueSource`].
     pub fn put_npy_reader(
         &self,
         key: impl AsRef<[u8]>,
@@ -62,16 +71,11 @@ impl ArrayStore {
     ) -> Result<ArrayInfo> {
         let key = key.as_ref();
         let header = npy::read_header(reader).map_err(|e| self.stream_error(key, e))?;
-        let data_len = header.data_len().expect("checked by read_header");
-        let len = usize::try_from(data_len).map_err(|_| Error::Unsupported {
-            op: "put_npy_reader",
-            path: self.path().to_path_buf(),
-            reason: "array too large".into(),
-        })?;
-        let mut data = vec![0u8; len];
-        reader
-            .read_exact(&mut data)
-            .map_err(|e| self.stream_error(key, e.into()))?;
+        let data_len = self.check_claim("put_npy_reader", key, &header)?;
+        // Fits: check_claim bounded it by MAX_ARRAY_BYTES.
+        let len = data_len as usize;
+        let mut data: Vec<u8> =
+            npy::read_elements(reader, len).map_err(|e| self.stream_error(key, e))?;
         if header.big_endian {
             npy::swap_bytes(&mut data, header.dtype.size());
         }
@@ -85,6 +89,15 @@ impl ArrayStore {
             shape: header.shape,
             nbytes: data_len,
         })
+    }
+
+    /// The data length a `.npy` header claims, refused when the value it makes would exceed
+    /// [`MAX_ARRAY_BYTES`](super::MAX_ARRAY_BYTES), before anything is read or reserved.
+    fn check_claim(&self, op: &'static str, key: &[u8], header: &NpyHeader) -> Result<u64> {
+        let data_len = header.data_len().unwrap_or(u64::MAX);
+        let header_len = layout::data_offset(header.shape.len(), 0) as u64;
+        self.check_value_size(op, key, header_len.saturating_add(data_len))?;
+        Ok(data_len)
     }
 
     /// The error for a `.npy` stream given to [`ArrayStore::put_npy_reader`]: the reader's own
@@ -110,17 +123,17 @@ impl ArrayStore {
         header: &NpyHeader,
         write_data: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<()> {
-        let data_len = header.data_len().expect("checked by read_header");
+        let data_len = self.check_claim("import", key, header)?;
         let value_header = layout::encode_header(header.dtype, &header.shape, &[], data_len);
-        let total = usize::try_from(data_len).map_err(|_| Error::Unsupported {
-            op: "put_npy",
-            path: self.path().to_path_buf(),
-            reason: "array too large".into(),
-        })?;
         self.inner.env.write(|wtxn| {
-            self.put_value(wtxn, key, header.dtype, &value_header, total, |w| {
-                write_data(w)
-            })
+            self.put_value(
+                wtxn,
+                key,
+                header.dtype,
+                &value_header,
+                data_len as usize,
+                |w| write_data(w),
+            )
         })
     }
 
@@ -161,19 +174,6 @@ impl ArrayStore {
         }
         Ok(found)
     }
-}
-
-/// Where the data starts in an `.npy` file whose header was just read through a buffered
-/// reader: re-reads the fixed prefix, which says how long the header is.
-fn npy_data_start(file: &mut std::fs::File, path: &Path) -> Result<u64> {
-    let mut prefix = [0u8; 12];
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_exact(&mut prefix))
-        .map_err(|e| Error::io("reading", path, e))?;
-    Ok(match prefix[6] {
-        1 => 10 + u16::from_le_bytes([prefix[8], prefix[9]]) as u64,
-        _ => 12 + u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as u64,
-    })
 }
 
 /// Copies exactly `len` bytes from `r` to `w`, byte-swapping big-endian elements.

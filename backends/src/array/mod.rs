@@ -74,7 +74,7 @@ pub use dtype::{Bool, DType, Element, F16};
 pub use info::ArrayInfo;
 pub use layout::MAX_NDIM;
 pub use reader::ArrayReader;
-pub use store::{ArrayStats, ArrayStore};
+pub use store::{ArrayStats, ArrayStore, MAX_ARRAY_BYTES};
 pub use view::{ArrayView, Rows};
 
 use std::path::Path;
@@ -90,7 +90,7 @@ pub fn read_npy<T: Element>(path: impl AsRef<Path>) -> Result<(Vec<T>, Vec<u64>)
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| crate::Error::io("opening", path, e))?;
     npy::read_npy(&mut std::io::BufReader::new(file))
-        .map_err(|e| import::npy_error(path, "reading", e))
+        .map_err(|e| import::npy_error(path, "read_npy", e))
 }
 
 /// Writes `data` (C order) with `shape` as a `.npy` file (version 1.0, little-endian).

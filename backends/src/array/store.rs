@@ -27,6 +27,15 @@ pub(super) const INFO_METADATA: &[u8] = b"metadata";
 /// own version too (see the `layout` module).
 pub(super) const STORE_VERSION: u32 = 1;
 
+/// The largest array value (header, metadata and data) an [`ArrayStore`] stores: 2 GiB − 1 MiB.
+///
+/// Why: LMDB writes a value's overflow pages with one `pwrite`, and Linux writes at most
+/// 2 GiB − 4 KiB per call; LMDB takes the short write for an I/O error. Larger arrays are
+/// refused up front with [`Error::InvalidArgument`] naming this limit (split them across keys,
+/// or keep them as `.npy` files); `.npy` imports check the size the header claims before
+/// reading any data.
+pub const MAX_ARRAY_BYTES: u64 = (2 << 30) - (1 << 20);
+
 /// Bytes before the array value in a long-key entry:
 /// `key length (u64 LE) | key | zero padding to a multiple of 16`, so the array value starts
 /// as aligned as the entry does.
@@ -262,6 +271,7 @@ impl ArrayStore {
         write_data: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), TxnError> {
         let value_len = header.len() + data_len;
+        self.check_value_size("put", key, value_len as u64)?;
         let fill = |space: &mut heed::ReservedSpace<'_>| -> std::io::Result<()> {
             let start = space.size() - space.remaining();
             space.write_all(header)?;
@@ -328,6 +338,27 @@ impl ArrayStore {
             Slot::Direct(k) => self.inner.direct.delete(wtxn, k)?,
             Slot::Long(hash) => self.inner.long.delete(wtxn, &hash)?,
         })
+    }
+
+    /// Refuses a value of `value_len` bytes when it exceeds [`MAX_ARRAY_BYTES`].
+    pub(super) fn check_value_size(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        value_len: u64,
+    ) -> Result<()> {
+        if value_len <= MAX_ARRAY_BYTES {
+            return Ok(());
+        }
+        Err(self.invalid(
+            op,
+            format!(
+                "an array value of {value_len} bytes for key {} exceeds ArrayStore's limit of \
+                 {MAX_ARRAY_BYTES} bytes (LMDB writes a value in one pwrite, which Linux caps \
+                 near 2 GiB): split it across keys or keep it as a .npy file",
+                crate::KeyDisplay::new(key)
+            ),
+        ))
     }
 
     /// The caller asked for something the stored data is not (another dtype, a vector where a
