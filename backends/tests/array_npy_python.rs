@@ -347,3 +347,49 @@ print("ok")
 "#;
     assert_eq!(python(script, &[dir.path()]).trim(), "ok");
 }
+
+#[test]
+fn array_store_refuses_a_numpy_lmdb_written_by_python_and_leaves_it_untouched() {
+    // Two Python-written directories (no marker): one with the metadata sub-environment, one
+    // that is a bare py-lmdb environment of vectors.
+    let script = r#"
+import sys, os, json, lmdb, numpy as np
+for path, with_metadata in ((sys.argv[1], True), (sys.argv[2], False)):
+    env = lmdb.open(path, map_size=2**25)
+    with env.begin(write=True) as txn:
+        for i in range(20):
+            txn.put(f"item-{i}".encode("utf-8"), np.arange(i, i + 4, dtype=np.float32).tobytes())
+    env.close()
+    if with_metadata:
+        md = lmdb.open(os.path.join(path, "metadata.lmdb"), map_size=2**25)
+        with md.begin(write=True) as txn:
+            txn.put(b"__global__", json.dumps({"dim": 4}).encode("utf-8"))
+        md.close()
+"#;
+    let (with_meta, bare) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    python(script, &[with_meta.path(), bare.path()]);
+    for dir in [&with_meta, &bare] {
+        let err = ArrayStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::WrongLayout {
+                    expected: "ArrayStore",
+                    found: "NumpyLmdb",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let check = r#"
+import sys, lmdb
+for path in sys.argv[1:]:
+    env = lmdb.open(path, readonly=True)
+    with env.begin() as txn:
+        keys = [k for k, _ in txn.cursor()]
+        assert len(keys) == 20 and not any(k.startswith(b"cacher") for k in keys), keys
+print("ok")
+"#;
+    assert_eq!(python(check, &[with_meta.path(), bare.path()]).trim(), "ok");
+}

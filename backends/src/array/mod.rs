@@ -62,6 +62,7 @@ mod dtype;
 mod entries;
 mod import;
 mod info;
+mod kind;
 mod layout;
 mod npy;
 mod reader;

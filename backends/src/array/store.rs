@@ -9,8 +9,10 @@ use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn, WithoutTls};
 
 use super::dtype::DType;
+use super::kind;
 use super::layout;
 use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
+use crate::marker::Kind;
 use crate::version::Refusal;
 use crate::{Error, Result};
 
@@ -139,8 +141,16 @@ impl ArrayStore {
     /// Opens the array store in `path` with `options` (map size, cap, durability). As with
     /// every [`LmdbEnv`], a second open of one directory in a process shares the first's
     /// environment and options.
+    ///
+    /// A directory holding another kind of store (a NumpyLmdb, an LmdbStore, a DirStore, ...)
+    /// is refused with [`Error::WrongLayout`] naming both kinds, before anything is written to
+    /// it; see the `kind` module for how each is recognised. The store marks its directory
+    /// with `cacher-array.toml`.
     pub fn open_with(path: impl AsRef<Path>, options: &LmdbOptions) -> Result<ArrayStore> {
-        let env = LmdbEnv::open(path.as_ref(), options)?;
+        let path = path.as_ref();
+        kind::refuse_before_array_open(path, STORE_VERSION)?;
+        let env = LmdbEnv::open(path, options)?;
+        kind::refuse_foreign_array_contents(&env)?;
         let direct = env.create_database(DIRECT_DB)?;
         let long = env.create_database(LONG_DB)?;
         let info = env.create_database(INFO_DB)?;
@@ -162,6 +172,7 @@ impl ArrayStore {
             }),
         };
         store.check_version()?;
+        kind::ensure_marker(store.path(), Kind::Array, STORE_VERSION)?;
         Ok(store)
     }
 
