@@ -14,7 +14,7 @@ impl ArrayStore {
     /// Imports the `.npy` file at `path` under `key`, streaming its data in 1 MiB chunks
     /// straight into the space LMDB reserves for the value (no buffer of the whole array; LMDB
     /// itself keeps the new pages in memory until the commit). Big-endian files are converted; fortran-order
-    /// files with more than one axis, and dtypes other than the [`DType`]s, are refused with
+    /// files with more than one axis, and dtypes other than the [`DType`](super::DType)s, are refused with
     /// [`Error::Unsupported`]; a malformed file is [`Error::Corrupt`].
     pub fn put_npy(&self, key: impl AsRef<[u8]>, path: impl AsRef<Path>) -> Result<ArrayInfo> {
         let (key, path) = (key.as_ref(), path.as_ref());

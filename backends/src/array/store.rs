@@ -68,11 +68,11 @@ pub struct ArrayStats {
 /// A store of numpy-style typed arrays in an LMDB environment.
 ///
 /// Each key holds one array: a [`DType`], a shape (C order) and little-endian elements laid out
-/// so [`ArrayReader::view`] can lend them as `&[T]` straight from LMDB's map, plus optional JSON
+/// so [`ArrayReader::view`](super::ArrayReader::view) can lend them as `&[T]` straight from LMDB's map, plus optional JSON
 /// metadata per key and for the whole store. Arrays come from slices or `.npy` files and export
 /// to `.npy` files that `numpy.load` reads. Clones share one environment.
 ///
-/// Through the byte-level [`Store`] trait an `ArrayStore` is a byte store: `put` stores the
+/// Through the byte-level [`Store`](crate::Store) trait an `ArrayStore` is a byte store: `put` stores the
 /// bytes as a 1-D `u8` array, and `get` returns an array's raw element bytes (for a `u8`
 /// array, exactly what was put; for other dtypes the little-endian elements, without dtype or
 /// shape — use the typed API for those). This is what lets it run the conformance kit.
