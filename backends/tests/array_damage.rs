@@ -88,3 +88,31 @@ fn a_flipped_byte_in_data_mdb_inside_an_array_is_refused_by_every_checked_read()
     );
     assert!(store.verify().unwrap().damaged.is_empty());
 }
+
+#[test]
+fn an_array_whose_lmdb_key_is_damaged_is_not_read_under_the_new_key() {
+    // The header CRC covers the key: a value that turns up under another key is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArrayStore::open(dir.path()).unwrap();
+    let data: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+    store.put_array("the-array-key", &data, &[1000]).unwrap();
+    Store::flush(&store).unwrap();
+    let path = dir.path().join("data.mdb");
+    let bytes = std::fs::read(&path).unwrap();
+    let at = find(&bytes, b"the-array-key");
+    assert_eq!(at.len(), 1, "one copy of the key");
+    let last = at[0] + b"the-array-key".len() - 1; // 'y' becomes 'x'
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[bytes[last] ^ 0x01], last as u64)
+        .unwrap();
+    match store.get_owned::<f64>("the-array-kex") {
+        Ok(None) => {}
+        Err(e) => assert!(refused(&e), "{e}"),
+        Ok(Some(_)) => panic!("the array was read under a key it was never stored under"),
+    }
+    assert!(!matches!(Store::get(&store, b"the-array-kex"), Ok(Some(_))));
+    assert_eq!(store.get_owned::<f64>("the-array-key").unwrap(), None);
+    let report = store.verify().unwrap();
+    let damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+    assert_eq!(damaged, vec![&b"the-array-kex"[..]]);
+}

@@ -152,7 +152,7 @@ impl ArrayStore {
             let Some(value) = self.raw_value(txn, key)? else {
                 return Ok(false);
             };
-            let d = layout::decode(value).map_err(|e| self.layout_error(key, e))?;
+            let d = layout::decode(value, key).map_err(|e| self.layout_error(key, e))?;
             d.check_data().map_err(|e| self.layout_error(key, e))?;
             tmp.as_file_mut()
                 .set_len(0)

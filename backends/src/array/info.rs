@@ -52,7 +52,7 @@ impl ArrayStore {
             let Some(value) = self.raw_value(wtxn, key)? else {
                 return Ok(false);
             };
-            let d = layout::decode(value).map_err(|e| self.layout_error(key, e))?;
+            let d = layout::decode(value, key).map_err(|e| self.layout_error(key, e))?;
             // Rewriting seals the data under a fresh CRC: check the old one first, or damaged
             // data would come back looking sound.
             d.check_data().map_err(|e| self.layout_error(key, e))?;

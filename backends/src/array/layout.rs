@@ -10,7 +10,7 @@
 //! 16            8           data offset from the value start, u64 LE (a multiple of 16)
 //! 24            8           data length in bytes, u64 LE (= product(shape) * dtype size)
 //! 32            4           v2: data CRC-32 (IEEE, as crc32fast) of the data bytes, u32 LE
-//! 36            4           v2: header CRC-32 of bytes 0..36 and 40..data offset, u32 LE
+//! 36            4           v2: header CRC-32 of the key, then bytes 0..36 and 40..data offset
 //! 40            8 * ndim    shape, one u64 LE per axis, C (row-major) order (v1: at 32)
 //! +8*ndim       meta len    per-key metadata, UTF-8 JSON
 //! ...           ...         zero padding up to the data offset
@@ -22,6 +22,10 @@
 //! Whether the value starts aligned is LMDB's business; see the module docs of `array`.
 //! Bytes after the data are allowed and ignored (reserved for padding a small value onto an
 //! overflow page); a value shorter than `data offset + data length` is corrupt.
+//!
+//! The header CRC starts with the key the value is stored under, so a value that turns up
+//! under another key (a damaged LMDB key, a page of one entry read as another's) is refused
+//! rather than returned for a key that was never given it.
 //!
 //! Why two checksums: the header CRC is checked by every decode (it is small, so `info`,
 //! `metadata` and the unchecked views stay O(header)); the data CRC is one pass over the
@@ -115,34 +119,37 @@ pub(crate) fn encode_header(dtype: DType, shape: &[u64], meta: &[u8], data_len: 
     h
 }
 
-/// Fills in the checksums of a header from [`encode_header`], for data whose CRC-32 is
-/// `data_crc`.
-pub(crate) fn seal(header: &mut [u8], data_crc: u32) {
+/// Fills in the checksums of a header from [`encode_header`], for a value stored under `key`
+/// whose data has CRC-32 `data_crc`.
+pub(crate) fn seal(header: &mut [u8], key: &[u8], data_crc: u32) {
     header[DATA_CRC_AT..DATA_CRC_AT + 4].copy_from_slice(&data_crc.to_le_bytes());
-    let crc = header_crc(header);
+    let crc = header_crc(key, header);
     header[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A whole sealed value: header and data (tests and fixtures).
 #[cfg(test)]
-pub(crate) fn encode(dtype: DType, shape: &[u64], meta: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(key: &[u8], dtype: DType, shape: &[u64], meta: &[u8], data: &[u8]) -> Vec<u8> {
     let mut v = encode_header(dtype, shape, meta, data.len() as u64);
-    seal(&mut v, crc32fast::hash(data));
+    seal(&mut v, key, crc32fast::hash(data));
     v.extend_from_slice(data);
     v
 }
 
-/// CRC-32 of a version 2 header (`..data offset`) without its own CRC field.
-fn header_crc(header: &[u8]) -> u32 {
+/// CRC-32 of `key` and a version 2 header (`..data offset`) without its own CRC field.
+fn header_crc(key: &[u8], header: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    h.update(&(key.len() as u64).to_le_bytes());
+    h.update(key);
     h.update(&header[..HEADER_CRC_AT]);
     h.update(&header[HEADER_CRC_AT + 4..]);
     h.finalize()
 }
 
 /// Reads a value's header and finds its metadata and data, checking every length and (for
-/// version 2) the header CRC. The data itself is checked by [`Decoded::check_data`].
-pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, Refusal> {
+/// version 2) the header CRC, which binds the value to `key`. The data itself is checked by
+/// [`Decoded::check_data`].
+pub(crate) fn decode<'v>(value: &'v [u8], key: &[u8]) -> Result<Decoded<'v>, Refusal> {
     let bad = |s: String| Err(Refusal::Corrupt(s));
     let Some(version) = u16_at(value, 4) else {
         return bad(format!(
@@ -214,7 +221,7 @@ pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, Refusal> {
         None
     } else {
         let stored = u32_at(value, HEADER_CRC_AT).unwrap_or_default();
-        let actual = header_crc(&value[..off]);
+        let actual = header_crc(key, &value[..off]);
         if stored != actual {
             return bad(format!(
                 "array header checksum mismatch (stored {stored:08x}, computed {actual:08x})"
@@ -239,7 +246,7 @@ pub(crate) fn decode(value: &[u8]) -> Result<Decoded<'_>, Refusal> {
     reason = "entry point for a cargo-fuzz target; the never-panic proptests call it"
 )]
 pub(crate) fn fuzz_entry(bytes: &[u8]) {
-    if let Ok(d) = decode(bytes) {
+    if let Ok(d) = decode(bytes, b"k") {
         let _ = d.check_data();
         assert!(d.meta.len() + d.data.len() <= bytes.len());
     }
@@ -282,7 +289,7 @@ mod tests {
     use super::*;
 
     fn value(dtype: DType, shape: &[u64], meta: &[u8], data: &[u8]) -> Vec<u8> {
-        encode(dtype, shape, meta, data)
+        encode(b"k", dtype, shape, meta, data)
     }
 
     #[test]
@@ -294,7 +301,7 @@ mod tests {
                 let data: Vec<u8> = (0..n * 4).map(|i| i as u8).collect();
                 let meta = vec![b'x'; meta_len];
                 let v = value(DType::F32, &shape, &meta, &data);
-                let d = decode(&v).unwrap();
+                let d = decode(&v, b"k").unwrap();
                 assert_eq!(d.dtype, DType::F32);
                 assert_eq!(d.shape, shape);
                 assert_eq!(d.meta, &meta[..]);
@@ -309,8 +316,8 @@ mod tests {
     #[test]
     fn damaged_values_are_corrupt_and_newer_versions_need_upgrade() {
         let good = value(DType::U16, &[2, 3], b"{}", &[7; 12]);
-        assert!(decode(&good).is_ok());
-        let corrupt = |v: &[u8]| matches!(decode(v), Err(Refusal::Corrupt(_)));
+        assert!(decode(&good, b"k").is_ok());
+        let corrupt = |v: &[u8]| matches!(decode(v, b"k"), Err(Refusal::Corrupt(_)));
         assert!(corrupt(&good[..good.len() - 1]), "truncated data");
         assert!(corrupt(&good[..20]), "truncated header");
         assert!(corrupt(b""), "empty");
@@ -340,7 +347,7 @@ mod tests {
         assert!(corrupt(&v), "version 0");
         let mut v = good;
         v[4] = 3;
-        assert_eq!(decode(&v).unwrap_err(), Refusal::Newer(3));
+        assert_eq!(decode(&v, b"k").unwrap_err(), Refusal::Newer(3));
     }
 
     #[test]
@@ -354,7 +361,7 @@ mod tests {
             for bit in [0x01u8, 0x80] {
                 let mut v = good.clone();
                 v[i] ^= bit;
-                let refused = match decode(&v) {
+                let refused = match decode(&v, b"k") {
                     Err(_) => true,
                     Ok(d) => d.check_data().is_err(),
                 };
@@ -364,11 +371,19 @@ mod tests {
     }
 
     #[test]
+    fn a_value_under_another_key_is_refused() {
+        let good = value(DType::U8, &[3], b"", &[1, 2, 3]);
+        assert!(decode(&good, b"k").is_ok());
+        assert!(matches!(decode(&good, b"j"), Err(Refusal::Corrupt(_))));
+        assert!(matches!(decode(&good, b"k2"), Err(Refusal::Corrupt(_))));
+    }
+
+    #[test]
     fn version_1_values_still_decode_without_checksums() {
         let data = [1u8, 2, 3, 4, 5, 6, 7, 8];
         let mut v = v1::encode_header(DType::U16, &[4], b"", data.len() as u64);
         v.extend_from_slice(&data);
-        let d = decode(&v).unwrap();
+        let d = decode(&v, b"k").unwrap();
         assert_eq!(
             (d.dtype, d.shape.clone(), d.data),
             (DType::U16, vec![4], &data[..])

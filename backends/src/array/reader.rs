@@ -61,7 +61,7 @@ impl<'t> ArrayReader<'t> {
         })?;
         match value {
             None => Ok(None),
-            Some(v) => layout::decode(v)
+            Some(v) => layout::decode(v, key)
                 .map(Some)
                 .map_err(|e| self.store.layout_error(key, e)),
         }

@@ -302,7 +302,7 @@ impl ArrayStore {
                 ));
             }
             let mut sealed = header.to_vec();
-            layout::seal(&mut sealed, data.crc.finalize());
+            layout::seal(&mut sealed, key, data.crc.finalize());
             space.written_mut()[start..start + sealed.len()].copy_from_slice(&sealed);
             Ok(())
         };

@@ -93,10 +93,14 @@ fn golden_value() -> Vec<u8> {
     v
 }
 
-/// The same golden array in the current layout (version 2, with checksums).
+/// The same golden array in the current layout (version 2, with checksums), stored under the
+/// key [`GOLDEN_KEY`] (the header CRC covers the key).
+const GOLDEN_KEY: &[u8] = b"golden";
+
 fn golden_value_v2() -> Vec<u8> {
     let data: Vec<f32> = (0..6).map(|x| x as f32).collect();
     layout::encode(
+        GOLDEN_KEY,
         DType::F32,
         &[2, 3],
         br#"{"v":1}"#,
@@ -140,14 +144,14 @@ fn golden_value_fixtures_decode_forever() {
         golden_value(),
         "the encoder still writes the golden bytes"
     );
-    let d = layout::decode(&good).unwrap();
+    let d = layout::decode(&good, b"any key: v1 has no CRC").unwrap();
     assert_eq!(d.dtype, DType::F32);
     assert_eq!(d.shape, vec![2, 3]);
     assert_eq!(d.meta, br#"{"v":1}"#);
     let floats: Vec<f32> = bytemuck::pod_collect_to_vec(d.data);
     assert_eq!(floats, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     for name in ["v1-truncated.bin", "v1-bad-magic.bin"] {
-        let err = layout::decode(&read(name)).unwrap_err();
+        let err = layout::decode(&read(name), b"k").unwrap_err();
         assert!(
             matches!(err, crate::version::Refusal::Corrupt(_)),
             "{name}: {err:?}"
@@ -156,7 +160,7 @@ fn golden_value_fixtures_decode_forever() {
     // Written when version 2 was "the future": now that version 2 exists, a version 1 body
     // labelled 2 fails the version 2 header checksum.
     assert!(matches!(
-        layout::decode(&read("v2-future.bin")).unwrap_err(),
+        layout::decode(&read("v2-future.bin"), b"k").unwrap_err(),
         crate::version::Refusal::Corrupt(_)
     ));
     let (v, shape) = read_npy::<f64>(fixtures().join("f64-2x2.npy")).unwrap();
@@ -172,7 +176,7 @@ fn golden_v2_value_fixtures_decode_forever_and_a_flipped_data_bit_is_caught() {
         golden_value_v2(),
         "the encoder still writes the golden bytes"
     );
-    let d = layout::decode(&good).unwrap();
+    let d = layout::decode(&good, GOLDEN_KEY).unwrap();
     assert_eq!(
         (d.dtype, d.shape.clone(), d.meta),
         (DType::F32, vec![2, 3], &br#"{"v":1}"#[..])
@@ -181,36 +185,41 @@ fn golden_v2_value_fixtures_decode_forever_and_a_flipped_data_bit_is_caught() {
     let floats: Vec<f32> = bytemuck::pod_collect_to_vec(d.data);
     assert_eq!(floats, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     let flipped = read("v2-data-flipped.bin");
-    let d = layout::decode(&flipped).expect("the header is intact");
+    let d = layout::decode(&flipped, GOLDEN_KEY).expect("the header is intact");
     assert!(
         d.check_data().is_err(),
         "the data CRC catches the flipped bit"
     );
     assert_eq!(
-        layout::decode(&read("v3-future.bin")).unwrap_err(),
+        layout::decode(&read("v3-future.bin"), GOLDEN_KEY).unwrap_err(),
         crate::version::Refusal::Newer(3)
     );
-    // Through the store: v1 and v2 golden values read, the flipped one is Corrupt on every
-    // checked path and is what verify() reports.
+    // Through the store: v1 and v2 golden values read; the v2 value under another key than
+    // the one it was sealed for is Corrupt (as is the flipped one), on every checked path and
+    // in verify().
     let dir = tempfile::tempdir().unwrap();
     drop(ArrayStore::open(dir.path()).unwrap());
     poke(dir.path(), "cacher-arrays", b"v1", &read("v1-f32-2x3.bin"));
-    poke(dir.path(), "cacher-arrays", b"v2", &good);
-    poke(dir.path(), "cacher-arrays", b"flipped", &flipped);
+    poke(dir.path(), "cacher-arrays", GOLDEN_KEY, &good);
+    poke(dir.path(), "cacher-arrays", b"moved", &good);
     let store = ArrayStore::open(dir.path()).unwrap();
     let want: Vec<f32> = (0..6).map(|x| x as f32).collect();
-    for key in ["v1", "v2"] {
+    for key in [&b"v1"[..], GOLDEN_KEY] {
         assert_eq!(
             store.get_owned::<f32>(key).unwrap(),
             Some((want.clone(), vec![2, 3]))
         );
     }
-    assert!(store.get_owned::<f32>("flipped").unwrap_err().is_corrupt());
-    assert!(Store::get(&store, b"flipped").unwrap_err().is_corrupt());
+    assert!(store.get_owned::<f32>("moved").unwrap_err().is_corrupt());
+    assert!(Store::get(&store, b"moved").unwrap_err().is_corrupt());
+    poke(dir.path(), "cacher-arrays", GOLDEN_KEY, &flipped);
+    assert!(store.get_owned::<f32>(GOLDEN_KEY).unwrap_err().is_corrupt());
+    assert!(Store::get(&store, GOLDEN_KEY).unwrap_err().is_corrupt());
     let report = store.verify().unwrap();
     assert_eq!(report.checked, 3);
-    let damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
-    assert_eq!(damaged, vec![&b"flipped"[..]]);
+    let mut damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+    damaged.sort();
+    assert_eq!(damaged, vec![GOLDEN_KEY, &b"moved"[..]]);
 }
 
 /// The raw LMDB entry of `key` in `db_name` (`None` when missing).

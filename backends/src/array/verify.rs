@@ -49,7 +49,7 @@ impl ArrayStore {
             };
             // A value claiming a newer layout is listed too, with its `UpgradeRequired`: a
             // flipped version byte looks just like it, and either way this build cannot read it.
-            if let Err(refusal) = layout::decode(value).and_then(|d| d.check_data()) {
+            if let Err(refusal) = layout::decode(value, key).and_then(|d| d.check_data()) {
                 report
                     .damaged
                     .push((key.to_vec(), self.layout_error(key, refusal)));
