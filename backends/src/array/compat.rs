@@ -6,12 +6,16 @@ use heed::types::Bytes;
 use heed::Database;
 
 use super::dtype::{DType, Element};
-use super::store::Rows;
+use super::kind;
+use super::view::Rows;
 use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
+use crate::marker::Kind;
 use crate::{Error, KeyDisplay, Result};
 
 /// The nested environment holding per-key metadata, a subdirectory of the main one.
-const METADATA_DIR: &str = "metadata.lmdb";
+const METADATA_DIR: &str = kind::NUMPY_METADATA_DIR;
+/// The version in the `cacher-numpy-lmdb.toml` marker: the layout of the Python tool.
+const MARKER_VERSION: u32 = 1;
 
 /// A store in the layout of the Python `NumpyLmdb` tool, opened for reading and writing.
 ///
@@ -60,7 +64,10 @@ impl NumpyLmdb {
     pub const GLOBAL_KEY: &'static str = "__global__";
 
     /// Opens (creating if needed) the store in directory `path`, whose values hold `dtype`
-    /// elements. Use `DType::F32` for stores made with the tool's default.
+    /// elements. Use `DType::F32` for stores made with the tool's default. A directory holding
+    /// another kind of store (an ArrayStore, an LmdbStore, ...) is refused with
+    /// [`Error::WrongLayout`] naming both, before anything is written to it; the store marks
+    /// its directory with `cacher-numpy-lmdb.toml`, which Python readers ignore.
     pub fn open(path: impl AsRef<Path>, dtype: DType) -> Result<NumpyLmdb> {
         Self::open_with(path, dtype, &LmdbOptions::default())
     }
@@ -72,10 +79,14 @@ impl NumpyLmdb {
         options: &LmdbOptions,
     ) -> Result<NumpyLmdb> {
         let path = path.as_ref();
+        kind::refuse_before_numpy_open(path, MARKER_VERSION)?;
         let main = LmdbEnv::open(path, options)?;
-        let meta = LmdbEnv::open(path.join(METADATA_DIR), options)?;
         let db = main.create_unnamed_database()?;
+        kind::refuse_foreign_numpy_contents(&main, db)?;
+        let meta = LmdbEnv::open(path.join(METADATA_DIR), options)?;
         let meta_db = meta.create_unnamed_database()?;
+        // Python readers ignore the extra file; Python writers never add one.
+        kind::ensure_marker(main.path(), Kind::NumpyLmdb, MARKER_VERSION)?;
         Ok(NumpyLmdb {
             main,
             meta,
@@ -110,7 +121,7 @@ impl NumpyLmdb {
         if T::DTYPE == self.dtype {
             return Ok(());
         }
-        Err(Error::Unsupported {
+        Err(Error::InvalidArgument {
             op,
             path: self.main.path().to_path_buf(),
             reason: format!("the store holds {}, not {}", self.dtype, T::DTYPE),
@@ -178,7 +189,7 @@ impl NumpyLmdb {
                         data.resize(missing.len() * n, T::zeroed());
                     }
                     Some(c) if c != n => {
-                        return Err(Error::Unsupported {
+                        return Err(Error::InvalidArgument {
                             op: "get_rows",
                             path: self.main.path().to_path_buf(),
                             reason: format!("key {key:?} holds {n} elements, earlier ones {c}"),

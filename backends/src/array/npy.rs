@@ -32,6 +32,8 @@ pub(crate) enum NpyError {
     /// A well-formed file this crate does not handle (object or structured dtypes, fortran
     /// order, complex numbers).
     Unsupported(String),
+    /// A well-formed file of another element type than the caller asked for.
+    WrongType(String),
 }
 
 impl From<io::Error> for NpyError {
@@ -121,6 +123,11 @@ impl Parser<'_> {
                         Some(b')') => {
                             self.at += 1;
                             return Ok(PyValue::Tuple(dims));
+                        }
+                        Some(_) if dims.len() == MAX_NDIM => {
+                            return Err(NpyError::Unsupported(format!(
+                                "npy shape has more than the {MAX_NDIM} dimensions this store keeps"
+                            )))
                         }
                         Some(c) if c.is_ascii_digit() => {
                             let start = self.at;
@@ -227,8 +234,7 @@ pub(crate) fn read_header(r: &mut dyn Read) -> Result<NpyHeader, NpyError> {
             "npy header of {header_len} bytes is too long"
         )));
     }
-    let mut header = vec![0u8; header_len];
-    r.read_exact(&mut header)?;
+    let header: Vec<u8> = read_elements(r, header_len)?;
     let mut p = Parser { s: &header, at: 0 };
     p.eat(b'{')?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
@@ -352,7 +358,7 @@ pub(crate) fn write_npy(
 pub(crate) fn read_npy<T: Element>(r: &mut dyn Read) -> Result<(Vec<T>, Vec<u64>), NpyError> {
     let h = read_header(r)?;
     if h.dtype != T::DTYPE {
-        return Err(NpyError::Unsupported(format!(
+        return Err(NpyError::WrongType(format!(
             "the .npy file holds {}, not the requested {}",
             h.dtype,
             T::DTYPE
@@ -361,13 +367,52 @@ pub(crate) fn read_npy<T: Element>(r: &mut dyn Read) -> Result<(Vec<T>, Vec<u64>
     let n = element_count(&h.shape).unwrap_or(0);
     let n = usize::try_from(n)
         .map_err(|_| NpyError::Unsupported("array too large for this platform".into()))?;
-    let mut v = vec![T::zeroed(); n];
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut v);
-    r.read_exact(bytes)?;
+    let mut v: Vec<T> = read_elements(r, n)?;
     if h.big_endian {
-        swap_bytes(bytes, h.dtype.size());
+        swap_bytes(bytemuck::cast_slice_mut(&mut v), h.dtype.size());
     }
     Ok((v, h.shape))
+}
+
+/// Bytes read per step by [`read_elements`].
+const READ_CHUNK: usize = 1 << 20;
+
+/// Reads exactly `count` elements from `r`, growing the buffer only as the bytes arrive: a
+/// count claimed by a header costs memory only once the reader has delivered that much
+/// (capacity stays within twice what was read plus one 1 MiB chunk, and never above `count`).
+/// A reader that ends early is [`NpyError::Corrupt`].
+pub(crate) fn read_elements<T: Element>(
+    r: &mut dyn Read,
+    count: usize,
+) -> Result<Vec<T>, NpyError> {
+    let per_chunk = (READ_CHUNK / std::mem::size_of::<T>()).max(1);
+    let mut v: Vec<T> = Vec::new();
+    while v.len() < count {
+        let start = v.len();
+        let end = start + per_chunk.min(count - start);
+        if v.capacity() < end {
+            // Geometric growth (amortised O(1) per element), capped at the claimed count.
+            let target = end.max(start.saturating_mul(2).min(count));
+            v.reserve_exact(target - start);
+        }
+        v.resize(end, T::zeroed());
+        r.read_exact(bytemuck::cast_slice_mut(&mut v[start..]))?;
+    }
+    Ok(v)
+}
+
+/// The body of a fuzz target for the `.npy` parser (there is no `fuzz/` crate yet; the
+/// proptests below drive it on every test run): every reader over `bytes` may refuse, never
+/// panic, and never allocates more than the input delivers plus one chunk.
+#[allow(
+    dead_code,
+    reason = "entry point for a cargo-fuzz target; the never-panic proptests call it"
+)]
+pub(crate) fn fuzz_entry(bytes: &[u8]) {
+    let _ = read_header(&mut &bytes[..]);
+    let _ = read_npy::<u8>(&mut &bytes[..]);
+    let _ = read_npy::<f32>(&mut &bytes[..]);
+    let _ = read_npy::<u16>(&mut &bytes[..]);
 }
 
 #[cfg(test)]
@@ -436,5 +481,30 @@ mod tests {
             &mut &with_dict("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }")[..]
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_shape_with_too_many_dimensions_is_refused_while_parsing() {
+        let dims = vec!["1"; 100_000].join(", ");
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
+        let mut f = b"\x93NUMPY\x02\x00".to_vec();
+        f.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+        f.extend_from_slice(dict.as_bytes());
+        assert!(matches!(
+            read_header(&mut &f[..]),
+            Err(NpyError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn read_elements_grows_only_with_what_the_reader_delivers() {
+        let err = read_elements::<u64>(&mut &[0u8; 100][..], 1 << 40).unwrap_err();
+        assert!(matches!(err, NpyError::Corrupt(_)), "{err:?}");
+        let got: Vec<u16> = read_elements(&mut &[1u8, 0, 2, 0][..], 2).unwrap();
+        assert_eq!(got, vec![1, 2]);
+        let big = vec![3u8; (5 << 20) + 3];
+        let got: Vec<u8> = read_elements(&mut &big[..], big.len()).unwrap();
+        assert_eq!(got, big);
+        assert!(got.capacity() <= big.len());
     }
 }

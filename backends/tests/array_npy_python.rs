@@ -1,0 +1,395 @@
+//! `.npy` files and the Python `NumpyLmdb` layout: golden numpy files, export and import, and
+//! interop with Python (needs python3 with numpy and lmdb: `.ci/requirements.txt`).
+
+#![cfg(feature = "lmdb")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cacher_store::array::*;
+use cacher_store::Error;
+use serde_json::json;
+
+fn store() -> (tempfile::TempDir, ArrayStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArrayStore::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/array")
+}
+
+#[test]
+fn golden_numpy_npy_fixtures_are_read_forever() {
+    // Written by numpy (fixtures/array/make_numpy_fixtures.py), read without Python.
+    let f = |name: &str| fixtures().join(name);
+    let want: Vec<f32> = (0..6).map(|x| x as f32 / 4.0).collect();
+    assert_eq!(
+        read_npy::<f32>(f("numpy-f32-3x2.npy")).unwrap(),
+        (want, vec![3, 2])
+    );
+    assert_eq!(
+        read_npy::<i64>(f("numpy-i64-scalar.npy")).unwrap(),
+        (vec![-7], vec![])
+    );
+    assert_eq!(
+        read_npy::<u8>(f("numpy-u8-empty.npy")).unwrap(),
+        (vec![], vec![0, 3])
+    );
+    assert_eq!(
+        read_npy::<u16>(f("numpy-be-u16.npy")).unwrap(),
+        (vec![1, 256, 65535], vec![3])
+    );
+    let (_dir, store) = store();
+    let info = store.put_npy("be", f("numpy-be-u16.npy")).unwrap();
+    assert_eq!(info.dtype, DType::U16);
+    assert_eq!(
+        store.get_owned::<u16>("be").unwrap(),
+        Some((vec![1, 256, 65535], vec![3]))
+    );
+}
+
+#[test]
+fn npy_export_and_import_round_trip_in_rust() {
+    let (dir, store) = store();
+    let data: Vec<i16> = (0..24).collect();
+    store.put_array("a", &data, &[2, 3, 4]).unwrap();
+    let file = dir.path().join("a.npy");
+    assert!(store.export_npy("a", &file).unwrap());
+    assert!(!store
+        .export_npy("missing", dir.path().join("m.npy"))
+        .unwrap());
+    assert!(!dir.path().join("m.npy").exists());
+    let info = store.put_npy("b", &file).unwrap();
+    assert_eq!(
+        (info.dtype, info.shape.clone()),
+        (DType::I16, vec![2, 3, 4])
+    );
+    assert_eq!(
+        store.get_owned::<i16>("b").unwrap(),
+        Some((data.clone(), vec![2, 3, 4]))
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    store.put_npy_reader("c", &mut &bytes[..]).unwrap();
+    assert_eq!(
+        store.get_owned::<i16>("c").unwrap(),
+        Some((data, vec![2, 3, 4]))
+    );
+    let err = store
+        .put_npy_reader("d", &mut &bytes[..bytes.len() - 1])
+        .unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    std::fs::write(&file, &bytes[..bytes.len() - 1]).unwrap();
+    let err = store.put_npy("d", &file).unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert_eq!(store.get_owned::<i16>("d").unwrap(), None);
+}
+
+// ---- Python interop: needs python3 with numpy and lmdb (`.ci/requirements.txt`). ----
+
+/// Runs `script` with python3 and `args`; panics with a clear message if python3 or the
+/// modules the interop tests need are missing (CI installs them), or if the script fails.
+fn python(script: &str, args: &[&Path]) -> String {
+    let probe = Command::new("python3")
+        .args(["-c", "import numpy, lmdb"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "this test needs python3 with numpy and lmdb: run `python3 -m pip install -r \
+             .ci/requirements.txt` ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("this test needs python3 on PATH: {e}"),
+    }
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn numpy_loads_exported_npy_arrays() {
+    let (dir, store) = store();
+    store
+        .put_array("f32", &[1.5f32, 2.5, 3.5, 4.5, 5.5, 6.5], &[2, 3])
+        .unwrap();
+    store.put_array("u8", &[0u8, 255], &[2]).unwrap();
+    store.put_array("i64", &[-5i64], &[]).unwrap();
+    store
+        .put_array("f64-empty", &[] as &[f64], &[0, 4])
+        .unwrap();
+    store
+        .put_array("f16", &[F16(0x3c00), F16(0x4000)], &[2])
+        .unwrap();
+    store
+        .put_array("bool", &[Bool(1), Bool(0), Bool(1)], &[3])
+        .unwrap();
+    let big: Vec<u32> = (0..100_000).collect();
+    store.put_array("u32-big", &big, &[100, 1000]).unwrap();
+    for k in ["f32", "u8", "i64", "f64-empty", "f16", "bool", "u32-big"] {
+        assert!(store
+            .export_npy(k, dir.path().join(format!("{k}.npy")))
+            .unwrap());
+    }
+    let script = r#"
+import sys, numpy as np
+d = sys.argv[1]
+def load(name):
+    return np.load(f"{d}/{name}.npy", allow_pickle=False)
+a = load("f32"); assert a.dtype == np.float32 and a.shape == (2, 3), a
+assert (a == np.array([[1.5, 2.5, 3.5], [4.5, 5.5, 6.5]], dtype=np.float32)).all()
+a = load("u8"); assert a.dtype == np.uint8 and list(a) == [0, 255]
+a = load("i64"); assert a.dtype == np.int64 and a.shape == () and a == -5
+a = load("f64-empty"); assert a.dtype == np.float64 and a.shape == (0, 4)
+a = load("f16"); assert a.dtype == np.float16 and list(a) == [1.0, 2.0]
+a = load("bool"); assert a.dtype == np.bool_ and list(a) == [True, False, True]
+a = load("u32-big"); assert a.dtype == np.uint32 and a.shape == (100, 1000)
+assert (a.ravel() == np.arange(100000, dtype=np.uint32)).all()
+print("ok")
+"#;
+    assert_eq!(python(script, &[dir.path()]).trim(), "ok");
+}
+
+#[test]
+fn npy_files_written_by_numpy_are_imported() {
+    let (dir, store) = store();
+    let script = r#"
+import sys, numpy as np
+d = sys.argv[1]
+np.save(f"{d}/f32.npy", np.arange(12, dtype=np.float32).reshape(3, 4))
+np.save(f"{d}/u16.npy", np.array([1, 2, 65535], dtype=np.uint16))
+np.save(f"{d}/scalar.npy", np.float64(2.5))
+np.save(f"{d}/empty.npy", np.zeros((0,), dtype=np.int8))
+np.save(f"{d}/bool.npy", np.array([[True, False]]))
+np.save(f"{d}/big-endian.npy", np.array([1, 258, -3], dtype=">i4"))
+np.save(f"{d}/fortran.npy", np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3)))
+np.save(f"{d}/complex.npy", np.zeros(2, dtype=np.complex64))
+np.lib.format.write_array(open(f"{d}/v2.npy", "wb"), np.arange(3, dtype=np.int64), version=(2, 0))
+"#;
+    python(script, &[dir.path()]);
+    let f = |name: &str| dir.path().join(name);
+    store.put_npy("f32", f("f32.npy")).unwrap();
+    let want: Vec<f32> = (0..12).map(|x| x as f32).collect();
+    assert_eq!(
+        store.get_owned::<f32>("f32").unwrap(),
+        Some((want.clone(), vec![3, 4]))
+    );
+    assert_eq!(read_npy::<f32>(f("f32.npy")).unwrap(), (want, vec![3, 4]));
+    store.put_npy("u16", f("u16.npy")).unwrap();
+    assert_eq!(
+        store.get_owned::<u16>("u16").unwrap(),
+        Some((vec![1, 2, 65535], vec![3]))
+    );
+    store.put_npy("scalar", f("scalar.npy")).unwrap();
+    assert_eq!(
+        store.get_owned::<f64>("scalar").unwrap(),
+        Some((vec![2.5], vec![]))
+    );
+    store.put_npy("empty", f("empty.npy")).unwrap();
+    assert_eq!(
+        store.get_owned::<i8>("empty").unwrap(),
+        Some((vec![], vec![0]))
+    );
+    store.put_npy("bool", f("bool.npy")).unwrap();
+    assert_eq!(
+        store.get_owned::<Bool>("bool").unwrap(),
+        Some((vec![Bool(1), Bool(0)], vec![1, 2]))
+    );
+    store.put_npy("be", f("big-endian.npy")).unwrap();
+    assert_eq!(
+        store.get_owned::<i32>("be").unwrap(),
+        Some((vec![1, 258, -3], vec![3]))
+    );
+    assert_eq!(
+        read_npy::<i32>(f("big-endian.npy")).unwrap().0,
+        vec![1, 258, -3]
+    );
+    store.put_npy("v2", f("v2.npy")).unwrap();
+    assert_eq!(
+        store.get_owned::<i64>("v2").unwrap(),
+        Some((vec![0, 1, 2], vec![3]))
+    );
+    let err = store.put_npy("fortran", f("fortran.npy")).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { reason, .. } if reason.contains("fortran")),
+        "{err}"
+    );
+    let err = store.put_npy("complex", f("complex.npy")).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert!(read_npy::<f64>(f("fortran.npy")).is_err());
+    assert_eq!(store.get_owned::<f64>("fortran").unwrap(), None);
+}
+
+#[test]
+fn numpy_lmdb_written_by_python_is_read_by_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    // The layout of the Python NumpyLmdb tool (lmdbm over the `lmdb` package): the default
+    // database, UTF-8 keys, raw float32 bytes; JSON metadata in `metadata.lmdb`.
+    let script = r#"
+import sys, os, json, lmdb, numpy as np
+path = sys.argv[1]
+env = lmdb.open(path, map_size=2**25)
+with env.begin(write=True) as txn:
+    for i in range(100):
+        txn.put(f"item-{i}".encode("utf-8"), np.arange(i, i + 8, dtype=np.float32).tobytes())
+    txn.put("ключ".encode("utf-8"), np.array([0.25] * 600, dtype=np.float32).tobytes())
+env.close()
+md = lmdb.open(os.path.join(path, "metadata.lmdb"), map_size=2**25)
+with md.begin(write=True) as txn:
+    txn.put(b"item-3", json.dumps({"label": "cat", "score": 0.5}).encode("utf-8"))
+    txn.put(b"__global__", json.dumps({"model": "clip", "dim": 8}).encode("utf-8"))
+md.close()
+"#;
+    python(script, &[dir.path()]);
+    let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
+    assert_eq!(store.len().unwrap(), 101);
+    for i in [0u32, 3, 99] {
+        let want: Vec<f32> = (i..i + 8).map(|x| x as f32).collect();
+        assert_eq!(store.get::<f32>(&format!("item-{i}")).unwrap(), Some(want));
+    }
+    assert_eq!(store.get::<f32>("ключ").unwrap(), Some(vec![0.25; 600]));
+    assert!(store.keys().unwrap().contains(&"ключ".to_string()));
+    assert_eq!(
+        store.metadata("item-3").unwrap(),
+        Some(json!({"label": "cat", "score": 0.5}))
+    );
+    assert_eq!(store.metadata("item-4").unwrap(), None);
+    assert_eq!(
+        store.global_metadata().unwrap(),
+        Some(json!({"model": "clip", "dim": 8}))
+    );
+    let err = store.get::<f64>("item-1").unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    let rows = store
+        .get_rows::<f32, _>(&["item-2", "nope", "item-5"])
+        .unwrap();
+    assert_eq!(
+        (rows.rows, rows.cols, rows.missing.clone()),
+        (3, 8, vec![1])
+    );
+    assert_eq!(&rows.data[..8], &[2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    assert_eq!(&rows.data[8..16], &[0.0; 8]);
+    assert_eq!(rows.data[16], 5.0);
+    assert!(store.get_rows::<f32, _>(&["item-1", "ключ"]).is_err());
+    // And write to it: Rust adds and deletes, Python sees it in the same store.
+    store.put("from-rust", &[9.0f32, 8.0]).unwrap();
+    assert!(store.delete("item-0").unwrap());
+    store
+        .set_metadata("from-rust", &json!({"by": "rust"}))
+        .unwrap();
+    drop(store);
+    let check = r#"
+import sys, os, json, lmdb, numpy as np
+path = sys.argv[1]
+env = lmdb.open(path, readonly=True)
+with env.begin() as txn:
+    assert txn.get(b"item-0") is None
+    assert list(np.frombuffer(txn.get(b"from-rust"), dtype=np.float32)) == [9.0, 8.0]
+    assert txn.stat()["entries"] == 101
+md = lmdb.open(os.path.join(path, "metadata.lmdb"), readonly=True)
+with md.begin() as txn:
+    assert json.loads(txn.get(b"from-rust")) == {"by": "rust"}
+print("ok")
+"#;
+    assert_eq!(python(check, &[dir.path()]).trim(), "ok");
+}
+
+#[test]
+fn numpy_lmdb_written_by_rust_is_read_by_python() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
+        let entries: Vec<(String, Vec<f32>)> = (0..50)
+            .map(|i| {
+                (
+                    format!("id{i}"),
+                    (0..16).map(|j| (i * 100 + j) as f32).collect(),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &[f32])> = entries.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        store.put_many(&refs).unwrap();
+        store.put("big", &vec![1.5f32; 100_000]).unwrap();
+        store.set_metadata("id7", &json!({"tag": "seven"})).unwrap();
+        store.set_global_metadata(&json!({"dim": 16})).unwrap();
+        let err = store.put("x", &[1u8]).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let err = store.put("", &[1.0f32]).unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { .. }), "{err}");
+    }
+    let script = r#"
+import sys, os, json, lmdb, numpy as np
+path = sys.argv[1]
+env = lmdb.open(path, readonly=True)
+with env.begin() as txn:
+    assert txn.stat()["entries"] == 51, txn.stat()
+    for i in (0, 7, 49):
+        v = np.frombuffer(txn.get(f"id{i}".encode("utf-8")), dtype=np.float32)
+        assert v.shape == (16,) and (v == np.arange(i * 100, i * 100 + 16, dtype=np.float32)).all(), v
+    big = np.frombuffer(txn.get(b"big"), dtype=np.float32)
+    assert big.shape == (100000,) and (big == 1.5).all()
+md = lmdb.open(os.path.join(path, "metadata.lmdb"), readonly=True)
+with md.begin() as txn:
+    assert json.loads(txn.get(b"id7").decode("utf-8")) == {"tag": "seven"}
+    assert json.loads(txn.get(b"__global__").decode("utf-8")) == {"dim": 16}
+print("ok")
+"#;
+    assert_eq!(python(script, &[dir.path()]).trim(), "ok");
+}
+
+#[test]
+fn array_store_refuses_a_numpy_lmdb_written_by_python_and_leaves_it_untouched() {
+    // Two Python-written directories (no marker): one with the metadata sub-environment, one
+    // that is a bare py-lmdb environment of vectors.
+    let script = r#"
+import sys, os, json, lmdb, numpy as np
+for path, with_metadata in ((sys.argv[1], True), (sys.argv[2], False)):
+    env = lmdb.open(path, map_size=2**25)
+    with env.begin(write=True) as txn:
+        for i in range(20):
+            txn.put(f"item-{i}".encode("utf-8"), np.arange(i, i + 4, dtype=np.float32).tobytes())
+    env.close()
+    if with_metadata:
+        md = lmdb.open(os.path.join(path, "metadata.lmdb"), map_size=2**25)
+        with md.begin(write=True) as txn:
+            txn.put(b"__global__", json.dumps({"dim": 4}).encode("utf-8"))
+        md.close()
+"#;
+    let (with_meta, bare) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    python(script, &[with_meta.path(), bare.path()]);
+    for dir in [&with_meta, &bare] {
+        let err = ArrayStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::WrongLayout {
+                    expected: "ArrayStore",
+                    found: "NumpyLmdb",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let check = r#"
+import sys, lmdb
+for path in sys.argv[1:]:
+    env = lmdb.open(path, readonly=True)
+    with env.begin() as txn:
+        keys = [k for k, _ in txn.cursor()]
+        assert len(keys) == 20 and not any(k.startswith(b"cacher") for k in keys), keys
+print("ok")
+"#;
+    assert_eq!(python(check, &[with_meta.path(), bare.path()]).trim(), "ok");
+}
