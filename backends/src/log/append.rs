@@ -1,0 +1,176 @@
+//! Appending records: single puts, batches and tombstones (`append`), and the streamed put
+//! that writes a value from a reader without holding it (`append_stream`).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::MutexGuard;
+
+use super::positioned::write_all_at;
+use super::record::{Kind, RecordHeader, RECORD_HEADER_LEN};
+use super::scan::Entry;
+use super::LogStore;
+use crate::{Durability, Error, Result};
+
+/// Values at least this long are written straight from the caller's buffer instead of being
+/// copied into the batch buffer first.
+const DIRECT_WRITE: usize = 64 << 10;
+/// The batch buffer is written out when it grows past this.
+const BATCH_BUFFER: usize = 1 << 20;
+/// Chunk size of `put_reader` and compaction copies.
+pub(super) const STREAM_CHUNK: usize = 256 << 10;
+
+impl LogStore {
+    /// Appends `batch` as records after the last one, syncs per the durability setting, then
+    /// updates the index. On failure the file is cut back to where it was.
+    pub(super) fn append(
+        &self,
+        slot: &mut MutexGuard<'_, Option<File>>,
+        op: &'static str,
+        batch: &[(Kind, &[u8], &[u8])],
+    ) -> Result<()> {
+        self.writable(slot, op)?;
+        for (_, key, _) in batch {
+            key_len(key)?;
+        }
+        let (file, start) = {
+            let st = self.state();
+            (st.file.clone(), st.end)
+        };
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut buf = Vec::new();
+        let mut buf_start = start;
+        let mut pos = start;
+        let written: io::Result<()> = (|| {
+            for &(kind, key, value) in batch {
+                let mut data = crc32fast::Hasher::new();
+                data.update(key);
+                data.update(value);
+                let header =
+                    RecordHeader::encode(kind, key.len() as u32, value.len() as u64, &data);
+                buf.extend_from_slice(&header);
+                buf.extend_from_slice(key);
+                let value_off = pos + RECORD_HEADER_LEN + key.len() as u64;
+                if value.len() >= DIRECT_WRITE {
+                    write_all_at(&file, &buf, buf_start)?;
+                    buf.clear();
+                    write_all_at(&file, value, value_off)?;
+                    buf_start = value_off + value.len() as u64;
+                } else {
+                    buf.extend_from_slice(value);
+                }
+                pos = value_off + value.len() as u64;
+                entries.push(match kind {
+                    Kind::Put => Entry::Put {
+                        key: key.to_vec(),
+                        value_off,
+                        value_len: value.len() as u64,
+                    },
+                    _ => Entry::Tombstone { key: key.to_vec() },
+                });
+                if buf.len() >= BATCH_BUFFER {
+                    write_all_at(&file, &buf, buf_start)?;
+                    buf_start += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+            write_all_at(&file, &buf, buf_start)?;
+            if self.options.durability != Durability::None {
+                file.sync_data()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = file.set_len(start);
+            return Err(Error::io("appending to", &self.path, e));
+        }
+        self.commit(pos, entries)
+    }
+
+    pub(super) fn commit(&self, end: u64, entries: Vec<Entry>) -> Result<()> {
+        {
+            let mut st = self.state_mut();
+            for e in entries {
+                st.apply(e);
+            }
+            st.end = end;
+        }
+        if let Some(auto) = self.options.auto_compact {
+            let stats = self.stats();
+            if stats.file_bytes >= auto.min_file_bytes && stats.garbage_ratio() > auto.garbage_ratio
+            {
+                // The write itself is done and must not be reported as failed. A compaction
+                // that fails leaves the log as it was; the next write retries it, and an
+                // explicit `compact()` reports the error.
+                let _ = self.compact_locked();
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams the value into the log: a placeholder header, the value in chunks (checksummed
+    /// on the way), then the real header written over the placeholder. A crash midway leaves
+    /// a torn tail that the next open cuts.
+    pub(super) fn append_stream(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
+        let mut slot = self.writer_slot();
+        self.writable(&mut slot, "put_reader")?;
+        let key_len = key_len(key)?;
+        let (file, start) = {
+            let st = self.state();
+            (st.file.clone(), st.end)
+        };
+        let value_off = start + RECORD_HEADER_LEN + key.len() as u64;
+        let mut pos = value_off;
+        let mut data = crc32fast::Hasher::new();
+        data.update(key);
+        let mut reader_failed = None;
+        let written: io::Result<()> = (|| {
+            let mut head = RecordHeader::encode_pending(key_len).to_vec();
+            head.extend_from_slice(key);
+            write_all_at(&file, &head, start)?;
+            let mut chunk = vec![0u8; STREAM_CHUNK];
+            loop {
+                let n = match reader.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        reader_failed = Some(e);
+                        return Ok(());
+                    }
+                };
+                data.update(&chunk[..n]);
+                write_all_at(&file, &chunk[..n], pos)?;
+                pos += n as u64;
+            }
+            let header = RecordHeader::encode(Kind::Put, key_len, pos - value_off, &data);
+            write_all_at(&file, &header, start)?;
+            if self.options.durability != Durability::None {
+                file.sync_data()?;
+            }
+            Ok(())
+        })();
+        if written.is_err() || reader_failed.is_some() {
+            let _ = file.set_len(start);
+        }
+        if let Some(e) = reader_failed {
+            return Err(Error::io("reading the value to stream into", &self.path, e));
+        }
+        written.map_err(|e| Error::io("appending to", &self.path, e))?;
+        self.commit(
+            pos,
+            vec![Entry::Put {
+                key: key.to_vec(),
+                value_off,
+                value_len: pos - value_off,
+            }],
+        )?;
+        Ok(pos - value_off)
+    }
+}
+
+pub(super) fn key_len(key: &[u8]) -> Result<u32> {
+    u32::try_from(key.len()).map_err(|_| Error::InvalidKey {
+        key: crate::KeyDisplay::new(key),
+        reason: format!("{} bytes; a log key holds at most 4 GiB", key.len()),
+    })
+}

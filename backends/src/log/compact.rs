@@ -1,0 +1,100 @@
+//! Compaction: the live records copied into a new file that is renamed over the log.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::sync::Arc;
+
+use super::append::STREAM_CHUNK;
+use super::index::{map_file, remap_to};
+use super::open::{sibling, sync_dir};
+use super::record::{FileHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use super::{LogStats, LogStore};
+use crate::{Error, Result};
+
+impl LogStore {
+    /// Rewrites the live records into a new file, fsyncs it, renames it over the log and
+    /// fsyncs the directory; the index then points into the new file. Blobs read before stay
+    /// valid (they map the old file). Read-only handles in other processes notice the new
+    /// generation on their next refresh. Returns the stats after compaction.
+    pub fn compact(&self) -> Result<LogStats> {
+        let mut slot = self.writer_slot();
+        self.writable(&mut slot, "compact")?;
+        self.compact_locked()?;
+        Ok(self.stats())
+    }
+
+    pub(super) fn compact_locked(&self) -> Result<()> {
+        let tmp_path = sibling(&self.path, ".compacting")?;
+        let (map, mut live, generation) = {
+            let mut st = self.state_mut();
+            let end = st.end;
+            remap_to(&mut st, end, &self.path)?;
+            let live: Vec<(u64, u64)> = st
+                .index
+                .iter()
+                .map(|(k, loc)| (loc.record_start(k.len()), loc.record_len(k.len())))
+                .collect();
+            (st.map.clone(), live, st.generation)
+        };
+        // Copying in file order keeps reads of the new file sequential.
+        live.sort_unstable();
+        let io_err = |e| Error::io("writing the compacted log", &tmp_path, e);
+        let tmp = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp_path)
+            .map_err(io_err)?;
+        let header = FileHeader {
+            generation: generation.wrapping_add(1),
+        };
+        let mut moves = Vec::with_capacity(live.len());
+        let mut out = std::io::BufWriter::with_capacity(STREAM_CHUNK, &tmp);
+        let mut pos = FILE_HEADER_LEN;
+        let written: io::Result<()> = (|| {
+            use std::io::Write;
+            out.write_all(&header.encode())?;
+            for &(start, len) in &live {
+                // Records hold no offsets, so a record is valid anywhere: copy its bytes as
+                // they are (checksums included).
+                out.write_all(&map[start as usize..(start + len) as usize])?;
+                moves.push((start, pos));
+                pos += len;
+            }
+            out.flush()
+        })();
+        drop(out);
+        if let Err(e) = written.and_then(|()| tmp.sync_all()) {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(io_err(e));
+        }
+        // Mapped before the rename: once the rename is done nothing may fail before the state
+        // points at the new file, or later appends would go to the unlinked old one.
+        let new_map = match map_file(&tmp, &tmp_path) {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(e);
+            }
+        };
+        if let Err(e) = std::fs::rename(&tmp_path, &self.path) {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(Error::io("renaming the compacted log over", &self.path, e));
+        }
+        let mut st = self.state_mut();
+        for (key, loc) in st.index.iter_mut() {
+            let start = loc.record_start(key.len());
+            let at = moves
+                .binary_search_by_key(&start, |m| m.0)
+                .expect("every live record was copied");
+            loc.value_off = moves[at].1 + RECORD_HEADER_LEN + key.len() as u64;
+        }
+        st.file = Arc::new(tmp);
+        st.map = new_map;
+        st.end = pos;
+        st.generation = header.generation;
+        drop(st);
+        sync_dir(&self.path)
+    }
+}
