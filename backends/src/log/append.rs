@@ -9,6 +9,7 @@ use super::positioned::write_all_at;
 use super::record::{Kind, RecordHeader, RECORD_HEADER_LEN};
 use super::scan::Entry;
 use super::LogStore;
+use crate::fs::copy_checksummed;
 use crate::{Durability, Error, Result};
 
 /// Values at least this long are written straight from the caller's buffer instead of being
@@ -16,7 +17,7 @@ use crate::{Durability, Error, Result};
 const DIRECT_WRITE: usize = 64 << 10;
 /// The batch buffer is written out when it grows past this.
 const BATCH_BUFFER: usize = 1 << 20;
-/// Chunk size of `put_reader` and compaction copies.
+/// Buffer size of compaction copies (`put_reader` streams in `fs::copy_checksummed` chunks).
 pub(super) const STREAM_CHUNK: usize = 256 << 10;
 
 impl LogStore {
@@ -122,40 +123,46 @@ impl LogStore {
         let mut pos = value_off;
         let mut data = crc32fast::Hasher::new();
         data.update(key);
-        let mut reader_failed = None;
-        let written: io::Result<()> = (|| {
-            let mut head = RecordHeader::encode_pending(key_len).to_vec();
-            head.extend_from_slice(key);
-            write_all_at(&file, &head, start)?;
-            let mut chunk = vec![0u8; STREAM_CHUNK];
-            loop {
-                let n = match reader.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        reader_failed = Some(e);
-                        return Ok(());
-                    }
-                };
-                data.update(&chunk[..n]);
-                write_all_at(&file, &chunk[..n], pos)?;
-                pos += n as u64;
+        let disk_err = |e| Error::io("appending to", &self.path, e);
+        let mut head = RecordHeader::encode_pending(key_len).to_vec();
+        head.extend_from_slice(key);
+        if let Err(e) = write_all_at(&file, &head, start) {
+            let _ = file.set_len(start);
+            return Err(disk_err(e));
+        }
+        // A failing disk is told apart from a failing reader: the sink keeps its own error and
+        // hands `copy_checksummed` a stand-in.
+        let mut write_failed = None;
+        let copied = copy_checksummed(reader, &mut data, u64::MAX, |chunk| {
+            if let Err(e) = write_all_at(&file, chunk, pos) {
+                let stand_in = io::Error::new(e.kind(), "the log write failed");
+                write_failed = Some(e);
+                return Err(stand_in);
             }
-            let header = RecordHeader::encode(Kind::Put, key_len, pos - value_off, &data);
-            write_all_at(&file, &header, start)?;
+            pos += chunk.len() as u64;
+            Ok(())
+        });
+        if let Err(e) = copied {
+            let _ = file.set_len(start);
+            return Err(match write_failed {
+                Some(w) => disk_err(w),
+                None => Error::ValueSource {
+                    key: crate::KeyDisplay::new(key),
+                    source: e,
+                },
+            });
+        }
+        let header = RecordHeader::encode(Kind::Put, key_len, pos - value_off, &data);
+        let finished = write_all_at(&file, &header, start).and_then(|()| {
             if self.options.durability != Durability::None {
                 file.sync_data()?;
             }
             Ok(())
-        })();
-        if written.is_err() || reader_failed.is_some() {
+        });
+        if let Err(e) = finished {
             let _ = file.set_len(start);
+            return Err(disk_err(e));
         }
-        if let Some(e) = reader_failed {
-            return Err(Error::io("reading the value to stream into", &self.path, e));
-        }
-        written.map_err(|e| Error::io("appending to", &self.path, e))?;
         self.commit(
             pos,
             vec![Entry::Put {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::append::STREAM_CHUNK;
 use super::index::{map_file, remap_to};
-use super::open::{sibling, sync_dir};
+use super::open::sibling;
 use super::record::{FileHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use super::{LogStats, LogStore};
 use crate::{Error, Result};
@@ -95,6 +95,6 @@ impl LogStore {
         st.end = pos;
         st.generation = header.generation;
         drop(st);
-        sync_dir(&self.path)
+        crate::fs::sync_parent(&self.path)
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use self::index::State;
 pub use self::options::LogOptions;
-pub use self::report::{LogStats, OpenReport, TornTail};
+pub use self::report::{LogStats, OpenReport, TornReason, TornTail};
 #[allow(unused_imports, reason = "named by the docs")]
 use crate::{Blob, Durability, Error, Result, Store};
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::index::{apply, map_file, State};
 use super::positioned::{read_full_at, write_all_at};
-use super::record::{self, FileHeader, HeaderError, FILE_HEADER_LEN};
-use super::scan::{scan, Scanned};
+use super::record::{self, FileHeader, FILE_HEADER_LEN};
+use super::scan::{scan, Role, Scanned};
 use super::{LogOptions, LogStore, OpenReport, TornTail};
 use crate::{Error, Result};
 
@@ -40,7 +40,12 @@ impl LogStore {
                 .open(&path)
                 .map_err(|e| Error::io("opening", &path, e))?
         };
-        let (state, scanned, file_len) = load(file, &path, !options.read_only)?;
+        let role = if options.read_only {
+            Role::Reader
+        } else {
+            Role::Writer
+        };
+        let (state, scanned, file_len) = load(file, &path, role)?;
         let report = OpenReport {
             records: scanned.records,
             torn_tail: scanned.tail.map(|tail| TornTail {
@@ -116,24 +121,7 @@ pub(super) fn create_file(path: &Path, generation: u64) -> Result<()> {
         .and_then(|()| f.sync_all())
         .map_err(io_err)?;
     std::fs::rename(&tmp, path).map_err(io_err)?;
-    sync_dir(path)
-}
-
-/// Makes a rename in `path`'s directory durable.
-pub(super) fn sync_dir(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("syncing the directory", dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+    crate::fs::sync_parent(path)
 }
 
 pub(super) fn file_len(file: &File, path: &Path) -> Result<u64> {
@@ -145,28 +133,21 @@ pub(super) fn file_len(file: &File, path: &Path) -> Result<u64> {
 pub(super) fn read_header(file: &File, path: &Path) -> Result<FileHeader> {
     let mut b = [0u8; FILE_HEADER_LEN as usize];
     let n = read_full_at(file, &mut b, 0).map_err(|e| Error::io("reading", path, e))?;
-    FileHeader::decode(&b[..n]).map_err(|e| match e {
-        HeaderError::Corrupt(reason) => Error::corrupt(path, None, reason),
-        HeaderError::Newer(found) => Error::UpgradeRequired {
-            path: path.to_path_buf(),
-            found,
-            supported: record::FORMAT_VERSION,
-        },
-    })
+    FileHeader::decode(&b[..n]).map_err(|e| e.into_error(path, None, record::FORMAT_VERSION))
 }
 
 /// Reads the header, scans every record and maps the file. A writer (`writer`) cuts a torn
 /// tail off first — before the file is mapped, so no map in this process ever covered the cut
 /// bytes. A read-only handle leaves the tail and scans as "live" (a writer may be appending).
-pub(super) fn load(file: File, path: &Path, writer: bool) -> Result<(State, Scanned, u64)> {
+pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, Scanned, u64)> {
     let header = read_header(&file, path)?;
     let len = file_len(&file, path)?;
     let mut index = HashMap::new();
     let mut live_bytes = 0;
-    let scanned = scan(&file, path, FILE_HEADER_LEN, len, !writer, &mut |e| {
+    let scanned = scan(&file, path, FILE_HEADER_LEN, len, role, &mut |e| {
         apply(&mut index, &mut live_bytes, e)
     })?;
-    if let (Some(tail), true) = (&scanned.tail, writer) {
+    if let (Some(tail), Role::Writer) = (&scanned.tail, role) {
         file.set_len(tail.offset)
             .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("cutting the torn tail of", path, e))?;

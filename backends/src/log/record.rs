@@ -5,6 +5,9 @@
 //!
 //! All integers are fixed-width little-endian (CRC-32/ISO-HDLC, the `crc32fast` polynomial).
 
+use crate::le::{u32_at, u64_at};
+use crate::version::Refusal;
+
 /// The first eight bytes of every log file.
 pub(crate) const MAGIC: [u8; 8] = *b"CACHELOG";
 
@@ -26,15 +29,6 @@ pub(crate) struct FileHeader {
     pub(crate) generation: u64,
 }
 
-/// Why a file header was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HeaderError {
-    /// Not a log file, or a damaged header (the message says which check failed).
-    Corrupt(String),
-    /// Written by a newer build.
-    Newer(u32),
-}
-
 impl FileHeader {
     pub(crate) fn encode(&self) -> [u8; FILE_HEADER_LEN as usize] {
         let mut b = [0u8; FILE_HEADER_LEN as usize];
@@ -48,39 +42,35 @@ impl FileHeader {
     }
 
     /// Decodes the first bytes of a file (`bytes` may be shorter than a header).
-    pub(crate) fn decode(bytes: &[u8]) -> Result<FileHeader, HeaderError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<FileHeader, Refusal> {
         if bytes.len() < MAGIC.len() || bytes[0..8] != MAGIC {
-            return Err(HeaderError::Corrupt(
-                "bad magic: not a cacher log file".into(),
-            ));
+            return Err(Refusal::Corrupt("bad magic: not a cacher log file".into()));
         }
         if bytes.len() < 12 {
-            return Err(HeaderError::Corrupt("file header cut short".into()));
+            return Err(Refusal::Corrupt("file header cut short".into()));
         }
         // The version is checked before the rest so a newer layout is "upgrade required",
         // never "corrupt".
-        let version = u32_at(bytes, 8);
+        let version = u32_at(bytes, 8).unwrap_or(0);
         if version > FORMAT_VERSION {
-            return Err(HeaderError::Newer(version));
+            return Err(Refusal::Newer(version));
         }
         if version == 0 {
-            return Err(HeaderError::Corrupt("format version 0".into()));
+            return Err(Refusal::Corrupt("format version 0".into()));
         }
         if bytes.len() < FILE_HEADER_LEN as usize {
-            return Err(HeaderError::Corrupt("file header cut short".into()));
+            return Err(Refusal::Corrupt("file header cut short".into()));
         }
         let crc = u32_at(bytes, 24);
-        if crc != crc32fast::hash(&bytes[0..24]) {
-            return Err(HeaderError::Corrupt("file header checksum mismatch".into()));
+        if crc != Some(crc32fast::hash(&bytes[0..24])) {
+            return Err(Refusal::Corrupt("file header checksum mismatch".into()));
         }
-        if u32_at(bytes, 12) != 0 || u32_at(bytes, 28) != 0 {
-            return Err(HeaderError::Corrupt(
-                "unknown flags in the file header".into(),
-            ));
+        if u32_at(bytes, 12) != Some(0) || u32_at(bytes, 28) != Some(0) {
+            return Err(Refusal::Corrupt("unknown flags in the file header".into()));
         }
-        Ok(FileHeader {
-            generation: u64_at(bytes, 16),
-        })
+        let generation =
+            u64_at(bytes, 16).ok_or_else(|| Refusal::corrupt("file header cut short"))?;
+        Ok(FileHeader { generation })
     }
 }
 
@@ -150,7 +140,7 @@ impl RecordHeader {
     }
 
     pub(crate) fn decode(b: &[u8; RECORD_HEADER_LEN as usize]) -> Result<Self, RecordHeaderError> {
-        if u32_at(b, 16) != crc32fast::hash(&b[0..16]) {
+        if u32_at(b, 16) != Some(crc32fast::hash(&b[0..16])) {
             return Err(RecordHeaderError::Checksum);
         }
         let kind = match b[0] {
@@ -166,11 +156,12 @@ impl RecordHeader {
         if b[1..4] != [0, 0, 0] {
             return Err(RecordHeaderError::Invalid("unknown record flags".into()));
         }
+        // `b` is a whole header, so every field is there and no default is ever used.
         let header = RecordHeader {
             kind,
-            key_len: u32_at(b, 4),
-            value_len: u64_at(b, 8),
-            crc: u32_at(b, 20),
+            key_len: u32_at(b, 4).unwrap_or_default(),
+            value_len: u64_at(b, 8).unwrap_or_default(),
+            crc: u32_at(b, 20).unwrap_or_default(),
         };
         if kind != Kind::Put && header.value_len != 0 {
             return Err(RecordHeaderError::Invalid(format!(
@@ -198,14 +189,6 @@ impl RecordHeader {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,16 +200,16 @@ mod tests {
         assert_eq!(FileHeader::decode(&b), Ok(h));
         let mut newer = b;
         newer[8..12].copy_from_slice(&2u32.to_le_bytes());
-        assert_eq!(FileHeader::decode(&newer), Err(HeaderError::Newer(2)));
+        assert_eq!(FileHeader::decode(&newer), Err(Refusal::Newer(2)));
         let mut flipped = b;
         flipped[20] ^= 1;
         assert!(matches!(
             FileHeader::decode(&flipped),
-            Err(HeaderError::Corrupt(_))
+            Err(Refusal::Corrupt(_))
         ));
         assert!(matches!(
             FileHeader::decode(&b[..5]),
-            Err(HeaderError::Corrupt(_))
+            Err(Refusal::Corrupt(_))
         ));
     }
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use super::open::load;
 #[cfg(not(unix))]
 use super::open::read_header;
-use super::scan::scan;
+use super::scan::{scan, Role};
 use super::LogStore;
 use crate::{Error, Result};
 
@@ -27,7 +27,7 @@ impl LogStore {
             .metadata()
             .map_err(|e| Error::io("reading the metadata of", &self.path, e))?;
         if let Some(current) = self.replacement(&meta, generation)? {
-            let (fresh, _, _) = load(current, &self.path, false)?;
+            let (fresh, _, _) = load(current, &self.path, Role::Reader)?;
             *self.state_mut() = fresh;
             return Ok(true);
         }
@@ -36,7 +36,9 @@ impl LogStore {
             return Ok(false);
         }
         let mut entries = Vec::new();
-        let scanned = scan(&file, &self.path, end, len, true, &mut |e| entries.push(e))?;
+        let scanned = scan(&file, &self.path, end, len, Role::Reader, &mut |e| {
+            entries.push(e)
+        })?;
         let mut st = self.state_mut();
         for e in entries {
             st.apply(e);

@@ -23,9 +23,37 @@ pub struct TornTail {
     /// How many bytes it held.
     pub len: u64,
     /// What was wrong with its first record.
-    pub reason: String,
+    pub reason: TornReason,
     /// Whether it was truncated away (writers) or only skipped (read-only handles).
     pub cut: bool,
+}
+
+/// Why the bytes after the last valid record are not a whole record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TornReason {
+    /// Fewer bytes than a record header are left.
+    IncompleteHeader,
+    /// A sound record header declares more key and value bytes than the file holds.
+    RunsPastEnd,
+    /// A `put_reader` placeholder: the stream never finished.
+    UnfinishedStream,
+    /// The record header fails its checksum and no valid record follows.
+    HeaderChecksum,
+    /// The record fails its checksum and no valid record follows.
+    RecordChecksum,
+}
+
+impl std::fmt::Display for TornReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TornReason::IncompleteHeader => "incomplete record header",
+            TornReason::RunsPastEnd => "record runs past the end of the file",
+            TornReason::UnfinishedStream => "a streamed put that never finished",
+            TornReason::HeaderChecksum => "record header checksum mismatch",
+            TornReason::RecordChecksum => "record checksum mismatch",
+        })
+    }
 }
 
 /// Sizes that tell when compaction is worth it.

@@ -22,6 +22,7 @@ use std::path::Path;
 
 use super::positioned::read_full_at;
 use super::record::{Kind, RecordHeader, RecordHeaderError, RECORD_HEADER_LEN};
+use super::report::TornReason;
 use crate::{Error, Result};
 
 /// One valid record, as the index needs it.
@@ -43,7 +44,16 @@ pub(crate) struct Tail {
     /// Where the first bad record starts (the end of the valid records).
     pub(crate) offset: u64,
     /// What was wrong with it.
-    pub(crate) reason: String,
+    pub(crate) reason: TornReason,
+}
+
+/// Who is scanning, which decides how a bad record followed by a valid one is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The writer: it holds the lock, so nothing changes under the scan.
+    Writer,
+    /// A read-only handle: the writer may be appending while we read.
+    Reader,
 }
 
 /// What a scan found.
@@ -59,15 +69,15 @@ pub(crate) struct Scanned {
 
 /// Scans records in `start..file_len` of `file`, handing each valid one to `apply`.
 ///
-/// `live` is true when another process may be appending while we read (a read-only handle):
-/// a bad record followed by a valid one is then re-read once before it is called corrupt,
-/// because the writer may have finished it in the meantime.
+/// A [`Role::Reader`] may be reading while the writer appends: a bad record followed by a
+/// valid one is then re-read once before it is called corrupt, because the writer may have
+/// finished it in the meantime.
 pub(crate) fn scan(
     file: &File,
     path: &Path,
     start: u64,
     file_len: u64,
-    live: bool,
+    role: Role,
     apply: &mut dyn FnMut(Entry),
 ) -> Result<Scanned> {
     let io_err = |e| Error::io("scanning", path, e);
@@ -105,13 +115,13 @@ pub(crate) fn scan(
                     records,
                     tail: Some(Tail {
                         offset: pos,
-                        reason: "a streamed put that never finished".into(),
+                        reason: TornReason::UnfinishedStream,
                     }),
                 })
             }
             Check::Short(reason) => (reason, None),
-            Check::BadHeader => ("record header checksum mismatch", Some(pos + 1)),
-            Check::BadBody { next } => ("record checksum mismatch", Some(next)),
+            Check::BadHeader => (TornReason::HeaderChecksum, Some(pos + 1)),
+            Check::BadBody { next } => (TornReason::RecordChecksum, Some(next)),
         };
         let valid_after = match search_from {
             Some(from) => find_record(&mut w, from, file_len).map_err(io_err)?,
@@ -124,11 +134,11 @@ pub(crate) fn scan(
                     records,
                     tail: Some(Tail {
                         offset: pos,
-                        reason: reason.into(),
+                        reason,
                     }),
                 })
             }
-            Some(_) if live && rechecked_at != Some(pos) => {
+            Some(_) if role == Role::Reader && rechecked_at != Some(pos) => {
                 rechecked_at = Some(pos);
                 w.forget();
             }
@@ -162,7 +172,7 @@ enum Check {
     /// A placeholder left by an unfinished streamed put.
     Pending,
     /// The file ends before the record does.
-    Short(&'static str),
+    Short(TornReason),
     /// The header fails its checksum.
     BadHeader,
     /// The header is sound but the key or value fails the record checksum.
@@ -173,11 +183,11 @@ enum Check {
 
 fn check(w: &mut Window<'_>, pos: u64, file_len: u64, want_key: bool) -> io::Result<Check> {
     if file_len - pos < RECORD_HEADER_LEN {
-        return Ok(Check::Short("incomplete record header"));
+        return Ok(Check::Short(TornReason::IncompleteHeader));
     }
     let mut hb = [0u8; RECORD_HEADER_LEN as usize];
     if !w.read_exact_at(pos, &mut hb)? {
-        return Ok(Check::Short("incomplete record header"));
+        return Ok(Check::Short(TornReason::IncompleteHeader));
     }
     let header = match RecordHeader::decode(&hb) {
         Ok(h) => h,
@@ -189,19 +199,19 @@ fn check(w: &mut Window<'_>, pos: u64, file_len: u64, want_key: bool) -> io::Res
     }
     let next = pos.saturating_add(header.record_len());
     if next > file_len {
-        return Ok(Check::Short("record runs past the end of the file"));
+        return Ok(Check::Short(TornReason::RunsPastEnd));
     }
     let key_off = pos + RECORD_HEADER_LEN;
     let mut key = Vec::new();
     if want_key {
         key = vec![0; header.key_len as usize];
         if !w.read_exact_at(key_off, &mut key)? {
-            return Ok(Check::Short("record runs past the end of the file"));
+            return Ok(Check::Short(TornReason::RunsPastEnd));
         }
     }
     let mut crc = header.record_hasher();
     if !w.hash_range(key_off, next - key_off, &mut crc)? {
-        return Ok(Check::Short("record runs past the end of the file"));
+        return Ok(Check::Short(TornReason::RunsPastEnd));
     }
     if crc.finalize() != header.crc {
         return Ok(Check::BadBody { next });

@@ -140,7 +140,11 @@ fn fixture_v1_torn_tail_opens_with_the_tail_cut() {
     let store = LogStore::open(&path).unwrap();
     let tail = store.open_report().torn_tail.clone().expect("torn tail");
     assert_eq!((tail.offset, tail.len, tail.cut), (v1_len, 24 + 17, true));
-    assert_eq!(tail.reason, "record runs past the end of the file");
+    assert_eq!(tail.reason, TornReason::RunsPastEnd);
+    assert_eq!(
+        tail.reason.to_string(),
+        "record runs past the end of the file"
+    );
     assert_eq!(contents(&store), v1_contents());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), v1_len);
 }

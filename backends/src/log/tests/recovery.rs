@@ -158,7 +158,7 @@ fn failed_streamed_put_leaves_the_store_unchanged() {
     store.put(b"a", b"1").unwrap();
     let before = std::fs::metadata(&path).unwrap().len();
     let err = store.put_reader(b"b", &mut Failing(1 << 20)).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(matches!(err, Error::ValueSource { .. }), "{err:?}");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
     assert_eq!(store.get(b"b").unwrap(), None);
     store.put(b"c", b"3").unwrap();
