@@ -1,14 +1,14 @@
 //! Compaction: the live records copied into a new file that is renamed over the log.
 
-use std::fs::OpenOptions;
 use std::io;
 use std::sync::Arc;
 
 use super::append::STREAM_CHUNK;
 use super::index::{map_file, remap_to};
-use super::open::sibling;
+use super::open::{remove_stale_temp, sibling, COMPACTING};
 use super::record::{FileHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use super::{LogStats, LogStore};
+use crate::fs::{create_new, keep_mode};
 use crate::{Error, Result};
 
 impl LogStore {
@@ -24,8 +24,8 @@ impl LogStore {
     }
 
     pub(super) fn compact_locked(&self) -> Result<()> {
-        let tmp_path = sibling(&self.path, ".compacting")?;
-        let (map, mut live, generation) = {
+        let tmp_path = sibling(&self.path, COMPACTING)?;
+        let (map, mut live, generation, file) = {
             let mut st = self.state_mut();
             let end = st.end;
             remap_to(&mut st, end, &self.path)?;
@@ -34,18 +34,22 @@ impl LogStore {
                 .iter()
                 .map(|(k, loc)| (loc.record_start(k.len()), loc.record_len(k.len())))
                 .collect();
-            (st.map.clone(), live, st.generation)
+            (st.map.clone(), live, st.generation, st.file.clone())
         };
         // Copying in file order keeps reads of the new file sequential.
         live.sort_unstable();
         let io_err = |e| Error::io("writing the compacted log", &tmp_path, e);
-        let tmp = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp_path)
-            .map_err(io_err)?;
+        // A stale temp of ours is cleared; anything planted under the name is refused, and
+        // the new file is made with O_EXCL | O_NOFOLLOW so nothing is written through a link.
+        remove_stale_temp(&tmp_path)?;
+        let tmp = create_new(&tmp_path, self.options.file_mode)?;
+        let log_meta = file
+            .metadata()
+            .map_err(|e| Error::io("reading the metadata of", &self.path, e))?;
+        if let Err(e) = keep_mode(&tmp, &log_meta, &tmp_path) {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(e);
+        }
         let header = FileHeader {
             generation: generation.wrapping_add(1),
         };

@@ -2,7 +2,7 @@
 //! records into the index (cutting a torn tail when opening as the writer).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,33 +12,33 @@ use super::positioned::{read_full_at, write_all_at};
 use super::record::{self, FileHeader, FILE_HEADER_LEN};
 use super::scan::{scan, Role, Scanned};
 use super::{LogOptions, LogStore, OpenReport, TornTail};
+use crate::fs::{create_new, open_regular, refuse_unless_file, Access, FileMode};
+use crate::marker::{refuse_foreign, Kind};
 use crate::{Error, Result};
 
 impl LogStore {
     pub(super) fn open_with(path: &Path, options: LogOptions) -> Result<LogStore> {
         let path = path.to_path_buf();
+        refuse_other_layouts(&path)?;
         let lock = if options.read_only {
             None
         } else {
-            Some(lock_writer(&path)?)
+            Some(lock_writer(&path, options.file_mode)?)
         };
         let file = if options.read_only {
-            File::open(&path).map_err(|e| Error::io("opening", &path, e))?
+            open_regular(&path, Access::Read)?
+                .ok_or_else(|| Error::io("opening", &path, io::ErrorKind::NotFound.into()))?
         } else {
-            let _ = std::fs::remove_file(sibling(&path, ".compacting")?);
-            let len = match std::fs::metadata(&path) {
-                Ok(m) => m.len(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-                Err(e) => return Err(Error::io("opening", &path, e)),
-            };
-            if len == 0 {
-                create_file(&path, new_generation())?;
+            remove_stale_temp(&sibling(&path, COMPACTING)?)?;
+            match open_regular(&path, Access::ReadWrite)? {
+                Some(file) => file,
+                None => {
+                    create_file(&path, new_generation(), options.file_mode)?;
+                    open_regular(&path, Access::ReadWrite)?.ok_or_else(|| {
+                        Error::io("opening", &path, io::ErrorKind::NotFound.into())
+                    })?
+                }
             }
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io("opening", &path, e))?
         };
         let role = if options.read_only {
             Role::Reader
@@ -79,15 +79,66 @@ pub(super) fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
     Ok(path.with_file_name(name))
 }
 
-pub(super) fn lock_writer(path: &Path) -> Result<File> {
+/// The suffix of the file compaction writes before renaming it over the log.
+pub(super) const COMPACTING: &str = ".compacting";
+/// The suffix of the file a new log's header is written to before it is renamed into place.
+const CREATING: &str = ".creating";
+
+/// Refuses a path that is a directory (naming the kind of store in it, when it is one) or
+/// that lies in a directory marked as another kind of store: a log never shares a directory
+/// with a layout that owns the directory.
+fn refuse_other_layouts(path: &Path) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.is_dir() {
+            for kind in Kind::ALL {
+                if std::fs::symlink_metadata(kind.path_in(path)).is_ok() {
+                    return Err(Error::WrongLayout {
+                        path: path.to_path_buf(),
+                        expected: Kind::Log.type_name(),
+                        found: kind.type_name(),
+                    });
+                }
+            }
+            return Err(Error::NotOwned {
+                path: path.to_path_buf(),
+                expected: "a LogStore file",
+                found: "a directory",
+            });
+        }
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => refuse_foreign(dir, Kind::Log),
+        _ => refuse_foreign(Path::new("."), Kind::Log),
+    }
+}
+
+/// Clears a temp file a crashed writer of ours left at `path`: only a regular file is
+/// removed; a symlink, FIFO or anything else planted there is refused and left alone.
+pub(super) fn remove_stale_temp(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            refuse_unless_file(path, &meta)?;
+            std::fs::remove_file(path).map_err(|e| Error::io("removing the stale", path, e))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("reading the metadata of", path, e)),
+    }
+}
+
+pub(super) fn lock_writer(path: &Path, mode: FileMode) -> Result<File> {
     let lock_path = sibling(path, ".lock")?;
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| Error::io("opening the lock file", &lock_path, e))?;
+    let lock = match open_regular(&lock_path, Access::ReadWrite)? {
+        Some(lock) => lock,
+        None => match create_new(&lock_path, mode) {
+            Ok(lock) => lock,
+            // Another process created it between our two calls: open theirs.
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                open_regular(&lock_path, Access::ReadWrite)?
+                    .ok_or_else(|| Error::io("opening the lock file", &lock_path, source))?
+            }
+            Err(e) => return Err(e),
+        },
+    };
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
@@ -112,11 +163,13 @@ pub(super) fn new_generation() -> u64 {
 }
 
 /// Creates the log with its header: written to a side file and renamed into place, so the
-/// path never names a file with a partial header.
-pub(super) fn create_file(path: &Path, generation: u64) -> Result<()> {
-    let tmp = sibling(path, ".creating")?;
+/// path never names a file with a partial header. The side file is made with `O_EXCL` and
+/// `O_NOFOLLOW`, so a name planted there is never written through.
+pub(super) fn create_file(path: &Path, generation: u64, mode: FileMode) -> Result<()> {
+    let tmp = sibling(path, CREATING)?;
     let io_err = |e| Error::io("creating", path, e);
-    let f = File::create(&tmp).map_err(io_err)?;
+    remove_stale_temp(&tmp)?;
+    let f = create_new(&tmp, mode)?;
     write_all_at(&f, &FileHeader { generation }.encode(), 0)
         .and_then(|()| f.sync_all())
         .map_err(io_err)?;

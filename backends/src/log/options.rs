@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::LogStore;
-use crate::{Durability, Result};
+use crate::{Durability, FileMode, Result};
 
 /// How to open a [`LogStore`]: durability, read-only, auto-compaction.
 ///
@@ -23,6 +23,7 @@ pub struct LogOptions {
     pub(super) durability: Durability,
     pub(super) read_only: bool,
     pub(super) auto_compact: Option<AutoCompact>,
+    pub(super) file_mode: FileMode,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +45,7 @@ impl LogOptions {
             durability: Durability::Flush,
             read_only: false,
             auto_compact: None,
+            file_mode: FileMode::Umask,
         }
     }
 
@@ -72,6 +74,15 @@ impl LogOptions {
             garbage_ratio,
             min_file_bytes,
         });
+        self
+    }
+
+    /// Who may read the files the store creates (the log, its lock file, compaction's new
+    /// file): [`FileMode::Umask`] (the default: `0o666` less the process umask, so a group can
+    /// share a cache) or [`FileMode::OwnerOnly`] (`0o600`). Compaction always gives the new
+    /// file the mode of the log it replaces, so a mode set with `chmod` survives.
+    pub fn file_mode(mut self, mode: FileMode) -> Self {
+        self.file_mode = mode;
         self
     }
 
