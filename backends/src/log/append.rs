@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::sync::MutexGuard;
 
 use super::positioned::write_all_at;
-use super::record::{Kind, RecordHeader, RECORD_HEADER_LEN};
+use super::record::{Kind, RecordHeader, MAX_KEY_LEN, RECORD_HEADER_LEN};
 use super::scan::Entry;
 use super::LogStore;
 use crate::fs::copy_checksummed;
@@ -176,8 +176,14 @@ impl LogStore {
 }
 
 pub(super) fn key_len(key: &[u8]) -> Result<u32> {
-    u32::try_from(key.len()).map_err(|_| Error::InvalidKey {
-        key: crate::KeyDisplay::new(key),
-        reason: format!("{} bytes; a log key holds at most 4 GiB", key.len()),
-    })
+    match u32::try_from(key.len()) {
+        Ok(len) if len <= MAX_KEY_LEN => Ok(len),
+        _ => Err(Error::InvalidKey {
+            key: crate::KeyDisplay::new(key),
+            reason: format!(
+                "{} bytes; a LogStore key holds at most {MAX_KEY_LEN} bytes",
+                key.len()
+            ),
+        }),
+    }
 }

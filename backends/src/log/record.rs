@@ -20,6 +20,11 @@ pub(crate) const FORMAT_VERSION: u32 = FORMAT_VERSION_1;
 /// Bytes in the file header.
 pub(crate) const FILE_HEADER_LEN: u64 = 32;
 
+/// The longest key a log holds. A scan allocates a key's bytes before it can check them, so
+/// this bounds what a damaged or planted header can make it allocate (a header may declare
+/// up to 4 GiB). Cache keys are digests and paths, far below it.
+pub(crate) const MAX_KEY_LEN: u32 = 64 << 10;
+
 /// Bytes in a record header.
 pub(crate) const RECORD_HEADER_LEN: u64 = 24;
 
@@ -163,6 +168,12 @@ impl RecordHeader {
             value_len: u64_at(b, 8).unwrap_or_default(),
             crc: u32_at(b, 20).unwrap_or_default(),
         };
+        if header.key_len > MAX_KEY_LEN {
+            return Err(RecordHeaderError::Invalid(format!(
+                "a key of {} bytes, above the limit of {MAX_KEY_LEN} bytes",
+                header.key_len
+            )));
+        }
         if kind != Kind::Put && header.value_len != 0 {
             return Err(RecordHeaderError::Invalid(format!(
                 "{kind:?} record with a value of {} bytes",
