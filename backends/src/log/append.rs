@@ -21,8 +21,29 @@ const BATCH_BUFFER: usize = 1 << 20;
 pub(super) const STREAM_CHUNK: usize = 256 << 10;
 
 impl LogStore {
+    /// Writes `buf` at `offset`: every append reaches the file through here, so a test can
+    /// make any one write fail.
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(fault) = self
+            .fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            fault(offset, buf.len())?;
+        }
+        write_all_at(file, buf, offset)
+    }
+
     /// Appends `batch` as records after the last one, syncs per the durability setting, then
-    /// updates the index. On failure the file is cut back to where it was.
+    /// updates the index.
+    ///
+    /// On failure nothing another handle may have indexed is taken back: a record written
+    /// whole is valid on its own, so a read-only handle may have indexed it (and lent bytes
+    /// from it) before a later record of the batch failed. Only the record the failure cut
+    /// short is truncated; the records before it stay, are indexed here too, and the error is
+    /// returned. A failed sync keeps every record (they are all whole).
     pub(super) fn append(
         &self,
         slot: &mut MutexGuard<'_, Option<File>>,
@@ -38,9 +59,18 @@ impl LogStore {
             (st.file.clone(), st.end)
         };
         let mut entries = Vec::with_capacity(batch.len());
+        // Where each record ends, and how far the file holds every byte written so far:
+        // writes go in file order, so that is the end of the last write that succeeded.
+        let mut ends = Vec::with_capacity(batch.len());
+        let mut written_to = start;
         let mut buf = Vec::new();
         let mut buf_start = start;
         let mut pos = start;
+        let mut write = |bytes: &[u8], at: u64| -> io::Result<()> {
+            self.write_at(&file, bytes, at)?;
+            written_to = at + bytes.len() as u64;
+            Ok(())
+        };
         let written: io::Result<()> = (|| {
             for &(kind, key, value) in batch {
                 let mut data = crc32fast::Hasher::new();
@@ -52,14 +82,15 @@ impl LogStore {
                 buf.extend_from_slice(key);
                 let value_off = pos + RECORD_HEADER_LEN + key.len() as u64;
                 if value.len() >= DIRECT_WRITE {
-                    write_all_at(&file, &buf, buf_start)?;
+                    write(&buf, buf_start)?;
                     buf.clear();
-                    write_all_at(&file, value, value_off)?;
+                    write(value, value_off)?;
                     buf_start = value_off + value.len() as u64;
                 } else {
                     buf.extend_from_slice(value);
                 }
                 pos = value_off + value.len() as u64;
+                ends.push(pos);
                 entries.push(match kind {
                     Kind::Put => Entry::Put {
                         key: key.to_vec(),
@@ -69,22 +100,39 @@ impl LogStore {
                     _ => Entry::Tombstone { key: key.to_vec() },
                 });
                 if buf.len() >= BATCH_BUFFER {
-                    write_all_at(&file, &buf, buf_start)?;
+                    write(&buf, buf_start)?;
                     buf_start += buf.len() as u64;
                     buf.clear();
                 }
             }
-            write_all_at(&file, &buf, buf_start)?;
-            if self.options.durability != Durability::None {
-                file.sync_data()?;
-            }
-            Ok(())
+            write(&buf, buf_start)
         })();
         if let Err(e) = written {
-            let _ = file.set_len(start);
+            let whole = ends.iter().take_while(|&&end| end <= written_to).count();
+            let keep = if whole == 0 { start } else { ends[whole - 1] };
+            // The cut bytes never formed a whole record, so no handle indexed them.
+            let _ = file.set_len(keep);
+            entries.truncate(whole);
+            self.index_kept(keep, entries);
             return Err(Error::io("appending to", &self.path, e));
         }
+        if self.options.durability != Durability::None {
+            if let Err(e) = file.sync_data() {
+                self.index_kept(pos, entries);
+                return Err(Error::io("syncing", &self.path, e));
+            }
+        }
         self.commit(pos, entries)
+    }
+
+    /// Indexes the records a failed write left whole in the file (they stay: another handle
+    /// may have seen them), without the auto-compaction a successful write may start.
+    fn index_kept(&self, end: u64, entries: Vec<Entry>) {
+        let mut st = self.state_mut();
+        for e in entries {
+            st.apply(e);
+        }
+        st.end = end;
     }
 
     pub(super) fn commit(&self, end: u64, entries: Vec<Entry>) -> Result<()> {
@@ -126,7 +174,7 @@ impl LogStore {
         let disk_err = |e| Error::io("appending to", &self.path, e);
         let mut head = RecordHeader::encode_pending(key_len).to_vec();
         head.extend_from_slice(key);
-        if let Err(e) = write_all_at(&file, &head, start) {
+        if let Err(e) = self.write_at(&file, &head, start) {
             let _ = file.set_len(start);
             return Err(disk_err(e));
         }
@@ -134,7 +182,7 @@ impl LogStore {
         // hands `copy_checksummed` a stand-in.
         let mut write_failed = None;
         let copied = copy_checksummed(reader, &mut data, u64::MAX, |chunk| {
-            if let Err(e) = write_all_at(&file, chunk, pos) {
+            if let Err(e) = self.write_at(&file, chunk, pos) {
                 let stand_in = io::Error::new(e.kind(), "the log write failed");
                 write_failed = Some(e);
                 return Err(stand_in);
@@ -153,24 +201,24 @@ impl LogStore {
             });
         }
         let header = RecordHeader::encode(Kind::Put, key_len, pos - value_off, &data);
-        let finished = write_all_at(&file, &header, start).and_then(|()| {
-            if self.options.durability != Durability::None {
-                file.sync_data()?;
-            }
-            Ok(())
-        });
-        if let Err(e) = finished {
+        if let Err(e) = self.write_at(&file, &header, start) {
+            // Until the real header is in place the record is a placeholder no handle indexes.
             let _ = file.set_len(start);
             return Err(disk_err(e));
         }
-        self.commit(
-            pos,
-            vec![Entry::Put {
-                key: key.to_vec(),
-                value_off,
-                value_len: pos - value_off,
-            }],
-        )?;
+        let entry = Entry::Put {
+            key: key.to_vec(),
+            value_off,
+            value_len: pos - value_off,
+        };
+        if self.options.durability != Durability::None {
+            if let Err(e) = file.sync_data() {
+                // The record is whole: another handle may have indexed it, so it stays.
+                self.index_kept(pos, vec![entry]);
+                return Err(Error::io("syncing", &self.path, e));
+            }
+        }
+        self.commit(pos, vec![entry])?;
         Ok(pos - value_off)
     }
 }

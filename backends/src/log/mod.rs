@@ -126,9 +126,11 @@ use crate::{Blob, Durability, Error, Result, Store};
 ///    is whole and valid, are never rewritten or truncated by this crate in any process.
 /// 2. Only the writer holding the lock mutates the file. It rewrites bytes in place in exactly
 ///    two cases, both strictly after the last valid record: the pending header a streamed put
-///    overwrites with the real one, and the torn tail it cuts at open (or a failed append it
-///    rolls back). No handle in any process indexes those bytes, because a scan accepts only
-///    whole records with matching checksums — so no map access ever touches them.
+///    overwrites with the real one, and the torn tail it cuts at open (or the record a failed
+///    append cut short). A failed append never takes back a record it wrote whole, since
+///    another handle may have indexed it. No handle in any process indexes the bytes rewritten
+///    or cut, because a scan accepts only whole records with matching checksums — so no map
+///    access ever touches them.
 /// 3. Compaction never rewrites the file in place: it writes a new file and renames it over
 ///    the path. The old file (its inode) lives on, unchanged, for as long as any handle or map
 ///    still holds it, so old [`Blob`]s stay valid after a compaction.
@@ -173,8 +175,16 @@ pub struct LogStore {
     /// The writer's lock file (`None` for read-only handles). Its mutex also serializes
     /// appends, compaction and (read-only) refreshes.
     writer: Mutex<Option<File>>,
+    /// Tests inject a failure (or a reader's refresh) before an append's write at an offset.
+    #[cfg(test)]
+    fault: Mutex<Option<WriteFault>>,
     report: OpenReport,
 }
+
+/// A test hook run before each append write, with its offset and length; an error stands
+/// for the write failing.
+#[cfg(test)]
+pub(crate) type WriteFault = Box<dyn FnMut(u64, usize) -> std::io::Result<()> + Send>;
 
 impl std::fmt::Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -60,6 +60,8 @@ impl LogStore {
             options,
             state: RwLock::new(state),
             writer: Mutex::new(lock),
+            #[cfg(test)]
+            fault: Mutex::new(None),
             report,
         })
     }

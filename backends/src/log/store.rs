@@ -62,6 +62,8 @@ impl Store for LogStore {
 
     /// Appends every record (one write per MiB of small records) and syncs once. Each record
     /// is atomic on its own; a crash midway can keep a prefix of the batch, never a torn record.
+    /// A write that fails midway (the disk is full) returns the error and keeps the records
+    /// written whole before it, since another handle may already have read them.
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());

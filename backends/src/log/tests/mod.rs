@@ -5,12 +5,13 @@ mod compaction;
 mod fixtures;
 mod readers;
 mod recovery;
+mod rollback;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::open::sibling;
-use super::record::{FileHeader, Kind, RecordHeader, FILE_HEADER_LEN};
+use super::record::{FileHeader, Kind, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use super::*;
 
 mod conformance {
