@@ -49,6 +49,8 @@ pub use fs::FileMode;
 pub use key::KeyDisplay;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;
-pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornReason, TornTail};
+pub use log::{
+    Damage, DamagedTail, LogOptions, LogStats, LogStore, OpenReport, TornReason, TornTail,
+};
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store, VerifyReport};

@@ -40,6 +40,10 @@ pub(super) struct State {
     /// A read-only map of (a prefix of) the file; remapped when a value lies beyond it.
     pub(super) map: Arc<Mmap>,
     pub(super) index: Index,
+    /// Keys whose newest record a read-only handle found damaged at the end of the log (with
+    /// its offset): read as corrupt until a later record of theirs is indexed. Always empty
+    /// on the writer, which recovers from a damaged tail at open.
+    pub(super) damaged: HashMap<Box<[u8]>, u64>,
     /// End of the last valid record: where the next record goes.
     pub(super) end: u64,
     pub(super) live_bytes: u64,
@@ -74,6 +78,12 @@ pub(super) fn apply(index: &mut Index, live_bytes: &mut u64, entry: Entry) {
 
 impl State {
     pub(super) fn apply(&mut self, entry: Entry) {
+        let key = match &entry {
+            Entry::Put { key, .. } | Entry::Tombstone { key } => key,
+        };
+        if !self.damaged.is_empty() {
+            self.damaged.remove(&key[..]);
+        }
         apply(&mut self.index, &mut self.live_bytes, entry);
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use self::index::State;
 pub use self::options::LogOptions;
-pub use self::report::{LogStats, OpenReport, TornReason, TornTail};
+pub use self::report::{Damage, DamagedTail, LogStats, OpenReport, TornReason, TornTail};
 #[allow(unused_imports, reason = "named by the docs")]
 use crate::{Blob, Durability, Error, Result, Store};
 
@@ -98,19 +98,51 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// ```
 ///
 /// All integers are fixed-width little-endian; the checksums are CRC-32 (ISO-HDLC, as
-/// computed by `crc32fast`).
+/// computed by `crc32fast`). A key holds at most 64 KiB (a write of a longer one is
+/// [`Error::InvalidKey`]; a header declaring one is [`Error::Corrupt`], checked before the scan
+/// allocates it), so no header, however damaged or planted, makes opening allocate more.
+///
+/// # Checked reads
+/// Opening checks every record. [`Store::read`] (and `get`, `with_value`, `get_many`, `scan`)
+/// checks the record again before lending the value, so bytes that changed on disk since are
+/// [`Error::Corrupt`], never returned: values up to 1 MiB are hashed from the map, longer ones
+/// through a small buffer with positioned reads (no page of the value is faulted in by the
+/// check). [`Store::read_unchecked`] skips the check; [`Store::verify`] checks every live record
+/// and lists each damaged key.
 ///
 /// # Files
 /// A store opened at `path` (e.g. `cache/store.log`) uses, beside it in the same directory:
 /// - `store.log.lock` — the writer's OS lock (never deleted; empty);
 /// - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
-///   when it is created or compacted.
+///   when it is created or compacted;
+/// - `store.log.damaged-<offset>` — a damaged tail moved aside at open (see [`OpenReport`]);
+///   never deleted by the store.
 ///
-/// # Crashes
-/// Records are only ever appended. A crash mid-append leaves a *torn tail* — bytes after the
-/// last whole record that do not form a valid one — which the next writer open cuts (the
-/// [`OpenReport`] says so). A bad record with a valid record after it is not a crash artefact
-/// but damage, and opening fails with [`Error::Corrupt`] naming the offset; the rule is in
+/// The store touches nothing else, and only regular files of its own: every file it creates
+/// is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, every file it opens with `O_NOFOLLOW |
+/// O_NONBLOCK`, so a symlink, FIFO, socket or device planted at any of these names is refused
+/// with [`Error::NotOwned`] naming it (never followed, never blocked on). A stale temp file
+/// from a crash is removed only when it is a regular file. New files follow the process umask
+/// ([`FileMode::Umask`](crate::FileMode), the default) or are `0o600`
+/// ([`LogOptions::file_mode`]); compaction gives the new file the mode of the old one.
+///
+/// A LogStore is one file, not a directory: opening a directory is refused (as
+/// [`Error::WrongLayout`] naming the kind of store when the directory holds one), as is a log
+/// path inside a directory marked as another kind of store. Another store's file is not a log
+/// and opens as [`Error::Corrupt`] ("bad magic: not a cacher log file").
+///
+/// # Crashes and damage
+/// Records are only ever appended. A crash mid-append leaves a *torn tail* — the file ends
+/// inside the last record, or holds only zeros after it — which the next writer open cuts. A
+/// last record that is whole but fails its checksum is *damage*, not a crash artefact: it may
+/// be an acknowledged write, so the writer moves it to a side file before cutting it, and
+/// writes a tombstone for its key when the key has an older value, so the key reads as missing
+/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. When the
+/// damage covers the record's header its key cannot be known: the bytes are still moved aside
+/// and reported, but an older value of that unknown key can show again. A bad record with a
+/// valid record after it fails the open with [`Error::Corrupt`] naming the offset. A file
+/// shorter than its 32-byte header (a log truncated to 0 bytes) is [`Error::Corrupt`], never
+/// an empty store. Every recovery is in [`LogStore::open_report`]; the rules are in
 /// `backends/src/log/scan.rs`.
 ///
 /// # Processes, and why the memory map is sound

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::index::{apply, map_file, State};
 use super::positioned::{read_full_at, write_all_at};
-use super::record::{self, FileHeader, FILE_HEADER_LEN};
-use super::scan::{scan, Role, Scanned};
-use super::{LogOptions, LogStore, OpenReport, TornTail};
-use crate::fs::{create_new, open_regular, refuse_unless_file, Access, FileMode};
-use crate::marker::{refuse_foreign, Kind};
+use super::record::{self, FileHeader, Kind, RecordHeader, FILE_HEADER_LEN};
+use super::scan::{scan, Entry, Role, Tail, TailKind};
+use super::{DamagedTail, LogOptions, LogStore, OpenReport, TornTail};
+use crate::fs::{create_new, keep_mode, open_regular, refuse_unless_file, Access, FileMode};
+use crate::marker::{self, refuse_foreign};
 use crate::{Error, Result};
 
 impl LogStore {
@@ -45,16 +45,7 @@ impl LogStore {
         } else {
             Role::Writer
         };
-        let (state, scanned, file_len) = load(file, &path, role)?;
-        let report = OpenReport {
-            records: scanned.records,
-            torn_tail: scanned.tail.map(|tail| TornTail {
-                offset: tail.offset,
-                len: file_len - tail.offset,
-                reason: tail.reason,
-                cut: !options.read_only,
-            }),
-        };
+        let (state, report) = load(file, &path, role)?;
         Ok(LogStore {
             path,
             options,
@@ -92,11 +83,11 @@ const CREATING: &str = ".creating";
 fn refuse_other_layouts(path: &Path) -> Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.is_dir() {
-            for kind in Kind::ALL {
+            for kind in marker::Kind::ALL {
                 if std::fs::symlink_metadata(kind.path_in(path)).is_ok() {
                     return Err(Error::WrongLayout {
                         path: path.to_path_buf(),
-                        expected: Kind::Log.type_name(),
+                        expected: marker::Kind::Log.type_name(),
                         found: kind.type_name(),
                     });
                 }
@@ -109,8 +100,8 @@ fn refuse_other_layouts(path: &Path) -> Result<()> {
         }
     }
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => refuse_foreign(dir, Kind::Log),
-        _ => refuse_foreign(Path::new("."), Kind::Log),
+        Some(dir) if !dir.as_os_str().is_empty() => refuse_foreign(dir, marker::Kind::Log),
+        _ => refuse_foreign(Path::new("."), marker::Kind::Log),
     }
 }
 
@@ -191,10 +182,14 @@ pub(super) fn read_header(file: &File, path: &Path) -> Result<FileHeader> {
     FileHeader::decode(&b[..n]).map_err(|e| e.into_error(path, None, record::FORMAT_VERSION))
 }
 
-/// Reads the header, scans every record and maps the file. A writer (`writer`) cuts a torn
-/// tail off first — before the file is mapped, so no map in this process ever covered the cut
-/// bytes. A read-only handle leaves the tail and scans as "live" (a writer may be appending).
-pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, Scanned, u64)> {
+/// Reads the header, scans every record, recovers from a bad tail and maps the file.
+///
+/// A writer recovers before the file is mapped, so no map in this process ever covered the
+/// bytes it cuts: a torn tail is truncated; a damaged tail is first copied to a side file,
+/// then cut, with a tombstone written in its place when its key has an older value (see
+/// [`OpenReport`]). A read-only handle changes nothing: it stops before a bad tail, and reads
+/// a damaged tail's key as corrupt.
+pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenReport)> {
     let header = read_header(&file, path)?;
     let len = file_len(&file, path)?;
     let mut index = HashMap::new();
@@ -202,18 +197,130 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, Scanne
     let scanned = scan(&file, path, FILE_HEADER_LEN, len, role, &mut |e| {
         apply(&mut index, &mut live_bytes, e)
     })?;
-    if let (Some(tail), Role::Writer) = (&scanned.tail, role) {
-        file.set_len(tail.offset)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io("cutting the torn tail of", path, e))?;
+    let mut report = OpenReport {
+        records: scanned.records,
+        ..OpenReport::default()
+    };
+    let mut end = scanned.end;
+    let mut damaged = HashMap::new();
+    match scanned.tail {
+        None => {}
+        Some(Tail {
+            offset,
+            kind: TailKind::Torn(reason),
+        }) => {
+            if role == Role::Writer {
+                file.set_len(offset)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| Error::io("cutting the torn tail of", path, e))?;
+            }
+            report.torn_tail = Some(TornTail {
+                offset,
+                len: len - offset,
+                reason,
+                cut: role == Role::Writer,
+            });
+        }
+        Some(Tail {
+            offset,
+            kind: TailKind::Damaged { reason, key },
+        }) => {
+            let mut tail = DamagedTail {
+                offset,
+                len: len - offset,
+                reason,
+                key,
+                moved_to: None,
+                tombstoned: false,
+            };
+            match role {
+                Role::Writer => {
+                    tail.moved_to = Some(quarantine(&file, path, offset, len)?);
+                    let older = tail.key.as_ref().filter(|k| index.contains_key(&k[..]));
+                    end = offset;
+                    if let Some(key) = older {
+                        // Written over the damaged bytes (already copied aside) before the cut,
+                        // so a crash between the two leaves the tombstone, never the old value.
+                        let tombstone =
+                            RecordHeader::encode(Kind::Tombstone, key.len() as u32, 0, &{
+                                let mut h = crc32fast::Hasher::new();
+                                h.update(key);
+                                h
+                            });
+                        let mut record = tombstone.to_vec();
+                        record.extend_from_slice(key);
+                        write_all_at(&file, &record, offset)
+                            .map_err(|e| Error::io("writing a recovery tombstone to", path, e))?;
+                        end = offset + record.len() as u64;
+                        apply(
+                            &mut index,
+                            &mut live_bytes,
+                            Entry::Tombstone { key: key.clone() },
+                        );
+                        tail.tombstoned = true;
+                    }
+                    file.set_len(end)
+                        .and_then(|()| file.sync_all())
+                        .map_err(|e| Error::io("cutting the damaged tail of", path, e))?;
+                }
+                Role::Reader => {
+                    if let Some(key) = &tail.key {
+                        damaged.insert(key.clone().into_boxed_slice(), offset);
+                    }
+                }
+            }
+            report.damaged_tail = Some(tail);
+        }
     }
     let state = State {
         map: map_file(&file, path)?,
         file: Arc::new(file),
         index,
-        end: scanned.end,
+        damaged,
+        end,
         live_bytes,
         generation: header.generation,
     };
-    Ok((state, scanned, len))
+    Ok((state, report))
+}
+
+/// Copies `offset..len` of the log into a new side file, `<log>.damaged-<offset>` (with a
+/// counter when that name is taken), synced before the caller cuts the bytes from the log.
+fn quarantine(file: &File, path: &Path, offset: u64, len: u64) -> Result<PathBuf> {
+    let log_meta = file
+        .metadata()
+        .map_err(|e| Error::io("reading the metadata of", path, e))?;
+    let mut n = 0u32;
+    let (side_path, side) = loop {
+        let suffix = match n {
+            0 => format!(".damaged-{offset}"),
+            n => format!(".damaged-{offset}-{n}"),
+        };
+        let side_path = sibling(path, &suffix)?;
+        match create_new(&side_path, FileMode::Umask) {
+            Ok(side) => break (side_path, side),
+            Err(Error::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists && n < 1000 =>
+            {
+                n += 1
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let io_err = |e| Error::io("moving a damaged tail to", &side_path, e);
+    keep_mode(&side, &log_meta, &side_path)?;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut at = offset;
+    while at < len {
+        let want = (len - at).min(buf.len() as u64) as usize;
+        let got = read_full_at(file, &mut buf[..want], at).map_err(io_err)?;
+        if got == 0 {
+            break;
+        }
+        write_all_at(&side, &buf[..got], at - offset).map_err(io_err)?;
+        at += got as u64;
+    }
+    side.sync_all().map_err(io_err)?;
+    crate::fs::sync_parent(&side_path)?;
+    Ok(side_path)
 }

@@ -51,14 +51,14 @@ impl LogOptions {
 
     /// [`Durability::Flush`] (the default): each `put`, `delete` and `put_many` is fdatasync'ed
     /// before it returns (`put_many` syncs once for the whole batch).
-    /// [`Durability::None`]: no syncs; [`Store::flush`] syncs.
+    /// [`Durability::None`]: no syncs; [`Store::flush`](crate::Store::flush) syncs.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
     }
 
     /// Opens without the writer lock, alongside a writer process; writes fail with
-    /// [`Error::Unsupported`]. The file must exist. See [`LogStore`] for what a read-only
+    /// [`Error::Unsupported`](crate::Error::Unsupported). The file must exist. See [`LogStore`] for what a read-only
     /// handle sees.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;

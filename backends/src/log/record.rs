@@ -48,6 +48,17 @@ impl FileHeader {
 
     /// Decodes the first bytes of a file (`bytes` may be shorter than a header).
     pub(crate) fn decode(bytes: &[u8]) -> Result<FileHeader, Refusal> {
+        if bytes.is_empty() {
+            return Err(Refusal::corrupt(
+                "the log is empty (0 bytes): truncated, since a log always holds its file header",
+            ));
+        }
+        if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+            return Err(Refusal::corrupt(format!(
+                "file header cut short: the log is truncated to {} bytes",
+                bytes.len()
+            )));
+        }
         if bytes.len() < MAGIC.len() || bytes[0..8] != MAGIC {
             return Err(Refusal::Corrupt("bad magic: not a cacher log file".into()));
         }

@@ -6,7 +6,7 @@ use std::fs::File;
 use super::open::load;
 #[cfg(not(unix))]
 use super::open::read_header;
-use super::scan::{scan, Role};
+use super::scan::{scan, Role, Tail, TailKind};
 use super::LogStore;
 use crate::{Error, Result};
 
@@ -27,24 +27,40 @@ impl LogStore {
             .metadata()
             .map_err(|e| Error::io("reading the metadata of", &self.path, e))?;
         if let Some(current) = self.replacement(&meta, generation)? {
-            let (fresh, _, _) = load(current, &self.path, Role::Reader)?;
+            let (fresh, _) = load(current, &self.path, Role::Reader)?;
             *self.state_mut() = fresh;
             return Ok(true);
         }
         let len = meta.len();
         if len <= end {
-            return Ok(false);
+            // A damaged tail this handle saw is gone (the writer moved it aside and cut it).
+            let mut st = self.state_mut();
+            let had_damage = !st.damaged.is_empty();
+            st.damaged.clear();
+            return Ok(had_damage);
         }
         let mut entries = Vec::new();
         let scanned = scan(&file, &self.path, end, len, Role::Reader, &mut |e| {
             entries.push(e)
         })?;
         let mut st = self.state_mut();
+        // Damage is only ever at the end, which this scan has just read again.
+        let had_damage = !st.damaged.is_empty();
+        st.damaged.clear();
         for e in entries {
             st.apply(e);
         }
         st.end = scanned.end;
-        Ok(scanned.records > 0)
+        let mut damaged_now = false;
+        if let Some(Tail {
+            offset,
+            kind: TailKind::Damaged { key: Some(key), .. },
+        }) = scanned.tail
+        {
+            st.damaged.insert(key.into_boxed_slice(), offset);
+            damaged_now = true;
+        }
+        Ok(scanned.records > 0 || had_damage != damaged_now)
     }
 
     /// The file now at the path, when it is no longer the one this handle reads (compaction

@@ -3,7 +3,22 @@
 
 use super::record::FILE_HEADER_LEN;
 
-/// What opening found.
+/// What opening found, and every recovery action it took.
+///
+/// Opening recovers from two things, and says so here (the `Cache` front-end surfaces them
+/// in its stats):
+/// - a **torn tail** ([`OpenReport::torn_tail`]): the last write was cut short by a crash
+///   (the file ends inside a record, or holds only zeros past the last record). Nothing that
+///   was acknowledged is lost by cutting it: a writer truncates it, a reader ignores it.
+/// - a **damaged tail** ([`OpenReport::damaged_tail`]): the last bytes are not cut short but
+///   fail a checksum — possibly an acknowledged write. A writer moves them to a side file
+///   (never deleted) before cutting them, and, when the damaged record's key is known and has
+///   an older value, appends a tombstone so the older value never comes back in its place:
+///   the key reads as missing. A reader leaves the file alone and reads the key as
+///   [`Error::Corrupt`](crate::Error::Corrupt).
+///
+/// Damage with a valid record after it is not recovered from: opening fails with
+/// [`Error::Corrupt`](crate::Error::Corrupt) naming the offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OpenReport {
@@ -12,6 +27,56 @@ pub struct OpenReport {
     /// Bytes after the last valid record that were not a whole record: a crash cut a write
     /// short. A writer cuts them off; a read-only handle leaves them and ignores them.
     pub torn_tail: Option<TornTail>,
+    /// Bytes after the last valid record that are whole but fail a checksum.
+    pub damaged_tail: Option<DamagedTail>,
+}
+
+impl OpenReport {
+    /// Whether opening found anything to recover from.
+    pub fn recovered(&self) -> bool {
+        self.torn_tail.is_some() || self.damaged_tail.is_some()
+    }
+}
+
+/// A damaged tail found at open: see [`OpenReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DamagedTail {
+    /// Where the damaged bytes start (the end of the last valid record).
+    pub offset: u64,
+    /// How many bytes, to the end of the file.
+    pub len: u64,
+    /// Which checksum failed.
+    pub reason: Damage,
+    /// The damaged record's key as read, when its header is sound (so its key's length can
+    /// be trusted). The key's own bytes may be among the damaged ones.
+    pub key: Option<Vec<u8>>,
+    /// The side file the writer moved the bytes to (`<log>.damaged-<offset>`), or `None` for
+    /// a read-only handle, which leaves the file as it is.
+    pub moved_to: Option<std::path::PathBuf>,
+    /// Whether the writer appended a tombstone for `key`, so its older value does not come
+    /// back in place of the damaged one.
+    pub tombstoned: bool,
+}
+
+/// Which checksum a damaged record fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The record header's own checksum: its kind and lengths cannot be trusted, so neither
+    /// can its key.
+    HeaderChecksum,
+    /// The whole-record checksum over a sound header, the key and the value.
+    RecordChecksum,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Damage::HeaderChecksum => "record header checksum mismatch",
+            Damage::RecordChecksum => "record checksum mismatch",
+        })
+    }
 }
 
 /// A torn tail found at open.
@@ -38,10 +103,9 @@ pub enum TornReason {
     RunsPastEnd,
     /// A `put_reader` placeholder: the stream never finished.
     UnfinishedStream,
-    /// The record header fails its checksum and no valid record follows.
-    HeaderChecksum,
-    /// The record fails its checksum and no valid record follows.
-    RecordChecksum,
+    /// Every byte after the last valid record is zero: the file grew but its data never
+    /// reached the disk (a power cut after the size was written).
+    ZeroFilled,
 }
 
 impl std::fmt::Display for TornReason {
@@ -50,8 +114,7 @@ impl std::fmt::Display for TornReason {
             TornReason::IncompleteHeader => "incomplete record header",
             TornReason::RunsPastEnd => "record runs past the end of the file",
             TornReason::UnfinishedStream => "a streamed put that never finished",
-            TornReason::HeaderChecksum => "record header checksum mismatch",
-            TornReason::RecordChecksum => "record checksum mismatch",
+            TornReason::ZeroFilled => "zero bytes where a record should start",
         })
     }
 }

@@ -87,7 +87,8 @@ fn fixture_v1_opens_with_exact_contents() {
         store.open_report(),
         &OpenReport {
             records: 9,
-            torn_tail: None
+            torn_tail: None,
+            damaged_tail: None,
         }
     );
     assert_eq!(contents(&store), v1_contents());

@@ -53,31 +53,124 @@ fn torn_tail_is_cut_on_open() {
     }
 }
 
+/// Issue 9: a whole last record failing its checksum was taken for a torn tail and cut. Now
+/// it is moved to a side file (never deleted) before it is cut, and reported.
 #[test]
-fn damaged_last_record_is_a_torn_tail() {
+fn a_damaged_last_record_is_moved_aside_never_silently_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.log");
     let ends = write_records(&path, &[(b"a", Some(b"1")), (b"b", Some(b"22222"))]);
     for flip in ends[1]..ends[2] {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[flip as usize] ^= 0x40;
-        let damaged = dir.path().join("damaged.log");
+        let sub = tempfile::tempdir().unwrap();
+        let damaged = sub.path().join("damaged.log");
         std::fs::write(&damaged, &bytes).unwrap();
         let store = fast(&damaged);
+        let report = store.open_report().clone();
+        assert_eq!(report.torn_tail, None, "flip at {flip}");
+        let tail = report.damaged_tail.expect("damage reported");
+        assert_eq!((tail.offset, tail.len), (ends[1], ends[2] - ends[1]));
+        let moved = tail.moved_to.expect("moved aside");
         assert_eq!(
-            store.open_report().torn_tail.as_ref().map(|t| t.offset),
-            Some(ends[1]),
-            "flip at {flip}"
+            std::fs::read(&moved).unwrap(),
+            &bytes[ends[1] as usize..],
+            "flip at {flip}: the side file holds the damaged bytes"
         );
+        // `b` had no older value, so nothing needs a tombstone.
+        assert!(!tail.tombstoned);
         assert_eq!(contents(&store), model(&[(b"a", b"1")]));
     }
-    // Garbage appended after valid records is a torn tail too.
-    let mut bytes = std::fs::read(&path).unwrap();
+    // Garbage appended after valid records is damage too (it is not cut short), but bytes
+    // that are all zero are what a power cut leaves: a torn tail.
+    let clean = std::fs::read(&path).unwrap();
+    let mut bytes = clean.clone();
     bytes.extend_from_slice(&[0xAB; 100]);
     std::fs::write(&path, &bytes).unwrap();
     let store = fast(&path);
-    assert_eq!(store.open_report().torn_tail.as_ref().unwrap().len, 100);
+    let tail = store.open_report().damaged_tail.clone().unwrap();
+    assert_eq!((tail.len, tail.reason), (100, Damage::HeaderChecksum));
     assert_eq!(contents(&store), model(&[(b"a", b"1"), (b"b", b"22222")]));
+    drop(store);
+    let mut bytes = clean;
+    bytes.extend_from_slice(&[0; 100]);
+    std::fs::write(&path, &bytes).unwrap();
+    let store = fast(&path);
+    let torn = store.open_report().torn_tail.clone().unwrap();
+    assert_eq!((torn.len, torn.reason), (100, TornReason::ZeroFilled));
+    assert_eq!(store.open_report().damaged_tail, None);
+}
+
+/// Issue 9: a damaged last record that overwrote a key made the key read its older value
+/// again, and a damaged last tombstone brought a deleted key back, with no error.
+#[test]
+fn a_damaged_overwrite_or_delete_never_brings_the_older_value_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for deleting in [false, true] {
+        let path = dir.path().join(format!("store-{deleting}.log"));
+        let store = LogStore::open(&path).unwrap();
+        store.put(b"key", b"old value").unwrap();
+        let before = store.stats().file_bytes;
+        if deleting {
+            assert!(store.delete(b"key").unwrap());
+        } else {
+            store.put(b"key", b"new value").unwrap();
+        }
+        drop(store);
+        let len = std::fs::metadata(&path).unwrap().len();
+        // Damage the last byte of the record's body: the tombstone's key is its only body,
+        // so flip inside the record checksum field instead there.
+        let at = if deleting { before + 20 } else { len - 1 };
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at as usize] ^= 0x04;
+        std::fs::write(&path, &bytes).unwrap();
+
+        // A reader alongside reads the key as corrupt, and changes nothing.
+        let reader = LogStore::options().read_only(true).open(&path).unwrap();
+        let tail = reader.open_report().damaged_tail.clone().unwrap();
+        assert_eq!(tail.key.as_deref(), Some(&b"key"[..]));
+        assert!(tail.moved_to.is_none());
+        let err = reader.get(b"key").unwrap_err();
+        assert!(err.is_corrupt(), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+
+        // The writer moves the record aside and writes a tombstone in its place.
+        let store = LogStore::open(&path).unwrap();
+        let tail = store.open_report().damaged_tail.clone().unwrap();
+        assert!(tail.tombstoned, "{tail:?}");
+        assert_eq!(store.get(b"key").unwrap(), None, "deleting={deleting}");
+        drop(store);
+        let store = LogStore::open(&path).unwrap();
+        assert!(!store.open_report().recovered());
+        assert_eq!(store.get(b"key").unwrap(), None, "deleting={deleting}");
+        // The reader follows the writer's recovery on its next refresh.
+        reader.refresh().unwrap();
+        assert_eq!(reader.get(b"key").unwrap(), None);
+    }
+}
+
+/// Issue 9: a log truncated to 0 bytes silently opened as an empty store.
+#[test]
+fn a_log_shorter_than_its_header_is_an_error_not_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    LogStore::open(&path).unwrap().put(b"k", b"v").unwrap();
+    for len in [0u64, 1, 8, 31] {
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len).unwrap();
+        drop(file);
+        let reason = expect_corrupt(LogStore::open(&path));
+        assert!(
+            reason.contains("header") || reason.contains("magic"),
+            "{reason}"
+        );
+        expect_corrupt(LogStore::options().read_only(true).open(&path));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len,
+            "left as found"
+        );
+    }
 }
 
 #[test]
@@ -288,19 +381,25 @@ fn every_single_byte_flip_is_cut_or_reported() {
             flipped[at] ^= mask;
             std::fs::write(&path, &flipped).unwrap();
             match LogStore::options().durability(Durability::None).open(&path) {
-                // Damage in the last record reads as a torn tail: the state before it.
+                // Damage in the last record: the state before it, less the damaged record's
+                // key when a tombstone was written so its older value does not come back.
                 Ok(store) => {
                     let got = contents(&store);
-                    let end = store.stats().file_bytes;
-                    let want = states.iter().find(|(e, _)| *e == end);
-                    assert!(
-                        want.is_some_and(|(_, m)| *m == got),
-                        "flip {mask:#x} at {at}: opened to a state that was never written"
-                    );
-                    assert!(
-                        end < bytes.len() as u64,
-                        "flip {mask:#x} at {at} went unnoticed"
-                    );
+                    let report = store.open_report().clone();
+                    let bad_at = match (&report.torn_tail, &report.damaged_tail) {
+                        (Some(t), None) => t.offset,
+                        (None, Some(d)) => d.offset,
+                        other => panic!("flip {mask:#x} at {at} went unnoticed: {other:?}"),
+                    };
+                    let (_, before) = states
+                        .iter()
+                        .find(|(e, _)| *e == bad_at)
+                        .unwrap_or_else(|| panic!("flip {mask:#x} at {at}: cut mid-record"));
+                    let mut want = before.clone();
+                    if let Some(d) = report.damaged_tail.as_ref().filter(|d| d.tombstoned) {
+                        want.remove(d.key.as_ref().unwrap());
+                    }
+                    assert_eq!(got, want, "flip {mask:#x} at {at}");
                 }
                 Err(Error::Corrupt { .. }) | Err(Error::UpgradeRequired { .. }) => {}
                 Err(e) => panic!("flip {mask:#x} at {at}: unexpected error {e}"),
