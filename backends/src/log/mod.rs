@@ -9,6 +9,8 @@
 
 mod append;
 mod compact;
+#[cfg(test)]
+mod fuzz;
 mod index;
 mod open;
 mod options;

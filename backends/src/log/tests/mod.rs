@@ -4,6 +4,7 @@
 mod checked_reads;
 mod compaction;
 mod fixtures;
+mod fuzz;
 mod readers;
 mod recovery;
 mod rollback;

@@ -309,9 +309,9 @@ fn a_file_that_is_not_a_log_is_corrupt() {
 
 /// A small log written by every kind of write, with the model state after each record.
 /// `(file length, contents)` after each step of a mixed workload.
-type States = Vec<(u64, BTreeMap<Vec<u8>, Vec<u8>>)>;
+pub(super) type States = Vec<(u64, BTreeMap<Vec<u8>, Vec<u8>>)>;
 
-fn mixed_log(path: &Path) -> States {
+pub(super) fn mixed_log(path: &Path) -> States {
     let store = fast(path);
     let mut model = BTreeMap::new();
     let mut states = vec![(store.stats().file_bytes, model.clone())];
