@@ -149,3 +149,68 @@ fn fixture_v1_torn_tail_opens_with_the_tail_cut() {
     assert_eq!(contents(&store), v1_contents());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), v1_len);
 }
+
+/// Writes the recovery variants of `v1.log` (added with issue 9), derived from the committed
+/// `v1.log` so that file is never rewritten:
+/// `cargo test -p cacher-store log::tests::fixtures::generate_recovery_fixtures -- --ignored`
+#[test]
+#[ignore = "writes fixtures/log; run explicitly"]
+fn generate_recovery_fixtures() {
+    let v1 = std::fs::read(fixture_dir().join("v1.log")).unwrap();
+    // A synced overwrite of "alpha" whose value then had one bit flipped on disk.
+    let mut data = crc32fast::Hasher::new();
+    data.update(b"alpha");
+    data.update(b"acknowledged overwrite");
+    let mut damaged = v1.clone();
+    damaged.extend_from_slice(&RecordHeader::encode(Kind::Put, 5, 22, &data));
+    damaged.extend_from_slice(b"alphaacknowledged overwrite");
+    let last = damaged.len() - 3;
+    damaged[last] ^= 0x02;
+    std::fs::write(fixture_dir().join("v1-damaged-last-record.log"), &damaged).unwrap();
+    // What a power cut can leave: the file grew, its data never reached the disk.
+    let mut zeros = v1;
+    zeros.extend_from_slice(&[0; 4096]);
+    std::fs::write(fixture_dir().join("v1-zero-filled-tail.log"), &zeros).unwrap();
+}
+
+#[test]
+fn fixture_v1_damaged_last_record_is_moved_aside_and_never_reverts() {
+    let fixture = fixture_dir().join("v1-damaged-last-record.log");
+    let v1_len = std::fs::metadata(fixture_dir().join("v1.log"))
+        .unwrap()
+        .len();
+    let bytes = std::fs::read(&fixture).unwrap();
+    // A reader (straight on the fixture: it changes nothing) reads the key as corrupt.
+    let r = reader(&fixture);
+    assert!(r.get(b"alpha").unwrap_err().is_corrupt());
+    assert_eq!(std::fs::read(&fixture).unwrap(), bytes);
+    drop(r);
+    let (_dir, path) = fixture_copy("v1-damaged-last-record.log");
+    let store = LogStore::open(&path).unwrap();
+    let tail = store
+        .open_report()
+        .damaged_tail
+        .clone()
+        .expect("damage reported");
+    assert_eq!(tail.offset, v1_len);
+    assert_eq!(tail.reason, Damage::RecordChecksum);
+    assert_eq!(tail.key.as_deref(), Some(&b"alpha"[..]));
+    assert!(tail.tombstoned);
+    let moved = std::fs::read(tail.moved_to.unwrap()).unwrap();
+    assert_eq!(moved, &bytes[v1_len as usize..]);
+    // Neither the damaged value nor the older "uno" comes back.
+    assert_eq!(store.get(b"alpha").unwrap(), None);
+    let mut want = v1_contents();
+    want.remove(&b"alpha"[..]);
+    assert_eq!(contents(&store), want);
+}
+
+#[test]
+fn fixture_v1_zero_filled_tail_is_torn_and_cut() {
+    let (_dir, path) = fixture_copy("v1-zero-filled-tail.log");
+    let store = LogStore::open(&path).unwrap();
+    let torn = store.open_report().torn_tail.clone().expect("torn tail");
+    assert_eq!((torn.len, torn.reason), (4096, TornReason::ZeroFilled));
+    assert_eq!(store.open_report().damaged_tail, None);
+    assert_eq!(contents(&store), v1_contents());
+}
