@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::append::STREAM_CHUNK;
 use super::index::{map_file, remap_to};
 use super::open::{remove_stale_temp, sibling, COMPACTING};
-use super::record::{FileHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use super::record::{FileHeader, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use super::{LogStats, LogStore};
 use crate::fs::{create_new, keep_mode};
 use crate::{Error, Result};
@@ -56,19 +56,44 @@ impl LogStore {
         let mut moves = Vec::with_capacity(live.len());
         let mut out = std::io::BufWriter::with_capacity(STREAM_CHUNK, &tmp);
         let mut pos = FILE_HEADER_LEN;
+        let mut damaged_at = None;
         let written: io::Result<()> = (|| {
             use std::io::Write;
             out.write_all(&header.encode())?;
             for &(start, len) in &live {
+                let record = &map[start as usize..(start + len) as usize];
+                // A record damaged on disk since it was indexed must not be carried into the
+                // new file, where it would sit in the middle and fail every later open.
+                if !record_is_whole(record) {
+                    damaged_at = Some(start);
+                    return Ok(());
+                }
                 // Records hold no offsets, so a record is valid anywhere: copy its bytes as
                 // they are (checksums included).
-                out.write_all(&map[start as usize..(start + len) as usize])?;
+                out.write_all(record)?;
                 moves.push((start, pos));
                 pos += len;
             }
             out.flush()
         })();
         drop(out);
+        if let Some(start) = damaged_at {
+            let _ = std::fs::remove_file(&tmp_path);
+            let st = self.state();
+            let key = st
+                .index
+                .iter()
+                .find(|(k, loc)| loc.record_start(k.len()) == start)
+                .map(|(k, _)| k.to_vec());
+            return Err(Error::corrupt(
+                &self.path,
+                key.as_deref(),
+                format!(
+                    "record at offset {start} fails its checksum: not compacting (the log is \
+                     left as it was; delete or overwrite the key, then compact)"
+                ),
+            ));
+        }
         if let Err(e) = written.and_then(|()| tmp.sync_all()) {
             let _ = std::fs::remove_file(&tmp_path);
             return Err(io_err(e));
@@ -101,4 +126,21 @@ impl LogStore {
         drop(st);
         crate::fs::sync_parent(&self.path)
     }
+}
+
+/// Whether `record` (header, key and value) passes both its checksums.
+fn record_is_whole(record: &[u8]) -> bool {
+    let Some(header) = record
+        .get(..RECORD_HEADER_LEN as usize)
+        .and_then(|h| h.try_into().ok())
+        .and_then(|h| RecordHeader::decode(h).ok())
+    else {
+        return false;
+    };
+    if header.record_len() != record.len() as u64 {
+        return false;
+    }
+    let mut crc = header.record_hasher();
+    crc.update(&record[RECORD_HEADER_LEN as usize..]);
+    crc.finalize() == header.crc
 }

@@ -76,3 +76,65 @@ fn verify_reports_a_key_a_reader_found_damaged_at_the_tail() {
     assert_eq!(report.damaged.len(), 1);
     assert_eq!(report.damaged[0].0, b"b".to_vec());
 }
+
+/// A record damaged on disk after open was copied into the compacted file, where it sat in
+/// the middle of the log and made every later open fail.
+#[test]
+fn compaction_refuses_to_carry_a_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let store = fast(&path);
+    store.put(b"a", b"first").unwrap();
+    store.put(b"b", b"second").unwrap();
+    store.put(b"c", b"third").unwrap();
+    store.put(b"a", b"garbage to compact away").unwrap();
+    flip_value_byte(&store, b"b", 2);
+    let before = std::fs::read(&path).unwrap();
+    let generation = store.stats().generation;
+    let err = store.compact().unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(
+        matches!(&err, Error::Corrupt { key: Some(_), .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the log is left as it was"
+    );
+    assert_eq!(store.stats().generation, generation);
+    assert!(!dir.path().join("store.log.compacting").exists());
+    // The open handle keeps serving the other keys.
+    assert!(store.get(b"b").unwrap_err().is_corrupt());
+    assert_eq!(store.get(b"c").unwrap().as_deref(), Some(&b"third"[..]));
+}
+
+/// Every byte of a small log flipped in turn behind an open store's back: every read is the
+/// value written, or an error — never another value.
+#[test]
+fn every_byte_flipped_after_open_reads_right_or_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let states = recovery::mixed_log(&path);
+    let want = states.last().unwrap().1.clone();
+    let store = fast(&path);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    for at in 0..len {
+        let mut b = [0u8];
+        file.read_exact_at(&mut b, at).unwrap();
+        file.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+        for (key, value) in &want {
+            match store.get(key) {
+                Ok(Some(got)) => assert!(&got == value, "flip at {at}: key {key:?} misread"),
+                Ok(None) => panic!("flip at {at}: key {key:?} vanished"),
+                Err(e) => assert!(e.is_corrupt(), "flip at {at}: {e}"),
+            }
+        }
+        file.write_all_at(&b, at).unwrap();
+    }
+}
