@@ -5,7 +5,6 @@ mod checked_reads;
 mod compaction;
 mod fixtures;
 mod fuzz;
-mod readers;
 mod recovery;
 mod rollback;
 

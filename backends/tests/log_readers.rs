@@ -1,6 +1,39 @@
-//! Read-only handles beside a writer, the writer lock, and values lent from the map.
+//! `LogStore` read-only handles beside a writer in the same process, the writer lock, and
+//! values lent from the map (public API only; the multi-process cases are in
+//! `log_processes.rs`).
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cacher_store::{Durability, Error, LogStore, Store};
+
+fn fast(path: &Path) -> LogStore {
+    LogStore::options()
+        .durability(Durability::None)
+        .open(path)
+        .unwrap()
+}
+
+fn reader(path: &Path) -> LogStore {
+    LogStore::options().read_only(true).open(path).unwrap()
+}
+
+fn contents(store: &LogStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    store.scan().unwrap().map(|e| e.unwrap()).collect()
+}
+
+/// `len` bytes that differ with `seed` and do not repeat with a short period.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
 
 #[test]
 fn second_writer_gets_locked_error() {
@@ -124,7 +157,7 @@ fn reader_remaps_when_the_file_outgrows_its_map() {
     w.put(b"small", b"x").unwrap();
     let r = reader(&path);
     assert_eq!(r.get(b"small").unwrap().as_deref(), Some(&b"x"[..]));
-    let big = crate::testkit::pattern(70 << 20, 11);
+    let big = pattern(70 << 20, 11);
     w.put_reader(b"big", &mut &big[..]).unwrap();
     let blob = r.read(b"big").unwrap().unwrap();
     assert!(blob[..] == big[..]);
