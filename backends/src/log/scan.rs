@@ -108,7 +108,7 @@ pub(crate) fn scan(
     let mut records = 0;
     let mut rechecked_at = None;
     while pos < file_len {
-        let (kind, search_from) = match check(&mut w, pos, file_len, true).map_err(io_err)? {
+        let (kind, search_from) = match check(&mut w, pos, file_len, Key::Read).map_err(io_err)? {
             Check::Valid { header, key, next } => {
                 apply(match header.kind {
                     Kind::Put => Entry::Put {
@@ -220,7 +220,15 @@ enum Check {
     Invalid(String),
 }
 
-fn check(w: &mut Window<'_>, pos: u64, file_len: u64, want_key: bool) -> io::Result<Check> {
+/// Whether [`check`] hands back the record's key (the scan indexes it) or only checks it (the
+/// search for a later valid record).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Read,
+    Skip,
+}
+
+fn check(w: &mut Window<'_>, pos: u64, file_len: u64, key_wanted: Key) -> io::Result<Check> {
     if file_len - pos < RECORD_HEADER_LEN {
         return Ok(Check::Short(TornReason::IncompleteHeader));
     }
@@ -242,7 +250,7 @@ fn check(w: &mut Window<'_>, pos: u64, file_len: u64, want_key: bool) -> io::Res
     }
     let key_off = pos + RECORD_HEADER_LEN;
     let mut key = Vec::new();
-    if want_key {
+    if key_wanted == Key::Read {
         key = vec![0; header.key_len as usize];
         if !w.read_exact_at(key_off, &mut key)? {
             return Ok(Check::Short(TornReason::RunsPastEnd));
@@ -264,7 +272,7 @@ fn find_record(w: &mut Window<'_>, from: u64, file_len: u64) -> io::Result<Optio
     let mut hb = [0u8; RECORD_HEADER_LEN as usize];
     while at.saturating_add(RECORD_HEADER_LEN) <= file_len {
         if w.read_exact_at(at, &mut hb)? && RecordHeader::decode(&hb).is_ok() {
-            match check(w, at, file_len, false)? {
+            match check(w, at, file_len, Key::Skip)? {
                 Check::Valid { .. } | Check::Pending => return Ok(Some(at)),
                 _ => {}
             }
