@@ -1,11 +1,13 @@
 //! LogStore tests that need the crate's internals (record codec, file layout); tests that need
 //! only the public API live in `backends/tests/log_*.rs`.
 
+#[cfg(unix)]
 mod checked_reads;
 mod compaction;
 mod fixtures;
 mod fuzz;
 mod recovery;
+#[cfg(unix)]
 mod rollback;
 
 use std::collections::BTreeMap;
