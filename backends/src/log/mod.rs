@@ -11,6 +11,7 @@ mod append;
 mod compact;
 #[cfg(test)]
 mod fuzz;
+mod identify;
 mod index;
 mod open;
 mod options;
@@ -139,9 +140,11 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// last record that is whole but fails its checksum is *damage*, not a crash artefact: it may
 /// be an acknowledged write, so the writer moves it to a side file before cutting it, and
 /// writes a tombstone for its key when the key has an older value, so the key reads as missing
-/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. When the
-/// damage covers the record's header its key cannot be known: the bytes are still moved aside
-/// and reported, but an older value of that unknown key can show again. A bad record with a
+/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. The key is
+/// told even when its bytes or its header are the damaged ones, as long as the damage is one
+/// flipped bit in the header or confined to the key (`backends/src/log/identify.rs`); beyond
+/// that the bytes are still moved aside and reported, but an older value of that unknown key
+/// can show again. A bad record with a
 /// valid record after it fails the open with [`Error::Corrupt`] naming the offset. A file
 /// shorter than its 32-byte header (a log truncated to 0 bytes) is [`Error::Corrupt`], never
 /// an empty store. Every recovery is in [`LogStore::open_report`]; the rules are in

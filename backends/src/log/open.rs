@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::identify::damaged_key;
 use super::index::{apply, map_file, State};
 use super::positioned::{read_full_at, write_all_at};
 use super::record::{self, FileHeader, Kind, RecordHeader, FILE_HEADER_LEN};
@@ -225,6 +226,8 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
             offset,
             kind: TailKind::Damaged { reason, key },
         }) => {
+            let key = damaged_key(&file, offset, len, reason, key, &index)
+                .map_err(|e| Error::io("reading the damaged tail of", path, e))?;
             let mut tail = DamagedTail {
                 offset,
                 len: len - offset,

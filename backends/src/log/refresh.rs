@@ -3,6 +3,7 @@
 
 use std::fs::File;
 
+use super::identify::damaged_key;
 use super::open::load;
 #[cfg(not(unix))]
 use super::open::read_header;
@@ -54,11 +55,15 @@ impl LogStore {
         let mut damaged_now = false;
         if let Some(Tail {
             offset,
-            kind: TailKind::Damaged { key: Some(key), .. },
+            kind: TailKind::Damaged { reason, key },
         }) = scanned.tail
         {
-            st.damaged.insert(key.into_boxed_slice(), offset);
-            damaged_now = true;
+            let key = damaged_key(&file, offset, len, reason, key, &st.index)
+                .map_err(|e| Error::io("reading the damaged tail of", &self.path, e))?;
+            if let Some(key) = key {
+                st.damaged.insert(key.into_boxed_slice(), offset);
+                damaged_now = true;
+            }
         }
         Ok(scanned.records > 0 || had_damage != damaged_now)
     }

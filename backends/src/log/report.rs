@@ -48,8 +48,11 @@ pub struct DamagedTail {
     pub len: u64,
     /// Which checksum failed.
     pub reason: Damage,
-    /// The damaged record's key as read, when its header is sound (so its key's length can
-    /// be trusted). The key's own bytes may be among the damaged ones.
+    /// The damaged record's key, as well as it can be told: read under a sound header, or
+    /// recovered by undoing one flipped bit of a damaged header, or by finding the key of the
+    /// log that makes the record's checksum match (when the stored key's bytes are the
+    /// damaged ones). `None` when the header is damaged beyond one bit: then an older value of
+    /// the unknown key may show again, which this report is the only trace of.
     pub key: Option<Vec<u8>>,
     /// The side file the writer moved the bytes to (`<log>.damaged-<offset>`), or `None` for
     /// a read-only handle, which leaves the file as it is.
