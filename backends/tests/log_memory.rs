@@ -132,14 +132,16 @@ fn a_1_gib_value_streams_in_and_reads_back_in_bounded_memory() {
     let path = dir.path().join("store.log");
     let started = std::time::Instant::now();
     let out = run_child("child_streams_1_gib", &path);
-    let (after_put, after_read, anon) = (
+    let (after_put, after_read, anon, mapped) = (
         figure(&out, "after_put_vmhwm_kib"),
         figure(&out, "after_read_vmhwm_kib"),
         figure(&out, "rss_anon_after_compare_kib"),
+        figure(&out, "vmhwm_after_compare_kib"),
     );
     eprintln!(
         "1 GiB put_reader + checked read: VmHWM {after_put} KiB after put, {after_read} KiB \
-         after read; RssAnon {anon} KiB after comparing every byte through the map; {:?}",
+         after read; after comparing every byte through the map, RssAnon {anon} KiB and \
+         VmHWM {mapped} KiB (the mapped page cache); {:?}",
         started.elapsed()
     );
     assert!(after_put < 64 << 10, "put_reader peak RSS {after_put} KiB");
@@ -181,6 +183,7 @@ fn child_streams_1_gib() {
         "\nFIGURE rss_anon_after_compare_kib={}",
         status_kib("RssAnon:")
     );
+    println!("\nFIGURE vmhwm_after_compare_kib={}", status_kib("VmHWM:"));
     drop(blob);
     drop(store);
     // And a reader process's handle opens the 1 GiB log without holding it.
