@@ -87,6 +87,8 @@ fn a_planted_compacting_symlink_is_refused_by_open_and_compact() {
     std::fs::write(&tmp, b"left by a crash").unwrap();
     let store = LogStore::open(&path).unwrap();
     assert!(!tmp.exists());
+    assert_eq!(store.open_report().removed_temps, vec![tmp.clone()]);
+    assert!(store.open_report().recovered());
     store.compact().unwrap();
     assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"w"[..]));
 }

@@ -21,6 +21,8 @@ impl LogStore {
     pub(super) fn open_with(path: &Path, options: LogOptions) -> Result<LogStore> {
         let path = path.to_path_buf();
         refuse_other_layouts(&path)?;
+        // Temp files a crashed writer left, removed here: recovery the report must show.
+        let mut removed = Vec::new();
         let lock = if options.read_only {
             None
         } else {
@@ -30,11 +32,16 @@ impl LogStore {
             open_regular(&path, Access::Read)?
                 .ok_or_else(|| Error::io("opening", &path, io::ErrorKind::NotFound.into()))?
         } else {
-            remove_stale_temp(&sibling(&path, COMPACTING)?)?;
+            let compacting = sibling(&path, COMPACTING)?;
+            if remove_stale_temp(&compacting)? {
+                removed.push(compacting);
+            }
             match open_regular(&path, Access::ReadWrite)? {
                 Some(file) => file,
                 None => {
-                    create_file(&path, new_generation(), options.file_mode)?;
+                    if let Some(stale) = create_file(&path, new_generation(), options.file_mode)? {
+                        removed.push(stale);
+                    }
                     open_regular(&path, Access::ReadWrite)?.ok_or_else(|| {
                         Error::io("opening", &path, io::ErrorKind::NotFound.into())
                     })?
@@ -46,7 +53,8 @@ impl LogStore {
         } else {
             Role::Writer
         };
-        let (state, report) = load(file, &path, role)?;
+        let (state, mut report) = load(file, &path, role)?;
+        report.removed_temps = removed;
         Ok(LogStore {
             path,
             options,
@@ -108,13 +116,15 @@ fn refuse_other_layouts(path: &Path) -> Result<()> {
 
 /// Clears a temp file a crashed writer of ours left at `path`: only a regular file is
 /// removed; a symlink, FIFO or anything else planted there is refused and left alone.
-pub(super) fn remove_stale_temp(path: &Path) -> Result<()> {
+/// Returns whether there was one.
+pub(super) fn remove_stale_temp(path: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             refuse_unless_file(path, &meta)?;
-            std::fs::remove_file(path).map_err(|e| Error::io("removing the stale", path, e))
+            std::fs::remove_file(path).map_err(|e| Error::io("removing the stale", path, e))?;
+            Ok(true)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("reading the metadata of", path, e)),
     }
 }
@@ -158,17 +168,19 @@ pub(super) fn new_generation() -> u64 {
 
 /// Creates the log with its header: written to a side file and renamed into place, so the
 /// path never names a file with a partial header. The side file is made with `O_EXCL` and
-/// `O_NOFOLLOW`, so a name planted there is never written through.
-pub(super) fn create_file(path: &Path, generation: u64, mode: FileMode) -> Result<()> {
+/// `O_NOFOLLOW`, so a name planted there is never written through. Returns the stale side
+/// file it removed first, if a crash left one.
+pub(super) fn create_file(path: &Path, generation: u64, mode: FileMode) -> Result<Option<PathBuf>> {
     let tmp = sibling(path, CREATING)?;
     let io_err = |e| Error::io("creating", path, e);
-    remove_stale_temp(&tmp)?;
+    let stale = remove_stale_temp(&tmp)?.then(|| tmp.clone());
     let f = create_new(&tmp, mode)?;
     write_all_at(&f, &FileHeader { generation }.encode(), 0)
         .and_then(|()| f.sync_all())
         .map_err(io_err)?;
     std::fs::rename(&tmp, path).map_err(io_err)?;
-    crate::fs::sync_parent(path)
+    crate::fs::sync_parent(path)?;
+    Ok(stale)
 }
 
 pub(super) fn file_len(file: &File, path: &Path) -> Result<u64> {

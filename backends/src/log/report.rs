@@ -17,6 +17,10 @@ use super::record::FILE_HEADER_LEN;
 ///   the key reads as missing. A reader leaves the file alone and reads the key as
 ///   [`Error::Corrupt`](crate::Error::Corrupt).
 ///
+/// - **stale temp files** ([`OpenReport::removed_temps`]): a writer that crashed mid-compaction
+///   (or mid-creation) leaves `<log>.compacting` (or `<log>.creating`); the next writer removes
+///   it when it is a regular file, and refuses to open when something else is planted there.
+///
 /// Damage with a valid record after it is not recovered from: opening fails with
 /// [`Error::Corrupt`](crate::Error::Corrupt) naming the offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,12 +33,14 @@ pub struct OpenReport {
     pub torn_tail: Option<TornTail>,
     /// Bytes after the last valid record that are whole but fail a checksum.
     pub damaged_tail: Option<DamagedTail>,
+    /// Temp files of a crashed writer that opening removed.
+    pub removed_temps: Vec<std::path::PathBuf>,
 }
 
 impl OpenReport {
     /// Whether opening found anything to recover from.
     pub fn recovered(&self) -> bool {
-        self.torn_tail.is_some() || self.damaged_tail.is_some()
+        self.torn_tail.is_some() || self.damaged_tail.is_some() || !self.removed_temps.is_empty()
     }
 }
 

@@ -89,6 +89,7 @@ fn fixture_v1_opens_with_exact_contents() {
             records: 9,
             torn_tail: None,
             damaged_tail: None,
+            removed_temps: vec![],
         }
     );
     assert_eq!(contents(&store), v1_contents());
