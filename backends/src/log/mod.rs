@@ -3,9 +3,11 @@
 //! The store's contract — format, files, crashes, processes, memory-map soundness, index
 //! memory — is written on [`LogStore`] itself, where rustdoc shows it. The work is split by
 //! seam: `options` (how to open), `report` (what opening found, sizes), `record` (the codec),
-//! `scan` (the torn-tail rule), `index` (the shared state and its map), `open` (lock, create,
-//! load), `refresh` (read-only handles following the writer), `read`, `append` (puts, batches,
-//! streamed puts), `compact`, `store` (the [`Store`] methods), `positioned` (`pread`/`pwrite`).
+//! `scan` (torn versus damaged tails), `identify` (a damaged record's key), `recover` (a
+//! writer moving a damaged tail aside), `index` (the shared state and its map), `open` (lock,
+//! create, load), `refresh` (read-only handles following the writer), `read` (lookups and the
+//! checksum check), `append` (puts, batches, streamed puts), `compact`, `store` (the [`Store`]
+//! methods), `positioned` (`pread`/`pwrite`), `fuzz` (fuzz entry points, tests only).
 
 mod append;
 mod compact;
@@ -18,6 +20,7 @@ mod options;
 mod positioned;
 mod read;
 pub(crate) mod record;
+mod recover;
 mod refresh;
 mod report;
 mod scan;

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::identify::damaged_key;
 use super::index::{apply, map_file, State};
 use super::positioned::{read_full_at, write_all_at};
-use super::record::{self, FileHeader, Kind, RecordHeader, FILE_HEADER_LEN};
-use super::scan::{scan, Entry, Role, Tail, TailKind};
+use super::record::{self, FileHeader, FILE_HEADER_LEN};
+use super::recover::recover_damaged_tail;
+use super::scan::{scan, Role, Tail, TailKind};
 use super::{DamagedTail, LogOptions, LogStore, OpenReport, TornTail};
-use crate::fs::{create_new, keep_mode, open_regular, refuse_unless_file, Access, FileMode};
+use crate::fs::{create_new, open_regular, refuse_unless_file, Access, FileMode};
 use crate::marker::{self, refuse_foreign};
 use crate::{Error, Result};
 
@@ -250,33 +251,14 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
             };
             match role {
                 Role::Writer => {
-                    tail.moved_to = Some(quarantine(&file, path, offset, len)?);
-                    let older = tail.key.as_ref().filter(|k| index.contains_key(&k[..]));
-                    end = offset;
-                    if let Some(key) = older {
-                        // Written over the damaged bytes (already copied aside) before the cut,
-                        // so a crash between the two leaves the tombstone, never the old value.
-                        let tombstone =
-                            RecordHeader::encode(Kind::Tombstone, key.len() as u32, 0, &{
-                                let mut h = crc32fast::Hasher::new();
-                                h.update(key);
-                                h
-                            });
-                        let mut record = tombstone.to_vec();
-                        record.extend_from_slice(key);
-                        write_all_at(&file, &record, offset)
-                            .map_err(|e| Error::io("writing a recovery tombstone to", path, e))?;
-                        end = offset + record.len() as u64;
-                        apply(
-                            &mut index,
-                            &mut live_bytes,
-                            Entry::Tombstone { key: key.clone() },
-                        );
-                        tail.tombstoned = true;
-                    }
-                    file.set_len(end)
-                        .and_then(|()| file.sync_all())
-                        .map_err(|e| Error::io("cutting the damaged tail of", path, e))?;
+                    end = recover_damaged_tail(
+                        &file,
+                        path,
+                        len,
+                        &mut tail,
+                        &mut index,
+                        &mut live_bytes,
+                    )?;
                 }
                 Role::Reader => {
                     if let Some(key) = &tail.key {
@@ -297,45 +279,4 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
         generation: header.generation,
     };
     Ok((state, report))
-}
-
-/// Copies `offset..len` of the log into a new side file, `<log>.damaged-<offset>` (with a
-/// counter when that name is taken), synced before the caller cuts the bytes from the log.
-fn quarantine(file: &File, path: &Path, offset: u64, len: u64) -> Result<PathBuf> {
-    let log_meta = file
-        .metadata()
-        .map_err(|e| Error::io("reading the metadata of", path, e))?;
-    let mut n = 0u32;
-    let (side_path, side) = loop {
-        let suffix = match n {
-            0 => format!(".damaged-{offset}"),
-            n => format!(".damaged-{offset}-{n}"),
-        };
-        let side_path = sibling(path, &suffix)?;
-        match create_new(&side_path, FileMode::Umask) {
-            Ok(side) => break (side_path, side),
-            Err(Error::Io { source, .. })
-                if source.kind() == io::ErrorKind::AlreadyExists && n < 1000 =>
-            {
-                n += 1
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let io_err = |e| Error::io("moving a damaged tail to", &side_path, e);
-    keep_mode(&side, &log_meta, &side_path)?;
-    let mut buf = vec![0u8; 256 << 10];
-    let mut at = offset;
-    while at < len {
-        let want = (len - at).min(buf.len() as u64) as usize;
-        let got = read_full_at(file, &mut buf[..want], at).map_err(io_err)?;
-        if got == 0 {
-            break;
-        }
-        write_all_at(&side, &buf[..got], at - offset).map_err(io_err)?;
-        at += got as u64;
-    }
-    side.sync_all().map_err(io_err)?;
-    crate::fs::sync_parent(&side_path)?;
-    Ok(side_path)
 }

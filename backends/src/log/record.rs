@@ -142,6 +142,15 @@ impl RecordHeader {
         Self::assemble(fields, record.finalize())
     }
 
+    /// A whole tombstone record for `key`: header, then the key.
+    pub(crate) fn tombstone_record(key: &[u8]) -> Vec<u8> {
+        let mut data = crc32fast::Hasher::new();
+        data.update(key);
+        let mut record = Self::encode(Kind::Tombstone, key.len() as u32, 0, &data).to_vec();
+        record.extend_from_slice(key);
+        record
+    }
+
     /// The placeholder header `put_reader` writes before the value's length is known.
     pub(crate) fn encode_pending(key_len: u32) -> [u8; RECORD_HEADER_LEN as usize] {
         Self::assemble(Self::fields(Kind::Pending, key_len, 0), 0)
