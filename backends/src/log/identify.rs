@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 
 use super::index::Index;
-use super::positioned::read_full_at;
+use super::positioned::{hash_section, read_full_at};
 use super::record::{RecordHeader, RECORD_HEADER_LEN};
 use super::report::Damage;
 
@@ -81,7 +81,7 @@ fn undo_one_header_bit(
         }
         let mut crc = header.record_hasher();
         crc.update(&key);
-        if !hash_range(file, key_off + key.len() as u64, header.value_len, &mut crc)? {
+        if !hash_section(file, key_off + key.len() as u64, header.value_len, &mut crc)? {
             continue;
         }
         if crc.finalize() == header.crc {
@@ -101,7 +101,7 @@ fn match_index_key(
     let key_len = header.key_len as usize;
     let value_off = offset + RECORD_HEADER_LEN + key_len as u64;
     let mut value = crc32fast::Hasher::new();
-    if !hash_range(file, value_off, header.value_len, &mut value)? {
+    if !hash_section(file, value_off, header.value_len, &mut value)? {
         return Ok(None);
     }
     for key in index.keys().filter(|k| k.len() == key_len) {
@@ -113,25 +113,4 @@ fn match_index_key(
         }
     }
     Ok(None)
-}
-
-/// Feeds `len` bytes of `file` from `off` to `crc`; false when the file ends first.
-fn hash_range(
-    file: &File,
-    mut off: u64,
-    len: u64,
-    crc: &mut crc32fast::Hasher,
-) -> io::Result<bool> {
-    let end = off + len;
-    let mut buf = vec![0u8; (len.min(256 << 10)) as usize];
-    while off < end {
-        let want = (end - off).min(buf.len() as u64) as usize;
-        let got = read_full_at(file, &mut buf[..want], off)?;
-        if got == 0 {
-            return Ok(false);
-        }
-        crc.update(&buf[..got]);
-        off += got as u64;
-    }
-    Ok(true)
 }

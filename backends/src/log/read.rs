@@ -8,7 +8,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use super::index::{remap_to, Loc};
-use super::positioned::read_full_at;
+use super::positioned::hash_section;
 use super::record::{Kind, RecordHeader, RECORD_HEADER_LEN};
 use super::LogStore;
 use crate::{Error, Result};
@@ -143,20 +143,10 @@ impl LogStore {
         crc.update(&map[key_at]);
         if loc.value_len <= CHECK_FROM_MAP {
             crc.update(&map[found.range()]);
-        } else {
-            let mut buf = vec![0u8; 256 << 10];
-            let mut at = loc.value_off;
-            let end = loc.value_off + loc.value_len;
-            while at < end {
-                let want = (end - at).min(buf.len() as u64) as usize;
-                let got = read_full_at(&found.file, &mut buf[..want], at)
-                    .map_err(|e| Error::io("checking a value in", &self.path, e))?;
-                if got == 0 {
-                    return Err(corrupt("value cut short since the log was opened".into()));
-                }
-                crc.update(&buf[..got]);
-                at += got as u64;
-            }
+        } else if !hash_section(&found.file, loc.value_off, loc.value_len, &mut crc)
+            .map_err(|e| Error::io("checking a value in", &self.path, e))?
+        {
+            return Err(corrupt("value cut short since the log was opened".into()));
         }
         if crc.finalize() != header.crc {
             return Err(corrupt("record checksum mismatch".into()));

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use super::index::{apply, Index};
 use super::open::sibling;
-use super::positioned::{read_full_at, write_all_at};
+use super::positioned::{write_all_at, Section};
 use super::record::RecordHeader;
 use super::scan::Entry;
 use super::DamagedTail;
-use crate::fs::{create_new, keep_mode, FileMode};
+use crate::fs::{copy_checksummed, create_new, keep_mode, FileMode};
 use crate::{Error, Result};
 
 /// Recovers from the damaged tail `tail` (which runs to `len`, the file's length): moves it to
@@ -69,17 +69,20 @@ fn quarantine(file: &File, path: &Path, offset: u64, len: u64) -> Result<PathBuf
     };
     let io_err = |e| Error::io("moving a damaged tail to", &side_path, e);
     keep_mode(&side, &log_meta, &side_path)?;
-    let mut buf = vec![0u8; 256 << 10];
-    let mut at = offset;
-    while at < len {
-        let want = (len - at).min(buf.len() as u64) as usize;
-        let got = read_full_at(file, &mut buf[..want], at).map_err(io_err)?;
-        if got == 0 {
-            break;
-        }
-        write_all_at(&side, &buf[..got], at - offset).map_err(io_err)?;
-        at += got as u64;
-    }
+    // The checksum is not needed here; the loop is the crate's one streaming copy.
+    let mut unused = crc32fast::Hasher::new();
+    let mut at = 0u64;
+    copy_checksummed(
+        &mut Section::new(file, offset, len - offset),
+        &mut unused,
+        u64::MAX,
+        |chunk| {
+            write_all_at(&side, chunk, at)?;
+            at += chunk.len() as u64;
+            Ok(())
+        },
+    )
+    .map_err(io_err)?;
     side.sync_all().map_err(io_err)?;
     crate::fs::sync_parent(&side_path)?;
     Ok(side_path)
