@@ -50,7 +50,9 @@ pub use fs::FileMode;
 pub use key::KeyDisplay;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;
-pub use log::{LogOptions, LogStats, LogStore, OpenReport, TornTail};
+pub use log::{
+    Damage, DamagedTail, LogOptions, LogStats, LogStore, OpenReport, TornReason, TornTail,
+};
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store, VerifyReport};
 pub use tiered::Tiered;

@@ -1,223 +1,43 @@
 //! [`LogStore`]: one append-only file of checksummed records and an in-memory index.
 //!
 //! The store's contract — format, files, crashes, processes, memory-map soundness, index
-//! memory — is written on [`LogStore`] itself, where rustdoc shows it. `record` holds the
-//! codec, `scan` the torn-tail rule, `positioned` the `pread`/`pwrite` shims.
+//! memory — is written on [`LogStore`] itself, where rustdoc shows it. The work is split by
+//! seam: `options` (how to open), `report` (what opening found, sizes), `record` (the codec),
+//! `scan` (torn versus damaged tails), `identify` (a damaged record's key), `recover` (a
+//! writer moving a damaged tail aside), `index` (the shared state and its map), `open` (lock,
+//! create, load), `refresh` (read-only handles following the writer), `read` (lookups and the
+//! checksum check), `append` (puts, batches, streamed puts), `compact`, `store` (the [`Store`]
+//! methods), `positioned` (`pread`/`pwrite`), `fuzz` (fuzz entry points, tests only).
 
+mod append;
+mod compact;
+#[cfg(test)]
+mod fuzz;
+mod identify;
+mod index;
+mod open;
+mod options;
 mod positioned;
+mod read;
 pub(crate) mod record;
+mod recover;
+mod refresh;
+mod report;
 mod scan;
+mod store;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::ops::Range;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use memmap2::Mmap;
-
-use self::positioned::{read_full_at, write_all_at};
-use self::record::{
-    FileHeader, HeaderError, Kind, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN,
-};
-use self::scan::{scan, Entry, Scanned};
-use crate::{Blob, Durability, EntryMeta, Error, Result, Store};
-
-/// How to open a [`LogStore`]: durability, read-only, auto-compaction.
-///
-/// ```
-/// use cacher_store::{Durability, LogOptions, Store};
-/// let dir = tempfile::tempdir()?;
-/// let store = LogOptions::new()
-///     .durability(Durability::None)
-///     .auto_compact(0.5, 64 << 20)
-///     .open(dir.path().join("store.log"))?;
-/// store.put(b"k", b"v")?;
-/// store.flush()?; // with Durability::None, flush is what makes writes durable
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct LogOptions {
-    durability: Durability,
-    read_only: bool,
-    auto_compact: Option<AutoCompact>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct AutoCompact {
-    garbage_ratio: f64,
-    min_file_bytes: u64,
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LogOptions {
-    /// A writer with [`Durability::Flush`] and no auto-compaction.
-    pub fn new() -> Self {
-        LogOptions {
-            durability: Durability::Flush,
-            read_only: false,
-            auto_compact: None,
-        }
-    }
-
-    /// [`Durability::Flush`] (the default): each `put`, `delete` and `put_many` is fdatasync'ed
-    /// before it returns (`put_many` syncs once for the whole batch).
-    /// [`Durability::None`]: no syncs; [`Store::flush`] syncs.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// Opens without the writer lock, alongside a writer process; writes fail with
-    /// [`Error::Unsupported`]. The file must exist. See [`LogStore`] for what a read-only
-    /// handle sees.
-    pub fn read_only(mut self, read_only: bool) -> Self {
-        self.read_only = read_only;
-        self
-    }
-
-    /// After a write, compacts when the file is at least `min_file_bytes` long and more than
-    /// `garbage_ratio` (0.0..1.0) of its record bytes are overwritten values and tombstones.
-    /// The write that triggers it waits for the compaction; if the compaction fails (say, the
-    /// disk is full) the write still succeeds and the log stays as it was. Off by default.
-    pub fn auto_compact(mut self, garbage_ratio: f64, min_file_bytes: u64) -> Self {
-        self.auto_compact = Some(AutoCompact {
-            garbage_ratio,
-            min_file_bytes,
-        });
-        self
-    }
-
-    /// Opens (a writer creates the file if missing) the log at `path`.
-    pub fn open(&self, path: impl AsRef<Path>) -> Result<LogStore> {
-        LogStore::open_with(path.as_ref(), self.clone())
-    }
-}
-
-/// What opening found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct OpenReport {
-    /// Valid records read (puts and tombstones, including overwritten ones).
-    pub records: u64,
-    /// Bytes after the last valid record that were not a whole record: a crash cut a write
-    /// short. A writer cuts them off; a read-only handle leaves them and ignores them.
-    pub torn_tail: Option<TornTail>,
-}
-
-/// A torn tail found at open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TornTail {
-    /// Where it started (the file's new length, when cut).
-    pub offset: u64,
-    /// How many bytes it held.
-    pub len: u64,
-    /// What was wrong with its first record.
-    pub reason: String,
-    /// Whether it was truncated away (writers) or only skipped (read-only handles).
-    pub cut: bool,
-}
-
-/// Sizes that tell when compaction is worth it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogStats {
-    /// Length of the file up to the end of the last valid record, header included.
-    pub file_bytes: u64,
-    /// Bytes of the records of live entries (headers, keys and values).
-    pub live_bytes: u64,
-    /// Live entries.
-    pub entries: u64,
-    /// The file's generation: it changes each time compaction swaps in a new file.
-    pub generation: u64,
-}
-
-impl LogStats {
-    /// Share of the record bytes held by overwritten values and tombstones: 0.0 right after
-    /// compaction, approaching 1.0 as garbage piles up.
-    pub fn garbage_ratio(&self) -> f64 {
-        let records = self.file_bytes.saturating_sub(FILE_HEADER_LEN);
-        if records == 0 {
-            0.0
-        } else {
-            records.saturating_sub(self.live_bytes) as f64 / records as f64
-        }
-    }
-}
-
-/// Where a value sits in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Loc {
-    value_off: u64,
-    value_len: u64,
-}
-
-impl Loc {
-    fn record_len(&self, key_len: usize) -> u64 {
-        RECORD_HEADER_LEN + key_len as u64 + self.value_len
-    }
-
-    fn record_start(&self, key_len: usize) -> u64 {
-        self.value_off - key_len as u64 - RECORD_HEADER_LEN
-    }
-}
-
-type Index = HashMap<Box<[u8]>, Loc>;
-
-/// What readers share, behind one `RwLock`.
-struct State {
-    /// The file, for positioned writes (writer) and scans.
-    file: Arc<File>,
-    /// A read-only map of (a prefix of) the file; remapped when a value lies beyond it.
-    map: Arc<Mmap>,
-    index: Index,
-    /// End of the last valid record: where the next record goes.
-    end: u64,
-    live_bytes: u64,
-    generation: u64,
-}
-
-/// Updates the index (and the live byte count) for one valid record.
-fn apply(index: &mut Index, live_bytes: &mut u64, entry: Entry) {
-    match entry {
-        Entry::Put {
-            key,
-            value_off,
-            value_len,
-        } => {
-            let loc = Loc {
-                value_off,
-                value_len,
-            };
-            *live_bytes += loc.record_len(key.len());
-            let key_len = key.len();
-            if let Some(old) = index.insert(key.into_boxed_slice(), loc) {
-                *live_bytes -= old.record_len(key_len);
-            }
-        }
-        Entry::Tombstone { key } => {
-            if let Some(old) = index.remove(&key[..]) {
-                *live_bytes -= old.record_len(key.len());
-            }
-        }
-    }
-}
-
-impl State {
-    fn apply(&mut self, entry: Entry) {
-        apply(&mut self.index, &mut self.live_bytes, entry);
-    }
-}
+use self::index::State;
+pub use self::options::LogOptions;
+pub use self::report::{Damage, DamagedTail, LogStats, OpenReport, TornReason, TornTail};
+#[allow(unused_imports, reason = "named by the docs")]
+use crate::{Blob, Durability, Error, Result, Store};
 
 /// A persistent store in one append-only file, for one writer process and any number of
 /// readers.
@@ -284,19 +104,53 @@ impl State {
 /// ```
 ///
 /// All integers are fixed-width little-endian; the checksums are CRC-32 (ISO-HDLC, as
-/// computed by `crc32fast`).
+/// computed by `crc32fast`). A key holds at most 64 KiB (a write of a longer one is
+/// [`Error::InvalidKey`]; a header declaring one is [`Error::Corrupt`], checked before the scan
+/// allocates it), so no header, however damaged or planted, makes opening allocate more.
+///
+/// # Checked reads
+/// Opening checks every record. [`Store::read`] (and `get`, `with_value`, `get_many`, `scan`)
+/// checks the record again before lending the value, so bytes that changed on disk since are
+/// [`Error::Corrupt`], never returned: values up to 1 MiB are hashed from the map, longer ones
+/// through a small buffer with positioned reads (no page of the value is faulted in by the
+/// check). [`Store::read_unchecked`] skips the check; [`Store::verify`] checks every live record
+/// and lists each damaged key.
 ///
 /// # Files
 /// A store opened at `path` (e.g. `cache/store.log`) uses, beside it in the same directory:
 /// - `store.log.lock` — the writer's OS lock (never deleted; empty);
 /// - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
-///   when it is created or compacted.
+///   when it is created or compacted;
+/// - `store.log.damaged-<offset>` — a damaged tail moved aside at open (see [`OpenReport`]);
+///   never deleted by the store.
 ///
-/// # Crashes
-/// Records are only ever appended. A crash mid-append leaves a *torn tail* — bytes after the
-/// last whole record that do not form a valid one — which the next writer open cuts (the
-/// [`OpenReport`] says so). A bad record with a valid record after it is not a crash artefact
-/// but damage, and opening fails with [`Error::Corrupt`] naming the offset; the rule is in
+/// The store touches nothing else, and only regular files of its own: every file it creates
+/// is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, every file it opens with `O_NOFOLLOW |
+/// O_NONBLOCK`, so a symlink, FIFO, socket or device planted at any of these names is refused
+/// with [`Error::NotOwned`] naming it (never followed, never blocked on). A stale temp file
+/// from a crash is removed only when it is a regular file. New files follow the process umask
+/// ([`FileMode::Umask`](crate::FileMode), the default) or are `0o600`
+/// ([`LogOptions::file_mode`]); compaction gives the new file the mode of the old one.
+///
+/// A LogStore is one file, not a directory: opening a directory is refused (as
+/// [`Error::WrongLayout`] naming the kind of store when the directory holds one), as is a log
+/// path inside a directory marked as another kind of store. Another store's file is not a log
+/// and opens as [`Error::Corrupt`] ("bad magic: not a cacher log file").
+///
+/// # Crashes and damage
+/// Records are only ever appended. A crash mid-append leaves a *torn tail* — the file ends
+/// inside the last record, or holds only zeros after it — which the next writer open cuts. A
+/// last record that is whole but fails its checksum is *damage*, not a crash artefact: it may
+/// be an acknowledged write, so the writer moves it to a side file before cutting it, and
+/// writes a tombstone for its key when the key has an older value, so the key reads as missing
+/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. The key is
+/// told even when its bytes or its header are the damaged ones, as long as the damage is one
+/// flipped bit in the header or confined to the key (`backends/src/log/identify.rs`); beyond
+/// that the bytes are still moved aside and reported, but an older value of that unknown key
+/// can show again. A bad record with a
+/// valid record after it fails the open with [`Error::Corrupt`] naming the offset. A file
+/// shorter than its 32-byte header (a log truncated to 0 bytes) is [`Error::Corrupt`], never
+/// an empty store. Every recovery is in [`LogStore::open_report`]; the rules are in
 /// `backends/src/log/scan.rs`.
 ///
 /// # Processes, and why the memory map is sound
@@ -312,9 +166,11 @@ impl State {
 ///    is whole and valid, are never rewritten or truncated by this crate in any process.
 /// 2. Only the writer holding the lock mutates the file. It rewrites bytes in place in exactly
 ///    two cases, both strictly after the last valid record: the pending header a streamed put
-///    overwrites with the real one, and the torn tail it cuts at open (or a failed append it
-///    rolls back). No handle in any process indexes those bytes, because a scan accepts only
-///    whole records with matching checksums — so no map access ever touches them.
+///    overwrites with the real one, and the torn tail it cuts at open (or the record a failed
+///    append cut short). A failed append never takes back a record it wrote whole, since
+///    another handle may have indexed it. No handle in any process indexes the bytes rewritten
+///    or cut, because a scan accepts only whole records with matching checksums — so no map
+///    access ever touches them.
 /// 3. Compaction never rewrites the file in place: it writes a new file and renames it over
 ///    the path. The old file (its inode) lives on, unchanged, for as long as any handle or map
 ///    still holds it, so old [`Blob`]s stay valid after a compaction.
@@ -359,8 +215,16 @@ pub struct LogStore {
     /// The writer's lock file (`None` for read-only handles). Its mutex also serializes
     /// appends, compaction and (read-only) refreshes.
     writer: Mutex<Option<File>>,
+    /// Tests inject a failure (or a reader's refresh) before an append's write at an offset.
+    #[cfg(test)]
+    fault: Mutex<Option<WriteFault>>,
     report: OpenReport,
 }
+
+/// A test hook run before each append write, with its offset and length; an error stands
+/// for the write failing.
+#[cfg(test)]
+pub(crate) type WriteFault = Box<dyn FnMut(u64, usize) -> std::io::Result<()> + Send>;
 
 impl std::fmt::Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -372,14 +236,6 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
-/// Values at least this long are written straight from the caller's buffer instead of being
-/// copied into the batch buffer first.
-const DIRECT_WRITE: usize = 64 << 10;
-/// The batch buffer is written out when it grows past this.
-const BATCH_BUFFER: usize = 1 << 20;
-/// Chunk size of `put_reader` and compaction copies.
-const STREAM_CHUNK: usize = 256 << 10;
-
 impl LogStore {
     /// Opens the log at `path` as its writer with [`Durability::Flush`], creating the file if
     /// it is missing. Fails with [`Error::Locked`] while another writer has it open.
@@ -390,50 +246,6 @@ impl LogStore {
     /// Options for [`LogOptions::open`]: durability, read-only, auto-compaction.
     pub fn options() -> LogOptions {
         LogOptions::new()
-    }
-
-    fn open_with(path: &Path, options: LogOptions) -> Result<LogStore> {
-        let path = path.to_path_buf();
-        let lock = if options.read_only {
-            None
-        } else {
-            Some(lock_writer(&path)?)
-        };
-        let file = if options.read_only {
-            File::open(&path).map_err(|e| Error::io("opening", &path, e))?
-        } else {
-            let _ = std::fs::remove_file(sibling(&path, ".compacting")?);
-            let len = match std::fs::metadata(&path) {
-                Ok(m) => m.len(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-                Err(e) => return Err(Error::io("opening", &path, e)),
-            };
-            if len == 0 {
-                create_file(&path, new_generation())?;
-            }
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io("opening", &path, e))?
-        };
-        let (state, scanned, file_len) = load(file, &path, !options.read_only)?;
-        let report = OpenReport {
-            records: scanned.records,
-            torn_tail: scanned.tail.map(|tail| TornTail {
-                offset: tail.offset,
-                len: file_len - tail.offset,
-                reason: tail.reason,
-                cut: !options.read_only,
-            }),
-        };
-        Ok(LogStore {
-            path,
-            options,
-            state: RwLock::new(state),
-            writer: Mutex::new(lock),
-            report,
-        })
     }
 
     /// The log file's path.
@@ -462,152 +274,6 @@ impl LogStore {
         }
     }
 
-    /// Brings a read-only handle up to date with the writer: indexes the records appended
-    /// since the last refresh, or reopens the file if compaction swapped in a new one.
-    /// Returns whether anything changed. A writer handle is always current (returns `false`).
-    pub fn refresh(&self) -> Result<bool> {
-        if !self.options.read_only {
-            return Ok(false);
-        }
-        let _serial = self.writer_slot();
-        let (file, end, generation) = {
-            let st = self.state();
-            (st.file.clone(), st.end, st.generation)
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("reading the metadata of", &self.path, e))?;
-        if let Some(current) = self.replacement(&meta, generation)? {
-            let (fresh, _, _) = load(current, &self.path, false)?;
-            *self.state_mut() = fresh;
-            return Ok(true);
-        }
-        let len = meta.len();
-        if len <= end {
-            return Ok(false);
-        }
-        let mut entries = Vec::new();
-        let scanned = scan(&file, &self.path, end, len, true, &mut |e| entries.push(e))?;
-        let mut st = self.state_mut();
-        for e in entries {
-            st.apply(e);
-        }
-        st.end = scanned.end;
-        Ok(scanned.records > 0)
-    }
-
-    /// The file now at the path, when it is no longer the one this handle reads (compaction
-    /// renamed a new one over it, or the log was deleted and created again).
-    fn replacement(&self, held: &std::fs::Metadata, generation: u64) -> Result<Option<File>> {
-        let open = || File::open(&self.path).map_err(|e| Error::io("opening", &self.path, e));
-        // On unix the file we hold loses its last link when another is renamed over it: one
-        // fstat tells, without opening the path on every refresh.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let _ = generation;
-            if held.nlink() == 0 {
-                return open().map(Some);
-            }
-            Ok(None)
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = held;
-            let current = open()?;
-            if read_header(&current, &self.path)?.generation != generation {
-                return Ok(Some(current));
-            }
-            Ok(None)
-        }
-    }
-
-    /// Rewrites the live records into a new file, fsyncs it, renames it over the log and
-    /// fsyncs the directory; the index then points into the new file. Blobs read before stay
-    /// valid (they map the old file). Read-only handles in other processes notice the new
-    /// generation on their next refresh. Returns the stats after compaction.
-    pub fn compact(&self) -> Result<LogStats> {
-        let mut slot = self.writer_slot();
-        self.writable(&mut slot, "compact")?;
-        self.compact_locked()?;
-        Ok(self.stats())
-    }
-
-    fn compact_locked(&self) -> Result<()> {
-        let tmp_path = sibling(&self.path, ".compacting")?;
-        let (map, mut live, generation) = {
-            let mut st = self.state_mut();
-            let end = st.end;
-            remap_to(&mut st, end, &self.path)?;
-            let live: Vec<(u64, u64)> = st
-                .index
-                .iter()
-                .map(|(k, loc)| (loc.record_start(k.len()), loc.record_len(k.len())))
-                .collect();
-            (st.map.clone(), live, st.generation)
-        };
-        // Copying in file order keeps reads of the new file sequential.
-        live.sort_unstable();
-        let io_err = |e| Error::io("writing the compacted log", &tmp_path, e);
-        let tmp = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp_path)
-            .map_err(io_err)?;
-        let header = FileHeader {
-            generation: generation.wrapping_add(1),
-        };
-        let mut moves = Vec::with_capacity(live.len());
-        let mut out = std::io::BufWriter::with_capacity(STREAM_CHUNK, &tmp);
-        let mut pos = FILE_HEADER_LEN;
-        let written: io::Result<()> = (|| {
-            use std::io::Write;
-            out.write_all(&header.encode())?;
-            for &(start, len) in &live {
-                // Records hold no offsets, so a record is valid anywhere: copy its bytes as
-                // they are (checksums included).
-                out.write_all(&map[start as usize..(start + len) as usize])?;
-                moves.push((start, pos));
-                pos += len;
-            }
-            out.flush()
-        })();
-        drop(out);
-        if let Err(e) = written.and_then(|()| tmp.sync_all()) {
-            let _ = std::fs::remove_file(&tmp_path);
-            return Err(io_err(e));
-        }
-        // Mapped before the rename: once the rename is done nothing may fail before the state
-        // points at the new file, or later appends would go to the unlinked old one.
-        let new_map = match map_file(&tmp, &tmp_path) {
-            Ok(map) => map,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
-                return Err(e);
-            }
-        };
-        if let Err(e) = std::fs::rename(&tmp_path, &self.path) {
-            let _ = std::fs::remove_file(&tmp_path);
-            return Err(Error::io("renaming the compacted log over", &self.path, e));
-        }
-        let mut st = self.state_mut();
-        for (key, loc) in st.index.iter_mut() {
-            let start = loc.record_start(key.len());
-            let at = moves
-                .binary_search_by_key(&start, |m| m.0)
-                .expect("every live record was copied");
-            loc.value_off = moves[at].1 + RECORD_HEADER_LEN + key.len() as u64;
-        }
-        st.file = Arc::new(tmp);
-        st.map = new_map;
-        st.end = pos;
-        st.generation = header.generation;
-        drop(st);
-        sync_dir(&self.path)
-    }
-
     fn state(&self) -> RwLockReadGuard<'_, State> {
         // Every update of the state is made whole before it is stored, so a panic elsewhere
         // cannot leave it half-written: the poison flag carries no information.
@@ -632,421 +298,4 @@ impl LogStore {
         }
         Ok(())
     }
-
-    /// The value's map and range, remapping when the value lies beyond the current map and
-    /// refreshing a read-only handle on a miss.
-    fn locate(&self, key: &[u8]) -> Result<Option<(Arc<Mmap>, Range<usize>)>> {
-        let mut refreshed = false;
-        loop {
-            {
-                let st = self.state();
-                match st.index.get(key) {
-                    Some(loc) if loc.value_off + loc.value_len <= st.map.len() as u64 => {
-                        return Ok(Some((st.map.clone(), range(loc))));
-                    }
-                    Some(_) => {}
-                    None if self.options.read_only && !refreshed => {}
-                    None => return Ok(None),
-                }
-            }
-            let mut st = self.state_mut();
-            if let Some(loc) = st.index.get(key).copied() {
-                remap_to(&mut st, loc.value_off + loc.value_len, &self.path)?;
-                return Ok(Some((st.map.clone(), range(&loc))));
-            }
-            drop(st);
-            self.refresh()?;
-            refreshed = true;
-        }
-    }
-
-    /// The index entry of `key`, refreshing a read-only handle on a miss.
-    fn loc(&self, key: &[u8]) -> Result<Option<Loc>> {
-        if let Some(loc) = self.state().index.get(key) {
-            return Ok(Some(*loc));
-        }
-        if self.options.read_only && self.refresh()? {
-            return Ok(self.state().index.get(key).copied());
-        }
-        Ok(None)
-    }
-
-    /// Appends `batch` as records after the last one, syncs per the durability setting, then
-    /// updates the index. On failure the file is cut back to where it was.
-    fn append(
-        &self,
-        slot: &mut MutexGuard<'_, Option<File>>,
-        op: &'static str,
-        batch: &[(Kind, &[u8], &[u8])],
-    ) -> Result<()> {
-        self.writable(slot, op)?;
-        for (_, key, _) in batch {
-            key_len(key)?;
-        }
-        let (file, start) = {
-            let st = self.state();
-            (st.file.clone(), st.end)
-        };
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut buf = Vec::new();
-        let mut buf_start = start;
-        let mut pos = start;
-        let written: io::Result<()> = (|| {
-            for &(kind, key, value) in batch {
-                let mut data = crc32fast::Hasher::new();
-                data.update(key);
-                data.update(value);
-                let header =
-                    RecordHeader::encode(kind, key.len() as u32, value.len() as u64, &data);
-                buf.extend_from_slice(&header);
-                buf.extend_from_slice(key);
-                let value_off = pos + RECORD_HEADER_LEN + key.len() as u64;
-                if value.len() >= DIRECT_WRITE {
-                    write_all_at(&file, &buf, buf_start)?;
-                    buf.clear();
-                    write_all_at(&file, value, value_off)?;
-                    buf_start = value_off + value.len() as u64;
-                } else {
-                    buf.extend_from_slice(value);
-                }
-                pos = value_off + value.len() as u64;
-                entries.push(match kind {
-                    Kind::Put => Entry::Put {
-                        key: key.to_vec(),
-                        value_off,
-                        value_len: value.len() as u64,
-                    },
-                    _ => Entry::Tombstone { key: key.to_vec() },
-                });
-                if buf.len() >= BATCH_BUFFER {
-                    write_all_at(&file, &buf, buf_start)?;
-                    buf_start += buf.len() as u64;
-                    buf.clear();
-                }
-            }
-            write_all_at(&file, &buf, buf_start)?;
-            if self.options.durability != Durability::None {
-                file.sync_data()?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = written {
-            let _ = file.set_len(start);
-            return Err(Error::io("appending to", &self.path, e));
-        }
-        self.commit(pos, entries)
-    }
-
-    fn commit(&self, end: u64, entries: Vec<Entry>) -> Result<()> {
-        {
-            let mut st = self.state_mut();
-            for e in entries {
-                st.apply(e);
-            }
-            st.end = end;
-        }
-        if let Some(auto) = self.options.auto_compact {
-            let stats = self.stats();
-            if stats.file_bytes >= auto.min_file_bytes && stats.garbage_ratio() > auto.garbage_ratio
-            {
-                // The write itself is done and must not be reported as failed. A compaction
-                // that fails leaves the log as it was; the next write retries it, and an
-                // explicit `compact()` reports the error.
-                let _ = self.compact_locked();
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Store for LogStore {
-    fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
-        Ok(self
-            .locate(key)?
-            .map(|(map, range)| Blob::mapped(map, range)))
-    }
-
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut slot = self.writer_slot();
-        self.append(&mut slot, "put", &[(Kind::Put, key, value)])
-    }
-
-    /// Streams the value into the log: a placeholder header, the value in chunks (checksummed
-    /// on the way), then the real header written over the placeholder. A crash midway leaves
-    /// a torn tail that the next open cuts.
-    fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
-        let mut slot = self.writer_slot();
-        self.writable(&mut slot, "put_reader")?;
-        let key_len = key_len(key)?;
-        let (file, start) = {
-            let st = self.state();
-            (st.file.clone(), st.end)
-        };
-        let value_off = start + RECORD_HEADER_LEN + key.len() as u64;
-        let mut pos = value_off;
-        let mut data = crc32fast::Hasher::new();
-        data.update(key);
-        let mut reader_failed = None;
-        let written: io::Result<()> = (|| {
-            let mut head = RecordHeader::encode_pending(key_len).to_vec();
-            head.extend_from_slice(key);
-            write_all_at(&file, &head, start)?;
-            let mut chunk = vec![0u8; STREAM_CHUNK];
-            loop {
-                let n = match reader.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        reader_failed = Some(e);
-                        return Ok(());
-                    }
-                };
-                data.update(&chunk[..n]);
-                write_all_at(&file, &chunk[..n], pos)?;
-                pos += n as u64;
-            }
-            let header = RecordHeader::encode(Kind::Put, key_len, pos - value_off, &data);
-            write_all_at(&file, &header, start)?;
-            if self.options.durability != Durability::None {
-                file.sync_data()?;
-            }
-            Ok(())
-        })();
-        if written.is_err() || reader_failed.is_some() {
-            let _ = file.set_len(start);
-        }
-        if let Some(e) = reader_failed {
-            return Err(Error::io("reading the value to stream into", &self.path, e));
-        }
-        written.map_err(|e| Error::io("appending to", &self.path, e))?;
-        self.commit(
-            pos,
-            vec![Entry::Put {
-                key: key.to_vec(),
-                value_off,
-                value_len: pos - value_off,
-            }],
-        )?;
-        Ok(pos - value_off)
-    }
-
-    fn delete(&self, key: &[u8]) -> Result<bool> {
-        let mut slot = self.writer_slot();
-        self.writable(&mut slot, "delete")?;
-        // The writer's index is complete, so a key it lacks needs no tombstone.
-        if !self.state().index.contains_key(key) {
-            return Ok(false);
-        }
-        self.append(&mut slot, "delete", &[(Kind::Tombstone, key, &[])])?;
-        Ok(true)
-    }
-
-    fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> {
-        self.refresh()?;
-        let keys: Vec<Vec<u8>> = self.state().index.keys().map(|k| k.to_vec()).collect();
-        Ok(Box::new(keys.into_iter().map(Ok)))
-    }
-
-    fn flush(&self) -> Result<()> {
-        let slot = self.writer_slot();
-        if slot.is_some() {
-            let file = self.state().file.clone();
-            file.sync_data()
-                .map_err(|e| Error::io("syncing", &self.path, e))?;
-        }
-        Ok(())
-    }
-
-    fn contains(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.loc(key)?.is_some())
-    }
-
-    fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> {
-        Ok(self.loc(key)?.map(|l| EntryMeta::new(l.value_len)))
-    }
-
-    /// Appends every record (one write per MiB of small records) and syncs once. Each record
-    /// is atomic on its own; a crash midway can keep a prefix of the batch, never a torn record.
-    fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let batch: Vec<(Kind, &[u8], &[u8])> =
-            entries.iter().map(|&(k, v)| (Kind::Put, k, v)).collect();
-        let mut slot = self.writer_slot();
-        self.append(&mut slot, "put_many", &batch)
-    }
-
-    fn len(&self) -> Result<u64> {
-        self.refresh()?;
-        Ok(self.state().index.len() as u64)
-    }
-}
-
-fn range(loc: &Loc) -> Range<usize> {
-    // Both ends lie within the map (checked by the caller), so they fit in usize.
-    loc.value_off as usize..(loc.value_off + loc.value_len) as usize
-}
-
-fn key_len(key: &[u8]) -> Result<u32> {
-    u32::try_from(key.len()).map_err(|_| Error::InvalidKey {
-        key: crate::KeyDisplay::new(key),
-        reason: format!("{} bytes; a log key holds at most 4 GiB", key.len()),
-    })
-}
-
-/// `path` with `suffix` appended to its file name (`store.log` -> `store.log.lock`).
-fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| {
-        Error::io(
-            "opening",
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "a log path must name a file"),
-        )
-    })?;
-    let mut name = name.to_os_string();
-    name.push(suffix);
-    Ok(path.with_file_name(name))
-}
-
-fn lock_writer(path: &Path) -> Result<File> {
-    let lock_path = sibling(path, ".lock")?;
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| Error::io("opening the lock file", &lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: path.to_path_buf(),
-            reason: format!(
-                "another LogStore writer holds {} (open it read-only to read alongside)",
-                lock_path.display()
-            ),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", &lock_path, e)),
-    }
-}
-
-/// A generation for a brand-new file: distinct from any file that was at this path before,
-/// so a reader of a deleted-and-recreated log also notices.
-fn new_generation() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos ^ ((std::process::id() as u64) << 32)
-}
-
-/// Creates the log with its header: written to a side file and renamed into place, so the
-/// path never names a file with a partial header.
-fn create_file(path: &Path, generation: u64) -> Result<()> {
-    let tmp = sibling(path, ".creating")?;
-    let io_err = |e| Error::io("creating", path, e);
-    let f = File::create(&tmp).map_err(io_err)?;
-    write_all_at(&f, &FileHeader { generation }.encode(), 0)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err)?;
-    std::fs::rename(&tmp, path).map_err(io_err)?;
-    sync_dir(path)
-}
-
-/// Makes a rename in `path`'s directory durable.
-fn sync_dir(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("syncing the directory", dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-fn file_len(file: &File, path: &Path) -> Result<u64> {
-    file.metadata()
-        .map(|m| m.len())
-        .map_err(|e| Error::io("reading the length of", path, e))
-}
-
-fn read_header(file: &File, path: &Path) -> Result<FileHeader> {
-    let mut b = [0u8; FILE_HEADER_LEN as usize];
-    let n = read_full_at(file, &mut b, 0).map_err(|e| Error::io("reading", path, e))?;
-    FileHeader::decode(&b[..n]).map_err(|e| match e {
-        HeaderError::Corrupt(reason) => Error::corrupt(path, None, reason),
-        HeaderError::Newer(found) => Error::UpgradeRequired {
-            path: path.to_path_buf(),
-            found,
-            supported: record::FORMAT_VERSION,
-        },
-    })
-}
-
-/// Reads the header, scans every record and maps the file. A writer (`writer`) cuts a torn
-/// tail off first — before the file is mapped, so no map in this process ever covered the cut
-/// bytes. A read-only handle leaves the tail and scans as "live" (a writer may be appending).
-fn load(file: File, path: &Path, writer: bool) -> Result<(State, Scanned, u64)> {
-    let header = read_header(&file, path)?;
-    let len = file_len(&file, path)?;
-    let mut index = HashMap::new();
-    let mut live_bytes = 0;
-    let scanned = scan(&file, path, FILE_HEADER_LEN, len, !writer, &mut |e| {
-        apply(&mut index, &mut live_bytes, e)
-    })?;
-    if let (Some(tail), true) = (&scanned.tail, writer) {
-        file.set_len(tail.offset)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io("cutting the torn tail of", path, e))?;
-    }
-    let state = State {
-        map: map_file(&file, path)?,
-        file: Arc::new(file),
-        index,
-        end: scanned.end,
-        live_bytes,
-        generation: header.generation,
-    };
-    Ok((state, scanned, len))
-}
-
-/// Remaps when the map ends before `needed`.
-fn remap_to(st: &mut State, needed: u64, path: &Path) -> Result<()> {
-    if (st.map.len() as u64) < needed {
-        st.map = map_file(&st.file, path)?;
-    }
-    Ok(())
-}
-
-/// On 64-bit unix the map reaches past the end of the file to the next multiple of this, so
-/// appends rarely force a remap (which would also drop the pages already faulted in). Address
-/// space is cheap there; the bytes past the end are never touched (see `map_file`).
-#[cfg(all(unix, target_pointer_width = "64"))]
-const MAP_STEP: u64 = 64 << 20;
-
-fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
-    let len = file_len(file, path)?;
-    #[cfg(all(unix, target_pointer_width = "64"))]
-    let len = len.div_ceil(MAP_STEP).max(1) * MAP_STEP;
-    let len = usize::try_from(len).map_err(|_| {
-        Error::io(
-            "memory-mapping",
-            path,
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "file larger than the address space",
-            ),
-        )
-    })?;
-    // Sound by the append-only rule of `crate::mmap::map_immutable` (see also `LogStore` docs,
-    // "Processes, and why the memory map is sound").
-    Ok(Arc::new(crate::mmap::map_immutable(file, len, path)?))
 }

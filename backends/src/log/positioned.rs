@@ -2,7 +2,7 @@
 //! tracks, never at a shared file cursor, so a read of the tail never races a write.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 
 /// Writes all of `buf` at `offset`.
 #[cfg(unix)]
@@ -53,4 +53,51 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Resu
         }
     }
     Ok(done)
+}
+
+/// `len` bytes of `file` from `offset` as a [`Read`], read with positioned reads (the file's
+/// cursor is never used), so the crate's one streaming loop, `fs::copy_checksummed`, can hash
+/// or copy a stretch of the log.
+pub(crate) struct Section<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl<'a> Section<'a> {
+    pub(crate) fn new(file: &'a File, offset: u64, len: u64) -> Self {
+        Section {
+            file,
+            pos: offset,
+            end: offset.saturating_add(len),
+        }
+    }
+}
+
+impl Read for Section<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min((self.end - self.pos).min(usize::MAX as u64) as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = read_at(self.file, &mut buf[..n], self.pos)?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+/// Feeds `len` bytes of `file` from `offset` to `crc`; false when the file ends first.
+pub(crate) fn hash_section(
+    file: &File,
+    offset: u64,
+    len: u64,
+    crc: &mut crc32fast::Hasher,
+) -> io::Result<bool> {
+    let copied =
+        crate::fs::copy_checksummed(&mut Section::new(file, offset, len), crc, u64::MAX, |_| {
+            Ok(())
+        })?;
+    Ok(copied == len)
 }

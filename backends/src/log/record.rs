@@ -5,6 +5,9 @@
 //!
 //! All integers are fixed-width little-endian (CRC-32/ISO-HDLC, the `crc32fast` polynomial).
 
+use crate::le::{u32_at, u64_at};
+use crate::version::Refusal;
+
 /// The first eight bytes of every log file.
 pub(crate) const MAGIC: [u8; 8] = *b"CACHELOG";
 
@@ -17,6 +20,11 @@ pub(crate) const FORMAT_VERSION: u32 = FORMAT_VERSION_1;
 /// Bytes in the file header.
 pub(crate) const FILE_HEADER_LEN: u64 = 32;
 
+/// The longest key a log holds. A scan allocates a key's bytes before it can check them, so
+/// this bounds what a damaged or planted header can make it allocate (a header may declare
+/// up to 4 GiB). Cache keys are digests and paths, far below it.
+pub(crate) const MAX_KEY_LEN: u32 = 64 << 10;
+
 /// Bytes in a record header.
 pub(crate) const RECORD_HEADER_LEN: u64 = 24;
 
@@ -24,15 +32,6 @@ pub(crate) const RECORD_HEADER_LEN: u64 = 24;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileHeader {
     pub(crate) generation: u64,
-}
-
-/// Why a file header was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HeaderError {
-    /// Not a log file, or a damaged header (the message says which check failed).
-    Corrupt(String),
-    /// Written by a newer build.
-    Newer(u32),
 }
 
 impl FileHeader {
@@ -48,39 +47,46 @@ impl FileHeader {
     }
 
     /// Decodes the first bytes of a file (`bytes` may be shorter than a header).
-    pub(crate) fn decode(bytes: &[u8]) -> Result<FileHeader, HeaderError> {
-        if bytes.len() < MAGIC.len() || bytes[0..8] != MAGIC {
-            return Err(HeaderError::Corrupt(
-                "bad magic: not a cacher log file".into(),
+    pub(crate) fn decode(bytes: &[u8]) -> Result<FileHeader, Refusal> {
+        if bytes.is_empty() {
+            return Err(Refusal::corrupt(
+                "the log is empty (0 bytes): truncated, since a log always holds its file header",
             ));
         }
+        if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+            return Err(Refusal::corrupt(format!(
+                "file header cut short: the log is truncated to {} bytes",
+                bytes.len()
+            )));
+        }
+        if bytes.len() < MAGIC.len() || bytes[0..8] != MAGIC {
+            return Err(Refusal::Corrupt("bad magic: not a cacher log file".into()));
+        }
         if bytes.len() < 12 {
-            return Err(HeaderError::Corrupt("file header cut short".into()));
+            return Err(Refusal::Corrupt("file header cut short".into()));
         }
         // The version is checked before the rest so a newer layout is "upgrade required",
         // never "corrupt".
-        let version = u32_at(bytes, 8);
+        let version = u32_at(bytes, 8).unwrap_or(0);
         if version > FORMAT_VERSION {
-            return Err(HeaderError::Newer(version));
+            return Err(Refusal::Newer(version));
         }
         if version == 0 {
-            return Err(HeaderError::Corrupt("format version 0".into()));
+            return Err(Refusal::Corrupt("format version 0".into()));
         }
         if bytes.len() < FILE_HEADER_LEN as usize {
-            return Err(HeaderError::Corrupt("file header cut short".into()));
+            return Err(Refusal::Corrupt("file header cut short".into()));
         }
         let crc = u32_at(bytes, 24);
-        if crc != crc32fast::hash(&bytes[0..24]) {
-            return Err(HeaderError::Corrupt("file header checksum mismatch".into()));
+        if crc != Some(crc32fast::hash(&bytes[0..24])) {
+            return Err(Refusal::Corrupt("file header checksum mismatch".into()));
         }
-        if u32_at(bytes, 12) != 0 || u32_at(bytes, 28) != 0 {
-            return Err(HeaderError::Corrupt(
-                "unknown flags in the file header".into(),
-            ));
+        if u32_at(bytes, 12) != Some(0) || u32_at(bytes, 28) != Some(0) {
+            return Err(Refusal::Corrupt("unknown flags in the file header".into()));
         }
-        Ok(FileHeader {
-            generation: u64_at(bytes, 16),
-        })
+        let generation =
+            u64_at(bytes, 16).ok_or_else(|| Refusal::corrupt("file header cut short"))?;
+        Ok(FileHeader { generation })
     }
 }
 
@@ -136,6 +142,15 @@ impl RecordHeader {
         Self::assemble(fields, record.finalize())
     }
 
+    /// A whole tombstone record for `key`: header, then the key.
+    pub(crate) fn tombstone_record(key: &[u8]) -> Vec<u8> {
+        let mut data = crc32fast::Hasher::new();
+        data.update(key);
+        let mut record = Self::encode(Kind::Tombstone, key.len() as u32, 0, &data).to_vec();
+        record.extend_from_slice(key);
+        record
+    }
+
     /// The placeholder header `put_reader` writes before the value's length is known.
     pub(crate) fn encode_pending(key_len: u32) -> [u8; RECORD_HEADER_LEN as usize] {
         Self::assemble(Self::fields(Kind::Pending, key_len, 0), 0)
@@ -150,7 +165,7 @@ impl RecordHeader {
     }
 
     pub(crate) fn decode(b: &[u8; RECORD_HEADER_LEN as usize]) -> Result<Self, RecordHeaderError> {
-        if u32_at(b, 16) != crc32fast::hash(&b[0..16]) {
+        if u32_at(b, 16) != Some(crc32fast::hash(&b[0..16])) {
             return Err(RecordHeaderError::Checksum);
         }
         let kind = match b[0] {
@@ -166,12 +181,19 @@ impl RecordHeader {
         if b[1..4] != [0, 0, 0] {
             return Err(RecordHeaderError::Invalid("unknown record flags".into()));
         }
+        // `b` is a whole header, so every field is there and no default is ever used.
         let header = RecordHeader {
             kind,
-            key_len: u32_at(b, 4),
-            value_len: u64_at(b, 8),
-            crc: u32_at(b, 20),
+            key_len: u32_at(b, 4).unwrap_or_default(),
+            value_len: u64_at(b, 8).unwrap_or_default(),
+            crc: u32_at(b, 20).unwrap_or_default(),
         };
+        if header.key_len > MAX_KEY_LEN {
+            return Err(RecordHeaderError::Invalid(format!(
+                "a key of {} bytes, above the limit of {MAX_KEY_LEN} bytes",
+                header.key_len
+            )));
+        }
         if kind != Kind::Put && header.value_len != 0 {
             return Err(RecordHeaderError::Invalid(format!(
                 "{kind:?} record with a value of {} bytes",
@@ -198,14 +220,6 @@ impl RecordHeader {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,16 +231,16 @@ mod tests {
         assert_eq!(FileHeader::decode(&b), Ok(h));
         let mut newer = b;
         newer[8..12].copy_from_slice(&2u32.to_le_bytes());
-        assert_eq!(FileHeader::decode(&newer), Err(HeaderError::Newer(2)));
+        assert_eq!(FileHeader::decode(&newer), Err(Refusal::Newer(2)));
         let mut flipped = b;
         flipped[20] ^= 1;
         assert!(matches!(
             FileHeader::decode(&flipped),
-            Err(HeaderError::Corrupt(_))
+            Err(Refusal::Corrupt(_))
         ));
         assert!(matches!(
             FileHeader::decode(&b[..5]),
-            Err(HeaderError::Corrupt(_))
+            Err(Refusal::Corrupt(_))
         ));
     }
 

@@ -22,6 +22,7 @@ use std::path::Path;
 
 use super::positioned::read_full_at;
 use super::record::{Kind, RecordHeader, RecordHeaderError, RECORD_HEADER_LEN};
+use super::report::{Damage, TornReason};
 use crate::{Error, Result};
 
 /// One valid record, as the index needs it.
@@ -42,8 +43,31 @@ pub(crate) enum Entry {
 pub(crate) struct Tail {
     /// Where the first bad record starts (the end of the valid records).
     pub(crate) offset: u64,
-    /// What was wrong with it.
-    pub(crate) reason: String,
+    /// Whether a write was cut short, or a whole record is damaged.
+    pub(crate) kind: TailKind,
+}
+
+/// The two kinds of bad tail, which recovery treats differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TailKind {
+    /// A write cut short (or never begun on disk): nothing acknowledged is lost by cutting it.
+    Torn(TornReason),
+    /// Bytes that are not cut short yet fail a checksum: possibly an acknowledged record, so
+    /// they are kept aside, never simply dropped. `key` is the key as read when the header
+    /// (and so the key's length) is sound.
+    Damaged {
+        reason: Damage,
+        key: Option<Vec<u8>>,
+    },
+}
+
+/// Who is scanning, which decides how a bad record followed by a valid one is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The writer: it holds the lock, so nothing changes under the scan.
+    Writer,
+    /// A read-only handle: the writer may be appending while we read.
+    Reader,
 }
 
 /// What a scan found.
@@ -59,15 +83,23 @@ pub(crate) struct Scanned {
 
 /// Scans records in `start..file_len` of `file`, handing each valid one to `apply`.
 ///
-/// `live` is true when another process may be appending while we read (a read-only handle):
-/// a bad record followed by a valid one is then re-read once before it is called corrupt,
-/// because the writer may have finished it in the meantime.
+/// The first bad spot with no valid record anywhere after it is the tail. It is *torn* when
+/// the file ends inside the record (fewer bytes than a header, a sound header declaring more
+/// bytes than are left, a streamed put's placeholder) or when every byte left is zero (the
+/// file grew but its data never reached the disk, as a power cut leaves it). Anything else is
+/// *damaged*: a whole record whose checksum fails, or a header that fails its checksum over
+/// bytes that are not zero. Only the writer's last appends can be torn; a damaged tail may be
+/// an acknowledged write, so recovery must not just cut it.
+///
+/// A [`Role::Reader`] may be reading while the writer appends: a bad record followed by a
+/// valid one is then re-read once before it is called corrupt, because the writer may have
+/// finished it in the meantime.
 pub(crate) fn scan(
     file: &File,
     path: &Path,
     start: u64,
     file_len: u64,
-    live: bool,
+    role: Role,
     apply: &mut dyn FnMut(Entry),
 ) -> Result<Scanned> {
     let io_err = |e| Error::io("scanning", path, e);
@@ -76,7 +108,7 @@ pub(crate) fn scan(
     let mut records = 0;
     let mut rechecked_at = None;
     while pos < file_len {
-        let (reason, search_from) = match check(&mut w, pos, file_len, true).map_err(io_err)? {
+        let (kind, search_from) = match check(&mut w, pos, file_len, Key::Read).map_err(io_err)? {
             Check::Valid { header, key, next } => {
                 apply(match header.kind {
                     Kind::Put => Entry::Put {
@@ -105,13 +137,25 @@ pub(crate) fn scan(
                     records,
                     tail: Some(Tail {
                         offset: pos,
-                        reason: "a streamed put that never finished".into(),
+                        kind: TailKind::Torn(TornReason::UnfinishedStream),
                     }),
                 })
             }
-            Check::Short(reason) => (reason, None),
-            Check::BadHeader => ("record header checksum mismatch", Some(pos + 1)),
-            Check::BadBody { next } => ("record checksum mismatch", Some(next)),
+            Check::Short(reason) => (TailKind::Torn(reason), None),
+            Check::BadHeader => (
+                TailKind::Damaged {
+                    reason: Damage::HeaderChecksum,
+                    key: None,
+                },
+                Some(pos + 1),
+            ),
+            Check::BadBody { next, key } => (
+                TailKind::Damaged {
+                    reason: Damage::RecordChecksum,
+                    key: Some(key),
+                },
+                Some(next),
+            ),
         };
         let valid_after = match search_from {
             Some(from) => find_record(&mut w, from, file_len).map_err(io_err)?,
@@ -119,16 +163,19 @@ pub(crate) fn scan(
         };
         match valid_after {
             None => {
+                let kind = match kind {
+                    TailKind::Damaged { .. } if w.all_zero(pos, file_len).map_err(io_err)? => {
+                        TailKind::Torn(TornReason::ZeroFilled)
+                    }
+                    kind => kind,
+                };
                 return Ok(Scanned {
                     end: pos,
                     records,
-                    tail: Some(Tail {
-                        offset: pos,
-                        reason: reason.into(),
-                    }),
-                })
+                    tail: Some(Tail { offset: pos, kind }),
+                });
             }
-            Some(_) if live && rechecked_at != Some(pos) => {
+            Some(_) if role == Role::Reader && rechecked_at != Some(pos) => {
                 rechecked_at = Some(pos);
                 w.forget();
             }
@@ -137,8 +184,9 @@ pub(crate) fn scan(
                     path,
                     None,
                     format!(
-                        "bad record at offset {pos} ({reason}) followed by a valid record at \
-                         offset {later}: damage in the middle of the log, not a torn tail"
+                        "bad record at offset {pos} ({}) followed by a valid record at \
+                         offset {later}: damage in the middle of the log, not a torn tail",
+                        kind.describe()
                     ),
                 ))
             }
@@ -162,22 +210,31 @@ enum Check {
     /// A placeholder left by an unfinished streamed put.
     Pending,
     /// The file ends before the record does.
-    Short(&'static str),
+    Short(TornReason),
     /// The header fails its checksum.
     BadHeader,
-    /// The header is sound but the key or value fails the record checksum.
-    BadBody { next: u64 },
+    /// The header is sound but the key or value fails the record checksum. `key` is the key
+    /// as read (empty unless asked for).
+    BadBody { next: u64, key: Vec<u8> },
     /// The header passes its checksum yet holds fields this version never writes.
     Invalid(String),
 }
 
-fn check(w: &mut Window<'_>, pos: u64, file_len: u64, want_key: bool) -> io::Result<Check> {
+/// Whether [`check`] hands back the record's key (the scan indexes it) or only checks it (the
+/// search for a later valid record).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Read,
+    Skip,
+}
+
+fn check(w: &mut Window<'_>, pos: u64, file_len: u64, key_wanted: Key) -> io::Result<Check> {
     if file_len - pos < RECORD_HEADER_LEN {
-        return Ok(Check::Short("incomplete record header"));
+        return Ok(Check::Short(TornReason::IncompleteHeader));
     }
     let mut hb = [0u8; RECORD_HEADER_LEN as usize];
     if !w.read_exact_at(pos, &mut hb)? {
-        return Ok(Check::Short("incomplete record header"));
+        return Ok(Check::Short(TornReason::IncompleteHeader));
     }
     let header = match RecordHeader::decode(&hb) {
         Ok(h) => h,
@@ -189,22 +246,22 @@ fn check(w: &mut Window<'_>, pos: u64, file_len: u64, want_key: bool) -> io::Res
     }
     let next = pos.saturating_add(header.record_len());
     if next > file_len {
-        return Ok(Check::Short("record runs past the end of the file"));
+        return Ok(Check::Short(TornReason::RunsPastEnd));
     }
     let key_off = pos + RECORD_HEADER_LEN;
     let mut key = Vec::new();
-    if want_key {
+    if key_wanted == Key::Read {
         key = vec![0; header.key_len as usize];
         if !w.read_exact_at(key_off, &mut key)? {
-            return Ok(Check::Short("record runs past the end of the file"));
+            return Ok(Check::Short(TornReason::RunsPastEnd));
         }
     }
     let mut crc = header.record_hasher();
     if !w.hash_range(key_off, next - key_off, &mut crc)? {
-        return Ok(Check::Short("record runs past the end of the file"));
+        return Ok(Check::Short(TornReason::RunsPastEnd));
     }
     if crc.finalize() != header.crc {
-        return Ok(Check::BadBody { next });
+        return Ok(Check::BadBody { next, key });
     }
     Ok(Check::Valid { header, key, next })
 }
@@ -215,7 +272,7 @@ fn find_record(w: &mut Window<'_>, from: u64, file_len: u64) -> io::Result<Optio
     let mut hb = [0u8; RECORD_HEADER_LEN as usize];
     while at.saturating_add(RECORD_HEADER_LEN) <= file_len {
         if w.read_exact_at(at, &mut hb)? && RecordHeader::decode(&hb).is_ok() {
-            match check(w, at, file_len, false)? {
+            match check(w, at, file_len, Key::Skip)? {
                 Check::Valid { .. } | Check::Pending => return Ok(Some(at)),
                 _ => {}
             }
@@ -285,6 +342,22 @@ impl<'a> Window<'a> {
         }
     }
 
+    /// Whether every byte in `from..to` is zero (bytes past the end of the file count as zero).
+    fn all_zero(&mut self, mut from: u64, to: u64) -> io::Result<bool> {
+        while from < to {
+            let n = (to - from).min(WINDOW as u64) as usize;
+            match self.slice_at(from, n)? {
+                Some(s) if s.iter().all(|&b| b == 0) => from += n as u64,
+                Some(_) => return Ok(false),
+                None => {
+                    let got = &self.buf[..self.len];
+                    return Ok(got.iter().all(|&b| b == 0));
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Feeds `len` bytes from `off` to `crc`; false when the file ends first.
     fn hash_range(
         &mut self,
@@ -302,5 +375,15 @@ impl<'a> Window<'a> {
             off += n as u64;
         }
         Ok(true)
+    }
+}
+
+impl TailKind {
+    /// The tail's trouble, in words.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            TailKind::Torn(reason) => reason.to_string(),
+            TailKind::Damaged { reason, .. } => reason.to_string(),
+        }
     }
 }

@@ -1,0 +1,237 @@
+//! Appending records: single puts, batches and tombstones (`append`), and the streamed put
+//! that writes a value from a reader without holding it (`append_stream`).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::MutexGuard;
+
+use super::positioned::write_all_at;
+use super::record::{Kind, RecordHeader, MAX_KEY_LEN, RECORD_HEADER_LEN};
+use super::scan::Entry;
+use super::LogStore;
+use crate::fs::copy_checksummed;
+use crate::{Durability, Error, Result};
+
+/// Values at least this long are written straight from the caller's buffer instead of being
+/// copied into the batch buffer first.
+const DIRECT_WRITE: usize = 64 << 10;
+/// The batch buffer is written out when it grows past this.
+const BATCH_BUFFER: usize = 1 << 20;
+/// Buffer size of compaction copies (`put_reader` streams in `fs::copy_checksummed` chunks).
+pub(super) const STREAM_CHUNK: usize = 256 << 10;
+
+impl LogStore {
+    /// Writes `buf` at `offset`: every append reaches the file through here, so a test can
+    /// make any one write fail.
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(fault) = self
+            .fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            fault(offset, buf.len())?;
+        }
+        write_all_at(file, buf, offset)
+    }
+
+    /// Appends `batch` as records after the last one, syncs per the durability setting, then
+    /// updates the index.
+    ///
+    /// On failure nothing another handle may have indexed is taken back: a record written
+    /// whole is valid on its own, so a read-only handle may have indexed it (and lent bytes
+    /// from it) before a later record of the batch failed. Only the record the failure cut
+    /// short is truncated; the records before it stay, are indexed here too, and the error is
+    /// returned. A failed sync keeps every record (they are all whole).
+    pub(super) fn append(
+        &self,
+        slot: &mut MutexGuard<'_, Option<File>>,
+        op: &'static str,
+        batch: &[(Kind, &[u8], &[u8])],
+    ) -> Result<()> {
+        self.writable(slot, op)?;
+        for (_, key, _) in batch {
+            key_len(key)?;
+        }
+        let (file, start) = {
+            let st = self.state();
+            (st.file.clone(), st.end)
+        };
+        let mut entries = Vec::with_capacity(batch.len());
+        // Where each record ends, and how far the file holds every byte written so far:
+        // writes go in file order, so that is the end of the last write that succeeded.
+        let mut ends = Vec::with_capacity(batch.len());
+        let mut written_to = start;
+        let mut buf = Vec::new();
+        let mut buf_start = start;
+        let mut pos = start;
+        let mut write = |bytes: &[u8], at: u64| -> io::Result<()> {
+            self.write_at(&file, bytes, at)?;
+            written_to = at + bytes.len() as u64;
+            Ok(())
+        };
+        let written: io::Result<()> = (|| {
+            for &(kind, key, value) in batch {
+                let mut data = crc32fast::Hasher::new();
+                data.update(key);
+                data.update(value);
+                let header =
+                    RecordHeader::encode(kind, key.len() as u32, value.len() as u64, &data);
+                buf.extend_from_slice(&header);
+                buf.extend_from_slice(key);
+                let value_off = pos + RECORD_HEADER_LEN + key.len() as u64;
+                if value.len() >= DIRECT_WRITE {
+                    write(&buf, buf_start)?;
+                    buf.clear();
+                    write(value, value_off)?;
+                    buf_start = value_off + value.len() as u64;
+                } else {
+                    buf.extend_from_slice(value);
+                }
+                pos = value_off + value.len() as u64;
+                ends.push(pos);
+                entries.push(match kind {
+                    Kind::Put => Entry::Put {
+                        key: key.to_vec(),
+                        value_off,
+                        value_len: value.len() as u64,
+                    },
+                    _ => Entry::Tombstone { key: key.to_vec() },
+                });
+                if buf.len() >= BATCH_BUFFER {
+                    write(&buf, buf_start)?;
+                    buf_start += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+            write(&buf, buf_start)
+        })();
+        if let Err(e) = written {
+            let whole = ends.iter().take_while(|&&end| end <= written_to).count();
+            let keep = if whole == 0 { start } else { ends[whole - 1] };
+            // The cut bytes never formed a whole record, so no handle indexed them.
+            let _ = file.set_len(keep);
+            entries.truncate(whole);
+            self.index_kept(keep, entries);
+            return Err(Error::io("appending to", &self.path, e));
+        }
+        if self.options.durability != Durability::None {
+            if let Err(e) = file.sync_data() {
+                self.index_kept(pos, entries);
+                return Err(Error::io("syncing", &self.path, e));
+            }
+        }
+        self.commit(pos, entries)
+    }
+
+    /// Indexes the records a failed write left whole in the file (they stay: another handle
+    /// may have seen them), without the auto-compaction a successful write may start.
+    fn index_kept(&self, end: u64, entries: Vec<Entry>) {
+        let mut st = self.state_mut();
+        for e in entries {
+            st.apply(e);
+        }
+        st.end = end;
+    }
+
+    pub(super) fn commit(&self, end: u64, entries: Vec<Entry>) -> Result<()> {
+        {
+            let mut st = self.state_mut();
+            for e in entries {
+                st.apply(e);
+            }
+            st.end = end;
+        }
+        if let Some(auto) = self.options.auto_compact {
+            let stats = self.stats();
+            if stats.file_bytes >= auto.min_file_bytes && stats.garbage_ratio() > auto.garbage_ratio
+            {
+                // The write itself is done and must not be reported as failed. A compaction
+                // that fails leaves the log as it was; the next write retries it, and an
+                // explicit `compact()` reports the error.
+                let _ = self.compact_locked();
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams the value into the log: a placeholder header, the value in chunks (checksummed
+    /// on the way), then the real header written over the placeholder. A crash midway leaves
+    /// a torn tail that the next open cuts.
+    pub(super) fn append_stream(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
+        let mut slot = self.writer_slot();
+        self.writable(&mut slot, "put_reader")?;
+        let key_len = key_len(key)?;
+        let (file, start) = {
+            let st = self.state();
+            (st.file.clone(), st.end)
+        };
+        let value_off = start + RECORD_HEADER_LEN + key.len() as u64;
+        let mut pos = value_off;
+        let mut data = crc32fast::Hasher::new();
+        data.update(key);
+        let disk_err = |e| Error::io("appending to", &self.path, e);
+        let mut head = RecordHeader::encode_pending(key_len).to_vec();
+        head.extend_from_slice(key);
+        if let Err(e) = self.write_at(&file, &head, start) {
+            let _ = file.set_len(start);
+            return Err(disk_err(e));
+        }
+        // A failing disk is told apart from a failing reader: the sink keeps its own error and
+        // hands `copy_checksummed` a stand-in.
+        let mut write_failed = None;
+        let copied = copy_checksummed(reader, &mut data, u64::MAX, |chunk| {
+            if let Err(e) = self.write_at(&file, chunk, pos) {
+                let stand_in = io::Error::new(e.kind(), "the log write failed");
+                write_failed = Some(e);
+                return Err(stand_in);
+            }
+            pos += chunk.len() as u64;
+            Ok(())
+        });
+        if let Err(e) = copied {
+            let _ = file.set_len(start);
+            return Err(match write_failed {
+                Some(w) => disk_err(w),
+                None => Error::ValueSource {
+                    key: crate::KeyDisplay::new(key),
+                    source: e,
+                },
+            });
+        }
+        let header = RecordHeader::encode(Kind::Put, key_len, pos - value_off, &data);
+        if let Err(e) = self.write_at(&file, &header, start) {
+            // Until the real header is in place the record is a placeholder no handle indexes.
+            let _ = file.set_len(start);
+            return Err(disk_err(e));
+        }
+        let entry = Entry::Put {
+            key: key.to_vec(),
+            value_off,
+            value_len: pos - value_off,
+        };
+        if self.options.durability != Durability::None {
+            if let Err(e) = file.sync_data() {
+                // The record is whole: another handle may have indexed it, so it stays.
+                self.index_kept(pos, vec![entry]);
+                return Err(Error::io("syncing", &self.path, e));
+            }
+        }
+        self.commit(pos, vec![entry])?;
+        Ok(pos - value_off)
+    }
+}
+
+pub(super) fn key_len(key: &[u8]) -> Result<u32> {
+    match u32::try_from(key.len()) {
+        Ok(len) if len <= MAX_KEY_LEN => Ok(len),
+        _ => Err(Error::InvalidKey {
+            key: crate::KeyDisplay::new(key),
+            reason: format!(
+                "{} bytes; a LogStore key holds at most {MAX_KEY_LEN} bytes",
+                key.len()
+            ),
+        }),
+    }
+}

@@ -1,0 +1,96 @@
+//! Keeping a read-only handle current: indexing what the writer appended, and reopening the
+//! path when compaction (or a delete and re-create) put another file there.
+
+use std::fs::File;
+
+use super::identify::damaged_key;
+use super::open::load;
+#[cfg(not(unix))]
+use super::open::read_header;
+use super::scan::{scan, Role, Tail, TailKind};
+use super::LogStore;
+use crate::{Error, Result};
+
+impl LogStore {
+    /// Brings a read-only handle up to date with the writer: indexes the records appended
+    /// since the last refresh, or reopens the file if compaction swapped in a new one.
+    /// Returns whether anything changed. A writer handle is always current (returns `false`).
+    pub fn refresh(&self) -> Result<bool> {
+        if !self.options.read_only {
+            return Ok(false);
+        }
+        let _serial = self.writer_slot();
+        let (file, end, generation) = {
+            let st = self.state();
+            (st.file.clone(), st.end, st.generation)
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("reading the metadata of", &self.path, e))?;
+        if let Some(current) = self.replacement(&meta, generation)? {
+            let (fresh, _) = load(current, &self.path, Role::Reader)?;
+            *self.state_mut() = fresh;
+            return Ok(true);
+        }
+        let len = meta.len();
+        if len <= end {
+            // A damaged tail this handle saw is gone (the writer moved it aside and cut it).
+            let mut st = self.state_mut();
+            let had_damage = !st.damaged.is_empty();
+            st.damaged.clear();
+            return Ok(had_damage);
+        }
+        let mut entries = Vec::new();
+        let scanned = scan(&file, &self.path, end, len, Role::Reader, &mut |e| {
+            entries.push(e)
+        })?;
+        let mut st = self.state_mut();
+        // Damage is only ever at the end, which this scan has just read again.
+        let had_damage = !st.damaged.is_empty();
+        st.damaged.clear();
+        for e in entries {
+            st.apply(e);
+        }
+        st.end = scanned.end;
+        let mut damaged_now = false;
+        if let Some(Tail {
+            offset,
+            kind: TailKind::Damaged { reason, key },
+        }) = scanned.tail
+        {
+            let key = damaged_key(&file, offset, len, reason, key, &st.index)
+                .map_err(|e| Error::io("reading the damaged tail of", &self.path, e))?;
+            if let Some(key) = key {
+                st.damaged.insert(key.into_boxed_slice(), offset);
+                damaged_now = true;
+            }
+        }
+        Ok(scanned.records > 0 || had_damage != damaged_now)
+    }
+
+    /// The file now at the path, when it is no longer the one this handle reads (compaction
+    /// renamed a new one over it, or the log was deleted and created again).
+    fn replacement(&self, held: &std::fs::Metadata, generation: u64) -> Result<Option<File>> {
+        let open = || File::open(&self.path).map_err(|e| Error::io("opening", &self.path, e));
+        // On unix the file we hold loses its last link when another is renamed over it: one
+        // fstat tells, without opening the path on every refresh.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = generation;
+            if held.nlink() == 0 {
+                return open().map(Some);
+            }
+            Ok(None)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = held;
+            let current = open()?;
+            if read_header(&current, &self.path)?.generation != generation {
+                return Ok(Some(current));
+            }
+            Ok(None)
+        }
+    }
+}

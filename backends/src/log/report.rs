@@ -1,0 +1,156 @@
+//! What a [`LogStore`](super::LogStore) tells about itself: what opening found
+//! ([`OpenReport`]) and the sizes that tell when compaction is worth it ([`LogStats`]).
+
+use super::record::FILE_HEADER_LEN;
+
+/// What opening found, and every recovery action it took.
+///
+/// Opening recovers from two things, and says so here (the `Cache` front-end surfaces them
+/// in its stats):
+/// - a **torn tail** ([`OpenReport::torn_tail`]): the last write was cut short by a crash
+///   (the file ends inside a record, or holds only zeros past the last record). Nothing that
+///   was acknowledged is lost by cutting it: a writer truncates it, a reader ignores it.
+/// - a **damaged tail** ([`OpenReport::damaged_tail`]): the last bytes are not cut short but
+///   fail a checksum — possibly an acknowledged write. A writer moves them to a side file
+///   (never deleted) before cutting them, and, when the damaged record's key is known and has
+///   an older value, appends a tombstone so the older value never comes back in its place:
+///   the key reads as missing. A reader leaves the file alone and reads the key as
+///   [`Error::Corrupt`](crate::Error::Corrupt).
+///
+/// - **stale temp files** ([`OpenReport::removed_temps`]): a writer that crashed mid-compaction
+///   (or mid-creation) leaves `<log>.compacting` (or `<log>.creating`); the next writer removes
+///   it when it is a regular file, and refuses to open when something else is planted there.
+///
+/// Damage with a valid record after it is not recovered from: opening fails with
+/// [`Error::Corrupt`](crate::Error::Corrupt) naming the offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenReport {
+    /// Valid records read (puts and tombstones, including overwritten ones).
+    pub records: u64,
+    /// Bytes after the last valid record that were not a whole record: a crash cut a write
+    /// short. A writer cuts them off; a read-only handle leaves them and ignores them.
+    pub torn_tail: Option<TornTail>,
+    /// Bytes after the last valid record that are whole but fail a checksum.
+    pub damaged_tail: Option<DamagedTail>,
+    /// Temp files of a crashed writer that opening removed.
+    pub removed_temps: Vec<std::path::PathBuf>,
+}
+
+impl OpenReport {
+    /// Whether opening found anything to recover from.
+    pub fn recovered(&self) -> bool {
+        self.torn_tail.is_some() || self.damaged_tail.is_some() || !self.removed_temps.is_empty()
+    }
+}
+
+/// A damaged tail found at open: see [`OpenReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DamagedTail {
+    /// Where the damaged bytes start (the end of the last valid record).
+    pub offset: u64,
+    /// How many bytes, to the end of the file.
+    pub len: u64,
+    /// Which checksum failed.
+    pub reason: Damage,
+    /// The damaged record's key, as well as it can be told: read under a sound header, or
+    /// recovered by undoing one flipped bit of a damaged header, or by finding the key of the
+    /// log that makes the record's checksum match (when the stored key's bytes are the
+    /// damaged ones). `None` when the header is damaged beyond one bit: then an older value of
+    /// the unknown key may show again, which this report is the only trace of.
+    pub key: Option<Vec<u8>>,
+    /// The side file the writer moved the bytes to (`<log>.damaged-<offset>`), or `None` for
+    /// a read-only handle, which leaves the file as it is.
+    pub moved_to: Option<std::path::PathBuf>,
+    /// Whether the writer appended a tombstone for `key`, so its older value does not come
+    /// back in place of the damaged one.
+    pub tombstoned: bool,
+}
+
+/// Which checksum a damaged record fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The record header's own checksum: its kind and lengths cannot be trusted, so neither
+    /// can its key.
+    HeaderChecksum,
+    /// The whole-record checksum over a sound header, the key and the value.
+    RecordChecksum,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Damage::HeaderChecksum => "record header checksum mismatch",
+            Damage::RecordChecksum => "record checksum mismatch",
+        })
+    }
+}
+
+/// A torn tail found at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TornTail {
+    /// Where it started (the file's new length, when cut).
+    pub offset: u64,
+    /// How many bytes it held.
+    pub len: u64,
+    /// What was wrong with its first record.
+    pub reason: TornReason,
+    /// Whether it was truncated away (writers) or only skipped (read-only handles).
+    pub cut: bool,
+}
+
+/// Why the bytes after the last valid record are not a whole record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TornReason {
+    /// Fewer bytes than a record header are left.
+    IncompleteHeader,
+    /// A sound record header declares more key and value bytes than the file holds.
+    RunsPastEnd,
+    /// A `put_reader` placeholder: the stream never finished.
+    UnfinishedStream,
+    /// Every byte after the last valid record is zero: the file grew but its data never
+    /// reached the disk (a power cut after the size was written).
+    ZeroFilled,
+}
+
+impl std::fmt::Display for TornReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TornReason::IncompleteHeader => "incomplete record header",
+            TornReason::RunsPastEnd => "record runs past the end of the file",
+            TornReason::UnfinishedStream => "a streamed put that never finished",
+            TornReason::ZeroFilled => "zero bytes where a record should start",
+        })
+    }
+}
+
+/// Sizes that tell when compaction is worth it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// Length of the file up to the end of the last valid record, header included.
+    pub file_bytes: u64,
+    /// Bytes of the records of live entries (headers, keys and values).
+    pub live_bytes: u64,
+    /// Live entries.
+    pub entries: u64,
+    /// The file's generation: it changes each time compaction swaps in a new file.
+    pub generation: u64,
+}
+
+impl LogStats {
+    /// Share of the record bytes held by overwritten values and tombstones: 0.0 right after
+    /// compaction, approaching 1.0 as garbage piles up.
+    pub fn garbage_ratio(&self) -> f64 {
+        let records = self.file_bytes.saturating_sub(FILE_HEADER_LEN);
+        if records == 0 {
+            0.0
+        } else {
+            records.saturating_sub(self.live_bytes) as f64 / records as f64
+        }
+    }
+}

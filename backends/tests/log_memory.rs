@@ -1,0 +1,192 @@
+//! `LogStore` memory stays bounded (issue 9): a planted file declaring a 4 GiB key costs no
+//! 4 GiB allocation at open, and a 1 GiB value goes through `put_reader` and `read` without
+//! being held in memory. Each measurement runs in a child process (this test binary re-run on
+//! one `child_*` test) so its peak RSS (`VmHWM`) is its own.
+#![cfg(target_os = "linux")]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use cacher_store::{Error, LogOptions, LogStore, Store};
+
+const CHILD_ENV: &str = "CACHER_LOG_MEMORY_CHILD";
+
+/// A field of `/proc/self/status`, in KiB.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Runs `test` in a child process on `store`; returns its stdout.
+fn run_child(test: &str, store: &Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, store)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child {test} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The `name=value` figure a child printed.
+fn figure(stdout: &str, name: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.split_once(&format!("FIGURE {name}=")).map(|(_, v)| v))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("child printed no {name}:\n{stdout}"))
+}
+
+/// A log file header (format v1, generation 1), as `LogStore`'s docs draw it.
+fn file_header() -> Vec<u8> {
+    let mut b = Vec::from(&b"CACHELOG"[..]);
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&1u64.to_le_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b
+}
+
+#[test]
+fn a_planted_4_gib_key_costs_no_4_gib_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    // A put record whose header (with a valid header checksum) declares a key of 4 GiB - 1
+    // bytes, in a sparse file long enough to hold it: no disk space, but a scan that believes
+    // the length allocates and fills 4 GiB.
+    let mut bytes = file_header();
+    let mut fields = [0u8; 16];
+    fields[0] = 1;
+    fields[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    bytes.extend_from_slice(&fields);
+    bytes.extend_from_slice(&crc32fast::hash(&fields).to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    std::fs::write(&path, &bytes).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(bytes.len() as u64 + u32::MAX as u64).unwrap();
+    drop(file);
+    let out = run_child("child_opens_the_planted_log", &path);
+    let peak = figure(&out, "vmhwm_kib");
+    eprintln!("open of a log declaring a 4 GiB key: VmHWM {peak} KiB");
+    assert!(peak < 64 << 10, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn child_opens_the_planted_log() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    for read_only in [false, true] {
+        match LogOptions::new().read_only(read_only).open(&path) {
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(reason.contains("limit"), "{reason}");
+            }
+            other => panic!("expected Corrupt for a 4 GiB key, got {other:?}"),
+        }
+    }
+    println!("\nFIGURE vmhwm_kib={}", status_kib("VmHWM:"));
+}
+
+/// A 1 GiB stream of a cheap pattern (byte `i` is `i % 251`): no buffer of its size ever
+/// exists, and it is filled by copying a cycle, fast even in a debug build.
+struct Pattern {
+    left: u64,
+    at: u64,
+}
+
+impl Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        const CYCLE: usize = 251;
+        let cycle: Vec<u8> = (0..2 * CYCLE).map(|i| (i % CYCLE) as u8).collect();
+        let n = buf.len().min(self.left as usize);
+        let mut done = 0;
+        while done < n {
+            let from = (self.at % CYCLE as u64) as usize;
+            let take = (n - done).min(CYCLE);
+            buf[done..done + take].copy_from_slice(&cycle[from..from + take]);
+            done += take;
+            self.at += take as u64;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn a_1_gib_value_streams_in_and_reads_back_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let started = std::time::Instant::now();
+    let out = run_child("child_streams_1_gib", &path);
+    let (after_put, after_read, anon, mapped) = (
+        figure(&out, "after_put_vmhwm_kib"),
+        figure(&out, "after_read_vmhwm_kib"),
+        figure(&out, "rss_anon_after_compare_kib"),
+        figure(&out, "vmhwm_after_compare_kib"),
+    );
+    eprintln!(
+        "1 GiB put_reader + checked read: VmHWM {after_put} KiB after put, {after_read} KiB \
+         after read; after comparing every byte through the map, RssAnon {anon} KiB and \
+         VmHWM {mapped} KiB (the mapped page cache); {:?}",
+        started.elapsed()
+    );
+    assert!(after_put < 64 << 10, "put_reader peak RSS {after_put} KiB");
+    assert!(after_read < 64 << 10, "read peak RSS {after_read} KiB");
+    assert!(
+        anon < 64 << 10,
+        "anonymous RSS {anon} KiB after the compare"
+    );
+}
+
+#[test]
+fn child_streams_1_gib() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let store = LogOptions::new()
+        .durability(cacher_store::Durability::None)
+        .open(&path)
+        .unwrap();
+    let n = store
+        .put_reader(b"big", &mut Pattern { left: GIB, at: 0 })
+        .unwrap();
+    assert_eq!(n, GIB);
+    println!("\nFIGURE after_put_vmhwm_kib={}", status_kib("VmHWM:"));
+    // `read` checks the value's checksum before lending it (with positioned reads, so the
+    // check itself maps no page); the blob is a view of the map.
+    let blob = store.read(b"big").unwrap().unwrap();
+    assert_eq!(blob.len() as u64, GIB);
+    println!("\nFIGURE after_read_vmhwm_kib={}", status_kib("VmHWM:"));
+    // Comparing every byte faults the mapped pages in: they count as file-backed RSS (page
+    // cache shared with every other process), not as memory the store allocated.
+    let mut want = Pattern { left: GIB, at: 0 };
+    let mut chunk = vec![0u8; 1 << 20];
+    for got in blob.chunks(1 << 20) {
+        want.read_exact(&mut chunk[..got.len()]).unwrap();
+        assert!(got == &chunk[..got.len()], "value differs");
+    }
+    println!(
+        "\nFIGURE rss_anon_after_compare_kib={}",
+        status_kib("RssAnon:")
+    );
+    println!("\nFIGURE vmhwm_after_compare_kib={}", status_kib("VmHWM:"));
+    drop(blob);
+    drop(store);
+    // And a reader process's handle opens the 1 GiB log without holding it.
+    let reader = LogStore::options().read_only(true).open(&path).unwrap();
+    assert!(reader.contains(b"big").unwrap());
+}
