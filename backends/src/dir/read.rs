@@ -1,0 +1,230 @@
+//! Reading entries: the header and key first, then the value copied or memory-mapped.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::format::{self, Fault, Header, HEADER_LEN};
+use super::DirStore;
+use crate::{Blob, Error, Result};
+
+impl DirStore {
+    pub(super) fn open_entry(&self, path: &Path) -> Result<Option<File>> {
+        match File::open(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("opening", path, e)),
+        }
+    }
+
+    /// Reads a whole entry from `file`: through a map when large, else into a `Vec`.
+    /// With `expect_key`, a file holding another key is corrupt; without it (iteration), a
+    /// file whose name is not its key's hash is. `verify` checks the value checksum of a
+    /// mapped value too. Returns the key and the value.
+    pub(super) fn load(
+        &self,
+        mut file: File,
+        path: &Path,
+        expect_key: Option<&[u8]>,
+        verify: bool,
+        owned: bool,
+    ) -> Result<(Vec<u8>, Blob)> {
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("reading the length of", path, e))?
+            .len();
+        let mapped = !owned && file_len >= self.mmap_threshold;
+        if !mapped && file_len > SPLIT_READ {
+            return self.load_owned_split(file, file_len, path, expect_key);
+        }
+        if mapped {
+            let map = map_file(&file, path)?;
+            // The map's own length, in case the file changed length since the fstat above.
+            let header = decode(
+                &map[..HEADER_LEN.min(map.len())],
+                map.len() as u64,
+                path,
+                expect_key,
+            )?;
+            let key = &map[HEADER_LEN..header.value_offset()];
+            self.check_key(&header, key, path, expect_key)?;
+            let range = header.value_offset()..map.len();
+            if verify {
+                header
+                    .check_value(&map[range.clone()])
+                    .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
+            }
+            let key = key.to_vec();
+            return Ok((key, Blob::mapped(Arc::new(map), range)));
+        }
+        // Entry files never change in place, so the length from fstat is the length to read;
+        // reading exactly that saves the extra end-of-file probe `read_to_end` makes.
+        let mut buf = vec![0u8; file_len as usize];
+        let got = read_up_to(&mut file, &mut buf).map_err(|e| Error::io("reading", path, e))?;
+        buf.truncate(got);
+        // The length is checked against the bytes read, not the fstat above.
+        let header = decode(
+            &buf[..HEADER_LEN.min(buf.len())],
+            buf.len() as u64,
+            path,
+            expect_key,
+        )?;
+        let key = &buf[HEADER_LEN..header.value_offset()];
+        self.check_key(&header, key, path, expect_key)?;
+        header
+            .check_value(&buf[header.value_offset()..])
+            .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
+        let key = key.to_vec();
+        buf.drain(..header.value_offset());
+        Ok((key, Blob::from(buf)))
+    }
+
+    /// Reads a large entry into a `Vec` holding just the value: the header and key first,
+    /// then the value straight into its own buffer, so no memmove of the value follows.
+    fn load_owned_split(
+        &self,
+        mut file: File,
+        file_len: u64,
+        path: &Path,
+        expect_key: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, Blob)> {
+        let mut head = [0u8; HEADER_LEN];
+        let got = read_up_to(&mut file, &mut head).map_err(|e| Error::io("reading", path, e))?;
+        let header = decode(&head[..got], file_len, path, expect_key)?;
+        let mut key = vec![0u8; header.value_offset() - HEADER_LEN];
+        let got = read_up_to(&mut file, &mut key).map_err(|e| Error::io("reading", path, e))?;
+        if got != key.len() {
+            return Err(Error::corrupt(
+                path,
+                expect_key,
+                "file shorter than its header says",
+            ));
+        }
+        self.check_key(&header, &key, path, expect_key)?;
+        let value_len = usize::try_from(file_len - header.value_offset() as u64)
+            .map_err(|_| Error::corrupt(path, expect_key, "value too large for memory"))?;
+        let mut value = vec![0u8; value_len];
+        let got = read_up_to(&mut file, &mut value).map_err(|e| Error::io("reading", path, e))?;
+        if got != value_len {
+            return Err(Error::corrupt(
+                path,
+                expect_key,
+                "file shorter than its header says",
+            ));
+        }
+        header
+            .check_value(&value)
+            .map_err(|f| fault_error(f, path, Some(&key), format::FORMAT_VERSION))?;
+        Ok((key, Blob::from(value)))
+    }
+
+    /// Reads only the header and key of an entry file.
+    pub(super) fn load_head(
+        &self,
+        file: &mut File,
+        path: &Path,
+        expect_key: Option<&[u8]>,
+    ) -> Result<(Header, Vec<u8>)> {
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("reading the length of", path, e))?
+            .len();
+        let mut head = [0u8; HEADER_LEN];
+        let got = read_up_to(file, &mut head).map_err(|e| Error::io("reading", path, e))?;
+        let header = decode(&head[..got], file_len, path, expect_key)?;
+        let mut key = vec![0u8; header.key_len as usize];
+        file.read_exact(&mut key)
+            .map_err(|e| Error::io("reading", path, e))?;
+        self.check_key(&header, &key, path, expect_key)?;
+        Ok((header, key))
+    }
+
+    fn check_key(
+        &self,
+        header: &Header,
+        key: &[u8],
+        path: &Path,
+        expect_key: Option<&[u8]>,
+    ) -> Result<()> {
+        header.check_key(key).map_err(|f| {
+            fault_error(
+                f,
+                path,
+                Some(expect_key.unwrap_or(key)),
+                format::FORMAT_VERSION,
+            )
+        })?;
+        let misplaced = match expect_key {
+            Some(expected) => expected != key,
+            None => self.entry_path(key) != path,
+        };
+        if misplaced {
+            return Err(Error::corrupt(
+                path,
+                Some(expect_key.unwrap_or(key)),
+                format!(
+                    "the file holds key {} but its name is the hash of another key",
+                    crate::KeyDisplay::new(key)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn decode(
+    head: &[u8],
+    file_len: u64,
+    path: &Path,
+    key: Option<&[u8]>,
+) -> Result<Header> {
+    Header::decode(head, file_len).map_err(|f| fault_error(f, path, key, format::FORMAT_VERSION))
+}
+
+pub(super) fn fault_error(fault: Fault, path: &Path, key: Option<&[u8]>, supported: u32) -> Error {
+    match fault {
+        Fault::Corrupt(reason) => Error::corrupt(path, key, reason),
+        Fault::Future(found) => Error::UpgradeRequired {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        },
+    }
+}
+
+fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("reading the metadata of", path, e))?
+        .len();
+    let len = usize::try_from(len).map_err(|_| {
+        Error::io(
+            "memory-mapping",
+            path,
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "file larger than the address space",
+            ),
+        )
+    })?;
+    // Sound by the rename-only rule of `crate::mmap::map_immutable`.
+    crate::mmap::map_immutable(file, len, path)
+}
+
+/// Above this size an owned read fetches the value into its own buffer instead of reading
+/// the whole file and moving the value down over the header.
+const SPLIT_READ: u64 = 64 << 10;
+
+pub(super) fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
