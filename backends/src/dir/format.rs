@@ -1,4 +1,4 @@
-//! The bytes of one DirStore entry file and of the store's version marker.
+//! The bytes of one DirStore entry file.
 //!
 //! # Entry file, format version 1
 //!
@@ -24,6 +24,9 @@
 //!
 //! Checksums are crc32 (IEEE, `crc32fast`). Integers are little-endian and fixed width.
 
+use crate::le;
+use crate::version::Refusal;
+
 /// The first eight bytes of every entry file.
 pub(super) const MAGIC: [u8; 8] = *b"CACHRDIR";
 
@@ -34,15 +37,6 @@ pub(super) const FORMAT_VERSION: u32 = 1;
 
 /// Bytes before the key.
 pub(super) const HEADER_LEN: usize = 32;
-
-/// Why an entry file cannot be read; the caller adds the path and key.
-#[derive(Debug)]
-pub(super) enum Fault {
-    /// Damaged: what check failed.
-    Corrupt(String),
-    /// Written by a newer format version.
-    Future(u32),
-}
 
 /// The fixed part of an entry file, decoded and checked against the file's length.
 #[derive(Debug, Clone, Copy)]
@@ -74,9 +68,9 @@ impl Header {
 
     /// Decodes the fixed header from `head` (the first `min(32, file_len)` bytes of a file of
     /// `file_len` bytes). The key checksum is checked later by [`Header::check_key`].
-    pub fn decode(head: &[u8], file_len: u64) -> Result<Header, Fault> {
+    pub fn decode(head: &[u8], file_len: u64) -> Result<Header, Refusal> {
         let truncated = || {
-            Fault::Corrupt(format!(
+            Refusal::Corrupt(format!(
                 "truncated: the file is {file_len} bytes, shorter than the {HEADER_LEN}-byte header"
             ))
         };
@@ -84,11 +78,11 @@ impl Header {
             return Err(if MAGIC.starts_with(head) {
                 truncated()
             } else {
-                Fault::Corrupt("bad magic: not a cacher DirStore entry file".into())
+                Refusal::Corrupt("bad magic: not a cacher DirStore entry file".into())
             });
         }
         if head[0..8] != MAGIC {
-            return Err(Fault::Corrupt(format!(
+            return Err(Refusal::Corrupt(format!(
                 "bad magic {:?}: not a cacher DirStore entry file",
                 head[0..8].escape_ascii().to_string()
             )));
@@ -96,12 +90,14 @@ impl Header {
         if head.len() < 12 {
             return Err(truncated());
         }
-        let version = u32_at(head, 8);
+        let version = le::u32_at(head, 8).unwrap_or_default();
         if version > FORMAT_VERSION {
-            return Err(Fault::Future(version));
+            return Err(Refusal::Newer(version));
         }
         if version == 0 {
-            return Err(Fault::Corrupt("format version 0 was never written".into()));
+            return Err(Refusal::Corrupt(
+                "format version 0 was never written".into(),
+            ));
         }
         if head.len() < HEADER_LEN {
             return Err(truncated());
@@ -110,45 +106,45 @@ impl Header {
         raw.copy_from_slice(&head[..HEADER_LEN]);
         let header = Header {
             raw,
-            key_len: u32_at(head, 12),
-            value_len: u64::from_le_bytes(head[16..24].try_into().expect("8 bytes")),
-            value_crc: u32_at(head, 24),
+            key_len: le::u32_at(head, 12).unwrap_or_default(),
+            value_len: le::u64_at(head, 16).unwrap_or_default(),
+            value_crc: le::u32_at(head, 24).unwrap_or_default(),
         };
         let expected = (HEADER_LEN as u64)
             .checked_add(u64::from(header.key_len))
             .and_then(|n| n.checked_add(header.value_len));
         match expected {
             Some(n) if n == file_len => Ok(header),
-            Some(n) if n > file_len => Err(Fault::Corrupt(format!(
+            Some(n) if n > file_len => Err(Refusal::Corrupt(format!(
                 "truncated: the file is {file_len} bytes, its header describes {n}"
             ))),
-            Some(n) => Err(Fault::Corrupt(format!(
+            Some(n) => Err(Refusal::Corrupt(format!(
                 "the file is {file_len} bytes, its header describes only {n}"
             ))),
-            None => Err(Fault::Corrupt("header lengths overflow".into())),
+            None => Err(Refusal::Corrupt("header lengths overflow".into())),
         }
     }
 
     /// Checks the header checksum, which also covers `key` (the bytes after the header).
-    pub fn check_key(&self, key: &[u8]) -> Result<(), Fault> {
-        let stored = u32_at(&self.raw, 28);
+    pub fn check_key(&self, key: &[u8]) -> Result<(), Refusal> {
+        let stored = le::u32_at(&self.raw, 28).unwrap_or_default();
         let actual = header_crc(&self.raw, key);
         if stored == actual {
             Ok(())
         } else {
-            Err(Fault::Corrupt(format!(
+            Err(Refusal::Corrupt(format!(
                 "header checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"
             )))
         }
     }
 
     /// Checks the value checksum.
-    pub fn check_value(&self, value: &[u8]) -> Result<(), Fault> {
+    pub fn check_value(&self, value: &[u8]) -> Result<(), Refusal> {
         let actual = crc32fast::hash(value);
         if actual == self.value_crc {
             Ok(())
         } else {
-            Err(Fault::Corrupt(format!(
+            Err(Refusal::Corrupt(format!(
                 "value checksum mismatch (stored {:#010x}, computed {actual:#010x})",
                 self.value_crc
             )))
@@ -168,53 +164,6 @@ fn header_crc(raw: &[u8; HEADER_LEN], key: &[u8]) -> u32 {
     h.finalize()
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
-/// The store-wide version marker, `cacher-dir.toml` in the store's root.
-///
-/// It names the layout of the whole directory (fan-out, temp directory, entry format), so a
-/// future layout is refused on open instead of being misread. Versions:
-///
-/// - 1: entries in `v1/<2 hex>/<64 hex>`, temp files in `tmp/`, entry files as drawn above.
-pub(super) const MARKER_NAME: &str = "cacher-dir.toml";
-
-/// The layout version this build writes and the newest it opens.
-pub(super) const LAYOUT_VERSION: u32 = 1;
-
-/// The marker's text for [`LAYOUT_VERSION`].
-pub(super) fn marker_text() -> String {
-    format!(
-        "# A cacher DirStore. Do not edit files below this directory by hand.\n\
-         format = \"cacher-dir\"\n\
-         version = {LAYOUT_VERSION}\n"
-    )
-}
-
-/// Reads the layout version out of a marker's text.
-pub(super) fn parse_marker(text: &str) -> Result<u32, Fault> {
-    let mut format_ok = false;
-    let mut version = None;
-    for line in text.lines() {
-        let Some((name, value)) = line.split_once('=') else {
-            continue;
-        };
-        match name.trim() {
-            "format" => format_ok = value.trim() == "\"cacher-dir\"",
-            "version" => version = value.trim().parse::<u32>().ok(),
-            _ => {}
-        }
-    }
-    match (format_ok, version) {
-        (true, Some(v)) if v > LAYOUT_VERSION => Err(Fault::Future(v)),
-        (true, Some(v)) if v >= 1 => Ok(v),
-        _ => Err(Fault::Corrupt(
-            "not a cacher-dir marker (expected `format = \"cacher-dir\"` and `version = N`)".into(),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,40 +179,33 @@ mod tests {
         assert_eq!(h.value_len, value.len() as u64);
         h.check_key(key).expect("key checks");
         h.check_value(value).expect("value checks");
-        assert!(matches!(h.check_key(b"other key"), Err(Fault::Corrupt(_))));
-        assert!(matches!(h.check_value(b"other"), Err(Fault::Corrupt(_))));
+        assert!(matches!(
+            h.check_key(b"other key"),
+            Err(Refusal::Corrupt(_))
+        ));
+        assert!(matches!(h.check_value(b"other"), Err(Refusal::Corrupt(_))));
         assert!(
-            matches!(Header::decode(&raw, len - 1), Err(Fault::Corrupt(r)) if r.starts_with("truncated"))
+            matches!(Header::decode(&raw, len - 1), Err(Refusal::Corrupt(r)) if r.starts_with("truncated"))
         );
         assert!(
-            matches!(Header::decode(&raw[..20], 20), Err(Fault::Corrupt(r)) if r.starts_with("truncated"))
+            matches!(Header::decode(&raw[..20], 20), Err(Refusal::Corrupt(r)) if r.starts_with("truncated"))
         );
         let mut bad = raw;
         bad[0] ^= 1;
         assert!(
-            matches!(Header::decode(&bad, len), Err(Fault::Corrupt(r)) if r.starts_with("bad magic"))
+            matches!(Header::decode(&bad, len), Err(Refusal::Corrupt(r)) if r.starts_with("bad magic"))
         );
         let mut future = raw;
         future[8..12].copy_from_slice(&2u32.to_le_bytes());
         assert!(matches!(
             Header::decode(&future, len),
-            Err(Fault::Future(2))
+            Err(Refusal::Newer(2))
         ));
         let mut flipped = raw;
         flipped[29] ^= 0x40;
         let h = Header::decode(&flipped, len).expect("lengths still agree");
         assert!(
-            matches!(h.check_key(key), Err(Fault::Corrupt(r)) if r.contains("header checksum"))
+            matches!(h.check_key(key), Err(Refusal::Corrupt(r)) if r.contains("header checksum"))
         );
-    }
-
-    #[test]
-    fn marker_round_trips_and_refuses_newer_layouts() {
-        assert_eq!(parse_marker(&marker_text()).ok(), Some(LAYOUT_VERSION));
-        let newer = marker_text().replace("version = 1", "version = 7");
-        assert!(matches!(parse_marker(&newer), Err(Fault::Future(7))));
-        assert!(matches!(parse_marker("hello"), Err(Fault::Corrupt(_))));
-        let extended = format!("{newer}format_version = 3\nnew_key = true\n");
-        assert!(matches!(parse_marker(&extended), Err(Fault::Future(7))));
     }
 }

@@ -36,13 +36,14 @@ mod write;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::fs::sync_dir;
 use crate::{Blob, Durability, EntryMeta, Error, Result, Store};
-use format::Header;
-use write::{sync_dir, sync_file};
+use read::{Check, Target};
+use write::sync_file;
 
 pub use options::DirStoreOptions;
 
@@ -63,7 +64,6 @@ pub const DEFAULT_STALE_TEMP_AGE: Duration = Duration::from_secs(15 * 60);
 const ENTRIES_DIR: &str = "v1";
 const TMP_DIR: &str = "tmp";
 const TMP_PREFIX: &str = "put-";
-const STREAM_BUF: usize = 256 * 1024;
 /// Temp files `put_many` holds open at once.
 const PUT_MANY_CHUNK: usize = 256;
 
@@ -154,7 +154,7 @@ impl DirStore {
         match self.open_entry(&path)? {
             None => Ok(false),
             Some(file) => {
-                self.load(file, &path, Some(key), true, false)?;
+                self.load(file, &path, Some(key), Check::Full, Target::ViewOrCopy)?;
                 Ok(true)
             }
         }
@@ -169,7 +169,7 @@ impl DirStore {
             let Some(file) = self.open_entry(&path)? else {
                 continue;
             };
-            self.load(file, &path, None, true, false)?;
+            self.load(file, &path, None, Check::Full, Target::ViewOrCopy)?;
             n += 1;
         }
         Ok(n)
@@ -182,7 +182,16 @@ impl Store for DirStore {
         let Some(file) = self.open_entry(&path)? else {
             return Ok(None);
         };
-        Ok(Some(self.load(file, &path, Some(key), false, false)?.1))
+        Ok(Some(
+            self.load(
+                file,
+                &path,
+                Some(key),
+                Check::SkipMappedValue,
+                Target::ViewOrCopy,
+            )?
+            .1,
+        ))
     }
 
     /// A copy is wanted: read into a `Vec` at any size (never through a map, whose page
@@ -193,7 +202,9 @@ impl Store for DirStore {
             return Ok(None);
         };
         Ok(Some(
-            self.load(file, &path, Some(key), false, true)?.1.into_vec(),
+            self.load(file, &path, Some(key), Check::Full, Target::Copy)?
+                .1
+                .into_vec(),
         ))
     }
 
@@ -209,31 +220,7 @@ impl Store for DirStore {
 
     fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
         let dest = self.entry_path(key);
-        let (tmp, n) = self.write_temp(key, |file, path, placeholder| {
-            let io_err = |e| Error::io("writing", path, e);
-            file.write_all(placeholder).map_err(io_err)?;
-            file.write_all(key).map_err(io_err)?;
-            let mut crc = crc32fast::Hasher::new();
-            let mut buf = vec![0u8; STREAM_BUF];
-            let mut n = 0u64;
-            loop {
-                let got = match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(got) => got,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io("reading the value for", path, e)),
-                };
-                crc.update(&buf[..got]);
-                file.write_all(&buf[..got]).map_err(io_err)?;
-                n += got as u64;
-            }
-            // The lengths and checksum are known only now: fill in the header.
-            let header = Header::encode(key, n, crc.finalize());
-            file.seek(SeekFrom::Start(0))
-                .and_then(|_| file.write_all(&header))
-                .map_err(io_err)?;
-            Ok(n)
-        })?;
+        let (tmp, n) = self.write_streamed(key, reader)?;
         if self.durability == Durability::Flush {
             sync_file(&tmp)?;
         }
@@ -294,7 +281,7 @@ impl Store for DirStore {
             };
             // The value is copied out anyway, so its checksum is checked too.
             Some(
-                self.load(file, &path, None, true, false)
+                self.load(file, &path, None, Check::Full, Target::ViewOrCopy)
                     .map(|(k, v)| (k, v.into_vec())),
             )
         })))

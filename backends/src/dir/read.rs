@@ -5,9 +5,30 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::format::{self, Fault, Header, HEADER_LEN};
+use super::format::{self, Header, HEADER_LEN};
 use super::DirStore;
+use crate::fs::read_up_to;
+use crate::version::Refusal;
 use crate::{Blob, Error, Result};
+
+/// Whether a read checks the value checksum of a memory-mapped value (copied values are
+/// always checked: the copy passes over every byte anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Header, key and value checksums.
+    Full,
+    /// Header and key only when the value is mapped, leaving its pages untouched.
+    SkipMappedValue,
+}
+
+/// What a read hands back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// A view of the mapped file when it is at least the mmap threshold, else a copy.
+    ViewOrCopy,
+    /// An owned copy at any size.
+    Copy,
+}
 
 impl DirStore {
     pub(super) fn open_entry(&self, path: &Path) -> Result<Option<File>> {
@@ -18,23 +39,23 @@ impl DirStore {
         }
     }
 
-    /// Reads a whole entry from `file`: through a map when large, else into a `Vec`.
-    /// With `expect_key`, a file holding another key is corrupt; without it (iteration), a
-    /// file whose name is not its key's hash is. `verify` checks the value checksum of a
-    /// mapped value too. Returns the key and the value.
+    /// Reads a whole entry from `file`: through a map when `target` allows and the file is
+    /// large, else into a `Vec`. With `expect_key`, a file holding another key is corrupt;
+    /// without it (iteration), a file whose name is not its key's hash is. Returns the key and
+    /// the value.
     pub(super) fn load(
         &self,
         mut file: File,
         path: &Path,
         expect_key: Option<&[u8]>,
-        verify: bool,
-        owned: bool,
+        check: Check,
+        target: Target,
     ) -> Result<(Vec<u8>, Blob)> {
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("reading the length of", path, e))?
             .len();
-        let mapped = !owned && file_len >= self.mmap_threshold;
+        let mapped = target == Target::ViewOrCopy && file_len >= self.mmap_threshold;
         if !mapped && file_len > SPLIT_READ {
             return self.load_owned_split(file, file_len, path, expect_key);
         }
@@ -50,10 +71,10 @@ impl DirStore {
             let key = &map[HEADER_LEN..header.value_offset()];
             self.check_key(&header, key, path, expect_key)?;
             let range = header.value_offset()..map.len();
-            if verify {
+            if check == Check::Full {
                 header
                     .check_value(&map[range.clone()])
-                    .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
+                    .map_err(|r| r.into_error(path, Some(key), format::FORMAT_VERSION))?;
             }
             let key = key.to_vec();
             return Ok((key, Blob::mapped(Arc::new(map), range)));
@@ -74,7 +95,7 @@ impl DirStore {
         self.check_key(&header, key, path, expect_key)?;
         header
             .check_value(&buf[header.value_offset()..])
-            .map_err(|f| fault_error(f, path, Some(key), format::FORMAT_VERSION))?;
+            .map_err(|r| r.into_error(path, Some(key), format::FORMAT_VERSION))?;
         let key = key.to_vec();
         buf.drain(..header.value_offset());
         Ok((key, Blob::from(buf)))
@@ -115,7 +136,7 @@ impl DirStore {
         }
         header
             .check_value(&value)
-            .map_err(|f| fault_error(f, path, Some(&key), format::FORMAT_VERSION))?;
+            .map_err(|r| r.into_error(path, Some(&key), format::FORMAT_VERSION))?;
         Ok((key, Blob::from(value)))
     }
 
@@ -147,9 +168,8 @@ impl DirStore {
         path: &Path,
         expect_key: Option<&[u8]>,
     ) -> Result<()> {
-        header.check_key(key).map_err(|f| {
-            fault_error(
-                f,
+        header.check_key(key).map_err(|r| {
+            r.into_error(
                 path,
                 Some(expect_key.unwrap_or(key)),
                 format::FORMAT_VERSION,
@@ -179,18 +199,8 @@ pub(super) fn decode(
     path: &Path,
     key: Option<&[u8]>,
 ) -> Result<Header> {
-    Header::decode(head, file_len).map_err(|f| fault_error(f, path, key, format::FORMAT_VERSION))
-}
-
-pub(super) fn fault_error(fault: Fault, path: &Path, key: Option<&[u8]>, supported: u32) -> Error {
-    match fault {
-        Fault::Corrupt(reason) => Error::corrupt(path, key, reason),
-        Fault::Future(found) => Error::UpgradeRequired {
-            path: path.to_path_buf(),
-            found,
-            supported,
-        },
-    }
+    Header::decode(head, file_len)
+        .map_err(|r: Refusal| r.into_error(path, key, format::FORMAT_VERSION))
 }
 
 fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
@@ -215,16 +225,3 @@ fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
 /// Above this size an owned read fetches the value into its own buffer instead of reading
 /// the whole file and moving the value down over the header.
 const SPLIT_READ: u64 = 64 << 10;
-
-pub(super) fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}

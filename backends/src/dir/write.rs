@@ -1,13 +1,14 @@
 //! Writing entries: a locked temp file in `tmp/`, then a rename (or exchange) into `v1/`.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use tempfile::NamedTempFile;
 
 use super::format::{Header, HEADER_LEN};
 use super::{DirStore, TMP_PREFIX};
+use crate::fs::{self, sync_dir};
 use crate::{Durability, Error, Result};
 
 impl DirStore {
@@ -38,6 +39,42 @@ impl DirStore {
         let header = Header::encode(key, 0, 0);
         let n = write_value(tmp.as_file_mut(), &path, &header)?;
         Ok((tmp, n))
+    }
+
+    /// Streams `reader` into a new temp file under `key`; returns it unsynced and the value's
+    /// length.
+    pub(super) fn write_streamed(
+        &self,
+        key: &[u8],
+        reader: &mut dyn Read,
+    ) -> Result<(NamedTempFile, u64)> {
+        self.write_temp(key, |file, path, placeholder| {
+            let io_err = |e| Error::io("writing", path, e);
+            file.write_all(placeholder).map_err(io_err)?;
+            file.write_all(key).map_err(io_err)?;
+            let mut crc = crc32fast::Hasher::new();
+            // The file's errors are told apart from the reader's, which copy_checksummed
+            // returns the same way.
+            let mut write_error = None;
+            let copied = fs::copy_checksummed(reader, &mut crc, u64::MAX, |chunk| {
+                file.write_all(chunk).map_err(|e| {
+                    let kind = e.kind();
+                    write_error = Some(e);
+                    io::Error::from(kind)
+                })
+            });
+            let n = match (copied, write_error) {
+                (_, Some(e)) => return Err(io_err(e)),
+                (Err(e), None) => return Err(Error::io("reading the value for", path, e)),
+                (Ok(n), None) => n,
+            };
+            // The lengths and checksum are known only now: fill in the header.
+            let header = Header::encode(key, n, crc.finalize());
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| file.write_all(&header))
+                .map_err(io_err)?;
+            Ok(n)
+        })
     }
 
     /// Moves a whole temp file over `key`'s entry; creates the fan-out directory on first use.
@@ -134,23 +171,8 @@ fn exchange(tmp: NamedTempFile, dest: &Path) -> Result<Option<NamedTempFile>> {
     }
 }
 
-/// Makes a rename or create inside `dir` durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let handle = File::open(dir).map_err(|e| Error::io("opening", dir, e))?;
-        handle
-            .sync_all()
-            .map_err(|e| Error::io("syncing the directory", dir, e))?;
-    }
-    // Windows cannot open a directory as a file; NTFS journals renames itself.
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
 pub(super) fn create_dir_if_missing(dir: &Path) -> Result<()> {
-    match fs::create_dir(dir) {
+    match std::fs::create_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io("creating the directory", dir, e)),

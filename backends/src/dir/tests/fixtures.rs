@@ -42,7 +42,7 @@ fn generate_dir_fixtures() {
     });
     let (dir, store) = fresh("v1-future-layout");
     store.put(b"hello", b"world").unwrap();
-    let marker = dir.join(crate::dir::format::MARKER_NAME);
+    let marker = dir.join(crate::marker::Kind::Dir.file_name());
     let text = fs::read_to_string(&marker).unwrap();
     fs::write(&marker, text.replace("version = 1", "version = 2")).unwrap();
     for name in fs::read_dir(&root).unwrap() {
@@ -94,7 +94,7 @@ fn writing_today_gives_the_v1_fixture_bytes() {
             "entry file of {k:?} differs from the fixture"
         );
     }
-    let marker = crate::dir::format::MARKER_NAME;
+    let marker = &crate::marker::Kind::Dir.file_name();
     assert_eq!(
         fs::read(temp.path().join(marker)).unwrap(),
         fs::read(fixtures().join("v1").join(marker)).unwrap()
