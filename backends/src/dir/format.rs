@@ -13,10 +13,10 @@
 //!
 //! - `header crc32` covers bytes `0..28` followed by the key, so a damaged length, a damaged
 //!   key or a damaged value checksum is caught by reading the header alone.
-//! - `value crc32` covers the value. It is checked on every read that copies the value (files
-//!   below the mmap threshold, and `scan`), and by [`DirStore::verify`](super::DirStore::verify)
-//!   for memory-mapped values: checking a multi-GiB mapped value on each read would page all of
-//!   it in, which is exactly what the map is there to avoid.
+//! - `value crc32` covers the value. It is checked on every read before the value is returned,
+//!   copied or memory-mapped (a mapped value is streamed through the file once for it); only
+//!   `Store::read_unchecked` skips it for a mapped value.
+//! - `key_len` is at most 1 MiB (`MAX_KEY_LEN`); a header declaring more is corrupt.
 //! - The file is exactly `32 + key_len + value_len` bytes; anything shorter is truncated,
 //!   anything longer is damaged. Both are [`Error::Corrupt`](crate::Error::Corrupt).
 //! - A version above [`FORMAT_VERSION`] is [`Error::UpgradeRequired`](crate::Error::UpgradeRequired),
@@ -37,6 +37,12 @@ pub(super) const FORMAT_VERSION: u32 = 1;
 
 /// Bytes before the key.
 pub(super) const HEADER_LEN: usize = 32;
+
+/// The longest key an entry file may hold. `put` refuses longer keys, and `decode` refuses a
+/// header declaring one before anything is allocated for it, so a damaged or planted file
+/// (say, a sparse file declaring a 4 GiB key) costs no memory. Version 1 files were always
+/// written with this build's keys in mind; one holding a longer key reads as corrupt.
+pub(super) const MAX_KEY_LEN: u32 = 1 << 20;
 
 /// The fixed part of an entry file, decoded and checked against the file's length.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +116,12 @@ impl Header {
             value_len: le::u64_at(head, 16).unwrap_or_default(),
             value_crc: le::u32_at(head, 24).unwrap_or_default(),
         };
+        if header.key_len > MAX_KEY_LEN {
+            return Err(Refusal::Corrupt(format!(
+                "the header declares a key of {} bytes, over the limit of {MAX_KEY_LEN}",
+                header.key_len
+            )));
+        }
         let expected = (HEADER_LEN as u64)
             .checked_add(u64::from(header.key_len))
             .and_then(|n| n.checked_add(header.value_len));
@@ -140,7 +152,11 @@ impl Header {
 
     /// Checks the value checksum.
     pub fn check_value(&self, value: &[u8]) -> Result<(), Refusal> {
-        let actual = crc32fast::hash(value);
+        self.check_value_crc(crc32fast::hash(value))
+    }
+
+    /// Checks a value checksum computed elsewhere (streamed through a buffer).
+    pub fn check_value_crc(&self, actual: u32) -> Result<(), Refusal> {
         if actual == self.value_crc {
             Ok(())
         } else {

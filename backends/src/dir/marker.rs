@@ -14,41 +14,52 @@
 //! - 1: entries in `v1/<2 hex>/<64 hex>`, temp files in `tmp/`, entry files as drawn in
 //!   `format.rs`.
 
-use std::io::{self, Write};
-
-use tempfile::NamedTempFile;
+use std::io::Write;
 
 use super::write::sync_file;
 use super::DirStore;
+use crate::fs::{self, Access};
 use crate::marker::Kind;
-use crate::{fs, Durability, Error, Result};
+use crate::{Durability, Error, Result};
+
+/// Longer than any marker this layout writes; a longer file is not a marker.
+const MARKER_MAX_LEN: usize = 4096;
 
 /// The layout version this build writes and the newest it opens.
 pub(super) const LAYOUT_VERSION: u32 = 1;
 
 impl DirStore {
-    /// Checks the layout marker; `Ok(false)` when there is none yet.
+    /// Checks the layout marker; `Ok(false)` when there is none yet. The marker is opened
+    /// like an entry (a symlink or FIFO there is [`Error::NotOwned`], never followed or
+    /// blocked on) and read up to a small bound.
     pub(super) fn check_marker(&self) -> Result<bool> {
         let marker = Kind::Dir.path_in(&self.root);
-        match std::fs::read_to_string(&marker) {
-            Ok(text) => Kind::Dir
-                .parse(&text, LAYOUT_VERSION)
-                .map(|_| true)
-                .map_err(|r| r.into_error(&marker, None, LAYOUT_VERSION)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                Err(Error::corrupt(&marker, None, "the marker is not UTF-8"))
-            }
-            Err(e) => Err(Error::io("reading", &marker, e)),
+        let Some(mut file) = fs::open_regular(&marker, Access::Read)? else {
+            return Ok(false);
+        };
+        let mut buf = [0u8; MARKER_MAX_LEN];
+        let got =
+            fs::read_up_to(&mut file, &mut buf).map_err(|e| Error::io("reading", &marker, e))?;
+        if got == buf.len() {
+            return Err(Error::corrupt(
+                &marker,
+                None,
+                format!("longer than the {MARKER_MAX_LEN} bytes a marker may be"),
+            ));
         }
+        let text = std::str::from_utf8(&buf[..got])
+            .map_err(|_| Error::corrupt(&marker, None, "the marker is not UTF-8"))?;
+        Kind::Dir
+            .parse(text, LAYOUT_VERSION)
+            .map(|_| true)
+            .map_err(|r| r.into_error(&marker, None, LAYOUT_VERSION))
     }
 
     /// Writes the layout marker atomically (through `tmp/`), so a concurrent opener sees no
     /// marker or a whole one. Openers racing here write the same text; either rename may win.
     pub(super) fn write_marker(&self) -> Result<()> {
         let marker = Kind::Dir.path_in(&self.root);
-        let mut tmp = NamedTempFile::new_in(&self.tmp)
-            .map_err(|e| Error::io("creating a temp file in", &self.tmp, e))?;
+        let mut tmp = self.new_temp()?;
         tmp.write_all(Kind::Dir.text(LAYOUT_VERSION).as_bytes())
             .map_err(|e| Error::io("writing", tmp.path().to_path_buf(), e))?;
         if self.durability == Durability::Flush {

@@ -23,6 +23,11 @@
 //!   may write the same store at once. The last rename wins.
 //! - Files are only ever replaced by rename, never changed in place, so a memory map of an
 //!   entry stays valid and unchanged while it is used (see [`DirStore`] for the caveat).
+//! - The store opens only what it made: entry files with `O_NOFOLLOW | O_NONBLOCK` and only
+//!   when they are regular files, fan-out and temp directories only when they are real
+//!   directories (not symlinks), and it deletes from `tmp/` only its own `put-XXXXXX` files.
+//!   Anything else at those paths (a symlink, FIFO, socket, device) is refused with
+//!   [`Error::NotOwned`](crate::Error::NotOwned) naming the path, without blocking.
 
 mod format;
 mod marker;
@@ -35,20 +40,21 @@ mod tmp;
 mod write;
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fs::sync_dir;
-use crate::{Blob, Durability, EntryMeta, Error, Result, Store};
+use crate::{Blob, Durability, EntryMeta, Error, FileMode, Result, Store, VerifyReport};
+use path::Fanouts;
 use read::{Check, Target};
 use write::sync_file;
 
 pub use options::DirStoreOptions;
 
 /// Entry files at least this long are read through a memory map, smaller ones are copied
-/// into a `Vec` (and their checksum checked).
+/// into a `Vec`. Both are checked before they are returned.
 ///
 /// Measured with `backends/benches/dir_read.rs` (warm page cache, each read followed by a pass
 /// over every byte, 2-core VM, figures in `benches/RESULTS.md`): copying wins up to 128 KiB
@@ -63,7 +69,10 @@ pub const DEFAULT_STALE_TEMP_AGE: Duration = Duration::from_secs(15 * 60);
 
 const ENTRIES_DIR: &str = "v1";
 const TMP_DIR: &str = "tmp";
+/// Every temp file the store makes is named `put-` and six random characters from
+/// `[A-Za-z0-9]`; cleanup removes nothing else.
 const TMP_PREFIX: &str = "put-";
+const TMP_RANDOM_LEN: usize = 6;
 /// Temp files `put_many` holds open at once.
 const PUT_MANY_CHUNK: usize = 256;
 
@@ -78,9 +87,15 @@ const PUT_MANY_CHUNK: usize = 256;
 /// short: it reads as [`Error::Corrupt`](crate::Error::Corrupt), never as a wrong value.
 ///
 /// Reads: entry files of at least [`DEFAULT_MMAP_THRESHOLD`] bytes come back as
-/// [`Blob::is_mapped`], so a multi-GiB value is paged in on demand rather than copied; smaller ones
-/// as owned blobs, with their checksum checked. Mapped values are checked by
-/// [`DirStore::verify`] only (checking on read would page the whole value in).
+/// [`Blob::is_mapped`], so a multi-GiB value is not copied into the heap; smaller ones as owned
+/// blobs. Every read checks the value's checksum before returning it: a mapped value is
+/// streamed through the file once (a fixed 256 KiB buffer, so memory stays bounded whatever
+/// the size), which costs O(n). [`Store::read_unchecked`] is the named way to skip that pass
+/// and lend the mapped bytes as they are; [`Store::verify`] checks every entry.
+///
+/// Files: new files follow the process umask by default ([`FileMode::Umask`]); see
+/// [`DirStoreOptions::file_mode`]. Keys are at most [`DirStore::MAX_KEY_LEN`] bytes, so a
+/// damaged or planted entry file can never make a read allocate more than that for its key.
 ///
 /// Caveat: the store never modifies a file in place, but a process *outside* the store that
 /// truncates an entry file while it is mapped makes the next access to the missing pages raise
@@ -117,9 +132,17 @@ pub struct DirStore {
     tmp: PathBuf,
     durability: Durability,
     mmap_threshold: u64,
+    file_mode: FileMode,
+    /// Fan-out directories seen to be real directories, shared by clones of this handle.
+    fanouts: Arc<Fanouts>,
 }
 
 impl DirStore {
+    /// The longest key a DirStore holds, in bytes (1 MiB). Longer keys are refused by `put`
+    /// with [`Error::InvalidKey`], and an entry file declaring a longer key is
+    /// [`Error::Corrupt`] before anything is allocated for it.
+    pub const MAX_KEY_LEN: usize = format::MAX_KEY_LEN as usize;
+
     /// Opens (creating if needed) the store in `path` with the default options
     /// ([`Durability::Flush`]).
     pub fn open(path: impl AsRef<Path>) -> Result<DirStore> {
@@ -143,69 +166,40 @@ impl DirStore {
 
     /// The file that holds (or would hold) `key`'s entry.
     pub fn entry_path(&self, key: &[u8]) -> PathBuf {
-        let hex = blake3::hash(key).to_hex();
-        self.entries.join(&hex[..2]).join(hex.as_str())
+        self.locate(key).0
     }
 
-    /// Reads `key`'s whole entry and checks its value checksum, which [`Store::read`] skips
-    /// for memory-mapped values. `Ok(false)` when the key is missing.
-    pub fn verify(&self, key: &[u8]) -> Result<bool> {
-        let path = self.entry_path(key);
-        match self.open_entry(&path)? {
-            None => Ok(false),
-            Some(file) => {
-                self.load(file, &path, Some(key), Check::Full, Target::ViewOrCopy)?;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Checks every entry (header, key, value checksum, file name); returns how many were
-    /// checked, or the first damaged one as [`Error::Corrupt`].
-    pub fn verify_all(&self) -> Result<u64> {
-        let mut n = 0;
-        for path in self.entry_files()? {
-            let path = path?;
-            let Some(file) = self.open_entry(&path)? else {
-                continue;
-            };
-            self.load(file, &path, None, Check::Full, Target::ViewOrCopy)?;
-            n += 1;
-        }
-        Ok(n)
+    /// Checks `key`'s whole entry (header, key and value checksum) by streaming it through a
+    /// fixed buffer, without mapping or copying the value. `Ok(false)` when the key is missing.
+    pub fn verify_key(&self, key: &[u8]) -> Result<bool> {
+        let Some((path, file)) = self.open_key(key)? else {
+            return Ok(false);
+        };
+        self.check_entry(file, &path, Some(key))
+            .map_err(|(_, e)| e)?;
+        Ok(true)
     }
 }
 
 impl Store for DirStore {
+    /// Checked: a mapped value's checksum is verified (one streamed pass over the file)
+    /// before the view is returned. [`Store::read_unchecked`] skips that pass.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
-        let path = self.entry_path(key);
-        let Some(file) = self.open_entry(&path)? else {
-            return Ok(None);
-        };
-        Ok(Some(
-            self.load(
-                file,
-                &path,
-                Some(key),
-                Check::SkipMappedValue,
-                Target::ViewOrCopy,
-            )?
-            .1,
-        ))
+        self.read_key(key, Check::Full, Target::ViewOrCopy)
+    }
+
+    /// The mapped view of a large value without its O(n) checksum pass (header and key are
+    /// still checked, and values below the mmap threshold are checked as they are copied).
+    fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {
+        self.read_key(key, Check::SkipMappedValue, Target::ViewOrCopy)
     }
 
     /// A copy is wanted: read into a `Vec` at any size (never through a map, whose page
     /// faults cost more than a read when every byte is copied anyway).
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let path = self.entry_path(key);
-        let Some(file) = self.open_entry(&path)? else {
-            return Ok(None);
-        };
-        Ok(Some(
-            self.load(file, &path, Some(key), Check::Full, Target::Copy)?
-                .1
-                .into_vec(),
-        ))
+        Ok(self
+            .read_key(key, Check::Full, Target::Copy)?
+            .map(Blob::into_vec))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -229,9 +223,10 @@ impl Store for DirStore {
         Ok(n)
     }
 
+    /// Removes `key`'s entry file. Something at its path that is not a regular file (a
+    /// planted symlink, FIFO, ...) is refused with [`Error::NotOwned`] and left in place.
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        let path = self.entry_path(key);
-        let Some(mut file) = self.open_entry(&path)? else {
+        let Some((path, mut file)) = self.open_key(key)? else {
             return Ok(false);
         };
         // A file that provably holds another key is left alone; a damaged one at this key's
@@ -241,7 +236,7 @@ impl Store for DirStore {
             _ => {}
         }
         drop(file);
-        match fs::remove_file(&path) {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Error::io("removing", &path, e)),
@@ -250,6 +245,8 @@ impl Store for DirStore {
         Ok(true)
     }
 
+    /// Every key; an entry file that cannot be read (damaged, or not a regular file) is an
+    /// `Err` item naming its path, and the walk goes on.
     fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> {
         let files = self.entry_files()?;
         Ok(Box::new(files.filter_map(move |path| {
@@ -279,9 +276,8 @@ impl Store for DirStore {
                 Ok(None) => return None,
                 Err(e) => return Some(Err(e)),
             };
-            // The value is copied out anyway, so its checksum is checked too.
             Some(
-                self.load(file, &path, None, Check::Full, Target::ViewOrCopy)
+                self.load(file, &path, None, Check::Full, Target::Copy)
                     .map(|(k, v)| (k, v.into_vec())),
             )
         })))
@@ -289,15 +285,16 @@ impl Store for DirStore {
 
     /// Syncs everything written with [`Durability::None`]: one `syncfs(2)` of the store's
     /// filesystem on Linux, which covers entry files and directories written by any handle;
-    /// `sync(2)` on other Unixes; each entry file in turn elsewhere. A no-op with [`Durability::Flush`], where every `put` already
-    /// synced before returning.
+    /// `sync(2)` on other Unixes; each entry file in turn elsewhere. A no-op with
+    /// [`Durability::Flush`], where every `put` already synced before returning.
     fn flush(&self) -> Result<()> {
         if self.durability == Durability::Flush {
             return Ok(());
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            let root = File::open(&self.root).map_err(|e| Error::io("opening", &self.root, e))?;
+            let root =
+                std::fs::File::open(&self.root).map_err(|e| Error::io("opening", &self.root, e))?;
             rustix::fs::syncfs(&root)
                 .map_err(|e| Error::io("syncing the filesystem of", &self.root, e.into()))?;
         }
@@ -307,7 +304,7 @@ impl Store for DirStore {
         #[cfg(not(unix))]
         for path in self.entry_files()? {
             let path = path?;
-            match fs::OpenOptions::new().write(true).open(&path) {
+            match std::fs::OpenOptions::new().write(true).open(&path) {
                 Ok(file) => file
                     .sync_all()
                     .map_err(|e| Error::io("syncing", &path, e))?,
@@ -323,8 +320,7 @@ impl Store for DirStore {
     }
 
     fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> {
-        let path = self.entry_path(key);
-        let Some(mut file) = self.open_entry(&path)? else {
+        let Some((path, mut file)) = self.open_key(key)? else {
             return Ok(None);
         };
         let (header, _) = self.load_head(&mut file, &path, Some(key))?;
@@ -362,8 +358,42 @@ impl Store for DirStore {
         Ok(())
     }
 
+    /// Checks every entry file: header, key, file name and value checksum, streaming each
+    /// value through a fixed buffer (mapped ones included), so memory stays bounded. Each
+    /// entry that is damaged, not a regular file, or of a newer format is reported, under its
+    /// key when the key could be read and checked, else under an empty key (the error names
+    /// the file). Only errors about the store itself (listing `v1/`) end the walk.
+    fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for path in self.entry_files()? {
+            let path = match path {
+                Ok(path) => path,
+                Err(e) if is_entry_damage(&e) => {
+                    report.damaged.push((Vec::new(), e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let checked = match self.open_entry(&path) {
+                Ok(Some(file)) => self.check_entry(file, &path, None),
+                // Deleted since the listing.
+                Ok(None) => continue,
+                Err(e) => Err((None, e)),
+            };
+            report.checked += 1;
+            match checked {
+                Ok(_) => {}
+                Err((key, e)) if is_entry_damage(&e) => {
+                    report.damaged.push((key.unwrap_or_default(), e));
+                }
+                Err((_, e)) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
     /// Counts entry files by name without opening them, so a damaged entry is counted too
-    /// (`keys`, `scan` and [`DirStore::verify_all`] report it).
+    /// (`keys`, `scan` and [`Store::verify`] report it).
     fn len(&self) -> Result<u64> {
         let mut n = 0;
         for path in self.entry_files()? {
@@ -372,4 +402,12 @@ impl Store for DirStore {
         }
         Ok(n)
     }
+}
+
+/// Whether `e` is about one entry's file (reported by `verify`) rather than the store.
+fn is_entry_damage(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Corrupt { .. } | Error::NotOwned { .. } | Error::UpgradeRequired { .. }
+    )
 }

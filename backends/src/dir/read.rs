@@ -1,13 +1,13 @@
 //! Reading entries: the header and key first, then the value copied or memory-mapped.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
 use super::format::{self, Header, HEADER_LEN};
 use super::DirStore;
-use crate::fs::read_up_to;
+use crate::fs::{copy_checksummed, read_up_to};
 use crate::version::Refusal;
 use crate::{Blob, Error, Result};
 
@@ -31,11 +31,35 @@ pub(super) enum Target {
 }
 
 impl DirStore {
-    pub(super) fn open_entry(&self, path: &Path) -> Result<Option<File>> {
-        match File::open(path) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("opening", path, e)),
+    /// Reads `key`'s entry: `Ok(None)` when it has none.
+    pub(super) fn read_key(
+        &self,
+        key: &[u8],
+        check: Check,
+        target: Target,
+    ) -> Result<Option<Blob>> {
+        let Some((path, file)) = self.open_key(key)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.load(file, &path, Some(key), check, target)?.1))
+    }
+
+    /// Checks a whole entry without keeping its value: the header and key are read, then the
+    /// value is streamed through a fixed buffer into its checksum, so memory stays bounded at
+    /// any size. Returns the key; on failure, the key too when it was read and checked.
+    pub(super) fn check_entry(
+        &self,
+        mut file: File,
+        path: &Path,
+        expect_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, (Option<Vec<u8>>, Error)> {
+        let (header, key) = self
+            .load_head(&mut file, path, expect_key)
+            .map_err(|e| (None, e))?;
+        // `load_head` leaves the file at the first byte of the value.
+        match check_streamed(&mut file, &header, path, &key) {
+            Ok(()) => Ok(key),
+            Err(e) => Err((Some(key), e)),
         }
     }
 
@@ -72,9 +96,12 @@ impl DirStore {
             self.check_key(&header, key, path, expect_key)?;
             let range = header.value_offset()..map.len();
             if check == Check::Full {
-                header
-                    .check_value(&map[range.clone()])
-                    .map_err(|r| r.into_error(path, Some(key), format::FORMAT_VERSION))?;
+                // Through the file, not the map: a pass over the map would make every page of
+                // the value resident in this process (a 1 GiB value, 1 GiB of RSS), while
+                // reads through a fixed buffer leave the pages in the page cache only.
+                file.seek(SeekFrom::Start(header.value_offset() as u64))
+                    .map_err(|e| Error::io("reading", path, e))?;
+                check_streamed(&mut file, &header, path, key)?;
             }
             let key = key.to_vec();
             return Ok((key, Blob::mapped(Arc::new(map), range)));
@@ -125,7 +152,16 @@ impl DirStore {
         self.check_key(&header, &key, path, expect_key)?;
         let value_len = usize::try_from(file_len - header.value_offset() as u64)
             .map_err(|_| Error::corrupt(path, expect_key, "value too large for memory"))?;
-        let mut value = vec![0u8; value_len];
+        // Refused rather than aborting the process when a header declares more than fits.
+        let mut value = Vec::new();
+        value.try_reserve_exact(value_len).map_err(|_| {
+            Error::corrupt(
+                path,
+                expect_key,
+                format!("a value of {value_len} bytes does not fit in memory"),
+            )
+        })?;
+        value.resize(value_len, 0);
         let got = read_up_to(&mut file, &mut value).map_err(|e| Error::io("reading", path, e))?;
         if got != value_len {
             return Err(Error::corrupt(
@@ -154,9 +190,16 @@ impl DirStore {
         let mut head = [0u8; HEADER_LEN];
         let got = read_up_to(file, &mut head).map_err(|e| Error::io("reading", path, e))?;
         let header = decode(&head[..got], file_len, path, expect_key)?;
+        // At most `MAX_KEY_LEN`: `decode` refused longer keys.
         let mut key = vec![0u8; header.key_len as usize];
-        file.read_exact(&mut key)
-            .map_err(|e| Error::io("reading", path, e))?;
+        let got = read_up_to(file, &mut key).map_err(|e| Error::io("reading", path, e))?;
+        if got != key.len() {
+            return Err(Error::corrupt(
+                path,
+                expect_key,
+                "file shorter than its header says",
+            ));
+        }
         self.check_key(&header, &key, path, expect_key)?;
         Ok((header, key))
     }
@@ -225,3 +268,24 @@ fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
 /// Above this size an owned read fetches the value into its own buffer instead of reading
 /// the whole file and moving the value down over the header.
 const SPLIT_READ: u64 = 64 << 10;
+
+/// Streams the `header.value_len` bytes at `file`'s position into their checksum and checks it.
+fn check_streamed(file: &mut File, header: &Header, path: &Path, key: &[u8]) -> Result<()> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut value = (&*file).take(header.value_len);
+    let got = copy_checksummed(&mut value, &mut crc, header.value_len, |_| Ok(()))
+        .map_err(|e| Error::io("reading", path, e))?;
+    if got != header.value_len {
+        return Err(Error::corrupt(
+            path,
+            Some(key),
+            format!(
+                "truncated: the value is {got} bytes, its header says {}",
+                header.value_len
+            ),
+        ));
+    }
+    header
+        .check_value_crc(crc.finalize())
+        .map_err(|r| r.into_error(path, Some(key), format::FORMAT_VERSION))
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use tempfile::NamedTempFile;
 
 use super::format::{Header, HEADER_LEN};
-use super::{DirStore, TMP_PREFIX};
+use super::{DirStore, TMP_PREFIX, TMP_RANDOM_LEN};
 use crate::fs::{self, sync_dir};
 use crate::{Durability, Error, Result};
 
@@ -18,19 +18,17 @@ impl DirStore {
         key: &[u8],
         write_value: impl FnOnce(&mut File, &Path, &[u8; HEADER_LEN]) -> Result<u64>,
     ) -> Result<(NamedTempFile, u64)> {
-        if u32::try_from(key.len()).is_err() {
+        if key.len() > DirStore::MAX_KEY_LEN {
             return Err(Error::InvalidKey {
                 key: crate::KeyDisplay::new(key),
                 reason: format!(
-                    "{} bytes is longer than a DirStore key may be (4 GiB)",
-                    key.len()
+                    "{} bytes is longer than a DirStore key may be ({} bytes)",
+                    key.len(),
+                    DirStore::MAX_KEY_LEN
                 ),
             });
         }
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TMP_PREFIX)
-            .tempfile_in(&self.tmp)
-            .map_err(|e| Error::io("creating a temp file in", &self.tmp, e))?;
+        let mut tmp = self.new_temp()?;
         let path = tmp.path().to_path_buf();
         // Held until the file is closed after its rename; tells a cleaner it is in use.
         tmp.as_file()
@@ -77,9 +75,27 @@ impl DirStore {
         })
     }
 
-    /// Moves a whole temp file over `key`'s entry; creates the fan-out directory on first use.
-    /// Does not sync the entry's directory.
+    /// A new temp file in `tmp/`, named `put-XXXXXX` (the only names cleanup removes),
+    /// created with `O_EXCL` (so never through a planted symlink) and the store's file mode.
+    pub(super) fn new_temp(&self) -> Result<NamedTempFile> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TMP_PREFIX).rand_bytes(TMP_RANDOM_LEN);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Passed to open(2), so the umask still applies.
+            builder.permissions(std::fs::Permissions::from_mode(self.file_mode.file_bits()));
+        }
+        builder
+            .tempfile_in(&self.tmp)
+            .map_err(|e| Error::io("creating a temp file in", &self.tmp, e))
+    }
+
+    /// Moves a whole temp file over `key`'s entry; checks the fan-out directory (creating it on
+    /// first use) so nothing is renamed through a planted symlink. Does not sync the entry's
+    /// directory.
     pub(super) fn publish(&self, tmp: NamedTempFile, dest: &Path) -> Result<()> {
+        self.ready_fanout(dest)?;
         #[cfg(target_os = "linux")]
         let tmp = match exchange(tmp, dest)? {
             None => return Ok(()),
@@ -90,8 +106,9 @@ impl DirStore {
             Err(e) if e.error.kind() == io::ErrorKind::NotFound => e.file,
             Err(e) => return Err(Error::io("renaming into place", dest, e.error)),
         };
+        // The fan-out directory was removed by hand since this handle checked it.
         let fanout = dest.parent().expect("entry paths have a fan-out directory");
-        create_dir_if_missing(fanout)?;
+        fs::ensure_dir(fanout, self.file_mode)?;
         if self.durability == Durability::Flush {
             sync_dir(&self.entries)?;
         }
@@ -168,13 +185,5 @@ fn exchange(tmp: NamedTempFile, dest: &Path) -> Result<Option<NamedTempFile>> {
         }
         Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => Ok(Some(tmp)),
         Err(e) => Err(Error::io("replacing", dest, e.into())),
-    }
-}
-
-pub(super) fn create_dir_if_missing(dir: &Path) -> Result<()> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io("creating the directory", dir, e)),
     }
 }

@@ -66,7 +66,11 @@ fn fixture_v1_opens_with_exact_contents() {
     );
     let scanned: BTreeMap<_, _> = store.scan().unwrap().map(Result::unwrap).collect();
     assert_eq!(scanned, expected);
-    assert_eq!(store.verify_all().unwrap(), expected.len() as u64);
+    let report = store.verify().unwrap();
+    assert_eq!(
+        (report.checked, report.damaged.len()),
+        (expected.len() as u64, 0)
+    );
     assert!(!store.read(b"large").unwrap().unwrap().is_zero_copy());
     // The same entries read through memory maps.
     let mapped = store_with_threshold(&dir, 64 * 1024);
@@ -128,7 +132,8 @@ fn fixture_bad_magic_is_corrupt() {
         b"hello",
         "bad magic",
     );
-    assert!(store.verify_all().unwrap_err().is_corrupt());
+    let report = store.verify().unwrap();
+    assert!(report.damaged.len() == 1 && report.damaged[0].1.is_corrupt());
 }
 
 #[test]
@@ -158,7 +163,7 @@ fn fixture_flipped_value_byte_is_corrupt() {
         "value checksum",
     );
     assert_corrupt(
-        store.verify(b"hello").unwrap_err(),
+        store.verify_key(b"hello").unwrap_err(),
         &path,
         b"hello",
         "value checksum",

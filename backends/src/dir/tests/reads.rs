@@ -33,7 +33,7 @@ fn a_mapped_value_stays_whole_after_overwrite_and_delete() {
 }
 
 #[test]
-fn verify_catches_damage_that_a_mapped_read_does_not_check() {
+fn verify_catches_damage_that_an_unchecked_mapped_read_does_not_check() {
     let temp = tempfile::tempdir().unwrap();
     let store = store_with_threshold(temp.path(), 64);
     store.put(b"k", &[5u8; 4000]).unwrap();
@@ -41,17 +41,18 @@ fn verify_catches_damage_that_a_mapped_read_does_not_check() {
     let mut bytes = fs::read(&path).unwrap();
     bytes[2000] ^= 0xff;
     fs::write(&path, bytes).unwrap();
-    let blob = store.read(b"k").unwrap().unwrap();
+    let blob = store.read_unchecked(b"k").unwrap().unwrap();
     assert!(blob.is_mapped());
     drop(blob);
     assert_corrupt(
-        store.verify(b"k").unwrap_err(),
+        store.verify_key(b"k").unwrap_err(),
         &path,
         b"k",
         "value checksum",
     );
-    assert!(store.verify_all().unwrap_err().is_corrupt());
-    assert!(!store.verify(b"missing").unwrap());
+    let report = store.verify().unwrap();
+    assert!(report.damaged.len() == 1 && report.damaged[0].1.is_corrupt());
+    assert!(!store.verify_key(b"missing").unwrap());
 }
 
 #[test]

@@ -26,8 +26,8 @@ fn iteration_skips_temp_and_foreign_files() {
 fn stale_temp_files_are_removed_unless_a_writer_holds_their_lock() {
     let temp = tempfile::tempdir().unwrap();
     let store = DirStore::open(temp.path()).unwrap();
-    let dead = temp.path().join("tmp/put-dead");
-    let live = temp.path().join("tmp/put-live");
+    let dead = temp.path().join("tmp/put-Dead01");
+    let live = temp.path().join("tmp/put-Live01");
     fs::write(&dead, b"left by a crashed writer").unwrap();
     fs::write(&live, b"being written").unwrap();
     let writer = fs::File::open(&live).unwrap();
