@@ -1,6 +1,7 @@
 //! DirStore reads copied into a `Vec` versus memory-mapped, per entry size, and DirStore puts
 //! beside a raw `std::fs::write`/`read` of one file per key. The crossing point of the first
-//! group sets `DEFAULT_MMAP_THRESHOLD`.
+//! group sets `DEFAULT_MMAP_THRESHOLD`. The last group is what the value check of a mapped
+//! read costs: `read` (checked) against `read_unchecked` on a 64 MiB entry.
 //!
 //! `cargo bench -p cacher-store --bench dir_read -- --warm-up-time 1 --measurement-time 3`
 
@@ -99,5 +100,44 @@ fn put_and_get_vs_raw_files(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, read_copied_vs_mapped, put_and_get_vs_raw_files);
+/// A mapped 64 MiB read with its checksum pass (`read`) and without (`read_unchecked`), alone
+/// and followed by a pass over every byte as a caller using the value would make.
+fn checked_vs_unchecked_mapped_read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dir_read_64mib");
+    group.sample_size(20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::options()
+        .durability(Durability::None)
+        .open(dir.path())
+        .unwrap();
+    let size = 64usize << 20;
+    let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    store.put(b"big", &value).unwrap();
+    drop(value);
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function("read_unchecked", |b| {
+        b.iter(|| black_box(store.read_unchecked(b"big").unwrap().unwrap().len()))
+    });
+    group.bench_function("read", |b| {
+        b.iter(|| black_box(store.read(b"big").unwrap().unwrap().len()))
+    });
+    group.bench_function("read_unchecked_then_use", |b| {
+        b.iter(|| {
+            black_box(crc32fast::hash(
+                &store.read_unchecked(b"big").unwrap().unwrap(),
+            ))
+        })
+    });
+    group.bench_function("read_then_use", |b| {
+        b.iter(|| black_box(crc32fast::hash(&store.read(b"big").unwrap().unwrap())))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    read_copied_vs_mapped,
+    put_and_get_vs_raw_files,
+    checked_vs_unchecked_mapped_read
+);
 criterion_main!(benches);

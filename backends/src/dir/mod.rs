@@ -90,8 +90,10 @@ const PUT_MANY_CHUNK: usize = 256;
 /// [`Blob::is_mapped`], so a multi-GiB value is not copied into the heap; smaller ones as owned
 /// blobs. Every read checks the value's checksum before returning it: a mapped value is
 /// streamed through the file once (a fixed 256 KiB buffer, so memory stays bounded whatever
-/// the size), which costs O(n). [`Store::read_unchecked`] is the named way to skip that pass
-/// and lend the mapped bytes as they are; [`Store::verify`] checks every entry.
+/// the size), which costs O(n): 28 ms for a 64 MiB value against 41 µs unchecked, or 35 ms
+/// against 16 ms when the caller then passes over every byte (`benches/dir_read.rs`,
+/// `dir_read_64mib`, warm page cache, 2-core VM). [`Store::read_unchecked`] is the named way to
+/// skip that pass and lend the mapped bytes as they are; [`Store::verify`] checks every entry.
 ///
 /// Files: new files follow the process umask by default ([`FileMode::Umask`]); see
 /// [`DirStoreOptions::file_mode`]. Keys are at most [`DirStore::MAX_KEY_LEN`] bytes, so a
