@@ -110,5 +110,4 @@ fn store_with_threshold(dir: &Path, threshold: u64) -> DirStore {
 }
 
 mod fixtures;
-mod reads;
 mod writes;

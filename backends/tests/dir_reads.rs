@@ -1,9 +1,36 @@
-//! Reads: copied or mapped, damage caught, names never taken from the key.
+//! DirStore reads: copied or mapped by size, a mapped value whole after its entry is replaced,
+//! damage caught, entry names never taken from the key. Public API only.
 
 use std::fs;
+use std::path::Path;
 
-use super::*;
-use crate::Store;
+use cacher_store::{DirStore, Durability, Error, KeyDisplay, Store};
+
+fn store_with_threshold(dir: &Path, threshold: u64) -> DirStore {
+    DirStore::options()
+        .durability(Durability::None)
+        .mmap_threshold(threshold)
+        .open(dir)
+        .unwrap()
+}
+
+fn assert_corrupt(err: Error, path: &Path, key: &[u8], reason_has: &str) {
+    match err {
+        Error::Corrupt {
+            path: p,
+            key: k,
+            reason,
+        } => {
+            assert_eq!(p, path, "path in the corrupt error");
+            assert_eq!(k, Some(KeyDisplay::new(key)), "key in the corrupt error");
+            assert!(
+                reason.contains(reason_has),
+                "reason {reason:?} should mention {reason_has:?}"
+            );
+        }
+        other => panic!("expected Error::Corrupt, got {other:?}"),
+    }
+}
 
 #[test]
 fn files_at_the_threshold_are_mapped_and_smaller_ones_owned() {
