@@ -14,8 +14,8 @@
 //! - `header crc32` covers bytes `0..28` followed by the key, so a damaged length, a damaged
 //!   key or a damaged value checksum is caught by reading the header alone.
 //! - `value crc32` covers the value. It is checked on every read before the value is returned,
-//!   copied or memory-mapped (a mapped value is streamed through the file once for it); only
-//!   `Store::read_unchecked` skips it for a mapped value.
+//!   copied or memory-mapped (through the map up to 32 MiB, streamed through the file above);
+//!   only `Store::read_unchecked` skips it for a mapped value.
 //! - `key_len` is at most 1 MiB (`MAX_KEY_LEN`); a header declaring more is corrupt.
 //! - The file is exactly `32 + key_len + value_len` bytes; anything shorter is truncated,
 //!   anything longer is damaged. Both are [`Error::Corrupt`](crate::Error::Corrupt).

@@ -88,11 +88,13 @@ const PUT_MANY_CHUNK: usize = 256;
 ///
 /// Reads: entry files of at least [`DEFAULT_MMAP_THRESHOLD`] bytes come back as
 /// [`Blob::is_mapped`], so a multi-GiB value is not copied into the heap; smaller ones as owned
-/// blobs. Every read checks the value's checksum before returning it: a mapped value is
-/// streamed through the file once (a fixed 256 KiB buffer, so memory stays bounded whatever
-/// the size), which costs O(n): 28 ms for a 64 MiB value against 41 µs unchecked, or 35 ms
-/// against 16 ms when the caller then passes over every byte (`benches/dir_read.rs`,
-/// `dir_read_64mib`, warm page cache, 2-core VM). [`Store::read_unchecked`] is the named way to
+/// blobs. Every read checks the value's checksum before returning it, which costs O(n): a
+/// mapped value up to 32 MiB is checked through the map (its pages, which the caller is about
+/// to touch, become resident), a larger one is streamed through the file with a fixed 256 KiB
+/// buffer so memory stays bounded whatever the size. Measured (`benches/dir_read.rs`,
+/// `dir_read_checked`, warm page cache, 2-core VM under load 6): 1 MiB `read` 93 µs against
+/// 16 µs unchecked (113 µs against 78 µs when the caller then passes over every byte); 64 MiB
+/// `read` 17-28 ms against 23-41 µs unchecked. [`Store::read_unchecked`] is the named way to
 /// skip that pass and lend the mapped bytes as they are; [`Store::verify`] checks every entry.
 ///
 /// Files: new files follow the process umask by default ([`FileMode::Umask`]); see

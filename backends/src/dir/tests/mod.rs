@@ -110,4 +110,5 @@ fn store_with_threshold(dir: &Path, threshold: u64) -> DirStore {
 }
 
 mod fixtures;
+mod mapped;
 mod writes;
