@@ -1,6 +1,7 @@
 //! DirStore reads copied into a `Vec` versus memory-mapped, per entry size, and DirStore puts
 //! beside a raw `std::fs::write`/`read` of one file per key. The crossing point of the first
-//! group sets `DEFAULT_MMAP_THRESHOLD`.
+//! group sets `DEFAULT_MMAP_THRESHOLD`. The last group is what the value check of a mapped
+//! read costs: `read` (checked) against `read_unchecked` on 1 MiB and 64 MiB entries.
 //!
 //! `cargo bench -p cacher-store --bench dir_read -- --warm-up-time 1 --measurement-time 3`
 
@@ -99,5 +100,47 @@ fn put_and_get_vs_raw_files(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, read_copied_vs_mapped, put_and_get_vs_raw_files);
+/// A mapped read with its checksum pass (`read`) and without (`read_unchecked`), alone and
+/// followed by a pass over every byte as a caller using the value would make. 1 MiB is
+/// checked through the map, 64 MiB streamed through the file (above `MAP_CHECK_MAX`).
+fn checked_vs_unchecked_mapped_read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dir_read_checked");
+    group.sample_size(20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::options()
+        .durability(Durability::None)
+        .open(dir.path())
+        .unwrap();
+    for size in [1usize << 20, 64 << 20] {
+        let key = format!("k{size}").into_bytes();
+        let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        store.put(&key, &value).unwrap();
+        drop(value);
+        group.throughput(Throughput::Bytes(size as u64));
+        let unchecked = |key: &[u8]| store.read_unchecked(key).unwrap().unwrap();
+        let checked = |key: &[u8]| store.read(key).unwrap().unwrap();
+        group.bench_with_input(BenchmarkId::new("read_unchecked", size), &key, |b, k| {
+            b.iter(|| black_box(unchecked(k).len()))
+        });
+        group.bench_with_input(BenchmarkId::new("read", size), &key, |b, k| {
+            b.iter(|| black_box(checked(k).len()))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("read_unchecked_then_use", size),
+            &key,
+            |b, k| b.iter(|| black_box(crc32fast::hash(&unchecked(k)))),
+        );
+        group.bench_with_input(BenchmarkId::new("read_then_use", size), &key, |b, k| {
+            b.iter(|| black_box(crc32fast::hash(&checked(k))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    read_copied_vs_mapped,
+    put_and_get_vs_raw_files,
+    checked_vs_unchecked_mapped_read
+);
 criterion_main!(benches);
