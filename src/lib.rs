@@ -70,3 +70,8 @@ pub use cacher_macros::memoize;
 pub use cacher_store as store;
 /// A bounded memory tier in front of a disk store (from [`store`]).
 pub use cacher_store::Tiered;
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
