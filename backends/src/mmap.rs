@@ -13,7 +13,8 @@ use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Error, Result};
 
-/// Maps the first `len` bytes of `file` read-only and shared.
+/// Maps the first `len` bytes of `file` read-only and shared (an error when `len` exceeds the
+/// address space).
 ///
 /// The rule every caller keeps: **no byte this crate reads through the map is ever modified,
 /// and the file is never truncated below it, while any handle of the store may hold the map.**
@@ -28,7 +29,17 @@ use crate::error::{Error, Result};
 ///
 /// A process outside the store that rewrites or truncates a store file in place breaks the
 /// rule; the store docs tell users not to, as every mmap-based store (LMDB included) does.
-pub(crate) fn map_immutable(file: &File, len: usize, path: &Path) -> Result<Mmap> {
+pub(crate) fn map_immutable(file: &File, len: u64, path: &Path) -> Result<Mmap> {
+    let len = usize::try_from(len).map_err(|_| {
+        Error::io(
+            "memory-mapping",
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "file larger than the address space",
+            ),
+        )
+    })?;
     // SAFETY: the map is read-only, and the rule above (kept by every caller in this crate)
     // guarantees the mapped bytes that are read never change and are never truncated away.
     #[expect(

@@ -1,7 +1,7 @@
 //! Reading entries: the header and key first, then the value copied or memory-mapped.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -257,16 +257,6 @@ fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
         .metadata()
         .map_err(|e| Error::io("reading the metadata of", path, e))?
         .len();
-    let len = usize::try_from(len).map_err(|_| {
-        Error::io(
-            "memory-mapping",
-            path,
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "file larger than the address space",
-            ),
-        )
-    })?;
     // Sound by the rename-only rule of `crate::mmap::map_immutable`.
     crate::mmap::map_immutable(file, len, path)
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use memmap2::Mmap;
 use super::open::file_len;
 use super::record::RECORD_HEADER_LEN;
 use super::scan::Entry;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Where a value sits in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,16 +105,6 @@ pub(super) fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
     let len = file_len(file, path)?;
     #[cfg(all(unix, target_pointer_width = "64"))]
     let len = len.div_ceil(MAP_STEP).max(1) * MAP_STEP;
-    let len = usize::try_from(len).map_err(|_| {
-        Error::io(
-            "memory-mapping",
-            path,
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "file larger than the address space",
-            ),
-        )
-    })?;
     // Sound by the append-only rule of `crate::mmap::map_immutable` (see also `LogStore` docs,
     // "Processes, and why the memory map is sound").
     Ok(Arc::new(crate::mmap::map_immutable(file, len, path)?))
