@@ -8,8 +8,19 @@
 //! `heed` is re-exported as [`heed`](self::heed) so callers name the same version.
 
 mod env;
+mod error;
+mod layout;
+mod options;
+mod pages;
+mod retry;
+mod shared;
 mod store;
 
-pub use env::{LmdbEnv, LmdbEnvStats, LmdbOptions, TxnError};
+pub use env::{LmdbEnv, LmdbEnvStats};
+pub use error::TxnError;
 pub use heed;
+pub use options::LmdbOptions;
 pub use store::LmdbStore;
+
+#[cfg(test)]
+mod tests;
