@@ -116,3 +116,15 @@ fn a_file_that_is_not_lmdb_is_reported_corrupt() {
     let err = LmdbEnv::open(dir.path(), &small()).unwrap_err();
     assert!(err.is_corrupt(), "{err:?}");
 }
+
+#[test]
+fn txn_error_is_a_std_error_that_prints_its_cause_once() {
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+    let err = TxnError::from(Error::corrupt("/store", Some(b"k"), "bad crc"));
+    assert_error(&err);
+    let text = err.to_string();
+    assert!(text.contains("bad crc"), "{text}");
+    // Transparent: the wrapper adds no link of its own to the chain.
+    let boxed: Box<dyn std::error::Error> = Box::new(err);
+    assert!(boxed.source().is_none(), "{:?}", boxed.source());
+}

@@ -10,13 +10,15 @@ use crate::Error;
 /// The error a transaction closure passed to [`LmdbEnv::read`] or [`LmdbEnv::write`] returns:
 /// either heed's (which the environment inspects for map-full, map-resized and readers-full)
 /// or one of this crate's (passed through unchanged, e.g. [`Error::Corrupt`] for bytes the
-/// closure found damaged). Both convert with `?`.
-#[derive(Debug)]
+/// closure found damaged). Both convert with `?`. It prints as the error it holds.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TxnError {
     /// An error from heed or LMDB.
+    #[error(transparent)]
     Heed(heed::Error),
     /// An error of this crate, reported as is.
+    #[error(transparent)]
     Store(Error),
 }
 

@@ -15,6 +15,7 @@ mod pages;
 mod retry;
 mod shared;
 mod store;
+mod verify;
 
 pub use env::{LmdbEnv, LmdbEnvStats};
 pub use error::TxnError;

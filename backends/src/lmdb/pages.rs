@@ -3,6 +3,7 @@
 
 use std::ops::Bound;
 
+use super::layout::{Layout, LONG_HEADER, TAG_HASHED, TAG_PLAIN};
 use super::{LmdbStore, TxnError};
 use crate::Result;
 
@@ -12,13 +13,16 @@ pub(super) const KEYS_PER_PAGE: usize = 1024;
 /// Value bytes fetched per read transaction by `scan` (at least one entry per page).
 pub(super) const SCAN_BYTES_PER_PAGE: usize = 8 << 20;
 
+/// Called with each raw entry `(stored key, LMDB value)` of a page; `Ok(false)` stops.
+pub(super) type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 impl LmdbStore {
-    /// Reads one page of entries after the stored key `after`, calling `f` with each decoded
-    /// entry until it returns `false`; returns the last stored key visited.
-    fn page(
+    /// Reads one page of raw LMDB entries after the stored key `after`, calling `f` with each
+    /// until it returns `false`; returns the last stored key visited.
+    pub(super) fn raw_page(
         &self,
         after: Option<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        f: &mut RawVisitor<'_>,
     ) -> Result<Option<Vec<u8>>> {
         self.env.read(|rtxn| -> Result<Option<Vec<u8>>, TxnError> {
             let start = match after {
@@ -29,13 +33,28 @@ impl LmdbStore {
             let mut last = None;
             for entry in self.data.range(rtxn, &range)? {
                 let (stored, raw) = entry?;
-                let (key, value) = self.decode_entry(stored, raw)?;
                 last = Some(stored.to_vec());
-                if !f(key, value) {
+                if !f(stored, raw)? {
                     break;
                 }
             }
             Ok(last)
+        })
+    }
+
+    /// Reads one page of entries after the stored key `after`, calling `f` with each decoded
+    /// and checked entry until it returns `false`; returns the last stored key visited.
+    fn page(
+        &self,
+        after: Option<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<Option<Vec<u8>>> {
+        self.raw_page(after, &mut |stored, raw| {
+            let (key, value) = self
+                .layout
+                .decode_entry(stored, raw)
+                .map_err(|r| self.refused(Some(&reported_key(stored, raw)), r))?;
+            Ok(f(key, value))
         })
     }
 
@@ -72,5 +91,25 @@ impl LmdbStore {
                 Ok(Some(last)) => after = Some(last),
             }
         }))
+    }
+}
+
+/// The key to name in an error about the entry `stored`/`raw`, whose checks failed: the key
+/// for a key stored as is, the full key kept beside the value for a hashed one when it can be
+/// read, else the stored key itself.
+pub(super) fn reported_key(stored: &[u8], raw: &[u8]) -> Vec<u8> {
+    match stored.split_first() {
+        Some((&TAG_PLAIN, key)) => key.to_vec(),
+        Some((&TAG_HASHED, _)) => [Layout::V2, Layout::V1]
+            .iter()
+            .find_map(|layout| {
+                let body = raw.get(layout.crc_len()..)?;
+                let len = usize::try_from(crate::le::u64_at(body, 0)?).ok()?;
+                body.get(LONG_HEADER..LONG_HEADER.checked_add(len)?)
+                    .filter(|key| blake3::hash(key).as_bytes()[..] == stored[1..])
+                    .map(<[u8]>::to_vec)
+            })
+            .unwrap_or_else(|| stored.to_vec()),
+        _ => stored.to_vec(),
     }
 }

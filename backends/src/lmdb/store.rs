@@ -7,11 +7,12 @@
 //!
 //!   ```text
 //!   +----------------------+------------------+
-//!   | b"cacherLM" (8 B)    | version u32 LE   |     version 1
+//!   | b"cacherLM" (8 B)    | version u32 LE   |     version 1 or 2
 //!   +----------------------+------------------+
 //!   ```
 //!   A newer version is refused with [`Error::UpgradeRequired`]; a wrong magic or length is
-//!   [`Error::Corrupt`].
+//!   [`Error::Corrupt`]. A new store is created as version 2; a store created as version 1
+//!   stays version 1 (its values keep their layout and new ones are written the same way).
 //!
 //! - `cacher-store`: one LMDB entry per stored key. LMDB keys are limited to 511 bytes (and
 //!   LMDB rejects an empty key), so every stored key starts with a one-byte tag:
@@ -19,17 +20,37 @@
 //!   ```text
 //!   short key (0..=510 bytes):
 //!     LMDB key   = 0x00 | key
-//!     LMDB value = value
+//!     LMDB value = [crc u32 LE] | value
 //!
 //!   long key (511 bytes and more):
 //!     LMDB key   = 0x01 | blake3(key)                      (33 bytes)
-//!     LMDB value = key_len u64 LE | key | value
+//!     LMDB value = [crc u32 LE] | key_len u64 LE | key | value
+//!
+//!   crc (version 2 only) = CRC-32 (IEEE, crc32fast) of the LMDB key, then of every byte of
+//!                          the LMDB value after the crc field
 //!   ```
 //!   A long key's full bytes are kept beside its value and compared on every read, so a hash
 //!   collision can never return another key's value (it reads as missing; a put of a
 //!   colliding key would replace the other key's entry — a 2^-128 event). The tag also keeps
 //!   the empty key storable (as the one-byte LMDB key `0x00`) and lets iteration give every
 //!   key back exactly. Any other tag byte is [`Error::Corrupt`].
+//!
+//! # Every value is checked (version 2)
+//! Every read path — `get`, `read`, `with_value` (before the bytes are lent), `get_many`,
+//! `scan`, `keys`, and `meta`/`contains` (which read the value's length and, for a long key,
+//! the full key beside it) — checks the CRC first, and a mismatch is [`Error::Corrupt`] naming
+//! the key: a damaged byte in a value, in its key, or a value paired with another key's entry
+//! never comes back. [`Store::verify`] checks every entry and reports each damaged key. The
+//! CRC costs one pass over the value per read (crc32fast uses the CPU's carry-less multiply;
+//! see `benches/RESULTS.md` for the cost per get). Version-1 stores have no checksum: their
+//! values are returned as LMDB holds them.
+//!
+//! # Limits
+//! One value holds at most 2 GiB − 64 KiB − 16 bytes, less 4 bytes for the CRC and, for a
+//! key over 510 bytes, the key and 8 bytes (LMDB writes a value's pages with one `pwrite`,
+//! which Linux cuts short at just under 2 GiB, and LMDB fails the commit with `EIO`). A longer
+//! value is refused before anything is read or written, with [`Error::InvalidArgument`]
+//! naming the limit; `DirStore` and `LogStore` hold values of any size.
 //!
 //! # Zero copy
 //! [`Store::with_value`] lends `&[u8]` straight from LMDB's map inside a read transaction.
@@ -48,10 +69,11 @@ use std::path::Path;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
-use super::layout::{StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, LONG_HEADER, MAGIC, META_DB};
+use super::layout::{Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
 use super::{LmdbEnv, LmdbOptions, TxnError};
-use crate::{Blob, Durability, EntryMeta, Error, Result, Store};
+use crate::version::Refusal;
+use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 
 /// A byte store in an LMDB environment, shared by many threads and processes at once.
 ///
@@ -79,6 +101,8 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store};
 pub struct LmdbStore {
     pub(super) env: LmdbEnv,
     pub(super) data: Database<'static, Bytes, Bytes>,
+    /// The value layout named by the store's format record.
+    pub(super) layout: Layout,
 }
 
 impl LmdbStore {
@@ -93,54 +117,40 @@ impl LmdbStore {
         Self::from_env(LmdbEnv::open(dir, options)?)
     }
 
-    /// Opens the store in an environment already open, checking or writing its format record.
+    /// Opens the store in an environment already open, checking or writing its format record
+    /// (a new store gets the newest layout; an existing one keeps the layout it was made with).
     pub fn from_env(env: LmdbEnv) -> Result<LmdbStore> {
         let meta = env.create_database(META_DB)?;
         let data = env.create_database(DATA_DB)?;
         let path = env.path().to_path_buf();
-        let check = |raw: &[u8]| -> Result<()> {
-            let version = match raw {
-                [m @ .., a, b, c, d] if m == MAGIC => u32::from_le_bytes([*a, *b, *c, *d]),
-                _ => {
-                    return Err(Error::corrupt(
-                        &path,
-                        Some(FORMAT_KEY),
-                        format!("bad format record ({} bytes)", raw.len()),
-                    ))
-                }
-            };
-            if version > FORMAT_VERSION {
-                return Err(Error::UpgradeRequired {
-                    path: path.clone(),
-                    found: version,
-                    supported: FORMAT_VERSION,
-                });
-            }
-            if version == 0 {
-                return Err(Error::corrupt(&path, Some(FORMAT_KEY), "format version 0"));
-            }
-            Ok(())
+        let check = |raw: &[u8]| -> Result<Layout, TxnError> {
+            Layout::from_record(raw)
+                .map_err(|r| TxnError::Store(r.into_error(&path, Some(FORMAT_KEY), FORMAT_VERSION)))
         };
-        let found = env.read(|rtxn| -> Result<bool, TxnError> {
-            match meta.get(rtxn, FORMAT_KEY)? {
-                Some(raw) => check(raw).map(|()| true).map_err(TxnError::Store),
-                None => Ok(false),
-            }
+        let found = env.read(|rtxn| -> Result<Option<Layout>, TxnError> {
+            meta.get(rtxn, FORMAT_KEY)?.map(check).transpose()
         })?;
-        if !found {
+        let layout = match found {
+            Some(layout) => layout,
             // Written in a write transaction that checks again, so two processes creating the
             // store at once agree on one record.
-            env.write(|wtxn| -> Result<(), TxnError> {
+            None => env.write(|wtxn| -> Result<Layout, TxnError> {
                 if let Some(raw) = meta.get(wtxn, FORMAT_KEY)? {
-                    return check(raw).map_err(TxnError::Store);
+                    return check(raw);
                 }
-                let mut record = MAGIC.to_vec();
-                record.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-                meta.put(wtxn, FORMAT_KEY, &record)?;
-                Ok(())
-            })?;
-        }
-        Ok(LmdbStore { env, data })
+                let layout = Layout::V2;
+                meta.put(wtxn, FORMAT_KEY, &layout.record())?;
+                Ok(layout)
+            })?,
+        };
+        Ok(LmdbStore { env, data, layout })
+    }
+
+    /// The layout version of this store's values: 2 (every value checksummed) for a store
+    /// created by this build, 1 for a store created before version 2 (values unchecked; see
+    /// the module docs).
+    pub fn layout_version(&self) -> u32 {
+        self.layout.version()
     }
 
     /// The environment the store lives in.
@@ -152,26 +162,51 @@ impl LmdbStore {
     pub fn raw_database(&self) -> Database<'static, Bytes, Bytes> {
         self.data
     }
-    /// Looks `key` up in an open transaction.
+    /// The store error for a refusal of the bytes under `key`.
+    pub(super) fn refused(&self, key: Option<&[u8]>, refusal: Refusal) -> Error {
+        refusal.into_error(self.env.path(), key, FORMAT_VERSION)
+    }
+
+    /// Looks `key` up in an open transaction, checking its value.
     fn get_in<'t>(&self, txn: &'t RoTxn<'_>, key: &[u8]) -> Result<Option<&'t [u8]>, TxnError> {
         let stored = StoredKey::new(key);
         match self.data.get(txn, stored.bytes())? {
             None => Ok(None),
-            Some(raw) => Ok(self.unwrap_value(key, &stored, raw)?),
+            Some(raw) => Ok(self
+                .layout
+                .lookup(key, &stored, raw)
+                .map_err(|r| self.refused(Some(key), r))?),
         }
     }
 
-    fn put_in(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
-        let stored = StoredKey::new(key);
-        if !stored.is_hashed() {
-            self.data.put(wtxn, stored.bytes(), value)?;
+    /// Refuses a value too long for one LMDB value, before anything is read or written.
+    pub(super) fn check_len(&self, key: &[u8], len: u64) -> Result<()> {
+        let max = self.layout.max_value(key);
+        if len <= max as u64 {
             return Ok(());
         }
-        let len = LONG_HEADER + key.len() + value.len();
+        Err(Error::InvalidArgument {
+            op: "put",
+            path: self.env.path().to_path_buf(),
+            reason: format!(
+                "a {len}-byte value is over the {max}-byte limit of one LmdbStore value \
+                 (LMDB cannot write one value of 2 GiB or more); DirStore and LogStore hold \
+                 values of any size"
+            ),
+        })
+    }
+
+    fn put_in(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+        self.check_len(key, value.len() as u64)?;
+        let stored = StoredKey::new(key);
+        let mut prefix = self.layout.prefix(key);
+        let mut crc = self.layout.hasher(stored.bytes(), &prefix);
+        crc.update(value);
+        self.layout.seal_prefix(&mut prefix, crc);
+        let len = prefix.len() + value.len();
         self.data.put_reserved(wtxn, stored.bytes(), len, |space| {
             use std::io::Write;
-            space.write_all(&(key.len() as u64).to_le_bytes())?;
-            space.write_all(key)?;
+            space.write_all(&prefix)?;
             space.write_all(value)
         })?;
         Ok(())
@@ -225,7 +260,8 @@ impl Store for LmdbStore {
                 let Some(raw) = self.data.get(wtxn, stored.bytes())? else {
                     return Ok(false);
                 };
-                if self.unwrap_value(key, &stored, raw)?.is_none() {
+                let found = self.layout.lookup(key, &stored, raw);
+                if found.map_err(|r| self.refused(Some(key), r))?.is_none() {
                     return Ok(false);
                 }
             }
@@ -279,5 +315,12 @@ impl Store for LmdbStore {
 
     fn len(&self) -> Result<u64> {
         self.env.read(|rtxn| self.data.len(rtxn))
+    }
+
+    /// Decodes and checks every entry, reporting each damaged key, then holds LMDB's entry
+    /// count against what iteration finds (a damaged page that hides entries is reported as
+    /// [`Error::Corrupt`] for the store).
+    fn verify(&self) -> Result<VerifyReport> {
+        self.verify_entries()
     }
 }

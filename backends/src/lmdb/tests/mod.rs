@@ -6,10 +6,11 @@ mod fixtures;
 use std::path::Path;
 
 use super::layout::{
-    StoredKey, FORMAT_KEY, FORMAT_VERSION, MAGIC, MAX_PLAIN_KEY, META_DB, TAG_HASHED, TAG_PLAIN,
+    Layout, StoredKey, CRC_LEN, FORMAT_KEY, FORMAT_VERSION, MAGIC, MAX_PLAIN_KEY, META_DB,
+    TAG_HASHED, TAG_PLAIN,
 };
 use super::pages::KEYS_PER_PAGE;
-use super::{LmdbOptions, LmdbStore, TxnError};
+use super::{LmdbEnv, LmdbOptions, LmdbStore, TxnError};
 use crate::{Durability, Error, Result, Store};
 
 fn small() -> LmdbOptions {
@@ -21,10 +22,100 @@ crate::conformance_tests!(
     persistent = true
 );
 
+/// A store of layout version 1 (as made before version 2): its format record is written
+/// before the store first opens, so it keeps writing version-1 values.
+fn open_v1(dir: &Path) -> LmdbStore {
+    let env = LmdbEnv::open(dir, &small()).unwrap();
+    let meta = env.create_database(META_DB).unwrap();
+    env.write(|w| meta.put(w, FORMAT_KEY, &Layout::V1.record()))
+        .unwrap();
+    let store = LmdbStore::from_env(env).unwrap();
+    assert_eq!(store.layout_version(), 1);
+    store
+}
+
+/// The raw LMDB entries of `store`, sorted.
+fn raw_entries(store: &LmdbStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = store.raw_database();
+    let mut raw: Vec<(Vec<u8>, Vec<u8>)> = store
+        .env()
+        .read(|r| -> Result<_, TxnError> {
+            let mut out = Vec::new();
+            for e in db.iter(r)? {
+                let (k, v) = e?;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+            Ok(out)
+        })
+        .unwrap();
+    raw.sort();
+    raw
+}
+
+#[test]
+fn a_new_store_is_layout_v2_and_a_v1_store_keeps_v1() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        LmdbStore::open_with(dir.path(), &small())
+            .unwrap()
+            .layout_version(),
+        2
+    );
+    let dir = tempfile::tempdir().unwrap();
+    drop(open_v1(dir.path()));
+    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    assert_eq!(store.layout_version(), 1);
+    store.put(b"k", b"v").unwrap();
+    assert_eq!(raw_entries(&store), vec![(b"\0k".to_vec(), b"v".to_vec())]);
+}
+
+#[test]
+fn v2_values_carry_a_crc_of_their_lmdb_key_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    let long = vec![b'x'; 600];
+    store.put(b"short", b"value").unwrap();
+    store.put(&long, b"long").unwrap();
+    let raw = raw_entries(&store);
+    let crc_of = |stored: &[u8], rest: &[u8]| {
+        let mut c = crc32fast::Hasher::new();
+        c.update(stored);
+        c.update(rest);
+        c.finalize().to_le_bytes()
+    };
+    assert_eq!(raw[0].0, b"\0short");
+    assert_eq!(&raw[0].1[CRC_LEN..], b"value");
+    assert_eq!(raw[0].1[..CRC_LEN], crc_of(b"\0short", b"value"));
+    let mut hashed = vec![TAG_HASHED];
+    hashed.extend_from_slice(blake3::hash(&long).as_bytes());
+    let mut body = 600u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&long);
+    body.extend_from_slice(b"long");
+    assert_eq!(raw[1].0, hashed);
+    assert_eq!(&raw[1].1[CRC_LEN..], &body[..]);
+    assert_eq!(raw[1].1[..CRC_LEN], crc_of(&hashed, &body));
+    assert_eq!(Layout::V2.encode(b"short", b"value"), raw[0].1);
+    assert_eq!(Layout::V2.encode(&long, b"long"), raw[1].1);
+}
+
+#[test]
+fn a_value_under_another_key_fails_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    // A damaged leaf that pairs one key with another key's (intact) value.
+    plant(
+        &store,
+        StoredKey::new(b"a").bytes(),
+        &Layout::V2.encode(b"b", b"b's value"),
+    );
+    let err = store.get(b"a").unwrap_err();
+    assert!(err.is_corrupt(), "{err:?}");
+}
+
 #[test]
 fn long_keys_are_stored_under_a_hash_with_the_full_key_beside_the_value() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    let store = open_v1(dir.path());
     let long = vec![b'x'; 600];
     let short = vec![b'y'; MAX_PLAIN_KEY];
     store.put(&long, b"long").unwrap();
@@ -64,7 +155,7 @@ fn plant(store: &LmdbStore, stored: &[u8], value: &[u8]) {
 #[test]
 fn a_hash_collision_reads_as_missing_never_as_the_other_value() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    let store = open_v1(dir.path());
     let wanted = vec![b'a'; 700];
     let other = vec![b'b'; 700];
     // Pretend `other` hashed like `wanted`: its entry sits under `wanted`'s stored key.
@@ -72,6 +163,26 @@ fn a_hash_collision_reads_as_missing_never_as_the_other_value() {
     value.extend_from_slice(&other);
     value.extend_from_slice(b"other's value");
     plant(&store, StoredKey::new(&wanted).bytes(), &value);
+    assert_eq!(store.get(&wanted).unwrap(), None);
+    assert!(!store.contains(&wanted).unwrap());
+    assert!(!store.delete(&wanted).unwrap(), "deleted a colliding entry");
+    assert_eq!(store.len().unwrap(), 1);
+}
+
+#[test]
+fn a_v2_hash_collision_reads_as_missing_never_as_the_other_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    let wanted = vec![b'a'; 700];
+    let other = vec![b'b'; 700];
+    // `other`'s entry, sealed under `wanted`'s stored key (a true collision passes the crc).
+    let stored = StoredKey::new(&wanted);
+    let mut raw = Layout::V2.prefix(&other);
+    let mut crc = Layout::V2.hasher(stored.bytes(), &raw);
+    crc.update(b"other's value");
+    Layout::V2.seal_prefix(&mut raw, crc);
+    raw.extend_from_slice(b"other's value");
+    plant(&store, stored.bytes(), &raw);
     assert_eq!(store.get(&wanted).unwrap(), None);
     assert!(!store.contains(&wanted).unwrap());
     assert!(!store.delete(&wanted).unwrap(), "deleted a colliding entry");
@@ -128,12 +239,12 @@ fn set_format_record(dir: &Path, record: &[u8]) {
 fn a_newer_format_version_requires_an_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let mut record = MAGIC.to_vec();
-    record.extend_from_slice(&2u32.to_le_bytes());
+    record.extend_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     set_format_record(dir.path(), &record);
     match LmdbStore::open_with(dir.path(), &small()).unwrap_err() {
         Error::UpgradeRequired {
             found, supported, ..
-        } => assert_eq!((found, supported), (2, FORMAT_VERSION)),
+        } => assert_eq!((found, supported), (FORMAT_VERSION + 1, FORMAT_VERSION)),
         other => panic!("expected UpgradeRequired, got {other:?}"),
     }
 }
@@ -179,4 +290,51 @@ fn durability_none_commits_are_visible_and_flush_syncs() {
     drop(store);
     let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
     assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+mod decoder_never_panics {
+    use proptest::prelude::*;
+
+    use crate::lmdb::layout::{fuzz_entry, Layout, StoredKey};
+
+    /// A valid entry of either layout, then up to four bytes overwritten and a cut.
+    fn mutated() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            proptest::collection::vec(any::<u8>(), 0..700),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<bool>(),
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            any::<usize>(),
+        )
+            .prop_map(|(key, value, v2, flips, cut)| {
+                let layout = if v2 { Layout::V2 } else { Layout::V1 };
+                let stored = StoredKey::new(&key).bytes().to_vec();
+                let mut raw = layout.encode(&key, &value);
+                for (at, byte) in flips {
+                    if !raw.is_empty() {
+                        let at = at % raw.len();
+                        raw[at] = byte;
+                    }
+                }
+                raw.truncate(cut % (raw.len() + 1));
+                (stored, raw)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn random_entries_never_panic(
+            stored in proptest::collection::vec(any::<u8>(), 0..600),
+            raw in proptest::collection::vec(any::<u8>(), 0..1200),
+        ) {
+            fuzz_entry(&stored, &raw);
+        }
+
+        #[test]
+        fn mutated_entries_never_panic((stored, raw) in mutated()) {
+            fuzz_entry(&stored, &raw);
+        }
+    }
 }
