@@ -50,6 +50,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, RoTxn, RwTxn, WithoutTls};
 
 use super::error::TxnError;
+use super::files;
 use super::options::LmdbOptions;
 use super::shared::Shared;
 use crate::{Error, Result};
@@ -143,18 +144,38 @@ impl LmdbEnv {
     /// Opens (creating it and its directory if needed) the environment in directory `path`,
     /// or returns the handle already open in this process for the same directory (whose
     /// options then apply). Clears reader slots left by dead processes.
+    ///
+    /// Before LMDB sees the directory, `data.mdb`, `lock.mdb` and the resize lock are checked
+    /// with `lstat` (a symlink, FIFO or other non-regular file is [`Error::NotOwned`]) and
+    /// created by cacher when missing (`O_EXCL | O_NOFOLLOW`, [`LmdbOptions::file_mode`]), and
+    /// `data.mdb`'s two meta pages are checked: a file cut short, or meta pages whose
+    /// transaction ids are not two consecutive commits (a damaged id would roll LMDB back to
+    /// the older one), is [`Error::Corrupt`] instead of a `SIGBUS` or a silent rollback.
     pub fn open(path: impl AsRef<Path>, options: &LmdbOptions) -> Result<LmdbEnv> {
         let path = path.as_ref();
-        std::fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))?;
+        files::create_dir(path, options.file_mode)?;
         let path = path
             .canonicalize()
             .map_err(|e| Error::io("resolving", path, e))?;
         let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
         if let Some(shared) = registry.get(&path).and_then(Weak::upgrade) {
+            if let Some(kind) = options.kind {
+                match shared.options.kind {
+                    Some(open_as) if open_as != kind => {
+                        return Err(Error::WrongLayout {
+                            path,
+                            expected: kind.type_name(),
+                            found: open_as.type_name(),
+                        })
+                    }
+                    _ => crate::marker::refuse_foreign(&path, kind)?,
+                }
+            }
             return Ok(LmdbEnv {
                 shared: ManuallyDrop::new(shared),
             });
         }
+        files::prepare(&path, options.file_mode, options.kind)?;
         let shared = Arc::new(Shared::open(path.clone(), options.clone())?);
         registry.insert(path, Arc::downgrade(&shared));
         Ok(LmdbEnv {
@@ -264,6 +285,7 @@ impl LmdbEnv {
             let mut wtxn = self.shared.env.write_txn()?;
             let out = f(&mut wtxn).map_err(Into::into)?;
             wtxn.commit()?;
+            self.shared.record_commit();
             Ok(out)
         })
     }

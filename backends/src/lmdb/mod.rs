@@ -9,7 +9,9 @@
 
 mod env;
 mod error;
+mod files;
 mod layout;
+mod meta_pages;
 mod options;
 mod pages;
 mod retry;

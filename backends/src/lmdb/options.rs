@@ -1,5 +1,7 @@
 //! [`LmdbOptions`]: how an LMDB environment is opened, and the map-size rounding.
 
+use crate::fs::FileMode;
+use crate::marker::Kind;
 use crate::Durability;
 
 /// Map sizes are kept a multiple of this, which is a multiple of every page size LMDB runs
@@ -42,6 +44,14 @@ pub struct LmdbOptions {
     /// [`Durability::None`]: `MDB_NOSYNC | MDB_NOMETASYNC`, the OS writes back when it likes;
     /// a commit survives a process crash but not a power loss ([`LmdbEnv::sync`] forces it).
     pub durability: Durability,
+    /// Who may read the files the environment creates (`data.mdb`, `lock.mdb`, the resize
+    /// lock, the layout marker): [`FileMode::Umask`] (default) gives `0o666` less the process
+    /// umask, so a group can share a cache; [`FileMode::OwnerOnly`] gives `0o600`. Existing
+    /// files keep their mode.
+    pub file_mode: FileMode,
+    /// The store layout opening the environment, whose marker it must carry and whose
+    /// foreign markers it refuses (`None` for a bare environment).
+    pub(crate) kind: Option<Kind>,
 }
 
 impl Default for LmdbOptions {
@@ -52,6 +62,8 @@ impl Default for LmdbOptions {
             max_map_size: None,
             max_dbs: 16,
             durability: Durability::Flush,
+            file_mode: FileMode::Umask,
+            kind: None,
         }
     }
 }
@@ -84,6 +96,21 @@ impl LmdbOptions {
     /// Sets [`LmdbOptions::durability`].
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Sets [`LmdbOptions::file_mode`].
+    pub fn with_file_mode(mut self, file_mode: FileMode) -> Self {
+        self.file_mode = file_mode;
+        self
+    }
+
+    /// Names the store layout opening the environment: [`LmdbEnv::open`](super::LmdbEnv::open)
+    /// then refuses a directory that carries another layout's marker (with
+    /// [`Error::WrongLayout`](crate::Error::WrongLayout)) and an empty `data.mdb` under this
+    /// layout's own marker (with [`Error::Corrupt`](crate::Error::Corrupt)).
+    pub(crate) fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = Some(kind);
         self
     }
 

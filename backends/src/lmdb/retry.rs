@@ -1,22 +1,20 @@
 //! Recovery from map-full, map-resized and readers-full: the shared gate, the resize lock and
 //! the growth policy.
 
-use std::fs::File;
 use std::sync::atomic::Ordering;
 
 use heed::{MdbError, WithoutTls};
 
 use super::error::TxnError;
+use super::files::RESIZE_LOCK_FILE;
 use super::options::round_up;
 use super::shared::Shared;
+use crate::fs::{create_new, open_regular, Access};
 use crate::{Error, Result};
 
 /// After this many retries of one transaction (each after a growth, an adopted resize or a
 /// reader cleanup) the error is reported instead; only a pathological race gets near it.
 const MAX_ATTEMPTS: u32 = 64;
-
-/// The name of the inter-process resize lock file, beside `data.mdb` and `lock.mdb`.
-const RESIZE_LOCK_FILE: &str = "cacher-resize.lock";
 
 /// What to do about a failed attempt.
 enum Recovery {
@@ -85,12 +83,11 @@ impl Shared {
             return Ok(());
         }
         let lock_path = self.path.join(RESIZE_LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io("opening", &lock_path, e))?;
+        // Made by the open (see `files`); recreated the same way if someone removed it.
+        let lock = match open_regular(&lock_path, Access::ReadWrite)? {
+            Some(lock) => lock,
+            None => create_new(&lock_path, self.options.file_mode)?,
+        };
         lock.lock()
             .map_err(|e| Error::io("locking", &lock_path, e))?;
         let result = resize(&self.env);

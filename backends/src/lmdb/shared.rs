@@ -8,7 +8,9 @@ use std::sync::{RwLock, RwLockReadGuard};
 use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
 
 use super::error::engine_error;
+use super::files;
 use super::options::{round_up, LmdbOptions, MAP_ROUNDING};
+use crate::fs::{open_regular, Access};
 use crate::{Durability, Error, Result};
 
 /// One open environment: the heed handle, its gate and counters.
@@ -23,6 +25,10 @@ pub(super) struct Shared {
     pub(super) map_size: AtomicUsize,
     /// How many stale reader slots the open cleared.
     pub(super) cleared_on_open: usize,
+    /// The commit record file (see `files`), written after each commit with
+    /// `Durability::Flush`; `None` with `Durability::None`, where a power loss may keep the
+    /// record and lose the commit it names.
+    pub(super) commit_record: Option<std::fs::File>,
     /// Counters behind [`LmdbEnv::stats`].
     pub(super) grown: AtomicU64,
     pub(super) adopted: AtomicU64,
@@ -91,6 +97,13 @@ impl Shared {
             .clear_stale_readers()
             .map_err(|e| engine_error(&path, e))?;
         let map_size = AtomicUsize::new(env.info().map_size);
+        let commit_record = match options.durability {
+            Durability::Flush => {
+                let record = path.join(files::COMMIT_FILE);
+                open_regular(&record, Access::ReadWrite)?
+            }
+            _ => None,
+        };
         Ok(Shared {
             env,
             path,
@@ -98,6 +111,7 @@ impl Shared {
             gate: RwLock::new(()),
             map_size,
             cleared_on_open,
+            commit_record,
             grown: AtomicU64::new(0),
             adopted: AtomicU64::new(0),
             readers_cleared: AtomicU64::new(0),
@@ -112,4 +126,38 @@ impl Shared {
     pub(super) fn engine_error(&self, e: heed::Error) -> Error {
         engine_error(&self.path, e)
     }
+
+    /// Records the newest committed transaction after a commit. Best effort: the commit has
+    /// happened whatever this does, and a record that is missing or behind only weakens the
+    /// rollback check at the next open (it never refuses a good store).
+    ///
+    /// The record only ever grows (read and rewritten under a lock on the file), so a process
+    /// that writes late never lowers what another one recorded.
+    pub(super) fn record_commit(&self) {
+        let Some(file) = &self.commit_record else {
+            return;
+        };
+        let txn = self.env.info().last_txn_id as u64;
+        if file.lock().is_err() {
+            return;
+        }
+        let recorded = files::read_commit_from(file).unwrap_or(None).unwrap_or(0);
+        if txn > recorded {
+            let _ = write_at(file, &files::commit_record(txn));
+        }
+        let _ = file.unlock();
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+}
+
+#[cfg(not(unix))]
+fn write_at(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = file;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)
 }

@@ -69,9 +69,11 @@ use std::path::Path;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
+use super::files;
 use super::layout::{Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
 use super::{LmdbEnv, LmdbOptions, TxnError};
+use crate::marker::Kind;
 use crate::version::Refusal;
 use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 
@@ -114,12 +116,14 @@ impl LmdbStore {
     /// Opens (or creates) the store in directory `dir` with `options` (which apply only if the
     /// environment is not already open in this process: see [`LmdbEnv::open`]).
     pub fn open_with(dir: impl AsRef<Path>, options: &LmdbOptions) -> Result<LmdbStore> {
-        Self::from_env(LmdbEnv::open(dir, options)?)
+        let options = options.clone().with_kind(Kind::Lmdb);
+        Self::from_env(LmdbEnv::open(dir, &options)?)
     }
 
     /// Opens the store in an environment already open, checking or writing its format record
     /// (a new store gets the newest layout; an existing one keeps the layout it was made with).
     pub fn from_env(env: LmdbEnv) -> Result<LmdbStore> {
+        crate::marker::refuse_foreign(env.path(), Kind::Lmdb)?;
         let meta = env.create_database(META_DB)?;
         let data = env.create_database(DATA_DB)?;
         let path = env.path().to_path_buf();
@@ -143,6 +147,13 @@ impl LmdbStore {
                 Ok(layout)
             })?,
         };
+        files::ensure_marker(
+            env.path(),
+            Kind::Lmdb,
+            layout.version(),
+            FORMAT_VERSION,
+            env.options().file_mode,
+        )?;
         Ok(LmdbStore { env, data, layout })
     }
 
