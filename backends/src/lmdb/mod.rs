@@ -17,6 +17,7 @@ mod pages;
 mod retry;
 mod shared;
 mod store;
+mod stream;
 mod verify;
 
 pub use env::{LmdbEnv, LmdbEnvStats};

@@ -252,15 +252,13 @@ impl Store for LmdbStore {
         self.env.write(|wtxn| self.put_in(wtxn, key, value))
     }
 
-    /// LMDB needs a value's length before writing it (`MDB_RESERVE` included), so the reader
-    /// is buffered in memory first; the write itself is one transaction, atomic like `put`.
+    /// Streams the value without holding it in memory: a stream over 1 MiB is spooled into an
+    /// unnamed temporary file beside `data.mdb` (and refused with
+    /// [`Error::InvalidArgument`] as soon as it passes the value limit, see the module docs),
+    /// then copied into pages reserved in place (`MDB_RESERVE`). Peak memory is about the
+    /// value's size (the dirty pages LMDB holds until the commit), not two or three times it.
     fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
-        let mut buf = Vec::new();
-        reader
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io("reading the value for", self.env.path(), e))?;
-        self.put(key, &buf)?;
-        Ok(buf.len() as u64)
+        self.put_stream(key, reader)
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
