@@ -1,44 +1,4 @@
 //! [`LmdbEnv`]: one shared, self-growing LMDB environment handle per directory per process.
-//!
-//! LMDB is fast and safe to share between processes, but it leaves a few sharp edges to its
-//! caller. This module files them down once for every LMDB store in the crate:
-//!
-//! - **Once per process.** LMDB forbids opening the same environment twice in one process
-//!   (heed reports `EnvAlreadyOpened`). [`LmdbEnv::open`] keeps a process-wide registry keyed
-//!   by canonical path; a second open returns a clone of the live handle. The environment is
-//!   closed when the last handle drops, so a later open really reopens it.
-//! - **The map grows by itself.** A write that hits `MDB_MAP_FULL` is aborted, the map is
-//!   doubled (up to [`LmdbOptions::max_map_size`], past which the write fails with
-//!   [`Error::Full`]) and the write is run again. LMDB only allows a resize while this process
-//!   has no transaction open, so every transaction made through [`LmdbEnv::read`] and
-//!   [`LmdbEnv::write`] holds a process-wide gate shared, and a resize holds it exclusive; a
-//!   file lock (`cacher-resize.lock`, beside `data.mdb`) keeps two processes from resizing at
-//!   once. A process that finds the map grown by another one (`MDB_MAP_RESIZED`) adopts the new
-//!   size and retries.
-//! - **Reader slots.** Read transactions are opened without thread-local storage
-//!   (`MDB_NOTLS`, heed's `WithoutTls`), so a read transaction may move between threads and
-//!   each one frees its slot when it ends. Slots left by processes that died are cleared when
-//!   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
-//!   the call is retried once. (When no process has the environment open, LMDB itself resets
-//!   the whole reader table at the next open.) A full map is also a moment to clear them: a
-//!   slot of a dead process pins every page freed since its snapshot, so the file would grow
-//!   instead of reusing them; [`LmdbEnv::write`] clears stale readers before growing. (LMDB
-//!   checks readers itself when it recovers the write lock from a process that died holding
-//!   it, but it may run before the kernel has released the dead process's file locks, and
-//!   then takes the dead reader for a live one.)
-//!
-//! # What a caller must not do
-//! - **Do not nest**: no [`LmdbEnv::read`] or [`LmdbEnv::write`] (nor any store method) from
-//!   inside the closure of another one on the same environment. The nested call would take the
-//!   resize gate a second time on one thread and deadlock as soon as another thread waits to
-//!   resize. Finish the outer transaction first, or do the work in the same one.
-//! - **Do not open transactions on [`LmdbEnv::heed`] directly** while other threads use the
-//!   environment: they bypass the gate, and a resize in another thread would unmap the pages
-//!   they read. Use the raw handle for what needs no transaction (stats, `force_sync`).
-//! - **Do not keep clones of the raw `heed::Env`** beyond the [`LmdbEnv`] they came from: they
-//!   keep the environment open after the last `LmdbEnv` drops, and the next open fails.
-//! - **Keep read transactions short**: a long one pins old pages and makes the file grow.
-//! - Do not open the same directory with another LMDB binding in this process.
 
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
@@ -67,8 +27,47 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 }
 
 /// A shared handle on one LMDB environment directory: clone it freely (a clone is a reference
-/// count). See the [module docs](self) for what it does for you and what you must not do.
+/// count).
 ///
+/// LMDB is fast and safe to share between processes, but it leaves a few sharp edges to its
+/// caller. This handle files them down once for every LMDB store in the crate:
+///
+/// - **Once per process.** LMDB forbids opening the same environment twice in one process
+///   (heed reports `EnvAlreadyOpened`). [`LmdbEnv::open`] keeps a process-wide registry keyed
+///   by canonical path; a second open returns a clone of the live handle. The environment is
+///   closed when the last handle drops, so a later open really reopens it.
+/// - **The map grows by itself.** A write that hits `MDB_MAP_FULL` is aborted, the map is
+///   doubled (up to [`LmdbOptions::max_map_size`], past which the write fails with
+///   [`Error::Full`]) and the write is run again. LMDB only allows a resize while this process
+///   has no transaction open, so every transaction made through [`LmdbEnv::read`] and
+///   [`LmdbEnv::write`] holds a process-wide gate shared, and a resize holds it exclusive; a
+///   file lock (`cacher-resize.lock`, beside `data.mdb`) keeps two processes from resizing at
+///   once. A process that finds the map grown by another one (`MDB_MAP_RESIZED`) adopts the new
+///   size and retries.
+/// - **Reader slots.** Read transactions are opened without thread-local storage
+///   (`MDB_NOTLS`, heed's `WithoutTls`), so a read transaction may move between threads and
+///   each one frees its slot when it ends. Slots left by processes that died are cleared when
+///   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
+///   the call is retried once. (When no process has the environment open, LMDB itself resets
+///   the whole reader table at the next open.) A full map is also a moment to clear them: a
+///   slot of a dead process pins every page freed since its snapshot, so the file would grow
+///   instead of reusing them; [`LmdbEnv::write`] clears stale readers before growing. (LMDB
+///   checks readers itself when it recovers the write lock from a process that died holding
+///   it, but it may run before the kernel has released the dead process's file locks, and
+///   then takes the dead reader for a live one.)
+///
+/// # What a caller must not do
+/// - **Do not nest**: no [`LmdbEnv::read`] or [`LmdbEnv::write`] (nor any store method) from
+///   inside the closure of another one on the same environment. The nested call would take the
+///   resize gate a second time on one thread and deadlock as soon as another thread waits to
+///   resize. Finish the outer transaction first, or do the work in the same one.
+/// - **Do not open transactions on [`LmdbEnv::heed`] directly** while other threads use the
+///   environment: they bypass the gate, and a resize in another thread would unmap the pages
+///   they read. Use the raw handle for what needs no transaction (stats, `force_sync`).
+/// - **Do not keep clones of the raw `heed::Env`** beyond the [`LmdbEnv`] they came from: they
+///   keep the environment open after the last `LmdbEnv` drops, and the next open fails.
+/// - **Keep read transactions short**: a long one pins old pages and makes the file grow.
+/// - Do not open the same directory with another LMDB binding in this process.
 /// ```
 /// use cacher_store::lmdb::{heed, LmdbEnv, LmdbOptions, TxnError};
 ///
@@ -228,12 +227,12 @@ impl LmdbEnv {
     }
 
     /// The raw heed environment, for what needs no transaction (stats, info). Transactions
-    /// opened on it bypass the resize gate: see the [module docs](self).
+    /// opened on it bypass the resize gate: see [what a caller must not do](LmdbEnv#what-a-caller-must-not-do).
     pub fn heed(&self) -> &heed::Env<WithoutTls> {
         &self.shared.env
     }
 
-    /// Flushes written data to disk: makes [`Durability::None`] commits durable.
+    /// Flushes written data to disk: makes [`Durability::None`](crate::Durability::None) commits durable.
     pub fn sync(&self) -> Result<()> {
         self.shared
             .env

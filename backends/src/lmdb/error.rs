@@ -7,8 +7,8 @@ use heed::MdbError;
 
 use crate::Error;
 
-/// The error a transaction closure passed to [`LmdbEnv::read`] or [`LmdbEnv::write`] returns:
-/// either heed's (which the environment inspects for map-full, map-resized and readers-full)
+/// The error a transaction closure passed to [`LmdbEnv::read`](super::LmdbEnv::read) or
+/// [`LmdbEnv::write`](super::LmdbEnv::write) returns: either heed's (which the environment inspects for map-full, map-resized and readers-full)
 /// or one of this crate's (passed through unchanged, e.g. [`Error::Corrupt`] for bytes the
 /// closure found damaged). Both convert with `?`. It prints as the error it holds.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //!   crate's [`Error`](crate::Error). Every LMDB store here is built on it.
 //! - [`LmdbStore`]: the general byte store many processes share at once.
 //!
-//! `heed` is re-exported as [`heed`](self::heed) so callers name the same version.
+//! `heed` is re-exported as [`heed`] so callers name the same version.
 
 mod env;
 mod error;

@@ -36,13 +36,13 @@ pub struct LmdbOptions {
     /// existing environment whose recorded map size is larger keeps the larger one.
     pub initial_map_size: u64,
     /// A cap on the map size in bytes (rounded down to 64 KiB): a write that would need a
-    /// bigger map fails with [`Error::Full`]. Default `None`: grow without limit.
+    /// bigger map fails with [`Error::Full`](crate::Error::Full). Default `None`: grow without limit.
     pub max_map_size: Option<u64>,
     /// Named databases the environment may hold. Default 16.
     pub max_dbs: u32,
     /// [`Durability::Flush`] (default): LMDB syncs data and meta page at every commit.
     /// [`Durability::None`]: `MDB_NOSYNC | MDB_NOMETASYNC`, the OS writes back when it likes;
-    /// a commit survives a process crash but not a power loss ([`LmdbEnv::sync`] forces it).
+    /// a commit survives a process crash but not a power loss ([`LmdbEnv::sync`](super::LmdbEnv::sync) forces it).
     pub durability: Durability,
     /// Who may read the files the environment creates (`data.mdb`, `lock.mdb`, the resize
     /// lock, the layout marker): [`FileMode::Umask`] (default) gives `0o666` less the process

@@ -1,67 +1,4 @@
 //! [`LmdbStore`]: a byte store in an LMDB environment that many processes share at once.
-//!
-//! # Layout
-//! Two named databases in the environment of [`LmdbEnv`]:
-//!
-//! - `cacher-store-meta`: one entry, key `format`, value the magic and format version:
-//!
-//!   ```text
-//!   +----------------------+------------------+
-//!   | b"cacherLM" (8 B)    | version u32 LE   |     version 1 or 2
-//!   +----------------------+------------------+
-//!   ```
-//!   A newer version is refused with [`Error::UpgradeRequired`]; a wrong magic or length is
-//!   [`Error::Corrupt`]. A new store is created as version 2; a store created as version 1
-//!   stays version 1 (its values keep their layout and new ones are written the same way).
-//!
-//! - `cacher-store`: one LMDB entry per stored key. LMDB keys are limited to 511 bytes (and
-//!   LMDB rejects an empty key), so every stored key starts with a one-byte tag:
-//!
-//!   ```text
-//!   short key (0..=510 bytes):
-//!     LMDB key   = 0x00 | key
-//!     LMDB value = [crc u32 LE] | value
-//!
-//!   long key (511 bytes and more):
-//!     LMDB key   = 0x01 | blake3(key)                      (33 bytes)
-//!     LMDB value = [crc u32 LE] | key_len u64 LE | key | value
-//!
-//!   crc (version 2 only) = CRC-32 (IEEE, crc32fast) of the LMDB key, then of every byte of
-//!                          the LMDB value after the crc field
-//!   ```
-//!   A long key's full bytes are kept beside its value and compared on every read, so a hash
-//!   collision can never return another key's value (it reads as missing; a put of a
-//!   colliding key would replace the other key's entry — a 2^-128 event). The tag also keeps
-//!   the empty key storable (as the one-byte LMDB key `0x00`) and lets iteration give every
-//!   key back exactly. Any other tag byte is [`Error::Corrupt`].
-//!
-//! # Every value is checked (version 2)
-//! Every read path — `get`, `read`, `with_value` (before the bytes are lent), `get_many`,
-//! `scan`, `keys`, and `meta`/`contains` (which read the value's length and, for a long key,
-//! the full key beside it) — checks the CRC first, and a mismatch is [`Error::Corrupt`] naming
-//! the key: a damaged byte in a value, in its key, or a value paired with another key's entry
-//! never comes back. [`Store::verify`] checks every entry and reports each damaged key. The
-//! CRC costs one pass over the value per read (crc32fast uses the CPU's carry-less multiply;
-//! see `benches/RESULTS.md` for the cost per get). Version-1 stores have no checksum: their
-//! values are returned as LMDB holds them.
-//!
-//! # Limits
-//! One value holds at most 2 GiB − 64 KiB − 16 bytes, less 4 bytes for the CRC and, for a
-//! key over 510 bytes, the key and 8 bytes (LMDB writes a value's pages with one `pwrite`,
-//! which Linux cuts short at just under 2 GiB, and LMDB fails the commit with `EIO`). A longer
-//! value is refused before anything is read or written, with [`Error::InvalidArgument`]
-//! naming the limit; `DirStore` and `LogStore` hold values of any size.
-//!
-//! # Zero copy
-//! [`Store::with_value`] lends `&[u8]` straight from LMDB's map inside a read transaction.
-//! [`Store::read`] returns an owned [`Blob`], a copy: a [`Blob`] may outlive any transaction,
-//! and the pages it would borrow are only guaranteed until the transaction ends (a later
-//! write may reuse them, a resize may unmap them). Use `with_value` for large values.
-//!
-//! # Durability
-//! [`Durability::Flush`] (default): every commit is synced by LMDB before `put` returns.
-//! [`Durability::None`]: commits are left to the OS (`MDB_NOSYNC`); they survive a crash of
-//! the process, not a power loss, until [`Store::flush`].
 
 use std::io::Read;
 use std::path::Path;
@@ -81,8 +18,104 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///
 /// Open it on a directory; every process (and every thread, with a clone or a second open)
 /// sees every committed write. The map grows by itself; reads are zero-copy through
-/// [`Store::with_value`]. See the [module docs](self) for the layout, and [`LmdbEnv`] for the
-/// environment rules (in short: do not call a store method from inside another's closure).
+/// [`Store::with_value`]. See [`LmdbEnv`] for the environment rules (in short: do not call a
+/// store method from inside another's closure).
+///
+///
+/// # Layout
+/// Two named databases in the environment of [`LmdbEnv`]:
+///
+/// - `cacher-store-meta`: one entry, key `format`, value the magic and format version:
+///
+///   ```text
+///   +----------------------+------------------+
+///   | b"cacherLM" (8 B)    | version u32 LE   |     version 1 or 2
+///   +----------------------+------------------+
+///   ```
+///   A newer version is refused with [`Error::UpgradeRequired`]; a wrong magic or length is
+///   [`Error::Corrupt`]. A new store is created as version 2; a store created as version 1
+///   stays version 1 (its values keep their layout and new ones are written the same way).
+///
+/// - `cacher-store`: one LMDB entry per stored key. LMDB keys are limited to 511 bytes (and
+///   LMDB rejects an empty key), so every stored key starts with a one-byte tag:
+///
+///   ```text
+///   short key (0..=510 bytes):
+///     LMDB key   = 0x00 | key
+///     LMDB value = [crc u32 LE] | value
+///
+///   long key (511 bytes and more):
+///     LMDB key   = 0x01 | blake3(key)                      (33 bytes)
+///     LMDB value = [crc u32 LE] | key_len u64 LE | key | value
+///
+///   crc (version 2 only) = CRC-32 (IEEE, crc32fast) of the LMDB key, then of every byte of
+///                          the LMDB value after the crc field
+///   ```
+///   A long key's full bytes are kept beside its value and compared on every read, so a hash
+///   collision can never return another key's value (it reads as missing; a put of a
+///   colliding key would replace the other key's entry — a 2^-128 event). The tag also keeps
+///   the empty key storable (as the one-byte LMDB key `0x00`) and lets iteration give every
+///   key back exactly. Any other tag byte is [`Error::Corrupt`].
+///
+/// # Every value is checked (version 2)
+/// Every read path — `get`, `read`, `with_value` (before the bytes are lent), `get_many`,
+/// `scan`, `keys`, and `meta`/`contains` (which read the value's length and, for a long key,
+/// the full key beside it) — checks the CRC first, and a mismatch is [`Error::Corrupt`] naming
+/// the key: a damaged byte in a value, in its key, or a value paired with another key's entry
+/// never comes back. [`Store::verify`] checks every entry and reports each damaged key. The
+/// CRC costs one pass over the value per read (crc32fast uses the CPU's carry-less multiply;
+/// see `benches/RESULTS.md` for the cost per get). Version-1 stores have no checksum: their
+/// values are returned as LMDB holds them.
+///
+/// # Limits
+/// One value holds at most 2 GiB − 64 KiB − 16 bytes, less 4 bytes for the CRC and, for a
+/// key over 510 bytes, the key and 8 bytes (LMDB writes a value's pages with one `pwrite`,
+/// which Linux cuts short at just under 2 GiB, and LMDB fails the commit with `EIO`). A longer
+/// value is refused before anything is read or written, with [`Error::InvalidArgument`]
+/// naming the limit; `DirStore` and `LogStore` hold values of any size.
+///
+/// # Zero copy
+/// [`Store::with_value`] lends `&[u8]` straight from LMDB's map inside a read transaction.
+/// [`Store::read`] returns an owned [`Blob`], a copy: a [`Blob`] may outlive any transaction,
+/// and the pages it would borrow are only guaranteed until the transaction ends (a later
+/// write may reuse them, a resize may unmap them). Use `with_value` for large values.
+///
+/// # Durability
+/// [`Durability::Flush`] (default): every commit is synced by LMDB before `put` returns.
+/// [`Durability::None`]: commits are left to the OS (`MDB_NOSYNC`); they survive a crash of
+/// the process, not a power loss, until [`Store::flush`].
+///
+/// # Files, modes and markers
+/// The directory holds LMDB's `data.mdb` and `lock.mdb`, cacher's `cacher-resize.lock` and
+/// `cacher-last-commit` (see [`LmdbEnv::open`]), and the layout marker `cacher-lmdb.toml`
+/// (`format = "cacher-lmdb"`, `version` = the layout version). A directory carrying another
+/// kind's marker (a `DirStore`, `LogStore`, `ArrayStore`, NumpyLmdb) is refused with
+/// [`Error::WrongLayout`] naming both kinds, before any file is made. New files get the
+/// [`FileMode`](crate::FileMode) of [`LmdbOptions::file_mode`]: the umask by default (`0o666`
+/// less the umask), `0o600` with `FileMode::OwnerOnly`. A symlink, FIFO or other
+/// non-regular file at any of these names is refused with [`Error::NotOwned`], without
+/// following or opening it.
+///
+/// # What damage is detected
+/// - **Inside a value or a key** (layout 2): every read fails with [`Error::Corrupt`] for that
+///   key; [`Store::verify`] lists every such key.
+/// - **A short `data.mdb`** (cut below both meta pages or below the last page in use):
+///   refused at open with [`Error::Corrupt`], never mapped (LMDB would `SIGBUS`). An emptied
+///   `data.mdb` under the marker is refused too, instead of opening as a new, empty store.
+/// - **A damaged meta page**: a bad magic, version, page size, flag, root or last-page field,
+///   or transaction ids that are not two consecutive commits, is refused at open; with
+///   [`Durability::Flush`], the commit record also refuses an environment that would open at
+///   an older commit than the last one made (a damaged id that still looks consecutive).
+/// - **A damaged branch or leaf page that hides entries** (their keys read as missing):
+///   [`Store::verify`] reports it, by holding LMDB's entry count against iteration.
+///
+/// Not detected: a read of a key whose leaf page is damaged so that the key is not found
+/// (a miss, not a wrong value; `verify` finds it); a meta page whose older transaction id is
+/// raised by exactly two (LMDB then opens the previous commit: an old value, never a mixed
+/// one); a meta page root pointing at another valid page; structural damage that LMDB itself
+/// follows into the weeds (it may report `MDB_CORRUPTED`, which is [`Error::Corrupt`], or, for
+/// some damaged page headers, crash the process: LMDB does not check every page it reads);
+/// values of layout-1 stores, which carry no checksum.
 ///
 /// ```
 /// use cacher_store::lmdb::LmdbStore;
@@ -159,7 +192,7 @@ impl LmdbStore {
 
     /// The layout version of this store's values: 2 (every value checksummed) for a store
     /// created by this build, 1 for a store created before version 2 (values unchecked; see
-    /// the module docs).
+    /// the type docs).
     pub fn layout_version(&self) -> u32 {
         self.layout.version()
     }
@@ -225,7 +258,7 @@ impl LmdbStore {
 }
 
 impl Store for LmdbStore {
-    /// Copies the value out (see the module docs: a [`Blob`] cannot borrow from a
+    /// Copies the value out (see the type docs: a [`Blob`] cannot borrow from a
     /// transaction); [`Store::with_value`] is the zero-copy read.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         Ok(self.get(key)?.map(Blob::from))
@@ -254,7 +287,7 @@ impl Store for LmdbStore {
 
     /// Streams the value without holding it in memory: a stream over 1 MiB is spooled into an
     /// unnamed temporary file beside `data.mdb` (and refused with
-    /// [`Error::InvalidArgument`] as soon as it passes the value limit, see the module docs),
+    /// [`Error::InvalidArgument`] as soon as it passes the value limit, see the type docs),
     /// then copied into pages reserved in place (`MDB_RESERVE`). Peak memory is about the
     /// value's size (the dirty pages LMDB holds until the commit), not two or three times it.
     fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
