@@ -252,6 +252,27 @@ impl LmdbEnv {
         self.open_database(None)
     }
 
+    /// Opens the named byte database `name` if it exists, without creating it (`None` when
+    /// it does not), so a store can tell a new environment from one that lost its databases.
+    pub(crate) fn existing_database(
+        &self,
+        name: &str,
+    ) -> Result<Option<Database<'static, Bytes, Bytes>>> {
+        self.shared.with_retry(|| {
+            let env = &self.shared.env;
+            let rtxn = env.read_txn()?;
+            let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| {
+                opener
+                    .open_database::<Bytes, Bytes>(rtxn, Some(name))
+                    .map(CommitOrAbort::<_, ()>::Commit)
+            })?;
+            match opened {
+                CommitOrAbort::Commit(db) => Ok(db),
+                CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
+            }
+        })
+    }
+
     /// Both openers, through the resize gate and retry like every write.
     fn open_database(&self, name: Option<&str>) -> Result<Database<'static, Bytes, Bytes>> {
         self.shared.with_retry(|| {

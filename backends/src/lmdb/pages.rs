@@ -30,9 +30,15 @@ impl LmdbStore {
                 None => Bound::Unbounded,
             };
             let range = (start, Bound::<&[u8]>::Unbounded);
-            let mut last = None;
+            let mut last: Option<Vec<u8>> = None;
             for entry in self.data.range(rtxn, &range)? {
                 let (stored, raw) = entry?;
+                // LMDB returns keys in order; a damaged branch page can make the cursor go
+                // back or round in a cycle, and iteration would never end.
+                let previous = last.as_deref().or(after);
+                if previous.is_some_and(|p| stored <= p) {
+                    return Err(self.out_of_order(stored).into());
+                }
                 last = Some(stored.to_vec());
                 if !f(stored, raw)? {
                     break;
@@ -91,6 +97,17 @@ impl LmdbStore {
                 Ok(Some(last)) => after = Some(last),
             }
         }))
+    }
+}
+
+impl LmdbStore {
+    /// The error for keys that LMDB returned out of order.
+    pub(super) fn out_of_order(&self, stored: &[u8]) -> crate::Error {
+        crate::Error::corrupt(
+            self.env.path(),
+            Some(stored),
+            "LMDB returned keys out of order: a damaged branch or leaf page",
+        )
     }
 }
 

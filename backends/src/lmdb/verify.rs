@@ -39,8 +39,13 @@ impl LmdbStore {
         let (recorded, found) = self.env.read(|rtxn| -> Result<_, TxnError> {
             let recorded = self.data.len(rtxn)?;
             let mut found = 0u64;
+            let mut last: Option<Vec<u8>> = None;
             for entry in self.data.remap_data_type::<DecodeIgnore>().iter(rtxn)? {
-                entry?;
+                let (stored, ()) = entry?;
+                if last.as_deref().is_some_and(|p| stored <= p) {
+                    return Err(self.out_of_order(stored).into());
+                }
+                last = Some(stored.to_vec());
                 found += 1;
             }
             Ok((recorded, found))
