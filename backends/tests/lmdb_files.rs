@@ -254,3 +254,35 @@ fn lmdb_store_marks_its_directory_and_refuses_a_dir_store() {
     );
     assert_eq!(dir_store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+#[test]
+fn lmdb_store_refuses_an_unmarked_environment_of_another_program() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Another program's data in LMDB's main database (as a NumpyLmdb written by Python).
+        let env = LmdbEnv::open(dir.path(), &options()).unwrap();
+        let main = env.create_unnamed_database().unwrap();
+        env.write(|w| main.put(w, b"user-key", b"user value"))
+            .unwrap();
+    }
+    match LmdbStore::open_with(dir.path(), &options()).unwrap_err() {
+        Error::WrongLayout { expected, .. } => assert_eq!(expected, "LmdbStore"),
+        other => panic!("expected WrongLayout, got {other:?}"),
+    }
+    let env = LmdbEnv::open(dir.path(), &options()).unwrap();
+    let main = env.create_unnamed_database().unwrap();
+    let keys = env
+        .read(|r| -> Result<Vec<Vec<u8>>, cacher_store::lmdb::TxnError> {
+            let mut keys = Vec::new();
+            for e in main.iter(r)? {
+                keys.push(e?.0.to_vec());
+            }
+            Ok(keys)
+        })
+        .unwrap();
+    assert_eq!(
+        keys,
+        vec![b"user-key".to_vec()],
+        "the store wrote into the user's database"
+    );
+}

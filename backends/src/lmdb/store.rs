@@ -186,6 +186,8 @@ impl LmdbStore {
                     ));
                 }
             }
+        } else {
+            refuse_other_programs(&env)?;
         }
         let meta = env.create_database(META_DB)?;
         let data = env.create_database(DATA_DB)?;
@@ -285,6 +287,30 @@ impl LmdbStore {
         })?;
         Ok(())
     }
+}
+
+/// Refuses an unmarked environment whose main database holds anything but this layout's
+/// two named databases: another program's LMDB data (a NumpyLmdb directory written by
+/// Python, say), into which creating the store's databases would write.
+fn refuse_other_programs(env: &LmdbEnv) -> Result<()> {
+    let main = env.create_unnamed_database()?;
+    let foreign = env.read(|rtxn| -> Result<bool, TxnError> {
+        for entry in main.iter(rtxn)? {
+            let (name, _) = entry?;
+            if name != META_DB.as_bytes() && name != DATA_DB.as_bytes() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })?;
+    if foreign {
+        return Err(Error::WrongLayout {
+            path: env.path().to_path_buf(),
+            expected: Kind::Lmdb.type_name(),
+            found: "LMDB environment of another layout (its main database holds other keys)",
+        });
+    }
+    Ok(())
 }
 
 impl Store for LmdbStore {

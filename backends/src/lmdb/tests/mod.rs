@@ -11,7 +11,7 @@ use super::layout::{
 };
 use super::pages::KEYS_PER_PAGE;
 use super::{LmdbEnv, LmdbOptions, LmdbStore, TxnError};
-use crate::{Durability, Error, Result, Store};
+use crate::{Error, Result, Store};
 
 fn small() -> LmdbOptions {
     LmdbOptions::default().with_initial_map_size(1 << 20)
@@ -276,20 +276,6 @@ fn iteration_crosses_page_boundaries_and_allows_writes_between_items() {
     }
     assert_eq!(seen, n);
     assert_eq!(store.scan().unwrap().count(), n);
-}
-
-#[test]
-fn durability_none_commits_are_visible_and_flush_syncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small().with_durability(Durability::None);
-    let store = LmdbStore::open_with(dir.path(), &options).unwrap();
-    let flags = store.env().heed().flags().unwrap().unwrap();
-    assert!(flags.contains(heed::EnvFlags::NO_SYNC | heed::EnvFlags::NO_META_SYNC));
-    store.put(b"k", b"v").unwrap();
-    store.flush().unwrap();
-    drop(store);
-    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
-    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
 
 mod decoder_never_panics {
