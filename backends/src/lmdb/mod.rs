@@ -5,11 +5,26 @@
 //!   crate's [`Error`](crate::Error). Every LMDB store here is built on it.
 //! - [`LmdbStore`]: the general byte store many processes share at once.
 //!
-//! `heed` is re-exported as [`heed`](self::heed) so callers name the same version.
+//! `heed` is re-exported as [`heed`] so callers name the same version.
 
 mod env;
+mod error;
+mod files;
+mod layout;
+mod meta_pages;
+mod options;
+mod pages;
+mod retry;
+mod shared;
 mod store;
+mod stream;
+mod verify;
 
-pub use env::{LmdbEnv, LmdbEnvStats, LmdbOptions, TxnError};
+pub use env::{LmdbEnv, LmdbEnvStats};
+pub use error::TxnError;
 pub use heed;
+pub use options::LmdbOptions;
 pub use store::LmdbStore;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! The files of an LMDB environment directory, checked and created by cacher before heed
+//! opens them, so LMDB never opens or creates a file through a planted symlink or blocks on a
+//! FIFO.
+//!
+//! LMDB opens `data.mdb` and `lock.mdb` with `O_CREAT` and no `O_NOFOLLOW`: a symlink planted
+//! at either name would make it read, lock and rewrite the target. So each file of the
+//! environment (`data.mdb`, `lock.mdb`, `cacher-resize.lock`) is looked at with `lstat` first:
+//! a regular file is left for LMDB to open, anything else is refused with
+//! [`Error::NotOwned`], and a missing one is created by cacher with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW` and the [`FileMode`] of the options (LMDB then opens the
+//! existing file, so the mode policy is cacher's, not LMDB's fixed `0644`/`0600`). An empty
+//! `data.mdb` is what LMDB initialises as a new environment.
+//!
+//! What is left: a file swapped for a symlink between the check and LMDB's `open` (a race
+//! with someone who can already write the directory).
+
+use std::io;
+use std::path::Path;
+
+use super::meta_pages;
+use crate::fs::{create_new, kind_name, FileMode};
+use crate::marker::Kind;
+use crate::{Error, Result};
+
+/// LMDB's data file.
+pub(super) const DATA_FILE: &str = "data.mdb";
+/// LMDB's lock file.
+pub(super) const LOCK_FILE: &str = "lock.mdb";
+/// The inter-process resize lock file, beside `data.mdb` and `lock.mdb`.
+pub(super) const RESIZE_LOCK_FILE: &str = "cacher-resize.lock";
+/// The commit record: the id of the last transaction committed through cacher, written after
+/// every commit (with [`Durability::Flush`](crate::Durability::Flush)), so a damaged meta page
+/// that makes LMDB open an older commit is refused.
+pub(super) const COMMIT_FILE: &str = "cacher-last-commit";
+/// The commit record's length: the id (u64 LE) and a CRC-32 of it (u32 LE).
+const COMMIT_RECORD_LEN: usize = 12;
+
+/// Creates the directory `dir` (and its parents) when missing, with `mode`.
+pub(super) fn create_dir(dir: &Path, mode: FileMode) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(mode.dir_bits());
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    builder
+        .create(dir)
+        .map_err(|e| Error::io("creating", dir, e))
+}
+
+/// Prepares the canonical environment directory `dir` for heed: refuses another layout's
+/// directory (when the caller names its `kind`), checks or creates each file of the
+/// environment, and checks `data.mdb`'s meta pages (see [`meta_pages`]).
+pub(super) fn prepare(dir: &Path, mode: FileMode, kind: Option<Kind>) -> Result<()> {
+    if let Some(kind) = kind {
+        crate::marker::refuse_foreign(dir, kind)?;
+    }
+    for name in [DATA_FILE, LOCK_FILE, RESIZE_LOCK_FILE, COMMIT_FILE] {
+        own_file(&dir.join(name), mode)?;
+    }
+    let data = dir.join(DATA_FILE);
+    let opens_at = meta_pages::check(&data)?;
+    let initialised = opens_at.is_some();
+    if let (Some(opens_at), Some(recorded)) = (opens_at, read_commit(dir)?) {
+        if recorded > opens_at {
+            return Err(Error::corrupt(
+                &data,
+                None,
+                format!(
+                    "LMDB would open at commit {opens_at}, but commit {recorded} was made \
+                     (recorded in {COMMIT_FILE}): a damaged meta page would roll the store \
+                     back (if an older data.mdb was restored on purpose, remove {COMMIT_FILE})"
+                ),
+            ));
+        }
+    }
+    if let Some(kind) = kind {
+        let marker = kind.path_in(dir);
+        if !initialised && std::fs::symlink_metadata(&marker).is_ok() {
+            // The marker is written only after LMDB initialised the file: an empty data.mdb
+            // under a marker lost its data, and opening it would silently start empty.
+            return Err(Error::corrupt(
+                &data,
+                None,
+                format!(
+                    "empty, but {} marks this directory as a {} that was opened before",
+                    kind.file_name(),
+                    kind.type_name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `path` is a regular file, or creates it (empty) when nothing is there.
+fn own_file(path: &Path, mode: FileMode) -> Result<()> {
+    for _ in 0..2 {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => return Ok(()),
+            Ok(meta) => {
+                return Err(Error::NotOwned {
+                    path: path.to_path_buf(),
+                    expected: "a regular file",
+                    found: kind_name(&meta),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create_new(path, mode) {
+                Ok(_) => return Ok(()),
+                // Another process created it first: look again.
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(Error::io("reading the metadata of", path, e)),
+        }
+    }
+    Err(Error::io(
+        "creating",
+        path,
+        io::Error::other("the file appeared and vanished while being created"),
+    ))
+}
+
+/// Reads `kind`'s marker in `dir`, writing it with `version` when missing (atomically: a
+/// temporary file linked into place, so a reader never sees a half-written marker and an
+/// existing name, symlink or not, is never replaced). Returns the version the marker names.
+pub(super) fn ensure_marker(
+    dir: &Path,
+    kind: Kind,
+    version: u32,
+    newest: u32,
+    mode: FileMode,
+) -> Result<u32> {
+    let path = kind.path_in(dir);
+    if std::fs::symlink_metadata(&path).is_err() {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".cacher-marker-");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(mode.file_bits()));
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut temp = builder
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+        io::Write::write_all(&mut temp, kind.text(version).as_bytes())
+            .and_then(|()| temp.as_file().sync_all())
+            .map_err(|e| Error::io("writing", temp.path(), e))?;
+        match temp.persist_noclobber(&path) {
+            Ok(_) => crate::fs::sync_dir(dir)?,
+            // Another process wrote it first; read theirs.
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("linking", &path, e.error)),
+        }
+    }
+    let mut file = crate::fs::open_regular(&path, crate::fs::Access::Read)?
+        .ok_or_else(|| Error::io("opening", &path, io::ErrorKind::NotFound.into()))?;
+    let mut text = vec![0u8; 4096];
+    let n =
+        crate::fs::read_up_to(&mut file, &mut text).map_err(|e| Error::io("reading", &path, e))?;
+    text.truncate(n);
+    kind.parse(&String::from_utf8_lossy(&text), newest)
+        .map_err(|r| r.into_error(&path, None, newest))
+}
+
+/// Reads the commit record in `dir`: `None` when missing, empty or damaged (a damaged record
+/// only turns the check off; it never refuses a store by itself).
+fn read_commit(dir: &Path) -> Result<Option<u64>> {
+    let path = dir.join(COMMIT_FILE);
+    let Some(file) = crate::fs::open_regular(&path, crate::fs::Access::Read)? else {
+        return Ok(None);
+    };
+    read_commit_from(&file).map_err(|e| Error::io("reading", &path, e))
+}
+
+/// Reads the commit record from its open file (from the start, whatever the file position).
+pub(super) fn read_commit_from(file: &std::fs::File) -> io::Result<Option<u64>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(0))?;
+    let mut record = [0u8; COMMIT_RECORD_LEN];
+    if crate::fs::read_up_to(&mut file, &mut record)? < COMMIT_RECORD_LEN {
+        return Ok(None);
+    }
+    let (Some(txn), Some(crc)) = (crate::le::u64_at(&record, 0), crate::le::u32_at(&record, 8))
+    else {
+        return Ok(None);
+    };
+    Ok((crc32fast::hash(&record[..8]) == crc).then_some(txn))
+}
+
+/// The commit record for transaction `txn`.
+pub(super) fn commit_record(txn: u64) -> [u8; COMMIT_RECORD_LEN] {
+    let mut record = [0u8; COMMIT_RECORD_LEN];
+    record[..8].copy_from_slice(&txn.to_le_bytes());
+    let crc = crc32fast::hash(&record[..8]);
+    record[8..].copy_from_slice(&crc.to_le_bytes());
+    record
+}

@@ -1,0 +1,209 @@
+//! LMDB's two meta pages, read and checked before LMDB maps the file.
+//!
+//! LMDB trusts `data.mdb`: a file shorter than the pages its meta page claims is mapped anyway
+//! and the first read past the end kills the process with `SIGBUS`; a bit flip in a meta
+//! page's transaction id can make LMDB pick the older of its two meta pages and silently roll
+//! the whole environment back one commit. So before heed opens the file, both meta pages are
+//! read with `pread` and checked:
+//!
+//! - each has the meta flag, its own page number, LMDB's magic and data version 1, and the
+//!   same power-of-two page size;
+//! - **transaction ids**: commit `t` writes meta page `t % 2`, so page 0 holds an even id and
+//!   page 1 an odd one, and the two ids differ by exactly one (both are 0 in a new
+//!   environment; a compacted copy has 0 and 1). Most flips in an id break this. The newest
+//!   id lowered by two (bit 1) still looks like two commits, with the older page newest: the
+//!   commit record (`cacher-last-commit`, see `files`, kept with `Durability::Flush`) then
+//!   says a later commit was made, and the open is refused. **Not detected**: the older
+//!   page's id raised by two, to the newest plus one — indistinguishable from a commit made
+//!   by a process that died before recording it — which makes LMDB open the previous commit;
+//! - **lengths**: the file holds at least both meta pages and every page up to each meta
+//!   page's last used page (`mm_last_pg`), the map size covers them, and every database root
+//!   is a page inside them.
+//!
+//! Layout (x86_64, from `MDB_page` and `MDB_meta` in lmdb's `mdb.c`; 64-bit `pgno_t`,
+//! `txnid_t` and `mdb_size_t`):
+//!
+//! ```text
+//! page header  0: mp_pgno u64 | 8: mp_pad u16 | 10: mp_flags u16 | 12: lower/upper u16 x2
+//! MDB_meta    16: mm_magic u32 (0xBEEFC0DE) | 20: mm_version u32 (1) | 24: mm_address u64
+//!             32: mm_mapsize u64
+//!             40: free db  (md_pad u32 = page size, md_flags u16, md_depth u16, 5 x u64;
+//!                           md_root at 80)
+//!             88: main db  (same layout; md_root at 128)
+//!            136: mm_last_pg u64 | 144: mm_txnid u64
+//! ```
+//!
+//! Also not detected: a flip elsewhere in the newest meta page
+//! that still passes these checks, such as a root page number pointing at another page inside
+//! the file (LMDB may then read an older tree or report `MDB_CORRUPTED`); damage to the
+//! other pages of the tree, which the value checksums of layout version 2 catch for values and
+//! keys, and `verify()`'s entry count catches where it hides entries.
+
+use std::io;
+use std::path::Path;
+
+use crate::fs::{open_regular, read_up_to, Access};
+use crate::le::{u16_at, u32_at, u64_at};
+use crate::{Error, Result};
+
+const P_META: u16 = 0x08;
+const MDB_MAGIC: u32 = 0xBEEF_C0DE;
+const MDB_DATA_VERSION: u32 = 1;
+const P_INVALID: u64 = u64::MAX;
+/// Bytes of a meta page that hold the header and `MDB_meta`.
+const META_BYTES: usize = 152;
+/// LMDB's page sizes: the OS page size, between these.
+const MIN_PAGE: u64 = 512;
+const MAX_PAGE: u64 = 1 << 16;
+
+/// One meta page's fields that the checks use.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    page_size: u64,
+    map_size: u64,
+    roots: [u64; 2],
+    last_page: u64,
+    txn: u64,
+}
+
+/// Checks `data.mdb` at `path` as described in the module docs. A missing or empty file is
+/// a new environment (`Ok(None)`); a checked one gives the transaction id LMDB will open at
+/// (the higher of the two).
+pub(super) fn check(path: &Path) -> Result<Option<u64>> {
+    // A commit by another process between reading the two pages and the length can make a
+    // consistent file look inconsistent for a moment: read again before calling it damaged.
+    let mut last = None;
+    for _ in 0..3 {
+        match check_once(path) {
+            Ok(found) => return Ok(found),
+            Err(e) if e.is_corrupt() => last = Some(e),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err(last.expect("three attempts ran"))
+}
+
+fn check_once(path: &Path) -> Result<Option<u64>> {
+    let Some(file) = open_regular(path, Access::Read)? else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| Error::corrupt(path, None, reason);
+    let mut first = [0u8; META_BYTES];
+    let got = read_at(&file, &mut first, 0).map_err(|e| Error::io("reading", path, e))?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < META_BYTES {
+        return Err(corrupt(format!(
+            "{got} bytes, shorter than LMDB's first meta page"
+        )));
+    }
+    let meta0 = parse(&first, 0).map_err(|r| corrupt(format!("meta page 0: {r}")))?;
+    let mut second = [0u8; META_BYTES];
+    let got =
+        read_at(&file, &mut second, meta0.page_size).map_err(|e| Error::io("reading", path, e))?;
+    if got < META_BYTES {
+        return Err(corrupt(format!(
+            "shorter than LMDB's two meta pages of {} bytes",
+            meta0.page_size
+        )));
+    }
+    let meta1 = parse(&second, 1).map_err(|r| corrupt(format!("meta page 1: {r}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("reading the metadata of", path, e))?
+        .len();
+    consistent(&meta0, &meta1, len).map_err(corrupt)?;
+    Ok(Some(meta0.txn.max(meta1.txn)))
+}
+
+fn read_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(at))?;
+    read_up_to(&mut file, buf)
+}
+
+/// Reads meta page `index` out of its first bytes.
+fn parse(page: &[u8], index: u64) -> Result<Meta, String> {
+    let field = |at| u64_at(page, at).ok_or("cut short");
+    let pgno = field(0)?;
+    let flags = u16_at(page, 10).ok_or("cut short")?;
+    let magic = u32_at(page, 16).ok_or("cut short")?;
+    let version = u32_at(page, 20).ok_or("cut short")?;
+    if pgno != index || flags & P_META == 0 {
+        return Err(format!(
+            "not a meta page (page number {pgno}, flags {flags:#06x})"
+        ));
+    }
+    if magic != MDB_MAGIC {
+        return Err(format!("bad magic {magic:#010x}"));
+    }
+    if version != MDB_DATA_VERSION {
+        return Err(format!("LMDB data version {version}, expected 1"));
+    }
+    let page_size = u64::from(u32_at(page, 40).ok_or("cut short")?);
+    if !page_size.is_power_of_two() || !(MIN_PAGE..=MAX_PAGE).contains(&page_size) {
+        return Err(format!("page size {page_size}"));
+    }
+    Ok(Meta {
+        page_size,
+        map_size: field(32)?,
+        roots: [field(80)?, field(128)?],
+        last_page: field(136)?,
+        txn: field(144)?,
+    })
+}
+
+/// The checks across both meta pages and the file length.
+fn consistent(m0: &Meta, m1: &Meta, len: u64) -> Result<(), String> {
+    if m0.page_size != m1.page_size {
+        return Err(format!(
+            "the meta pages disagree on the page size ({} and {})",
+            m0.page_size, m1.page_size
+        ));
+    }
+    let fresh = m0.txn == 0 && m1.txn == 0;
+    if !fresh
+        && (!m0.txn.is_multiple_of(2) || m1.txn.is_multiple_of(2) || m0.txn.abs_diff(m1.txn) != 1)
+    {
+        return Err(format!(
+            "transaction ids {} (page 0) and {} (page 1) are not two consecutive commits: a \
+             damaged meta page would make LMDB roll back to an older commit",
+            m0.txn, m1.txn
+        ));
+    }
+    for (index, meta) in [m0, m1].into_iter().enumerate() {
+        let pages = meta
+            .last_page
+            .checked_add(1)
+            .and_then(|p| p.checked_mul(meta.page_size))
+            .ok_or_else(|| format!("meta page {index}: last page {}", meta.last_page))?;
+        if meta.last_page < 1 {
+            return Err(format!("meta page {index}: last page {}", meta.last_page));
+        }
+        if len < pages {
+            return Err(format!(
+                "{len} bytes, shorter than the {pages} bytes (pages 0..={}) meta page {index} \
+                 says are in use: the file was cut short",
+                meta.last_page
+            ));
+        }
+        if meta.map_size < pages {
+            return Err(format!(
+                "meta page {index}: map size {} below the {pages} bytes in use",
+                meta.map_size
+            ));
+        }
+        for root in meta.roots {
+            if root != P_INVALID && !(2..=meta.last_page).contains(&root) {
+                return Err(format!(
+                    "meta page {index}: database root page {root} outside pages 2..={}",
+                    meta.last_page
+                ));
+            }
+        }
+    }
+    Ok(())
+}

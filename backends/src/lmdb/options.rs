@@ -1,0 +1,127 @@
+//! [`LmdbOptions`]: how an LMDB environment is opened, and the map-size rounding.
+
+use crate::fs::FileMode;
+use crate::marker::Kind;
+use crate::Durability;
+
+/// Map sizes are kept a multiple of this, which is a multiple of every page size LMDB runs
+/// with (4 KiB, 16 KiB, 64 KiB).
+pub(super) const MAP_ROUNDING: u64 = 64 << 10;
+
+/// How an LMDB environment is opened. Build it from [`LmdbOptions::default`] and the `with_*`
+/// setters, or set the public fields.
+///
+/// Only the first open of a directory in a process applies its options; later opens in the
+/// same process share that handle. Open every process with the same options: LMDB sizes the
+/// reader table once, from the first process that creates `lock.mdb`.
+///
+/// ```
+/// use cacher_store::lmdb::LmdbOptions;
+/// use cacher_store::Durability;
+///
+/// let options = LmdbOptions::default()
+///     .with_initial_map_size(1 << 20)
+///     .with_max_map_size(Some(1 << 30))
+///     .with_durability(Durability::None);
+/// assert_eq!(options.max_readers, 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LmdbOptions {
+    /// Reader slots in the lock table: concurrent read transactions across all processes.
+    /// Default 1024 (LMDB's own default is 126).
+    pub max_readers: u32,
+    /// The map size the environment starts with, in bytes (rounded up to 64 KiB). The map is
+    /// address space, not disk: the file only grows as data is written. Default 64 MiB. An
+    /// existing environment whose recorded map size is larger keeps the larger one.
+    pub initial_map_size: u64,
+    /// A cap on the map size in bytes (rounded down to 64 KiB): a write that would need a
+    /// bigger map fails with [`Error::Full`](crate::Error::Full). Default `None`: grow without limit.
+    pub max_map_size: Option<u64>,
+    /// Named databases the environment may hold. Default 16.
+    pub max_dbs: u32,
+    /// [`Durability::Flush`] (default): LMDB syncs data and meta page at every commit.
+    /// [`Durability::None`]: `MDB_NOSYNC | MDB_NOMETASYNC`, the OS writes back when it likes;
+    /// a commit survives a process crash but not a power loss ([`LmdbEnv::sync`](super::LmdbEnv::sync) forces it).
+    pub durability: Durability,
+    /// Who may read the files the environment creates (`data.mdb`, `lock.mdb`, the resize
+    /// lock, the layout marker): [`FileMode::Umask`] (default) gives `0o666` less the process
+    /// umask, so a group can share a cache; [`FileMode::OwnerOnly`] gives `0o600`. Existing
+    /// files keep their mode.
+    pub file_mode: FileMode,
+    /// The store layout opening the environment, whose marker it must carry and whose
+    /// foreign markers it refuses (`None` for a bare environment).
+    pub(crate) kind: Option<Kind>,
+}
+
+impl Default for LmdbOptions {
+    fn default() -> Self {
+        LmdbOptions {
+            max_readers: 1024,
+            initial_map_size: 64 << 20,
+            max_map_size: None,
+            max_dbs: 16,
+            durability: Durability::Flush,
+            file_mode: FileMode::Umask,
+            kind: None,
+        }
+    }
+}
+
+impl LmdbOptions {
+    /// Sets [`LmdbOptions::max_readers`].
+    pub fn with_max_readers(mut self, max_readers: u32) -> Self {
+        self.max_readers = max_readers;
+        self
+    }
+
+    /// Sets [`LmdbOptions::initial_map_size`].
+    pub fn with_initial_map_size(mut self, bytes: u64) -> Self {
+        self.initial_map_size = bytes;
+        self
+    }
+
+    /// Sets [`LmdbOptions::max_map_size`].
+    pub fn with_max_map_size(mut self, cap: Option<u64>) -> Self {
+        self.max_map_size = cap;
+        self
+    }
+
+    /// Sets [`LmdbOptions::max_dbs`].
+    pub fn with_max_dbs(mut self, max_dbs: u32) -> Self {
+        self.max_dbs = max_dbs;
+        self
+    }
+
+    /// Sets [`LmdbOptions::durability`].
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`LmdbOptions::file_mode`].
+    pub fn with_file_mode(mut self, file_mode: FileMode) -> Self {
+        self.file_mode = file_mode;
+        self
+    }
+
+    /// Names the store layout opening the environment: [`LmdbEnv::open`](super::LmdbEnv::open)
+    /// then refuses a directory that carries another layout's marker (with
+    /// [`Error::WrongLayout`](crate::Error::WrongLayout)) and an empty `data.mdb` under this
+    /// layout's own marker (with [`Error::Corrupt`](crate::Error::Corrupt)).
+    pub(crate) fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// The cap rounded down to the map granularity, if any.
+    pub(super) fn cap(&self) -> Option<u64> {
+        self.max_map_size
+            .map(|c| (c / MAP_ROUNDING * MAP_ROUNDING).max(MAP_ROUNDING))
+    }
+}
+
+/// Rounds `bytes` up to the map granularity.
+pub(super) fn round_up(bytes: u64) -> u64 {
+    bytes.div_ceil(MAP_ROUNDING).saturating_mul(MAP_ROUNDING)
+}

@@ -1,0 +1,163 @@
+//! The state every [`LmdbEnv`](super::LmdbEnv) handle of one environment shares, and how the
+//! environment is opened.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{RwLock, RwLockReadGuard};
+
+use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
+
+use super::error::engine_error;
+use super::files;
+use super::options::{round_up, LmdbOptions, MAP_ROUNDING};
+use crate::fs::{open_regular, Access};
+use crate::{Durability, Error, Result};
+
+/// One open environment: the heed handle, its gate and counters.
+pub(super) struct Shared {
+    pub(super) env: heed::Env<WithoutTls>,
+    /// The canonical directory path.
+    pub(super) path: PathBuf,
+    pub(super) options: LmdbOptions,
+    /// Held shared by every transaction made through this handle, exclusive by a resize.
+    pub(super) gate: RwLock<()>,
+    /// The current map size of this process's mapping; changes only under the exclusive gate.
+    pub(super) map_size: AtomicUsize,
+    /// How many stale reader slots the open cleared.
+    pub(super) cleared_on_open: usize,
+    /// The commit record file (see `files`), written after each commit with
+    /// `Durability::Flush`; `None` with `Durability::None`, where a power loss may keep the
+    /// record and lose the commit it names.
+    pub(super) commit_record: Option<std::fs::File>,
+    /// Counters behind [`LmdbEnv::stats`].
+    pub(super) grown: AtomicU64,
+    pub(super) adopted: AtomicU64,
+    pub(super) readers_cleared: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn open(path: PathBuf, options: LmdbOptions) -> Result<Shared> {
+        let cap = options.cap();
+        let mut initial = round_up(options.initial_map_size.max(MAP_ROUNDING));
+        if let Some(cap) = cap {
+            initial = initial.min(cap);
+        }
+        let initial = usize::try_from(initial).map_err(|_| {
+            engine_error(
+                &path,
+                heed::Error::Io(std::io::Error::other("map size exceeds the address space")),
+            )
+        })?;
+        let mut flags = EnvFlags::empty();
+        if options.durability == Durability::None {
+            flags |= EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC;
+        }
+        let mut builder = EnvOpenOptions::new().read_txn_without_tls();
+        builder
+            .map_size(initial)
+            .max_readers(options.max_readers)
+            .max_dbs(options.max_dbs);
+        // SAFETY: `flags` only holds the sync flags, which affect durability, not memory
+        // safety.
+        #[expect(unsafe_code, reason = "heed EnvOpenOptions::flags (see SAFETY)")]
+        unsafe {
+            builder.flags(flags);
+        }
+        // SAFETY: LMDB's memory map is unsound only if the file is modified behind LMDB's
+        // locks or the environment is opened twice in one process. The registry (whose lock
+        // the caller holds) ensures the latter for cacher; the former is outside our control,
+        // as with any memory-mapped file.
+        #[expect(
+            unsafe_code,
+            reason = "heed EnvOpenOptions::open maps the file (see SAFETY)"
+        )]
+        let env = unsafe { builder.open(&path) }.map_err(|e| match e {
+            heed::Error::EnvAlreadyOpened => Error::Locked {
+                path: path.clone(),
+                reason: "the LMDB environment is already open in this process outside cacher"
+                    .into(),
+            },
+            e => engine_error(&path, e),
+        })?;
+        // An existing environment may record a bigger map (grown by another process): adopt
+        // it rather than hit MAP_FULL at the first write; never go below the configured size.
+        // SAFETY: the environment was just opened and no one else has it yet, so no
+        // transaction is open on it.
+        #[expect(
+            unsafe_code,
+            reason = "heed Env::resize with no open transaction (see SAFETY)"
+        )]
+        unsafe {
+            env.resize(0).map_err(|e| engine_error(&path, e))?;
+            if env.info().map_size < initial {
+                env.resize(initial).map_err(|e| engine_error(&path, e))?;
+            }
+        }
+        let cleared_on_open = env
+            .clear_stale_readers()
+            .map_err(|e| engine_error(&path, e))?;
+        let map_size = AtomicUsize::new(env.info().map_size);
+        let commit_record = match options.durability {
+            Durability::Flush => {
+                let record = path.join(files::COMMIT_FILE);
+                open_regular(&record, Access::ReadWrite)?
+            }
+            _ => None,
+        };
+        Ok(Shared {
+            env,
+            path,
+            options,
+            gate: RwLock::new(()),
+            map_size,
+            cleared_on_open,
+            commit_record,
+            grown: AtomicU64::new(0),
+            adopted: AtomicU64::new(0),
+            readers_cleared: AtomicU64::new(0),
+        })
+    }
+
+    pub(super) fn gate_shared(&self) -> RwLockReadGuard<'_, ()> {
+        // The gate guards no data, so a panic while it was held leaves nothing inconsistent.
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn engine_error(&self, e: heed::Error) -> Error {
+        engine_error(&self.path, e)
+    }
+
+    /// Records the newest committed transaction after a commit. Best effort: the commit has
+    /// happened whatever this does, and a record that is missing or behind only weakens the
+    /// rollback check at the next open (it never refuses a good store).
+    ///
+    /// The record only ever grows (read and rewritten under a lock on the file), so a process
+    /// that writes late never lowers what another one recorded.
+    pub(super) fn record_commit(&self) {
+        let Some(file) = &self.commit_record else {
+            return;
+        };
+        let txn = self.env.info().last_txn_id as u64;
+        if file.lock().is_err() {
+            return;
+        }
+        let recorded = files::read_commit_from(file).unwrap_or(None).unwrap_or(0);
+        if txn > recorded {
+            let _ = write_at(file, &files::commit_record(txn));
+        }
+        let _ = file.unlock();
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+}
+
+#[cfg(not(unix))]
+fn write_at(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = file;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)
+}
