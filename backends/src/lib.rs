@@ -43,6 +43,33 @@ mod version;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
+/// Entry points of the cargo-fuzz targets in `fuzz/` (feature `fuzzing`). Each feeds any
+/// bytes to one decoder and checks it neither panics nor over-allocates; the same functions run
+/// under proptest in the ordinary test suite. Not an API: no stability promise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// A DirStore entry file.
+    pub fn dir_entry(bytes: &[u8]) {
+        crate::dir::fuzz_entry(bytes)
+    }
+    /// An ArrayStore value (feature `lmdb`).
+    #[cfg(feature = "lmdb")]
+    pub fn array_value(bytes: &[u8]) {
+        crate::array::fuzz_value(bytes)
+    }
+    /// A `.npy` file (feature `lmdb`).
+    #[cfg(feature = "lmdb")]
+    pub fn npy_file(bytes: &[u8]) {
+        crate::array::fuzz_npy(bytes)
+    }
+    /// An LmdbStore value as stored under the raw LMDB key `raw` (feature `lmdb`).
+    #[cfg(feature = "lmdb")]
+    pub fn lmdb_value(stored: &[u8], raw: &[u8]) {
+        crate::lmdb::fuzz_value(stored, raw)
+    }
+}
+
 pub use blob::Blob;
 pub use dir::{DirStore, DirStoreOptions, DEFAULT_MMAP_THRESHOLD, DEFAULT_STALE_TEMP_AGE};
 pub use error::{Error, Result};

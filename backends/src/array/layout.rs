@@ -238,12 +238,15 @@ pub(crate) fn decode<'v>(value: &'v [u8], key: &[u8]) -> Result<Decoded<'v>, Ref
     })
 }
 
-/// The body of a fuzz target for the value decoder (there is no `fuzz/` crate yet; the
-/// never-panic proptests drive it on every test run): decoding and checking any bytes may
+/// The body of a fuzz target for the value decoder (the never-panic proptests drive it on
+/// every test run, and `fuzz/` through `cacher_store::fuzzing`): decoding and checking any bytes may
 /// refuse, never panic, and what is accepted lies inside the input.
-#[allow(
-    dead_code,
-    reason = "entry point for a cargo-fuzz target; the never-panic proptests call it"
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    expect(
+        dead_code,
+        reason = "called by the proptests and by fuzz/ (feature `fuzzing`)"
+    )
 )]
 pub(crate) fn fuzz_entry(bytes: &[u8]) {
     if let Ok(d) = decode(bytes, b"k") {

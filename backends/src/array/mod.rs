@@ -66,6 +66,10 @@ mod info;
 mod kind;
 mod layout;
 mod npy;
+#[cfg(feature = "fuzzing")]
+pub(crate) use layout::fuzz_entry as fuzz_value;
+#[cfg(feature = "fuzzing")]
+pub(crate) use npy::fuzz_entry as fuzz_npy;
 mod reader;
 mod store;
 mod verify;

@@ -401,12 +401,15 @@ pub(crate) fn read_elements<T: Element>(
     Ok(v)
 }
 
-/// The body of a fuzz target for the `.npy` parser (there is no `fuzz/` crate yet; the
-/// proptests below drive it on every test run): every reader over `bytes` may refuse, never
+/// The body of a fuzz target for the `.npy` parser (the proptests below drive it on every
+/// test run, and `fuzz/` through `cacher_store::fuzzing`): every reader over `bytes` may refuse, never
 /// panic, and never allocates more than the input delivers plus one chunk.
-#[allow(
-    dead_code,
-    reason = "entry point for a cargo-fuzz target; the never-panic proptests call it"
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    expect(
+        dead_code,
+        reason = "called by the proptests and by fuzz/ (feature `fuzzing`)"
+    )
 )]
 pub(crate) fn fuzz_entry(bytes: &[u8]) {
     let _ = read_header(&mut &bytes[..]);

@@ -183,11 +183,14 @@ fn header_crc(raw: &[u8; HEADER_LEN], key: &[u8]) -> u32 {
 /// The body of the fuzz target for DirStore entry files: decodes `bytes` as a whole entry
 /// file the way a copied read does (header, key checksum, value checksum) and panics only if
 /// an accepted file is not exactly what [`Header::encode`] writes for its key and value. Any
-/// input must return without panicking or allocating; the proptest below drives it, and a
-/// `cargo-fuzz` target under `fuzz/` can call it once that crate exists.
+/// input must return without panicking or allocating; the proptest below drives it, and the
+/// `dir_entry` target under `fuzz/` calls it through `cacher_store::fuzzing`.
 #[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "driven by the proptest until fuzz/ exists")
+    not(any(test, feature = "fuzzing")),
+    expect(
+        dead_code,
+        reason = "called by the proptests and by fuzz/ (feature `fuzzing`)"
+    )
 )]
 pub(crate) fn fuzz_entry(bytes: &[u8]) {
     let head = &bytes[..HEADER_LEN.min(bytes.len())];

@@ -30,6 +30,8 @@
 //!   [`Error::NotOwned`](crate::Error::NotOwned) naming the path, without blocking.
 
 mod format;
+#[cfg(feature = "fuzzing")]
+pub(crate) use format::fuzz_entry;
 mod marker;
 mod options;
 mod path;

@@ -298,10 +298,10 @@ impl StoredKey {
 /// lookup and as iteration, and must never panic (the `lmdb` fuzz target and a proptest in the
 /// normal suite call it).
 #[cfg_attr(
-    not(test),
+    not(any(test, feature = "fuzzing")),
     expect(
         dead_code,
-        reason = "the fuzz target's body: the proptest calls it, and fuzz/ once it exists"
+        reason = "called by the proptests and by fuzz/ (feature `fuzzing`)"
     )
 )]
 pub(crate) fn fuzz_entry(stored: &[u8], raw: &[u8]) {

@@ -11,6 +11,8 @@ mod env;
 mod error;
 mod files;
 mod layout;
+#[cfg(feature = "fuzzing")]
+pub(crate) use layout::fuzz_entry as fuzz_value;
 mod meta_pages;
 mod options;
 mod pages;

@@ -1,0 +1,5 @@
+//! cargo-fuzz target: `cacher_store::fuzzing::npy_file`, the entry point the ordinary test suite
+//! also drives through proptest: any bytes may be refused, never panic or over-allocate.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cacher_store::fuzzing::npy_file(data));
