@@ -32,35 +32,31 @@ pub fn stats(opened: &Opened) -> Result<Report, Failure> {
     }
     let facts = opened.facts();
 
-    let mut human = table(
-        &["", ""],
-        &[
-            vec![
-                "store".into(),
-                format!("{} ({})", opened.path.display(), opened.kind.name()),
-            ],
-            vec![
-                "entries".into(),
-                format!("{} ({expired} expired, {damaged} damaged)", entries.len()),
-            ],
-            vec!["bytes".into(), units::bytes(bytes)],
-            vec![
-                "oldest".into(),
-                oldest.map_or("-".into(), |&t| units::time_relative(t, now)),
-            ],
-            vec![
-                "newest".into(),
-                newest.map_or("-".into(), |&t| units::time_relative(t, now)),
-            ],
+    let mut rows = vec![
+        vec![
+            "store".into(),
+            format!("{} ({})", opened.path.display(), opened.kind.name()),
         ],
-    )
-    .lines()
-    .skip(1) // the empty header row
-    .map(|l| format!("{}\n", l.trim_end()))
-    .collect::<String>();
-    for (name, _, text) in &facts {
-        human.push_str(&format!("{:<9}{text}\n", name.replace('_', " ")));
-    }
+        vec![
+            "entries".into(),
+            format!("{} ({expired} expired, {damaged} damaged)", entries.len()),
+        ],
+        vec!["bytes".into(), units::bytes(bytes)],
+        vec![
+            "oldest".into(),
+            oldest.map_or("-".into(), |&t| units::time_relative(t, now)),
+        ],
+        vec![
+            "newest".into(),
+            newest.map_or("-".into(), |&t| units::time_relative(t, now)),
+        ],
+    ];
+    rows.extend(
+        facts
+            .iter()
+            .map(|(name, _, text)| vec![name.replace('_', " "), text.clone()]),
+    );
+    let mut human = two_columns(&rows);
     if !namespaces.is_empty() {
         let rows: Vec<Vec<String>> = namespaces
             .iter()
@@ -109,7 +105,7 @@ pub fn ls(
     let now = units::now_ms();
     let rows: Vec<Vec<String>> = entries.iter().map(|e| e.row(now)).collect();
     let mut human = table(&["KEY", "SIZE", "FORMAT", "CREATED", "EXPIRES"], &rows);
-    human.push_str(&format!("{} entries\n", entries.len()));
+    human.push_str(&format!("{}\n", units::entries(entries.len() as u64)));
     let json: Vec<Value> = entries.iter().map(|e| e.json(now)).collect();
     Ok(Report::new(opened, 0)
         .field("count", entries.len().into())
@@ -139,6 +135,15 @@ fn stored(opened: &Opened, key: &[u8]) -> Result<Vec<u8>, Failure> {
             &e,
         )),
     }
+}
+
+/// Name/value lines, aligned, without a header row.
+fn two_columns(rows: &[Vec<String>]) -> String {
+    table(&["", ""], rows)
+        .lines()
+        .skip(1)
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect()
 }
 
 fn header_json(h: &Header, now: u64) -> Value {
@@ -212,11 +217,7 @@ pub fn show(opened: &Opened, key: &[u8]) -> Result<Report, Failure> {
         vec!["mac".into(), mac.into()],
         vec!["check".into(), check_text],
     ];
-    let human: String = table(&["", ""], &rows)
-        .lines()
-        .skip(1)
-        .map(|l| format!("{}\n", l.trim_end()))
-        .collect();
+    let human = two_columns(&rows);
     let code = if check.is_ok() { 0 } else { 1 };
     let check_json = match &check {
         Ok(()) => json!({"ok": true, "error": null}),
@@ -251,10 +252,13 @@ pub fn get(opened: &Opened, key: &[u8], raw: bool, json: bool) -> Result<Report,
     }
     let registry = Registry::with_builtins();
     let damaged = |e: cacher::formats::Error| {
-        Failure::problem(
-            &opened.path,
-            format!("entry {} cannot be read: {}", keyarg::human(key), chain(&e)),
-        )
+        let message = format!("entry {} cannot be read: {}", keyarg::human(key), chain(&e));
+        // Damage is a problem found; a format this build lacks is not the entry's fault.
+        if e.is_corrupt() || matches!(e, cacher::formats::Error::Unauthenticated { .. }) {
+            Failure::problem(&opened.path, message)
+        } else {
+            Failure::unusable(&opened.path, message)
+        }
     };
     let (header, payload) = registry.open_value(key, &bytes).map_err(damaged)?;
     let pipeline = registry.resolve(header.pipeline()).map_err(damaged)?;

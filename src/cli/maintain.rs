@@ -68,8 +68,7 @@ pub fn clear(opened: &Opened, namespace: Option<&str>) -> Result<Report, Failure
 /// `cacher verify`: the store's own check of every entry (`Store::verify`), then every
 /// value's envelope (header, payload checksum, key binding). Exit 1 when anything is damaged.
 pub fn verify(opened: &Opened) -> Result<Report, Failure> {
-    let spinner = progress::spinner("checking the store");
-    spinner.enable_steady_tick(Duration::from_millis(120));
+    let spinner = progress::busy("checking the store");
     let report = opened
         .store()
         .verify()
@@ -125,7 +124,8 @@ pub fn verify(opened: &Opened) -> Result<Report, Failure> {
         human = table(&["KEY", "LAYER", "PROBLEM"], &rows);
     }
     human.push_str(&format!(
-        "checked {checked} entries of {}: {}\n",
+        "checked {} of {}: {}\n",
+        units::entries(checked),
         opened.path.display(),
         if damaged.is_empty() {
             "no damage found".to_owned()

@@ -17,6 +17,15 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// `1 entry`, `2 entries`.
+pub fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".to_owned()
+    } else {
+        format!("{n} entries")
+    }
+}
+
 /// Parses `1000`, `64KiB`, `500MiB`, `2GB`, `1.5 GiB` (k/M/G/T are powers of 1024 too, as
 /// most tools mean them for cache sizes; `KB` = `KiB`).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {

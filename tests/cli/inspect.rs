@@ -31,7 +31,7 @@ fn stats_counts_entries_namespaces_and_expired_on_every_kind() {
             .args(["stats", p])
             .assert()
             .success()
-            .stdout(contains("entries  7 (1 expired, 0 damaged)"))
+            .stdout(contains("7 (1 expired, 0 damaged)"))
             .stdout(contains("square"))
             .stdout(contains("bytes"));
     }
