@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use cacher::formats::{Header, Registry};
+use cacher::formats::Header;
 use serde_json::{json, Map, Value};
 
 use super::failure::{chain, Failure};
@@ -178,7 +178,7 @@ pub fn show(opened: &Opened, key: &[u8]) -> Result<Report, Failure> {
         );
         return Ok(report.field("envelope", Value::Null).human(human));
     }
-    let registry = Registry::with_builtins();
+    let registry = &opened.registry;
     let header = registry.peek_value(key, &bytes).map_err(|e| {
         Failure::problem(
             &opened.path,
@@ -193,12 +193,14 @@ pub fn show(opened: &Opened, key: &[u8]) -> Result<Report, Failure> {
     let check = registry.open_value(key, &bytes).map(|_| ());
     let now = units::now_ms();
     let h = &header;
-    let mac = if h.has_mac() {
-        "present (not checked: the tool has no MAC key)"
-    } else {
-        "none"
+    let mac = match (h.has_mac(), opened.checks_macs()) {
+        (true, true) => "present, checked",
+        (true, false) => "present (not checked: no --mac-key-file given)",
+        (false, true) => "none (refused: a MAC key was given)",
+        (false, false) => "none",
     };
     let check_text = match &check {
+        Ok(()) if opened.checks_macs() => "ok (checksum, key binding, MAC)".to_owned(),
         Ok(()) => "ok (checksum and key binding)".to_owned(),
         Err(e) => format!("DAMAGED: {}", chain(e)),
     };
@@ -250,7 +252,7 @@ pub fn get(opened: &Opened, key: &[u8], raw: bool, json: bool) -> Result<Report,
             .field("value", json!({"hex": keyarg::hex(&bytes)}))
             .human(text));
     }
-    let registry = Registry::with_builtins();
+    let registry = &opened.registry;
     let damaged = |e: cacher::formats::Error| {
         let message = format!("entry {} cannot be read: {}", keyarg::human(key), chain(&e));
         // Damage is a problem found; a format this build lacks is not the entry's fault.

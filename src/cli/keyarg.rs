@@ -30,6 +30,34 @@ pub fn parse(arg: &str) -> Result<Vec<u8>, Failure> {
         .collect()
 }
 
+/// Reads a MAC key file: 32 raw bytes, or 64 hex digits (surrounding whitespace ignored).
+pub fn mac_key(path: &std::path::Path) -> Result<[u8; 32], Failure> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Failure::unusable(
+            path,
+            format!("cannot read the MAC key {}: {e}", path.display()),
+        )
+    })?;
+    let bad = || {
+        Failure::unusable(
+            path,
+            format!(
+                "{} is not a MAC key: expected 32 bytes or 64 hex digits",
+                path.display()
+            ),
+        )
+    };
+    if let Ok(raw) = <[u8; 32]>::try_from(&bytes[..]) {
+        return Ok(raw);
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?.trim();
+    if text.len() != 64 {
+        return Err(bad());
+    }
+    let decoded = parse(&format!("hex:{text}")).map_err(|_| bad())?;
+    <[u8; 32]>::try_from(&decoded[..]).map_err(|_| bad())
+}
+
 /// A key as the stores print it in messages (`b"user:42"`, escaped, cut after 64 bytes).
 pub fn human(key: &[u8]) -> String {
     KeyDisplay::new(key).to_string()

@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cacher::formats::Registry;
 use clap::Args;
 use serde_json::{json, Value};
 
@@ -83,7 +82,7 @@ pub fn verify(opened: &Opened) -> Result<Report, Failure> {
     let mut checked = report.checked;
     if opened.kind.holds_envelopes() {
         let bad: BTreeSet<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
-        let registry = Registry::with_builtins();
+        let registry = &opened.registry;
         let keys = walk::keys(opened)?;
         let bar = progress::bar(keys.len() as u64, "envelopes");
         for key in keys.iter().filter(|k| !bad.contains(&k[..])) {

@@ -37,6 +37,11 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// Check envelope MACs with the cache's MAC key, read from FILE (32 raw bytes, or 64 hex
+    /// digits); without it a MAC is reported, not checked.
+    #[arg(long, global = true, value_name = "FILE", env = "CACHER_MAC_KEY_FILE")]
+    mac_key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -192,16 +197,22 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let name = cli.command.name();
-    match run(cli.command, cli.json) {
+    let mac_key = match cli.mac_key_file.as_deref().map(keyarg::mac_key).transpose() {
+        Ok(key) => key,
+        Err(failure) => return failure.print(name, cli.json),
+    };
+    match run(cli.command, cli.json, mac_key) {
         Ok(report) => report.print(name, cli.json),
         Err(failure) => failure.print(name, cli.json),
     }
 }
 
-fn run(command: Command, json: bool) -> Result<Report, Failure> {
+fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report, Failure> {
     use open::Access::{ReadOnly, Write};
+    let open =
+        |path: &std::path::Path, access| open::open(path, access).map(|o| o.with_mac_key(mac_key));
     match command {
-        Command::Stats(s) => inspect::stats(&open::open(&s.store, ReadOnly)?),
+        Command::Stats(s) => inspect::stats(&open(&s.store, ReadOnly)?),
         Command::Ls {
             store,
             namespace,
@@ -209,32 +220,32 @@ fn run(command: Command, json: bool) -> Result<Report, Failure> {
         } => {
             let prefix = prefix.map(|p| keyarg::parse(&p)).transpose()?;
             inspect::ls(
-                &open::open(&store.store, ReadOnly)?,
+                &open(&store.store, ReadOnly)?,
                 namespace.as_deref(),
                 prefix.as_deref(),
             )
         }
         Command::Show { store, key } => {
             let key = keyarg::parse(&key)?;
-            inspect::show(&open::open(&store.store, ReadOnly)?, &key)
+            inspect::show(&open(&store.store, ReadOnly)?, &key)
         }
         Command::Get { store, key, raw } => {
             let key = keyarg::parse(&key)?;
-            inspect::get(&open::open(&store.store, ReadOnly)?, &key, raw, json)
+            inspect::get(&open(&store.store, ReadOnly)?, &key, raw, json)
         }
         Command::Rm { store, keys } => {
             let keys = keys
                 .iter()
                 .map(|k| keyarg::parse(k))
                 .collect::<Result<Vec<_>, _>>()?;
-            maintain::rm(&open::open(&store.store, Write)?, &keys)
+            maintain::rm(&open(&store.store, Write)?, &keys)
         }
         Command::Clear {
             store,
             namespace,
             all: _,
-        } => maintain::clear(&open::open(&store.store, Write)?, namespace.as_deref()),
-        Command::Verify(s) => match open::open(&s.store, ReadOnly) {
+        } => maintain::clear(&open(&store.store, Write)?, namespace.as_deref()),
+        Command::Verify(s) => match open(&s.store, ReadOnly) {
             Ok(opened) => maintain::verify(&opened),
             // A store too damaged to open is what verify looks for: exit 1, not 2.
             Err(failure) if failure.is_damage() => Ok(maintain::unopenable(&s.store, &failure)),
@@ -246,11 +257,9 @@ fn run(command: Command, json: bool) -> Result<Report, Failure> {
             dry_run,
         } => {
             let access = if dry_run { ReadOnly } else { Write };
-            maintain::evict(&open::open(&store.store, access)?, &rules, dry_run)
+            maintain::evict(&open(&store.store, access)?, &rules, dry_run)
         }
-        Command::Export { store, file } => {
-            dump::export(&open::open(&store.store, ReadOnly)?, &file)
-        }
+        Command::Export { store, file } => dump::export(&open(&store.store, ReadOnly)?, &file),
         Command::Import {
             store,
             file,
@@ -260,7 +269,7 @@ fn run(command: Command, json: bool) -> Result<Report, Failure> {
             let reader = dump::DumpReader::open(&file)?;
             let opened = match create {
                 Some(kind) if !store.store.exists() => open::create(&store.store, kind)?,
-                _ => open::open(&store.store, Write)?,
+                _ => open(&store.store, Write)?,
             };
             dump::import(&opened, reader)
         }

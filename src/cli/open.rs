@@ -11,6 +11,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use cacher::formats::Registry;
 use cacher::store::{DirStore, LogStore, Store};
 use serde_json::{json, Value};
 
@@ -79,6 +80,8 @@ pub struct Opened {
     pub path: PathBuf,
     pub kind: Kind,
     handle: Handle,
+    /// Reads envelopes: the built-in formats, and the MAC key when one was given.
+    pub registry: Registry,
 }
 
 enum Handle {
@@ -93,6 +96,19 @@ enum Handle {
 }
 
 impl Opened {
+    /// Checks MACs with `key` (from `--mac-key-file`).
+    pub fn with_mac_key(mut self, key: Option<[u8; 32]>) -> Self {
+        if let Some(key) = key {
+            self.registry.set_mac_key(key);
+        }
+        self
+    }
+
+    /// Whether MACs are checked.
+    pub fn checks_macs(&self) -> bool {
+        self.registry.has_mac_key()
+    }
+
     /// The store, as bytes in and bytes out.
     pub fn store(&self) -> &dyn Store {
         match &self.handle {
@@ -361,6 +377,7 @@ pub fn open(path: &Path, access: Access) -> Result<Opened, Failure> {
         path: path.to_path_buf(),
         kind,
         handle,
+        registry: Registry::with_builtins(),
     })
 }
 
@@ -388,5 +405,6 @@ pub fn create(path: &Path, kind: NewKind) -> Result<Opened, Failure> {
         path: path.to_path_buf(),
         kind,
         handle,
+        registry: Registry::with_builtins(),
     })
 }

@@ -1,7 +1,7 @@
 //! One pass over a store's entries: each key, its size and its envelope header (read from the
 //! bytes the store lends, never decoded), for `stats`, `ls` and `evict`.
 
-use cacher::formats::{Header, Registry};
+use cacher::formats::Header;
 use cacher::key::namespace_of;
 use serde_json::{json, Value};
 
@@ -121,7 +121,7 @@ pub fn keys(opened: &Opened) -> Result<Vec<Vec<u8>>, Failure> {
 /// Reads the size and header of each key that `keep` accepts. A damaged entry is an entry in
 /// the result; an error that is not about one entry (I/O on the store) ends the walk.
 pub fn walk(opened: &Opened, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Entry>, Failure> {
-    let registry = Registry::with_builtins();
+    let registry = &opened.registry;
     let keys: Vec<Vec<u8>> = keys(opened)?.into_iter().filter(|k| keep(k)).collect();
     let bar = progress::bar(keys.len() as u64, "reading");
     let mut entries = Vec::with_capacity(keys.len());

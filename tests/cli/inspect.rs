@@ -165,6 +165,28 @@ fn unmarked_lmdb_environments_are_told_apart_by_their_contents() {
 }
 
 #[cfg(feature = "lmdb")]
+#[test]
+fn an_array_store_is_found_by_its_marker_and_listed() {
+    use cacher::store::array::ArrayStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arrays");
+    {
+        let store = ArrayStore::open(&path).unwrap();
+        store
+            .put_array("m", &[1.0f32, 2.0, 3.0, 4.0], &[2, 2])
+            .unwrap();
+    }
+    let p = path.to_str().unwrap();
+    let ls = json(&["ls", p], 0);
+    assert_eq!(ls["store"]["kind"], "ArrayStore", "{ls}");
+    assert_eq!(listed_keys(&ls), ["m"]);
+    assert_eq!(ls["entries"][0]["status"], "array");
+    json(&["verify", p], 0);
+    let show = json(&["show", p, "m"], 0);
+    assert_eq!(show["envelope"], serde_json::Value::Null);
+}
+
+#[cfg(feature = "lmdb")]
 fn cacher_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

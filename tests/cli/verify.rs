@@ -16,7 +16,9 @@ fn verify_passes_a_sound_store_of_every_kind() {
             .args(["verify", path.to_str().unwrap()])
             .assert()
             .success()
-            .stdout(predicates::str::contains("no damage found"));
+            .stdout(predicates::str::contains("no damage found"))
+            // Not a terminal: no progress bar, nothing on stderr.
+            .stderr("");
     }
 }
 
@@ -104,4 +106,47 @@ fn a_log_damaged_in_the_middle_is_reported_as_damage_not_as_unusable() {
         .as_str()
         .unwrap()
         .contains(path.to_str().unwrap()));
+}
+
+#[test]
+fn with_the_mac_key_verify_refuses_values_the_key_did_not_sign() {
+    use cacher::formats::Registry;
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Dir.path_in(dir.path());
+    let key_file = dir.path().join("mac.key");
+    std::fs::write(&key_file, "42".repeat(32)).unwrap();
+    {
+        let cache = cacher::Cache::builder()
+            .store(Kind::Dir.open(&path))
+            .registry(Registry::with_builtins().with_mac_key([0x42; 32]))
+            .format("json")
+            .build()
+            .unwrap();
+        cache.put("is_admin:root", &true).unwrap();
+        // Planted by a writer without the key: a sound envelope, no MAC.
+        let plain = cacher::Cache::builder()
+            .store(Kind::Dir.open(&path))
+            .format("json")
+            .build()
+            .unwrap();
+        plain.put("is_admin:mallory", &true).unwrap();
+    }
+    let p = path.to_str().unwrap();
+    // Without the key the planted value is a sound envelope.
+    json(&["verify", p], 0);
+    let show = json(&["show", p, "is_admin:root"], 0);
+    assert_eq!(show["envelope"]["mac"], "present");
+
+    let k = key_file.to_str().unwrap();
+    let report = json(&["verify", p, "--mac-key-file", k], 1);
+    let damaged = report["damaged"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{report}");
+    assert_eq!(damaged[0]["key"]["utf8"], "is_admin:mallory");
+    json(&["get", p, "is_admin:root", "--mac-key-file", k], 0);
+    json(&["get", p, "is_admin:mallory", "--mac-key-file", k], 1);
+
+    // A key file that is not a key is bad input, named.
+    std::fs::write(&key_file, "short").unwrap();
+    let bad = json(&["verify", p, "--mac-key-file", k], 2);
+    assert!(bad["error"]["message"].as_str().unwrap().contains(k));
 }
