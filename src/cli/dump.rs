@@ -69,7 +69,8 @@ pub fn export(opened: &Opened, file: &Path) -> Result<Report, Failure> {
     let (count, bytes, skipped) = result?;
     let code = if skipped.is_empty() { 0 } else { PROBLEMS };
     let mut human = format!(
-        "exported {count} entries ({}) from {} to {}\n",
+        "exported {} ({}) from {} to {}\n",
+        super::units::entries(count),
         super::units::bytes(bytes),
         opened.path.display(),
         file.display()
@@ -304,7 +305,8 @@ pub fn import(opened: &Opened, mut dump: DumpReader) -> Result<Report, Failure> 
         .field("entries", written.into())
         .field("bytes", bytes.into())
         .human(format!(
-            "imported {written} entries ({}) from {} into {}\n",
+            "imported {} ({}) from {} into {}\n",
+            super::units::entries(written),
             super::units::bytes(bytes),
             dump.path.display(),
             opened.path.display()

@@ -61,7 +61,7 @@ pub fn clear(opened: &Opened, namespace: Option<&str>) -> Result<Report, Failure
     Ok(Report::new(opened, 0)
         .field("namespace", namespace.into())
         .field("removed", removed.into())
-        .human(format!("removed {removed} entries of {what}\n")))
+        .human(format!("removed {} of {what}\n", units::entries(removed))))
 }
 
 /// `cacher verify`: the store's own check of every entry (`Store::verify`), then every
@@ -244,15 +244,16 @@ pub fn evict(opened: &Opened, rules: &EvictRules, dry_run: bool) -> Result<Repor
     let left = kept.len() - first_kept;
     let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
     let human = format!(
-        "{} {} entries ({}){}; {left} entries ({}) left\n",
+        "{} {} ({}){}; {} ({}) left\n",
         if dry_run { "would remove" } else { "removed" },
-        victims.len(),
+        units::entries(victims.len() as u64),
         units::bytes(removed_bytes),
         if why.is_empty() {
             String::new()
         } else {
             format!(": {}", why.join(", "))
         },
+        units::entries(left as u64),
         units::bytes(kept_bytes),
     );
     let json: Vec<Value> = victims
