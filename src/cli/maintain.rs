@@ -1,0 +1,273 @@
+//! The commands that check or change a store: `verify`, `rm`, `clear`, `evict`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::failure::{chain, Failure, PROBLEMS};
+use super::keyarg;
+use super::open::Opened;
+use super::output::{table, Report};
+use super::progress;
+use super::units;
+use super::walk;
+
+fn delete(opened: &Opened, key: &[u8]) -> Result<bool, Failure> {
+    opened.store().delete(key).map_err(|e| {
+        Failure::store(
+            &opened.path,
+            &format!("cannot remove key {} from", keyarg::human(key)),
+            &e,
+        )
+    })
+}
+
+/// `cacher rm`: exit 1 when a key was not there.
+pub fn rm(opened: &Opened, keys: &[Vec<u8>]) -> Result<Report, Failure> {
+    let (mut removed, mut missing) = (Vec::new(), Vec::new());
+    let mut human = String::new();
+    for key in keys {
+        if delete(opened, key)? {
+            human.push_str(&format!("removed {}\n", keyarg::human(key)));
+            removed.push(keyarg::json(key));
+        } else {
+            human.push_str(&format!("no entry {}\n", keyarg::human(key)));
+            missing.push(keyarg::json(key));
+        }
+    }
+    let code = if missing.is_empty() { 0 } else { PROBLEMS };
+    Ok(Report::new(opened, code)
+        .field("removed", removed.into())
+        .field("missing", missing.into())
+        .human(human))
+}
+
+/// `cacher clear`: every key of `namespace` (all versions), or every key.
+pub fn clear(opened: &Opened, namespace: Option<&str>) -> Result<Report, Failure> {
+    let keys: Vec<Vec<u8>> = walk::keys(opened)?
+        .into_iter()
+        .filter(|k| namespace.is_none_or(|ns| cacher::key::namespace_of(k) == Some(ns)))
+        .collect();
+    let bar = progress::bar(keys.len() as u64, "removing");
+    let mut removed = 0u64;
+    for key in &keys {
+        removed += u64::from(delete(opened, key)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let what = namespace.map_or("the store".to_owned(), |ns| format!("namespace {ns}"));
+    Ok(Report::new(opened, 0)
+        .field("namespace", namespace.into())
+        .field("removed", removed.into())
+        .human(format!("removed {} of {what}\n", units::entries(removed))))
+}
+
+/// `cacher verify`: the store's own check of every entry (`Store::verify`), then every
+/// value's envelope (header, payload checksum, key binding). Exit 1 when anything is damaged.
+pub fn verify(opened: &Opened) -> Result<Report, Failure> {
+    let spinner = progress::busy("checking the store");
+    let report = opened
+        .store()
+        .verify()
+        .map_err(|e| Failure::store(&opened.path, "cannot verify", &e))?;
+    spinner.finish_and_clear();
+    // (key, layer, error)
+    let mut damaged: Vec<(Option<Vec<u8>>, &str, String)> = report
+        .damaged
+        .iter()
+        .map(|(k, e)| (Some(k.clone()), "store", chain(e)))
+        .collect();
+    let mut checked = report.checked;
+    if opened.kind.holds_envelopes() {
+        let bad: BTreeSet<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+        let registry = &opened.registry;
+        let keys = walk::keys(opened)?;
+        let bar = progress::bar(keys.len() as u64, "envelopes");
+        for key in keys.iter().filter(|k| !bad.contains(&k[..])) {
+            bar.inc(1);
+            let mut outcome = None;
+            match opened.store().with_value(key, &mut |bytes| {
+                outcome = Some(
+                    registry
+                        .open_value(key, bytes)
+                        .map(|_| ())
+                        .map_err(|e| chain(&e)),
+                );
+            }) {
+                Ok(_) => {}
+                Err(e) if e.is_corrupt() => outcome = Some(Err(chain(&e))),
+                Err(e) => return Err(Failure::store(&opened.path, "cannot verify", &e)),
+            }
+            if let Some(Err(why)) = outcome {
+                damaged.push((Some(key.clone()), "envelope", why));
+            }
+        }
+        bar.finish_and_clear();
+        // Keys the store's verify did not see (written meanwhile) were checked here.
+        checked = checked.max(keys.len() as u64);
+    }
+    for problem in opened.tail_problems() {
+        damaged.push((None, "file", problem));
+    }
+    let rows: Vec<Vec<String>> = damaged
+        .iter()
+        .map(|(k, layer, why)| {
+            let key = k.as_deref().map_or("-".to_owned(), keyarg::human);
+            vec![key, (*layer).to_owned(), why.clone()]
+        })
+        .collect();
+    let mut human = String::new();
+    if !rows.is_empty() {
+        human = table(&["KEY", "LAYER", "PROBLEM"], &rows);
+    }
+    human.push_str(&format!(
+        "checked {} of {}: {}\n",
+        units::entries(checked),
+        opened.path.display(),
+        if damaged.is_empty() {
+            "no damage found".to_owned()
+        } else {
+            format!("{} damaged", damaged.len())
+        }
+    ));
+    let json: Vec<Value> = damaged
+        .iter()
+        .map(|(k, layer, why)| {
+            json!({"key": k.as_deref().map(keyarg::json), "layer": layer, "error": why})
+        })
+        .collect();
+    let code = if damaged.is_empty() { 0 } else { PROBLEMS };
+    Ok(Report::new(opened, code)
+        .field("checked", checked.into())
+        .field("ok", damaged.is_empty().into())
+        .field("damaged", json.into())
+        .human(human))
+}
+
+/// `cacher verify` on a store that refused to open because its files are damaged (a LogStore
+/// with a bad record in the middle, a damaged LMDB meta page).
+pub fn unopenable(path: &std::path::Path, failure: &Failure) -> Report {
+    let kind = super::open::detect(path).map_or(Value::Null, |k| k.name().into());
+    let store = json!({"path": path.display().to_string(), "kind": kind});
+    Report::about(store, PROBLEMS)
+        .field("checked", 0.into())
+        .field("ok", false.into())
+        .field(
+            "damaged",
+            json!([{"key": null, "layer": "file", "error": failure.message()}]),
+        )
+        .human(format!(
+            "{}
+checked 0 entries of {}: the store itself is damaged
+",
+            failure.message(),
+            path.display()
+        ))
+}
+
+/// What `cacher evict` removes; rules add up.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+pub struct EvictRules {
+    /// Remove entries created longer ago than this (90s, 12h, 7d, 2w).
+    #[arg(long, value_parser = units::parse_duration)]
+    older_than: Option<Duration>,
+    /// Then remove the oldest entries until the values total at most this (500MiB, 2GiB).
+    #[arg(long, value_parser = units::parse_bytes)]
+    max_bytes: Option<u64>,
+    /// Then remove the oldest entries until at most this many are left.
+    #[arg(long)]
+    max_entries: Option<u64>,
+    /// Remove entries whose expiry has passed.
+    #[arg(long)]
+    expired: bool,
+}
+
+/// `cacher evict`. Stores keep no access times on disk, so "oldest" is by creation time
+/// (entries without one, damaged or arrays, go first).
+pub fn evict(opened: &Opened, rules: &EvictRules, dry_run: bool) -> Result<Report, Failure> {
+    let mut entries = walk::walk(opened, |_| true)?;
+    let now = units::now_ms();
+    let cutoff = rules
+        .older_than
+        .map(|d| now.saturating_sub(d.as_millis() as u64));
+    entries.sort_by(|a, b| (a.created_ms(), &a.key).cmp(&(b.created_ms(), &b.key)));
+    let mut victims: Vec<(usize, &'static str)> = Vec::new();
+    let mut kept: Vec<usize> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if rules.expired && e.is_expired(now) {
+            victims.push((i, "expired"));
+        } else if cutoff.is_some_and(|c| e.created_ms().is_some_and(|t| t < c)) {
+            victims.push((i, "older_than"));
+        } else {
+            kept.push(i);
+        }
+    }
+    let mut kept_bytes: u64 = kept.iter().map(|&i| entries[i].size).sum();
+    let mut first_kept = 0;
+    while first_kept < kept.len() {
+        let over_entries = rules
+            .max_entries
+            .is_some_and(|n| (kept.len() - first_kept) as u64 > n);
+        let over_bytes = rules.max_bytes.is_some_and(|b| kept_bytes > b);
+        if !(over_entries || over_bytes) {
+            break;
+        }
+        let i = kept[first_kept];
+        victims.push((
+            i,
+            if over_entries {
+                "max_entries"
+            } else {
+                "max_bytes"
+            },
+        ));
+        kept_bytes -= entries[i].size;
+        first_kept += 1;
+    }
+    let bar = progress::bar(victims.len() as u64, "evicting");
+    let mut removed_bytes = 0;
+    for &(i, _) in &victims {
+        if !dry_run {
+            delete(opened, &entries[i].key)?;
+        }
+        removed_bytes += entries[i].size;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut reasons = std::collections::BTreeMap::<&str, u64>::new();
+    for &(_, r) in &victims {
+        *reasons.entry(r).or_default() += 1;
+    }
+    let left = kept.len() - first_kept;
+    let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let human = format!(
+        "{} {} ({}){}; {} ({}) left\n",
+        if dry_run { "would remove" } else { "removed" },
+        units::entries(victims.len() as u64),
+        units::bytes(removed_bytes),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", why.join(", "))
+        },
+        units::entries(left as u64),
+        units::bytes(kept_bytes),
+    );
+    let json: Vec<Value> = victims
+        .iter()
+        .map(|&(i, reason)| {
+            json!({"key": keyarg::json(&entries[i].key), "size": entries[i].size, "reason": reason})
+        })
+        .collect();
+    Ok(Report::new(opened, 0)
+        .field("dry_run", dry_run.into())
+        .field("removed", victims.len().into())
+        .field("removed_bytes", removed_bytes.into())
+        .field("left", left.into())
+        .field("left_bytes", kept_bytes.into())
+        .field("victims", json.into())
+        .human(human))
+}

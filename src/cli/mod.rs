@@ -1,0 +1,282 @@
+//! The `cacher` command-line tool: commands, arguments and exit codes. The manual, with the
+//! JSON schema and the dump format, is `src/cli/README.md`.
+
+mod dump;
+mod failure;
+mod inspect;
+mod keyarg;
+mod maintain;
+#[cfg(feature = "lmdb")]
+mod numpy;
+mod open;
+mod output;
+mod progress;
+mod units;
+mod walk;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use failure::Failure;
+use output::Report;
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 ok; 1 problems found (damaged entries, missing key); 2 bad usage or the store \
+cannot be opened.
+With --json every command prints one JSON object on stdout (schema in src/cli/README.md).
+Keys: UTF-8 text, or hex:6869 for arbitrary bytes (text:hex:.. for text starting with hex:).";
+
+/// Inspect, verify, evict, export and import a cacher store (DirStore, LogStore, LmdbStore,
+/// ArrayStore, NumpyLmdb). The store kind is detected from the path.
+#[derive(Debug, Parser)]
+#[command(name = "cacher", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Print one JSON object on stdout instead of a human table.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Check envelope MACs with the cache's MAC key, read from FILE (32 raw bytes, or 64 hex
+    /// digits); without it a MAC is reported, not checked.
+    #[arg(long, global = true, value_name = "FILE", env = "CACHER_MAC_KEY_FILE")]
+    mac_key_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The store path every store command takes first.
+#[derive(Debug, Args)]
+struct StoreArg {
+    /// The store: a DirStore or LMDB directory, or a LogStore file.
+    store: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Entries, bytes, per-namespace counts, expired entries, oldest/newest, store facts.
+    #[command(after_help = "Example:\n  cacher stats ~/.cache/myapp")]
+    Stats(StoreArg),
+
+    /// List entries (key, size, format, created, expires).
+    #[command(
+        after_help = "Examples:\n  cacher ls ./cache\n  cacher ls ./cache --namespace myapp::fetch\n  cacher ls ./cache --prefix user:"
+    )]
+    Ls {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Only entries of this namespace (the part of a key before `@version:hash`).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only keys starting with this (UTF-8 text or hex:..).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+
+    /// Show one entry's envelope header: format, created, expires, revision, size, MAC.
+    #[command(after_help = "Example:\n  cacher show ./cache 'square@1:5f0c…'")]
+    Show {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The key (UTF-8 text or hex:..).
+        key: String,
+    },
+
+    /// Print one entry's value, decoded to JSON where its format allows.
+    #[command(
+        after_help = "Examples:\n  cacher get ./cache user:42\n  cacher get ./cache user:42 --json\n  cacher get ./cache hex:00ff --raw > value.bin"
+    )]
+    Get {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The key (UTF-8 text or hex:..).
+        key: String,
+        /// Write the value's bytes (after decompression) to stdout, unchanged.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+    },
+
+    /// Remove entries.
+    #[command(after_help = "Example:\n  cacher rm ./cache user:42 hex:00ff")]
+    Rm {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The keys (UTF-8 text or hex:..).
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+
+    /// Remove every entry of a namespace (all its versions), or of the whole store.
+    #[command(
+        after_help = "Examples:\n  cacher clear ./cache --namespace myapp::fetch\n  cacher clear ./cache --all"
+    )]
+    Clear {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The namespace to clear.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        namespace: Option<String>,
+        /// Clear every entry.
+        #[arg(long)]
+        all: bool,
+    },
+
+    /// Check every entry (store checksums, then envelopes); exit 1 if any is damaged.
+    #[command(after_help = "Example:\n  cacher verify ./cache && echo healthy")]
+    Verify(StoreArg),
+
+    /// Remove expired, old or surplus entries (surplus: oldest created first).
+    #[command(
+        after_help = "Examples:\n  cacher evict ./cache --expired\n  cacher evict ./cache --older-than 7d\n  cacher evict ./cache --max-bytes 500MiB --max-entries 100000 --dry-run"
+    )]
+    Evict {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        rules: maintain::EvictRules,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+
+    /// Write every entry to a dump file (format `cacher-dump` v1, see README).
+    #[command(after_help = "Example:\n  cacher export ./cache cache.dump")]
+    Export {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The dump file to create (refused if it exists).
+        file: PathBuf,
+    },
+
+    /// Read a dump file into a store (an existing key is overwritten).
+    #[command(
+        after_help = "Examples:\n  cacher import ./cache cache.dump\n  cacher import ./new.log cache.dump --create log"
+    )]
+    Import {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The dump file written by `cacher export`.
+        file: PathBuf,
+        /// Create a new store of this kind if the path does not exist.
+        #[arg(long, value_enum)]
+        create: Option<open::NewKind>,
+    },
+
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  cacher completions bash > /etc/bash_completion.d/cacher")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Stats(_) => "stats",
+            Command::Ls { .. } => "ls",
+            Command::Show { .. } => "show",
+            Command::Get { .. } => "get",
+            Command::Rm { .. } => "rm",
+            Command::Clear { .. } => "clear",
+            Command::Verify(_) => "verify",
+            Command::Evict { .. } => "evict",
+            Command::Export { .. } => "export",
+            Command::Import { .. } => "import",
+            Command::Completions { .. } => "completions",
+        }
+    }
+}
+
+/// Parses the command line, runs the command, prints its report, returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap prints usage errors and exits 2, help and version and exits 0.
+        Err(e) => e.exit(),
+    };
+    let name = cli.command.name();
+    let mac_key = match cli.mac_key_file.as_deref().map(keyarg::mac_key).transpose() {
+        Ok(key) => key,
+        Err(failure) => return failure.print(name, cli.json),
+    };
+    match run(cli.command, cli.json, mac_key) {
+        Ok(report) => report.print(name, cli.json),
+        Err(failure) => failure.print(name, cli.json),
+    }
+}
+
+fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report, Failure> {
+    use open::Access::{ReadOnly, Write};
+    let open =
+        |path: &std::path::Path, access| open::open(path, access).map(|o| o.with_mac_key(mac_key));
+    match command {
+        Command::Stats(s) => inspect::stats(&open(&s.store, ReadOnly)?),
+        Command::Ls {
+            store,
+            namespace,
+            prefix,
+        } => {
+            let prefix = prefix.map(|p| keyarg::parse(&p)).transpose()?;
+            inspect::ls(
+                &open(&store.store, ReadOnly)?,
+                namespace.as_deref(),
+                prefix.as_deref(),
+            )
+        }
+        Command::Show { store, key } => {
+            let key = keyarg::parse(&key)?;
+            inspect::show(&open(&store.store, ReadOnly)?, &key)
+        }
+        Command::Get { store, key, raw } => {
+            let key = keyarg::parse(&key)?;
+            inspect::get(&open(&store.store, ReadOnly)?, &key, raw, json)
+        }
+        Command::Rm { store, keys } => {
+            let keys = keys
+                .iter()
+                .map(|k| keyarg::parse(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            maintain::rm(&open(&store.store, Write)?, &keys)
+        }
+        Command::Clear {
+            store,
+            namespace,
+            all: _,
+        } => maintain::clear(&open(&store.store, Write)?, namespace.as_deref()),
+        Command::Verify(s) => match open(&s.store, ReadOnly) {
+            Ok(opened) => maintain::verify(&opened),
+            // A store too damaged to open is what verify looks for: exit 1, not 2.
+            Err(failure) if failure.is_damage() => Ok(maintain::unopenable(&s.store, &failure)),
+            Err(failure) => Err(failure),
+        },
+        Command::Evict {
+            store,
+            rules,
+            dry_run,
+        } => {
+            let access = if dry_run { ReadOnly } else { Write };
+            maintain::evict(&open(&store.store, access)?, &rules, dry_run)
+        }
+        Command::Export { store, file } => dump::export(&open(&store.store, ReadOnly)?, &file),
+        Command::Import {
+            store,
+            file,
+            create,
+        } => {
+            // The dump is checked before a store is created for it.
+            let reader = dump::DumpReader::open(&file)?;
+            let opened = match create {
+                Some(kind) if !store.store.exists() => open::create(&store.store, kind)?,
+                _ => open(&store.store, Write)?,
+            };
+            dump::import(&opened, reader)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "cacher", &mut std::io::stdout());
+            Ok(Report::silent())
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Which kind of store a path holds, and opening it without creating anything.
+//!
+//! A store is recognised by its marker when it has one (`cacher-dir.toml`, `cacher-lmdb.toml`,
+//! `cacher-array.toml`, `cacher-numpy-lmdb.toml`) and otherwise by its contents: a file that
+//! starts with `CACHELOG` is a LogStore; a directory holding `data.mdb` is an LMDB
+//! environment, told apart by what its default database holds (see `lmdb_kind`). Nothing is
+//! opened through a library `open` until the kind is known, because those opens create a
+//! store where there is none.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use cacher::formats::Registry;
+use cacher::store::{DirStore, LogStore, Store};
+use serde_json::{json, Value};
+
+use super::failure::Failure;
+
+/// The store kinds the tool knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    Log,
+    Lmdb,
+    Array,
+    NumpyLmdb,
+}
+
+impl Kind {
+    /// The store type's name, as the library's errors print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Dir => "DirStore",
+            Kind::Log => "LogStore",
+            Kind::Lmdb => "LmdbStore",
+            Kind::Array => "ArrayStore",
+            Kind::NumpyLmdb => "NumpyLmdb",
+        }
+    }
+
+    /// Whether the kind's values are cacher envelopes (written through a `Cache`); array
+    /// stores hold arrays.
+    pub fn holds_envelopes(self) -> bool {
+        matches!(self, Kind::Dir | Kind::Log | Kind::Lmdb)
+    }
+}
+
+const MARKERS: [(&str, Kind); 4] = [
+    ("cacher-dir.toml", Kind::Dir),
+    ("cacher-lmdb.toml", Kind::Lmdb),
+    ("cacher-array.toml", Kind::Array),
+    ("cacher-numpy-lmdb.toml", Kind::NumpyLmdb),
+];
+
+/// The first bytes of every LogStore file.
+const LOG_MAGIC: &[u8; 8] = b"CACHELOG";
+
+/// A store kind `import --create` can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewKind {
+    /// A DirStore directory.
+    Dir,
+    /// A LogStore file.
+    Log,
+    /// An LmdbStore directory (needs the `lmdb` feature).
+    Lmdb,
+}
+
+/// Whether a command only reads (LogStore then opens without its writer lock, beside a
+/// running writer) or also writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    Write,
+}
+
+/// An open store and what the tool knows about it.
+pub struct Opened {
+    pub path: PathBuf,
+    pub kind: Kind,
+    handle: Handle,
+    /// Reads envelopes: the built-in formats, and the MAC key when one was given.
+    pub registry: Registry,
+}
+
+enum Handle {
+    Dir(DirStore),
+    Log(Box<LogStore>),
+    #[cfg(feature = "lmdb")]
+    Lmdb(cacher::store::LmdbStore),
+    #[cfg(feature = "lmdb")]
+    Array(cacher::store::array::ArrayStore),
+    #[cfg(feature = "lmdb")]
+    Numpy(super::numpy::NumpyBytes),
+}
+
+impl Opened {
+    /// Checks MACs with `key` (from `--mac-key-file`).
+    pub fn with_mac_key(mut self, key: Option<[u8; 32]>) -> Self {
+        if let Some(key) = key {
+            self.registry.set_mac_key(key);
+        }
+        self
+    }
+
+    /// Whether MACs are checked.
+    pub fn checks_macs(&self) -> bool {
+        self.registry.has_mac_key()
+    }
+
+    /// The store, as bytes in and bytes out.
+    pub fn store(&self) -> &dyn Store {
+        match &self.handle {
+            Handle::Dir(s) => s,
+            Handle::Log(s) => s,
+            #[cfg(feature = "lmdb")]
+            Handle::Lmdb(s) => s,
+            #[cfg(feature = "lmdb")]
+            Handle::Array(s) => s,
+            #[cfg(feature = "lmdb")]
+            Handle::Numpy(s) => s,
+        }
+    }
+
+    /// What a LogStore found wrong with its file's tail at open that no key's read reports:
+    /// a torn tail (a cut write; a writer's open cuts it), a damaged tail whose key is unknown.
+    pub fn tail_problems(&self) -> Vec<String> {
+        let Handle::Log(s) = &self.handle else {
+            return Vec::new();
+        };
+        let report = s.open_report();
+        let torn = report.torn_tail.as_ref().map(|t| {
+            format!(
+                "torn tail: {} bytes at offset {} ({}); a writer's open cuts it",
+                t.len, t.offset, t.reason
+            )
+        });
+        let damaged = report
+            .damaged_tail
+            .as_ref()
+            .filter(|d| d.key.is_none())
+            .map(|d| {
+                format!(
+                    "damaged last record of unknown key: {} bytes at offset {} ({})",
+                    d.len, d.offset, d.reason
+                )
+            });
+        torn.into_iter().chain(damaged).collect()
+    }
+
+    /// `{"path": .., "kind": ..}`, the `store` field of every report.
+    pub fn describe(&self) -> Value {
+        json!({"path": self.path.display().to_string(), "kind": self.kind.name()})
+    }
+
+    /// The store's own facts for `stats`, as `(name, JSON value, human text)`.
+    pub fn facts(&self) -> Vec<(&'static str, Value, String)> {
+        let mut facts = Vec::new();
+        match &self.handle {
+            Handle::Dir(s) => {
+                let temps = fs::read_dir(s.path().join("tmp")).map_or(0, |d| d.count() as u64);
+                facts.push(("temp_files", temps.into(), temps.to_string()));
+            }
+            Handle::Log(s) => {
+                let st = s.stats();
+                facts.push(("file_bytes", st.file_bytes.into(), units(st.file_bytes)));
+                facts.push(("live_bytes", st.live_bytes.into(), units(st.live_bytes)));
+                let ratio = st.garbage_ratio();
+                facts.push((
+                    "garbage_ratio",
+                    ratio.into(),
+                    format!("{:.0}%", ratio * 100.0),
+                ));
+                let torn = s.open_report().torn_tail.as_ref();
+                let text = torn.map_or("none".to_owned(), |t| {
+                    format!("{} bytes at offset {}: {}", t.len, t.offset, t.reason)
+                });
+                let value = torn.map_or(
+                    Value::Null,
+                    |t| json!({"offset": t.offset, "len": t.len, "reason": t.reason.to_string()}),
+                );
+                facts.push(("torn_tail", value, text));
+                let damaged = s.open_report().damaged_tail.as_ref();
+                let text = damaged.map_or("none".to_owned(), |d| {
+                    format!("{} bytes at offset {}: {}", d.len, d.offset, d.reason)
+                });
+                let value = damaged.map_or(Value::Null, |d| {
+                    json!({
+                        "offset": d.offset,
+                        "len": d.len,
+                        "reason": d.reason.to_string(),
+                        "key": d.key.as_deref().map(super::keyarg::json),
+                    })
+                });
+                facts.push(("damaged_tail", value, text));
+            }
+            #[cfg(feature = "lmdb")]
+            Handle::Lmdb(s) => {
+                let env = s.env();
+                let info = env.heed().info();
+                facts.push(("map_size", env.map_size().into(), units(env.map_size())));
+                let readers = format!(
+                    "{} used of {}",
+                    info.number_of_readers, info.maximum_number_of_readers
+                );
+                facts.push(("readers", info.number_of_readers.into(), readers));
+                let max = info.maximum_number_of_readers;
+                facts.push(("max_readers", max.into(), max.to_string()));
+                let stale = env.stale_readers_cleared_on_open() as u64;
+                facts.push(("stale_readers_cleared", stale.into(), stale.to_string()));
+                let txn = info.last_txn_id as u64;
+                facts.push(("last_txn_id", txn.into(), txn.to_string()));
+            }
+            #[cfg(feature = "lmdb")]
+            Handle::Array(_) | Handle::Numpy(_) => {}
+        }
+        facts
+    }
+}
+
+fn units(n: u64) -> String {
+    super::units::bytes(n)
+}
+
+/// Finds the kind of store at `path` from its marker or its contents.
+pub fn detect(path: &Path) -> Result<Kind, Failure> {
+    let meta = fs::metadata(path).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound {
+            "it does not exist".to_owned()
+        } else {
+            e.to_string()
+        };
+        Failure::unusable(path, format!("cannot open {}: {why}", path.display()))
+    })?;
+    if meta.is_file() {
+        let mut magic = [0u8; 8];
+        let read = fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+        return match read {
+            Ok(()) if &magic == LOG_MAGIC => Ok(Kind::Log),
+            _ => Err(Failure::unusable(
+                path,
+                format!(
+                    "{} is a file but not a LogStore (it does not start with CACHELOG)",
+                    path.display()
+                ),
+            )),
+        };
+    }
+    if !meta.is_dir() {
+        return Err(Failure::unusable(
+            path,
+            format!("{} is neither a directory nor a file", path.display()),
+        ));
+    }
+    let marked: Vec<Kind> = MARKERS
+        .iter()
+        .filter(|(name, _)| fs::symlink_metadata(path.join(name)).is_ok())
+        .map(|&(_, kind)| kind)
+        .collect();
+    match marked[..] {
+        [kind] => return Ok(kind),
+        [] => {}
+        _ => {
+            let names: Vec<&str> = marked.iter().map(|k| k.name()).collect();
+            return Err(Failure::unusable(
+                path,
+                format!(
+                    "{} holds the markers of several stores ({}): a mixed layout; remove the \
+                     marker of the kind it is not",
+                    path.display(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    if path.join("data.mdb").is_file() {
+        return lmdb_kind(path);
+    }
+    Err(Failure::unusable(
+        path,
+        format!(
+            "{} is not a cacher store (no cacher-*.toml marker, no data.mdb, not a log file)",
+            path.display()
+        ),
+    ))
+}
+
+/// An unmarked LMDB environment: a NumpyLmdb written by Python (its `metadata.lmdb`
+/// sub-environment, or vectors in the default database), or an LmdbStore or ArrayStore from
+/// before they wrote markers (their named databases are entries of the default database).
+#[cfg(feature = "lmdb")]
+fn lmdb_kind(path: &Path) -> Result<Kind, Failure> {
+    use cacher::store::lmdb::{LmdbEnv, LmdbOptions, TxnError};
+    if path.join("metadata.lmdb").is_dir() {
+        return Ok(Kind::NumpyLmdb);
+    }
+    /// LMDB's `MDB_db` record: the value of a named database's entry in the default one.
+    const MDB_DB_RECORD: usize = 48;
+    let env = LmdbEnv::open(path, &LmdbOptions::default())
+        .map_err(|e| Failure::store(path, "cannot open the LMDB environment", &e))?;
+    let main = env
+        .create_unnamed_database()
+        .map_err(|e| Failure::store(path, "cannot read the LMDB environment", &e))?;
+    let found = env
+        .read(|txn| -> Result<Option<Kind>, TxnError> {
+            let mut kind = None;
+            for entry in main.iter(txn)?.take(16) {
+                let (key, value) = entry?;
+                let named = value.len() == MDB_DB_RECORD;
+                if named && key.starts_with(b"cacher-store") {
+                    return Ok(Some(Kind::Lmdb));
+                }
+                if !(named && key.starts_with(b"cacher-arrays")) {
+                    return Ok(Some(Kind::NumpyLmdb));
+                }
+                kind = Some(Kind::Array);
+            }
+            Ok(kind)
+        })
+        .map_err(|e| Failure::store(path, "cannot read the LMDB environment", &e))?;
+    found.ok_or_else(|| {
+        Failure::unusable(
+            path,
+            format!(
+                "{} is an empty LMDB environment without a cacher marker: no store to inspect",
+                path.display()
+            ),
+        )
+    })
+}
+
+#[cfg(not(feature = "lmdb"))]
+fn lmdb_kind(path: &Path) -> Result<Kind, Failure> {
+    Err(no_lmdb(path, "an LMDB environment"))
+}
+
+#[cfg(not(feature = "lmdb"))]
+fn no_lmdb(path: &Path, what: &str) -> Failure {
+    Failure::unusable(
+        path,
+        format!(
+            "{} is {what}: this cacher was built without the `lmdb` feature \
+             (cargo install cacher --features lmdb)",
+            path.display()
+        ),
+    )
+}
+
+/// Opens the store at `path`, whose kind is detected; never creates one.
+pub fn open(path: &Path, access: Access) -> Result<Opened, Failure> {
+    let kind = detect(path)?;
+    let cannot = |e: cacher::store::Error| {
+        Failure::store(path, &format!("cannot open the {} at", kind.name()), &e)
+            .damaged(e.is_corrupt())
+    };
+    let handle = match kind {
+        Kind::Dir => Handle::Dir(DirStore::open(path).map_err(cannot)?),
+        Kind::Log => Handle::Log(Box::new(
+            LogStore::options()
+                .read_only(access == Access::ReadOnly)
+                .open(path)
+                .map_err(cannot)?,
+        )),
+        #[cfg(feature = "lmdb")]
+        Kind::Lmdb => Handle::Lmdb(cacher::store::LmdbStore::open(path).map_err(cannot)?),
+        #[cfg(feature = "lmdb")]
+        Kind::Array => Handle::Array(cacher::store::array::ArrayStore::open(path).map_err(cannot)?),
+        #[cfg(feature = "lmdb")]
+        Kind::NumpyLmdb => Handle::Numpy(super::numpy::NumpyBytes::open(path).map_err(cannot)?),
+        #[cfg(not(feature = "lmdb"))]
+        Kind::Lmdb | Kind::Array | Kind::NumpyLmdb => {
+            return Err(no_lmdb(path, &format!("a {}", kind.name())))
+        }
+    };
+    Ok(Opened {
+        path: path.to_path_buf(),
+        kind,
+        handle,
+        registry: Registry::with_builtins(),
+    })
+}
+
+/// Creates a new store of `kind` at `path`, which must not exist.
+pub fn create(path: &Path, kind: NewKind) -> Result<Opened, Failure> {
+    let cannot = |e: cacher::store::Error| Failure::store(path, "cannot create a store at", &e);
+    let (kind, handle) = match kind {
+        NewKind::Dir => (
+            Kind::Dir,
+            Handle::Dir(DirStore::open(path).map_err(cannot)?),
+        ),
+        NewKind::Log => (
+            Kind::Log,
+            Handle::Log(Box::new(LogStore::open(path).map_err(cannot)?)),
+        ),
+        #[cfg(feature = "lmdb")]
+        NewKind::Lmdb => (
+            Kind::Lmdb,
+            Handle::Lmdb(cacher::store::LmdbStore::open(path).map_err(cannot)?),
+        ),
+        #[cfg(not(feature = "lmdb"))]
+        NewKind::Lmdb => return Err(no_lmdb(path, "to be an LmdbStore")),
+    };
+    Ok(Opened {
+        path: path.to_path_buf(),
+        kind,
+        handle,
+        registry: Registry::with_builtins(),
+    })
+}

@@ -1,0 +1,16 @@
+//! The `cacher` command-line tool, run as a real process on real stores of every kind
+//! (DirStore, LogStore, and LmdbStore with `--features lmdb`).
+
+#[path = "cli/support.rs"]
+mod support;
+
+#[path = "cli/dump.rs"]
+mod dump;
+#[path = "cli/errors.rs"]
+mod errors;
+#[path = "cli/inspect.rs"]
+mod inspect;
+#[path = "cli/maintain.rs"]
+mod maintain;
+#[path = "cli/verify.rs"]
+mod verify;
