@@ -5,11 +5,10 @@
 #![cfg(feature = "pickle")]
 
 use std::fmt;
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use cacher_formats::{Pipeline, Registry};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Value};
 
 fn pickle() -> Pipeline {
@@ -143,19 +142,64 @@ const CASES: &[(&str, &str, Expect, bool)] = &[
     // (callable, args, expectation, result is a set)
     ("codecs.encode", "('é', 'utf-8')", Expect::Same, false),
     ("codecs.encode", "('é', 'UTF8')", Expect::Same, false),
-    ("codecs.encode", "('h\\u00e9 \\u2603 \\U0001F600',)", Expect::Same, false),
+    (
+        "codecs.encode",
+        "('h\\u00e9 \\u2603 \\U0001F600',)",
+        Expect::Same,
+        false,
+    ),
     ("codecs.encode", "('é', 'latin-1')", Expect::Same, false),
-    ("codecs.encode", "('\\x00\\xff', 'latin1')", Expect::Same, false),
+    (
+        "codecs.encode",
+        "('\\x00\\xff', 'latin1')",
+        Expect::Same,
+        false,
+    ),
     ("codecs.encode", "('é', 'ISO-8859-1')", Expect::Same, false),
     ("codecs.encode", "('é', 'L1')", Expect::Same, false),
     ("codecs.encode", "('abc', 'ascii')", Expect::Same, false),
-    ("codecs.encode", "('é', 'utf-8', 'ignore')", Expect::Same, false),
-    ("codecs.encode", "('é', 'ascii')", Expect::BothFail("cannot encode"), false),
-    ("codecs.encode", "('€', 'latin1')", Expect::BothFail("cannot encode"), false),
-    ("codecs.encode", "('€', 'latin1', 'replace')", Expect::Refused("error handler"), false),
-    ("codecs.encode", "('x', 'utf-16')", Expect::Refused("utf-16"), false),
-    ("codecs.encode", "('x', 'no-such-codec')", Expect::BothFail("no-such-codec"), false),
-    ("codecs.encode", "(b'x', 'latin1')", Expect::BothFail("str"), false),
+    (
+        "codecs.encode",
+        "('é', 'utf-8', 'ignore')",
+        Expect::Same,
+        false,
+    ),
+    (
+        "codecs.encode",
+        "('é', 'ascii')",
+        Expect::BothFail("cannot encode"),
+        false,
+    ),
+    (
+        "codecs.encode",
+        "('€', 'latin1')",
+        Expect::BothFail("cannot encode"),
+        false,
+    ),
+    (
+        "codecs.encode",
+        "('€', 'latin1', 'replace')",
+        Expect::Refused("error handler"),
+        false,
+    ),
+    (
+        "codecs.encode",
+        "('x', 'utf-16')",
+        Expect::Refused("utf-16"),
+        false,
+    ),
+    (
+        "codecs.encode",
+        "('x', 'no-such-codec')",
+        Expect::BothFail("no-such-codec"),
+        false,
+    ),
+    (
+        "codecs.encode",
+        "(b'x', 'latin1')",
+        Expect::BothFail("str"),
+        false,
+    ),
     ("bytearray", "('é', 'utf-8')", Expect::Same, false),
     ("bytearray", "('é', 'latin-1')", Expect::Same, false),
     ("bytearray", "(b'xy',)", Expect::Same, false),

@@ -70,7 +70,12 @@ fn extremes() -> Extremes {
         u16: vec![0, u16::MAX],
         u32: vec![0, 1 << 31, u32::MAX],
         u64: vec![0, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX],
-        u128: vec![0, u128::from(u64::MAX) + 1, i128::MAX as u128 + 1, u128::MAX],
+        u128: vec![
+            0,
+            u128::from(u64::MAX) + 1,
+            i128::MAX as u128 + 1,
+            u128::MAX,
+        ],
         usize: vec![0, usize::MAX],
     }
 }
@@ -118,8 +123,14 @@ fn small_integers_read_back_into_wider_and_narrower_types() {
     let bytes = pickle().encode(&-5i128).unwrap();
     assert_eq!(pickle().decode::<i16>(&bytes).unwrap(), -5);
     let bytes = pickle().encode(&u64::MAX).unwrap();
-    assert_eq!(pickle().decode::<u128>(&bytes).unwrap(), u128::from(u64::MAX));
-    assert_eq!(pickle().decode::<i128>(&bytes).unwrap(), i128::from(u64::MAX));
+    assert_eq!(
+        pickle().decode::<u128>(&bytes).unwrap(),
+        u128::from(u64::MAX)
+    );
+    assert_eq!(
+        pickle().decode::<i128>(&bytes).unwrap(),
+        i128::from(u64::MAX)
+    );
     let err = pickle().decode::<i64>(&bytes).unwrap_err().to_string();
     assert!(err.contains("18446744073709551615"), "{err}");
 }
@@ -164,8 +175,14 @@ fn python_ints_beyond_128_bits_are_a_clear_error() {
         );
         let bytes = python(&script, b"");
         for err in [
-            pickle().decode::<Vec<u128>>(&bytes).unwrap_err().to_string(),
-            pickle().decode::<Vec<i128>>(&bytes).unwrap_err().to_string(),
+            pickle()
+                .decode::<Vec<u128>>(&bytes)
+                .unwrap_err()
+                .to_string(),
+            pickle()
+                .decode::<Vec<i128>>(&bytes)
+                .unwrap_err()
+                .to_string(),
             pickle()
                 .decode::<serde_json::Value>(&bytes)
                 .unwrap_err()
@@ -179,14 +196,17 @@ fn python_ints_beyond_128_bits_are_a_clear_error() {
 #[test]
 fn integers_in_dict_keys_and_tuples_round_trip() {
     use std::collections::BTreeMap;
-    let value: BTreeMap<u128, (i128, u64)> = [
-        (u128::MAX, (i128::MIN, u64::MAX)),
-        (0, (i128::MAX, 0)),
-    ]
-    .into_iter()
-    .collect();
+    let value: BTreeMap<u128, (i128, u64)> =
+        [(u128::MAX, (i128::MIN, u64::MAX)), (0, (i128::MAX, 0))]
+            .into_iter()
+            .collect();
     let bytes = pickle().encode(&value).unwrap();
-    assert_eq!(pickle().decode::<BTreeMap<u128, (i128, u64)>>(&bytes).unwrap(), value);
+    assert_eq!(
+        pickle()
+            .decode::<BTreeMap<u128, (i128, u64)>>(&bytes)
+            .unwrap(),
+        value
+    );
     let script = "import pickle, sys\nd = pickle.loads(sys.stdin.buffer.read())\n\
                   assert d == {2**128 - 1: (-2**127, 2**64 - 1), 0: (2**127 - 1, 0)}, d\nprint('ok')";
     assert_eq!(python(script, &bytes), b"ok\n");

@@ -29,8 +29,15 @@
 //!
 //! [`Error::Decode`]: crate::Error::Decode
 
+mod de;
+mod globals;
 mod graph;
+mod load;
+mod ops;
 mod scan;
+mod text;
+mod value;
+mod write;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,28 +46,22 @@ use crate::error::BoxError;
 use crate::format::{DecodeSink, Format};
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), BoxError> {
-    Ok(serde_pickle::to_writer(
-        out,
-        &value,
-        serde_pickle::SerOptions::new(),
-    )?)
+    Ok(write::to_vec(value, out)?)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
-    decode_with(bytes, |de| Ok(T::deserialize(de)?))
+    decode_with(bytes, |value| Ok(T::deserialize(value)?))
 }
 
 /// The one decode body, shared by the typed path and the erased [`Format::decode`]: the
-/// opcode pre-scan, then `read`, then the end-of-stream check.
+/// opcode pre-scan (plain data only, bounded depth and expansion), then the reader, then
+/// `read` on the value it built.
 fn decode_with<R>(
     bytes: &[u8],
-    read: impl FnOnce(&mut serde_pickle::Deserializer<&[u8]>) -> Result<R, BoxError>,
+    read: impl FnOnce(value::PyValue) -> Result<R, BoxError>,
 ) -> Result<R, BoxError> {
     scan::check_plain_data(bytes)?;
-    let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
-    let value = read(&mut de)?;
-    de.end()?;
-    Ok(value)
+    read(load::load(bytes)?)
 }
 
 /// Python pickle for plain data through `serde-pickle`; loading never executes code and
@@ -78,8 +79,8 @@ impl Format for Pickle {
     }
 
     fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {
-        decode_with(bytes, |de| {
-            Ok(sink(&mut <dyn erased_serde::Deserializer>::erase(de))?)
+        decode_with(bytes, |value| {
+            Ok(sink(&mut <dyn erased_serde::Deserializer>::erase(value))?)
         })
     }
 }

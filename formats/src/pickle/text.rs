@@ -1,0 +1,158 @@
+//! Decoding the text arguments of pickle opcodes as CPython does: protocol 0's numbers and
+//! escaped strings, Python 2 `str`s, and UTF-8.
+
+use super::ops::malformed;
+use super::value::{PyInt, PyValue};
+use crate::error::BoxError;
+
+fn ascii(line: &[u8]) -> Result<&str, BoxError> {
+    std::str::from_utf8(line)
+        .ok()
+        .filter(|s| s.is_ascii())
+        .ok_or_else(|| malformed("non-ASCII number"))
+}
+
+/// `FLOAT`: `repr(float)` text.
+pub(super) fn float(line: &[u8]) -> Result<f64, BoxError> {
+    let text = ascii(line)?.trim();
+    text.parse()
+        .map_err(|_| malformed(format!("bad float {text:?}")))
+}
+
+/// `INT`: decimal, or `01`/`00` for True/False (protocol 0's booleans).
+pub(super) fn int_line(line: &[u8]) -> Result<PyValue, BoxError> {
+    match line {
+        b"01" => Ok(PyValue::Bool(true)),
+        b"00" => Ok(PyValue::Bool(false)),
+        _ => Ok(PyValue::Int(PyInt::parse_decimal(ascii(line)?.trim())?)),
+    }
+}
+
+/// `LONG`: decimal with Python 2's optional `L` suffix.
+pub(super) fn long_line(line: &[u8]) -> Result<PyInt, BoxError> {
+    let text = ascii(line)?.trim();
+    PyInt::parse_decimal(text.strip_suffix('L').unwrap_or(text))
+}
+
+/// A Python 2 `str` (`STRING`, `BINSTRING`, `SHORT_BINSTRING`): CPython's `pickle.loads`
+/// decodes it as ASCII (its default `encoding='ASCII'`) and raises on other bytes.
+pub(super) fn py2_str(bytes: &[u8]) -> Result<PyValue, BoxError> {
+    if !bytes.is_ascii() {
+        return Err(
+            "pickle holds a Python 2 str with non-ASCII bytes, which CPython's pickle.loads \
+             refuses too (encoding='ASCII')"
+                .into(),
+        );
+    }
+    // ASCII is UTF-8.
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed("non-ASCII str"))?;
+    Ok(PyValue::Str(text.into()))
+}
+
+/// `STRING`'s argument: a quoted Python 2 literal, unescaped as `codecs.escape_decode`.
+pub(super) fn unquote(line: &[u8]) -> Result<Vec<u8>, BoxError> {
+    let inner = match line {
+        [q @ (b'\'' | b'"'), inner @ .., last] if last == q => inner,
+        _ => return Err(malformed("the STRING opcode argument must be quoted")),
+    };
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        let b = inner[i];
+        i += 1;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some(&e) = inner.get(i) else {
+            return Err(malformed("trailing \\ in string"));
+        };
+        i += 1;
+        match e {
+            b'\n' => {}
+            b'\\' | b'\'' | b'"' => out.push(e),
+            b'a' => out.push(0x07),
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(0x0b),
+            b'0'..=b'7' => {
+                let mut value = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match inner.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            value = value * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                // escape_decode keeps the low byte of \400..\777.
+                out.push((value & 0xff) as u8);
+            }
+            b'x' => {
+                let hex = inner
+                    .get(i..i + 2)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| malformed("invalid \\x escape"))?;
+                out.push(hex);
+                i += 2;
+            }
+            // Unknown escapes stay as written.
+            other => out.extend_from_slice(&[b'\\', other]),
+        }
+    }
+    Ok(out)
+}
+
+/// `UNICODE`'s argument, decoded as CPython's `raw-unicode-escape`: bytes are Latin-1 code
+/// points, except `\uXXXX` and `\UXXXXXXXX` after an odd number of backslashes.
+pub(super) fn raw_unicode_escape(line: &[u8]) -> Result<String, BoxError> {
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] != b'\\' {
+            out.push(char::from(line[i]));
+            i += 1;
+            continue;
+        }
+        let run = line[i..].iter().take_while(|&&b| b == b'\\').count();
+        let after = i + run;
+        let escape = run % 2 == 1 && matches!(line.get(after), Some(b'u' | b'U'));
+        let literal = if escape { run - 1 } else { run };
+        out.extend(std::iter::repeat_n('\\', literal));
+        i = after;
+        if !escape {
+            continue;
+        }
+        let digits = if line[after] == b'u' { 4 } else { 8 };
+        let hex = line
+            .get(after + 1..after + 1 + digits)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| malformed("truncated \\uXXXX escape"))?;
+        let c = char::from_u32(hex).ok_or_else(|| {
+            format!(
+                "pickle string holds U+{hex:04X}, a lone surrogate or out of range, which a \
+                 Rust string cannot hold"
+            )
+        })?;
+        out.push(c);
+        i = after + 1 + digits;
+    }
+    Ok(out)
+}
+
+/// `BINUNICODE*`: UTF-8; CPython also accepts lone surrogates (`surrogatepass`), which a
+/// Rust string cannot hold.
+pub(super) fn utf8(bytes: &[u8]) -> Result<&str, BoxError> {
+    std::str::from_utf8(bytes).map_err(|_| {
+        "pickle string is not valid UTF-8 (a lone surrogate, which CPython allows, cannot be \
+         held by a Rust string)"
+            .into()
+    })
+}
