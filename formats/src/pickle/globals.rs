@@ -31,7 +31,8 @@ pub(super) fn call(global: Global, args: &[PyValue]) -> Result<PyValue, BoxError
                 }
             })
         }
-        Global::ByteArray => bytearray(args),
+        Global::ByteArray => Ok(PyValue::ByteArray(Rc::from(byte_string(args)?))),
+        Global::Bytes => Ok(PyValue::Bytes(Rc::from(byte_string(args)?))),
         Global::Int => int(args),
         Global::CodecsEncode => codecs_encode(args),
     }
@@ -41,9 +42,10 @@ fn at_most_one(given: usize) -> BoxError {
     format!("expected at most 1 argument, got {given} (CPython raises too)").into()
 }
 
-/// `bytearray()`, `bytearray(bytes | bytearray | iterable of ints)`,
-/// `bytearray(str, encoding[, errors])`.
-fn bytearray(args: &[PyValue]) -> Result<PyValue, BoxError> {
+/// `bytes` or `bytearray` called with `()`, `(bytes | bytearray | iterable of ints)` or
+/// `(str, encoding[, errors])`. Python writes empty `bytes` under protocols 0-2 as
+/// `bytes()`.
+fn byte_string(args: &[PyValue]) -> Result<Vec<u8>, BoxError> {
     let bytes: Vec<u8> = match args {
         [] => Vec::new(),
         [PyValue::Str(_)] => {
@@ -55,7 +57,7 @@ fn bytearray(args: &[PyValue]) -> Result<PyValue, BoxError> {
         [PyValue::Bytes(bytes) | PyValue::ByteArray(bytes)] => bytes.to_vec(),
         [PyValue::Int(_)] => {
             return Err(
-                "bytearray(int) (a run of zero bytes) is refused: Python never pickles it".into(),
+                "an int argument (a run of zero bytes) is refused: Python never pickles it".into(),
             )
         }
         [iterable] if !matches!(iterable, PyValue::Bool(_) | PyValue::Global(_)) => iterable
@@ -75,13 +77,13 @@ fn bytearray(args: &[PyValue]) -> Result<PyValue, BoxError> {
             .collect::<Result<_, _>>()?,
         _ => {
             return Err(format!(
-                "refused arguments ({}); only bytearray(), bytearray(bytes), bytearray(ints) and bytearray(str, encoding) are read",
+                "refused arguments ({}); only (), (bytes), (ints) and (str, encoding) are read",
                 type_names(args)
             )
             .into())
         }
     };
-    Ok(PyValue::ByteArray(Rc::from(bytes)))
+    Ok(bytes)
 }
 
 fn type_names(args: &[PyValue]) -> String {

@@ -101,6 +101,7 @@ impl Machine {
             ("builtins", "frozenset") => Global::FrozenSet,
             ("builtins", "list") => Global::List,
             ("builtins", "bytearray") => Global::ByteArray,
+            ("builtins", "bytes") => Global::Bytes,
             ("builtins", "int") => Global::Int,
             ("_codecs", "encode") => Global::CodecsEncode,
             _ => {

@@ -18,7 +18,7 @@ fn is_allowed_global(module: &str, name: &str) -> bool {
         (module, name),
         (
             "builtins" | "__builtin__",
-            "set" | "frozenset" | "list" | "bytearray" | "int"
+            "set" | "frozenset" | "list" | "bytearray" | "bytes" | "int"
         ) | ("__builtin__", "long")
             | ("_codecs", "encode")
     )

@@ -133,6 +133,7 @@ pub(super) enum Global {
     FrozenSet,
     List,
     ByteArray,
+    Bytes,
     Int,
     CodecsEncode,
 }
@@ -145,6 +146,7 @@ impl Global {
             Global::FrozenSet => "builtins.frozenset",
             Global::List => "builtins.list",
             Global::ByteArray => "builtins.bytearray",
+            Global::Bytes => "builtins.bytes",
             Global::Int => "builtins.int",
             Global::CodecsEncode => "_codecs.encode",
         }
