@@ -125,3 +125,42 @@ fn unsupported_protocols_and_trailing_bytes_are_refused() {
         .to_string();
     assert!(err.contains("trailing bytes"), "{err}");
 }
+
+#[test]
+fn growth_through_a_duplicated_reference_counts_against_the_limits() {
+    // L = [] (memo 0); DUP; fill the duplicate (L itself, as in CPython) with 1000 ints;
+    // then a list of 20,000 references to L: 20 million values from ~45 KB.
+    let mut bomb = b"\x80\x02]q\x002(".to_vec();
+    bomb.extend(std::iter::repeat_n(&b"K\x01"[..], 1000).flatten());
+    bomb.extend_from_slice(b"e0(");
+    bomb.extend(std::iter::repeat_n(&b"h\x00"[..], 20_000).flatten());
+    bomb.extend_from_slice(b"l.");
+    let err = pickle()
+        .decode::<serde_json::Value>(&bomb)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expands to more than"), "{err}");
+
+    // L = []; DUP; append L to the duplicate: L contains itself (CPython builds the cycle).
+    let cycle = b"\x80\x02]q\x002h\x00a0.";
+    let err = pickle()
+        .decode::<serde_json::Value>(cycle)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("recursive"), "{err}");
+}
+
+#[test]
+fn calls_that_copy_or_split_a_shared_value_count_against_the_limits() {
+    // A 1 MB str in memo 0, then list(memo[0]) 2,000 times: 2 billion one-character strs.
+    let mut bomb = b"\x80\x02X\x00\x00\x10\x00".to_vec();
+    bomb.extend(std::iter::repeat_n(b'a', 1 << 20));
+    bomb.extend_from_slice(b"q\x000c__builtin__\nlist\nq\x01(");
+    bomb.extend(std::iter::repeat_n(&b"h\x01h\x00\x85R"[..], 2000).flatten());
+    bomb.extend_from_slice(b"l.");
+    let err = pickle()
+        .decode::<serde::de::IgnoredAny>(&bomb)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expands to more than"), "{err}");
+}

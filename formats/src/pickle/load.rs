@@ -21,6 +21,10 @@ struct Machine {
     memo: HashMap<u64, PyValue>,
     /// Set by `PROTO`; 0 when the stream has none (decides Python 2 name mapping).
     proto: u8,
+    /// What calls may still build (items or bytes): a call copies or splits its argument
+    /// (`list(s)` of a shared 1 MB str, `bytes(b)` of shared bytes), which the pre-scan
+    /// counts as one value, so repeating it through the memo is bounded here.
+    call_budget: u64,
 }
 
 impl Machine {
@@ -141,6 +145,7 @@ pub(super) fn load(input: &[u8]) -> Result<PyValue, BoxError> {
         marks: Vec::new(),
         memo: HashMap::new(),
         proto: 0,
+        call_budget: call_limit(input),
     };
     loop {
         let at = ops.pos();
@@ -276,6 +281,19 @@ pub(super) fn load(input: &[u8]) -> Result<PyValue, BoxError> {
                 };
                 let value = globals::call(global, &args)
                     .map_err(|e| -> BoxError { format!("{}(...): {e}", global.name()).into() })?;
+                let cost = match &value {
+                    PyValue::List(items) => items.borrow().len(),
+                    PyValue::Set(set) => set.borrow().items.len(),
+                    PyValue::FrozenSet(items) => items.len(),
+                    PyValue::Bytes(bytes) | PyValue::ByteArray(bytes) => bytes.len(),
+                    _ => 1,
+                } as u64;
+                m.call_budget = m.call_budget.checked_sub(cost).ok_or_else(|| {
+                    format!(
+                        "pickle expands to more than {} values or bytes through calls on shared values",
+                        call_limit(input)
+                    )
+                })?;
                 m.push(value);
             }
             Op::Put(id) => {
@@ -304,6 +322,12 @@ pub(super) fn load(input: &[u8]) -> Result<PyValue, BoxError> {
             Op::Refused(name) => return Err(refused(name, at)),
         }
     }
+}
+
+/// What all calls together may build: a pickle Python writes spends at least a byte of input
+/// per item or byte its calls build (each call gets its own argument).
+fn call_limit(input: &[u8]) -> u64 {
+    (input.len() as u64).saturating_mul(2) + (1 << 20)
 }
 
 /// A global that is the pickle's value (or inside it) rather than called.

@@ -1,5 +1,10 @@
 //! The opcode pre-scan: walks a pickle without building anything and refuses whatever is
-//! not plain data, or would nest too deep or expand too far once serde-pickle builds it.
+//! not plain data, or would nest too deep or expand too far once it is built and serde
+//! walks it.
+//!
+//! The model is the reader's (and CPython's): `DUP` and the memo hold references to one
+//! object, so growth through any of them is growth of that object, seen by every reference
+//! (the model copied them while serde-pickle, which copied, did the reading).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -27,9 +32,6 @@ fn is_allowed_global(module: &str, name: &str) -> bool {
 #[derive(Clone)]
 struct Item {
     node: Node,
-    /// Whether serde-pickle holds this item as a memo reference (pushed by a memo get, or
-    /// memoized), which it resolves by copying in some opcodes.
-    is_ref: bool,
     /// The text of a pushed unicode string, kept so `STACK_GLOBAL` can check its arguments.
     text: Option<Rc<str>>,
 }
@@ -38,7 +40,6 @@ impl Item {
     fn leaf() -> Self {
         Item {
             node: Node::Leaf,
-            is_ref: false,
             text: None,
         }
     }
@@ -104,27 +105,17 @@ impl Walker {
         Ok(())
     }
 
-    /// `DUP`: serde-pickle pushes a copy of the top value, not a reference to it.
+    /// `DUP`: the same object twice, as CPython holds it (appending to one fills both).
     fn dup(&mut self) -> Result<(), BoxError> {
         let top = self.top()?.clone();
-        let node = self.graph.copy_of(top.node)?;
-        self.stack.push(Item {
-            node,
-            is_ref: false,
-            ..top
-        });
+        self.stack.push(top);
         Ok(())
     }
 
+    /// Memoizing stores a reference to the top object, as CPython does.
     fn memo_put(&mut self, id: u64) -> Result<(), BoxError> {
-        let mut top = self.pop()?;
-        if top.is_ref {
-            // Memoizing a memo reference stores a copy of the value.
-            top.node = self.graph.copy_of(top.node)?;
-        }
-        top.is_ref = true;
-        self.memo.insert(id, top.clone());
-        self.stack.push(top);
+        let top = self.top()?.clone();
+        self.memo.insert(id, top);
         Ok(())
     }
 

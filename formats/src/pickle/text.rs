@@ -156,3 +156,31 @@ pub(super) fn utf8(bytes: &[u8]) -> Result<&str, BoxError> {
             .into()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_unicode_escape_decodes_as_cpython() {
+        let decode = |b: &[u8]| raw_unicode_escape(b).map_err(|e| e.to_string());
+        assert_eq!(decode(br"\u0041\U0001F600"), Ok("A\u{1F600}".to_owned()));
+        // An even run of backslashes is literal; an odd one escapes the last.
+        assert_eq!(decode(br"\\u0041"), Ok(r"\\u0041".to_owned()));
+        assert_eq!(decode(br"\\\u0041"), Ok(r"\\A".to_owned()));
+        assert_eq!(decode(br"a\b\"), Ok(r"a\b\".to_owned()));
+        assert_eq!(decode(b"caf\xe9"), Ok("caf\u{e9}".to_owned()));
+        assert!(decode(br"\ud800").unwrap_err().contains("surrogate"));
+        assert!(decode(br"\U00110000").unwrap_err().contains("out of range"));
+        assert!(decode(br"\u00").unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn python_2_string_literals_unescape_as_escape_decode() {
+        assert_eq!(unquote(br"'a\'b'").unwrap(), b"a'b");
+        assert_eq!(unquote(br#""\x00\n\t\101\\""#).unwrap(), b"\x00\n\tA\\");
+        assert_eq!(unquote(br"'\q'").unwrap(), br"\q");
+        assert!(unquote(b"'unterminated").is_err());
+        assert!(unquote(br"'\x4'").is_err());
+    }
+}

@@ -346,3 +346,103 @@ pub(super) fn check_hashable(value: &PyValue) -> Result<(), BoxError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn long(bytes: &[u8]) -> Result<PyInt, String> {
+        PyInt::from_le_twos_complement(bytes).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn long_opcodes_read_exactly_with_any_sign_padding() {
+        assert_eq!(long(&[]), Ok(PyInt::I(0)));
+        assert_eq!(long(&[0xff]), Ok(PyInt::I(-1)));
+        assert_eq!(long(&[0xff; 40]), Ok(PyInt::I(-1)));
+        assert_eq!(long(&[0x00; 40]), Ok(PyInt::I(0)));
+        let mut max = u128::MAX.to_le_bytes().to_vec();
+        max.push(0);
+        assert_eq!(long(&max), Ok(PyInt::U(u128::MAX)));
+        assert_eq!(long(&i128::MIN.to_le_bytes()), Ok(PyInt::I(i128::MIN)));
+        let mut min = i128::MIN.to_le_bytes().to_vec();
+        min.extend([0xff; 3]);
+        assert_eq!(long(&min), Ok(PyInt::I(i128::MIN)));
+        assert_eq!(long(&i128::MAX.to_le_bytes()), Ok(PyInt::I(i128::MAX)));
+    }
+
+    #[test]
+    fn long_opcodes_beyond_128_bits_are_refused() {
+        let mut two_128 = vec![0u8; 16];
+        two_128.push(1);
+        // -2^127 - 1: 0x7f..ff with a 0xff sign byte on top.
+        let mut below_min = vec![0xffu8; 15];
+        below_min.extend([0x7f, 0xff]);
+        let mut huge_negative = vec![0u8; 16];
+        huge_negative.push(0x80);
+        for bytes in [two_128, below_min, huge_negative] {
+            let err = long(&bytes).unwrap_err();
+            assert!(err.contains("beyond 128 bits"), "{bytes:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn decimal_integers_cover_the_128_bit_range_exactly() {
+        let parse = |t: &str| PyInt::parse_decimal(t).map_err(|e| e.to_string());
+        assert_eq!(
+            parse("-170141183460469231731687303715884105728"),
+            Ok(PyInt::I(i128::MIN))
+        );
+        assert_eq!(
+            parse("340282366920938463463374607431768211455"),
+            Ok(PyInt::U(u128::MAX))
+        );
+        assert_eq!(parse("-0"), Ok(PyInt::I(0)));
+        assert_eq!(parse("+007"), Ok(PyInt::I(7)));
+        for text in [
+            "-170141183460469231731687303715884105729",
+            "340282366920938463463374607431768211456",
+            "9999999999999999999999999999999999999999999",
+        ] {
+            assert!(
+                parse(text).unwrap_err().contains("beyond 128 bits"),
+                "{text}"
+            );
+        }
+        for text in ["", "-", "1.5", "0x10", "1_000"] {
+            assert!(parse(text).unwrap_err().contains("malformed"), "{text}");
+        }
+    }
+
+    #[test]
+    fn floats_truncate_into_ints_at_the_128_bit_borders() {
+        let two_127 = 2f64.powi(127);
+        assert_eq!(
+            PyInt::from_f64_truncated(two_127).unwrap(),
+            PyInt::U(1 << 127)
+        );
+        assert_eq!(
+            PyInt::from_f64_truncated(-two_127).unwrap(),
+            PyInt::I(i128::MIN)
+        );
+        assert_eq!(PyInt::from_f64_truncated(-2.75).unwrap(), PyInt::I(-2));
+        assert!(PyInt::from_f64_truncated(2f64.powi(128)).is_err());
+        assert!(PyInt::from_f64_truncated(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn keys_are_equal_where_python_says_so() {
+        let int = PyValue::Int(PyInt::I(1));
+        assert_eq!(int.key(), PyValue::Bool(true).key());
+        assert_eq!(int.key(), PyValue::Float(1.0).key());
+        assert_eq!(PyValue::Float(-0.0).key(), PyValue::Int(PyInt::I(0)).key());
+        assert_ne!(PyValue::Float(0.5).key(), PyValue::Int(PyInt::I(0)).key());
+        assert_ne!(
+            PyValue::Str("a".into()).key(),
+            PyValue::Bytes(Rc::from(&b"a"[..])).key()
+        );
+        let nan = PyValue::float(f64::NAN);
+        assert_eq!(nan.key(), nan.clone().key(), "the same NaN object");
+        assert_ne!(nan.key(), PyValue::float(f64::NAN).key(), "another NaN");
+    }
+}
