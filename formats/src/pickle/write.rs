@@ -476,3 +476,100 @@ impl ser::SerializeStructVariant for Compound<'_, '_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    /// serde-pickle 1.2's bytes for `value`, which entries written before this writer hold.
+    fn serde_pickle_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+        serde_pickle::to_vec(value, serde_pickle::SerOptions::new()).unwrap()
+    }
+
+    fn ours<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::to_vec(value, &mut out).unwrap();
+        out
+    }
+
+    #[derive(Serialize)]
+    enum Shape {
+        Unit,
+        Newtype(i8),
+        Tuple(i16, char),
+        Empty(),
+        Struct { a: Option<f32>, b: () },
+    }
+
+    #[derive(Serialize)]
+    struct Unit;
+
+    #[derive(Serialize)]
+    struct Doc {
+        ints: (i8, i8, i8, i16, i16, i16, i32, i64, i64),
+        uints: (u8, u16, u32, u32, u64, u64, u64),
+        shapes: Vec<Shape>,
+        unit: Unit,
+        bytes: Vec<serde_bytes::ByteBuf>,
+        lens: Vec<Vec<u8>>,
+        map: BTreeMap<String, Vec<bool>>,
+        big_map: BTreeMap<u32, ()>,
+        empty: (Vec<u8>, BTreeMap<u8, u8>, ()),
+        text: (String, char, f64),
+    }
+
+    #[test]
+    fn writes_the_bytes_serde_pickle_wrote() {
+        let doc = Doc {
+            ints: (
+                i8::MIN,
+                0,
+                i8::MAX,
+                i16::MIN,
+                0,
+                i16::MAX,
+                i32::MIN,
+                i64::MIN,
+                1 << 31,
+            ),
+            uints: (
+                u8::MAX,
+                u16::MAX,
+                (1 << 31) - 1,
+                1 << 31,
+                u64::MAX,
+                0,
+                1 << 40,
+            ),
+            shapes: vec![
+                Shape::Unit,
+                Shape::Newtype(-1),
+                Shape::Tuple(7, 'é'),
+                Shape::Empty(),
+                Shape::Struct {
+                    a: Some(1.5),
+                    b: (),
+                },
+                Shape::Struct { a: None, b: () },
+            ],
+            unit: Unit,
+            bytes: [0, 1, 255, 256, 70_000]
+                .iter()
+                .map(|&n| serde_bytes::ByteBuf::from(vec![7u8; n]))
+                .collect(),
+            lens: [0, 1, 999, 1000, 1001, 2500]
+                .iter()
+                .map(|&n| vec![1u8; n])
+                .collect(),
+            map: [("a".to_owned(), vec![true, false]), ("".to_owned(), vec![])]
+                .into_iter()
+                .collect(),
+            big_map: (0..2345).map(|i| (i, ())).collect(),
+            empty: (Vec::new(), BTreeMap::new(), ()),
+            text: ("h\u{e9} \u{1F600}".to_owned(), '\u{2603}', -0.0),
+        };
+        assert_eq!(ours(&doc), serde_pickle_bytes(&doc));
+    }
+}
