@@ -24,14 +24,27 @@ pub(super) fn int_line(line: &[u8]) -> Result<PyValue, BoxError> {
     match line {
         b"01" => Ok(PyValue::Bool(true)),
         b"00" => Ok(PyValue::Bool(false)),
-        _ => Ok(PyValue::Int(PyInt::parse_decimal(ascii(line)?.trim())?)),
+        _ => Ok(PyValue::Int(plain_decimal(ascii(line)?.trim())?)),
     }
 }
 
 /// `LONG`: decimal with Python 2's optional `L` suffix.
 pub(super) fn long_line(line: &[u8]) -> Result<PyInt, BoxError> {
     let text = ascii(line)?.trim();
-    PyInt::parse_decimal(text.strip_suffix('L').unwrap_or(text))
+    plain_decimal(text.strip_suffix('L').unwrap_or(text))
+}
+
+/// CPython parses these arguments with base 0 (`strtol` for `INT`, where `010` is octal 8;
+/// `int(x, 0)` for `LONG`, where it is an error), which Python never writes: a leading zero
+/// is refused rather than read as decimal.
+fn plain_decimal(text: &str) -> Result<PyInt, BoxError> {
+    let digits = text.trim_start_matches(['-', '+']);
+    if digits.len() > 1 && digits.starts_with('0') {
+        return Err(malformed(format!(
+            "integer {text:?} has a leading zero, which CPython reads as octal or refuses"
+        )));
+    }
+    PyInt::parse_decimal(text)
 }
 
 /// A Python 2 `str` (`STRING`, `BINSTRING`, `SHORT_BINSTRING`): CPython's `pickle.loads`
@@ -173,6 +186,21 @@ mod tests {
         assert!(decode(br"\ud800").unwrap_err().contains("surrogate"));
         assert!(decode(br"\U00110000").unwrap_err().contains("out of range"));
         assert!(decode(br"\u00").unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn protocol_0_integers_are_decimal_without_leading_zeros() {
+        assert!(matches!(int_line(b"01"), Ok(PyValue::Bool(true))));
+        assert!(matches!(int_line(b"-17"), Ok(PyValue::Int(PyInt::I(-17)))));
+        assert!(matches!(int_line(b"0"), Ok(PyValue::Int(PyInt::I(0)))));
+        assert_eq!(
+            long_line(b"18446744073709551616L").unwrap(),
+            PyInt::I(1 << 64)
+        );
+        for line in [&b"010"[..], b"0x10", b"-07"] {
+            assert!(int_line(line).is_err(), "{line:?}");
+            assert!(long_line(line).is_err(), "{line:?}");
+        }
     }
 
     #[test]
