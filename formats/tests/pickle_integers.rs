@@ -211,3 +211,26 @@ fn integers_in_dict_keys_and_tuples_round_trip() {
                   assert d == {2**128 - 1: (-2**127, 2**64 - 1), 0: (2**127 - 1, 0)}, d\nprint('ok')";
     assert_eq!(python(script, &bytes), b"ok\n");
 }
+
+#[test]
+fn stored_values_with_big_integers_read_back_as_a_cache_reads_them() {
+    // The issue's memoized function returning u64 above i64::MAX: its stored value (envelope
+    // and pickle, compressed or not) must read back, or the cache recomputes on every call.
+    let registry = Registry::with_builtins();
+    let meta = cacher_formats::EnvelopeMeta {
+        created_ms: 1,
+        expires_ms: None,
+        revision: 0,
+        type_fingerprint: None,
+    };
+    for pipeline in ["pickle", "pickle+zstd:3"] {
+        let pipeline = registry.resolve(pipeline).unwrap();
+        let stored = pipeline
+            .encode_value(b"memo:key", &(u64::MAX, i128::MIN, u128::MAX), &meta)
+            .unwrap();
+        let (_, value) = registry
+            .decode_value::<(u64, i128, u128)>(b"memo:key", &stored)
+            .unwrap();
+        assert_eq!(value, (u64::MAX, i128::MIN, u128::MAX));
+    }
+}
