@@ -6,8 +6,8 @@
 //! known when an item is added is stale. A 2 MB pickle nesting 100,000 lists that way passed a
 //! per-step depth check and overflowed serde-pickle's recursion (issue 9). Here every "is put
 //! inside" is an edge, and depth and expanded size are computed over the final graph, which
-//! is what serde-pickle ends up expanding (it resolves memo references by copying, so a
-//! shared container counts once per reference).
+//! is what serde ends up walking (a container shared through the memo or `DUP` is walked
+//! once per reference).
 
 use crate::error::BoxError;
 
@@ -21,11 +21,8 @@ pub(super) enum Node {
 /// Containers (by number) with how many scalars each holds, and container-in-container edges.
 /// Memory: 8 bytes per container and per edge while scanning, about twice that while
 /// checking; both counts are bounded by the input length (each needs an opcode).
-///
-/// An edge whose child has [`COPY`] set says "starts as a copy of": the container holds
-/// everything the child holds (at the same depth), not the child itself.
-/// Marks a copy edge (container numbers stay below 2^31).
-const COPY: u32 = 1 << 31;
+/// Container numbers stay below 2^31.
+const MAX_CONTAINERS: u32 = 1 << 31;
 
 #[derive(Default)]
 pub(super) struct Graph {
@@ -38,7 +35,7 @@ impl Graph {
     pub(super) fn container(&mut self) -> Result<Node, BoxError> {
         let id = u32::try_from(self.leaves.len())
             .ok()
-            .filter(|&id| id < COPY)
+            .filter(|&id| id < MAX_CONTAINERS)
             .ok_or("pickle has too many containers")?;
         self.leaves.push(0);
         Ok(Node::Container(id))
@@ -55,23 +52,9 @@ impl Graph {
         }
     }
 
-    /// A copy of `node`, as serde-pickle makes when it resolves a memo reference by value
-    /// (`DUP`, memoizing a memo reference): as deep and as big as the original (or more, if
-    /// the original grows later: the check errs on the side of refusing).
-    pub(super) fn copy_of(&mut self, node: Node) -> Result<Node, BoxError> {
-        let Node::Container(original) = node else {
-            return Ok(Node::Leaf);
-        };
-        let copy = self.container()?;
-        if let Node::Container(id) = copy {
-            self.edges.push((id, original | COPY));
-        }
-        Ok(copy)
-    }
-
     /// Refuses a graph with a container nested deeper than `max_depth`, a cycle, or more than
     /// `max_values` values once every memo reference is expanded (over everything built,
-    /// kept or discarded: serde-pickle builds it all).
+    /// kept or discarded: the reader builds it all).
     pub(super) fn check(&self, max_depth: u32, max_values: u64) -> Result<(), BoxError> {
         let n = self.leaves.len();
         // Children of each container, contiguous (compressed sparse rows).
@@ -88,9 +71,7 @@ impl Graph {
         for &(parent, child) in &self.edges {
             children[fill[parent as usize] as usize] = child;
             fill[parent as usize] += 1;
-            if child & COPY == 0 {
-                has_parent[child as usize] = true;
-            }
+            has_parent[child as usize] = true;
         }
         drop(fill);
         let kids = |node: usize| &children[start[node] as usize..start[node + 1] as usize];
@@ -118,7 +99,7 @@ impl Graph {
             while let Some(&mut (node, ref mut next)) = path.last_mut() {
                 if let Some(&child) = kids(node).get(*next) {
                     *next += 1;
-                    let child = (child & !COPY) as usize;
+                    let child = child as usize;
                     match state[child] {
                         NEW => {
                             state[child] = OPEN;
@@ -132,15 +113,9 @@ impl Graph {
                 let mut d = 1u32;
                 let mut s = self.leaves[node].saturating_add(1);
                 for &child in kids(node) {
-                    let (copy, child) = (child & COPY != 0, (child & !COPY) as usize);
-                    if copy {
-                        // The original's contents, without counting its own header twice.
-                        d = d.max(depth[child]);
-                        s = s.saturating_add(size[child] - 1);
-                    } else {
-                        d = d.max(depth[child] + 1);
-                        s = s.saturating_add(size[child]);
-                    }
+                    let child = child as usize;
+                    d = d.max(depth[child] + 1);
+                    s = s.saturating_add(size[child]);
                 }
                 if d > max_depth {
                     return Err(too_deep());
@@ -209,22 +184,5 @@ mod tests {
         cyclic.add(1, a);
         let err = cyclic.check(128, u64::MAX).unwrap_err();
         assert!(err.to_string().contains("recursive"), "{err}");
-    }
-
-    #[test]
-    fn copies_are_as_deep_and_as_big_as_their_original() {
-        let mut graph = Graph::default();
-        let inner = graph.container().unwrap();
-        graph.add(0, Node::Leaf);
-        let outer = graph.container().unwrap();
-        graph.add(1, inner); // [[x]]: 3 values, depth 2
-        let mut last = outer;
-        for _ in 0..1000 {
-            last = graph.copy_of(last).unwrap(); // copies of copies stay at depth 2
-        }
-        assert!(graph.check(2, 3 * 1001).is_ok());
-        assert!(graph.check(2, 3 * 1001 - 1).is_err());
-        assert!(graph.check(1, u64::MAX).is_err());
-        let _ = last;
     }
 }

@@ -1,36 +1,53 @@
-//! The `pickle` format: Python's pickle protocol for plain data, through `serde-pickle`.
+//! The `pickle` format: Python's pickle protocol for plain data, read and written here.
 //!
-//! **Writing** uses pickle protocol 3 (`SerOptions::new()`), which every Python 3 reads with
-//! `pickle.loads`. Byte strings (`serde_bytes`) become `bytes`, strings become `str`, maps
-//! become `dict`, sequences `list`, tuples `tuple`, `None`/unit `None`, enums the serde
-//! external tagging (`'Variant'` or `{'Variant': data}`). Integers beyond `i64` are written as
-//! Python longs.
+//! **Writing** uses pickle protocol 3, which every Python 3 reads with `pickle.loads`, byte
+//! for byte as serde-pickle 1.2 wrote it (entries written before keep their bytes). Byte
+//! strings (`serde_bytes`) become `bytes`, strings `str`, maps `dict`, sequences `list`,
+//! tuples `tuple`, `None`/unit `None`, enums the serde external tagging (`'Variant'` or
+//! `{'Variant': data}`). Every integer type, `i128` and `u128` included, becomes an exact
+//! Python `int`. A map with sequence keys (`HashMap<Vec<u8>, _>`) becomes a dict with list
+//! keys, which this reader reads back but CPython's `pickle.loads` refuses (lists are
+//! unhashable in Python).
 //!
-//! **Reading** accepts protocols 0–5 as Python 3 writes them for plain data: dict, list,
+//! **Reading** accepts protocols 0–5 as Python writes them for plain data: dict, list,
 //! tuple, set, frozenset, str, bytes, bytearray, int, float, bool, None, nested. Nothing is
-//! ever executed — serde-pickle is a Rust interpreter of the opcode stream — but serde-pickle
-//! on its own *silently* turns an instance of an arbitrary class into its state dict. This
-//! module first walks the opcodes and refuses, with a clear [`Error::Decode`]:
-//! - any global other than the few plain-data constructors (`builtins.set`, `frozenset`,
-//!   `list`, `bytearray`, `int` and `_codecs.encode`, which Python uses for `bytes` under
-//!   protocols 0–2): e.g. `pickle references global os.system`;
+//! ever executed. The stream is first walked without building anything (`scan`), which
+//! refuses, with a clear [`Error::Decode`]:
+//! - any global other than the plain-data constructors (`builtins.set`, `frozenset`,
+//!   `list`, `bytes`, `bytearray`, `int`, and `_codecs.encode`, which Python uses for
+//!   `bytes` under protocols 0–2): e.g. `pickle references global os.system`;
 //! - the opcodes that build arbitrary objects or reach outside the stream (`INST`, `OBJ`,
 //!   `NEWOBJ`, `NEWOBJ_EX`, `BUILD`, `PERSID`, `BINPERSID`, `EXT1/2/4`, out-of-band buffers);
-//! - nesting deeper than 128 levels, and memo references or copies that would expand the
-//!   values serde-pickle builds past `16 × input length + 1 Mi` values in all (a "billion
-//!   laughs" pickle), which would otherwise exhaust the stack or memory. Both are computed
-//!   over the whole stream once it has been walked, so a container filled through the memo
-//!   after it was put inside another still counts at its final depth. The walk itself needs
-//!   a few dozen bytes per opcode of the input (stack, memo and graph entries).
+//! - nesting deeper than 128 levels, and memo references that would expand the values
+//!   serde sees past `16 × input length + 1 Mi` values in all (a "billion laughs" pickle),
+//!   which would otherwise exhaust the stack or memory. Both are computed over the whole
+//!   stream once it has been walked, so a container filled through the memo after it was
+//!   put inside another still counts at its final depth. The walk itself needs a few dozen
+//!   bytes per opcode of the input (stack, memo and graph entries).
 //!
-//! Known limits of serde-pickle: integers that do not fit `i64` cannot be read back into Rust
-//! integer types (they are written fine); recursive structures are refused; empty `bytes`
-//! pickled by Python under protocol 0–2 (`builtins.bytes()`) is refused.
+//! Then `load` runs the stream as CPython's unpickler does: memo references are shared
+//! (a list appended to after it was shared is seen filled everywhere), dict keys Python
+//! considers equal (`1`, `1.0`, `True`) are one key holding the last value, sets drop equal
+//! elements, Python 2 `str`s are decoded as ASCII (CPython's default), `__builtin__` names
+//! are mapped only under protocols 0–2 (CPython's `fix_imports`). Integers are exact from
+//! `-2**127` to `2**128 - 1` and offered to serde as `i64`, `u64`, `i128` or `u128`; an int
+//! beyond that is an error naming the limit. The allowed globals are computed as CPython
+//! computes them (`_codecs.encode` and `bytes`/`bytearray` with their encoding: `utf-8`,
+//! `latin-1`, `ascii` and their aliases) or refused (`int('ff', 16)`, other codecs, wrong
+//! argument counts). Strings with lone surrogates, which CPython allows, are refused: a Rust
+//! string cannot hold them.
 //!
 //! [`Error::Decode`]: crate::Error::Decode
 
+mod de;
+mod globals;
 mod graph;
+mod load;
+mod ops;
 mod scan;
+mod text;
+mod value;
+mod write;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,31 +56,25 @@ use crate::error::BoxError;
 use crate::format::{DecodeSink, Format};
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), BoxError> {
-    Ok(serde_pickle::to_writer(
-        out,
-        &value,
-        serde_pickle::SerOptions::new(),
-    )?)
+    Ok(write::to_vec(value, out)?)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
-    decode_with(bytes, |de| Ok(T::deserialize(de)?))
+    decode_with(bytes, |value| Ok(T::deserialize(value)?))
 }
 
 /// The one decode body, shared by the typed path and the erased [`Format::decode`]: the
-/// opcode pre-scan, then `read`, then the end-of-stream check.
+/// opcode pre-scan (plain data only, bounded depth and expansion), then the reader, then
+/// `read` on the value it built.
 fn decode_with<R>(
     bytes: &[u8],
-    read: impl FnOnce(&mut serde_pickle::Deserializer<&[u8]>) -> Result<R, BoxError>,
+    read: impl FnOnce(value::PyValue) -> Result<R, BoxError>,
 ) -> Result<R, BoxError> {
     scan::check_plain_data(bytes)?;
-    let mut de = serde_pickle::Deserializer::new(bytes, serde_pickle::DeOptions::new());
-    let value = read(&mut de)?;
-    de.end()?;
-    Ok(value)
+    read(load::load(bytes)?)
 }
 
-/// Python pickle for plain data through `serde-pickle`; loading never executes code and
+/// Python pickle for plain data; loading never executes code and
 /// refuses anything that is not plain data.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pickle;
@@ -78,8 +89,8 @@ impl Format for Pickle {
     }
 
     fn decode(&self, bytes: &[u8], sink: &mut DecodeSink<'_>) -> Result<(), BoxError> {
-        decode_with(bytes, |de| {
-            Ok(sink(&mut <dyn erased_serde::Deserializer>::erase(de))?)
+        decode_with(bytes, |value| {
+            Ok(sink(&mut <dyn erased_serde::Deserializer>::erase(value))?)
         })
     }
 }
@@ -166,14 +177,14 @@ mod tests {
     }
 
     #[test]
-    fn copies_that_serde_pickle_would_make_count_against_the_limit() {
-        // A list of 1000 ints, then DUP 10,000 times (serde-pickle copies the value each time)
-        // into a list: 10 million values from ~13 KB.
-        let mut bytes = b"\x80\x02](".to_vec();
+    fn duplicated_references_count_against_the_limit_once_each() {
+        // A list of 1000 ints, then DUP 10,000 times (10,000 references to it, each walked
+        // in full) into a list: 10 million values from ~13 KB.
+        let mut bytes = b"\x80\x02(](".to_vec();
         bytes.extend(std::iter::repeat_n(&b"K\x01"[..], 1000).flatten());
         bytes.extend_from_slice(b"e");
         bytes.extend(std::iter::repeat_n(b'2', 10_000));
-        bytes.push(b'.');
+        bytes.extend_from_slice(b"l.");
         let err = decode(&bytes).unwrap_err();
         assert!(err.contains("expands to more than"), "{err}");
     }
