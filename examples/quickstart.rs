@@ -48,5 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("\ncache directory: {}\n", dir.display());
     print!("{}", cache.stats());
+    println!(
+        "\nlook inside it: cargo run --release --bin cacher -- stats {}",
+        dir.display()
+    );
     Ok(())
 }

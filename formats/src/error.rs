@@ -1,6 +1,6 @@
 //! The one error type of `cacher-formats`.
 
-/// A boxed error from a format or codec implementation (serde_json, cbor4ii, serde-pickle,
+/// A boxed error from a format or codec implementation (serde_json, cbor4ii, our pickle reader,
 /// zstd or a user's own). The crate's [`Error`] wraps it with the format or codec name.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// comes back as [`Error::Corrupt`], [`Error::Decode`] or [`Error::Codec`].
 ///
 /// Every variant is a leaf of an error chain: the message already says what the underlying
-/// library (serde_json, cbor4ii, serde-pickle, zstd) reported, so [`source`] is `None` and a
+/// library (serde_json, cbor4ii, our pickle reader, zstd) reported, so [`source`] is `None` and a
 /// chain printed by `anyhow`'s `{:#}` shows each cause once.
 ///
 /// [`source`]: std::error::Error::source
