@@ -170,3 +170,41 @@ impl Error {
         matches!(self, Error::Corrupt { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message of a chain says its own part once: no variant repeats its `#[source]`.
+    #[test]
+    fn a_cause_is_printed_once_in_the_chain() {
+        let io = std::io::Error::other("disk on fire");
+        let errors = [
+            Error::io(
+                "opening",
+                "/store/file",
+                std::io::Error::other("disk on fire"),
+            ),
+            Error::Engine {
+                engine: "lmdb",
+                path: "/store".into(),
+                source: Box::new(io),
+            },
+            Error::ValueSource {
+                key: KeyDisplay::new(b"k"),
+                source: std::io::Error::other("disk on fire"),
+            },
+        ];
+        for err in errors {
+            let mut messages = vec![err.to_string()];
+            let mut cause = std::error::Error::source(&err);
+            while let Some(c) = cause {
+                messages.push(c.to_string());
+                cause = c.source();
+            }
+            assert_eq!(messages.len(), 2, "{messages:?}");
+            let all = messages.join(": ");
+            assert_eq!(all.matches("disk on fire").count(), 1, "{all}");
+        }
+    }
+}
