@@ -110,11 +110,21 @@ pub fn keys(opened: &Opened) -> Result<Vec<Vec<u8>>, Failure> {
         .keys()
         .map_err(|e| Failure::store(&opened.path, "cannot list the keys of", &e))?;
     for key in listed {
-        keys.push(key.map_err(|e| Failure::store(&opened.path, "cannot list the keys of", &e))?);
+        match key {
+            Ok(key) => keys.push(key),
+            // A store whose listing checks each entry (LmdbStore's checksum covers the key)
+            // reports a damaged one as an item: keep listing, under the key the error names,
+            // so the read below reports the damage instead of the walk stopping at it.
+            Err(cacher::store::Error::Corrupt { key: Some(key), .. }) => {
+                keys.push(key.bytes().to_vec())
+            }
+            Err(e) => return Err(Failure::store(&opened.path, "cannot list the keys of", &e)),
+        }
         spinner.inc(1);
     }
     spinner.finish_and_clear();
     keys.sort();
+    keys.dedup();
     Ok(keys)
 }
 
