@@ -3,35 +3,14 @@
 //! The interop tests need `python3` on the PATH (standard library only).
 #![cfg(feature = "pickle")]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod python3;
 
 use cacher_formats::{Pipeline, Registry};
+use python3::python;
 use serde::{Deserialize, Serialize};
 
 fn pickle() -> Pipeline {
     Registry::with_builtins().resolve("pickle").unwrap()
-}
-
-/// Runs `python3 -c script` with `input` on stdin; returns stdout, failing the test with
-/// stderr when Python fails.
-fn python(script: &str, input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 must be on the PATH for the interop tests");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
 }
 
 /// Every integer type at its extremes (and around the i64/u64 borders).

@@ -3,35 +3,14 @@
 //! objects. Needs `python3` on the PATH (no packages beyond the standard library).
 
 mod common;
+mod python3;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use cacher_formats::Registry;
 use common::sample_doc;
+use python3::python;
 use serde::Deserialize;
-
-/// Runs `python3 -c script` with `input` on stdin; returns stdout, failing the test with
-/// stderr when Python fails.
-fn python(script: &str, input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 must be on the PATH for the interop tests");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
 
 /// Python assertions about `sample_doc()` once loaded (`d`) from pickle or JSON.
 const CHECK_SAMPLE_DOC: &str = r#"
