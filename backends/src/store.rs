@@ -14,6 +14,11 @@ pub enum Durability {
     /// The default for disk stores.
     #[default]
     Flush,
+    /// Between the two, the class of SQLite's WAL with `synchronous=NORMAL`: never corrupt after
+    /// a power loss, which may lose only the writes of the last bounded interval; a process crash
+    /// loses nothing. Each store documents its interval and how it gets there; a store with no
+    /// cheaper way to keep that promise treats it as [`Durability::Flush`].
+    Periodic,
 }
 
 /// Facts about one stored entry, read without reading its value.

@@ -82,7 +82,7 @@ impl DirStore {
             return Ok(());
         }
         fs::ensure_dir(fanout_of(entry), self.file_mode)?;
-        if self.durability == Durability::Flush {
+        if self.durability != Durability::None {
             fs::sync_dir(&self.entries)?;
         }
         self.fanouts.mark(fanout);

@@ -109,7 +109,7 @@ impl DirStore {
         // The fan-out directory was removed by hand since this handle checked it.
         let fanout = dest.parent().expect("entry paths have a fan-out directory");
         fs::ensure_dir(fanout, self.file_mode)?;
-        if self.durability == Durability::Flush {
+        if self.durability != Durability::None {
             sync_dir(&self.entries)?;
         }
         tmp.persist(dest)
@@ -141,7 +141,7 @@ impl DirStore {
     }
 
     pub(super) fn sync_entry_dir(&self, dest: &Path) -> Result<()> {
-        if self.durability == Durability::Flush {
+        if self.durability != Durability::None {
             sync_dir(dest.parent().expect("entry paths have a fan-out directory"))?;
         }
         Ok(())

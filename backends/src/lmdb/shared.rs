@@ -98,11 +98,11 @@ impl Shared {
             .map_err(|e| engine_error(&path, e))?;
         let map_size = AtomicUsize::new(env.info().map_size);
         let commit_record = match options.durability {
-            Durability::Flush => {
+            Durability::None => None,
+            _ => {
                 let record = path.join(files::COMMIT_FILE);
                 open_regular(&record, Access::ReadWrite)?
             }
-            _ => None,
         };
         Ok(Shared {
             env,
