@@ -22,6 +22,8 @@
 //! | `LmdbStore` (feature `lmdb`) | LMDB environment | threads + processes | flush (default) or none |
 //! | [`ArrayStore`](array::ArrayStore) (feature `lmdb`) | LMDB environment of typed arrays, read zero-copy as `&[T]` | threads + processes | flush |
 
+#[cfg(feature = "archive")]
+pub mod archive;
 #[cfg(feature = "lmdb")]
 pub mod array;
 mod blob;
