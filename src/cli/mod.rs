@@ -11,6 +11,7 @@ mod numpy;
 mod open;
 mod output;
 mod progress;
+mod quarantine;
 mod units;
 mod walk;
 
@@ -123,8 +124,17 @@ enum Command {
     },
 
     /// Check every entry (store checksums, then envelopes); exit 1 if any is damaged.
-    #[command(after_help = "Example:\n  cacher verify ./cache && echo healthy")]
-    Verify(StoreArg),
+    #[command(
+        after_help = "Examples:\n  cacher verify ./cache && echo healthy\n  cacher verify ./cache --quarantine   # damaged entries go to ./cache.quarantine/"
+    )]
+    Verify {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Move each damaged entry out of the store into `<store>.quarantine/` (its raw bytes,
+        /// one file per entry, and a line in `index.jsonl`); the cache then recomputes it.
+        #[arg(long)]
+        quarantine: bool,
+    },
 
     /// Remove expired, old or surplus entries (surplus: oldest created first).
     #[command(
@@ -180,7 +190,7 @@ impl Command {
             Command::Get { .. } => "get",
             Command::Rm { .. } => "rm",
             Command::Clear { .. } => "clear",
-            Command::Verify(_) => "verify",
+            Command::Verify { .. } => "verify",
             Command::Evict { .. } => "evict",
             Command::Export { .. } => "export",
             Command::Import { .. } => "import",
@@ -245,10 +255,15 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             namespace,
             all: _,
         } => maintain::clear(&open(&store.store, Write)?, namespace.as_deref()),
-        Command::Verify(s) => match open(&s.store, ReadOnly) {
+        Command::Verify { store, quarantine } => match open(&store.store, ReadOnly) {
+            Ok(opened) if quarantine => {
+                maintain::verify_and_quarantine(opened, || open(&store.store, Write))
+            }
             Ok(opened) => maintain::verify(&opened),
             // A store too damaged to open is what verify looks for: exit 1, not 2.
-            Err(failure) if failure.is_damage() => Ok(maintain::unopenable(&s.store, &failure)),
+            Err(failure) if failure.is_damage() => {
+                Ok(maintain::unopenable(&store.store, &failure, quarantine))
+            }
             Err(failure) => Err(failure),
         },
         Command::Evict {
