@@ -73,6 +73,12 @@ impl Failure {
         self.damaged
     }
 
+    /// Adds `text` to the end of the message (what was done before it failed).
+    pub fn note(mut self, text: &str) -> Self {
+        self.message.push_str(text);
+        self
+    }
+
     /// The message, naming the path.
     pub fn message(&self) -> &str {
         &self.message

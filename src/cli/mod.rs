@@ -151,15 +151,20 @@ enum Command {
     },
 
     /// Write every entry to a dump file (format `cacher-dump` v1, see README).
-    #[command(after_help = "Example:\n  cacher export ./cache cache.dump")]
+    #[command(
+        after_help = "Examples:\n  cacher export ./cache cache.dump\n  cacher export ./cache cache.dump.zst --compress"
+    )]
     Export {
         #[command(flatten)]
         store: StoreArg,
         /// The dump file to create (refused if it exists).
         file: PathBuf,
+        /// Compress the dump with zstd (`import` tells from the header).
+        #[arg(long)]
+        compress: bool,
     },
 
-    /// Read a dump file into a store (an existing key is overwritten).
+    /// Read a dump file, compressed or not, into a store (an existing key is overwritten).
     #[command(
         after_help = "Examples:\n  cacher import ./cache cache.dump\n  cacher import ./new.log cache.dump --create log"
     )]
@@ -274,7 +279,11 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             let access = if dry_run { ReadOnly } else { Write };
             maintain::evict(&open(&store.store, access)?, &rules, dry_run)
         }
-        Command::Export { store, file } => dump::export(&open(&store.store, ReadOnly)?, &file),
+        Command::Export {
+            store,
+            file,
+            compress,
+        } => dump::export(&open(&store.store, ReadOnly)?, &file, compress),
         Command::Import {
             store,
             file,
