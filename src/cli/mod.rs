@@ -1,6 +1,7 @@
 //! The `cacher` command-line tool: commands, arguments and exit codes. The manual, with the
 //! JSON schema and the dump format, is `src/cli/README.md`.
 
+mod compact;
 mod dump;
 mod failure;
 mod inspect;
@@ -150,6 +151,19 @@ enum Command {
         dry_run: bool,
     },
 
+    /// Give back the space of overwritten and removed values (LogStore in place; LmdbStore
+    /// into a new directory).
+    #[command(
+        after_help = "Examples:\n  cacher compact ./cache.log\n  cacher compact ./lmdb-cache --into ./lmdb-cache.new"
+    )]
+    Compact {
+        #[command(flatten)]
+        store: StoreArg,
+        /// LmdbStore: write the compacted copy into this new directory.
+        #[arg(long, value_name = "NEW_DIR")]
+        into: Option<PathBuf>,
+    },
+
     /// Write every entry to a dump file (format `cacher-dump` v1, see README).
     #[command(
         after_help = "Examples:\n  cacher export ./cache cache.dump\n  cacher export ./cache cache.dump.zst --compress"
@@ -197,6 +211,7 @@ impl Command {
             Command::Clear { .. } => "clear",
             Command::Verify { .. } => "verify",
             Command::Evict { .. } => "evict",
+            Command::Compact { .. } => "compact",
             Command::Export { .. } => "export",
             Command::Import { .. } => "import",
             Command::Completions { .. } => "completions",
@@ -278,6 +293,11 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
         } => {
             let access = if dry_run { ReadOnly } else { Write };
             maintain::evict(&open(&store.store, access)?, &rules, dry_run)
+        }
+        Command::Compact { store, into } => {
+            // A LogStore compacts under its writer lock; an LMDB copy only reads.
+            let access = if into.is_some() { ReadOnly } else { Write };
+            compact::compact(&open(&store.store, access)?, into.as_deref())
         }
         Command::Export {
             store,

@@ -149,6 +149,23 @@ impl Opened {
         torn.into_iter().chain(damaged).collect()
     }
 
+    /// The LogStore, when the store is one.
+    pub fn log(&self) -> Option<&LogStore> {
+        match &self.handle {
+            Handle::Log(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The LmdbStore, when the store is one.
+    #[cfg(feature = "lmdb")]
+    pub fn lmdb(&self) -> Option<&cacher::store::LmdbStore> {
+        match &self.handle {
+            Handle::Lmdb(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The damaged last record a LogStore writer's open moved to a side file
     /// (`<log>.damaged-<offset>`), with its key when the log could tell it.
     pub fn moved_tail(&self) -> Option<(Option<Vec<u8>>, PathBuf)> {
