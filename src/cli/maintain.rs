@@ -75,6 +75,35 @@ impl Findings {
     pub fn is_clean(&self) -> bool {
         self.damaged.is_empty()
     }
+
+    /// Entries checked.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// Problems found.
+    pub fn damaged_count(&self) -> usize {
+        self.damaged.len()
+    }
+
+    /// The first few damaged keys, for a one-line summary.
+    pub fn summary(&self) -> String {
+        let mut names: Vec<String> = self
+            .damaged
+            .iter()
+            .take(5)
+            .map(|(k, layer, _)| {
+                format!(
+                    "{} ({layer})",
+                    k.as_deref().map_or("the file".to_owned(), keyarg::human)
+                )
+            })
+            .collect();
+        if self.damaged.len() > 5 {
+            names.push(format!("and {} more", self.damaged.len() - 5));
+        }
+        names.join(", ")
+    }
 }
 
 /// The store's own check of every entry (`Store::verify`), then every value's envelope

@@ -2,6 +2,7 @@
 //! JSON schema and the dump format, is `src/cli/README.md`.
 
 mod compact;
+mod doctor;
 mod dump;
 mod failure;
 mod inspect;
@@ -192,6 +193,13 @@ enum Command {
         create: Option<open::NewKind>,
     },
 
+    /// Examine a store when something is off: kind and layout, leftover temp files, lock
+    /// holders, permissions, free disk space, stale LMDB readers, damage; and what to do.
+    #[command(
+        after_help = "Example:\n  cacher doctor ~/.cache/myapp\nExit 0 healthy, 1 problems found (each with what to do), 2 could not run."
+    )]
+    Doctor(StoreArg),
+
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  cacher completions bash > /etc/bash_completion.d/cacher")]
     Completions {
@@ -214,6 +222,7 @@ impl Command {
             Command::Compact { .. } => "compact",
             Command::Export { .. } => "export",
             Command::Import { .. } => "import",
+            Command::Doctor(_) => "doctor",
             Command::Completions { .. } => "completions",
         }
     }
@@ -317,6 +326,7 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             };
             dump::import(&opened, reader)
         }
+        Command::Doctor(s) => doctor::doctor(&s.store, mac_key),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "cacher", &mut std::io::stdout());

@@ -309,6 +309,15 @@ fn units(n: u64) -> String {
     super::units::bytes(n)
 }
 
+/// The store markers present in the directory `path`, with the kind each names.
+pub fn markers_in(path: &Path) -> Vec<(&'static str, Kind)> {
+    MARKERS
+        .iter()
+        .filter(|(name, _)| fs::symlink_metadata(path.join(name)).is_ok())
+        .copied()
+        .collect()
+}
+
 /// Finds the kind of store at `path` from its marker or its contents.
 pub fn detect(path: &Path) -> Result<Kind, Failure> {
     let meta = fs::metadata(path).map_err(|e| {
@@ -439,6 +448,7 @@ pub fn open(path: &Path, access: Access) -> Result<Opened, Failure> {
     let cannot = |e: cacher::store::Error| {
         Failure::store(path, &format!("cannot open the {} at", kind.name()), &e)
             .damaged(e.is_corrupt())
+            .with_fault(super::failure::Fault::of(&e))
     };
     let handle = match kind {
         Kind::Dir => Handle::Dir(DirStore::open(path).map_err(cannot)?),
