@@ -158,7 +158,12 @@ pub fn find_damage(opened: &Opened) -> Result<Findings, Failure> {
 /// `cacher verify`: exit 1 when anything is damaged.
 pub fn verify(opened: &Opened) -> Result<Report, Failure> {
     let findings = find_damage(opened)?;
-    Ok(verify_report(opened, &findings, None))
+    Ok(verify_report(
+        &opened.path,
+        opened.describe(),
+        &findings,
+        None,
+    ))
 }
 
 /// `cacher verify --quarantine`: checks on a read-only open, and when something is damaged,
@@ -170,11 +175,33 @@ pub fn verify_and_quarantine(
 ) -> Result<Report, Failure> {
     let findings = find_damage(&opened)?;
     if findings.is_clean() {
-        return Ok(verify_report(&opened, &findings, None));
+        return Ok(verify_report(
+            &opened.path,
+            opened.describe(),
+            &findings,
+            None,
+        ));
     }
     // A LogStore reader leaves the file alone; its writer's open cuts a damaged tail aside.
+    let (path, store) = (opened.path.clone(), opened.describe());
     drop(opened);
-    let opened = open_write()?;
+    let opened = match open_write() {
+        Ok(opened) => opened,
+        // The damage found is still the report; it says why nothing was moved.
+        Err(failure) => {
+            let dir = super::quarantine::dir_for(&path);
+            let outcome = super::quarantine::Outcome::nothing_moved(
+                findings.damaged.iter().map(|(k, _, _)| k.as_deref()),
+                &format!("not moved: {}", failure.message()),
+            );
+            return Ok(verify_report(
+                &path,
+                store,
+                &findings,
+                Some((&dir, outcome)),
+            ));
+        }
+    };
     let dir = super::quarantine::dir_for(&opened.path);
     let damaged: Vec<super::quarantine::Damaged<'_>> = findings
         .damaged
@@ -186,11 +213,17 @@ pub fn verify_and_quarantine(
         })
         .collect();
     let outcome = super::quarantine::quarantine(&opened, &damaged, &dir)?;
-    Ok(verify_report(&opened, &findings, Some((&dir, outcome))))
+    Ok(verify_report(
+        &opened.path,
+        opened.describe(),
+        &findings,
+        Some((&dir, outcome)),
+    ))
 }
 
 fn verify_report(
-    opened: &Opened,
+    path: &std::path::Path,
+    store: Value,
     findings: &Findings,
     moved: Option<(&std::path::Path, super::quarantine::Outcome)>,
 ) -> Report {
@@ -209,7 +242,7 @@ fn verify_report(
     human.push_str(&format!(
         "checked {} of {}: {}\n",
         units::entries(*checked),
-        opened.path.display(),
+        path.display(),
         if damaged.is_empty() {
             "no damage found".to_owned()
         } else {
@@ -223,7 +256,7 @@ fn verify_report(
         })
         .collect();
     let code = if damaged.is_empty() { 0 } else { PROBLEMS };
-    let mut report = Report::new(opened, code)
+    let mut report = Report::about(store, code)
         .field("checked", (*checked).into())
         .field("ok", damaged.is_empty().into())
         .field("damaged", json.into());

@@ -79,6 +79,15 @@ impl Outcome {
             .push(json!({"key": key.map(keyarg::json), "why": why}));
     }
 
+    /// Nothing moved, for `why`.
+    pub fn nothing_moved<'k>(keys: impl Iterator<Item = Option<&'k [u8]>>, why: &str) -> Outcome {
+        let mut outcome = Outcome::default();
+        for key in keys {
+            outcome.not_moved(key, why.to_owned());
+        }
+        outcome
+    }
+
     /// The report's human lines.
     pub fn human(&self, dir: &Path) -> String {
         format!(

@@ -250,3 +250,27 @@ fn verify_quarantine_on_a_sound_store_moves_nothing() {
     assert!(report.get("quarantine").is_none(), "{report}");
     assert!(!quarantine_dir(&path).exists());
 }
+
+#[test]
+fn verify_quarantine_beside_a_running_log_writer_reports_the_damage_and_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Log.path_in(dir.path());
+    fill(Kind::Log, &path);
+    // Another writer holds the lock (here, this test process; opened before the damage, which
+    // its own open would have cut aside).
+    let writer = cacher::store::LogStore::open(&path).unwrap();
+    damage_victim(Kind::Log, &path);
+    let p = path.to_str().unwrap();
+    let report = json(&["verify", p, "--quarantine"], 1);
+    assert_eq!(report["damaged"][0]["key"]["utf8"], "victim", "{report}");
+    assert_eq!(
+        report["quarantine"]["moved"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    let why = report["quarantine"]["not_moved"][0]["why"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("locked"), "{why}");
+    drop(writer);
+}
