@@ -32,13 +32,18 @@ fn doctor_finds_a_sound_store_of_every_kind_healthy() {
         let report = json(&["doctor", path.to_str().unwrap()], 0);
         assert_eq!(report["healthy"], true, "{kind:?}: {report}");
         assert_eq!(report["store"]["kind"], kind.type_name());
-        for name in ["kind", "verify", "disk", "permissions", "locks"] {
+        for name in ["kind", "verify", "permissions"] {
             assert_eq!(
                 status_of(&report, name),
                 ["ok"],
                 "{kind:?} {name}: {report}"
             );
         }
+        // Free space depends on the machine; a lock may be seen held for an instant by a
+        // sibling test's child between fork and exec (see `support::json`): only their shape.
+        let disk = checks(&report, "disk");
+        assert!(disk[0]["detail"].as_str().unwrap().contains(" free of "));
+        assert_eq!(checks(&report, "locks").len(), 1, "{kind:?}: {report}");
         crate::support::cacher()
             .args(["doctor", path.to_str().unwrap()])
             .assert()
