@@ -4,6 +4,8 @@
 #[path = "cli/support.rs"]
 mod support;
 
+#[path = "cli/doctor.rs"]
+mod doctor;
 #[path = "cli/dump.rs"]
 mod dump;
 #[path = "cli/errors.rs"]

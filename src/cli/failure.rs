@@ -19,6 +19,48 @@ pub struct Failure {
     /// The store refused to open because its own files are damaged (`verify` reports that as
     /// a problem found, not as a store it cannot use).
     damaged: bool,
+    /// What kind of store error stopped the command, for `doctor`'s advice.
+    fault: Option<Fault>,
+}
+
+/// The kind of store error behind a failure to open a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Written by a newer cacher (`found` layout, this build reads up to `supported`).
+    Upgrade { found: u32, supported: u32 },
+    /// The store's own files are damaged.
+    Corrupt,
+    /// Another process holds a lock the command needs.
+    Locked,
+    /// A file of the store is not the store's own (a symlink, a FIFO) or not the kind it
+    /// should be.
+    Foreign,
+    /// Permission denied on a file of the store.
+    Permission,
+    /// Anything else.
+    Other,
+}
+
+impl Fault {
+    /// Classifies a store error.
+    pub fn of(e: &cacher::store::Error) -> Fault {
+        use cacher::store::Error as E;
+        match e {
+            E::UpgradeRequired {
+                found, supported, ..
+            } => Fault::Upgrade {
+                found: *found,
+                supported: *supported,
+            },
+            E::Locked { .. } => Fault::Locked,
+            E::NotOwned { .. } | E::WrongLayout { .. } => Fault::Foreign,
+            E::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                Fault::Permission
+            }
+            e if e.is_corrupt() => Fault::Corrupt,
+            _ => Fault::Other,
+        }
+    }
 }
 
 impl Failure {
@@ -29,6 +71,7 @@ impl Failure {
             message: message.into(),
             path: None,
             damaged: false,
+            fault: None,
         }
     }
 
@@ -40,6 +83,7 @@ impl Failure {
             message: message.into(),
             path: Some(path.to_path_buf()),
             damaged: false,
+            fault: None,
         }
     }
 
@@ -59,6 +103,7 @@ impl Failure {
             message: message.into(),
             path: Some(path.to_path_buf()),
             damaged: false,
+            fault: None,
         }
     }
 
@@ -68,9 +113,26 @@ impl Failure {
         self
     }
 
+    /// Records the kind of store error behind the failure.
+    pub fn with_fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The kind of store error behind the failure, when it was one.
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault
+    }
+
     /// Whether the store could not be opened because its files are damaged.
     pub fn is_damage(&self) -> bool {
         self.damaged
+    }
+
+    /// Adds `text` to the end of the message (what was done before it failed).
+    pub fn note(mut self, text: &str) -> Self {
+        self.message.push_str(text);
+        self
     }
 
     /// The message, naming the path.

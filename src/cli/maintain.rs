@@ -64,17 +64,58 @@ pub fn clear(opened: &Opened, namespace: Option<&str>) -> Result<Report, Failure
         .human(format!("removed {} of {what}\n", units::entries(removed))))
 }
 
-/// `cacher verify`: the store's own check of every entry (`Store::verify`), then every
-/// value's envelope (header, payload checksum, key binding). Exit 1 when anything is damaged.
-pub fn verify(opened: &Opened) -> Result<Report, Failure> {
+/// What `verify` found: entries checked, and each damaged one as (key, layer, error).
+pub struct Findings {
+    checked: u64,
+    damaged: Vec<(Option<Vec<u8>>, &'static str, String)>,
+}
+
+impl Findings {
+    /// Whether nothing is damaged.
+    pub fn is_clean(&self) -> bool {
+        self.damaged.is_empty()
+    }
+
+    /// Entries checked.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// Problems found.
+    pub fn damaged_count(&self) -> usize {
+        self.damaged.len()
+    }
+
+    /// The first few damaged keys, for a one-line summary.
+    pub fn summary(&self) -> String {
+        let mut names: Vec<String> = self
+            .damaged
+            .iter()
+            .take(5)
+            .map(|(k, layer, _)| {
+                format!(
+                    "{} ({layer})",
+                    k.as_deref().map_or("the file".to_owned(), keyarg::human)
+                )
+            })
+            .collect();
+        if self.damaged.len() > 5 {
+            names.push(format!("and {} more", self.damaged.len() - 5));
+        }
+        names.join(", ")
+    }
+}
+
+/// The store's own check of every entry (`Store::verify`), then every value's envelope
+/// (header, payload checksum, key binding), then what a LogStore's open found in its tail.
+pub fn find_damage(opened: &Opened) -> Result<Findings, Failure> {
     let spinner = progress::busy("checking the store");
     let report = opened
         .store()
         .verify()
         .map_err(|e| Failure::store(&opened.path, "cannot verify", &e))?;
     spinner.finish_and_clear();
-    // (key, layer, error)
-    let mut damaged: Vec<(Option<Vec<u8>>, &str, String)> = report
+    let mut damaged: Vec<(Option<Vec<u8>>, &'static str, String)> = report
         .damaged
         .iter()
         .map(|(k, e)| (Some(k.clone()), "store", chain(e)))
@@ -111,6 +152,82 @@ pub fn verify(opened: &Opened) -> Result<Report, Failure> {
     for problem in opened.tail_problems() {
         damaged.push((None, "file", problem));
     }
+    Ok(Findings { checked, damaged })
+}
+
+/// `cacher verify`: exit 1 when anything is damaged.
+pub fn verify(opened: &Opened) -> Result<Report, Failure> {
+    let findings = find_damage(opened)?;
+    Ok(verify_report(
+        &opened.path,
+        opened.describe(),
+        &findings,
+        None,
+    ))
+}
+
+/// `cacher verify --quarantine`: checks on a read-only open, and when something is damaged,
+/// opens `path` for writing (with `open_write`) and moves each damaged entry aside. Exit 1
+/// when damage was found, moved or not: it was there.
+pub fn verify_and_quarantine(
+    opened: Opened,
+    open_write: impl FnOnce() -> Result<Opened, Failure>,
+) -> Result<Report, Failure> {
+    let findings = find_damage(&opened)?;
+    if findings.is_clean() {
+        return Ok(verify_report(
+            &opened.path,
+            opened.describe(),
+            &findings,
+            None,
+        ));
+    }
+    // A LogStore reader leaves the file alone; its writer's open cuts a damaged tail aside.
+    let (path, store) = (opened.path.clone(), opened.describe());
+    drop(opened);
+    let opened = match open_write() {
+        Ok(opened) => opened,
+        // The damage found is still the report; it says why nothing was moved.
+        Err(failure) => {
+            let dir = super::quarantine::dir_for(&path);
+            let outcome = super::quarantine::Outcome::nothing_moved(
+                findings.damaged.iter().map(|(k, _, _)| k.as_deref()),
+                &format!("not moved: {}", failure.message()),
+            );
+            return Ok(verify_report(
+                &path,
+                store,
+                &findings,
+                Some((&dir, outcome)),
+            ));
+        }
+    };
+    let dir = super::quarantine::dir_for(&opened.path);
+    let damaged: Vec<super::quarantine::Damaged<'_>> = findings
+        .damaged
+        .iter()
+        .map(|(k, layer, why)| super::quarantine::Damaged {
+            key: k.as_deref(),
+            layer,
+            error: why,
+        })
+        .collect();
+    let outcome = super::quarantine::quarantine(&opened, &damaged, &dir)?;
+    Ok(verify_report(
+        &opened.path,
+        opened.describe(),
+        &findings,
+        Some((&dir, outcome)),
+    ))
+}
+
+fn verify_report(
+    path: &std::path::Path,
+    store: Value,
+    findings: &Findings,
+    moved: Option<(&std::path::Path, super::quarantine::Outcome)>,
+) -> Report {
+    let Findings { checked, damaged } = findings;
     let rows: Vec<Vec<String>> = damaged
         .iter()
         .map(|(k, layer, why)| {
@@ -124,8 +241,8 @@ pub fn verify(opened: &Opened) -> Result<Report, Failure> {
     }
     human.push_str(&format!(
         "checked {} of {}: {}\n",
-        units::entries(checked),
-        opened.path.display(),
+        units::entries(*checked),
+        path.display(),
         if damaged.is_empty() {
             "no damage found".to_owned()
         } else {
@@ -139,16 +256,28 @@ pub fn verify(opened: &Opened) -> Result<Report, Failure> {
         })
         .collect();
     let code = if damaged.is_empty() { 0 } else { PROBLEMS };
-    Ok(Report::new(opened, code)
-        .field("checked", checked.into())
+    let mut report = Report::about(store, code)
+        .field("checked", (*checked).into())
         .field("ok", damaged.is_empty().into())
-        .field("damaged", json.into())
-        .human(human))
+        .field("damaged", json.into());
+    if let Some((dir, outcome)) = moved {
+        human.push_str(&outcome.human(dir));
+        report = report.field(
+            "quarantine",
+            json!({
+                "dir": dir.display().to_string(),
+                "index": dir.join(super::quarantine::INDEX).display().to_string(),
+                "moved": outcome.moved,
+                "not_moved": outcome.not_moved,
+            }),
+        );
+    }
+    report.human(human)
 }
 
 /// `cacher verify` on a store that refused to open because its files are damaged (a LogStore
 /// with a bad record in the middle, a damaged LMDB meta page).
-pub fn unopenable(path: &std::path::Path, failure: &Failure) -> Report {
+pub fn unopenable(path: &std::path::Path, failure: &Failure, quarantine: bool) -> Report {
     let kind = super::open::detect(path).map_or(Value::Null, |k| k.name().into());
     let store = json!({"path": path.display().to_string(), "kind": kind});
     Report::about(store, PROBLEMS)
@@ -161,9 +290,15 @@ pub fn unopenable(path: &std::path::Path, failure: &Failure) -> Report {
         .human(format!(
             "{}
 checked 0 entries of {}: the store itself is damaged
-",
+{}",
             failure.message(),
-            path.display()
+            path.display(),
+            if quarantine {
+                "nothing quarantined: entries are moved out of a store that opens \
+                 (restore it from a backup, or remove it and let the cache recompute)\n"
+            } else {
+                ""
+            }
         ))
 }
 

@@ -1,6 +1,8 @@
 //! The `cacher` command-line tool: commands, arguments and exit codes. The manual, with the
 //! JSON schema and the dump format, is `src/cli/README.md`.
 
+mod compact;
+mod doctor;
 mod dump;
 mod failure;
 mod inspect;
@@ -11,6 +13,7 @@ mod numpy;
 mod open;
 mod output;
 mod progress;
+mod quarantine;
 mod units;
 mod walk;
 
@@ -123,8 +126,17 @@ enum Command {
     },
 
     /// Check every entry (store checksums, then envelopes); exit 1 if any is damaged.
-    #[command(after_help = "Example:\n  cacher verify ./cache && echo healthy")]
-    Verify(StoreArg),
+    #[command(
+        after_help = "Examples:\n  cacher verify ./cache && echo healthy\n  cacher verify ./cache --quarantine   # damaged entries go to ./cache.quarantine/"
+    )]
+    Verify {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Move each damaged entry out of the store into `<store>.quarantine/` (its raw bytes,
+        /// one file per entry, and a line in `index.jsonl`); the cache then recomputes it.
+        #[arg(long)]
+        quarantine: bool,
+    },
 
     /// Remove expired, old or surplus entries (surplus: oldest created first).
     #[command(
@@ -140,16 +152,34 @@ enum Command {
         dry_run: bool,
     },
 
+    /// Give back the space of overwritten and removed values (LogStore in place; LmdbStore
+    /// into a new directory).
+    #[command(
+        after_help = "Examples:\n  cacher compact ./cache.log\n  cacher compact ./lmdb-cache --into ./lmdb-cache.new"
+    )]
+    Compact {
+        #[command(flatten)]
+        store: StoreArg,
+        /// LmdbStore: write the compacted copy into this new directory.
+        #[arg(long, value_name = "NEW_DIR")]
+        into: Option<PathBuf>,
+    },
+
     /// Write every entry to a dump file (format `cacher-dump` v1, see README).
-    #[command(after_help = "Example:\n  cacher export ./cache cache.dump")]
+    #[command(
+        after_help = "Examples:\n  cacher export ./cache cache.dump\n  cacher export ./cache cache.dump.zst --compress"
+    )]
     Export {
         #[command(flatten)]
         store: StoreArg,
         /// The dump file to create (refused if it exists).
         file: PathBuf,
+        /// Compress the dump with zstd (`import` tells from the header).
+        #[arg(long)]
+        compress: bool,
     },
 
-    /// Read a dump file into a store (an existing key is overwritten).
+    /// Read a dump file, compressed or not, into a store (an existing key is overwritten).
     #[command(
         after_help = "Examples:\n  cacher import ./cache cache.dump\n  cacher import ./new.log cache.dump --create log"
     )]
@@ -162,6 +192,13 @@ enum Command {
         #[arg(long, value_enum)]
         create: Option<open::NewKind>,
     },
+
+    /// Examine a store when something is off: kind and layout, leftover temp files, lock
+    /// holders, permissions, free disk space, stale LMDB readers, damage; and what to do.
+    #[command(
+        after_help = "Example:\n  cacher doctor ~/.cache/myapp\nExit 0 healthy, 1 problems found (each with what to do), 2 could not run."
+    )]
+    Doctor(StoreArg),
 
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  cacher completions bash > /etc/bash_completion.d/cacher")]
@@ -180,10 +217,12 @@ impl Command {
             Command::Get { .. } => "get",
             Command::Rm { .. } => "rm",
             Command::Clear { .. } => "clear",
-            Command::Verify(_) => "verify",
+            Command::Verify { .. } => "verify",
             Command::Evict { .. } => "evict",
+            Command::Compact { .. } => "compact",
             Command::Export { .. } => "export",
             Command::Import { .. } => "import",
+            Command::Doctor(_) => "doctor",
             Command::Completions { .. } => "completions",
         }
     }
@@ -245,10 +284,15 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             namespace,
             all: _,
         } => maintain::clear(&open(&store.store, Write)?, namespace.as_deref()),
-        Command::Verify(s) => match open(&s.store, ReadOnly) {
+        Command::Verify { store, quarantine } => match open(&store.store, ReadOnly) {
+            Ok(opened) if quarantine => {
+                maintain::verify_and_quarantine(opened, || open(&store.store, Write))
+            }
             Ok(opened) => maintain::verify(&opened),
             // A store too damaged to open is what verify looks for: exit 1, not 2.
-            Err(failure) if failure.is_damage() => Ok(maintain::unopenable(&s.store, &failure)),
+            Err(failure) if failure.is_damage() => {
+                Ok(maintain::unopenable(&store.store, &failure, quarantine))
+            }
             Err(failure) => Err(failure),
         },
         Command::Evict {
@@ -259,7 +303,16 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             let access = if dry_run { ReadOnly } else { Write };
             maintain::evict(&open(&store.store, access)?, &rules, dry_run)
         }
-        Command::Export { store, file } => dump::export(&open(&store.store, ReadOnly)?, &file),
+        Command::Compact { store, into } => {
+            // A LogStore compacts under its writer lock; an LMDB copy only reads.
+            let access = if into.is_some() { ReadOnly } else { Write };
+            compact::compact(&open(&store.store, access)?, into.as_deref())
+        }
+        Command::Export {
+            store,
+            file,
+            compress,
+        } => dump::export(&open(&store.store, ReadOnly)?, &file, compress),
         Command::Import {
             store,
             file,
@@ -273,6 +326,7 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             };
             dump::import(&opened, reader)
         }
+        Command::Doctor(s) => doctor::doctor(&s.store, mac_key),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "cacher", &mut std::io::stdout());

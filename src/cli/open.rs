@@ -149,6 +149,70 @@ impl Opened {
         torn.into_iter().chain(damaged).collect()
     }
 
+    /// The LogStore, when the store is one.
+    pub fn log(&self) -> Option<&LogStore> {
+        match &self.handle {
+            Handle::Log(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The LmdbStore, when the store is one.
+    #[cfg(feature = "lmdb")]
+    pub fn lmdb(&self) -> Option<&cacher::store::LmdbStore> {
+        match &self.handle {
+            Handle::Lmdb(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The damaged last record a LogStore writer's open moved to a side file
+    /// (`<log>.damaged-<offset>`), with its key when the log could tell it.
+    pub fn moved_tail(&self) -> Option<(Option<Vec<u8>>, PathBuf)> {
+        let Handle::Log(s) = &self.handle else {
+            return None;
+        };
+        let tail = s.open_report().damaged_tail.as_ref()?;
+        Some((tail.key.clone(), tail.moved_to.clone()?))
+    }
+
+    /// The bytes the store keeps for `key`, as they are on disk, for `verify --quarantine`:
+    /// DirStore's entry file, LmdbStore's raw LMDB value, otherwise the store's unchecked
+    /// read (LogStore lends the record's value from its map without its checksum).
+    pub fn raw_entry(&self, key: &[u8]) -> Result<Raw, cacher::store::Error> {
+        match &self.handle {
+            Handle::Dir(s) => {
+                let path = s.entry_path(key);
+                // An entry file is never a symlink; one planted there is not followed.
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_file() => Ok(Raw::File(path)),
+                    Ok(_) => Ok(Raw::Missing),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Raw::Missing),
+                    Err(e) => Err(cacher::store::Error::io(
+                        "reading the metadata of",
+                        &path,
+                        e,
+                    )),
+                }
+            }
+            #[cfg(feature = "lmdb")]
+            Handle::Lmdb(s) => {
+                let db = s.raw_database();
+                let stored = lmdb_stored_key(key);
+                let raw = s.env().read(|txn| {
+                    db.get(txn, &stored)
+                        .map(|v| v.map(<[u8]>::to_vec))
+                        .map_err(cacher::store::lmdb::TxnError::from)
+                })?;
+                Ok(raw.map_or(Raw::Missing, Raw::Bytes))
+            }
+            _ => Ok(self
+                .store()
+                .read_unchecked(key)?
+                .map_or(Raw::Missing, |b| Raw::Bytes(b.into_vec()))),
+        }
+    }
+
     /// `{"path": .., "kind": ..}`, the `store` field of every report.
     pub fn describe(&self) -> Value {
         json!({"path": self.path.display().to_string(), "kind": self.kind.name()})
@@ -219,8 +283,39 @@ impl Opened {
     }
 }
 
+/// Where an entry's raw bytes are.
+pub enum Raw {
+    /// The whole entry file (DirStore), copied as it is.
+    File(PathBuf),
+    /// The bytes, copied out of the store.
+    Bytes(Vec<u8>),
+    /// The store holds nothing under the key (any more).
+    Missing,
+}
+
+/// The LMDB key LmdbStore stores `key` under (its layout, `backends/src/lmdb/layout.rs`): a
+/// tag byte, then the key itself up to 510 bytes, or its blake3 hash for longer keys.
+#[cfg(feature = "lmdb")]
+fn lmdb_stored_key(key: &[u8]) -> Vec<u8> {
+    const MAX_PLAIN_KEY: usize = 510;
+    if key.len() <= MAX_PLAIN_KEY {
+        [&[0u8][..], key].concat()
+    } else {
+        [&[1u8][..], blake3::hash(key).as_bytes()].concat()
+    }
+}
+
 fn units(n: u64) -> String {
     super::units::bytes(n)
+}
+
+/// The store markers present in the directory `path`, with the kind each names.
+pub fn markers_in(path: &Path) -> Vec<(&'static str, Kind)> {
+    MARKERS
+        .iter()
+        .filter(|(name, _)| fs::symlink_metadata(path.join(name)).is_ok())
+        .copied()
+        .collect()
 }
 
 /// Finds the kind of store at `path` from its marker or its contents.
@@ -353,6 +448,7 @@ pub fn open(path: &Path, access: Access) -> Result<Opened, Failure> {
     let cannot = |e: cacher::store::Error| {
         Failure::store(path, &format!("cannot open the {} at", kind.name()), &e)
             .damaged(e.is_corrupt())
+            .with_fault(super::failure::Fault::of(&e))
     };
     let handle = match kind {
         Kind::Dir => Handle::Dir(DirStore::open(path).map_err(cannot)?),

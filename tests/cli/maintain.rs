@@ -88,3 +88,93 @@ fn evict_to_limits_keeps_the_newest_entries() {
         assert!(entries(kind, &path).is_empty());
     }
 }
+
+/// Writes garbage into the store: one value overwritten many times, and removed values.
+fn churn(kind: Kind, path: &std::path::Path) {
+    let store = kind.open(path);
+    for i in 0..40u32 {
+        store.put(b"churn", &vec![i as u8; 4096]).unwrap();
+        store
+            .put(format!("gone:{i}").as_bytes(), &[7; 4096])
+            .unwrap();
+    }
+    for i in 0..40u32 {
+        store.delete(format!("gone:{i}").as_bytes()).unwrap();
+    }
+    // Not an envelope, so not left for verify to report.
+    store.delete(b"churn").unwrap();
+    store.flush().unwrap();
+}
+
+#[test]
+fn compact_shrinks_a_log_store_and_keeps_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Log.path_in(dir.path());
+    fill(Kind::Log, &path);
+    churn(Kind::Log, &path);
+    let before = crate::support::entries(Kind::Log, &path);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let p = path.to_str().unwrap();
+    let report = json(&["compact", p], 0);
+    assert_eq!(report["bytes_before"], size, "{report}");
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(report["bytes_after"], after, "{report}");
+    // 80 dead 4 KiB values and their tombstones are gone.
+    assert!(after + 80 * 4096 <= size, "{size} -> {after}");
+    assert_eq!(report["entries"], 7, "{report}");
+    assert_eq!(crate::support::entries(Kind::Log, &path), before);
+    json(&["verify", p], 0);
+    crate::support::cacher()
+        .args(["compact", p])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("compacted"))
+        .stdout(predicates::str::contains(" -> "));
+}
+
+#[test]
+fn compact_refuses_a_dir_store_naming_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Dir.path_in(dir.path());
+    fill(Kind::Dir, &path);
+    let report = json(&["compact", path.to_str().unwrap()], 2);
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("DirStore"), "{message}");
+    assert!(message.contains(path.to_str().unwrap()), "{message}");
+}
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn compact_copies_an_lmdb_store_with_compaction_into_a_new_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Lmdb.path_in(dir.path());
+    fill(Kind::Lmdb, &path);
+    churn(Kind::Lmdb, &path);
+    let before = crate::support::entries(Kind::Lmdb, &path);
+    let p = path.to_str().unwrap();
+
+    // In place is refused, and the message says what to do.
+    let refused = json(&["compact", p], 2);
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("LmdbStore") && message.contains("--into"),
+        "{message}"
+    );
+
+    let into = dir.path().join("compacted");
+    let report = json(&["compact", p, "--into", into.to_str().unwrap()], 0);
+    let old = std::fs::metadata(path.join("data.mdb")).unwrap().len();
+    let new = std::fs::metadata(into.join("data.mdb")).unwrap().len();
+    assert_eq!(report["bytes_before"], old, "{report}");
+    assert_eq!(report["bytes_after"], new, "{report}");
+    assert!(new < old, "{old} -> {new}");
+    assert_eq!(report["entries"], 7, "{report}");
+    // The copy is an LmdbStore with the same entries, sound; the original is untouched.
+    let stats = json(&["stats", into.to_str().unwrap()], 0);
+    assert_eq!(stats["store"]["kind"], "LmdbStore");
+    json(&["verify", into.to_str().unwrap()], 0);
+    assert_eq!(crate::support::entries(Kind::Lmdb, &into), before);
+    assert_eq!(crate::support::entries(Kind::Lmdb, &path), before);
+    // An existing target is refused.
+    json(&["compact", p, "--into", into.to_str().unwrap()], 2);
+}

@@ -1,0 +1,112 @@
+//! What the open store says: LMDB readers and value layout, LogStore garbage, and `verify`.
+
+use serde_json::Value;
+
+use super::super::open::Opened;
+use super::super::units;
+use super::{Checks, Status};
+
+/// What the open store says about itself: LMDB readers and layout, LogStore garbage and tail.
+pub(super) fn facts_check(opened: &Opened, checks: &mut Checks) {
+    let facts = opened.facts();
+    let fact = |name: &str| facts.iter().find(|f| f.0 == name).map(|f| &f.1);
+    if let Some(n) = fact("stale_readers_cleared").and_then(Value::as_u64) {
+        if n > 0 {
+            checks.add(
+                "readers",
+                Status::Repaired,
+                format!("{n} stale LMDB reader slot(s) of dead processes, cleared on open"),
+                None,
+            );
+        }
+    }
+    if let (Some(used), Some(max)) = (
+        fact("readers").and_then(Value::as_u64),
+        fact("max_readers").and_then(Value::as_u64),
+    ) {
+        let status = if used * 10 >= max * 9 {
+            Status::Problem
+        } else {
+            Status::Ok
+        };
+        checks.add(
+            "readers",
+            status,
+            format!("{used} of {max} LMDB reader slots in use"),
+            (status == Status::Problem).then(|| {
+                "nearly out of reader slots: look for processes that hold read transactions \
+                 open, or raise max_readers in the store's options"
+                    .to_owned()
+            }),
+        );
+    }
+    #[cfg(feature = "lmdb")]
+    if let Some(lmdb) = opened.lmdb() {
+        if lmdb.layout_version() < 2 {
+            checks.add(
+                "layout",
+                Status::Info,
+                "LmdbStore value layout 1: values carry no store checksum (envelopes still \
+                 have theirs)"
+                    .to_owned(),
+                Some(format!(
+                    "for checksummed values, move the cache into a new store: `cacher export \
+                     {0} cache.dump && cacher import {0}.new cache.dump --create lmdb`",
+                    opened.path.display()
+                )),
+            );
+        }
+    }
+    if let Some(ratio) = fact("garbage_ratio").and_then(Value::as_f64) {
+        if ratio > 0.5 {
+            checks.add(
+                "garbage",
+                Status::Info,
+                format!(
+                    "{:.0}% of the log is overwritten or removed values",
+                    ratio * 100.0
+                ),
+                Some(format!(
+                    "`cacher compact {}` gives the space back",
+                    opened.path.display()
+                )),
+            );
+        }
+    }
+}
+
+/// `verify`, summarised.
+pub(super) fn verify_check(opened: &Opened, checks: &mut Checks) {
+    match super::super::maintain::find_damage(opened) {
+        Ok(findings) if findings.is_clean() => checks.add(
+            "verify",
+            Status::Ok,
+            format!(
+                "{} checked, no damage found",
+                units::entries(findings.checked())
+            ),
+            None,
+        ),
+        Ok(findings) => checks.add(
+            "verify",
+            Status::Problem,
+            format!(
+                "{} of {} checked damaged: {}",
+                findings.damaged_count(),
+                units::entries(findings.checked()),
+                findings.summary()
+            ),
+            Some(format!(
+                "`cacher verify {0}` lists them; `cacher verify {0} --quarantine` moves them \
+                 aside and the cache recomputes them",
+                opened.path.display()
+            )),
+        ),
+        Err(failure) => checks.add(
+            "verify",
+            Status::Problem,
+            format!("could not verify: {}", failure.message()),
+            Some("see the message: an I/O error or permissions on the store's files".to_owned()),
+        ),
+    }
+}
