@@ -48,6 +48,7 @@ pub mod __private;
 mod cache;
 mod clock;
 mod error;
+pub mod flight;
 pub mod key;
 mod limits;
 pub mod memo;
