@@ -55,6 +55,7 @@ pub mod memo;
 mod report;
 mod slot;
 mod stats;
+pub mod throttle;
 mod value_codec;
 
 pub use cache::{Cache, CacheBuilder, CleanupReport, CleanupThread};

@@ -3,3 +3,5 @@
 
 #[path = "flight/single_flight.rs"]
 mod single_flight;
+#[path = "flight/throttle.rs"]
+mod throttle;

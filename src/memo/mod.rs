@@ -21,6 +21,7 @@ mod builder;
 mod call;
 mod policy;
 pub(crate) mod site;
+mod throttled;
 mod wrapper;
 
 pub use builder::MemoBuilder;

@@ -155,6 +155,59 @@ impl Leases {
         }
     }
 
+    /// Updates the shared timestamp named `name` under an exclusive lock, for state that
+    /// processes share next to their leases (a throttle's next allowed call): `update` gets
+    /// the stored value (`None` at first, or when the file holds anything but 8 bytes) and
+    /// returns the new one, which is written before the lock is released. The file is
+    /// `<64 hex of blake3(name)>.stamp`, 8 bytes little-endian, and is kept.
+    ///
+    /// ```
+    /// use cacher_store::lease::Leases;
+    /// let dir = tempfile::tempdir()?;
+    /// let leases = Leases::open(dir.path().join("leases"))?;
+    /// assert_eq!(leases.update_stamp(b"host", |old| old.unwrap_or(0) + 5)?, 5);
+    /// assert_eq!(leases.update_stamp(b"host", |old| old.unwrap_or(0) + 5)?, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_stamp(
+        &self,
+        name: &[u8],
+        update: impl FnOnce(Option<u64>) -> u64,
+    ) -> Result<u64> {
+        use std::io::{Read, Seek, Write};
+        let path = self
+            .dir
+            .join(format!("{}.stamp", blake3::hash(name).to_hex()));
+        let mut file = loop {
+            match open_regular(&path, Access::ReadWrite)? {
+                Some(f) => break f,
+                None => match create_new(&path, FileMode::Umask) {
+                    Ok(f) => break f,
+                    Err(Error::Io { source, .. })
+                        if source.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                },
+            }
+        };
+        // Held for a read and a write of 8 bytes: blocking is brief, so no timeout.
+        file.lock().map_err(|e| Error::io("locking", &path, e))?;
+        let mut buf = Vec::with_capacity(8);
+        (&file)
+            .take(9)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("reading", &path, e))?;
+        let old = <[u8; 8]>::try_from(buf.as_slice())
+            .ok()
+            .map(u64::from_le_bytes);
+        let new = update(old);
+        file.rewind()
+            .and_then(|()| file.write_all(&new.to_le_bytes()))
+            .and_then(|()| file.set_len(8))
+            .map_err(|e| Error::io("writing", &path, e))?;
+        let _ = file.unlock();
+        Ok(new)
+    }
+
     /// Removes the lock files nobody holds (left by holders that died); returns how many.
     /// Files of held leases, and names this module did not make, are left alone.
     pub fn clean_stale(&self) -> Result<u64> {
