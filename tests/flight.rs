@@ -3,6 +3,8 @@
 
 #[path = "flight/background.rs"]
 mod background;
+#[path = "flight/processes.rs"]
+mod processes;
 #[path = "flight/single_flight.rs"]
 mod single_flight;
 #[path = "flight/throttle.rs"]
