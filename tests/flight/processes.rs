@@ -115,3 +115,22 @@ fn four_processes_on_a_dir_store_compute_one_key_once() {
 fn four_processes_on_an_lmdb_store_compute_one_key_once() {
     four_processes_compute_once("lmdb");
 }
+
+#[test]
+fn a_waiter_computes_itself_once_the_lease_timeout_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::open(dir.path()).unwrap();
+    // Another holder (as another process would be) keeps the key's lease throughout.
+    let leases = cacher::store::lease::Leases::open(store.lease_dir().unwrap()).unwrap();
+    let cache = Cache::builder()
+        .store(store)
+        .lease_timeout(Some(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let memo = cache.memoize("stuck").wrap(|x: u64| x + 1).unwrap();
+    let key = memo.key_for(&1).unwrap();
+    let held = leases.try_acquire(&key).unwrap().expect("free");
+    assert_eq!(memo.call(1), 2, "computed without the lease, not hung");
+    drop(held);
+    assert_eq!(cache.stats().total.stores, 1);
+}
