@@ -37,6 +37,8 @@ pub struct RedisOptions {
     max_idle: usize,
     max_value_len: u64,
     dedicated_db: bool,
+    #[cfg(feature = "redis-tls")]
+    tls_root_cert: Option<Vec<u8>>,
 }
 
 impl RedisOptions {
@@ -49,6 +51,8 @@ impl RedisOptions {
             max_idle: 16,
             max_value_len: REDIS_STRING_LIMIT - HEADER_LEN as u64,
             dedicated_db: false,
+            #[cfg(feature = "redis-tls")]
+            tls_root_cert: None,
         }
     }
 
@@ -79,6 +83,14 @@ impl RedisOptions {
     /// limit less this store's 8-byte header).
     pub fn with_max_value_len(mut self, len: u64) -> Self {
         self.max_value_len = len.min(REDIS_STRING_LIMIT - HEADER_LEN as u64);
+        self
+    }
+
+    /// For `rediss://` (feature `redis-tls`): trust the server certificate signed by this CA
+    /// (PEM) instead of the system's trust store.
+    #[cfg(feature = "redis-tls")]
+    pub fn with_tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
         self
     }
 
@@ -163,11 +175,43 @@ impl RedisStore {
 
     /// Opens the store on the server at `url` (`redis://[user:password@]host:port/db`,
     /// `rediss://...`, `redis+unix:///path?db=0&user=..&pass=..`).
+    ///
+    /// `rediss://` needs feature `redis-tls`; without it the URL is refused with
+    /// [`Error::InvalidArgument`].
     pub fn open_with(url: &str, options: &RedisOptions) -> Result<Self> {
         let info = url.into_connection_info().map_err(|e| bad_url(url, e))?;
         let server = describe(&info);
-        let client = Client::open(info).map_err(|e| bad_url(url, e))?;
+        let client = Self::client(info, options).map_err(|e| bad_url(url, e))?;
         Self::start(Target::Single(client), server, options)
+    }
+
+    #[cfg(feature = "redis-tls")]
+    fn client(
+        info: ::redis::ConnectionInfo,
+        options: &RedisOptions,
+    ) -> ::redis::RedisResult<Client> {
+        // rustls needs a process-wide crypto provider; keep one the application installed.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        match &options.tls_root_cert {
+            Some(pem) => Client::build_with_tls(
+                info,
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => Client::open(info),
+        }
+    }
+
+    #[cfg(not(feature = "redis-tls"))]
+    fn client(
+        info: ::redis::ConnectionInfo,
+        _options: &RedisOptions,
+    ) -> ::redis::RedisResult<Client> {
+        Client::open(info)
     }
 
     /// Opens the store on the Redis Cluster reached through `nodes` (the URLs of one or more

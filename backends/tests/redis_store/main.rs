@@ -12,6 +12,8 @@ mod faults;
 mod invalidation;
 mod lease;
 mod store;
+#[cfg(feature = "redis-tls")]
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
