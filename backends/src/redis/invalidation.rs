@@ -54,7 +54,9 @@ impl RedisStore {
     /// Calls `on` for every change another client (or Redis itself) makes to this store's
     /// keys, until the returned watch is dropped. Returns once the server tracks the prefix,
     /// so every change after this call is reported. Writes through this handle are reported
-    /// too. Single server only: on a cluster this is [`Error::Unsupported`] for now.
+    /// too. On a cluster the watch connects to the master holding the store's slot (looked up
+    /// again at each reconnection); a slot moved to another master while connected is not
+    /// followed until the next reconnection.
     ///
     /// Wire it to a [`Tiered`](crate::Tiered) memory tier in front of this store:
     ///
@@ -74,21 +76,14 @@ impl RedisStore {
         &self,
         on: impl FnMut(Invalidated<'_>) + Send + 'static,
     ) -> Result<InvalidationWatch> {
-        let client = match self.pool().target() {
-            Target::Single(c) => c.clone(),
-            Target::Cluster(_) => {
-                return Err(Error::Unsupported {
-                    op: "watching invalidations",
-                    path: self.server().into(),
-                    reason: "client tracking is per node; not implemented on Redis Cluster yet"
-                        .into(),
-                })
-            }
+        let source = match self.pool().target() {
+            Target::Single(c) => Source::Single(Box::new(c.clone())),
+            Target::Cluster(_, seeds) => Source::Cluster(seeds.clone()),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
         let watcher = Watcher {
-            client,
+            source,
             prefix: self.inner.names.data_prefix().to_vec(),
             timeout: self.pool().timeout(),
             stop: stop.clone(),
@@ -117,8 +112,15 @@ impl RedisStore {
     }
 }
 
+/// Where the watch connects.
+enum Source {
+    Single(Box<Client>),
+    /// The cluster's seed nodes: the node holding the slot is asked for at each connection.
+    Cluster(Vec<::redis::ConnectionInfo>),
+}
+
 struct Watcher {
-    client: Client,
+    source: Source,
     prefix: Vec<u8>,
     timeout: Duration,
     stop: Arc<AtomicBool>,
@@ -143,6 +145,71 @@ impl Watcher {
         }
     }
 
+    /// A client for the node that holds the store's keys.
+    fn client(&self) -> ::redis::RedisResult<Client> {
+        let seeds = match &self.source {
+            Source::Single(c) => return Ok((**c).clone()),
+            Source::Cluster(seeds) => seeds,
+        };
+        let mut last = None;
+        for seed in seeds {
+            match self.slot_owner(seed) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ::redis::RedisError::from((::redis::ErrorKind::InvalidClientConfig, "no seed node"))
+        }))
+    }
+
+    fn slot_owner(&self, seed: &::redis::ConnectionInfo) -> ::redis::RedisResult<Client> {
+        let mut c = Client::open(seed.clone())?.get_connection_with_timeout(self.timeout)?;
+        c.set_read_timeout(Some(self.timeout))?;
+        let slot: i64 = cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&self.prefix)
+            .query(&mut c)?;
+        // [[start, end, [host, port, id, ...] (the master), replicas...], ...]
+        let ranges: Vec<::redis::Value> = cmd("CLUSTER").arg("SLOTS").query(&mut c)?;
+        for range in ranges {
+            let ::redis::Value::Array(fields) = range else {
+                continue;
+            };
+            let (Some(start), Some(end), Some(master)) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                continue;
+            };
+            let start: i64 = ::redis::from_redis_value_ref(start)?;
+            let end: i64 = ::redis::from_redis_value_ref(end)?;
+            if !(start..=end).contains(&slot) {
+                continue;
+            }
+            let (host, port): (String, u16) = match master {
+                ::redis::Value::Array(m) if m.len() >= 2 => (
+                    ::redis::from_redis_value_ref(&m[0])?,
+                    ::redis::from_redis_value_ref(&m[1])?,
+                ),
+                _ => break,
+            };
+            let addr = match seed.addr() {
+                ::redis::ConnectionAddr::Tcp(..) => ::redis::ConnectionAddr::Tcp(host, port),
+                _ => {
+                    return Err(::redis::RedisError::from((
+                        ::redis::ErrorKind::InvalidClientConfig,
+                        "watching invalidations on a TLS cluster is not supported yet",
+                    )))
+                }
+            };
+            return Client::open(seed.clone().set_addr(addr));
+        }
+        Err(::redis::RedisError::from((
+            ::redis::ErrorKind::ClusterConnectionNotFound,
+            "no master holds the store's slot",
+        )))
+    }
+
     /// One connected stretch: subscribe, turn tracking on, report messages until a
     /// connection fails or the watch stops.
     fn session(
@@ -150,11 +217,12 @@ impl Watcher {
         on: &mut impl FnMut(Invalidated<'_>),
         ready: &mut Option<Ready>,
     ) -> ::redis::RedisResult<()> {
-        let mut sub = self.client.get_connection_with_timeout(self.timeout)?;
+        let client = self.client()?;
+        let mut sub = client.get_connection_with_timeout(self.timeout)?;
         sub.set_write_timeout(Some(self.timeout))?;
         sub.set_read_timeout(Some(self.timeout))?;
         let id: i64 = cmd("CLIENT").arg("ID").query(&mut sub)?;
-        let mut tracker = self.client.get_connection_with_timeout(self.timeout)?;
+        let mut tracker = client.get_connection_with_timeout(self.timeout)?;
         tracker.set_write_timeout(Some(self.timeout))?;
         tracker.set_read_timeout(Some(self.timeout))?;
         // Kept for the whole session: dropping the PubSub unsubscribes.

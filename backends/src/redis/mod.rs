@@ -231,12 +231,12 @@ impl RedisStore {
                 })
             }
         };
-        let client = ClusterClientBuilder::new(infos)
+        let client = ClusterClientBuilder::new(infos.clone())
             .connection_timeout(options.timeout)
             .response_timeout(options.timeout)
             .build()
             .map_err(|e| bad_url(nodes[0], e))?;
-        Self::start(Target::Cluster(client), server, options)
+        Self::start(Target::Cluster(client, infos), server, options)
     }
 
     fn start(target: Target, server: String, options: &RedisOptions) -> Result<Self> {

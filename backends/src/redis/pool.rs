@@ -23,7 +23,9 @@ use crate::Error;
 /// Where the store's data lives.
 pub(crate) enum Target {
     Single(Client),
-    Cluster(ClusterClient),
+    /// The client, and the seed nodes' connection settings (for a direct connection to the
+    /// node holding the store's slot).
+    Cluster(ClusterClient, Vec<::redis::ConnectionInfo>),
 }
 
 /// One connection of the pool.
@@ -104,7 +106,7 @@ impl Pool {
                 c.set_write_timeout(Some(self.timeout))?;
                 Ok(Conn::Single(c))
             }
-            Target::Cluster(client) => Ok(Conn::Cluster(Box::new(client.get_connection()?))),
+            Target::Cluster(client, _) => Ok(Conn::Cluster(Box::new(client.get_connection()?))),
         }
     }
 

@@ -1,13 +1,13 @@
 //! A 3-master Redis Cluster started by the test: the kit's checks, batches on one slot per
-//! store, stores spread over the masters, leases; invalidation is refused (not yet there).
+//! store, stores spread over the masters, leases, and invalidation of a memory tier.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cacher_store::redis::{RedisOptions, RedisStore};
+use cacher_store::redis::{Invalidated, RedisOptions, RedisStore};
 use cacher_store::testkit as t;
-use cacher_store::{Error, Store};
+use cacher_store::{Store, Tiered};
 
 use crate::server::{self, Server};
 
@@ -140,6 +140,40 @@ fn a_three_master_cluster_passes_the_kit_and_spreads_stores_over_masters() {
         .try_lease(b"job", Duration::from_secs(60))
         .unwrap()
         .is_some());
-    let err = a.watch_invalidations(|_| {}).unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+
+    // A memory tier in front of the cluster hears of another client's overwrite and delete.
+    let tiered = Tiered::new(a.clone(), 1 << 20);
+    let hot = tiered.invalidator();
+    let _watch = a
+        .watch_invalidations(move |change| match change {
+            Invalidated::Key(k) => hot.invalidate(k),
+            Invalidated::All => hot.invalidate_all(),
+        })
+        .unwrap();
+    tiered.put(b"k", b"v1").unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while tiered.hot_bytes() == 0 {
+        assert_eq!(tiered.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]));
+        assert!(Instant::now() < end, "k never stayed in the hot tier");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    b.put(b"k", b"v2").unwrap();
+    eventually(&tiered, b"k", Some(b"v2"));
+    b.delete(b"k").unwrap();
+    eventually(&tiered, b"k", None);
+}
+
+fn eventually(store: &impl Store, key: &[u8], want: Option<&[u8]>) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = store.get(key).unwrap();
+        if got.as_deref() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "still {got:?}, want {want:?}: not invalidated"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
