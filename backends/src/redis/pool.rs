@@ -6,11 +6,13 @@
 //! A pool lets N threads each have a request in flight on their own socket, costs nothing when
 //! idle, and makes recovery simple: a connection whose request failed for any reason other
 //! than a complete error reply from the server (a timeout, a reset, a parse failure) is
-//! dropped, never reused. That matters for correctness: after a read timeout the reply may
-//! still arrive later, and a reused socket would hand it to the next caller as the answer to
-//! a different command. (This is why the pool is ours and not r2d2's: r2d2 keeps a connection
-//! whose socket is open, and a timed-out one still is.) The next call opens a fresh
-//! connection, so the store recovers by itself once the server is back.
+//! dropped, never reused. After a read timeout the reply may still arrive later; the client
+//! crate counts such replies and skips them, but a reused socket would first wait for the late
+//! reply, so the next caller could time out behind the stall. A fresh connection does not.
+//! (Hence a pool of our own rather than r2d2's, which keeps any connection whose socket is
+//! open.) At most `max_idle` connections are kept. A dead pooled connection (the server
+//! restarted) is replaced by a fresh one, so the store recovers by itself once the server is
+//! back.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
