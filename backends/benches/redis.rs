@@ -1,6 +1,7 @@
 //! RedisStore on a local redis-server (Unix socket and loopback TCP) beside LmdbStore (feature
 //! `lmdb`), in one run: the mixed workload of 90 % get / 9 % set / 1 % delete over 100 keys
-//! with values of 1–495 B, one client thread; and a hit through a `Tiered` memory tier in
+//! with values of 1–495 B, one client thread and four (threads of one process, each with
+//! its own connection from the pool); and a hit through a `Tiered` memory tier in
 //! front of Redis against a plain Redis get. The server is started by the bench
 //! (`--save "" --appendonly no`) and stopped at its end; without `redis-server` it prints why
 //! and measures nothing.
@@ -168,6 +169,29 @@ fn mixed_workload(c: &mut Criterion) {
         group.bench_function("LmdbStore_durability_none", |b| {
             b.iter(|| run(&lmdb, &ops, &value))
         });
+    }
+    group.finish();
+
+    // Four client threads at once, each running the whole sequence (4000 ops per iteration).
+    let mut group = c.benchmark_group("redis_mixed_4_threads");
+    group.throughput(Throughput::Elements(4 * OPS as u64));
+    let four = |store: &(dyn Store + Sync)| {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| run(store, &ops, &value));
+            }
+        })
+    };
+    group.bench_function("RedisStore_unix_socket", |b| b.iter(|| four(&unix)));
+    #[cfg(feature = "lmdb")]
+    {
+        use cacher_store::lmdb::{LmdbOptions, LmdbStore};
+        use cacher_store::Durability;
+        let dir = tempfile::tempdir().unwrap();
+        let options = LmdbOptions::default().with_durability(Durability::None);
+        let lmdb = LmdbStore::open_with(dir.path(), &options).unwrap();
+        fill(&lmdb, &value);
+        group.bench_function("LmdbStore_durability_none", |b| b.iter(|| four(&lmdb)));
     }
     group.finish();
 
