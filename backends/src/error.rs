@@ -140,6 +140,18 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+
+    /// The server holding the store (a Redis server or cluster) could not be reached, dropped
+    /// the connection, or did not answer within the store's timeout. Nothing was read or
+    /// written by the call that failed; the next call reconnects by itself.
+    #[error("store server {server} is unavailable (not reachable or not answering in time)")]
+    Unavailable {
+        /// The server's address, without credentials.
+        server: String,
+        /// The client's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl Error {
@@ -168,6 +180,12 @@ impl Error {
     /// True for [`Error::Corrupt`].
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Error::Corrupt { .. })
+    }
+
+    /// True for [`Error::Unavailable`]: the store's server is down or too slow, so a caller
+    /// may compute without the cache instead of failing.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
     }
 }
 

@@ -20,6 +20,7 @@
 //! | [`DirStore`] | one file per key under `v1/<2 hex>/<blake3 hex>`; temp file + rename | threads + processes | [`Durability::Flush`] (default) or [`Durability::None`] |
 //! | [`LogStore`] | one append-only file of checksummed records + in-memory index | threads; one writer process (file lock), read-only processes alongside | `Flush` (default) or `None` |
 //! | `LmdbStore` (feature `lmdb`) | LMDB environment | threads + processes | flush (default) or none |
+//! | `RedisStore` (feature `redis`) | a Redis server or Redis Cluster, keys under `cacher:{prefix}:d:` | threads + processes + machines | the server's (`appendonly`, `appendfsync`) |
 //! | [`ArrayStore`](array::ArrayStore) (feature `lmdb`) | LMDB environment of typed arrays, read zero-copy as `&[T]` | threads + processes | flush |
 
 #[cfg(feature = "archive")]
@@ -39,6 +40,8 @@ mod log;
 mod marker;
 mod memory;
 mod mmap;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod store;
 mod tiered;
 mod version;
@@ -84,5 +87,7 @@ pub use log::{
     Damage, DamagedTail, LogOptions, LogStats, LogStore, OpenReport, TornReason, TornTail,
 };
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store, VerifyReport};
-pub use tiered::Tiered;
+pub use tiered::{Invalidator, Tiered};

@@ -78,6 +78,24 @@ pub trait Store: Send + Sync {
     /// Writes `value` under `key`, replacing any old value atomically.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()>;
 
+    /// Writes `value` under `key` like [`Store::put`], telling the store the entry is not
+    /// needed after `deadline_ms` (milliseconds since the Unix epoch; `None`: never). A store
+    /// with native expiry (Redis `PEXPIREAT`) may drop the entry from then on; the others
+    /// ignore the deadline. Callers still check expiry themselves: the deadline frees space,
+    /// it never decides what a read returns.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// store.put_with_deadline(b"k", b"v", Some(u64::MAX))?;
+    /// assert_eq!(store.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
+        let _ = deadline_ms;
+        self.put(key, value)
+    }
+
     /// Streams a value from `reader` under `key` without holding it in memory (where the
     /// layout allows); returns the number of bytes written. Atomic like [`Store::put`].
     fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
@@ -221,6 +239,7 @@ macro_rules! forward_store {
         impl<S: Store + ?Sized> Store for $ty {
             fn read(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read(key) }
             fn put(&self, key: &[u8], value: &[u8]) -> Result<()> { (**self).put(key, value) }
+            fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> { (**self).put_with_deadline(key, value, deadline_ms) }
             fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> { (**self).put_reader(key, reader) }
             fn delete(&self, key: &[u8]) -> Result<bool> { (**self).delete(key) }
             fn keys(&self) -> Result<KeyIter<'_>> { (**self).keys() }

@@ -15,8 +15,10 @@ use crate::{Blob, EntryMeta, KeyIter, Result, Store};
 ///   values as shared buffers, so a hot hit lends the bytes without copying.
 /// - Iteration, `len` and `flush` are the cold store's: it holds everything.
 ///
-/// Another process writing the same cold store does not update this process's hot tier: use
-/// a TTL on the cache, or no hot tier, when several processes overwrite the same keys.
+/// Another process writing the same cold store does not update this process's hot tier by
+/// itself: use a TTL on the cache, or no hot tier, when several processes overwrite the same
+/// keys — or feed a change notification (such as `RedisStore::watch_invalidations`, feature
+/// `redis`) into [`Tiered::invalidator`].
 ///
 /// ```
 /// use cacher_store::{MemoryStore, Store, Tiered};
@@ -29,8 +31,55 @@ use crate::{Blob, EntryMeta, KeyIter, Result, Store};
 /// ```
 pub struct Tiered<C> {
     cold: C,
-    hot: Mutex<Hot>,
+    hot: Arc<Mutex<Hot>>,
     hot_bytes: u64,
+}
+
+/// Drops copies from a [`Tiered`] store's memory tier when the cold store changed behind its
+/// back (another process or machine wrote it). Cheap to clone; sendable to a watching thread.
+///
+/// ```
+/// use cacher_store::{MemoryStore, Store, Tiered};
+/// let cold = MemoryStore::new();
+/// let store = Tiered::new(cold.clone(), 1 << 20);
+/// store.put(b"k", b"old")?;
+/// cold.put(b"k", b"new")?; // another writer, unseen by the hot tier
+/// assert_eq!(store.get(b"k")?.as_deref(), Some(&b"old"[..]));
+/// store.invalidator().invalidate(b"k");
+/// assert_eq!(store.get(b"k")?.as_deref(), Some(&b"new"[..]));
+/// # Ok::<(), cacher_store::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Invalidator {
+    hot: Arc<Mutex<Hot>>,
+}
+
+impl Invalidator {
+    /// Drops the hot copy of `key`, and refuses any promotion of it already under way (it
+    /// may carry the value from before the change).
+    pub fn invalidate(&self, key: &[u8]) {
+        lock_hot(&self.hot).begin_write(key);
+    }
+
+    /// Drops every hot copy, and refuses every promotion already under way.
+    pub fn invalidate_all(&self) {
+        let mut hot = lock_hot(&self.hot);
+        hot.epoch += 1;
+        hot.map.clear();
+        hot.lru.clear();
+        hot.bytes = 0;
+    }
+}
+
+impl std::fmt::Debug for Invalidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invalidator").finish_non_exhaustive()
+    }
+}
+
+fn lock_hot(hot: &Mutex<Hot>) -> MutexGuard<'_, Hot> {
+    // The hot tier is a copy of the cold one; a panic mid-update loses nothing durable.
+    hot.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Default)]
@@ -97,7 +146,7 @@ impl<C: Store> Tiered<C> {
     pub fn new(cold: C, hot_bytes: u64) -> Self {
         Tiered {
             cold,
-            hot: Mutex::new(Hot::default()),
+            hot: Arc::new(Mutex::new(Hot::default())),
             hot_bytes,
         }
     }
@@ -112,9 +161,15 @@ impl<C: Store> Tiered<C> {
         self.hot().bytes
     }
 
+    /// A handle that drops hot copies when the cold store changes behind this one's back.
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator {
+            hot: self.hot.clone(),
+        }
+    }
+
     fn hot(&self) -> MutexGuard<'_, Hot> {
-        // The hot tier is a copy of the cold one; a panic mid-update loses nothing durable.
-        self.hot.lock().unwrap_or_else(|p| p.into_inner())
+        lock_hot(&self.hot)
     }
 }
 
@@ -148,6 +203,18 @@ impl<C: Store> Store for Tiered<C> {
         } else {
             // Another write raced this one; which reached the cold tier last is unknown, so
             // keep neither hot: the next read promotes whatever the cold tier holds.
+            hot.remove(key);
+        }
+        Ok(())
+    }
+
+    fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
+        let epoch = self.hot().begin_write(key);
+        self.cold.put_with_deadline(key, value, deadline_ms)?;
+        let mut hot = self.hot();
+        if hot.epoch == epoch {
+            hot.insert(key, Arc::from(value), self.hot_bytes);
+        } else {
             hot.remove(key);
         }
         Ok(())

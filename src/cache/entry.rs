@@ -99,7 +99,10 @@ impl Cache {
             .codec
             .encode(key, value, &header)
             .map_err(|e| Error::format(key, e))?;
-        self.inner.store.put(key, &bytes)?;
+        // The deadline lets a store with native expiry (Redis) drop the value itself.
+        self.inner
+            .store
+            .put_with_deadline(key, &bytes, header.expires_ms)?;
         stats.stores.fetch_add(1, RELAXED);
         stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
         self.enforce_limits(key, bytes.len() as u64)

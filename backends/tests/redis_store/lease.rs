@@ -1,0 +1,125 @@
+//! Leases shared by two clients (two stores, as on two hosts).
+
+use std::time::Duration;
+
+use cacher_store::redis::RedisStore;
+
+use crate::server::Server;
+use crate::unique_prefix;
+
+fn two_clients(server: &Server) -> (RedisStore, RedisStore) {
+    let prefix = unique_prefix("lease");
+    (
+        RedisStore::open(&server.url(), &prefix).unwrap(),
+        RedisStore::open(&server.url(), &prefix).unwrap(),
+    )
+}
+
+#[test]
+fn a_lease_is_held_by_one_client_at_a_time() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let (a, b) = two_clients(&server);
+    let held = a
+        .try_lease(b"job", Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert!(b
+        .try_lease(b"job", Duration::from_secs(60))
+        .unwrap()
+        .is_none());
+    let waited = b
+        .lease(
+            b"job",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            Duration::from_millis(5),
+        )
+        .unwrap();
+    assert!(waited.is_none(), "the wait is bounded");
+    assert!(b
+        .try_lease(b"other", Duration::from_secs(60))
+        .unwrap()
+        .is_some());
+    assert!(held.release().unwrap());
+    let taken = b
+        .try_lease(b"job", Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert!(a
+        .try_lease(b"job", Duration::from_secs(60))
+        .unwrap()
+        .is_none());
+    drop(taken); // released on drop
+    assert!(a
+        .try_lease(b"job", Duration::from_secs(60))
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn only_the_token_holder_can_release_or_extend() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let (a, b) = two_clients(&server);
+    let old = a
+        .try_lease(b"job", Duration::from_millis(100))
+        .unwrap()
+        .unwrap();
+    assert!(old.extend(Duration::from_millis(100)).unwrap());
+    // A's lease runs out; B takes it over.
+    let new = b
+        .lease(
+            b"job",
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+        )
+        .unwrap()
+        .expect("the lease ran out within 10 s");
+    assert_ne!(old.token(), new.token());
+    assert!(
+        !old.extend(Duration::from_secs(60)).unwrap(),
+        "not A's any more"
+    );
+    assert!(!old.release().unwrap(), "A cannot release B's lease");
+    assert!(
+        a.try_lease(b"job", Duration::from_secs(60))
+            .unwrap()
+            .is_none(),
+        "B still holds it"
+    );
+    assert!(new.extend(Duration::from_secs(60)).unwrap());
+    assert!(new.release().unwrap());
+}
+
+#[test]
+fn a_waiter_gets_the_lease_when_the_holder_releases_it() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let (a, b) = two_clients(&server);
+    let held = a
+        .try_lease(b"job", Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let waiter = std::thread::spawn(move || {
+        b.lease(
+            b"job",
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+            Duration::from_millis(5),
+        )
+        .unwrap()
+        .is_some()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    held.release().unwrap();
+    assert!(waiter.join().unwrap(), "the waiter got the lease");
+    assert!(
+        a.try_lease(b"job", Duration::ZERO).is_err(),
+        "a zero TTL is refused"
+    );
+}

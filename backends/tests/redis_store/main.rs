@@ -1,0 +1,28 @@
+//! RedisStore against real `redis-server` processes, each test with its own (see
+//! `redis_store/server.rs`): the conformance kit, framing and limits, native expiry, faults,
+//! credentials, leases, invalidation of a memory tier, and Redis Cluster.
+
+#![cfg(all(feature = "redis", feature = "testkit"))]
+
+mod server;
+
+mod cluster;
+mod conformance;
+mod faults;
+mod invalidation;
+mod lease;
+mod store;
+#[cfg(feature = "redis-tls")]
+mod tls;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A prefix no other test of this process uses.
+pub fn unique_prefix(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
