@@ -393,3 +393,130 @@ print("ok")
 "#;
     assert_eq!(python(check, &[with_meta.path(), bare.path()]).trim(), "ok");
 }
+
+// ---- Live sharing with py-lmdb: refused with the cause and the hand-off explained. ----
+
+/// A python3 process that has the LMDB environment at `path` open (py-lmdb from PyPI, LMDB
+/// 0.9.x, lock-file format 1) until [`PyHolder::close`].
+struct PyHolder {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PyHolder {
+    fn open(path: &Path) -> PyHolder {
+        use std::io::BufRead;
+        python("import lmdb", &[]);
+        let script = r#"
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=2**24, max_dbs=8)
+with env.begin() as txn:
+    txn.stat()
+print("ready", flush=True)
+sys.stdin.readline()
+env.close()
+print("closed", flush=True)
+"#;
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("running python3");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the python holder did not start");
+        PyHolder { child, stdout }
+    }
+
+    fn close(mut self) {
+        use std::io::{BufRead, Write};
+        writeln!(self.child.stdin.take().unwrap()).unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "closed");
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+fn assert_refused_as_live_sharing(err: Error) {
+    match &err {
+        Error::Locked { reason, .. } => {
+            assert!(reason.contains("lock-file format 1"), "{err}");
+            assert!(reason.contains("one after the other"), "{err}");
+        }
+        _ => panic!("expected Error::Locked explaining the lock format, got {err:?}"),
+    }
+}
+
+#[test]
+fn stores_held_open_by_py_lmdb_are_refused_with_the_hand_off_explained() {
+    // NumpyLmdb: a Python tool's environment, held open by Python.
+    let dir = tempfile::tempdir().unwrap();
+    let numpy = dir.path().join("numpy");
+    python(
+        "import sys, lmdb\nenv = lmdb.open(sys.argv[1], map_size=2**24)\nwith env.begin(write=True) as t: t.put(b'k', b'\\0\\0\\x80?')\nenv.close()",
+        &[&numpy],
+    );
+    let holder = PyHolder::open(&numpy);
+    assert_refused_as_live_sharing(NumpyLmdb::open(&numpy, DType::F32).unwrap_err());
+    holder.close();
+    let store = NumpyLmdb::open(&numpy, DType::F32).unwrap();
+    assert_eq!(store.get::<f32>("k").unwrap(), Some(vec![1.0]));
+    drop(store);
+
+    // LmdbStore and ArrayStore made by cacher, then held open by Python.
+    let lmdb_dir = dir.path().join("lmdb");
+    let arrays_dir = dir.path().join("arrays");
+    {
+        use cacher_store::Store;
+        cacher_store::LmdbStore::open(&lmdb_dir)
+            .unwrap()
+            .put(b"k", b"v")
+            .unwrap();
+        ArrayStore::open(&arrays_dir)
+            .unwrap()
+            .put_array("a", &[1u8], &[1])
+            .unwrap();
+    }
+    let holder = PyHolder::open(&lmdb_dir);
+    assert_refused_as_live_sharing(cacher_store::LmdbStore::open(&lmdb_dir).unwrap_err());
+    holder.close();
+    let holder = PyHolder::open(&arrays_dir);
+    assert_refused_as_live_sharing(ArrayStore::open(&arrays_dir).unwrap_err());
+    holder.close();
+    {
+        use cacher_store::Store;
+        let store = cacher_store::LmdbStore::open(&lmdb_dir).unwrap();
+        assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec()));
+    }
+    assert_eq!(
+        ArrayStore::open(&arrays_dir)
+            .unwrap()
+            .get_owned::<u8>("a")
+            .unwrap(),
+        Some((vec![1], vec![1]))
+    );
+}
+
+#[test]
+fn py_lmdb_cannot_open_a_store_cacher_holds_and_can_after_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
+    store.put("k", &[2.0f32]).unwrap();
+    let script = r#"
+import sys, lmdb
+try:
+    lmdb.open(sys.argv[1], readonly=True)
+except lmdb.VersionMismatchError as e:
+    print("mismatch")
+else:
+    print("opened")
+"#;
+    assert_eq!(python(script, &[dir.path()]).trim(), "mismatch");
+    drop(store);
+    assert_eq!(python(script, &[dir.path()]).trim(), "opened");
+}
