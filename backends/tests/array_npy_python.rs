@@ -520,3 +520,110 @@ else:
     drop(store);
     assert_eq!(python(script, &[dir.path()]).trim(), "opened");
 }
+
+// ---- NumpyLmdb metadata as Python's json.dumps writes it. ----
+
+/// The floats of the test below: random bit patterns (finite ones), edge values, and short
+/// decimals, as Python writes them with `json.dumps`.
+const PY_FLOATS: &str = r#"
+import random, struct, sys
+rng = random.Random(16)
+floats = [0.1, 1e-310, 5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 1/3, -0.0]
+while len(floats) < 6011:
+    f = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+    if f == f and abs(f) != float("inf"):
+        floats.append(f)
+    floats.append(rng.random() * 10 ** rng.randint(-20, 20))
+floats = floats[:6011]
+"#;
+
+#[test]
+fn numpy_lmdb_metadata_written_by_python_json_reads_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "{PY_FLOATS}{}",
+        r#"
+import os, json, lmdb
+path = sys.argv[1]
+lmdb.open(path, map_size=2**25).close()
+md = lmdb.open(os.path.join(path, "metadata.lmdb"), map_size=2**25)
+with md.begin(write=True) as txn:
+    txn.put(b"floats", json.dumps({"v": floats}).encode())
+    txn.put(b"special", json.dumps({"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "big": 2**100, "neg": -2**70, "u64": 2**64 - 1}).encode())
+    txn.put(b"huge", json.dumps({"n": 2**200}).encode())
+md.close()
+print("\n".join(struct.pack("<d", f).hex() for f in floats))
+"#
+    );
+    let out = python(&script, &[dir.path()]);
+    let want: Vec<u64> = out
+        .lines()
+        .map(|l| u64::from_le_bytes(hex_bytes(l).try_into().unwrap()))
+        .collect();
+    assert_eq!(want.len(), 6011);
+    let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
+    let got = store.metadata("floats").unwrap().unwrap();
+    let got: Vec<u64> = got["v"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_f64().unwrap().to_bits())
+        .collect();
+    let off = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+    assert_eq!(off, 0, "{off} of 6011 floats came back changed");
+
+    let special = store.metadata_py("special").unwrap().unwrap();
+    assert!(matches!(special.get("nan"), Some(PyJson::Float(f)) if f.is_nan()));
+    assert_eq!(special.get("inf"), Some(&PyJson::Float(f64::INFINITY)));
+    assert_eq!(special.get("ninf"), Some(&PyJson::Float(f64::NEG_INFINITY)));
+    assert_eq!(special.get("big"), Some(&PyJson::Int(1 << 100)));
+    assert_eq!(special.get("neg"), Some(&PyJson::Int(-(1 << 70))));
+    assert_eq!(special.get("u64"), Some(&PyJson::Int(u64::MAX.into())));
+    let err = store.metadata("special").unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { reason, .. } if reason.contains("metadata_py")),
+        "{err}"
+    );
+    for err in [
+        store.metadata_py("huge").unwrap_err(),
+        store.metadata("huge").unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::Unsupported { reason, .. } if reason.contains("beyond 128 bits")),
+            "{err}"
+        );
+    }
+
+    // Rust writes the same kinds of values back; Python's json.loads reads them exactly.
+    store
+        .set_metadata_py(
+            "from-rust",
+            &PyJson::Object(vec![
+                ("nan".into(), PyJson::Float(f64::NAN)),
+                ("ninf".into(), PyJson::Float(f64::NEG_INFINITY)),
+                ("big".into(), PyJson::Int(-(1 << 120))),
+                ("third".into(), PyJson::Float(1.0 / 3.0)),
+            ]),
+        )
+        .unwrap();
+    store.set_metadata_py("copy", &special).unwrap();
+    drop(store);
+    let check = r#"
+import sys, os, json, math, lmdb
+md = lmdb.open(os.path.join(sys.argv[1], "metadata.lmdb"), readonly=True)
+with md.begin() as txn:
+    d = json.loads(txn.get(b"from-rust"))
+    assert math.isnan(d["nan"]) and d["ninf"] == float("-inf") and d["big"] == -2**120 and d["third"] == 1/3, d
+    c = json.loads(txn.get(b"copy"))
+    assert math.isnan(c.pop("nan")) and c == {"inf": float("inf"), "ninf": float("-inf"), "big": 2**100, "neg": -2**70, "u64": 2**64 - 1}, c
+print("ok")
+"#;
+    assert_eq!(python(check, &[dir.path()]).trim(), "ok");
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
