@@ -159,6 +159,21 @@ fn fill(store: Arc<dyn Store>) {
     cache(store.clone(), "pickle", None)
         .put("pickle/i128", &(i128::MIN, u128::MAX))
         .unwrap();
+    for format in ["json", "cbor", "pickle"] {
+        let c = cache(store.clone(), format, None);
+        c.put(format!("{format}/nan"), &[f64::NAN, f64::INFINITY])
+            .unwrap();
+        // A map whose keys are tuples: CBOR and pickle keep them; JSON cannot.
+        let by_pair = BTreeMap::from([((1u8, 2u8), "a")]);
+        if format == "json" {
+            assert!(c.put("json/by_pair", &by_pair).is_err());
+        } else {
+            c.put(format!("{format}/by_pair"), &by_pair).unwrap();
+        }
+    }
+    cache(store.clone(), "json", None)
+        .put("json/i128", &(i128::MIN, u128::MAX))
+        .unwrap();
     cache(store.clone(), "raw", None)
         .put("raw/bytes", &serde_bytes::Bytes::new(b"raw \x00\xff"))
         .unwrap();
@@ -204,11 +219,20 @@ expected["pickle/i128"] = (-2**127, 2**128 - 1)
 expected["cbor/big"] = bytes(i % 251 for i in range(100000))
 expected["raw/bytes"] = b"raw \x00\xff"
 expected["json/victim"] = "damage-me"
+expected["json/i128"] = [-2**127, 2**128 - 1]
+expected["json/nan"] = [None, None]  # serde_json writes null for non-finite floats
+expected["cbor/nan"] = "nan"
+expected["pickle/nan"] = "nan"
+expected["cbor/by_pair"] = {(1, 2): "a"}  # cbor2 makes array keys tuples
+expected["pickle/by_pair"] = {(1, 2): "a"}
 with cr.open_store(path) as store:
     keys = sorted(k.decode() for k in store.keys())
     assert keys == sorted(list(expected) + ["json/expired"]), keys
     for key, want in expected.items():
         got = store.get(key, mac_key=mac)
+        if want == "nan":
+            assert repr(got) in ("[nan, inf]", "(nan, inf)"), (key, got)
+            continue
         assert got == want, (key[:60], got, want)
         assert type(got) is type(want), (key[:60], type(got), type(want))
     assert store.get("json/expired", mac_key=mac) is None
