@@ -65,20 +65,26 @@ def open_store(path) -> StoreReader:
 
 
 def _main(argv=None) -> int:
-    """``python -m cacher_reader PATH [--mac-key-hex HEX]``: lists keys and values, one per
-    line as JSON-ish text, and exits 1 if any value is damaged."""
+    """``python -m cacher_reader PATH [--mac-key-hex HEX] [--raw]``: prints each key and its
+    decoded value (``--raw``: the store's bytes, for stores not written by a Cache), and
+    exits 1 if any value is damaged."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m cacher_reader", description=_main.__doc__)
     parser.add_argument("path")
     parser.add_argument("--mac-key-hex")
+    parser.add_argument("--raw", action="store_true", help="print stored bytes, not envelopes")
     args = parser.parse_args(argv)
     mac_key = bytes.fromhex(args.mac_key_hex) if args.mac_key_hex else None
     damaged = 0
     with open_store(args.path) as store:
         for key in store.keys():
             try:
-                print(f"{key!r}: {store.get(key, mac_key=mac_key, include_expired=True)!r}")
+                if args.raw:
+                    value = store.get_raw(key)
+                else:
+                    value = store.get(key, mac_key=mac_key, include_expired=True)
+                print(f"{key!r}: {value!r}")
             except CacherError as e:
                 damaged += 1
                 print(f"{key!r}: {type(e).__name__}: {e}")

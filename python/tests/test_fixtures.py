@@ -279,5 +279,28 @@ class LmdbStoreFixtures(unittest.TestCase):
             self.open_copy("v3-future")
 
 
+class CommandLine(unittest.TestCase):
+    def run_main(self, *args):
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cr._main(list(args))
+        return code, out.getvalue()
+
+    def test_lists_values_and_exits_1_on_damage(self):
+        code, out = self.run_main("--raw", fixture("dir", "v1"))
+        self.assertEqual(code, 0, out)
+        self.assertIn("b'hello': b'world'", out)
+        code, out = self.run_main("--raw", fixture("dir", "v1-corrupt-value"))
+        self.assertEqual(code, 1, out)
+        self.assertIn("DamagedError", out)
+        self.assertNotIn("world", out.replace("v1-corrupt", ""))
+        code, out = self.run_main("--raw", fixture("log", "v1-torn-tail.log"))
+        self.assertEqual(code, 1, out)
+        self.assertIn("torn tail", out)
+
+
 if __name__ == "__main__":
     unittest.main()
