@@ -534,4 +534,28 @@ mod tests {
         );
         assert_eq!(PyJson::parse(v.to_json().as_bytes()).unwrap(), v);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let _ = PyJson::parse(&bytes);
+        }
+
+        #[test]
+        fn fragments_of_python_json_parse_and_write_back_to_the_same_value(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "[", "]", "{", "}", ",", ":", "\"k\"", "\"\\u00e9\\n\"", "NaN", "-Infinity",
+                "1", "-0", "1.5e-300", "123456789012345678901234567890", "true", "null", " ",
+            ]), 0..24),
+        ) {
+            let text = parts.concat();
+            if let Ok(v) = PyJson::parse(text.as_bytes()) {
+                let again = PyJson::parse(v.to_json().as_bytes()).unwrap();
+                // NaN != NaN: compare the written text instead.
+                proptest::prop_assert_eq!(again.to_json(), v.to_json());
+            }
+        }
+    }
 }
