@@ -452,8 +452,30 @@ fn assert_refused_as_live_sharing(err: Error) {
     }
 }
 
+/// The lock-file version (low 12 bits of the format word at offset 4 of `lock.mdb`) of the
+/// LMDB this build links: 2 for heed's `mdb.master`, 1 for an LMDB 0.9.x release (the one
+/// py-lmdb from PyPI uses, and can then share a live environment with).
+///
+/// Read after the environment is closed: opening and closing `lock.mdb` in a process that has
+/// the environment open drops the process's POSIX locks on it (then another process could
+/// re-initialize the reader table under it).
+#[expect(
+    clippy::host_endian_bytes,
+    reason = "LMDB writes its lock file in the host's byte order"
+)]
+fn lock_version_of_this_build() -> u32 {
+    let dir = tempfile::tempdir().unwrap();
+    drop(cacher_store::LmdbStore::open(dir.path()).unwrap());
+    let lock = std::fs::read(dir.path().join("lock.mdb")).unwrap();
+    u32::from_ne_bytes(lock[4..8].try_into().unwrap()) & 0xfff
+}
+
 #[test]
 fn stores_held_open_by_py_lmdb_are_refused_with_the_hand_off_explained() {
+    if lock_version_of_this_build() == 1 {
+        eprintln!("skipped: this build's LMDB uses the released lock format, shared live");
+        return;
+    }
     // NumpyLmdb: a Python tool's environment, held open by Python.
     let dir = tempfile::tempdir().unwrap();
     let numpy = dir.path().join("numpy");
@@ -504,6 +526,10 @@ fn stores_held_open_by_py_lmdb_are_refused_with_the_hand_off_explained() {
 
 #[test]
 fn py_lmdb_cannot_open_a_store_cacher_holds_and_can_after_it_closes() {
+    if lock_version_of_this_build() == 1 {
+        eprintln!("skipped: this build's LMDB uses the released lock format, shared live");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
     store.put("k", &[2.0f32]).unwrap();
@@ -519,6 +545,75 @@ else:
     assert_eq!(python(script, &[dir.path()]).trim(), "mismatch");
     drop(store);
     assert_eq!(python(script, &[dir.path()]).trim(), "opened");
+}
+
+#[test]
+fn with_the_released_lock_format_python_and_rust_share_a_live_environment() {
+    // Only a build whose LMDB is a 0.9.x release (see docs/lmdb-live-sharing.md) can; with
+    // heed's mdb.master the tests above check the clear refusal instead.
+    if lock_version_of_this_build() != 1 {
+        eprintln!("skipped: this build's LMDB (mdb.master, lock format 2) cannot share live");
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let options = cacher_store::lmdb::LmdbOptions::default().with_initial_map_size(1 << 20);
+    let store = NumpyLmdb::open_with(dir.path(), DType::U8, &options).unwrap();
+    store.put("r0", &[1u8, 2, 3]).unwrap();
+    python("import lmdb", &[]);
+    let script = r#"
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=1 << 20)
+with env.begin() as t:
+    assert t.get(b"r0") == b"\x01\x02\x03"
+i = 0
+while i < 1000:  # 8 MiB: grows the map from Python
+    try:
+        with env.begin(write=True) as t:
+            t.put(b"p%d" % i, bytes([i % 256]) * 8192)
+        i += 1
+    except lmdb.MapFullError:
+        env.set_mapsize(env.info()["map_size"] * 2)
+print("grown", flush=True)
+sys.stdin.readline()
+try:
+    t = env.begin()
+except lmdb.MapResizedError:
+    env.set_mapsize(0)
+    t = env.begin()
+with t:
+    assert t.get(b"r63") == bytes([63]) * (128 << 10)
+    assert t.stat()["entries"] == 1064, t.stat()  # 1000 from Python, r0..r63 from Rust
+env.close()
+print("ok", flush=True)
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "grown");
+    // Python still has the environment open: read its values (adopting its bigger map),
+    // then grow the map from Rust.
+    assert_eq!(
+        store.get::<u8>("p999").unwrap(),
+        Some(vec![(999 % 256) as u8; 8192])
+    );
+    for i in 0..64u8 {
+        store.put(&format!("r{i}"), &vec![i; 128 << 10]).unwrap();
+    }
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(store.len().unwrap(), 1064);
 }
 
 // ---- NumpyLmdb metadata as Python's json.dumps writes it. ----

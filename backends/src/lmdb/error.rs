@@ -70,7 +70,9 @@ const MDB_MAGIC: u32 = 0xBEEF_C0DE;
 fn version_mismatch(path: &Path) -> Error {
     let lock = path.join(super::files::LOCK_FILE);
     // Only the first two words: magic and format. A file that cannot be read leaves the
-    // generic explanation.
+    // generic explanation. Safe to open here: the open that failed left this process without
+    // the environment (the registry and heed allow one open per process), so closing this
+    // descriptor releases no POSIX lock LMDB holds on `lock.mdb`.
     let mut head = [0u8; 8];
     let lock_version = std::fs::File::open(&lock)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
