@@ -393,3 +393,332 @@ print("ok")
 "#;
     assert_eq!(python(check, &[with_meta.path(), bare.path()]).trim(), "ok");
 }
+
+// ---- Live sharing with py-lmdb: refused with the cause and the hand-off explained. ----
+
+/// A python3 process that has the LMDB environment at `path` open (py-lmdb from PyPI, LMDB
+/// 0.9.x, lock-file format 1) until [`PyHolder::close`].
+struct PyHolder {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PyHolder {
+    fn open(path: &Path) -> PyHolder {
+        use std::io::BufRead;
+        python("import lmdb", &[]);
+        let script = r#"
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=2**24, max_dbs=8)
+with env.begin() as txn:
+    txn.stat()
+print("ready", flush=True)
+sys.stdin.readline()
+env.close()
+print("closed", flush=True)
+"#;
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("running python3");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the python holder did not start");
+        PyHolder { child, stdout }
+    }
+
+    fn close(mut self) {
+        use std::io::{BufRead, Write};
+        writeln!(self.child.stdin.take().unwrap()).unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "closed");
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+fn assert_refused_as_live_sharing(err: Error) {
+    match &err {
+        Error::Locked { reason, .. } => {
+            assert!(reason.contains("lock-file format 1"), "{err}");
+            assert!(reason.contains("one after the other"), "{err}");
+        }
+        _ => panic!("expected Error::Locked explaining the lock format, got {err:?}"),
+    }
+}
+
+/// The lock-file version (low 12 bits of the format word at offset 4 of `lock.mdb`) of the
+/// LMDB this build links: 2 for heed's `mdb.master`, 1 for an LMDB 0.9.x release (the one
+/// py-lmdb from PyPI uses, and can then share a live environment with).
+///
+/// Read after the environment is closed: opening and closing `lock.mdb` in a process that has
+/// the environment open drops the process's POSIX locks on it (then another process could
+/// re-initialize the reader table under it).
+#[expect(
+    clippy::host_endian_bytes,
+    reason = "LMDB writes its lock file in the host's byte order"
+)]
+fn lock_version_of_this_build() -> u32 {
+    let dir = tempfile::tempdir().unwrap();
+    drop(cacher_store::LmdbStore::open(dir.path()).unwrap());
+    let lock = std::fs::read(dir.path().join("lock.mdb")).unwrap();
+    u32::from_ne_bytes(lock[4..8].try_into().unwrap()) & 0xfff
+}
+
+#[test]
+fn stores_held_open_by_py_lmdb_are_refused_with_the_hand_off_explained() {
+    if lock_version_of_this_build() == 1 {
+        eprintln!("skipped: this build's LMDB uses the released lock format, shared live");
+        return;
+    }
+    // NumpyLmdb: a Python tool's environment, held open by Python.
+    let dir = tempfile::tempdir().unwrap();
+    let numpy = dir.path().join("numpy");
+    python(
+        "import sys, lmdb\nenv = lmdb.open(sys.argv[1], map_size=2**24)\nwith env.begin(write=True) as t: t.put(b'k', b'\\0\\0\\x80?')\nenv.close()",
+        &[&numpy],
+    );
+    let holder = PyHolder::open(&numpy);
+    assert_refused_as_live_sharing(NumpyLmdb::open(&numpy, DType::F32).unwrap_err());
+    holder.close();
+    let store = NumpyLmdb::open(&numpy, DType::F32).unwrap();
+    assert_eq!(store.get::<f32>("k").unwrap(), Some(vec![1.0]));
+    drop(store);
+
+    // LmdbStore and ArrayStore made by cacher, then held open by Python.
+    let lmdb_dir = dir.path().join("lmdb");
+    let arrays_dir = dir.path().join("arrays");
+    {
+        use cacher_store::Store;
+        cacher_store::LmdbStore::open(&lmdb_dir)
+            .unwrap()
+            .put(b"k", b"v")
+            .unwrap();
+        ArrayStore::open(&arrays_dir)
+            .unwrap()
+            .put_array("a", &[1u8], &[1])
+            .unwrap();
+    }
+    let holder = PyHolder::open(&lmdb_dir);
+    assert_refused_as_live_sharing(cacher_store::LmdbStore::open(&lmdb_dir).unwrap_err());
+    holder.close();
+    let holder = PyHolder::open(&arrays_dir);
+    assert_refused_as_live_sharing(ArrayStore::open(&arrays_dir).unwrap_err());
+    holder.close();
+    {
+        use cacher_store::Store;
+        let store = cacher_store::LmdbStore::open(&lmdb_dir).unwrap();
+        assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec()));
+    }
+    assert_eq!(
+        ArrayStore::open(&arrays_dir)
+            .unwrap()
+            .get_owned::<u8>("a")
+            .unwrap(),
+        Some((vec![1], vec![1]))
+    );
+}
+
+#[test]
+fn py_lmdb_cannot_open_a_store_cacher_holds_and_can_after_it_closes() {
+    if lock_version_of_this_build() == 1 {
+        eprintln!("skipped: this build's LMDB uses the released lock format, shared live");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
+    store.put("k", &[2.0f32]).unwrap();
+    let script = r#"
+import sys, lmdb
+try:
+    lmdb.open(sys.argv[1], readonly=True)
+except lmdb.VersionMismatchError as e:
+    print("mismatch")
+else:
+    print("opened")
+"#;
+    assert_eq!(python(script, &[dir.path()]).trim(), "mismatch");
+    drop(store);
+    assert_eq!(python(script, &[dir.path()]).trim(), "opened");
+}
+
+#[test]
+fn with_the_released_lock_format_python_and_rust_share_a_live_environment() {
+    // Only a build whose LMDB is a 0.9.x release (see docs/lmdb-live-sharing.md) can; with
+    // heed's mdb.master the tests above check the clear refusal instead.
+    if lock_version_of_this_build() != 1 {
+        eprintln!("skipped: this build's LMDB (mdb.master, lock format 2) cannot share live");
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let options = cacher_store::lmdb::LmdbOptions::default().with_initial_map_size(1 << 20);
+    let store = NumpyLmdb::open_with(dir.path(), DType::U8, &options).unwrap();
+    store.put("r0", &[1u8, 2, 3]).unwrap();
+    python("import lmdb", &[]);
+    let script = r#"
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=1 << 20)
+with env.begin() as t:
+    assert t.get(b"r0") == b"\x01\x02\x03"
+i = 0
+while i < 1000:  # 8 MiB: grows the map from Python
+    try:
+        with env.begin(write=True) as t:
+            t.put(b"p%d" % i, bytes([i % 256]) * 8192)
+        i += 1
+    except lmdb.MapFullError:
+        env.set_mapsize(env.info()["map_size"] * 2)
+print("grown", flush=True)
+sys.stdin.readline()
+try:
+    t = env.begin()
+except lmdb.MapResizedError:
+    env.set_mapsize(0)
+    t = env.begin()
+with t:
+    assert t.get(b"r63") == bytes([63]) * (128 << 10)
+    assert t.stat()["entries"] == 1064, t.stat()  # 1000 from Python, r0..r63 from Rust
+env.close()
+print("ok", flush=True)
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "grown");
+    // Python still has the environment open: read its values (adopting its bigger map),
+    // then grow the map from Rust.
+    assert_eq!(
+        store.get::<u8>("p999").unwrap(),
+        Some(vec![(999 % 256) as u8; 8192])
+    );
+    for i in 0..64u8 {
+        store.put(&format!("r{i}"), &vec![i; 128 << 10]).unwrap();
+    }
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(store.len().unwrap(), 1064);
+}
+
+// ---- NumpyLmdb metadata as Python's json.dumps writes it. ----
+
+/// The floats of the test below: random bit patterns (finite ones), edge values, and short
+/// decimals, as Python writes them with `json.dumps`.
+const PY_FLOATS: &str = r#"
+import random, struct, sys
+rng = random.Random(16)
+floats = [0.1, 1e-310, 5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 1/3, -0.0]
+while len(floats) < 6011:
+    f = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+    if f == f and abs(f) != float("inf"):
+        floats.append(f)
+    floats.append(rng.random() * 10 ** rng.randint(-20, 20))
+floats = floats[:6011]
+"#;
+
+#[test]
+fn numpy_lmdb_metadata_written_by_python_json_reads_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "{PY_FLOATS}{}",
+        r#"
+import os, json, lmdb
+path = sys.argv[1]
+lmdb.open(path, map_size=2**25).close()
+md = lmdb.open(os.path.join(path, "metadata.lmdb"), map_size=2**25)
+with md.begin(write=True) as txn:
+    txn.put(b"floats", json.dumps({"v": floats}).encode())
+    txn.put(b"special", json.dumps({"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "big": 2**100, "neg": -2**70, "u64": 2**64 - 1}).encode())
+    txn.put(b"huge", json.dumps({"n": 2**200}).encode())
+md.close()
+print("\n".join(struct.pack("<d", f).hex() for f in floats))
+"#
+    );
+    let out = python(&script, &[dir.path()]);
+    let want: Vec<u64> = out
+        .lines()
+        .map(|l| u64::from_le_bytes(hex_bytes(l).try_into().unwrap()))
+        .collect();
+    assert_eq!(want.len(), 6011);
+    let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
+    let got = store.metadata("floats").unwrap().unwrap();
+    let got: Vec<u64> = got["v"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_f64().unwrap().to_bits())
+        .collect();
+    let off = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+    assert_eq!(off, 0, "{off} of 6011 floats came back changed");
+
+    let special = store.metadata_py("special").unwrap().unwrap();
+    assert!(matches!(special.get("nan"), Some(PyJson::Float(f)) if f.is_nan()));
+    assert_eq!(special.get("inf"), Some(&PyJson::Float(f64::INFINITY)));
+    assert_eq!(special.get("ninf"), Some(&PyJson::Float(f64::NEG_INFINITY)));
+    assert_eq!(special.get("big"), Some(&PyJson::Int(1 << 100)));
+    assert_eq!(special.get("neg"), Some(&PyJson::Int(-(1 << 70))));
+    assert_eq!(special.get("u64"), Some(&PyJson::Int(u64::MAX.into())));
+    let err = store.metadata("special").unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { reason, .. } if reason.contains("metadata_py")),
+        "{err}"
+    );
+    for err in [
+        store.metadata_py("huge").unwrap_err(),
+        store.metadata("huge").unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::Unsupported { reason, .. } if reason.contains("beyond 128 bits")),
+            "{err}"
+        );
+    }
+
+    // Rust writes the same kinds of values back; Python's json.loads reads them exactly.
+    store
+        .set_metadata_py(
+            "from-rust",
+            &PyJson::Object(vec![
+                ("nan".into(), PyJson::Float(f64::NAN)),
+                ("ninf".into(), PyJson::Float(f64::NEG_INFINITY)),
+                ("big".into(), PyJson::Int(-(1 << 120))),
+                ("third".into(), PyJson::Float(1.0 / 3.0)),
+            ]),
+        )
+        .unwrap();
+    store.set_metadata_py("copy", &special).unwrap();
+    drop(store);
+    let check = r#"
+import sys, os, json, math, lmdb
+md = lmdb.open(os.path.join(sys.argv[1], "metadata.lmdb"), readonly=True)
+with md.begin() as txn:
+    d = json.loads(txn.get(b"from-rust"))
+    assert math.isnan(d["nan"]) and d["ninf"] == float("-inf") and d["big"] == -2**120 and d["third"] == 1/3, d
+    c = json.loads(txn.get(b"copy"))
+    assert math.isnan(c.pop("nan")) and c == {"inf": float("inf"), "ninf": float("-inf"), "big": 2**100, "neg": -2**70, "u64": 2**64 - 1}, c
+print("ok")
+"#;
+    assert_eq!(python(check, &[dir.path()]).trim(), "ok");
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}

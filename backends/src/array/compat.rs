@@ -7,6 +7,7 @@ use heed::Database;
 
 use super::dtype::{DType, Element};
 use super::kind;
+use super::pyjson::{PyJson, PyJsonError};
 use super::view::Rows;
 use crate::lmdb::{LmdbEnv, LmdbOptions, TxnError};
 use crate::marker::Kind;
@@ -268,22 +269,81 @@ impl NumpyLmdb {
         Ok(self.len()? == 0)
     }
 
-    /// `key`'s metadata, if set.
+    /// `key`'s metadata, if set, as a `serde_json::Value`.
+    ///
+    /// Metadata is parsed as Python's `json` module writes it ([`PyJson`]), so floats come
+    /// back exactly. What a `serde_json::Value` cannot hold — `NaN`/`Infinity` (which
+    /// `json.dumps` writes for non-finite floats) or an integer outside `i64`/`u64` — is
+    /// [`Error::Unsupported`] naming [`NumpyLmdb::metadata_py`], which returns it exactly;
+    /// an integer beyond 128 bits is [`Error::Unsupported`] from both. Text that is not JSON
+    /// is [`Error::Corrupt`].
     pub fn metadata(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        let Some(meta) = self.metadata_py(key)? else {
+            return Ok(None);
+        };
+        meta.to_serde().map(Some).ok_or_else(|| Error::Unsupported {
+            op: "NumpyLmdb::metadata",
+            path: self.meta.path().to_path_buf(),
+            reason: format!(
+                "the metadata of key {} holds NaN, Infinity or an integer beyond 64 bits \
+                 (as Python's json.dumps writes them), which serde_json::Value cannot hold: \
+                 read it with NumpyLmdb::metadata_py",
+                KeyDisplay::new(key.as_bytes())
+            ),
+        })
+    }
+
+    /// `key`'s metadata, if set, exactly as Python's `json.loads` would read it: `NaN` and
+    /// `Infinity` as floats, integers exact up to 128 bits (a larger one is
+    /// [`Error::Unsupported`]). Text that is not JSON is [`Error::Corrupt`].
+    ///
+    /// ```
+    /// use cacher_store::array::{DType, NumpyLmdb, PyJson};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = NumpyLmdb::open(dir.path(), DType::F32)?;
+    /// let meta = PyJson::parse(br#"{"loss": NaN, "seed": 18446744073709551616}"#)?;
+    /// store.set_metadata_py("run", &meta)?;
+    /// assert_eq!(store.metadata_py("run")?.unwrap().to_json(), meta.to_json());
+    /// assert!(store.metadata("run").is_err()); // serde_json::Value cannot hold either
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metadata_py(&self, key: &str) -> Result<Option<PyJson>> {
         let db = self.meta_db;
+        let path = self.meta.path();
         self.meta.read(|txn| -> Result<_, TxnError> {
             match db.get(txn, key.as_bytes())? {
                 None => Ok(None),
-                Some(bytes) => serde_json::from_slice(bytes).map(Some).map_err(|e| {
-                    Error::corrupt(
-                        self.meta.path(),
-                        Some(key.as_bytes()),
-                        format!("metadata is not JSON: {e}"),
-                    )
+                Some(bytes) => PyJson::parse(bytes).map(Some).map_err(|e| {
+                    match e {
+                        PyJsonError::Syntax { .. } => Error::corrupt(
+                            path,
+                            Some(key.as_bytes()),
+                            format!("metadata is not JSON: {e}"),
+                        ),
+                        e => Error::Unsupported {
+                            op: "NumpyLmdb::metadata_py",
+                            path: path.to_path_buf(),
+                            reason: format!(
+                                "the metadata of key {}: {e}",
+                                KeyDisplay::new(key.as_bytes())
+                            ),
+                        },
+                    }
                     .into()
                 }),
             }
         })
+    }
+
+    /// Sets (replaces) `key`'s metadata with text Python's `json.loads` reads back as `metadata`
+    /// (`NaN`, `Infinity`, big integers included).
+    pub fn set_metadata_py(&self, key: &str, metadata: &PyJson) -> Result<()> {
+        self.check_key(key)?;
+        let db = self.meta_db;
+        let bytes = metadata.to_json();
+        self.meta
+            .write(|wtxn| db.put(wtxn, key.as_bytes(), bytes.as_bytes()))
     }
 
     /// Sets (replaces) `key`'s metadata. The tool stores keyword arguments, so use an object.
@@ -304,6 +364,12 @@ impl NumpyLmdb {
     /// The store-wide metadata (under [`NumpyLmdb::GLOBAL_KEY`]), if set.
     pub fn global_metadata(&self) -> Result<Option<serde_json::Value>> {
         self.metadata(Self::GLOBAL_KEY)
+    }
+
+    /// The store-wide metadata as Python's `json` module reads it (see
+    /// [`NumpyLmdb::metadata_py`]).
+    pub fn global_metadata_py(&self) -> Result<Option<PyJson>> {
+        self.metadata_py(Self::GLOBAL_KEY)
     }
 
     /// Sets the store-wide metadata.

@@ -10,7 +10,8 @@
 //! 16            8           data offset from the value start, u64 LE (a multiple of 16)
 //! 24            8           data length in bytes, u64 LE (= product(shape) * dtype size)
 //! 32            4           v2: data CRC-32 (IEEE, as crc32fast) of the data bytes, u32 LE
-//! 36            4           v2: header CRC-32 of the key, then bytes 0..36 and 40..data offset
+//! 36            4           v2: header CRC-32 of the key length (u64 LE), the key, then bytes
+//!                           0..36 and 40..data offset
 //! 40            8 * ndim    shape, one u64 LE per axis, C (row-major) order (v1: at 32)
 //! +8*ndim       meta len    per-key metadata, UTF-8 JSON
 //! ...           ...         zero padding up to the data offset

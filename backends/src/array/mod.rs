@@ -66,6 +66,7 @@ mod info;
 mod kind;
 mod layout;
 mod npy;
+mod pyjson;
 #[cfg(feature = "fuzzing")]
 pub(crate) use layout::fuzz_entry as fuzz_value;
 #[cfg(feature = "fuzzing")]
@@ -79,6 +80,7 @@ pub use compat::NumpyLmdb;
 pub use dtype::{Bool, DType, Element, F16};
 pub use info::ArrayInfo;
 pub use layout::MAX_NDIM;
+pub use pyjson::{PyJson, PyJsonError};
 pub use reader::ArrayReader;
 pub use store::{ArrayStats, ArrayStore, MAX_ARRAY_BYTES};
 pub use view::{ArrayView, Rows};

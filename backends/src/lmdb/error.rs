@@ -41,6 +41,7 @@ pub(super) fn engine_error(path: &Path, e: heed::Error) -> Error {
             code @ (MdbError::Corrupted | MdbError::PageNotFound | MdbError::Invalid),
         ) => Error::corrupt(path, None, format!("LMDB reports: {code}")),
         heed::Error::Io(source) => Error::io("using the LMDB environment", path, source),
+        heed::Error::Mdb(MdbError::VersionMismatch) => version_mismatch(path),
         e => Error::Engine {
             engine: "lmdb",
             path: path.to_path_buf(),
@@ -48,3 +49,63 @@ pub(super) fn engine_error(path: &Path, e: heed::Error) -> Error {
         },
     }
 }
+
+/// The low bits of the format word at offset 4 of `lock.mdb` that hold LMDB's lock-file
+/// version (`MDB_LOCK_VERSION_BITS` in `mdb.c`; releases 0.9.x store the bare version there).
+const LOCK_VERSION_MASK: u32 = (1 << 12) - 1;
+/// `MDB_MAGIC`, the first word of `lock.mdb` and of each meta page.
+const MDB_MAGIC: u32 = 0xBEEF_C0DE;
+
+/// `MDB_VERSION_MISMATCH` on open: explains which side differs. heed builds LMDB's
+/// `mdb.master` branch, whose lock file has format 2 with a different header layout (the
+/// reader-table mutex moved after the transaction id), while LMDB's releases (0.9.x, bundled
+/// by py-lmdb from PyPI) use format 1. The data file is the same, so the two can use one
+/// environment one after the other but never while both have it open; no build option of
+/// heed changes that. A version mismatch with a lock file in our own format is the data
+/// file's version instead (an `mdb.master3` environment).
+#[expect(
+    clippy::host_endian_bytes,
+    reason = "LMDB writes its lock file in the host's byte order"
+)]
+fn version_mismatch(path: &Path) -> Error {
+    let lock = path.join(super::files::LOCK_FILE);
+    // Only the first two words: magic and format. A file that cannot be read leaves the
+    // generic explanation. Safe to open here: the open that failed left this process without
+    // the environment (the registry and heed allow one open per process), so closing this
+    // descriptor releases no POSIX lock LMDB holds on `lock.mdb`.
+    let mut head = [0u8; 8];
+    let lock_version = std::fs::File::open(&lock)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .ok()
+        .and_then(|()| {
+            let [m0, m1, m2, m3, f0, f1, f2, f3] = head;
+            (u32::from_ne_bytes([m0, m1, m2, m3]) == MDB_MAGIC)
+                .then_some(u32::from_ne_bytes([f0, f1, f2, f3]) & LOCK_VERSION_MASK)
+        });
+    match lock_version {
+        Some(found) if found != MASTER_LOCK_VERSION => Error::Locked {
+            path: path.to_path_buf(),
+            reason: format!(
+                "another process has this LMDB environment open with lock-file format {found} \
+                 (LMDB 0.9.x releases, such as py-lmdb from PyPI, use format 1); cacher's LMDB \
+                 (heed's mdb.master build) uses format {MASTER_LOCK_VERSION}, and the two \
+                 cannot have one environment open at the same time. The data is compatible: \
+                 close the environment in the other process (e.g. `env.close()` in Python), \
+                 then open it here, one after the other"
+            ),
+        },
+        _ => Error::Engine {
+            engine: "lmdb",
+            path: path.to_path_buf(),
+            source: format!(
+                "LMDB version mismatch: the data file or lock file was made by an LMDB build \
+                 whose format this one cannot use ({})",
+                heed::Error::Mdb(MdbError::VersionMismatch)
+            )
+            .into(),
+        },
+    }
+}
+
+/// The lock-file version of the LMDB heed builds (`MDB_LOCK_VERSION` of `mdb.master`).
+const MASTER_LOCK_VERSION: u32 = 2;
