@@ -38,6 +38,7 @@ mod memory;
 mod mmap;
 mod store;
 mod tiered;
+mod value_reader;
 mod version;
 
 #[cfg(any(test, feature = "testkit"))]
@@ -83,3 +84,4 @@ pub use log::{
 pub use memory::MemoryStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store, VerifyReport};
 pub use tiered::Tiered;
+pub use value_reader::ValueReader;
