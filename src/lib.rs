@@ -56,7 +56,10 @@ mod slot;
 mod stats;
 mod value_codec;
 
-pub use cache::{Cache, CacheBuilder, CleanupReport, CleanupThread};
+pub use cache::{
+    BlobEntry, BlobError, BlobMemo, BodyReader, Cache, CacheBuilder, CleanupReport, CleanupThread,
+    MappedBlob,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use limits::Eviction;
