@@ -28,6 +28,8 @@ mod blob;
 mod dir;
 mod error;
 mod fs;
+#[cfg(feature = "lmdb")]
+mod hybrid;
 mod key;
 mod le;
 #[cfg(feature = "lmdb")]
@@ -75,6 +77,8 @@ pub use blob::Blob;
 pub use dir::{DirStore, DirStoreOptions, DEFAULT_MMAP_THRESHOLD, DEFAULT_STALE_TEMP_AGE};
 pub use error::{Error, Result};
 pub use fs::FileMode;
+#[cfg(feature = "lmdb")]
+pub use hybrid::{HybridOptions, HybridStore, DEFAULT_GARBAGE_AGE, DEFAULT_INLINE_MAX};
 pub use key::KeyDisplay;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;
