@@ -9,6 +9,8 @@ mod builder;
 mod cleanup;
 mod entry;
 mod expiry;
+#[cfg(feature = "lmdb")]
+mod open;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

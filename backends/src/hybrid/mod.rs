@@ -162,7 +162,9 @@ impl HybridStore {
     /// Opens (or creates) the store at `dir` with `options`.
     pub fn open_with(dir: impl AsRef<Path>, options: &HybridOptions) -> Result<HybridStore> {
         let dir = dir.as_ref();
-        crate::fs::ensure_dir(dir, options.file_mode)?;
+        // The root and its parents are the caller's; inside it, every directory is checked.
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the directory", dir, e))?;
+        crate::fs::check_dir(dir)?;
         files::check_marker(dir, MARKER, LAYOUT_VERSION, options.file_mode)?;
         let index_dir = dir.join("index");
         crate::fs::ensure_dir(&index_dir, options.file_mode)?;
