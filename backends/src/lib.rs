@@ -32,6 +32,7 @@ mod fs;
 mod hybrid;
 mod key;
 mod le;
+pub mod lease;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
 mod log;

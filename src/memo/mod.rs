@@ -20,11 +20,14 @@
 mod builder;
 mod call;
 mod policy;
+mod prefetch;
 pub(crate) mod site;
+mod throttled;
 mod wrapper;
 
 pub use builder::MemoBuilder;
 pub use call::{Call, Mode, Status};
 pub use policy::{Always, OkOnly, StorePolicy};
+pub use prefetch::{Freshness, Prefetch, PrefetchReport, Refresh};
 pub(crate) use site::Site;
 pub use wrapper::Memo;
