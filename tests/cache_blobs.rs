@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 #[path = "cache_blobs/memory.rs"]
 mod memory;
+#[path = "cache_blobs/web.rs"]
+mod web;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Response {

@@ -101,9 +101,15 @@ fn a_sigkill_mid_write_leaves_the_old_or_new_value_and_garbage_collection_cleans
         assert_eq!(blobs.len(), expect, "round {round}: {blobs:?}");
         assert!(files_under(&temp.path().join("files/tmp"), None).is_empty());
     }
-    let last = open(temp.path()).get(b"k").unwrap().expect("the child wrote values");
+    let last = open(temp.path())
+        .get(b"k")
+        .unwrap()
+        .expect("the child wrote values");
     let writes = u64::from_le_bytes(last[..8].try_into().unwrap());
-    assert!(writes > 4, "only {writes} writes: the kills did not land mid-stream");
+    assert!(
+        writes > 4,
+        "only {writes} writes: the kills did not land mid-stream"
+    );
     println!("{writes} large writes across 4 kills");
 }
 

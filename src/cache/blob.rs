@@ -82,7 +82,16 @@ impl Cache {
         &self,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<BlobEntry<M>>> {
-        let key = key.as_ref();
+        self.open_blob(key.as_ref(), true)
+    }
+
+    /// [`get_blob`](Cache::get_blob); `count` false for the read-back of a blob just written
+    /// (its miss was counted, a hit would double-count it).
+    fn open_blob<M: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        count: bool,
+    ) -> Result<Option<BlobEntry<M>>> {
         let stats = self.ns_stats(key);
         let start = Instant::now();
         let Some(mut reader) = self.inner.store.read_stream(key)? else {
@@ -102,9 +111,11 @@ impl Cache {
         let meta = self.blob_meta(key, &header, &front)?;
         let body = stream::body_range(&header, stored_len).map_err(|e| Error::format(key, e))?;
         let body_len = (body.end - body.start) as u64;
-        stats.hits.fetch_add(1, RELAXED);
-        stats.bytes_read.fetch_add(stored_len, RELAXED);
-        stats.add_read(start.elapsed());
+        if count {
+            stats.hits.fetch_add(1, RELAXED);
+            stats.bytes_read.fetch_add(stored_len, RELAXED);
+            stats.add_read(start.elapsed());
+        }
         self.with_tracker(|t| t.touch(key));
         let trailer_len = stored_len - header.header_len() as u64 - body_len;
         Ok(Some(BlobEntry {
@@ -196,7 +207,7 @@ impl Cache {
         let stats = self.ns_stats(key);
         let (meta, mut body) = timed(&stats, fetch).map_err(BlobError::Fetch)?;
         timed(&stats, || self.store_blob(key, &meta, &mut body, None))?;
-        let entry = self.get_blob(key)?.ok_or_else(|| {
+        let entry = self.open_blob(key, false)?.ok_or_else(|| {
             Error::Store(cacher_store::Error::corrupt(
                 std::path::Path::new(""),
                 Some(key),
