@@ -21,7 +21,11 @@ fn the_web_cache_example_downloads_once_and_serves_the_second_run_from_disk() {
     assert_eq!((second.fetched, second.hits), (0, 4));
     assert_eq!(second.bytes, 4 * 300_000);
     assert_eq!((second.stats.total.hits, second.stats.total.stores), (4, 0));
-    assert_eq!(server.served.load(Ordering::SeqCst), 4, "one request per page, ever");
+    assert_eq!(
+        server.served.load(Ordering::SeqCst),
+        4,
+        "one request per page, ever"
+    );
     // Headers came through as metadata.
     let cache = cacher::Cache::open(dir.path()).unwrap();
     let key = cache
@@ -29,7 +33,10 @@ fn the_web_cache_example_downloads_once_and_serves_the_second_run_from_disk() {
         .version(1)
         .key_for(&urls[0])
         .unwrap();
-    let entry = cache.get_blob::<example::ResponseMeta>(key).unwrap().unwrap();
+    let entry = cache
+        .get_blob::<example::ResponseMeta>(key)
+        .unwrap()
+        .unwrap();
     assert_eq!(entry.meta().status, 200);
     assert!(entry
         .meta()
