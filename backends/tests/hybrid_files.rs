@@ -194,3 +194,51 @@ fn a_directory_of_another_store_is_refused() {
     let err = HybridStore::open(temp.path()).unwrap_err();
     assert!(err.to_string().contains("HybridStore"), "{err}");
 }
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/hybrid/v1-store")
+}
+
+/// Copies a fixture directory (data files only: LMDB makes its lock file) to a temp dir.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else if e.file_name() != "lock.mdb" {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The golden store: `small` inline, `big` (100 000 bytes of `i % 251`) in a file.
+#[test]
+fn the_v1_fixture_store_reads_its_inline_and_file_values() {
+    let temp = tempfile::tempdir().unwrap();
+    copy_tree(&fixture_dir(), temp.path());
+    let store = open(temp.path());
+    assert_eq!(store.get(b"small").unwrap().unwrap(), b"inline value");
+    let big: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+    assert_eq!(store.get(b"big").unwrap().unwrap(), big);
+    assert_eq!(store.len().unwrap(), 2);
+    assert_eq!(store.collect_garbage(Duration::ZERO).unwrap(), 0);
+}
+
+#[test]
+#[ignore = "writes the fixture; run with CACHER_WRITE_FIXTURES=1 when adding one"]
+fn regenerate_hybrid_v1_fixture() {
+    if std::env::var_os("CACHER_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    let dir = fixture_dir();
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let store = open(&dir);
+        store.put(b"small", b"inline value").unwrap();
+        let big: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+        store.put(b"big", &big).unwrap();
+    }
+    let _ = std::fs::remove_file(dir.join("index/lock.mdb"));
+}
