@@ -309,3 +309,48 @@ fn a_memoized_fetch_streams_its_body_once_and_later_calls_read_it_from_disk() {
         .unwrap()
         .is_none());
 }
+
+#[test]
+fn a_blob_round_trips_on_every_disk_store_streamed_and_mapped() {
+    use cacher::store::{HybridStore, LmdbStore, LogStore};
+    let temp = tempfile::tempdir().unwrap();
+    let t = temp.path();
+    let stores: Vec<(&str, Box<dyn Store>)> = vec![
+        ("dir", Box::new(DirStore::open(t.join("dir")).unwrap())),
+        ("log", Box::new(LogStore::open(t.join("log.log")).unwrap())),
+        ("lmdb", Box::new(LmdbStore::open(t.join("lmdb")).unwrap())),
+        (
+            "hybrid",
+            Box::new(HybridStore::open(t.join("hybrid")).unwrap()),
+        ),
+    ];
+    let data = body(2 << 20);
+    for (name, store) in stores {
+        let cache = Cache::builder().store(store).build().unwrap();
+        cache.put_blob("k", &response(), &mut &data[..]).unwrap();
+        let entry = cache.get_blob::<Response>("k").unwrap().unwrap();
+        assert_eq!(entry.meta(), &response(), "{name}");
+        assert_eq!(read_all(&mut entry.into_reader()).unwrap(), data, "{name}");
+        let mapped = cache.get_blob_mapped::<Response>("k").unwrap().unwrap();
+        assert_eq!(&mapped[..], &data[..], "{name}");
+    }
+}
+
+#[test]
+fn a_streamed_blob_read_through_tiered_does_not_fill_the_memory_tier() {
+    let temp = tempfile::tempdir().unwrap();
+    let tiered = Arc::new(cacher::Tiered::new(
+        DirStore::open(temp.path()).unwrap(),
+        64 << 20,
+    ));
+    let cache = Cache::builder().store(tiered.clone()).build().unwrap();
+    let data = body(4 << 20);
+    cache.put_blob("k", &(), &mut &data[..]).unwrap();
+    let entry = cache.get_blob::<()>("k").unwrap().unwrap();
+    assert_eq!(read_all(&mut entry.into_reader()).unwrap(), data);
+    assert_eq!(
+        tiered.hot_bytes(),
+        0,
+        "a streamed read leaves the blob on disk"
+    );
+}
