@@ -1,12 +1,12 @@
 //! Memoize a slow function on a disk cache, then call it again.
 //!
 //! `cargo run --release --example quickstart` — run it twice: the second run finds the result
-//! from the first on disk.
+//! from the first on disk. `Cache::open` uses the default store (small values inline in LMDB,
+//! large ones in their own files).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cacher::store::DirStore;
 use cacher::Cache;
 
 /// Stands in for a slow web API: half a second per call.
@@ -20,11 +20,7 @@ fn fetch_from_api(endpoint: &str, params: &BTreeMap<String, String>) -> Vec<Stri
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::Path::new(".cache/quickstart");
-    let cache = Cache::builder()
-        .store(DirStore::open(dir)?)
-        .format("cbor+zstd")
-        .ttl(Duration::from_secs(24 * 3600))
-        .build()?;
+    let cache = Cache::open(dir)?;
 
     let fetch = cache
         .memoize("fetch_from_api")

@@ -58,7 +58,10 @@ mod stats;
 pub mod throttle;
 mod value_codec;
 
-pub use cache::{Cache, CacheBuilder, CleanupReport, CleanupThread};
+pub use cache::{
+    BlobEntry, BlobError, BlobMemo, BodyReader, Cache, CacheBuilder, CleanupReport, CleanupThread,
+    MappedBlob,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use limits::Eviction;

@@ -31,6 +31,8 @@ mod blob;
 mod dir;
 mod error;
 mod fs;
+#[cfg(feature = "lmdb")]
+mod hybrid;
 mod key;
 mod le;
 pub mod lease;
@@ -44,6 +46,7 @@ mod mmap;
 pub mod redis;
 mod store;
 mod tiered;
+mod value_reader;
 mod version;
 
 #[cfg(any(test, feature = "testkit"))]
@@ -80,6 +83,8 @@ pub use blob::Blob;
 pub use dir::{DirStore, DirStoreOptions, DEFAULT_MMAP_THRESHOLD, DEFAULT_STALE_TEMP_AGE};
 pub use error::{Error, Result};
 pub use fs::FileMode;
+#[cfg(feature = "lmdb")]
+pub use hybrid::{HybridOptions, HybridStore, DEFAULT_GARBAGE_AGE, DEFAULT_INLINE_MAX};
 pub use key::KeyDisplay;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;
@@ -91,3 +96,4 @@ pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use store::{Durability, EntryIter, EntryMeta, KeyIter, Store, VerifyReport};
 pub use tiered::{Invalidator, Tiered};
+pub use value_reader::ValueReader;

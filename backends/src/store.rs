@@ -75,6 +75,13 @@ pub trait Store: Send + Sync {
     /// buffer) so a large value is not copied.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>>;
 
+    /// Reads `key`'s value as a stream (checked: see [`crate::ValueReader`]), for values too
+    /// large to hold or map. Stores that can read a value in pieces override it; the default
+    /// streams the view [`read`](Store::read) lends.
+    fn read_stream(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        Ok(self.read(key)?.map(crate::ValueReader::from_blob))
+    }
+
     /// Writes `value` under `key`, replacing any old value atomically.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()>;
 
@@ -238,6 +245,7 @@ macro_rules! forward_store {
     ($($ty:ty),*) => {$(
         impl<S: Store + ?Sized> Store for $ty {
             fn read(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read(key) }
+            fn read_stream(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> { (**self).read_stream(key) }
             fn put(&self, key: &[u8], value: &[u8]) -> Result<()> { (**self).put(key, value) }
             fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> { (**self).put_with_deadline(key, value, deadline_ms) }
             fn put_reader(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> { (**self).put_reader(key, reader) }

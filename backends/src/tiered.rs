@@ -174,6 +174,15 @@ impl<C: Store> Tiered<C> {
 }
 
 impl<C: Store> Store for Tiered<C> {
+    /// A hot value from memory; otherwise the cold store's stream, **not** promoted: a
+    /// streamed read is how blobs are read, and a blob must not fill the memory tier.
+    fn read_stream(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        if let Some(v) = self.hot().get(key) {
+            return Ok(Some(crate::ValueReader::from_blob(Blob::from(v))));
+        }
+        self.cold.read_stream(key)
+    }
+
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         if let Some(v) = self.hot().get(key) {
             return Ok(Some(Blob::from(v)));

@@ -306,6 +306,11 @@ impl Registry {
         self.mac_key.is_some()
     }
 
+    /// The MAC key, for the streamed envelope (`envelope::stream`).
+    pub(crate) fn mac_key(&self) -> Option<&[u8; 32]> {
+        self.mac_key.as_ref()
+    }
+
     /// Checks a stored value read under `store_key` (header, length, payload checksum, that
     /// it was written under `store_key` and — when the registry has a MAC key — the MAC over
     /// header, `store_key` and payload) and lends its payload as stored (still compressed, if
@@ -350,6 +355,10 @@ impl Registry {
     /// # fn main() {}
     /// ```
     pub fn peek_value(&self, store_key: &[u8], bytes: &[u8]) -> Result<Header> {
+        if self.mac_key.is_some() && bytes.starts_with(&envelope::stream::STREAM_MAGIC) {
+            // A blob: its MAC is in the trailer (envelope::stream).
+            return Ok(self.open_stream(store_key, bytes)?.0);
+        }
         if self.mac_key.is_some() {
             return Ok(self.open_value(store_key, bytes)?.0);
         }

@@ -108,7 +108,7 @@ impl Cache {
         self.enforce_limits(key, bytes.len() as u64)
     }
 
-    fn enforce_limits(&self, key: &[u8], size: u64) -> Result<()> {
+    pub(super) fn enforce_limits(&self, key: &[u8], size: u64) -> Result<()> {
         let Some(tracker) = &self.inner.tracker else {
             return Ok(());
         };

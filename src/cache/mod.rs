@@ -4,10 +4,13 @@
 //! writes one value (envelope, expiry check, limits), `expiry` says when a value is stale,
 //! `cleanup` sweeps the store (and runs that on a thread).
 
+mod blob;
 mod builder;
 mod cleanup;
 mod entry;
 mod expiry;
+#[cfg(feature = "lmdb")]
+mod open;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -24,6 +27,7 @@ use crate::stats::{timed, Atomics, Stats, StatsRegistry};
 use crate::value_codec::ValueCodec;
 use crate::{Error, Result};
 
+pub use blob::{BlobEntry, BlobError, BlobMemo, BodyReader, MappedBlob};
 pub use builder::CacheBuilder;
 pub use cleanup::{CleanupReport, CleanupThread};
 

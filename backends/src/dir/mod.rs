@@ -36,6 +36,7 @@ mod marker;
 mod options;
 mod path;
 mod read;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod tmp;
@@ -209,6 +210,11 @@ impl Store for DirStore {
         Ok(self
             .read_key(key, Check::Full, Target::Copy)?
             .map(Blob::into_vec))
+    }
+
+    /// Through the file descriptor in pieces (no map), the checksum checked at the end.
+    fn read_stream(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        self.stream_key(key)
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -96,6 +96,7 @@
 //! outside the cache directory.
 
 mod read;
+pub mod stream;
 mod write;
 
 use std::ops::Range;
@@ -226,6 +227,8 @@ pub struct Header {
     key_crc: Option<u32>,
     pipeline: String,
     mac: Option<[u8; MAC_LEN]>,
+    /// A streamed envelope's front header ([`stream`]).
+    stream: bool,
 }
 
 impl Header {

@@ -35,6 +35,9 @@ impl Header {
                 bytes.len()
             )));
         }
+        if bytes[..4] == super::stream::STREAM_MAGIC {
+            return super::stream::peek(bytes);
+        }
         if bytes[..4] != MAGIC {
             return Err(Error::corrupt(format!(
                 "bad magic {:02x?} (expected {:02x?})",
@@ -131,6 +134,7 @@ impl Header {
             key_crc,
             pipeline,
             mac,
+            stream: false,
         })
     }
 
@@ -188,6 +192,14 @@ impl Header {
 /// ```
 pub fn payload(bytes: &[u8]) -> Result<(Header, &[u8])> {
     let header = Header::peek(bytes)?;
+    if header.stream {
+        return Err(Error::TypeMismatch {
+            format: header.pipeline.clone(),
+            stored: "a streamed blob (read it as a blob: Cache::get_blob)".into(),
+            expected: "an envelope value".into(),
+            asked_for: "an envelope value".into(),
+        });
+    }
     let available = (bytes.len() - header.header_len) as u64;
     if available != header.payload_len {
         return Err(Error::corrupt(format!(

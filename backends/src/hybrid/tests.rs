@@ -1,0 +1,50 @@
+//! HybridStore: the conformance kit, both sides of the threshold.
+
+use super::*;
+
+fn small(dir: &Path) -> HybridStore {
+    // A low threshold so the kit's values land on both sides of it.
+    HybridStore::options()
+        .inline_max(1000)
+        .durability(Durability::None)
+        .open(dir)
+        .unwrap()
+}
+
+crate::conformance_tests!(|dir: &std::path::Path| small(dir), persistent = true);
+
+#[test]
+fn small_values_stay_inline_and_large_ones_get_one_file_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small(dir.path());
+    store.put(b"a", &[1; 1000]).unwrap();
+    store.put(b"b", &[2; 1001]).unwrap();
+    let count = || {
+        walk(&dir.path().join("files"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "blob"))
+            .count()
+    };
+    assert_eq!(count(), 1);
+    // Overwriting a file value with another removes the old file; inline removes it too.
+    store.put(b"b", &[3; 5000]).unwrap();
+    assert_eq!(count(), 1);
+    store.put(b"b", b"tiny").unwrap();
+    assert_eq!(count(), 0);
+    store.put(b"c", &[4; 5000]).unwrap();
+    assert!(store.delete(b"c").unwrap());
+    assert_eq!(count(), 0);
+}
+
+pub(super) fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
