@@ -217,6 +217,11 @@ impl<C: Store> Store for Tiered<C> {
         Ok(())
     }
 
+    // Cross-process single-flight leases live beside the disk tier, which every process shares.
+    fn lease_dir(&self) -> Option<std::path::PathBuf> {
+        self.cold.lease_dir()
+    }
+
     fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
         let epoch = self.hot().begin_write(key);
         self.cold.put_with_deadline(key, value, deadline_ms)?;

@@ -111,3 +111,66 @@ fn background_cleanup_runs_at_once_and_stops_when_dropped() {
     drop(handle);
     assert!(cache.store().is_empty().unwrap());
 }
+
+/// A store that records the deadline each write was given (RedisStore turns it into
+/// `PEXPIREAT`, so Redis drops expired values itself).
+struct DeadlineRecorder {
+    inner: MemoryStore,
+    deadlines: std::sync::Mutex<Vec<Option<u64>>>,
+}
+
+impl Store for DeadlineRecorder {
+    fn read(&self, key: &[u8]) -> cacher::store::Result<Option<cacher::store::Blob>> {
+        self.inner.read(key)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> cacher::store::Result<()> {
+        self.put_with_deadline(key, value, None)
+    }
+    fn put_with_deadline(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        deadline_ms: Option<u64>,
+    ) -> cacher::store::Result<()> {
+        self.deadlines.lock().unwrap().push(deadline_ms);
+        self.inner.put(key, value)
+    }
+    fn delete(&self, key: &[u8]) -> cacher::store::Result<bool> {
+        self.inner.delete(key)
+    }
+    fn keys(&self) -> cacher::store::Result<cacher::store::KeyIter<'_>> {
+        self.inner.keys()
+    }
+    fn flush(&self) -> cacher::store::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn the_store_is_given_each_values_expiry_deadline() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(DeadlineRecorder {
+        inner: MemoryStore::new(),
+        deadlines: Default::default(),
+    });
+    let cache = Cache::builder()
+        .store(store.clone())
+        .clock(clock)
+        .ttl(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    cache.put("a", &1u32).unwrap();
+    cache
+        .put_with_ttl("b", &2u32, Duration::from_secs(10))
+        .unwrap();
+    let memo = cache.memoize("deadline").wrap(|x: u32| x + 1).unwrap();
+    memo.call(1);
+    assert_eq!(
+        *store.deadlines.lock().unwrap(),
+        [
+            Some(T0 + 3_600_000),
+            Some(T0 + 10_000),
+            Some(T0 + 3_600_000)
+        ]
+    );
+}
