@@ -240,30 +240,41 @@ impl LmdbEnv {
             .map_err(|e| self.shared.engine_error(e))
     }
 
-    /// Creates (or opens) the named byte database `name`, in its own write transaction.
-    /// Counts against [`LmdbOptions::max_dbs`].
+    /// Creates (or opens) the named byte database `name`. Counts against
+    /// [`LmdbOptions::max_dbs`].
+    ///
+    /// An existing database is opened in a read transaction: only creating one takes LMDB's
+    /// writer lock, so a process that opens an existing store to read it never waits for a
+    /// writer (nor makes one wait).
     pub fn create_database(&self, name: &str) -> Result<Database<'static, Bytes, Bytes>> {
         self.open_database(Some(name))
     }
 
-    /// Creates (or opens) LMDB's unnamed (default) database as bytes, in its own write
-    /// transaction — the layout tools like NumpyLmdb use. Does not count against `max_dbs`.
+    /// Creates (or opens) LMDB's unnamed (default) database as bytes — the layout tools like
+    /// NumpyLmdb use. It always exists, so this never takes the writer lock. Does not count
+    /// against `max_dbs`.
     pub fn create_unnamed_database(&self) -> Result<Database<'static, Bytes, Bytes>> {
         self.open_database(None)
     }
 
     /// Opens the named byte database `name` if it exists, without creating it (`None` when
     /// it does not), so a store can tell a new environment from one that lost its databases.
+    /// Takes no write lock.
     pub(crate) fn existing_database(
         &self,
         name: &str,
     ) -> Result<Option<Database<'static, Bytes, Bytes>>> {
+        self.existing(Some(name))
+    }
+
+    /// Opens database `name` (`None`: the unnamed one) in a read transaction, if it exists.
+    fn existing(&self, name: Option<&str>) -> Result<Option<Database<'static, Bytes, Bytes>>> {
         self.shared.with_retry(|| {
             let env = &self.shared.env;
             let rtxn = env.read_txn()?;
             let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| {
                 opener
-                    .open_database::<Bytes, Bytes>(rtxn, Some(name))
+                    .open_database::<Bytes, Bytes>(rtxn, name)
                     .map(CommitOrAbort::<_, ()>::Commit)
             })?;
             match opened {
@@ -273,8 +284,12 @@ impl LmdbEnv {
         })
     }
 
-    /// Both openers, through the resize gate and retry like every write.
+    /// Both openers: a read transaction finds an existing database; only a missing one is
+    /// created, in a write transaction (through the resize gate and retry like every write).
     fn open_database(&self, name: Option<&str>) -> Result<Database<'static, Bytes, Bytes>> {
+        if let Some(db) = self.existing(name)? {
+            return Ok(db);
+        }
         self.shared.with_retry(|| {
             let env = &self.shared.env;
             let wtxn = env.write_txn()?;

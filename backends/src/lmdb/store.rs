@@ -7,7 +7,7 @@ use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
 use super::files;
-use super::layout::{Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
+use super::layout::{Check, Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
 use super::{LmdbEnv, LmdbOptions, TxnError};
 use crate::marker::Kind;
@@ -79,6 +79,11 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// [`Store::read`] returns an owned [`Blob`], a copy: a [`Blob`] may outlive any transaction,
 /// and the pages it would borrow are only guaranteed until the transaction ends (a later
 /// write may reuse them, a resize may unmap them). Use `with_value` for large values.
+///
+/// A checked zero-copy read still passes every byte of the value through the CRC, which on a
+/// 4 KiB value costs more than the lookup itself (`benches/RESULTS.md`). A caller whose bytes
+/// carry their own checksum can skip it with [`LmdbStore::with_value_unchecked`] (zero
+/// copy) or [`Store::read_unchecked`] (a copy); both still check the framing.
 ///
 /// # Durability
 /// [`Durability::Flush`] (default): every commit is synced by LMDB before `put` returns.
@@ -245,14 +250,61 @@ impl LmdbStore {
 
     /// Looks `key` up in an open transaction, checking its value.
     fn get_in<'t>(&self, txn: &'t RoTxn<'_>, key: &[u8]) -> Result<Option<&'t [u8]>, TxnError> {
+        self.lookup_in(txn, key, Check::Crc)
+    }
+
+    /// Looks `key` up in an open transaction, checking as much as `check` says.
+    fn lookup_in<'t>(
+        &self,
+        txn: &'t RoTxn<'_>,
+        key: &[u8],
+        check: Check,
+    ) -> Result<Option<&'t [u8]>, TxnError> {
         let stored = StoredKey::new(key);
         match self.data.get(txn, stored.bytes())? {
             None => Ok(None),
             Some(raw) => Ok(self
                 .layout
-                .lookup(key, &stored, raw)
+                .lookup(key, &stored, raw, check)
                 .map_err(|r| self.refused(Some(key), r))?),
         }
+    }
+
+    /// Like [`Store::with_value`], lending `key`'s bytes straight from LMDB's map, but **without
+    /// checking the value's CRC**: a damaged byte inside the value comes back as it is.
+    ///
+    /// For callers whose bytes carry their own checksum, bound to the key (the `Cache`
+    /// envelope does), so the store's pass over the whole value would be a second one: on a
+    /// 4 KiB value that pass is most of the read's cost, because the raw read touches only
+    /// the bytes the caller looks at while the check pulls every byte through the CPU (see
+    /// `benches/RESULTS.md`). What is still checked: the value's framing (a value shorter
+    /// than its checksum field, a long key's header and its full key, so a hash collision
+    /// still reads as missing and no read reaches outside the LMDB value), which is
+    /// [`Error::Corrupt`] as on the checked path. [`Store::verify`] still finds a damaged
+    /// value.
+    ///
+    /// ```
+    /// use cacher_store::lmdb::LmdbStore;
+    /// use cacher_store::Store;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = LmdbStore::open(dir.path())?;
+    /// store.put(b"k", b"bytes with their own checksum")?;
+    /// let mut len = 0;
+    /// assert!(store.with_value_unchecked(b"k", &mut |bytes| len = bytes.len())?);
+    /// assert_eq!(len, 29);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        self.env.read(|rtxn| -> Result<bool, TxnError> {
+            match self.lookup_in(rtxn, key, Check::Framing)? {
+                Some(value) => {
+                    f(value);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
     }
 
     /// Refuses a value too long for one LMDB value, before anything is read or written.
@@ -320,6 +372,18 @@ impl Store for LmdbStore {
         Ok(self.get(key)?.map(Blob::from))
     }
 
+    /// A copy, like [`Store::read`] (a [`Blob`] cannot borrow a read transaction: a later
+    /// write may reuse the pages and a resize may unmap them), made **without checking the
+    /// value's CRC**: it saves the checksum pass, not the copy. The zero-copy unchecked read is
+    /// [`LmdbStore::with_value_unchecked`]; what is still checked is listed there.
+    fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {
+        self.env.read(|rtxn| -> Result<_, TxnError> {
+            Ok(self
+                .lookup_in(rtxn, key, Check::Framing)?
+                .map(|v| Blob::from(v.to_vec())))
+        })
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.env
             .read(|rtxn| Ok::<_, TxnError>(self.get_in(rtxn, key)?.map(<[u8]>::to_vec)))
@@ -358,7 +422,7 @@ impl Store for LmdbStore {
                 let Some(raw) = self.data.get(wtxn, stored.bytes())? else {
                     return Ok(false);
                 };
-                let found = self.layout.lookup(key, &stored, raw);
+                let found = self.layout.lookup(key, &stored, raw, Check::Crc);
                 if found.map_err(|r| self.refused(Some(key), r))?.is_none() {
                     return Ok(false);
                 }
