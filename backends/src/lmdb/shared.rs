@@ -9,6 +9,7 @@ use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
 
 use super::error::engine_error;
 use super::files;
+use super::meta_pages;
 use super::options::{round_up, LmdbOptions, MAP_ROUNDING};
 use crate::fs::{open_regular, Access};
 use crate::{Durability, Error, Result};
@@ -29,6 +30,8 @@ pub(super) struct Shared {
     /// `Durability::Flush`; `None` with `Durability::None`, where a power loss may keep the
     /// record and lose the commit it names.
     pub(super) commit_record: Option<std::fs::File>,
+    /// `data.mdb`, opened for reading the meta pages into the commit record (with the record).
+    pub(super) data_file: Option<std::fs::File>,
     /// Counters behind [`LmdbEnv::stats`].
     pub(super) grown: AtomicU64,
     pub(super) adopted: AtomicU64,
@@ -104,7 +107,12 @@ impl Shared {
                 open_regular(&record, Access::ReadWrite)?
             }
         };
+        let data_file = match commit_record {
+            Some(_) => open_regular(&path.join(files::DATA_FILE), Access::Read)?,
+            None => None,
+        };
         Ok(Shared {
+            data_file,
             env,
             path,
             options,
@@ -141,9 +149,22 @@ impl Shared {
         if file.lock().is_err() {
             return;
         }
-        let recorded = files::read_commit_from(file).unwrap_or(None).unwrap_or(0);
+        // The meta pages as they are now (another process may have committed since ours: the
+        // record names whatever the pages say is newest, with their fingerprints).
+        let (txn, fingerprints) = match self
+            .data_file
+            .as_ref()
+            .and_then(|f| meta_pages::fingerprints(f).ok().flatten())
+        {
+            Some((newest, fingerprints)) if newest >= txn => (newest, Some(fingerprints)),
+            _ => (txn, None),
+        };
+        let recorded = files::read_commit_from(file)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.txn);
         if txn > recorded {
-            let _ = write_at(file, &files::commit_record(txn));
+            let _ = write_at(file, &files::commit_record(txn, fingerprints));
         }
         let _ = file.unlock();
     }

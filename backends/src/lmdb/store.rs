@@ -109,8 +109,10 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   `data.mdb` under the marker is refused too, instead of opening as a new, empty store.
 /// - **A damaged meta page**: a bad magic, version, page size, flag, root or last-page field,
 ///   or transaction ids that are not two consecutive commits, is refused at open; with
-///   [`Durability::Flush`], the commit record also refuses an environment that would open at
-///   an older commit than the last one made (a damaged id that still looks consecutive).
+///   [`Durability::Flush`], the commit record (the last commit's id and a fingerprint of each
+///   meta page) also refuses an environment that would open at an older commit than the last
+///   one made: an id lowered so that it still looks consecutive, or the older page's id
+///   raised by two so that it looks like a newer commit.
 /// - **A damaged branch or leaf page that hides entries** (their keys read as missing):
 ///   [`Store::verify`] reports it, by holding LMDB's entry count against iteration. Keys
 ///   that come back out of order (a damaged page sending the cursor back or round a cycle)
@@ -126,9 +128,10 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// headers or node offsets that it follows without checking.
 ///
 /// Not detected: a read of a key whose leaf page is damaged so that the key is not found
-/// (a miss, not a wrong value; `verify` finds it); a meta page whose older transaction id is
-/// raised by exactly two (LMDB then opens the previous commit: an old value, never a mixed
-/// one); a meta page root pointing at another valid page; structural damage that LMDB itself
+/// (a miss, not a wrong value; `verify` finds it); meta-page damage with
+/// [`Durability::None`], which keeps no commit record (an id flip that still looks like two
+/// consecutive commits then opens the previous commit: an old value, never a mixed one); a
+/// meta page root pointing at another valid page; structural damage that LMDB itself
 /// follows into the weeds (it may report `MDB_CORRUPTED`, which is [`Error::Corrupt`], or, for
 /// some damaged page headers, crash the process: LMDB does not check every page it reads);
 /// values of layout-1 stores, which carry no checksum.
