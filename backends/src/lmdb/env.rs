@@ -174,9 +174,10 @@ impl LmdbEnv {
                 shared: ManuallyDrop::new(shared),
             });
         }
-        files::prepare(&path, options.file_mode, options.kind)?;
+        files::prepare(&path, options.file_mode, options.kind, options.periodic())?;
         let shared = Arc::new(Shared::open(path.clone(), options.clone())?);
         registry.insert(path, Arc::downgrade(&shared));
+        start_durable_points(&shared);
         Ok(LmdbEnv {
             shared: ManuallyDrop::new(shared),
         })
@@ -230,6 +231,16 @@ impl LmdbEnv {
     /// opened on it bypass the resize gate: see [what a caller must not do](LmdbEnv#what-a-caller-must-not-do).
     pub fn heed(&self) -> &heed::Env<WithoutTls> {
         &self.shared.env
+    }
+
+    /// Makes a durable point now in a [`Durability::Periodic`](crate::Durability::Periodic)
+    /// environment (every commit so far survives a power loss once it returns); the same as
+    /// [`LmdbEnv::sync`] otherwise.
+    pub fn durable_point(&self) -> Result<()> {
+        match &self.shared.periodic {
+            Some(_) => self.shared.durable_point(),
+            None => self.sync(),
+        }
     }
 
     /// Flushes written data to disk: makes [`Durability::None`](crate::Durability::None) commits durable.
@@ -290,7 +301,8 @@ impl LmdbEnv {
         if let Some(db) = self.existing(name)? {
             return Ok(db);
         }
-        self.shared.with_retry(|| {
+        self.shared.before_first_write()?;
+        let created = self.shared.with_retry(|| {
             let env = &self.shared.env;
             let wtxn = env.write_txn()?;
             let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
@@ -302,7 +314,9 @@ impl LmdbEnv {
                 CommitOrAbort::Commit(db) => Ok(db),
                 CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
             }
-        })
+        })?;
+        self.shared.record_commit();
+        Ok(created)
     }
 
     /// Runs `f` in a write transaction and commits it. On `MDB_MAP_FULL` the map grows and
@@ -316,6 +330,7 @@ impl LmdbEnv {
     where
         E: Into<TxnError>,
     {
+        self.shared.before_first_write()?;
         self.shared.with_retry(|| {
             let mut wtxn = self.shared.env.write_txn()?;
             let out = f(&mut wtxn).map_err(Into::into)?;
@@ -343,4 +358,48 @@ impl LmdbEnv {
     pub fn map_heed_error(&self, e: heed::Error) -> Error {
         self.shared.engine_error(e)
     }
+}
+
+/// Starts the thread that makes a durable point every interval while this process writes a
+/// [`Durability::Periodic`](crate::Durability::Periodic) environment. It holds only a weak
+/// reference and ends when the environment closes (its stop channel is dropped with it).
+fn start_durable_points(shared: &Arc<Shared>) {
+    let Some(periodic) = &shared.periodic else {
+        return;
+    };
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    *periodic.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+    let weak = Arc::downgrade(shared);
+    let interval = shared.options.periodic_interval;
+    let spawned = std::thread::Builder::new()
+        .name("cacher-lmdb-durable".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(interval) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            // Upgraded under the registry lock and dropped as a handle, so the environment is
+            // closed under that lock even if this thread holds the last reference.
+            let env = {
+                let _registry = registry().lock().unwrap_or_else(|p| p.into_inner());
+                weak.upgrade().map(|shared| LmdbEnv {
+                    shared: ManuallyDrop::new(shared),
+                })
+            };
+            let Some(env) = env else { return };
+            let dirty = env
+                .shared
+                .periodic
+                .as_ref()
+                .is_some_and(|p| p.dirty.load(Ordering::Acquire));
+            if dirty {
+                // A failure here leaves the previous point pinned and on record (nothing is
+                // lost but the bound); `Store::flush` makes a point and reports errors.
+                let _ = env.shared.durable_point();
+            }
+            drop(env);
+        });
+    // Without the thread, points are still made before the first write, by `flush` and when
+    // the environment closes.
+    drop(spawned);
 }

@@ -68,13 +68,24 @@ pub(super) fn create_dir(dir: &Path, mode: FileMode) -> Result<()> {
 /// Prepares the canonical environment directory `dir` for heed: refuses another layout's
 /// directory (when the caller names its `kind`), checks or creates each file of the
 /// environment, and checks `data.mdb`'s meta pages (see [`meta_pages`]).
-pub(super) fn prepare(dir: &Path, mode: FileMode, kind: Option<Kind>) -> Result<()> {
+pub(super) fn prepare(
+    dir: &Path,
+    mode: FileMode,
+    kind: Option<Kind>,
+    periodic: bool,
+) -> Result<()> {
     if let Some(kind) = kind {
         crate::marker::refuse_foreign(dir, kind)?;
     }
     for name in [DATA_FILE, LOCK_FILE, RESIZE_LOCK_FILE, COMMIT_FILE] {
         own_file(&dir.join(name), mode)?;
     }
+    if periodic {
+        own_file(&dir.join(super::periodic::DURABLE_FILE), mode)?;
+    }
+    // After a restart, a `Periodic` environment goes back to its last durable point before
+    // anything reads its meta pages (whatever the durability of this open).
+    super::periodic::recover(dir)?;
     let data = dir.join(DATA_FILE);
     let opened = meta_pages::check(&data)?;
     let initialised = opened.is_some();

@@ -55,7 +55,7 @@ const MDB_MAGIC: u32 = 0xBEEF_C0DE;
 const MDB_DATA_VERSION: u32 = 1;
 const P_INVALID: u64 = u64::MAX;
 /// Bytes of a meta page that hold the header and `MDB_meta`.
-const META_BYTES: usize = 152;
+pub(super) const META_BYTES: usize = 152;
 /// LMDB's page sizes: the OS page size, between these.
 const MIN_PAGE: u64 = 512;
 const MAX_PAGE: u64 = 1 << 16;
@@ -80,7 +80,7 @@ pub(super) struct Opened {
 }
 
 /// Where a meta page keeps its transaction id.
-const TXN_AT: usize = 144;
+pub(super) const TXN_AT: usize = 144;
 
 /// The CRC-32 of the first bytes of a meta page as if its transaction id were `txn`.
 fn fingerprint(page: &[u8; META_BYTES], txn: u64) -> u32 {
@@ -130,6 +130,32 @@ pub(super) fn fingerprints(file: &std::fs::File) -> io::Result<Option<(u64, [u32
             fingerprint(&second, meta1.txn),
         ],
     )))
+}
+
+/// Reads the two meta pages of the open `data.mdb` and returns the newer one's transaction id
+/// and first bytes (for a durable point, read under LMDB's writer lock so no commit is
+/// writing a meta page meanwhile).
+pub(super) fn newest_meta(file: &std::fs::File) -> io::Result<(u64, [u8; META_BYTES])> {
+    let mut pages = [[0u8; META_BYTES]; 2];
+    let mut metas = [None, None];
+    let mut page_size = 0;
+    for index in 0..2u64 {
+        let page = &mut pages[index as usize];
+        if read_at(file, page, index * page_size)? == META_BYTES {
+            if let Ok(meta) = parse(page, index) {
+                page_size = meta.page_size;
+                metas[index as usize] = Some(meta);
+            }
+        }
+        if page_size == 0 {
+            return Err(io::Error::other("meta page 0 does not check"));
+        }
+    }
+    match metas {
+        [Some(m0), Some(m1)] if m1.txn > m0.txn => Ok((m1.txn, pages[1])),
+        [Some(m0), _] => Ok((m0.txn, pages[0])),
+        _ => Err(io::Error::other("the meta pages do not check")),
+    }
 }
 
 /// Checks `data.mdb` at `path` as described in the module docs. A missing or empty file is

@@ -86,13 +86,28 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// copy) or [`Store::read_unchecked`] (a copy); both still check the framing.
 ///
 /// # Durability
-/// [`Durability::Flush`] (default): every commit is synced by LMDB before `put` returns.
-/// [`Durability::None`]: commits are left to the OS (`MDB_NOSYNC`); they survive a crash of
-/// the process, not a power loss, until [`Store::flush`].
+/// What each level promises here (all of them: a crash of the process loses no returned
+/// write, since every commit is in the OS's page cache when `put` returns):
+///
+/// | level | a `put` costs | after a power loss (or any restart of the machine) |
+/// |---|---|---|
+/// | [`Durability::Flush`] (default) | two `fdatasync`s (LMDB syncs data, then the meta page) | every returned write is there |
+/// | [`Durability::Periodic`] | as `None`, plus a background durable point every [`LmdbOptions::periodic_interval`] (100 ms) | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
+/// | [`Durability::None`] | no sync (`MDB_NOSYNC`) | anything: LMDB may have reused the pages of the last snapshot on disk, so the store may be corrupt or rolled back, until [`Store::flush`] |
+///
+/// `Periodic` holds a read transaction on its last durable point so LMDB never reuses that
+/// snapshot's pages, syncs `data.mdb` and records the point's meta page in `cacher-durable`;
+/// an open after a restart rewrites the meta pages to it. Its conditions: every process that
+/// writes the environment uses `Periodic` (a `None` or `Flush` writer keeps no pin and may
+/// overwrite the pages of the durable point), Linux (elsewhere `Periodic` is `Flush`), and
+/// a file system that writes a meta page's first sector whole (LMDB's own assumption). A
+/// restart rolls back even when the machine shut down cleanly, to the last point, which is
+/// also made when the environment closes. [`Store::flush`] makes a point at once. The design
+/// and its reasons are in the `periodic` module of this crate (`backends/src/lmdb/periodic.rs`).
 ///
 /// # Files, modes and markers
-/// The directory holds LMDB's `data.mdb` and `lock.mdb`, cacher's `cacher-resize.lock` and
-/// `cacher-last-commit` (see [`LmdbEnv::open`]), and the layout marker `cacher-lmdb.toml`
+/// The directory holds LMDB's `data.mdb` and `lock.mdb`, cacher's `cacher-resize.lock`,
+/// `cacher-last-commit` (see [`LmdbEnv::open`]) and, with `Periodic`, `cacher-durable`, and the layout marker `cacher-lmdb.toml`
 /// (`format = "cacher-lmdb"`, `version` = the layout version). A directory carrying another
 /// kind's marker (a `DirStore`, `LogStore`, `ArrayStore`, NumpyLmdb) is refused with
 /// [`Error::WrongLayout`] naming both kinds, before any file is made. New files get the
@@ -449,7 +464,8 @@ impl Store for LmdbStore {
     fn flush(&self) -> Result<()> {
         match self.env.options().durability {
             Durability::None => self.env.sync(),
-            // Periodic is Flush on LMDB until it has a cheaper way to keep its promise.
+            // A durable point (on a platform without a boot id, Periodic is Flush).
+            Durability::Periodic => self.env.durable_point(),
             _ => Ok(()),
         }
     }
