@@ -10,6 +10,12 @@
 //! LMDB would open a tree whose pages were overwritten (a corrupt store). A single `fsync`
 //! also orders nothing: a later meta page may reach the disk before the pages it points to.
 //!
+//! The same idea elsewhere: libmdbx's `MDBX_SAFE_NOSYNC` ("don't sync anything but keep
+//! previous steady commits": it does not recycle the pages of the last synced snapshot), and
+//! lmdb-js's `overlappingSync`, which reverts to its durable snapshot with LMDB's
+//! `MDB_PREVSNAPSHOT`. LMDB 0.9 itself has neither, so the pin below keeps the pages and
+//! `cacher-durable` keeps the meta page.
+//!
 //! # What a durable point is
 //! 1. Under LMDB's writer lock (held for two `pread`s, so no commit can write a meta page
 //!    meanwhile), a read transaction is begun: the *pin*. Its snapshot is the newest commit
