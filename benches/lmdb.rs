@@ -245,13 +245,21 @@ fn bench_durability(c: &mut Criterion) {
     let values: Vec<Vec<u8>> = (0..KEYS).map(|i| value(100, i)).collect();
     let mut group = c.benchmark_group("lmdb/put-durability/100B");
     group.throughput(Throughput::Elements(1));
-    for (name, durability) in [
-        ("None", Durability::None),
-        ("Periodic", Durability::Periodic),
-        ("Flush", Durability::Flush),
+    for (name, durability, interval) in [
+        ("None", Durability::None, 100),
+        ("Periodic", Durability::Periodic, 100),
+        ("Periodic 10 ms", Durability::Periodic, 10),
+        ("Flush", Durability::Flush, 100),
     ] {
         let dir = tempfile::tempdir_in(env_dir()).expect("tempdir");
-        let store = open_store(dir.path(), durability);
+        let store = LmdbStore::open_with(
+            dir.path(),
+            &LmdbOptions::default()
+                .with_initial_map_size(MAP)
+                .with_durability(durability)
+                .with_periodic_interval(std::time::Duration::from_millis(interval)),
+        )
+        .expect("open store");
         let mut i = 0;
         group.bench_function(BenchmarkId::new("LmdbStore::put", name), |b| {
             b.iter(|| {

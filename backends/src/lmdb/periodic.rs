@@ -174,10 +174,9 @@ fn recover_locked(dir: &Path, record: &std::fs::File) -> io::Result<()> {
         return Ok(());
     }
     let data_path = dir.join(DATA_FILE);
-    let data = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&data_path)?;
+    let Some(data) = open_regular(&data_path, Access::ReadWrite).map_err(io::Error::other)? else {
+        return Ok(());
+    };
     let page_size = u64::from(crate::le::u32_at(&point.meta, 40).unwrap_or(4096));
     let slot = point.txn % 2;
     let mut newest = point.meta;

@@ -194,3 +194,16 @@ fn a_flush_writer_after_a_periodic_session_removes_the_point_it_does_not_keep() 
     let store = LmdbStore::open_with(dir.path(), &LmdbOptions::default()).unwrap();
     assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"flushed"[..]));
 }
+
+/// The conformance kit on a `Periodic` store (background points every 10 ms, so they run
+/// during the kit's operations).
+mod conformance {
+    crate::conformance_tests!(
+        |dir: &std::path::Path| crate::lmdb::LmdbStore::open_with(
+            dir,
+            &super::periodic(std::time::Duration::from_millis(10))
+        )
+        .unwrap(),
+        persistent = true
+    );
+}
