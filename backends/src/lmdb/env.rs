@@ -387,12 +387,7 @@ fn start_durable_points(shared: &Arc<Shared>) {
                 })
             };
             let Some(env) = env else { return };
-            let dirty = env
-                .shared
-                .periodic
-                .as_ref()
-                .is_some_and(|p| p.dirty.load(Ordering::Acquire));
-            if dirty {
+            if env.shared.wants_durable_point() {
                 // A failure here leaves the previous point pinned and on record (nothing is
                 // lost but the bound); `Store::flush` makes a point and reports errors.
                 let _ = env.shared.durable_point();

@@ -220,6 +220,8 @@ pub(super) struct Periodic {
     pub(super) dirty: std::sync::atomic::AtomicBool,
     /// Whether this process has made its first durable point (made before its first write).
     pub(super) started: std::sync::atomic::AtomicBool,
+    /// The commit the pin holds.
+    pinned_txn: std::sync::atomic::AtomicU64,
     boot: [u8; BOOT_LEN],
     /// Dropped with the environment, which ends the background thread.
     pub(super) stop: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
@@ -242,6 +244,7 @@ impl Periodic {
             pin: std::sync::Mutex::new(None),
             dirty: false.into(),
             started: false.into(),
+            pinned_txn: 0.into(),
             boot,
             stop: std::sync::Mutex::new(None),
         })
@@ -249,6 +252,21 @@ impl Periodic {
 }
 
 impl Shared {
+    /// Whether the background thread should make a durable point now: this process
+    /// committed since its last one, or (once it has written) other processes did, so its pin
+    /// holds pages they could reuse (an idle writer's pin would otherwise make the file grow
+    /// for ever).
+    pub(super) fn wants_durable_point(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(periodic) = &self.periodic else {
+            return false;
+        };
+        periodic.dirty.load(Ordering::Acquire)
+            || (periodic.started.load(Ordering::Acquire)
+                && (self.env.info().last_txn_id as u64)
+                    > periodic.pinned_txn.load(Ordering::Acquire))
+    }
+
     /// What must happen before this process's first commit: in a `Periodic` environment its
     /// first durable point (until then the last recorded point may be pinned by no one
     /// alive); in any other, the removal of a durable-point record left by an earlier
@@ -333,6 +351,7 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .replace(pin);
         drop(old);
+        periodic.pinned_txn.store(txn, Ordering::Release);
         periodic.started.store(true, Ordering::Release);
         Ok(())
     }

@@ -207,3 +207,34 @@ mod conformance {
         persistent = true
     );
 }
+
+/// An idle writer's pin must move on when others write, or no page freed after it could ever
+/// be reused and the file would grow for ever. Another process's commit is played by a commit
+/// through the raw heed handle, which (like one made by another process) does not mark this
+/// process as having written.
+#[test]
+fn an_idle_writers_pin_follows_commits_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LmdbStore::open_with(dir.path(), &periodic(Duration::from_millis(10))).unwrap();
+    store.put(b"k", b"v").unwrap();
+    store.flush().unwrap();
+    let db = store.raw_database();
+    let heed_env = store.env().heed().clone();
+    // A commit that, like another process's, does not mark this process dirty.
+    let mut wtxn = heed_env.write_txn().unwrap();
+    db.put(&mut wtxn, b"\x00other", b"x").unwrap();
+    wtxn.commit().unwrap();
+    drop(heed_env);
+    let newest = store.env().heed().info().last_txn_id as u64;
+    let record = std::fs::File::open(dir.path().join(DURABLE_FILE)).unwrap();
+    for _ in 0..1000 {
+        if read_point(&record)
+            .unwrap()
+            .is_some_and(|p| p.txn >= newest)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the pin never moved to commit {newest}");
+}
