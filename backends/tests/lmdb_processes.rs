@@ -456,3 +456,58 @@ fn a_reader_slot_left_by_a_killed_process_is_cleared_when_readers_are_full() {
     assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
     assert_eq!(store.env().clear_stale_readers().expect("reader check"), 0);
 }
+
+/// Issue 15: opening an existing store ran two write transactions, so a process that only
+/// wanted to read waited for LMDB's writer lock. Here a child holds a write transaction open
+/// (and never commits) while this process opens the store for the first time and reads it.
+/// The open runs in a thread; if it has not finished within a generous bound it is waiting
+/// for the writer, and the test fails instead of hanging (no speed is asserted).
+#[test]
+fn opening_an_existing_store_to_read_it_does_not_wait_for_a_writer() {
+    let name = "opening_an_existing_store_to_read_it_does_not_wait_for_a_writer";
+    if let Some((role, dir)) = child_role() {
+        if role == "writer" {
+            let store = LmdbStore::open_with(dir.join("env"), &options(1)).expect("child: open");
+            store
+                .env()
+                .write(|_wtxn| -> Result<(), cacher_store::lmdb::heed::Error> {
+                    say_blocked();
+                    loop {
+                        std::thread::park();
+                    }
+                })
+                .expect("child: write");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = LmdbStore::open_with(dir.path().join("env"), &options(1)).expect("create");
+        store.put(b"k", b"v").expect("put");
+    } // closed: the open below is this process's first open of the environment
+    let mut child = spawn_child("writer", name, dir.path(), true);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let blocked = lines
+        .by_ref()
+        .any(|l| l.expect("reading the child's stdout").ends_with(BLOCKED));
+    assert!(
+        blocked,
+        "the child exited before holding the write transaction"
+    );
+    let (done, opened) = std::sync::mpsc::channel();
+    let env_dir = dir.path().join("env");
+    std::thread::spawn(move || {
+        let got = LmdbStore::open_with(&env_dir, &options(1))
+            .and_then(|store| store.get(b"k"))
+            .map_err(|e| e.to_string());
+        let _ = done.send(got);
+    });
+    let outcome = opened.recv_timeout(std::time::Duration::from_secs(30));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("waiting for the killed child");
+    match outcome {
+        Ok(got) => assert_eq!(got.expect("open and read").as_deref(), Some(&b"v"[..])),
+        Err(_) => panic!("opening the store to read it waited 30 s for the child's writer lock"),
+    }
+}

@@ -174,9 +174,10 @@ impl LmdbEnv {
                 shared: ManuallyDrop::new(shared),
             });
         }
-        files::prepare(&path, options.file_mode, options.kind)?;
+        files::prepare(&path, options.file_mode, options.kind, options.periodic())?;
         let shared = Arc::new(Shared::open(path.clone(), options.clone())?);
         registry.insert(path, Arc::downgrade(&shared));
+        start_durable_points(&shared);
         Ok(LmdbEnv {
             shared: ManuallyDrop::new(shared),
         })
@@ -232,6 +233,16 @@ impl LmdbEnv {
         &self.shared.env
     }
 
+    /// Makes a durable point now in a [`Durability::Periodic`](crate::Durability::Periodic)
+    /// environment (every commit so far survives a power loss once it returns); the same as
+    /// [`LmdbEnv::sync`] otherwise.
+    pub fn durable_point(&self) -> Result<()> {
+        match &self.shared.periodic {
+            Some(_) => self.shared.durable_point(),
+            None => self.sync(),
+        }
+    }
+
     /// Flushes written data to disk: makes [`Durability::None`](crate::Durability::None) commits durable.
     pub fn sync(&self) -> Result<()> {
         self.shared
@@ -240,30 +251,41 @@ impl LmdbEnv {
             .map_err(|e| self.shared.engine_error(e))
     }
 
-    /// Creates (or opens) the named byte database `name`, in its own write transaction.
-    /// Counts against [`LmdbOptions::max_dbs`].
+    /// Creates (or opens) the named byte database `name`. Counts against
+    /// [`LmdbOptions::max_dbs`].
+    ///
+    /// An existing database is opened in a read transaction: only creating one takes LMDB's
+    /// writer lock, so a process that opens an existing store to read it never waits for a
+    /// writer (nor makes one wait).
     pub fn create_database(&self, name: &str) -> Result<Database<'static, Bytes, Bytes>> {
         self.open_database(Some(name))
     }
 
-    /// Creates (or opens) LMDB's unnamed (default) database as bytes, in its own write
-    /// transaction — the layout tools like NumpyLmdb use. Does not count against `max_dbs`.
+    /// Creates (or opens) LMDB's unnamed (default) database as bytes — the layout tools like
+    /// NumpyLmdb use. It always exists, so this never takes the writer lock. Does not count
+    /// against `max_dbs`.
     pub fn create_unnamed_database(&self) -> Result<Database<'static, Bytes, Bytes>> {
         self.open_database(None)
     }
 
     /// Opens the named byte database `name` if it exists, without creating it (`None` when
     /// it does not), so a store can tell a new environment from one that lost its databases.
+    /// Takes no write lock.
     pub(crate) fn existing_database(
         &self,
         name: &str,
     ) -> Result<Option<Database<'static, Bytes, Bytes>>> {
+        self.existing(Some(name))
+    }
+
+    /// Opens database `name` (`None`: the unnamed one) in a read transaction, if it exists.
+    fn existing(&self, name: Option<&str>) -> Result<Option<Database<'static, Bytes, Bytes>>> {
         self.shared.with_retry(|| {
             let env = &self.shared.env;
             let rtxn = env.read_txn()?;
             let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| {
                 opener
-                    .open_database::<Bytes, Bytes>(rtxn, Some(name))
+                    .open_database::<Bytes, Bytes>(rtxn, name)
                     .map(CommitOrAbort::<_, ()>::Commit)
             })?;
             match opened {
@@ -273,9 +295,14 @@ impl LmdbEnv {
         })
     }
 
-    /// Both openers, through the resize gate and retry like every write.
+    /// Both openers: a read transaction finds an existing database; only a missing one is
+    /// created, in a write transaction (through the resize gate and retry like every write).
     fn open_database(&self, name: Option<&str>) -> Result<Database<'static, Bytes, Bytes>> {
-        self.shared.with_retry(|| {
+        if let Some(db) = self.existing(name)? {
+            return Ok(db);
+        }
+        self.shared.before_first_write()?;
+        let created = self.shared.with_retry(|| {
             let env = &self.shared.env;
             let wtxn = env.write_txn()?;
             let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
@@ -287,7 +314,9 @@ impl LmdbEnv {
                 CommitOrAbort::Commit(db) => Ok(db),
                 CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
             }
-        })
+        })?;
+        self.shared.record_commit();
+        Ok(created)
     }
 
     /// Runs `f` in a write transaction and commits it. On `MDB_MAP_FULL` the map grows and
@@ -301,6 +330,7 @@ impl LmdbEnv {
     where
         E: Into<TxnError>,
     {
+        self.shared.before_first_write()?;
         self.shared.with_retry(|| {
             let mut wtxn = self.shared.env.write_txn()?;
             let out = f(&mut wtxn).map_err(Into::into)?;
@@ -328,4 +358,43 @@ impl LmdbEnv {
     pub fn map_heed_error(&self, e: heed::Error) -> Error {
         self.shared.engine_error(e)
     }
+}
+
+/// Starts the thread that makes a durable point every interval while this process writes a
+/// [`Durability::Periodic`](crate::Durability::Periodic) environment. It holds only a weak
+/// reference and ends when the environment closes (its stop channel is dropped with it).
+fn start_durable_points(shared: &Arc<Shared>) {
+    let Some(periodic) = &shared.periodic else {
+        return;
+    };
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    *periodic.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+    let weak = Arc::downgrade(shared);
+    let interval = shared.options.periodic_interval;
+    let spawned = std::thread::Builder::new()
+        .name("cacher-lmdb-durable".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(interval) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            // Upgraded under the registry lock and dropped as a handle, so the environment is
+            // closed under that lock even if this thread holds the last reference.
+            let env = {
+                let _registry = registry().lock().unwrap_or_else(|p| p.into_inner());
+                weak.upgrade().map(|shared| LmdbEnv {
+                    shared: ManuallyDrop::new(shared),
+                })
+            };
+            let Some(env) = env else { return };
+            if env.shared.wants_durable_point() {
+                // A failure here leaves the previous point pinned and on record (nothing is
+                // lost but the bound); `Store::flush` makes a point and reports errors.
+                let _ = env.shared.durable_point();
+            }
+            drop(env);
+        });
+    // Without the thread, points are still made before the first write, by `flush` and when
+    // the environment closes.
+    drop(spawned);
 }

@@ -158,8 +158,26 @@ impl Layout {
         stored: &'s [u8],
         raw: &'a [u8],
     ) -> Result<Entry<'s, 'a>, Refusal> {
+        self.decode_as(stored, raw, Check::Crc)
+    }
+
+    /// [`Layout::decode`], checking the CRC or not (`check`); the framing (the checksum
+    /// field's presence, a long key's header and length) is checked either way, so an
+    /// unchecked read never reaches outside the LMDB value nor hands out another key's value.
+    fn decode_as<'s, 'a>(
+        self,
+        stored: &'s [u8],
+        raw: &'a [u8],
+        check: Check,
+    ) -> Result<Entry<'s, 'a>, Refusal> {
         let body = match self {
             Layout::V1 => raw,
+            Layout::V2 if check == Check::Framing => raw.get(CRC_LEN..).ok_or_else(|| {
+                Refusal::corrupt(format!(
+                    "a {}-byte value is shorter than its checksum",
+                    raw.len()
+                ))
+            })?,
             Layout::V2 => {
                 let (found, body) = match (u32_at(raw, 0), raw.get(CRC_LEN..)) {
                     (Some(found), Some(body)) => (found, body),
@@ -230,13 +248,25 @@ impl Layout {
         key: &[u8],
         stored: &StoredKey,
         raw: &'a [u8],
+        check: Check,
     ) -> Result<Option<&'a [u8]>, Refusal> {
-        let entry = self.decode(stored.bytes(), raw)?;
+        let entry = self.decode_as(stored.bytes(), raw, check)?;
         match entry.long_key {
             Some(full) if full != key => Ok(None),
             _ => Ok(Some(entry.value)),
         }
     }
+}
+
+/// How much of an LMDB value a read checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// The CRC over the key and the whole value (layout 2), and the framing: every checked
+    /// read path.
+    Crc,
+    /// Only the framing (lengths, a long key's full bytes): the named unchecked reads, for
+    /// callers whose bytes carry their own checksum.
+    Framing,
 }
 
 /// One decoded LMDB value.
@@ -264,33 +294,60 @@ fn split_long(body: &[u8]) -> Result<(&[u8], &[u8]), Refusal> {
     }
 }
 
-/// A key as stored in LMDB: the tag and either the key or its hash, on the stack.
+/// A key as stored in LMDB: the tag and either the key or its hash, on the stack for keys up
+/// to [`INLINE_KEY`] bytes (every read builds one, so it is neither zeroed at LMDB's full
+/// 511 bytes nor allocated for the short keys caches use).
 pub(super) struct StoredKey {
-    buf: [u8; LMDB_MAX_KEY],
+    inline: [u8; INLINE_KEY],
     len: usize,
+    /// The stored form of a plain key too long for `inline`; empty (no allocation) otherwise.
+    spilled: Vec<u8>,
 }
+
+/// The longest stored key (tag included) kept on the stack; a hashed key (33 bytes) always is.
+const INLINE_KEY: usize = 64;
 
 impl StoredKey {
     pub(super) fn new(key: &[u8]) -> Self {
-        let mut buf = [0u8; LMDB_MAX_KEY];
-        let len = if key.len() <= MAX_PLAIN_KEY {
-            buf[0] = TAG_PLAIN;
-            buf[1..=key.len()].copy_from_slice(key);
-            key.len() + 1
-        } else {
-            buf[0] = TAG_HASHED;
-            buf[1..HASHED_KEY_LEN].copy_from_slice(blake3::hash(key).as_bytes());
-            HASHED_KEY_LEN
-        };
-        StoredKey { buf, len }
+        let mut inline = [0u8; INLINE_KEY];
+        if key.len() > MAX_PLAIN_KEY {
+            inline[0] = TAG_HASHED;
+            inline[1..HASHED_KEY_LEN].copy_from_slice(blake3::hash(key).as_bytes());
+            return StoredKey {
+                inline,
+                len: HASHED_KEY_LEN,
+                spilled: Vec::new(),
+            };
+        }
+        if key.len() < INLINE_KEY {
+            inline[0] = TAG_PLAIN;
+            inline[1..=key.len()].copy_from_slice(key);
+            return StoredKey {
+                inline,
+                len: key.len() + 1,
+                spilled: Vec::new(),
+            };
+        }
+        let mut spilled = Vec::with_capacity(key.len() + 1);
+        spilled.push(TAG_PLAIN);
+        spilled.extend_from_slice(key);
+        StoredKey {
+            inline,
+            len: spilled.len(),
+            spilled,
+        }
     }
 
     pub(super) fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
     }
 
     pub(super) fn is_hashed(&self) -> bool {
-        self.buf[0] == TAG_HASHED
+        self.bytes()[0] == TAG_HASHED
     }
 }
 
@@ -311,8 +368,10 @@ pub(crate) fn fuzz_entry(stored: &[u8], raw: &[u8]) {
         let _ = Layout::from_record(raw);
         if stored.len() <= 4096 {
             let key = StoredKey::new(stored);
-            if let Ok(Some(value)) = layout.lookup(stored, &key, raw) {
-                assert!(value.len() <= raw.len());
+            for check in [Check::Crc, Check::Framing] {
+                if let Ok(Some(value)) = layout.lookup(stored, &key, raw, check) {
+                    assert!(value.len() <= raw.len());
+                }
             }
         }
     }

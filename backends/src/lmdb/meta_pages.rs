@@ -13,9 +13,13 @@
 //!   environment; a compacted copy has 0 and 1). Most flips in an id break this. The newest
 //!   id lowered by two (bit 1) still looks like two commits, with the older page newest: the
 //!   commit record (`cacher-last-commit`, see `files`, kept with `Durability::Flush`) then
-//!   says a later commit was made, and the open is refused. **Not detected**: the older
-//!   page's id raised by two, to the newest plus one — indistinguishable from a commit made
-//!   by a process that died before recording it — which makes LMDB open the previous commit;
+//!   says a later commit was made, and the open is refused. The older page's id raised by
+//!   two, to the newest plus one, looks like a commit made by a process that died before
+//!   recording it; the commit record also holds a CRC of each meta page as it was after the
+//!   recorded commit ([`fingerprints`]), and a newest page that, with its id lowered by two,
+//!   is exactly the older page that was recorded is that flip, not a commit (a real commit
+//!   writes new roots: its meta page never equals the one two commits before it but for the
+//!   id), and is refused;
 //! - **lengths**: the file holds at least both meta pages and every page up to each meta
 //!   page's last used page (`mm_last_pg`), the map size covers them, and every database root
 //!   is a page inside them.
@@ -51,7 +55,7 @@ const MDB_MAGIC: u32 = 0xBEEF_C0DE;
 const MDB_DATA_VERSION: u32 = 1;
 const P_INVALID: u64 = u64::MAX;
 /// Bytes of a meta page that hold the header and `MDB_meta`.
-const META_BYTES: usize = 152;
+pub(super) const META_BYTES: usize = 152;
 /// LMDB's page sizes: the OS page size, between these.
 const MIN_PAGE: u64 = 512;
 const MAX_PAGE: u64 = 1 << 16;
@@ -66,10 +70,97 @@ struct Meta {
     txn: u64,
 }
 
+/// What the checks found in a `data.mdb` that passed them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opened {
+    /// The transaction id LMDB will open at (the higher of the two).
+    pub(super) txn: u64,
+    /// The first [`META_BYTES`] of meta pages 0 and 1.
+    pages: [[u8; META_BYTES]; 2],
+}
+
+/// Where a meta page keeps its transaction id.
+pub(super) const TXN_AT: usize = 144;
+
+/// The CRC-32 of the first bytes of a meta page as if its transaction id were `txn`.
+fn fingerprint(page: &[u8; META_BYTES], txn: u64) -> u32 {
+    let mut page = *page;
+    page[TXN_AT..TXN_AT + 8].copy_from_slice(&txn.to_le_bytes());
+    crc32fast::hash(&page)
+}
+
+impl Opened {
+    /// Whether the newest meta page is the older page of `recorded` (the commit record's
+    /// transaction and its [`fingerprints`]) with its id raised by two: a bit flip that would
+    /// make LMDB open the commit before the recorded one.
+    pub(super) fn older_page_raised_by_two(&self, recorded: u64, fingerprints: [u32; 2]) -> bool {
+        if self.txn != recorded + 1 || self.txn < 2 {
+            return false;
+        }
+        let slot = (self.txn % 2) as usize;
+        fingerprint(&self.pages[slot], self.txn - 2) == fingerprints[slot]
+    }
+}
+
+/// Reads the two meta pages of the open `data.mdb` and returns the newest transaction id and
+/// a CRC of each page, for the commit record; `None` if they do not look like two
+/// consecutive commits (a commit by another process was being written while they were read).
+pub(super) fn fingerprints(file: &std::fs::File) -> io::Result<Option<(u64, [u32; 2])>> {
+    let mut first = [0u8; META_BYTES];
+    if read_at(file, &mut first, 0)? < META_BYTES {
+        return Ok(None);
+    }
+    let Ok(meta0) = parse(&first, 0) else {
+        return Ok(None);
+    };
+    let mut second = [0u8; META_BYTES];
+    if read_at(file, &mut second, meta0.page_size)? < META_BYTES {
+        return Ok(None);
+    }
+    let Ok(meta1) = parse(&second, 1) else {
+        return Ok(None);
+    };
+    if meta0.txn.abs_diff(meta1.txn) != 1 || !meta0.txn.is_multiple_of(2) {
+        return Ok(None);
+    }
+    Ok(Some((
+        meta0.txn.max(meta1.txn),
+        [
+            fingerprint(&first, meta0.txn),
+            fingerprint(&second, meta1.txn),
+        ],
+    )))
+}
+
+/// Reads the two meta pages of the open `data.mdb` and returns the newer one's transaction id
+/// and first bytes (for a durable point, read under LMDB's writer lock so no commit is
+/// writing a meta page meanwhile).
+pub(super) fn newest_meta(file: &std::fs::File) -> io::Result<(u64, [u8; META_BYTES])> {
+    let mut pages = [[0u8; META_BYTES]; 2];
+    let mut metas = [None, None];
+    let mut page_size = 0;
+    for index in 0..2u64 {
+        let page = &mut pages[index as usize];
+        if read_at(file, page, index * page_size)? == META_BYTES {
+            if let Ok(meta) = parse(page, index) {
+                page_size = meta.page_size;
+                metas[index as usize] = Some(meta);
+            }
+        }
+        if page_size == 0 {
+            return Err(io::Error::other("meta page 0 does not check"));
+        }
+    }
+    match metas {
+        [Some(m0), Some(m1)] if m1.txn > m0.txn => Ok((m1.txn, pages[1])),
+        [Some(m0), _] => Ok((m0.txn, pages[0])),
+        _ => Err(io::Error::other("the meta pages do not check")),
+    }
+}
+
 /// Checks `data.mdb` at `path` as described in the module docs. A missing or empty file is
-/// a new environment (`Ok(None)`); a checked one gives the transaction id LMDB will open at
-/// (the higher of the two).
-pub(super) fn check(path: &Path) -> Result<Option<u64>> {
+/// a new environment (`Ok(None)`).
+pub(super) fn check(path: &Path) -> Result<Option<Opened>> {
     // A commit by another process between reading the two pages and the length can make a
     // consistent file look inconsistent for a moment: read again before calling it damaged.
     let mut last = None;
@@ -84,7 +175,7 @@ pub(super) fn check(path: &Path) -> Result<Option<u64>> {
     Err(last.expect("three attempts ran"))
 }
 
-fn check_once(path: &Path) -> Result<Option<u64>> {
+fn check_once(path: &Path) -> Result<Option<Opened>> {
     let Some(file) = open_regular(path, Access::Read)? else {
         return Ok(None);
     };
@@ -115,7 +206,10 @@ fn check_once(path: &Path) -> Result<Option<u64>> {
         .map_err(|e| Error::io("reading the metadata of", path, e))?
         .len();
     consistent(&meta0, &meta1, len).map_err(corrupt)?;
-    Ok(Some(meta0.txn.max(meta1.txn)))
+    Ok(Some(Opened {
+        txn: meta0.txn.max(meta1.txn),
+        pages: [first, second],
+    }))
 }
 
 fn read_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<usize> {
@@ -152,7 +246,7 @@ fn parse(page: &[u8], index: u64) -> Result<Meta, String> {
         map_size: field(32)?,
         roots: [field(80)?, field(128)?],
         last_page: field(136)?,
-        txn: field(144)?,
+        txn: field(TXN_AT)?,
     })
 }
 

@@ -16,6 +16,7 @@ pub(crate) use layout::fuzz_entry as fuzz_value;
 mod meta_pages;
 mod options;
 mod pages;
+mod periodic;
 mod retry;
 mod shared;
 mod store;

@@ -43,7 +43,14 @@ pub struct LmdbOptions {
     /// [`Durability::Flush`] (default): LMDB syncs data and meta page at every commit.
     /// [`Durability::None`]: `MDB_NOSYNC | MDB_NOMETASYNC`, the OS writes back when it likes;
     /// a commit survives a process crash but not a power loss ([`LmdbEnv::sync`](super::LmdbEnv::sync) forces it).
+    /// [`Durability::Periodic`]: unsynced commits and a durable point every
+    /// [`LmdbOptions::periodic_interval`]; a power loss goes back to the last point (see
+    /// [`LmdbStore`](super::LmdbStore#durability) for the table and the conditions).
     pub durability: Durability,
+    /// With [`Durability::Periodic`]: how often a writing process makes a durable point (the
+    /// most a power loss can lose is about this plus one `fdatasync`). Default 100 ms. See
+    /// [`LmdbStore`](super::LmdbStore#durability).
+    pub periodic_interval: std::time::Duration,
     /// Who may read the files the environment creates (`data.mdb`, `lock.mdb`, the resize
     /// lock, the layout marker): [`FileMode::Umask`] (default) gives `0o666` less the process
     /// umask, so a group can share a cache; [`FileMode::OwnerOnly`] gives `0o600`. Existing
@@ -62,6 +69,7 @@ impl Default for LmdbOptions {
             max_map_size: None,
             max_dbs: 16,
             durability: Durability::Flush,
+            periodic_interval: std::time::Duration::from_millis(100),
             file_mode: FileMode::Umask,
             kind: None,
         }
@@ -97,6 +105,18 @@ impl LmdbOptions {
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// Sets [`LmdbOptions::periodic_interval`].
+    pub fn with_periodic_interval(mut self, interval: std::time::Duration) -> Self {
+        self.periodic_interval = interval;
+        self
+    }
+
+    /// Whether the environment runs as [`Durability::Periodic`] (on a platform without a
+    /// boot id, `Periodic` is `Flush`).
+    pub(super) fn periodic(&self) -> bool {
+        self.durability == Durability::Periodic && super::periodic::supported()
     }
 
     /// Sets [`LmdbOptions::file_mode`].

@@ -9,7 +9,9 @@ use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
 
 use super::error::engine_error;
 use super::files;
+use super::meta_pages;
 use super::options::{round_up, LmdbOptions, MAP_ROUNDING};
+use super::periodic::Periodic;
 use crate::fs::{open_regular, Access};
 use crate::{Durability, Error, Result};
 
@@ -29,6 +31,13 @@ pub(super) struct Shared {
     /// `Durability::Flush`; `None` with `Durability::None`, where a power loss may keep the
     /// record and lose the commit it names.
     pub(super) commit_record: Option<std::fs::File>,
+    /// `data.mdb`, opened for reading the meta pages into the commit record (with the record).
+    pub(super) data_file: Option<std::fs::File>,
+    /// The durable points of a `Periodic` environment.
+    pub(super) periodic: Option<Periodic>,
+    /// Whether a non-`Periodic` environment has removed any durable-point record before its
+    /// first write (see `periodic`).
+    pub(super) durable_record_gone: std::sync::atomic::AtomicBool,
     /// Counters behind [`LmdbEnv::stats`].
     pub(super) grown: AtomicU64,
     pub(super) adopted: AtomicU64,
@@ -49,7 +58,9 @@ impl Shared {
             )
         })?;
         let mut flags = EnvFlags::empty();
-        if options.durability == Durability::None {
+        // Periodic commits are not synced either: durable points make them durable (see
+        // `periodic`).
+        if options.durability == Durability::None || options.periodic() {
             flags |= EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC;
         }
         let mut builder = EnvOpenOptions::new().read_txn_without_tls();
@@ -97,14 +108,28 @@ impl Shared {
             .clear_stale_readers()
             .map_err(|e| engine_error(&path, e))?;
         let map_size = AtomicUsize::new(env.info().map_size);
+        let periodic = match options.periodic() {
+            true => Some(Periodic::open(&path)?),
+            false => None,
+        };
+        // Periodic keeps no per-commit record: a power loss may keep the record and lose the
+        // commits it names (its durable points are its record).
         let commit_record = match options.durability {
+            _ if periodic.is_some() => None,
             Durability::None => None,
             _ => {
                 let record = path.join(files::COMMIT_FILE);
                 open_regular(&record, Access::ReadWrite)?
             }
         };
+        let data_file = match commit_record {
+            Some(_) => open_regular(&path.join(files::DATA_FILE), Access::Read)?,
+            None => None,
+        };
         Ok(Shared {
+            durable_record_gone: false.into(),
+            periodic,
+            data_file,
             env,
             path,
             options,
@@ -134,6 +159,11 @@ impl Shared {
     /// The record only ever grows (read and rewritten under a lock on the file), so a process
     /// that writes late never lowers what another one recorded.
     pub(super) fn record_commit(&self) {
+        if let Some(periodic) = &self.periodic {
+            periodic
+                .dirty
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let Some(file) = &self.commit_record else {
             return;
         };
@@ -141,9 +171,22 @@ impl Shared {
         if file.lock().is_err() {
             return;
         }
-        let recorded = files::read_commit_from(file).unwrap_or(None).unwrap_or(0);
+        // The meta pages as they are now (another process may have committed since ours: the
+        // record names whatever the pages say is newest, with their fingerprints).
+        let (txn, fingerprints) = match self
+            .data_file
+            .as_ref()
+            .and_then(|f| meta_pages::fingerprints(f).ok().flatten())
+        {
+            Some((newest, fingerprints)) if newest >= txn => (newest, Some(fingerprints)),
+            _ => (txn, None),
+        };
+        let recorded = files::read_commit_from(file)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.txn);
         if txn > recorded {
-            let _ = write_at(file, &files::commit_record(txn));
+            let _ = write_at(file, &files::commit_record(txn, fingerprints));
         }
         let _ = file.unlock();
     }
@@ -160,4 +203,18 @@ fn write_at(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = file;
     file.seek(SeekFrom::Start(0))?;
     file.write_all(bytes)
+}
+
+impl Drop for Shared {
+    /// A `Periodic` environment makes a last durable point as it closes, so closing loses
+    /// nothing to a later power loss.
+    fn drop(&mut self) {
+        let dirty = self
+            .periodic
+            .as_ref()
+            .is_some_and(|p| p.dirty.load(std::sync::atomic::Ordering::Acquire));
+        if dirty {
+            let _ = self.durable_point();
+        }
+    }
 }

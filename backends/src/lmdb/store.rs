@@ -7,7 +7,7 @@ use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
 use super::files;
-use super::layout::{Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
+use super::layout::{Check, Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
 use super::{LmdbEnv, LmdbOptions, TxnError};
 use crate::marker::Kind;
@@ -80,14 +80,34 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// and the pages it would borrow are only guaranteed until the transaction ends (a later
 /// write may reuse them, a resize may unmap them). Use `with_value` for large values.
 ///
+/// A checked zero-copy read still passes every byte of the value through the CRC, which on a
+/// 4 KiB value costs more than the lookup itself (`benches/RESULTS.md`). A caller whose bytes
+/// carry their own checksum can skip it with [`LmdbStore::with_value_unchecked`] (zero
+/// copy) or [`Store::read_unchecked`] (a copy); both still check the framing.
+///
 /// # Durability
-/// [`Durability::Flush`] (default): every commit is synced by LMDB before `put` returns.
-/// [`Durability::None`]: commits are left to the OS (`MDB_NOSYNC`); they survive a crash of
-/// the process, not a power loss, until [`Store::flush`].
+/// What each level promises here (all of them: a crash of the process loses no returned
+/// write, since every commit is in the OS's page cache when `put` returns):
+///
+/// | level | a `put` costs | after a power loss (or any restart of the machine) |
+/// |---|---|---|
+/// | [`Durability::Flush`] (default) | two `fdatasync`s (LMDB syncs data, then the meta page) | every returned write is there |
+/// | [`Durability::Periodic`] | as `None`, plus a background durable point every [`LmdbOptions::periodic_interval`] (100 ms) | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
+/// | [`Durability::None`] | no sync (`MDB_NOSYNC`) | anything: LMDB may have reused the pages of the last snapshot on disk, so the store may be corrupt or rolled back, until [`Store::flush`] |
+///
+/// `Periodic` holds a read transaction on its last durable point so LMDB never reuses that
+/// snapshot's pages, syncs `data.mdb` and records the point's meta page in `cacher-durable`;
+/// an open after a restart rewrites the meta pages to it. Its conditions: every process that
+/// writes the environment uses `Periodic` (a `None` or `Flush` writer keeps no pin and may
+/// overwrite the pages of the durable point), Linux (elsewhere `Periodic` is `Flush`), and
+/// a file system that writes a meta page's first sector whole (LMDB's own assumption). A
+/// restart rolls back even when the machine shut down cleanly, to the last point, which is
+/// also made when the environment closes. [`Store::flush`] makes a point at once. The design
+/// and its reasons are in the `periodic` module of this crate (`backends/src/lmdb/periodic.rs`).
 ///
 /// # Files, modes and markers
-/// The directory holds LMDB's `data.mdb` and `lock.mdb`, cacher's `cacher-resize.lock` and
-/// `cacher-last-commit` (see [`LmdbEnv::open`]), and the layout marker `cacher-lmdb.toml`
+/// The directory holds LMDB's `data.mdb` and `lock.mdb`, cacher's `cacher-resize.lock`,
+/// `cacher-last-commit` (see [`LmdbEnv::open`]) and, with `Periodic`, `cacher-durable`, and the layout marker `cacher-lmdb.toml`
 /// (`format = "cacher-lmdb"`, `version` = the layout version). A directory carrying another
 /// kind's marker (a `DirStore`, `LogStore`, `ArrayStore`, NumpyLmdb) is refused with
 /// [`Error::WrongLayout`] naming both kinds, before any file is made. New files get the
@@ -104,8 +124,10 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   `data.mdb` under the marker is refused too, instead of opening as a new, empty store.
 /// - **A damaged meta page**: a bad magic, version, page size, flag, root or last-page field,
 ///   or transaction ids that are not two consecutive commits, is refused at open; with
-///   [`Durability::Flush`], the commit record also refuses an environment that would open at
-///   an older commit than the last one made (a damaged id that still looks consecutive).
+///   [`Durability::Flush`], the commit record (the last commit's id and a fingerprint of each
+///   meta page) also refuses an environment that would open at an older commit than the last
+///   one made: an id lowered so that it still looks consecutive, or the older page's id
+///   raised by two so that it looks like a newer commit.
 /// - **A damaged branch or leaf page that hides entries** (their keys read as missing):
 ///   [`Store::verify`] reports it, by holding LMDB's entry count against iteration. Keys
 ///   that come back out of order (a damaged page sending the cursor back or round a cycle)
@@ -121,9 +143,10 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// headers or node offsets that it follows without checking.
 ///
 /// Not detected: a read of a key whose leaf page is damaged so that the key is not found
-/// (a miss, not a wrong value; `verify` finds it); a meta page whose older transaction id is
-/// raised by exactly two (LMDB then opens the previous commit: an old value, never a mixed
-/// one); a meta page root pointing at another valid page; structural damage that LMDB itself
+/// (a miss, not a wrong value; `verify` finds it); meta-page damage with
+/// [`Durability::None`], which keeps no commit record (an id flip that still looks like two
+/// consecutive commits then opens the previous commit: an old value, never a mixed one); a
+/// meta page root pointing at another valid page; structural damage that LMDB itself
 /// follows into the weeds (it may report `MDB_CORRUPTED`, which is [`Error::Corrupt`], or, for
 /// some damaged page headers, crash the process: LMDB does not check every page it reads);
 /// values of layout-1 stores, which carry no checksum.
@@ -245,14 +268,61 @@ impl LmdbStore {
 
     /// Looks `key` up in an open transaction, checking its value.
     fn get_in<'t>(&self, txn: &'t RoTxn<'_>, key: &[u8]) -> Result<Option<&'t [u8]>, TxnError> {
+        self.lookup_in(txn, key, Check::Crc)
+    }
+
+    /// Looks `key` up in an open transaction, checking as much as `check` says.
+    fn lookup_in<'t>(
+        &self,
+        txn: &'t RoTxn<'_>,
+        key: &[u8],
+        check: Check,
+    ) -> Result<Option<&'t [u8]>, TxnError> {
         let stored = StoredKey::new(key);
         match self.data.get(txn, stored.bytes())? {
             None => Ok(None),
             Some(raw) => Ok(self
                 .layout
-                .lookup(key, &stored, raw)
+                .lookup(key, &stored, raw, check)
                 .map_err(|r| self.refused(Some(key), r))?),
         }
+    }
+
+    /// Like [`Store::with_value`], lending `key`'s bytes straight from LMDB's map, but **without
+    /// checking the value's CRC**: a damaged byte inside the value comes back as it is.
+    ///
+    /// For callers whose bytes carry their own checksum, bound to the key (the `Cache`
+    /// envelope does), so the store's pass over the whole value would be a second one: on a
+    /// 4 KiB value that pass is most of the read's cost, because the raw read touches only
+    /// the bytes the caller looks at while the check pulls every byte through the CPU (see
+    /// `benches/RESULTS.md`). What is still checked: the value's framing (a value shorter
+    /// than its checksum field, a long key's header and its full key, so a hash collision
+    /// still reads as missing and no read reaches outside the LMDB value), which is
+    /// [`Error::Corrupt`] as on the checked path. [`Store::verify`] still finds a damaged
+    /// value.
+    ///
+    /// ```
+    /// use cacher_store::lmdb::LmdbStore;
+    /// use cacher_store::Store;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = LmdbStore::open(dir.path())?;
+    /// store.put(b"k", b"bytes with their own checksum")?;
+    /// let mut len = 0;
+    /// assert!(store.with_value_unchecked(b"k", &mut |bytes| len = bytes.len())?);
+    /// assert_eq!(len, 29);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        self.env.read(|rtxn| -> Result<bool, TxnError> {
+            match self.lookup_in(rtxn, key, Check::Framing)? {
+                Some(value) => {
+                    f(value);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
     }
 
     /// Refuses a value too long for one LMDB value, before anything is read or written.
@@ -323,6 +393,18 @@ impl Store for LmdbStore {
         Ok(self.get(key)?.map(Blob::from))
     }
 
+    /// A copy, like [`Store::read`] (a [`Blob`] cannot borrow a read transaction: a later
+    /// write may reuse the pages and a resize may unmap them), made **without checking the
+    /// value's CRC**: it saves the checksum pass, not the copy. The zero-copy unchecked read is
+    /// [`LmdbStore::with_value_unchecked`]; what is still checked is listed there.
+    fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {
+        self.env.read(|rtxn| -> Result<_, TxnError> {
+            Ok(self
+                .lookup_in(rtxn, key, Check::Framing)?
+                .map(|v| Blob::from(v.to_vec())))
+        })
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.env
             .read(|rtxn| Ok::<_, TxnError>(self.get_in(rtxn, key)?.map(<[u8]>::to_vec)))
@@ -361,7 +443,7 @@ impl Store for LmdbStore {
                 let Some(raw) = self.data.get(wtxn, stored.bytes())? else {
                     return Ok(false);
                 };
-                let found = self.layout.lookup(key, &stored, raw);
+                let found = self.layout.lookup(key, &stored, raw, Check::Crc);
                 if found.map_err(|r| self.refused(Some(key), r))?.is_none() {
                     return Ok(false);
                 }
@@ -385,7 +467,8 @@ impl Store for LmdbStore {
     fn flush(&self) -> Result<()> {
         match self.env.options().durability {
             Durability::None => self.env.sync(),
-            // Periodic is Flush on LMDB until it has a cheaper way to keep its promise.
+            // A durable point (on a platform without a boot id, Periodic is Flush).
+            Durability::Periodic => self.env.durable_point(),
             _ => Ok(()),
         }
     }

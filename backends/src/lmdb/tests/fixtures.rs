@@ -193,3 +193,30 @@ fn bad_long_entry_fixture_is_corrupt_when_read() {
     let err = store.unwrap().get(&[b'L'; 600]).unwrap_err();
     assert!(err.is_corrupt(), "{err:?}");
 }
+
+#[test]
+fn commit_records_of_both_versions_are_read() {
+    use crate::lmdb::files::{parse_commit, CommitRecord};
+    let read = |name: &str| parse_commit(&std::fs::read(fixture_dir(name)).unwrap());
+    assert_eq!(
+        read("commit-record-v1"),
+        Some(CommitRecord {
+            txn: 41,
+            fingerprints: None
+        })
+    );
+    assert_eq!(
+        read("commit-record-v2"),
+        Some(CommitRecord {
+            txn: 42,
+            fingerprints: Some([0x1122_3344, 0x5566_7788])
+        })
+    );
+    // A version-2 record with a damaged fingerprint keeps its id, without fingerprints.
+    let mut damaged = std::fs::read(fixture_dir("commit-record-v2")).unwrap();
+    damaged[13] ^= 1;
+    assert_eq!(
+        parse_commit(&damaged).map(|r| (r.txn, r.fingerprints)),
+        Some((42, None))
+    );
+}

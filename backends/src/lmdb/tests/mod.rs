@@ -2,6 +2,8 @@
 //! golden fixtures. Tests of the public API alone live in `backends/tests/lmdb_*.rs`.
 
 mod fixtures;
+mod periodic;
+mod unchecked;
 
 use std::path::Path;
 
