@@ -190,24 +190,21 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// value until the next refresh.
 ///
 /// # Index memory
-/// The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
-/// a 32-byte bucket (key pointer and length, `Loc`) plus one control byte, at hashbrown's
-/// load factor of 7/16 to 7/8 (so 38 to 75 bytes of table per entry, depending on where the
-/// entry count sits between two power-of-two capacities), plus the key's own heap
-/// allocation. Measured by `backends/tests/log_index_memory.rs` with a counting allocator,
-/// 100 000 entries (load factor 0.76):
+/// The index (`backends/src/log/index.rs`) is a table of 24-byte slots — the value's offset
+/// and length, where the key sits, 32 bits of the key's hash — split into 64 shards by hash,
+/// plus one arena holding every live key's bytes back to back (in chunks of up to 1 MiB that
+/// never move). There is no allocation per key. A slot costs 25 bytes of table (with its tag
+/// byte) at hashbrown's load factor of 7/16 to 7/8, so 29 to 57 bytes per entry plus the key
+/// itself: a million 44-byte keys cost 92 MB (96.5 B per entry, the table at its emptiest just
+/// after a doubling; [`LogStats::index_bytes`] tells the figure for a live store). Removed
+/// keys' bytes stay in the arena until they outweigh the live ones, then the arena is
+/// repacked.
 ///
-/// | key length | bytes per entry, requested | with glibc malloc's chunk rounding |
-/// |---|---|---|
-/// | 16 | 59.3 | 75.3 |
-/// | 64 | 107.3 | 123.3 |
-///
-/// That is about 43 bytes of table plus the key (plus 8 to 16 bytes of malloc overhead): a
-/// million 16-byte keys cost about 75 MB. Keeping only a 64-bit hash of long keys would cut a
-/// 64-byte-key entry to about 40 bytes, but two keys can share a hash, so the index would need
-/// collision chains and every hit would compare the key stored in the file; `keys()` would read
-/// every key back from the file. For typical cache keys (digests and paths under 100 bytes)
-/// the saving does not pay for that, so whole keys are kept.
+/// Opening never holds two copies of the index: a shard that grows reallocates a 64th of the
+/// table, so the open's peak memory stays within a few percent of the index it builds
+/// (`backends/benches/log_open.rs` measures both, `benches/RESULTS.md` has the figures). Keys
+/// are hashed with foldhash under a random seed per index, so no key set — however chosen —
+/// makes lookups degrade; a lookup compares the whole key, never only its hash.
 pub struct LogStore {
     path: PathBuf,
     options: LogOptions,
@@ -271,6 +268,7 @@ impl LogStore {
             live_bytes: st.live_bytes,
             entries: st.index.len() as u64,
             generation: st.generation,
+            index_bytes: st.index.heap_bytes() as u64,
         }
     }
 

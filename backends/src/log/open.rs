@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::identify::damaged_key;
-use super::index::{apply, map_file, State};
+use super::index::{apply, map_file, Index, State, MAX_OFFSET};
 use super::positioned::{read_full_at, write_all_at};
 use super::record::{self, FileHeader, FILE_HEADER_LEN};
 use super::recover::recover_damaged_tail;
@@ -206,7 +206,14 @@ pub(super) fn read_header(file: &File, path: &Path) -> Result<FileHeader> {
 pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenReport)> {
     let header = read_header(&file, path)?;
     let len = file_len(&file, path)?;
-    let mut index = HashMap::new();
+    if len > MAX_OFFSET {
+        return Err(Error::corrupt(
+            path,
+            None,
+            format!("{len} bytes: a log holds at most {MAX_OFFSET} bytes"),
+        ));
+    }
+    let mut index = Index::new();
     let mut live_bytes = 0;
     let scanned = scan(&file, path, FILE_HEADER_LEN, len, role, &mut |e| {
         apply(&mut index, &mut live_bytes, e)

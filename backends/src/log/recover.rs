@@ -35,7 +35,7 @@ pub(super) fn recover_damaged_tail(
         write_all_at(file, &record, offset)
             .map_err(|e| Error::io("writing a recovery tombstone to", path, e))?;
         end = offset + record.len() as u64;
-        apply(index, live_bytes, Entry::Tombstone { key: key.clone() });
+        apply(index, live_bytes, Entry::Tombstone { key });
         tail.tombstoned = true;
     }
     file.set_len(end)

@@ -140,6 +140,10 @@ pub struct LogStats {
     pub entries: u64,
     /// The file's generation: it changes each time compaction swaps in a new file.
     pub generation: u64,
+    /// Heap bytes the in-memory index holds (its tables and its copy of the keys), as this
+    /// handle counts them: what the index costs the process, give or take the allocator's
+    /// rounding.
+    pub index_bytes: u64,
 }
 
 impl LogStats {

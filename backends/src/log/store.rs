@@ -96,7 +96,7 @@ impl Store for LogStore {
         self.refresh()?;
         let (keys, damaged) = {
             let st = self.state();
-            let keys: Vec<Box<[u8]>> = st.index.keys().cloned().collect();
+            let keys: Vec<Box<[u8]>> = st.index.keys().map(Box::from).collect();
             let damaged: Vec<(Box<[u8]>, u64)> =
                 st.damaged.iter().map(|(k, &o)| (k.clone(), o)).collect();
             (keys, damaged)
