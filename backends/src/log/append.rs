@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
 use super::index::MAX_OFFSET;
 use super::positioned::write_all_at;
@@ -55,9 +55,10 @@ impl LogStore {
         for (_, key, _) in batch {
             key_len(key)?;
         }
-        let (file, start) = {
+        self.background_sync_error()?;
+        let (file, start, generation) = {
             let st = self.state();
-            (st.file.clone(), st.end)
+            (st.file.clone(), st.end, st.generation)
         };
         let batch_len: u64 = batch
             .iter()
@@ -122,13 +123,35 @@ impl LogStore {
             self.index_kept(keep, entries);
             return Err(Error::io("appending to", &self.path, e));
         }
-        if self.options.durability != Durability::None {
-            if let Err(e) = file.sync_data() {
-                self.index_kept(pos, entries);
-                return Err(Error::io("syncing", &self.path, e));
-            }
+        if let Err(e) = self.sync_per_durability(&file, pos, generation) {
+            self.index_kept(pos, entries);
+            return Err(e);
         }
         self.commit(pos, entries)
+    }
+
+    /// Makes the records just written up to `end` as durable as the options ask: synced now
+    /// (`Flush`), handed to the background syncer (`Periodic`), or left to the OS (`None`).
+    fn sync_per_durability(&self, file: &Arc<File>, end: u64, generation: u64) -> Result<()> {
+        match (&self.syncer, self.options.durability) {
+            (_, Durability::None) => Ok(()),
+            (Some(syncer), _) => {
+                syncer.written(file, end, generation);
+                Ok(())
+            }
+            _ => file
+                .sync_data()
+                .map_err(|e| Error::io("syncing", &self.path, e)),
+        }
+    }
+
+    /// The error of a background sync that failed since the last write (`Periodic`): the
+    /// writes before it may not be on disk, which the next write (or flush) reports.
+    pub(super) fn background_sync_error(&self) -> Result<()> {
+        match self.syncer.as_ref().and_then(|s| s.take_error()) {
+            Some(e) => Err(Error::io("syncing (in the background)", &self.path, e)),
+            None => Ok(()),
+        }
     }
 
     /// Indexes the records a failed write left whole in the file (they stay: another handle
@@ -169,9 +192,10 @@ impl LogStore {
         let mut slot = self.writer_slot();
         self.writable(&mut slot, "put_reader")?;
         let key_len = key_len(key)?;
-        let (file, start) = {
+        self.background_sync_error()?;
+        let (file, start, generation) = {
             let st = self.state();
-            (st.file.clone(), st.end)
+            (st.file.clone(), st.end, st.generation)
         };
         let value_off = start + RECORD_HEADER_LEN + key.len() as u64;
         let mut pos = value_off;
@@ -218,12 +242,10 @@ impl LogStore {
             value_off,
             value_len: pos - value_off,
         };
-        if self.options.durability != Durability::None {
-            if let Err(e) = file.sync_data() {
-                // The record is whole: another handle may have indexed it, so it stays.
-                self.index_kept(pos, vec![entry]);
-                return Err(Error::io("syncing", &self.path, e));
-            }
+        if let Err(e) = self.sync_per_durability(&file, pos, generation) {
+            // The record is whole: another handle may have indexed it, so it stays.
+            self.index_kept(pos, vec![entry]);
+            return Err(e);
         }
         self.commit(pos, vec![entry])?;
         Ok(pos - value_off)

@@ -123,8 +123,16 @@ impl LogStore {
         st.map = new_map;
         st.end = pos;
         st.generation = header.generation;
+        let file = st.file.clone();
         drop(st);
-        crate::fs::sync_parent(&self.path)
+        crate::fs::sync_parent(&self.path)?;
+        // The new file was synced whole before the rename.
+        if let Some(syncer) = &self.syncer {
+            syncer
+                .synced(&file, pos, header.generation)
+                .map_err(|e| Error::io("writing", syncer.marker_path(), e))?;
+        }
+        Ok(())
     }
 }
 

@@ -342,6 +342,9 @@ pub(super) struct State {
     pub(super) end: u64,
     pub(super) live_bytes: u64,
     pub(super) generation: u64,
+    /// Where the strict recovery rules end (see `super::periodic::strict_until`), as read at
+    /// open: a read-only handle's refresh scans by the same rules.
+    pub(super) strict_until: u64,
 }
 
 /// Updates the index (and the live byte count) for one valid record.

@@ -17,6 +17,7 @@ mod identify;
 mod index;
 mod open;
 mod options;
+mod periodic;
 mod positioned;
 mod read;
 pub(crate) mod record;
@@ -47,9 +48,6 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// behind until [`LogStore::compact`] (or [`LogOptions::auto_compact`]) rewrites the live
 /// records into a new file.
 ///
-/// Durability: [`Durability::Flush`] by default (fdatasync before `put` returns, once per
-/// `put_many`); [`Durability::None`] through [`LogOptions::durability`].
-///
 /// ```
 /// use cacher_store::{LogOptions, LogStore, Store};
 ///
@@ -74,6 +72,22 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// assert_eq!(&blob[..], b"hello again"); // still valid: the old file lives while mapped
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Durability
+/// Set with [`LogOptions::durability`]. What each level promises:
+///
+/// | level | a write returns after | after a process crash | after a power loss |
+/// |---|---|---|---|
+/// | [`Durability::Flush`] (default) | fdatasync (once per `put_many`) | every acknowledged write | every acknowledged write |
+/// | [`Durability::Periodic`] | the write to the OS; a background thread fdatasyncs within [`LogOptions::sync_interval`] (100 ms) | every acknowledged write | a consistent log missing at most the writes of the last interval (plus the sync's own time) |
+/// | [`Durability::None`] | the write to the OS | every acknowledged write | no promise: unsynced writes may reach the disk out of order, and the open may then find corruption in the middle and refuse the log |
+///
+/// A process crash loses nothing at any level, since the writes are in the OS page cache.
+/// `Periodic` keeps its power-loss promise by recording, after each background sync, how far
+/// the log was synced (`<log>.synced`): at open, the first bad record past that offset starts
+/// a torn tail that is cut with everything after it, while damage before it is still reported
+/// as damage. A background sync that fails is reported by the next write or
+/// [`Store::flush`]. Dropping the store syncs what is left.
 ///
 /// # Format
 /// A 32-byte file header, then records; a delete appends a tombstone record. The index maps
@@ -122,7 +136,9 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
 ///   when it is created or compacted;
 /// - `store.log.damaged-<offset>` — a damaged tail moved aside at open (see [`OpenReport`]);
-///   never deleted by the store.
+///   never deleted by the store;
+/// - `store.log.synced` — how far a [`Durability::Periodic`] writer synced the log (24 bytes;
+///   removed by the next writer of another durability, after it synced the whole log).
 ///
 /// The store touches nothing else, and only regular files of its own: every file it creates
 /// is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, every file it opens with `O_NOFOLLOW |
@@ -212,6 +228,8 @@ pub struct LogStore {
     /// The writer's lock file (`None` for read-only handles). Its mutex also serializes
     /// appends, compaction and (read-only) refreshes.
     writer: Mutex<Option<File>>,
+    /// The background syncer of a [`Durability::Periodic`] writer.
+    syncer: Option<periodic::Syncer>,
     /// Tests inject a failure (or a reader's refresh) before an append's write at an offset.
     #[cfg(test)]
     fault: Mutex<Option<WriteFault>>,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::identify::damaged_key;
 use super::index::{apply, map_file, Index, State, MAX_OFFSET};
+use super::periodic::{self, Syncer};
 use super::positioned::{read_full_at, write_all_at};
 use super::record::{self, FileHeader, FILE_HEADER_LEN};
 use super::recover::recover_damaged_tail;
@@ -56,16 +57,50 @@ impl LogStore {
         };
         let (state, mut report) = load(file, &path, role)?;
         report.removed_temps = removed;
+        let syncer = if options.read_only {
+            None
+        } else {
+            start_syncing(&path, &options, &state)?
+        };
         Ok(LogStore {
             path,
             options,
             state: RwLock::new(state),
             writer: Mutex::new(lock),
+            syncer,
             #[cfg(test)]
             fault: Mutex::new(None),
             report,
         })
     }
+}
+
+/// A periodic writer's syncer, started once the whole log is synced; any other writer
+/// removes the `.synced` file a periodic one left (after syncing the log, so the strict
+/// recovery rules hold everywhere again).
+fn start_syncing(path: &Path, options: &LogOptions, state: &State) -> Result<Option<Syncer>> {
+    let periodic = options.durability == crate::Durability::Periodic;
+    let marker = sibling(path, periodic::SYNCED)?;
+    if !periodic && std::fs::symlink_metadata(&marker).is_err() {
+        return Ok(None);
+    }
+    state
+        .file
+        .sync_data()
+        .map_err(|e| Error::io("syncing", path, e))?;
+    if !periodic {
+        periodic::remove_marker(path)?;
+        return Ok(None);
+    }
+    Syncer::start(
+        path,
+        state.file.clone(),
+        state.end,
+        state.generation,
+        options.sync_interval,
+        options.file_mode,
+    )
+    .map(Some)
 }
 
 /// `path` with `suffix` appended to its file name (`store.log` -> `store.log.lock`).
@@ -215,9 +250,16 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
     }
     let mut index = Index::new();
     let mut live_bytes = 0;
-    let scanned = scan(&file, path, FILE_HEADER_LEN, len, role, &mut |e| {
-        apply(&mut index, &mut live_bytes, e)
-    })?;
+    let strict_until = periodic::strict_until(path, header.generation)?;
+    let scanned = scan(
+        &file,
+        path,
+        FILE_HEADER_LEN,
+        len,
+        role,
+        strict_until,
+        &mut |e| apply(&mut index, &mut live_bytes, e),
+    )?;
     let mut report = OpenReport {
         records: scanned.records,
         ..OpenReport::default()
@@ -284,6 +326,7 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
         end,
         live_bytes,
         generation: header.generation,
+        strict_until,
     };
     Ok((state, report))
 }

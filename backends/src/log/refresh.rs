@@ -24,9 +24,9 @@ impl LogStore {
             return Ok(false);
         }
         let _serial = self.writer_slot();
-        let (file, end, generation) = {
+        let (file, end, generation, strict_until) = {
             let st = self.state();
-            (st.file.clone(), st.end, st.generation)
+            (st.file.clone(), st.end, st.generation, st.strict_until)
         };
         let meta = file
             .metadata()
@@ -47,16 +47,24 @@ impl LogStore {
         // Owned copies: the scan lends each key from its read buffer, and the index is
         // updated after the scan, under the state lock.
         let mut entries: Vec<OwnedEntry> = Vec::new();
-        let scanned = scan(&file, &self.path, end, len, Role::Reader, &mut |e| {
-            entries.push(match e {
-                Entry::Put {
-                    key,
-                    value_off,
-                    value_len,
-                } => (key.to_vec(), Some((value_off, value_len))),
-                Entry::Tombstone { key } => (key.to_vec(), None),
-            })
-        })?;
+        let scanned = scan(
+            &file,
+            &self.path,
+            end,
+            len,
+            Role::Reader,
+            strict_until,
+            &mut |e| {
+                entries.push(match e {
+                    Entry::Put {
+                        key,
+                        value_off,
+                        value_len,
+                    } => (key.to_vec(), Some((value_off, value_len))),
+                    Entry::Tombstone { key } => (key.to_vec(), None),
+                })
+            },
+        )?;
         let mut st = self.state_mut();
         // Damage is only ever at the end, which this scan has just read again.
         let had_damage = !st.damaged.is_empty();

@@ -115,6 +115,10 @@ pub enum TornReason {
     /// Every byte after the last valid record is zero: the file grew but its data never
     /// reached the disk (a power cut after the size was written).
     ZeroFilled,
+    /// A bad record after the offset a [`Durability::Periodic`](crate::Durability::Periodic)
+    /// writer last synced: writes of the last interval that a power loss left half on disk
+    /// (possibly with whole records after the bad one, which are cut with it).
+    Unsynced,
 }
 
 impl std::fmt::Display for TornReason {
@@ -124,6 +128,7 @@ impl std::fmt::Display for TornReason {
             TornReason::RunsPastEnd => "record runs past the end of the file",
             TornReason::UnfinishedStream => "a streamed put that never finished",
             TornReason::ZeroFilled => "zero bytes where a record should start",
+            TornReason::Unsynced => "a bad record among writes that were never synced",
         })
     }
 }

@@ -100,6 +100,10 @@ pub(crate) struct Scanned {
 /// bytes that are not zero. Only the writer's last appends can be torn; a damaged tail may be
 /// an acknowledged write, so recovery must not just cut it.
 ///
+/// From `strict_until` on (what a [`Durability::Periodic`](crate::Durability::Periodic)
+/// writer had synced; `u64::MAX` for any other log) the first bad record of any kind is a
+/// torn tail, [`TornReason::Unsynced`], even with valid records after it.
+///
 /// A [`Role::Reader`] may be reading while the writer appends: a bad record followed by a
 /// valid one is then re-read once before it is called corrupt, because the writer may have
 /// finished it in the meantime.
@@ -109,6 +113,7 @@ pub(crate) fn scan(
     start: u64,
     file_len: u64,
     role: Role,
+    strict_until: u64,
     apply: &mut dyn FnMut(Entry<'_>),
 ) -> Result<Scanned> {
     let io_err = |e| Error::io("scanning", path, e);
@@ -145,6 +150,18 @@ pub(crate) fn scan(
                 records += 1;
                 pos = next;
                 continue;
+            }
+            // Past what a periodic writer synced, a bad record is a write a power loss left
+            // half on disk, whatever follows it (see `super::periodic`).
+            Check::Invalid(_) | Check::BadHeader | Check::BadBody { .. } if pos >= strict_until => {
+                return Ok(Scanned {
+                    end: pos,
+                    records,
+                    tail: Some(Tail {
+                        offset: pos,
+                        kind: TailKind::Torn(TornReason::Unsynced),
+                    }),
+                })
             }
             Check::Invalid(reason) => {
                 return Err(Error::corrupt(

@@ -60,9 +60,18 @@ impl Store for LogStore {
     fn flush(&self) -> Result<()> {
         let slot = self.writer_slot();
         if slot.is_some() {
-            let file = self.state().file.clone();
+            self.background_sync_error()?;
+            let (file, end, generation) = {
+                let st = self.state();
+                (st.file.clone(), st.end, st.generation)
+            };
             file.sync_data()
                 .map_err(|e| Error::io("syncing", &self.path, e))?;
+            if let Some(syncer) = &self.syncer {
+                syncer
+                    .synced(&file, end, generation)
+                    .map_err(|e| Error::io("writing", syncer.marker_path(), e))?;
+            }
         }
         Ok(())
     }
