@@ -160,10 +160,15 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// be an acknowledged write, so the writer moves it to a side file before cutting it, and
 /// writes a tombstone for its key when the key has an older value, so the key reads as missing
 /// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. The key is
-/// told even when its bytes or its header are the damaged ones, as long as the damage is one
-/// flipped bit in the header or confined to the key (`backends/src/log/identify.rs`); beyond
-/// that the bytes are still moved aside and reported, but an older value of that unknown key
-/// can show again. A bad record with a
+/// told even when its bytes or its header are the damaged ones: one flipped bit in the
+/// header is undone, damage confined to the key is matched against the log's keys, and a
+/// header damaged further is matched by key length against its record checksum field. When
+/// even that field is gone, every key of the log whose bytes follow the damaged header is a
+/// *suspect* and is handled as the record's key (tombstoned, or corrupt to a reader): so
+/// damage confined to the header never brings an older value back. What is still beyond it:
+/// a header whose record checksum field is damaged *and* whose key bytes are damaged too —
+/// nothing in a v1 record then names the key (`backends/src/log/identify.rs`). A bad record
+/// with a
 /// valid record after it fails the open with [`Error::Corrupt`] naming the offset. A file
 /// shorter than its 32-byte header (a log truncated to 0 bytes) is [`Error::Corrupt`], never
 /// an empty store. Every recovery is in [`LogStore::open_report`]; the rules are in

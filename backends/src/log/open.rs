@@ -288,13 +288,14 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
             offset,
             kind: TailKind::Damaged { reason, key },
         }) => {
-            let key = damaged_key(&file, offset, len, reason, key, &index)
+            let told = damaged_key(&file, offset, len, reason, key, &index)
                 .map_err(|e| Error::io("reading the damaged tail of", path, e))?;
             let mut tail = DamagedTail {
                 offset,
                 len: len - offset,
                 reason,
-                key,
+                key: told.key,
+                suspects: told.suspects,
                 moved_to: None,
                 tombstoned: false,
             };
@@ -310,7 +311,7 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
                     )?;
                 }
                 Role::Reader => {
-                    if let Some(key) = &tail.key {
+                    for key in tail.key.iter().chain(&tail.suspects) {
                         damaged.insert(key.clone().into_boxed_slice(), offset);
                     }
                 }

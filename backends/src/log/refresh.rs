@@ -86,9 +86,9 @@ impl LogStore {
             kind: TailKind::Damaged { reason, key },
         }) = scanned.tail
         {
-            let key = damaged_key(&file, offset, len, reason, key, &st.index)
+            let told = damaged_key(&file, offset, len, reason, key, &st.index)
                 .map_err(|e| Error::io("reading the damaged tail of", &self.path, e))?;
-            if let Some(key) = key {
+            for key in told.key.into_iter().chain(told.suspects) {
                 st.damaged.insert(key.into_boxed_slice(), offset);
                 damaged_now = true;
             }

@@ -57,14 +57,21 @@ pub struct DamagedTail {
     /// The damaged record's key, as well as it can be told: read under a sound header, or
     /// recovered by undoing one flipped bit of a damaged header, or by finding the key of the
     /// log that makes the record's checksum match (when the stored key's bytes are the
-    /// damaged ones). `None` when the header is damaged beyond one bit: then an older value of
-    /// the unknown key may show again, which this report is the only trace of.
+    /// damaged ones), or by finding the key length whose record checksum matches the stored
+    /// one (a header damaged beyond one bit, its record checksum field whole). `None` when
+    /// nothing tells it: see `suspects`.
     pub key: Option<Vec<u8>>,
     /// The side file the writer moved the bytes to (`<log>.damaged-<offset>`), or `None` for
     /// a read-only handle, which leaves the file as it is.
     pub moved_to: Option<std::path::PathBuf>,
-    /// Whether the writer appended a tombstone for `key`, so its older value does not come
-    /// back in place of the damaged one.
+    /// When `key` is `None`: the keys the record may have been written for — every key of
+    /// the log whose bytes follow the damaged header, where the record's key sits when only
+    /// the header is damaged. Each is treated as the record's key: tombstoned by the writer
+    /// (so it reads as missing, never as a value the damaged record may have replaced), read
+    /// as corrupt by a reader.
+    pub suspects: Vec<Vec<u8>>,
+    /// Whether the writer appended a tombstone for `key` (or for suspects), so an older value
+    /// does not come back in place of the damaged one.
     pub tombstoned: bool,
 }
 

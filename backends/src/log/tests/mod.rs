@@ -10,6 +10,7 @@ mod periodic;
 mod recovery;
 #[cfg(unix)]
 mod rollback;
+mod unattributed;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
