@@ -12,9 +12,9 @@ use super::index::{apply, map_file, Index, State, MAX_OFFSET};
 use super::periodic::{self, Syncer};
 use super::positioned::{read_full_at, write_all_at};
 use super::record::{self, FileHeader, FILE_HEADER_LEN};
-use super::recover::recover_damaged_tail;
+use super::recover::{quarantine, recover_damaged_tail};
 use super::scan::{scan, Role, Tail, TailKind};
-use super::{DamagedTail, LogOptions, LogStore, OpenReport, TornTail};
+use super::{DamagedTail, LogOptions, LogStore, OpenReport, TornReason, TornTail};
 use crate::fs::{create_new, open_regular, refuse_unless_file, Access, FileMode};
 use crate::marker::{self, refuse_foreign};
 use crate::{Error, Result};
@@ -272,7 +272,13 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
             offset,
             kind: TailKind::Torn(reason),
         }) => {
+            let mut moved_to = None;
             if role == Role::Writer {
+                // Unsynced writes may hold whole records after the bad one: kept aside, as a
+                // damaged tail is, rather than dropped.
+                if reason == TornReason::Unsynced {
+                    moved_to = Some(quarantine(&file, path, offset, len)?);
+                }
                 file.set_len(offset)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| Error::io("cutting the torn tail of", path, e))?;
@@ -282,6 +288,7 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
                 len: len - offset,
                 reason,
                 cut: role == Role::Writer,
+                moved_to,
             });
         }
         Some(Tail {

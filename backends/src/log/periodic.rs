@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use super::open::{remove_stale_temp, sibling};
 use super::positioned::{read_full_at, write_all_at};
-use super::record::FILE_HEADER_LEN;
 use crate::fs::{create_new, open_regular, Access, FileMode};
 use crate::le::{u32_at, u64_at};
 use crate::{Error, Result};
@@ -52,11 +51,12 @@ pub(super) fn encode(end: u64, generation: u64) -> [u8; MARKER_LEN] {
     b
 }
 
-/// Where the strict recovery rules of a log end, from its `.synced` file: `u64::MAX` (strict
-/// everywhere) when there is none; the synced offset when it names this generation; the end
-/// of the file header when it is unreadable or names another file (a crash between
-/// compaction's rename and the marker's update), since then nothing says how far it was
-/// synced.
+/// Where the strict recovery rules of a log end, from its `.synced` file: the synced offset
+/// when it names this generation, else `u64::MAX` (strict everywhere). A marker naming
+/// another generation is left by a crash between compaction's rename and the marker's
+/// update, when the new file held only compacted records, all synced: strict is right. An
+/// unreadable marker tells nothing, so the open keeps the strict rules and reports what it
+/// finds rather than cut anything on a guess.
 pub(super) fn strict_until(log: &Path, generation: u64) -> Result<u64> {
     let path = sibling(log, SYNCED)?;
     let Some(file) = open_regular(&path, Access::Read)? else {
@@ -67,7 +67,7 @@ pub(super) fn strict_until(log: &Path, generation: u64) -> Result<u64> {
     let sound = n == MARKER_LEN && u32_at(&b, 16) == Some(crc32fast::hash(&b[0..16]));
     match (sound, u64_at(&b, 0), u64_at(&b, 8)) {
         (true, Some(end), Some(g)) if g == generation => Ok(end),
-        _ => Ok(FILE_HEADER_LEN),
+        _ => Ok(u64::MAX),
     }
 }
 

@@ -57,7 +57,7 @@ pub(super) fn recover_damaged_tail(
 
 /// Copies `offset..len` of the log into a new side file, `<log>.damaged-<offset>` (with a
 /// counter when that name is taken), synced before the caller cuts the bytes from the log.
-fn quarantine(file: &File, path: &Path, offset: u64, len: u64) -> Result<PathBuf> {
+pub(super) fn quarantine(file: &File, path: &Path, offset: u64, len: u64) -> Result<PathBuf> {
     let log_meta = file
         .metadata()
         .map_err(|e| Error::io("reading the metadata of", path, e))?;

@@ -107,6 +107,10 @@ pub struct TornTail {
     pub reason: TornReason,
     /// Whether it was truncated away (writers) or only skipped (read-only handles).
     pub cut: bool,
+    /// The side file a writer copied the tail to before cutting it
+    /// (`<log>.damaged-<offset>`): only for [`TornReason::Unsynced`], whose bytes may hold
+    /// whole records; `None` for the other reasons, which hold no whole record.
+    pub moved_to: Option<std::path::PathBuf>,
 }
 
 /// Why the bytes after the last valid record are not a whole record.

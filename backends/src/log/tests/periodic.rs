@@ -91,6 +91,13 @@ fn unsynced_writes_left_half_on_disk_are_cut_not_corruption() {
             (tail.offset, tail.reason, tail.cut),
             (synced, TornReason::Unsynced, !read_only)
         );
+        // The writer keeps the cut bytes (they hold `c`, whole) in a side file.
+        if let Some(moved) = &tail.moved_to {
+            assert!(!read_only);
+            assert_eq!(std::fs::metadata(moved).unwrap().len(), tail.len);
+        } else {
+            assert!(read_only, "the writer moved nothing aside");
+        }
         assert_eq!(store.get(b"a").unwrap().as_deref(), Some(&b"synced"[..]));
         assert_eq!(store.get(b"b").unwrap(), None);
         assert_eq!(store.get(b"c").unwrap(), None);
