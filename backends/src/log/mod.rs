@@ -85,8 +85,8 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// A process crash loses nothing at any level, since the writes are in the OS page cache.
 /// `Periodic` keeps its power-loss promise by recording, after each background sync, how far
 /// the log was synced (`<log>.synced`): at open, the first bad record past that offset starts
-/// a torn tail that is cut with everything after it, while damage before it is still reported
-/// as damage. A background sync that fails is reported by the next write or
+/// a torn tail that is copied aside and cut with everything after it, while damage before it
+/// is still reported as damage. A background sync that fails is reported by the next write or
 /// [`Store::flush`]. Dropping the store syncs what is left.
 ///
 /// # Format
@@ -135,8 +135,8 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// - `store.log.lock` — the writer's OS lock (never deleted; empty);
 /// - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
 ///   when it is created or compacted;
-/// - `store.log.damaged-<offset>` — a damaged tail moved aside at open (see [`OpenReport`]);
-///   never deleted by the store;
+/// - `store.log.damaged-<offset>` — a damaged tail (or a `Periodic` writer's unsynced tail)
+///   moved aside at open (see [`OpenReport`]); never deleted by the store;
 /// - `store.log.synced` — how far a [`Durability::Periodic`] writer synced the log (24 bytes;
 ///   removed by the next writer of another durability, after it synced the whole log).
 ///
