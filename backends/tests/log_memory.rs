@@ -190,3 +190,83 @@ fn child_streams_1_gib() {
     let reader = LogStore::options().read_only(true).open(&path).unwrap();
     assert!(reader.contains(b"big").unwrap());
 }
+
+/// Entries in the index-memory test: enough that the index (about 23 MB) dwarfs the test
+/// binary's own RSS, and just past the point (229,376 = 7/8 of 2^18) where one hash table
+/// doubles: the worst case for memory per entry and for the peak, where the old
+/// `HashMap<Box<[u8]>, Loc>` index measured 138 B per entry by RSS and a peak of 1.28x.
+const INDEX_ENTRIES: u64 = 235_000;
+const INDEX_KEY_LEN: usize = 44;
+
+fn index_key(i: u64) -> Vec<u8> {
+    format!(
+        "memo/module:{:016x}{i:016x}",
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    )
+    .into_bytes()
+}
+
+/// Issue 15: the open of a big log peaked at about 1.25x-2x its index (the table doubling
+/// while the old one was still held) and the index cost 128 B per 44-byte-key entry. Now
+/// the index holds at most 64 B per entry plus the key, and the open peaks within 1.25x of
+/// the index it builds. Measured by RSS in a child process, which opens the log and nothing
+/// else.
+#[test]
+fn opening_a_big_log_peaks_near_its_index_and_the_index_is_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    {
+        let store = LogOptions::new()
+            .durability(cacher_store::Durability::None)
+            .open(&path)
+            .unwrap();
+        let keys: Vec<Vec<u8>> = (0..INDEX_ENTRIES).map(index_key).collect();
+        assert_eq!(keys[0].len(), INDEX_KEY_LEN);
+        for batch in keys.chunks(10_000) {
+            let entries: Vec<(&[u8], &[u8])> =
+                batch.iter().map(|k| (&k[..], &b"value"[..])).collect();
+            store.put_many(&entries).unwrap();
+        }
+    }
+    let out = run_child("child_opens_the_big_log", &path);
+    let (before, after, peak) = (
+        figure(&out, "rss_before_kib"),
+        figure(&out, "rss_after_kib"),
+        figure(&out, "vmhwm_kib"),
+    );
+    let steady = (after - before) as f64;
+    let per_entry = steady * 1024.0 / INDEX_ENTRIES as f64;
+    let ratio = (peak - before) as f64 / steady;
+    eprintln!(
+        "open of {INDEX_ENTRIES} entries: index {steady} KiB by RSS ({per_entry:.1} B per \
+         entry with {INDEX_KEY_LEN}-byte keys), peak {} KiB ({ratio:.3}x)",
+        peak - before
+    );
+    eprintln!("the index counts {} bytes", figure(&out, "index_bytes"));
+    // The index's own count of its bytes meets the target exactly; the process pays a few
+    // bytes more per entry for the allocator (freed small tables stay in glibc's heap).
+    let counted = figure(&out, "index_bytes") as f64 / INDEX_ENTRIES as f64;
+    assert!(
+        counted <= 64.0 + INDEX_KEY_LEN as f64,
+        "the index counts {counted:.1} B per entry"
+    );
+    assert!(
+        per_entry <= 64.0 + 8.0 + INDEX_KEY_LEN as f64,
+        "{per_entry:.1} B per entry by RSS"
+    );
+    assert!(ratio <= 1.25, "the open peaked at {ratio:.3}x its index");
+}
+
+#[test]
+fn child_opens_the_big_log() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let before = status_kib("VmRSS:");
+    let store = LogStore::open(&path).unwrap();
+    println!("\nFIGURE rss_before_kib={before}");
+    println!("\nFIGURE rss_after_kib={}", status_kib("VmRSS:"));
+    println!("\nFIGURE vmhwm_kib={}", status_kib("VmHWM:"));
+    println!("\nFIGURE index_bytes={}", store.stats().index_bytes);
+    assert_eq!(store.len().unwrap(), INDEX_ENTRIES);
+}

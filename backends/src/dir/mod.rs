@@ -89,6 +89,16 @@ const PUT_MANY_CHUNK: usize = 256;
 /// power loss under `None` an entry renamed before its data reached the disk may be empty or
 /// short: it reads as [`Error::Corrupt`](crate::Error::Corrupt), never as a wrong value.
 ///
+/// [`Durability::Periodic`] is treated as `Flush`. Its promise — never corrupt after a power
+/// loss — needs each entry's data on disk before the rename that publishes it, and nothing
+/// cheaper than an fsync per entry gives that order: a periodic `syncfs(2)` syncs data and
+/// renames together but does not order them, so an entry renamed just before the power cut
+/// could still be empty, and deferring the rename until a batch sync would make a `get` right
+/// after `put` miss (or need a second index of pending entries). So a DirStore opened with
+/// `Periodic` writes as with `Flush` and [`DirStore::durability`] reports `Flush`; use
+/// `None` plus [`Store::flush`] where losing the last writes to a power cut (as entries that
+/// read as corrupt) is acceptable.
+///
 /// Reads: entry files of at least [`DEFAULT_MMAP_THRESHOLD`] bytes come back as
 /// [`Blob::is_mapped`], so a multi-GiB value is not copied into the heap; smaller ones as owned
 /// blobs. Every read checks the value's checksum before returning it, which costs O(n): a

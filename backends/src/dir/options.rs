@@ -36,9 +36,16 @@ impl DirStoreOptions {
         Self::default()
     }
 
-    /// How far a write has gone before `put` returns.
+    /// How far a write has gone before `put` returns. [`Durability::Periodic`] is taken as
+    /// [`Durability::Flush`] (see [`DirStore`], "Durability": a rename-based store has no
+    /// cheaper way to keep its promise), and [`DirStore::durability`] then says `Flush`.
     pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
+        // Every sync decision in the store tests `== Flush` or `!= None`; a Periodic left as
+        // it is would fall between the two and sync directories but not the entries' data.
+        self.durability = match durability {
+            Durability::Periodic => Durability::Flush,
+            other => other,
+        };
         self
     }
 

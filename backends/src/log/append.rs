@@ -3,8 +3,9 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
+use super::index::MAX_OFFSET;
 use super::positioned::write_all_at;
 use super::record::{Kind, RecordHeader, MAX_KEY_LEN, RECORD_HEADER_LEN};
 use super::scan::Entry;
@@ -54,10 +55,16 @@ impl LogStore {
         for (_, key, _) in batch {
             key_len(key)?;
         }
-        let (file, start) = {
+        self.background_sync_error()?;
+        let (file, start, generation) = {
             let st = self.state();
-            (st.file.clone(), st.end)
+            (st.file.clone(), st.end, st.generation)
         };
+        let batch_len: u64 = batch
+            .iter()
+            .map(|(_, k, v)| RECORD_HEADER_LEN + k.len() as u64 + v.len() as u64)
+            .sum();
+        room_for(&self.path, start, batch_len)?;
         let mut entries = Vec::with_capacity(batch.len());
         // Where each record ends, and how far the file holds every byte written so far:
         // writes go in file order, so that is the end of the last write that succeeded.
@@ -93,11 +100,11 @@ impl LogStore {
                 ends.push(pos);
                 entries.push(match kind {
                     Kind::Put => Entry::Put {
-                        key: key.to_vec(),
+                        key,
                         value_off,
                         value_len: value.len() as u64,
                     },
-                    _ => Entry::Tombstone { key: key.to_vec() },
+                    _ => Entry::Tombstone { key },
                 });
                 if buf.len() >= BATCH_BUFFER {
                     write(&buf, buf_start)?;
@@ -116,18 +123,40 @@ impl LogStore {
             self.index_kept(keep, entries);
             return Err(Error::io("appending to", &self.path, e));
         }
-        if self.options.durability != Durability::None {
-            if let Err(e) = file.sync_data() {
-                self.index_kept(pos, entries);
-                return Err(Error::io("syncing", &self.path, e));
-            }
+        if let Err(e) = self.sync_per_durability(&file, pos, generation) {
+            self.index_kept(pos, entries);
+            return Err(e);
         }
         self.commit(pos, entries)
     }
 
+    /// Makes the records just written up to `end` as durable as the options ask: synced now
+    /// (`Flush`), handed to the background syncer (`Periodic`), or left to the OS (`None`).
+    fn sync_per_durability(&self, file: &Arc<File>, end: u64, generation: u64) -> Result<()> {
+        match (&self.syncer, self.options.durability) {
+            (_, Durability::None) => Ok(()),
+            (Some(syncer), _) => {
+                syncer.written(file, end, generation);
+                Ok(())
+            }
+            _ => file
+                .sync_data()
+                .map_err(|e| Error::io("syncing", &self.path, e)),
+        }
+    }
+
+    /// The error of a background sync that failed since the last write (`Periodic`): the
+    /// writes before it may not be on disk, which the next write (or flush) reports.
+    pub(super) fn background_sync_error(&self) -> Result<()> {
+        match self.syncer.as_ref().and_then(|s| s.take_error()) {
+            Some(e) => Err(Error::io("syncing (in the background)", &self.path, e)),
+            None => Ok(()),
+        }
+    }
+
     /// Indexes the records a failed write left whole in the file (they stay: another handle
     /// may have seen them), without the auto-compaction a successful write may start.
-    fn index_kept(&self, end: u64, entries: Vec<Entry>) {
+    fn index_kept(&self, end: u64, entries: Vec<Entry<'_>>) {
         let mut st = self.state_mut();
         for e in entries {
             st.apply(e);
@@ -135,7 +164,7 @@ impl LogStore {
         st.end = end;
     }
 
-    pub(super) fn commit(&self, end: u64, entries: Vec<Entry>) -> Result<()> {
+    pub(super) fn commit(&self, end: u64, entries: Vec<Entry<'_>>) -> Result<()> {
         {
             let mut st = self.state_mut();
             for e in entries {
@@ -163,15 +192,17 @@ impl LogStore {
         let mut slot = self.writer_slot();
         self.writable(&mut slot, "put_reader")?;
         let key_len = key_len(key)?;
-        let (file, start) = {
+        self.background_sync_error()?;
+        let (file, start, generation) = {
             let st = self.state();
-            (st.file.clone(), st.end)
+            (st.file.clone(), st.end, st.generation)
         };
         let value_off = start + RECORD_HEADER_LEN + key.len() as u64;
         let mut pos = value_off;
         let mut data = crc32fast::Hasher::new();
         data.update(key);
         let disk_err = |e| Error::io("appending to", &self.path, e);
+        room_for(&self.path, value_off, 0)?;
         let mut head = RecordHeader::encode_pending(key_len).to_vec();
         head.extend_from_slice(key);
         if let Err(e) = self.write_at(&file, &head, start) {
@@ -181,7 +212,7 @@ impl LogStore {
         // A failing disk is told apart from a failing reader: the sink keeps its own error and
         // hands `copy_checksummed` a stand-in.
         let mut write_failed = None;
-        let copied = copy_checksummed(reader, &mut data, u64::MAX, |chunk| {
+        let copied = copy_checksummed(reader, &mut data, MAX_OFFSET - value_off, |chunk| {
             if let Err(e) = self.write_at(&file, chunk, pos) {
                 let stand_in = io::Error::new(e.kind(), "the log write failed");
                 write_failed = Some(e);
@@ -207,20 +238,33 @@ impl LogStore {
             return Err(disk_err(e));
         }
         let entry = Entry::Put {
-            key: key.to_vec(),
+            key,
             value_off,
             value_len: pos - value_off,
         };
-        if self.options.durability != Durability::None {
-            if let Err(e) = file.sync_data() {
-                // The record is whole: another handle may have indexed it, so it stays.
-                self.index_kept(pos, vec![entry]);
-                return Err(Error::io("syncing", &self.path, e));
-            }
+        if let Err(e) = self.sync_per_durability(&file, pos, generation) {
+            // The record is whole: another handle may have indexed it, so it stays.
+            self.index_kept(pos, vec![entry]);
+            return Err(e);
         }
         self.commit(pos, vec![entry])?;
         Ok(pos - value_off)
     }
+}
+
+/// Refuses an append of `len` bytes at `at` that would take the log past [`MAX_OFFSET`].
+fn room_for(path: &std::path::Path, at: u64, len: u64) -> Result<()> {
+    if at.saturating_add(len) >= MAX_OFFSET {
+        return Err(Error::io(
+            "appending to",
+            path,
+            io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("a log holds at most {MAX_OFFSET} bytes"),
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn key_len(key: &[u8]) -> Result<u32> {

@@ -112,19 +112,27 @@ impl LogStore {
             return Err(Error::io("renaming the compacted log over", &self.path, e));
         }
         let mut st = self.state_mut();
-        for (key, loc) in st.index.iter_mut() {
-            let start = loc.record_start(key.len());
+        st.index.relocate(|key_len, loc| {
+            let start = loc.record_start(key_len);
             let at = moves
                 .binary_search_by_key(&start, |m| m.0)
                 .expect("every live record was copied");
-            loc.value_off = moves[at].1 + RECORD_HEADER_LEN + key.len() as u64;
-        }
+            loc.value_off = moves[at].1 + RECORD_HEADER_LEN + key_len as u64;
+        });
         st.file = Arc::new(tmp);
         st.map = new_map;
         st.end = pos;
         st.generation = header.generation;
+        let file = st.file.clone();
         drop(st);
-        crate::fs::sync_parent(&self.path)
+        crate::fs::sync_parent(&self.path)?;
+        // The new file was synced whole before the rename.
+        if let Some(syncer) = &self.syncer {
+            syncer
+                .synced(&file, pos, header.generation)
+                .map_err(|e| Error::io("writing", syncer.marker_path(), e))?;
+        }
+        Ok(())
     }
 }
 

@@ -17,6 +17,7 @@ mod identify;
 mod index;
 mod open;
 mod options;
+mod periodic;
 mod positioned;
 mod read;
 pub(crate) mod record;
@@ -47,9 +48,6 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// behind until [`LogStore::compact`] (or [`LogOptions::auto_compact`]) rewrites the live
 /// records into a new file.
 ///
-/// Durability: [`Durability::Flush`] by default (fdatasync before `put` returns, once per
-/// `put_many`); [`Durability::None`] through [`LogOptions::durability`].
-///
 /// ```
 /// use cacher_store::{LogOptions, LogStore, Store};
 ///
@@ -74,6 +72,22 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// assert_eq!(&blob[..], b"hello again"); // still valid: the old file lives while mapped
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Durability
+/// Set with [`LogOptions::durability`]. What each level promises:
+///
+/// | level | a write returns after | after a process crash | after a power loss |
+/// |---|---|---|---|
+/// | [`Durability::Flush`] (default) | fdatasync (once per `put_many`) | every acknowledged write | every acknowledged write |
+/// | [`Durability::Periodic`] | the write to the OS; a background thread fdatasyncs within [`LogOptions::sync_interval`] (100 ms) | every acknowledged write | a consistent log missing at most the writes of the last interval (plus the sync's own time) |
+/// | [`Durability::None`] | the write to the OS | every acknowledged write | no promise: unsynced writes may reach the disk out of order, and the open may then find corruption in the middle and refuse the log |
+///
+/// A process crash loses nothing at any level, since the writes are in the OS page cache.
+/// `Periodic` keeps its power-loss promise by recording, after each background sync, how far
+/// the log was synced (`<log>.synced`): at open, the first bad record past that offset starts
+/// a torn tail that is copied aside and cut with everything after it, while damage before it
+/// is still reported as damage. A background sync that fails is reported by the next write or
+/// [`Store::flush`]. Dropping the store syncs what is left.
 ///
 /// # Format
 /// A 32-byte file header, then records; a delete appends a tombstone record. The index maps
@@ -121,8 +135,10 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// - `store.log.lock` — the writer's OS lock (never deleted; empty);
 /// - `store.log.creating`, `store.log.compacting` — short-lived files renamed over `store.log`
 ///   when it is created or compacted;
-/// - `store.log.damaged-<offset>` — a damaged tail moved aside at open (see [`OpenReport`]);
-///   never deleted by the store.
+/// - `store.log.damaged-<offset>` — a damaged tail (or a `Periodic` writer's unsynced tail)
+///   moved aside at open (see [`OpenReport`]); never deleted by the store;
+/// - `store.log.synced` — how far a [`Durability::Periodic`] writer synced the log (24 bytes;
+///   removed by the next writer of another durability, after it synced the whole log).
 ///
 /// The store touches nothing else, and only regular files of its own: every file it creates
 /// is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, every file it opens with `O_NOFOLLOW |
@@ -144,10 +160,15 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// be an acknowledged write, so the writer moves it to a side file before cutting it, and
 /// writes a tombstone for its key when the key has an older value, so the key reads as missing
 /// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. The key is
-/// told even when its bytes or its header are the damaged ones, as long as the damage is one
-/// flipped bit in the header or confined to the key (`backends/src/log/identify.rs`); beyond
-/// that the bytes are still moved aside and reported, but an older value of that unknown key
-/// can show again. A bad record with a
+/// told even when its bytes or its header are the damaged ones: one flipped bit in the
+/// header is undone, damage confined to the key is matched against the log's keys, and a
+/// header damaged further is matched by key length against its record checksum field. When
+/// even that field is gone, every key of the log whose bytes follow the damaged header is a
+/// *suspect* and is handled as the record's key (tombstoned, or corrupt to a reader): so
+/// damage confined to the header never brings an older value back. What is still beyond it:
+/// a header whose record checksum field is damaged *and* whose key bytes are damaged too —
+/// nothing in a v1 record then names the key (`backends/src/log/identify.rs`). A bad record
+/// with a
 /// valid record after it fails the open with [`Error::Corrupt`] naming the offset. A file
 /// shorter than its 32-byte header (a log truncated to 0 bytes) is [`Error::Corrupt`], never
 /// an empty store. Every recovery is in [`LogStore::open_report`]; the rules are in
@@ -190,24 +211,21 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// value until the next refresh.
 ///
 /// # Index memory
-/// The index is a `HashMap<Box<[u8]>, Loc>` with a 16-byte `Loc` (value offset and length):
-/// a 32-byte bucket (key pointer and length, `Loc`) plus one control byte, at hashbrown's
-/// load factor of 7/16 to 7/8 (so 38 to 75 bytes of table per entry, depending on where the
-/// entry count sits between two power-of-two capacities), plus the key's own heap
-/// allocation. Measured by `backends/tests/log_index_memory.rs` with a counting allocator,
-/// 100 000 entries (load factor 0.76):
+/// The index (`backends/src/log/index.rs`) is a table of 24-byte slots — the value's offset
+/// and length, where the key sits, 32 bits of the key's hash — split into 64 shards by hash,
+/// plus one arena holding every live key's bytes back to back (in chunks of up to 1 MiB that
+/// never move). There is no allocation per key. A slot costs 25 bytes of table (with its tag
+/// byte) at hashbrown's load factor of 7/16 to 7/8, so 29 to 57 bytes per entry plus the key
+/// itself: a million 44-byte keys cost 92 MB (96.5 B per entry, the table at its emptiest just
+/// after a doubling; [`LogStats::index_bytes`] tells the figure for a live store). Removed
+/// keys' bytes stay in the arena until they outweigh the live ones, then the arena is
+/// repacked.
 ///
-/// | key length | bytes per entry, requested | with glibc malloc's chunk rounding |
-/// |---|---|---|
-/// | 16 | 59.3 | 75.3 |
-/// | 64 | 107.3 | 123.3 |
-///
-/// That is about 43 bytes of table plus the key (plus 8 to 16 bytes of malloc overhead): a
-/// million 16-byte keys cost about 75 MB. Keeping only a 64-bit hash of long keys would cut a
-/// 64-byte-key entry to about 40 bytes, but two keys can share a hash, so the index would need
-/// collision chains and every hit would compare the key stored in the file; `keys()` would read
-/// every key back from the file. For typical cache keys (digests and paths under 100 bytes)
-/// the saving does not pay for that, so whole keys are kept.
+/// Opening never holds two copies of the index: a shard that grows reallocates a 64th of the
+/// table, so the open's peak memory stays within a few percent of the index it builds
+/// (`backends/benches/log_open.rs` measures both, `benches/RESULTS.md` has the figures). Keys
+/// are hashed with foldhash under a random seed per index, so no key set — however chosen —
+/// makes lookups degrade; a lookup compares the whole key, never only its hash.
 pub struct LogStore {
     path: PathBuf,
     options: LogOptions,
@@ -215,6 +233,8 @@ pub struct LogStore {
     /// The writer's lock file (`None` for read-only handles). Its mutex also serializes
     /// appends, compaction and (read-only) refreshes.
     writer: Mutex<Option<File>>,
+    /// The background syncer of a [`Durability::Periodic`] writer.
+    syncer: Option<periodic::Syncer>,
     /// Tests inject a failure (or a reader's refresh) before an append's write at an offset.
     #[cfg(test)]
     fault: Mutex<Option<WriteFault>>,
@@ -271,6 +291,7 @@ impl LogStore {
             live_bytes: st.live_bytes,
             entries: st.index.len() as u64,
             generation: st.generation,
+            index_bytes: st.index.heap_bytes() as u64,
         }
     }
 

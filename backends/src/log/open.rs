@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::identify::damaged_key;
-use super::index::{apply, map_file, State};
+use super::index::{apply, map_file, Index, State, MAX_OFFSET};
+use super::periodic::{self, Syncer};
 use super::positioned::{read_full_at, write_all_at};
 use super::record::{self, FileHeader, FILE_HEADER_LEN};
-use super::recover::recover_damaged_tail;
+use super::recover::{quarantine, recover_damaged_tail};
 use super::scan::{scan, Role, Tail, TailKind};
-use super::{DamagedTail, LogOptions, LogStore, OpenReport, TornTail};
+use super::{DamagedTail, LogOptions, LogStore, OpenReport, TornReason, TornTail};
 use crate::fs::{create_new, open_regular, refuse_unless_file, Access, FileMode};
 use crate::marker::{self, refuse_foreign};
 use crate::{Error, Result};
@@ -56,16 +57,50 @@ impl LogStore {
         };
         let (state, mut report) = load(file, &path, role)?;
         report.removed_temps = removed;
+        let syncer = if options.read_only {
+            None
+        } else {
+            start_syncing(&path, &options, &state)?
+        };
         Ok(LogStore {
             path,
             options,
             state: RwLock::new(state),
             writer: Mutex::new(lock),
+            syncer,
             #[cfg(test)]
             fault: Mutex::new(None),
             report,
         })
     }
+}
+
+/// A periodic writer's syncer, started once the whole log is synced; any other writer
+/// removes the `.synced` file a periodic one left (after syncing the log, so the strict
+/// recovery rules hold everywhere again).
+fn start_syncing(path: &Path, options: &LogOptions, state: &State) -> Result<Option<Syncer>> {
+    let periodic = options.durability == crate::Durability::Periodic;
+    let marker = sibling(path, periodic::SYNCED)?;
+    if !periodic && std::fs::symlink_metadata(&marker).is_err() {
+        return Ok(None);
+    }
+    state
+        .file
+        .sync_data()
+        .map_err(|e| Error::io("syncing", path, e))?;
+    if !periodic {
+        periodic::remove_marker(path)?;
+        return Ok(None);
+    }
+    Syncer::start(
+        path,
+        state.file.clone(),
+        state.end,
+        state.generation,
+        options.sync_interval,
+        options.file_mode,
+    )
+    .map(Some)
 }
 
 /// `path` with `suffix` appended to its file name (`store.log` -> `store.log.lock`).
@@ -206,11 +241,25 @@ pub(super) fn read_header(file: &File, path: &Path) -> Result<FileHeader> {
 pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenReport)> {
     let header = read_header(&file, path)?;
     let len = file_len(&file, path)?;
-    let mut index = HashMap::new();
+    if len > MAX_OFFSET {
+        return Err(Error::corrupt(
+            path,
+            None,
+            format!("{len} bytes: a log holds at most {MAX_OFFSET} bytes"),
+        ));
+    }
+    let mut index = Index::new();
     let mut live_bytes = 0;
-    let scanned = scan(&file, path, FILE_HEADER_LEN, len, role, &mut |e| {
-        apply(&mut index, &mut live_bytes, e)
-    })?;
+    let strict_until = periodic::strict_until(path, header.generation)?;
+    let scanned = scan(
+        &file,
+        path,
+        FILE_HEADER_LEN,
+        len,
+        role,
+        strict_until,
+        &mut |e| apply(&mut index, &mut live_bytes, e),
+    )?;
     let mut report = OpenReport {
         records: scanned.records,
         ..OpenReport::default()
@@ -223,7 +272,13 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
             offset,
             kind: TailKind::Torn(reason),
         }) => {
+            let mut moved_to = None;
             if role == Role::Writer {
+                // Unsynced writes may hold whole records after the bad one: kept aside, as a
+                // damaged tail is, rather than dropped.
+                if reason == TornReason::Unsynced {
+                    moved_to = Some(quarantine(&file, path, offset, len)?);
+                }
                 file.set_len(offset)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| Error::io("cutting the torn tail of", path, e))?;
@@ -233,19 +288,21 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
                 len: len - offset,
                 reason,
                 cut: role == Role::Writer,
+                moved_to,
             });
         }
         Some(Tail {
             offset,
             kind: TailKind::Damaged { reason, key },
         }) => {
-            let key = damaged_key(&file, offset, len, reason, key, &index)
+            let told = damaged_key(&file, offset, len, reason, key, &index)
                 .map_err(|e| Error::io("reading the damaged tail of", path, e))?;
             let mut tail = DamagedTail {
                 offset,
                 len: len - offset,
                 reason,
-                key,
+                key: told.key,
+                suspects: told.suspects,
                 moved_to: None,
                 tombstoned: false,
             };
@@ -261,7 +318,7 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
                     )?;
                 }
                 Role::Reader => {
-                    if let Some(key) = &tail.key {
+                    for key in tail.key.iter().chain(&tail.suspects) {
                         damaged.insert(key.clone().into_boxed_slice(), offset);
                     }
                 }
@@ -277,6 +334,7 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
         end,
         live_bytes,
         generation: header.generation,
+        strict_until,
     };
     Ok((state, report))
 }

@@ -24,6 +24,7 @@ pub struct LogOptions {
     pub(super) read_only: bool,
     pub(super) auto_compact: Option<AutoCompact>,
     pub(super) file_mode: FileMode,
+    pub(super) sync_interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,12 +47,16 @@ impl LogOptions {
             read_only: false,
             auto_compact: None,
             file_mode: FileMode::Umask,
+            sync_interval: super::periodic::DEFAULT_INTERVAL,
         }
     }
 
     /// [`Durability::Flush`] (the default): each `put`, `delete` and `put_many` is fdatasync'ed
     /// before it returns (`put_many` syncs once for the whole batch).
-    /// [`Durability::None`]: no syncs; [`Store::flush`](crate::Store::flush) syncs.
+    /// [`Durability::Periodic`]: a background thread fdatasyncs the log at most
+    /// [`LogOptions::sync_interval`] after a write (100 ms by default); a write costs what it
+    /// costs with `None`. [`Durability::None`]: no syncs; [`Store::flush`](crate::Store::flush)
+    /// syncs. What each promises after a crash is on [`LogStore`] ("Durability").
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
@@ -83,6 +88,26 @@ impl LogOptions {
     /// file the mode of the log it replaces, so a mode set with `chmod` survives.
     pub fn file_mode(mut self, mode: FileMode) -> Self {
         self.file_mode = mode;
+        self
+    }
+
+    /// How long a write may wait for its sync under [`Durability::Periodic`] (100 ms by
+    /// default): a power loss loses at most the writes of about this interval (plus the time
+    /// the sync itself takes). Ignored by the other durability levels.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cacher_store::{Durability, LogOptions, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = LogOptions::new()
+    ///     .durability(Durability::Periodic)
+    ///     .sync_interval(Duration::from_millis(50))
+    ///     .open(dir.path().join("store.log"))?;
+    /// store.put(b"k", b"v")?; // returns without an fsync; synced within about 50 ms
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync_interval(mut self, interval: std::time::Duration) -> Self {
+        self.sync_interval = interval;
         self
     }
 

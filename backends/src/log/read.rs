@@ -50,7 +50,7 @@ impl LogStore {
                             return Ok(Some(Found {
                                 map: st.map.clone(),
                                 file: st.file.clone(),
-                                loc: *loc,
+                                loc,
                             }));
                         }
                         Some(_) => {}
@@ -61,7 +61,7 @@ impl LogStore {
             }
             let mut st = self.state_mut();
             if !st.damaged.contains_key(key) {
-                if let Some(loc) = st.index.get(key).copied() {
+                if let Some(loc) = st.index.get(key) {
                     remap_to(&mut st, loc.value_off + loc.value_len, &self.path)?;
                     return Ok(Some(Found {
                         map: st.map.clone(),
@@ -84,11 +84,11 @@ impl LogStore {
                 return Err(self.damaged_error(key, offset));
             }
             if let Some(loc) = st.index.get(key) {
-                return Ok(Some(*loc));
+                return Ok(Some(loc));
             }
         }
         if self.options.read_only && self.refresh()? {
-            return Ok(self.state().index.get(key).copied());
+            return Ok(self.state().index.get(key));
         }
         Ok(None)
     }

@@ -119,7 +119,7 @@ pub(crate) enum RecordHeaderError {
 
 impl RecordHeader {
     /// The header bytes 0..16 the crcs cover.
-    fn fields(kind: Kind, key_len: u32, value_len: u64) -> [u8; 16] {
+    pub(crate) fn fields(kind: Kind, key_len: u32, value_len: u64) -> [u8; 16] {
         let mut f = [0u8; 16];
         f[0] = kind as u8;
         f[4..8].copy_from_slice(&key_len.to_le_bytes());

@@ -28,14 +28,25 @@ pub(super) fn recover_damaged_tail(
     let offset = tail.offset;
     tail.moved_to = Some(quarantine(file, path, offset, len)?);
     let mut end = offset;
-    if let Some(key) = tail.key.as_ref().filter(|k| index.contains_key(&k[..])) {
+    let keys: Vec<&Vec<u8>> = tail
+        .key
+        .iter()
+        .chain(&tail.suspects)
+        .filter(|k| index.contains_key(k))
+        .collect();
+    if !keys.is_empty() {
         // Written over the damaged bytes (already copied aside) before the cut, so a crash
-        // between the two leaves the tombstone, never the older value.
-        let record = RecordHeader::tombstone_record(key);
-        write_all_at(file, &record, offset)
+        // between the two leaves the tombstones, never an older value.
+        let records: Vec<u8> = keys
+            .iter()
+            .flat_map(|k| RecordHeader::tombstone_record(k))
+            .collect();
+        write_all_at(file, &records, offset)
             .map_err(|e| Error::io("writing a recovery tombstone to", path, e))?;
-        end = offset + record.len() as u64;
-        apply(index, live_bytes, Entry::Tombstone { key: key.clone() });
+        end = offset + records.len() as u64;
+        for key in keys {
+            apply(index, live_bytes, Entry::Tombstone { key });
+        }
         tail.tombstoned = true;
     }
     file.set_len(end)
@@ -46,7 +57,7 @@ pub(super) fn recover_damaged_tail(
 
 /// Copies `offset..len` of the log into a new side file, `<log>.damaged-<offset>` (with a
 /// counter when that name is taken), synced before the caller cuts the bytes from the log.
-fn quarantine(file: &File, path: &Path, offset: u64, len: u64) -> Result<PathBuf> {
+pub(super) fn quarantine(file: &File, path: &Path, offset: u64, len: u64) -> Result<PathBuf> {
     let log_meta = file
         .metadata()
         .map_err(|e| Error::io("reading the metadata of", path, e))?;

@@ -7,9 +7,13 @@ use super::identify::damaged_key;
 use super::open::load;
 #[cfg(not(unix))]
 use super::open::read_header;
-use super::scan::{scan, Role, Tail, TailKind};
+use super::scan::{scan, Entry, Role, Tail, TailKind};
 use super::LogStore;
 use crate::{Error, Result};
+
+/// A scanned record kept past the scan: the key, and the value's offset and length (`None`
+/// for a tombstone).
+type OwnedEntry = (Vec<u8>, Option<(u64, u64)>);
 
 impl LogStore {
     /// Brings a read-only handle up to date with the writer: indexes the records appended
@@ -20,9 +24,9 @@ impl LogStore {
             return Ok(false);
         }
         let _serial = self.writer_slot();
-        let (file, end, generation) = {
+        let (file, end, generation, strict_until) = {
             let st = self.state();
-            (st.file.clone(), st.end, st.generation)
+            (st.file.clone(), st.end, st.generation, st.strict_until)
         };
         let meta = file
             .metadata()
@@ -40,16 +44,40 @@ impl LogStore {
             st.damaged.clear();
             return Ok(had_damage);
         }
-        let mut entries = Vec::new();
-        let scanned = scan(&file, &self.path, end, len, Role::Reader, &mut |e| {
-            entries.push(e)
-        })?;
+        // Owned copies: the scan lends each key from its read buffer, and the index is
+        // updated after the scan, under the state lock.
+        let mut entries: Vec<OwnedEntry> = Vec::new();
+        let scanned = scan(
+            &file,
+            &self.path,
+            end,
+            len,
+            Role::Reader,
+            strict_until,
+            &mut |e| {
+                entries.push(match e {
+                    Entry::Put {
+                        key,
+                        value_off,
+                        value_len,
+                    } => (key.to_vec(), Some((value_off, value_len))),
+                    Entry::Tombstone { key } => (key.to_vec(), None),
+                })
+            },
+        )?;
         let mut st = self.state_mut();
         // Damage is only ever at the end, which this scan has just read again.
         let had_damage = !st.damaged.is_empty();
         st.damaged.clear();
-        for e in entries {
-            st.apply(e);
+        for (key, put) in &entries {
+            st.apply(match *put {
+                Some((value_off, value_len)) => Entry::Put {
+                    key,
+                    value_off,
+                    value_len,
+                },
+                None => Entry::Tombstone { key },
+            });
         }
         st.end = scanned.end;
         let mut damaged_now = false;
@@ -58,9 +86,9 @@ impl LogStore {
             kind: TailKind::Damaged { reason, key },
         }) = scanned.tail
         {
-            let key = damaged_key(&file, offset, len, reason, key, &st.index)
+            let told = damaged_key(&file, offset, len, reason, key, &st.index)
                 .map_err(|e| Error::io("reading the damaged tail of", &self.path, e))?;
-            if let Some(key) = key {
+            for key in told.key.into_iter().chain(told.suspects) {
                 st.damaged.insert(key.into_boxed_slice(), offset);
                 damaged_now = true;
             }

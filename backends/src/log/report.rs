@@ -57,14 +57,21 @@ pub struct DamagedTail {
     /// The damaged record's key, as well as it can be told: read under a sound header, or
     /// recovered by undoing one flipped bit of a damaged header, or by finding the key of the
     /// log that makes the record's checksum match (when the stored key's bytes are the
-    /// damaged ones). `None` when the header is damaged beyond one bit: then an older value of
-    /// the unknown key may show again, which this report is the only trace of.
+    /// damaged ones), or by finding the key length whose record checksum matches the stored
+    /// one (a header damaged beyond one bit, its record checksum field whole). `None` when
+    /// nothing tells it: see `suspects`.
     pub key: Option<Vec<u8>>,
     /// The side file the writer moved the bytes to (`<log>.damaged-<offset>`), or `None` for
     /// a read-only handle, which leaves the file as it is.
     pub moved_to: Option<std::path::PathBuf>,
-    /// Whether the writer appended a tombstone for `key`, so its older value does not come
-    /// back in place of the damaged one.
+    /// When `key` is `None`: the keys the record may have been written for — every key of
+    /// the log whose bytes follow the damaged header, where the record's key sits when only
+    /// the header is damaged. Each is treated as the record's key: tombstoned by the writer
+    /// (so it reads as missing, never as a value the damaged record may have replaced), read
+    /// as corrupt by a reader.
+    pub suspects: Vec<Vec<u8>>,
+    /// Whether the writer appended a tombstone for `key` (or for suspects), so an older value
+    /// does not come back in place of the damaged one.
     pub tombstoned: bool,
 }
 
@@ -100,6 +107,10 @@ pub struct TornTail {
     pub reason: TornReason,
     /// Whether it was truncated away (writers) or only skipped (read-only handles).
     pub cut: bool,
+    /// The side file a writer copied the tail to before cutting it
+    /// (`<log>.damaged-<offset>`): only for [`TornReason::Unsynced`], whose bytes may hold
+    /// whole records; `None` for the other reasons, which hold no whole record.
+    pub moved_to: Option<std::path::PathBuf>,
 }
 
 /// Why the bytes after the last valid record are not a whole record.
@@ -115,6 +126,10 @@ pub enum TornReason {
     /// Every byte after the last valid record is zero: the file grew but its data never
     /// reached the disk (a power cut after the size was written).
     ZeroFilled,
+    /// A bad record after the offset a [`Durability::Periodic`](crate::Durability::Periodic)
+    /// writer last synced: writes of the last interval that a power loss left half on disk
+    /// (possibly with whole records after the bad one, which are cut with it).
+    Unsynced,
 }
 
 impl std::fmt::Display for TornReason {
@@ -124,6 +139,7 @@ impl std::fmt::Display for TornReason {
             TornReason::RunsPastEnd => "record runs past the end of the file",
             TornReason::UnfinishedStream => "a streamed put that never finished",
             TornReason::ZeroFilled => "zero bytes where a record should start",
+            TornReason::Unsynced => "a bad record among writes that were never synced",
         })
     }
 }
@@ -140,6 +156,10 @@ pub struct LogStats {
     pub entries: u64,
     /// The file's generation: it changes each time compaction swaps in a new file.
     pub generation: u64,
+    /// Heap bytes the in-memory index holds (its tables and its copy of the keys), as this
+    /// handle counts them: what the index costs the process, give or take the allocator's
+    /// rounding.
+    pub index_bytes: u64,
 }
 
 impl LogStats {

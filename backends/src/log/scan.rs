@@ -25,17 +25,26 @@ use super::record::{Kind, RecordHeader, RecordHeaderError, RECORD_HEADER_LEN};
 use super::report::{Damage, TornReason};
 use crate::{Error, Result};
 
-/// One valid record, as the index needs it.
-#[derive(Debug)]
-pub(crate) enum Entry {
+/// One valid record, as the index needs it. The key is borrowed (from the scan's read
+/// buffer, or the caller's batch), so scanning allocates nothing per record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entry<'k> {
     Put {
-        key: Vec<u8>,
+        key: &'k [u8],
         value_off: u64,
         value_len: u64,
     },
     Tombstone {
-        key: Vec<u8>,
+        key: &'k [u8],
     },
+}
+
+impl<'k> Entry<'k> {
+    pub(crate) fn key(&self) -> &'k [u8] {
+        match *self {
+            Entry::Put { key, .. } | Entry::Tombstone { key } => key,
+        }
+    }
 }
 
 /// Bytes at the end of the file that are not a whole valid record.
@@ -91,6 +100,10 @@ pub(crate) struct Scanned {
 /// bytes that are not zero. Only the writer's last appends can be torn; a damaged tail may be
 /// an acknowledged write, so recovery must not just cut it.
 ///
+/// From `strict_until` on (what a [`Durability::Periodic`](crate::Durability::Periodic)
+/// writer had synced; `u64::MAX` for any other log) the first bad record of any kind is a
+/// torn tail, [`TornReason::Unsynced`], even with valid records after it.
+///
 /// A [`Role::Reader`] may be reading while the writer appends: a bad record followed by a
 /// valid one is then re-read once before it is called corrupt, because the writer may have
 /// finished it in the meantime.
@@ -100,20 +113,36 @@ pub(crate) fn scan(
     start: u64,
     file_len: u64,
     role: Role,
-    apply: &mut dyn FnMut(Entry),
+    strict_until: u64,
+    apply: &mut dyn FnMut(Entry<'_>),
 ) -> Result<Scanned> {
     let io_err = |e| Error::io("scanning", path, e);
     let mut w = Window::new(file);
     let mut pos = start;
     let mut records = 0;
     let mut rechecked_at = None;
+    let mut key_buf = Vec::new();
     while pos < file_len {
-        let (kind, search_from) = match check(&mut w, pos, file_len, Key::Read).map_err(io_err)? {
-            Check::Valid { header, key, next } => {
+        let (kind, search_from) = match check(&mut w, pos, file_len).map_err(io_err)? {
+            Check::Valid { header, next } => {
+                let key_off = pos + RECORD_HEADER_LEN;
+                let key_len = header.key_len as usize;
+                // The check has just read the key through the window; only a record longer
+                // than the window has moved it on, and then the key is read again on its own.
+                let key = match w.cached(key_off, key_len) {
+                    Some(key) => key,
+                    None => {
+                        key_buf.resize(key_len, 0);
+                        if read_full_at(file, &mut key_buf, key_off).map_err(io_err)? < key_len {
+                            return Err(io_err(io::ErrorKind::UnexpectedEof.into()));
+                        }
+                        &key_buf[..]
+                    }
+                };
                 apply(match header.kind {
                     Kind::Put => Entry::Put {
                         key,
-                        value_off: pos + RECORD_HEADER_LEN + header.key_len as u64,
+                        value_off: key_off + header.key_len as u64,
                         value_len: header.value_len,
                     },
                     _ => Entry::Tombstone { key },
@@ -121,6 +150,18 @@ pub(crate) fn scan(
                 records += 1;
                 pos = next;
                 continue;
+            }
+            // Past what a periodic writer synced, a bad record is a write a power loss left
+            // half on disk, whatever follows it (see `super::periodic`).
+            Check::Invalid(_) | Check::BadHeader | Check::BadBody { .. } if pos >= strict_until => {
+                return Ok(Scanned {
+                    end: pos,
+                    records,
+                    tail: Some(Tail {
+                        offset: pos,
+                        kind: TailKind::Torn(TornReason::Unsynced),
+                    }),
+                })
             }
             Check::Invalid(reason) => {
                 return Err(Error::corrupt(
@@ -149,10 +190,10 @@ pub(crate) fn scan(
                 },
                 Some(pos + 1),
             ),
-            Check::BadBody { next, key } => (
+            Check::BadBody { next, key_len } => (
                 TailKind::Damaged {
                     reason: Damage::RecordChecksum,
-                    key: Some(key),
+                    key: Some(read_key(&mut w, pos + RECORD_HEADER_LEN, key_len).map_err(io_err)?),
                 },
                 Some(next),
             ),
@@ -201,45 +242,35 @@ pub(crate) fn scan(
 
 /// The verdict on the bytes at one offset.
 enum Check {
-    /// A whole record whose checksums match. `key` is empty unless asked for.
-    Valid {
-        header: RecordHeader,
-        key: Vec<u8>,
-        next: u64,
-    },
+    /// A whole record whose checksums match.
+    Valid { header: RecordHeader, next: u64 },
     /// A placeholder left by an unfinished streamed put.
     Pending,
     /// The file ends before the record does.
     Short(TornReason),
     /// The header fails its checksum.
     BadHeader,
-    /// The header is sound but the key or value fails the record checksum. `key` is the key
-    /// as read (empty unless asked for).
-    BadBody { next: u64, key: Vec<u8> },
+    /// The header is sound but the key or value fails the record checksum.
+    BadBody { next: u64, key_len: u32 },
     /// The header passes its checksum yet holds fields this version never writes.
     Invalid(String),
 }
 
-/// Whether [`check`] hands back the record's key (the scan indexes it) or only checks it (the
-/// search for a later valid record).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Key {
-    Read,
-    Skip,
-}
-
-fn check(w: &mut Window<'_>, pos: u64, file_len: u64, key_wanted: Key) -> io::Result<Check> {
+fn check(w: &mut Window<'_>, pos: u64, file_len: u64) -> io::Result<Check> {
     if file_len - pos < RECORD_HEADER_LEN {
         return Ok(Check::Short(TornReason::IncompleteHeader));
     }
-    let mut hb = [0u8; RECORD_HEADER_LEN as usize];
-    if !w.read_exact_at(pos, &mut hb)? {
-        return Ok(Check::Short(TornReason::IncompleteHeader));
-    }
-    let header = match RecordHeader::decode(&hb) {
-        Ok(h) => h,
-        Err(RecordHeaderError::Checksum) => return Ok(Check::BadHeader),
-        Err(RecordHeaderError::Invalid(reason)) => return Ok(Check::Invalid(reason)),
+    let header = match w.slice_at(pos, RECORD_HEADER_LEN as usize)? {
+        None => return Ok(Check::Short(TornReason::IncompleteHeader)),
+        Some(hb) => {
+            let hb: &[u8; RECORD_HEADER_LEN as usize] =
+                hb.try_into().expect("sliced to the header length");
+            match RecordHeader::decode(hb) {
+                Ok(h) => h,
+                Err(RecordHeaderError::Checksum) => return Ok(Check::BadHeader),
+                Err(RecordHeaderError::Invalid(reason)) => return Ok(Check::Invalid(reason)),
+            }
+        }
     };
     if header.kind == Kind::Pending {
         return Ok(Check::Pending);
@@ -249,21 +280,26 @@ fn check(w: &mut Window<'_>, pos: u64, file_len: u64, key_wanted: Key) -> io::Re
         return Ok(Check::Short(TornReason::RunsPastEnd));
     }
     let key_off = pos + RECORD_HEADER_LEN;
-    let mut key = Vec::new();
-    if key_wanted == Key::Read {
-        key = vec![0; header.key_len as usize];
-        if !w.read_exact_at(key_off, &mut key)? {
-            return Ok(Check::Short(TornReason::RunsPastEnd));
-        }
-    }
     let mut crc = header.record_hasher();
     if !w.hash_range(key_off, next - key_off, &mut crc)? {
         return Ok(Check::Short(TornReason::RunsPastEnd));
     }
     if crc.finalize() != header.crc {
-        return Ok(Check::BadBody { next, key });
+        return Ok(Check::BadBody {
+            next,
+            key_len: header.key_len,
+        });
     }
-    Ok(Check::Valid { header, key, next })
+    Ok(Check::Valid { header, next })
+}
+
+/// The `len` bytes of a key at `off` (the check found them in the file).
+fn read_key(w: &mut Window<'_>, off: u64, len: u32) -> io::Result<Vec<u8>> {
+    let mut key = vec![0; len as usize];
+    if !w.read_exact_at(off, &mut key)? {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(key)
 }
 
 /// The first offset at or after `from` where a valid (or pending) record starts.
@@ -272,7 +308,7 @@ fn find_record(w: &mut Window<'_>, from: u64, file_len: u64) -> io::Result<Optio
     let mut hb = [0u8; RECORD_HEADER_LEN as usize];
     while at.saturating_add(RECORD_HEADER_LEN) <= file_len {
         if w.read_exact_at(at, &mut hb)? && RecordHeader::decode(&hb).is_ok() {
-            match check(w, at, file_len, Key::Skip)? {
+            match check(w, at, file_len)? {
                 Check::Valid { .. } | Check::Pending => return Ok(Some(at)),
                 _ => {}
             }
@@ -290,7 +326,9 @@ struct Window<'a> {
     len: usize,
 }
 
-const WINDOW: usize = 1 << 20;
+/// Small enough that the bytes a read just copied are still in the L2 cache when the scan
+/// parses them (a 1 MiB window spilled out of it), large enough to hold any key.
+const WINDOW: usize = 256 << 10;
 
 impl<'a> Window<'a> {
     fn new(file: &'a File) -> Self {
@@ -305,6 +343,12 @@ impl<'a> Window<'a> {
     /// Drops the cached bytes, so the next read sees the file as it is now.
     fn forget(&mut self) {
         self.len = 0;
+    }
+
+    /// The `n` bytes at `off` if the window holds them, without reading.
+    fn cached(&self, off: u64, n: usize) -> Option<&[u8]> {
+        let held = off >= self.start && off + n as u64 <= self.start + self.len as u64;
+        held.then(|| &self.buf[(off - self.start) as usize..][..n])
     }
 
     /// `n <= WINDOW` bytes at `off`, or `None` when the file ends first.

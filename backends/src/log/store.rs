@@ -63,9 +63,18 @@ impl Store for LogStore {
     fn flush(&self) -> Result<()> {
         let slot = self.writer_slot();
         if slot.is_some() {
-            let file = self.state().file.clone();
+            self.background_sync_error()?;
+            let (file, end, generation) = {
+                let st = self.state();
+                (st.file.clone(), st.end, st.generation)
+            };
             file.sync_data()
                 .map_err(|e| Error::io("syncing", &self.path, e))?;
+            if let Some(syncer) = &self.syncer {
+                syncer
+                    .synced(&file, end, generation)
+                    .map_err(|e| Error::io("writing", syncer.marker_path(), e))?;
+            }
         }
         Ok(())
     }
@@ -99,7 +108,7 @@ impl Store for LogStore {
         self.refresh()?;
         let (keys, damaged) = {
             let st = self.state();
-            let keys: Vec<Box<[u8]>> = st.index.keys().cloned().collect();
+            let keys: Vec<Box<[u8]>> = st.index.keys().map(Box::from).collect();
             let damaged: Vec<(Box<[u8]>, u64)> =
                 st.damaged.iter().map(|(k, &o)| (k.clone(), o)).collect();
             (keys, damaged)

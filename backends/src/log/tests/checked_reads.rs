@@ -8,7 +8,7 @@ use super::*;
 
 /// Flips one bit of `key`'s value in the file, behind the store's back.
 fn flip_value_byte(store: &LogStore, key: &[u8], at: u64) {
-    let loc = *store.state().index.get(key).unwrap();
+    let loc = store.state().index.get(key).unwrap();
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

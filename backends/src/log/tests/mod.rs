@@ -6,9 +6,11 @@ mod checked_reads;
 mod compaction;
 mod fixtures;
 mod fuzz;
+mod periodic;
 mod recovery;
 #[cfg(unix)]
 mod rollback;
+mod unattributed;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,18 @@ mod conformance {
 
     crate::conformance_tests!(
         |dir: &std::path::Path| LogStore::open(dir.join("store.log")).unwrap(),
+        persistent = true
+    );
+}
+
+mod conformance_periodic {
+    use super::LogStore;
+
+    crate::conformance_tests!(
+        |dir: &std::path::Path| LogStore::options()
+            .durability(crate::Durability::Periodic)
+            .open(dir.join("store.log"))
+            .unwrap(),
         persistent = true
     );
 }
