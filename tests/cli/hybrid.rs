@@ -235,3 +235,35 @@ fn verify_quarantine_moves_a_damaged_value_file_aside_as_its_bytes() {
     assert_eq!(again["checked"], 1, "{again}");
     assert_eq!(json(&["get", at, "small"], 0)["value"], "a short value");
 }
+
+#[test]
+fn verify_reports_a_damaged_inline_value_and_checks_the_rest() {
+    // The index lists a damaged record's key as an error item: verify must report the entry,
+    // not stop there.
+    let dir = tempfile::tempdir().unwrap();
+    let path = hybrid_cache(dir.path());
+    let at = path.to_str().unwrap();
+    // Every copy: LMDB copies pages on write, so freed pages hold old copies too.
+    let mdb = path.join("index/data.mdb");
+    let bytes = std::fs::read(&mdb).unwrap();
+    let needle = b"a short value";
+    let copies: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| &bytes[i..i + needle.len()] == needle)
+        .collect();
+    assert!(
+        !at.is_empty(),
+        "the small value is not in {}",
+        mdb.display()
+    );
+    let mut bytes = bytes;
+    for i in copies {
+        bytes[i + 2] ^= 0x20;
+    }
+    std::fs::write(&mdb, bytes).unwrap();
+    let report = json(&["verify", at], 1);
+    let damaged = report["damaged"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{report}");
+    assert_eq!(damaged[0]["key"]["utf8"], "small", "{report}");
+    assert_eq!(report["checked"], 2, "{report}");
+    assert_eq!(json(&["get", at, "big"], 0)["value"], large_text().as_str());
+}
