@@ -206,16 +206,15 @@ impl Opened {
                 }
             }
             #[cfg(feature = "lmdb")]
-            Handle::Lmdb(s) => {
-                let db = s.raw_database();
-                let stored = lmdb_stored_key(key);
-                let raw = s.env().read(|txn| {
-                    db.get(txn, &stored)
-                        .map(|v| v.map(<[u8]>::to_vec))
-                        .map_err(cacher::store::lmdb::TxnError::from)
-                })?;
-                Ok(raw.map_or(Raw::Missing, Raw::Bytes))
-            }
+            Handle::Lmdb(s) => lmdb_raw(s, key),
+            // A value file's mapped bytes; a record the index's checksum refuses is copied out
+            // of LMDB as it is stored (a damaged inline value is there).
+            #[cfg(feature = "lmdb")]
+            Handle::Hybrid(s) => match s.read_unchecked(key) {
+                Ok(value) => Ok(value.map_or(Raw::Missing, |b| Raw::Bytes(b.into_vec()))),
+                Err(e) if e.is_corrupt() => lmdb_raw(s.index(), key),
+                Err(e) => Err(e),
+            },
             _ => Ok(self
                 .store()
                 .read_unchecked(key)?
@@ -313,6 +312,19 @@ pub enum Raw {
     Bytes(Vec<u8>),
     /// The store holds nothing under the key (any more).
     Missing,
+}
+
+/// LmdbStore's raw LMDB value of `key`, its own framing included.
+#[cfg(feature = "lmdb")]
+fn lmdb_raw(s: &cacher::store::LmdbStore, key: &[u8]) -> Result<Raw, cacher::store::Error> {
+    let db = s.raw_database();
+    let stored = lmdb_stored_key(key);
+    let raw = s.env().read(|txn| {
+        db.get(txn, &stored)
+            .map(|v| v.map(<[u8]>::to_vec))
+            .map_err(cacher::store::lmdb::TxnError::from)
+    })?;
+    Ok(raw.map_or(Raw::Missing, Raw::Bytes))
 }
 
 /// The LMDB key LmdbStore stores `key` under (its layout, `backends/src/lmdb/layout.rs`): a

@@ -51,6 +51,27 @@ fn value_files(path: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Flips a byte of `small`'s inline value in the index ("a short" becomes "a sHort").
+fn damage_small(path: &Path) {
+    // Every copy: LMDB copies pages on write, so freed pages hold old copies too.
+    let mdb = path.join("index/data.mdb");
+    let bytes = std::fs::read(&mdb).unwrap();
+    let needle = b"a short value";
+    let copies: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| &bytes[i..i + needle.len()] == needle)
+        .collect();
+    assert!(
+        !copies.is_empty(),
+        "the small value is not in {}",
+        mdb.display()
+    );
+    let mut bytes = bytes;
+    for i in copies {
+        bytes[i + 3] ^= 0x20;
+    }
+    std::fs::write(&mdb, bytes).unwrap();
+}
+
 fn hybrid_entries(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let store = HybridStore::open(path).unwrap();
     let mut all: Vec<_> = store.scan().unwrap().map(Result::unwrap).collect();
@@ -243,27 +264,30 @@ fn verify_reports_a_damaged_inline_value_and_checks_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let path = hybrid_cache(dir.path());
     let at = path.to_str().unwrap();
-    // Every copy: LMDB copies pages on write, so freed pages hold old copies too.
-    let mdb = path.join("index/data.mdb");
-    let bytes = std::fs::read(&mdb).unwrap();
-    let needle = b"a short value";
-    let copies: Vec<usize> = (0..bytes.len() - needle.len())
-        .filter(|&i| &bytes[i..i + needle.len()] == needle)
-        .collect();
-    assert!(
-        !at.is_empty(),
-        "the small value is not in {}",
-        mdb.display()
-    );
-    let mut bytes = bytes;
-    for i in copies {
-        bytes[i + 2] ^= 0x20;
-    }
-    std::fs::write(&mdb, bytes).unwrap();
+    damage_small(&path);
     let report = json(&["verify", at], 1);
     let damaged = report["damaged"].as_array().unwrap();
     assert_eq!(damaged.len(), 1, "{report}");
     assert_eq!(damaged[0]["key"]["utf8"], "small", "{report}");
     assert_eq!(report["checked"], 2, "{report}");
     assert_eq!(json(&["get", at, "big"], 0)["value"], large_text().as_str());
+}
+
+#[test]
+fn verify_quarantine_copies_a_damaged_inline_record_out_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hybrid_cache(dir.path());
+    let at = path.to_str().unwrap();
+    damage_small(&path);
+    let report = json(&["verify", at, "--quarantine"], 1);
+    let moved = report["quarantine"]["moved"].as_array().unwrap();
+    assert_eq!(moved.len(), 1, "{report}");
+    assert_eq!(moved[0]["key"]["utf8"], "small", "{report}");
+    let kept = std::fs::read(moved[0]["file"].as_str().unwrap()).unwrap();
+    assert!(
+        kept.windows(6).any(|w| w == b"a sHor"),
+        "the quarantined bytes are not the damaged record"
+    );
+    let again = json(&["verify", at], 0);
+    assert_eq!(again["checked"], 1, "{again}");
 }
