@@ -291,3 +291,21 @@ fn verify_quarantine_copies_a_damaged_inline_record_out_of_the_index() {
     let again = json(&["verify", at], 0);
     assert_eq!(again["checked"], 1, "{again}");
 }
+
+#[test]
+fn rm_evict_and_clear_remove_hybrid_entries_with_their_value_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hybrid_cache(dir.path());
+    let at = path.to_str().unwrap();
+    json(&["rm", at, "big"], 0);
+    assert!(value_files(&path).is_empty(), "rm leaves big's value file");
+    assert_eq!(json(&["stats", at], 0)["entries"], 1);
+
+    let path = hybrid_cache(&dir.path().join("again"));
+    let at = path.to_str().unwrap();
+    let evicted = json(&["evict", at, "--max-entries", "1"], 0);
+    assert_eq!(json(&["stats", at], 0)["entries"], 1, "{evicted}");
+    json(&["clear", at, "--all"], 0);
+    assert_eq!(json(&["stats", at], 0)["entries"], 0);
+    assert!(value_files(&path).is_empty(), "clear leaves a value file");
+}
