@@ -10,6 +10,8 @@ mod doctor;
 mod dump;
 #[path = "cli/errors.rs"]
 mod errors;
+#[path = "cli/hybrid.rs"]
+mod hybrid;
 #[path = "cli/inspect.rs"]
 mod inspect;
 #[path = "cli/maintain.rs"]

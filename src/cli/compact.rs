@@ -63,6 +63,11 @@ pub fn compact(opened: &Opened, into: Option<&Path>) -> Result<Report, Failure> 
             "it keeps one file per entry, so a removed entry's space is already free \
                       (`cacher evict` makes it smaller)"
         }
+        Kind::Hybrid => {
+            "its large values are files of their own, whose space a removed entry frees \
+                      at once, and this tool does not compact its LMDB index (`cacher export` \
+                      then `cacher import --create hybrid` into a new directory rewrites it)"
+        }
         _ => "this tool does not compact that kind",
     };
     Err(Failure::unusable(

@@ -52,7 +52,7 @@ struct Cli {
 /// The store path every store command takes first.
 #[derive(Debug, Args)]
 struct StoreArg {
-    /// The store: a DirStore or LMDB directory, or a LogStore file.
+    /// The store: a DirStore, HybridStore or LMDB directory, or a LogStore file.
     store: PathBuf,
 }
 

@@ -1,11 +1,12 @@
 //! Which kind of store a path holds, and opening it without creating anything.
 //!
 //! A store is recognised by its marker when it has one (`cacher-dir.toml`, `cacher-lmdb.toml`,
-//! `cacher-array.toml`, `cacher-numpy-lmdb.toml`) and otherwise by its contents: a file that
-//! starts with `CACHELOG` is a LogStore; a directory holding `data.mdb` is an LMDB
-//! environment, told apart by what its default database holds (see `lmdb_kind`). Nothing is
-//! opened through a library `open` until the kind is known, because those opens create a
-//! store where there is none.
+//! `cacher-array.toml`, `cacher-numpy-lmdb.toml`, `cacher-hybrid.toml`) and otherwise by its
+//! contents: a file that starts with `CACHELOG` is a LogStore; a directory holding `data.mdb`
+//! is an LMDB environment, told apart by what its default database holds (see `lmdb_kind`).
+//! Markers are looked at first, so a HybridStore's `index/` (an LmdbStore of its own) is only
+//! ever opened as part of the HybridStore. Nothing is opened through a library `open` until the
+//! kind is known, because those opens create a store where there is none.
 
 use std::fs;
 use std::io::Read;
@@ -25,6 +26,7 @@ pub enum Kind {
     Lmdb,
     Array,
     NumpyLmdb,
+    Hybrid,
 }
 
 impl Kind {
@@ -36,21 +38,23 @@ impl Kind {
             Kind::Lmdb => "LmdbStore",
             Kind::Array => "ArrayStore",
             Kind::NumpyLmdb => "NumpyLmdb",
+            Kind::Hybrid => "HybridStore",
         }
     }
 
     /// Whether the kind's values are cacher envelopes (written through a `Cache`); array
     /// stores hold arrays.
     pub fn holds_envelopes(self) -> bool {
-        matches!(self, Kind::Dir | Kind::Log | Kind::Lmdb)
+        matches!(self, Kind::Dir | Kind::Log | Kind::Lmdb | Kind::Hybrid)
     }
 }
 
-const MARKERS: [(&str, Kind); 4] = [
+const MARKERS: [(&str, Kind); 5] = [
     ("cacher-dir.toml", Kind::Dir),
     ("cacher-lmdb.toml", Kind::Lmdb),
     ("cacher-array.toml", Kind::Array),
     ("cacher-numpy-lmdb.toml", Kind::NumpyLmdb),
+    ("cacher-hybrid.toml", Kind::Hybrid),
 ];
 
 /// The first bytes of every LogStore file.
@@ -65,6 +69,8 @@ pub enum NewKind {
     Log,
     /// An LmdbStore directory (needs the `lmdb` feature).
     Lmdb,
+    /// A HybridStore directory, the default store of `Cache::open` (needs the `lmdb` feature).
+    Hybrid,
 }
 
 /// Whether a command only reads (LogStore then opens without its writer lock, beside a
@@ -93,6 +99,8 @@ enum Handle {
     Array(cacher::store::array::ArrayStore),
     #[cfg(feature = "lmdb")]
     Numpy(super::numpy::NumpyBytes),
+    #[cfg(feature = "lmdb")]
+    Hybrid(cacher::store::HybridStore),
 }
 
 impl Opened {
@@ -120,6 +128,8 @@ impl Opened {
             Handle::Array(s) => s,
             #[cfg(feature = "lmdb")]
             Handle::Numpy(s) => s,
+            #[cfg(feature = "lmdb")]
+            Handle::Hybrid(s) => s,
         }
     }
 
@@ -196,16 +206,15 @@ impl Opened {
                 }
             }
             #[cfg(feature = "lmdb")]
-            Handle::Lmdb(s) => {
-                let db = s.raw_database();
-                let stored = lmdb_stored_key(key);
-                let raw = s.env().read(|txn| {
-                    db.get(txn, &stored)
-                        .map(|v| v.map(<[u8]>::to_vec))
-                        .map_err(cacher::store::lmdb::TxnError::from)
-                })?;
-                Ok(raw.map_or(Raw::Missing, Raw::Bytes))
-            }
+            Handle::Lmdb(s) => lmdb_raw(s, key),
+            // A value file's mapped bytes; a record the index's checksum refuses is copied out
+            // of LMDB as it is stored (a damaged inline value is there).
+            #[cfg(feature = "lmdb")]
+            Handle::Hybrid(s) => match s.read_unchecked(key) {
+                Ok(value) => Ok(value.map_or(Raw::Missing, |b| Raw::Bytes(b.into_vec()))),
+                Err(e) if e.is_corrupt() => lmdb_raw(s.index(), key),
+                Err(e) => Err(e),
+            },
             _ => Ok(self
                 .store()
                 .read_unchecked(key)?
@@ -277,6 +286,18 @@ impl Opened {
                 facts.push(("last_txn_id", txn.into(), txn.to_string()));
             }
             #[cfg(feature = "lmdb")]
+            Handle::Hybrid(s) => {
+                let (files, bytes, temps) = hybrid_files(&self.path);
+                facts.push((
+                    "inline_max",
+                    (s.inline_max() as u64).into(),
+                    units(s.inline_max() as u64),
+                ));
+                facts.push(("value_files", files.into(), files.to_string()));
+                facts.push(("value_file_bytes", bytes.into(), units(bytes)));
+                facts.push(("temp_files", temps.into(), temps.to_string()));
+            }
+            #[cfg(feature = "lmdb")]
             Handle::Array(_) | Handle::Numpy(_) => {}
         }
         facts
@@ -293,6 +314,19 @@ pub enum Raw {
     Missing,
 }
 
+/// LmdbStore's raw LMDB value of `key`, its own framing included.
+#[cfg(feature = "lmdb")]
+fn lmdb_raw(s: &cacher::store::LmdbStore, key: &[u8]) -> Result<Raw, cacher::store::Error> {
+    let db = s.raw_database();
+    let stored = lmdb_stored_key(key);
+    let raw = s.env().read(|txn| {
+        db.get(txn, &stored)
+            .map(|v| v.map(<[u8]>::to_vec))
+            .map_err(cacher::store::lmdb::TxnError::from)
+    })?;
+    Ok(raw.map_or(Raw::Missing, Raw::Bytes))
+}
+
 /// The LMDB key LmdbStore stores `key` under (its layout, `backends/src/lmdb/layout.rs`): a
 /// tag byte, then the key itself up to 510 bytes, or its blake3 hash for longer keys.
 #[cfg(feature = "lmdb")]
@@ -303,6 +337,30 @@ fn lmdb_stored_key(key: &[u8]) -> Vec<u8> {
     } else {
         [&[1u8][..], blake3::hash(key).as_bytes()].concat()
     }
+}
+
+/// A HybridStore's value files under `files/<2 hex>/` (how many, their bytes) and the temp
+/// files of writes under way or interrupted under `files/tmp/`; read from the directory, as
+/// the store keeps no count.
+#[cfg(feature = "lmdb")]
+pub fn hybrid_files(path: &Path) -> (u64, u64, u64) {
+    let files = path.join("files");
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for shard in fs::read_dir(&files).into_iter().flatten().flatten() {
+        let name = shard.file_name();
+        if name == "tmp" || !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        for file in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+            let Ok(meta) = file.metadata() else { continue };
+            if meta.is_file() && file.file_name().to_string_lossy().ends_with(".blob") {
+                count += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    let temps = fs::read_dir(files.join("tmp")).map_or(0, |d| d.count() as u64);
+    (count, bytes, temps)
 }
 
 fn units(n: u64) -> String {
@@ -464,8 +522,10 @@ pub fn open(path: &Path, access: Access) -> Result<Opened, Failure> {
         Kind::Array => Handle::Array(cacher::store::array::ArrayStore::open(path).map_err(cannot)?),
         #[cfg(feature = "lmdb")]
         Kind::NumpyLmdb => Handle::Numpy(super::numpy::NumpyBytes::open(path).map_err(cannot)?),
+        #[cfg(feature = "lmdb")]
+        Kind::Hybrid => Handle::Hybrid(cacher::store::HybridStore::open(path).map_err(cannot)?),
         #[cfg(not(feature = "lmdb"))]
-        Kind::Lmdb | Kind::Array | Kind::NumpyLmdb => {
+        Kind::Lmdb | Kind::Array | Kind::NumpyLmdb | Kind::Hybrid => {
             return Err(no_lmdb(path, &format!("a {}", kind.name())))
         }
     };
@@ -494,8 +554,15 @@ pub fn create(path: &Path, kind: NewKind) -> Result<Opened, Failure> {
             Kind::Lmdb,
             Handle::Lmdb(cacher::store::LmdbStore::open(path).map_err(cannot)?),
         ),
+        #[cfg(feature = "lmdb")]
+        NewKind::Hybrid => (
+            Kind::Hybrid,
+            Handle::Hybrid(cacher::store::HybridStore::open(path).map_err(cannot)?),
+        ),
         #[cfg(not(feature = "lmdb"))]
         NewKind::Lmdb => return Err(no_lmdb(path, "to be an LmdbStore")),
+        #[cfg(not(feature = "lmdb"))]
+        NewKind::Hybrid => return Err(no_lmdb(path, "to be a HybridStore")),
     };
     Ok(Opened {
         path: path.to_path_buf(),

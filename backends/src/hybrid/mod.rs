@@ -191,6 +191,12 @@ impl HybridStore {
         self.inline_max
     }
 
+    /// The LMDB index (key -> record, see the module docs), for tools that look at the
+    /// stored bytes themselves (`cacher verify --quarantine` copies a damaged record out).
+    pub fn index(&self) -> &LmdbStore {
+        &self.index
+    }
+
     /// Where the value file of `id` lives.
     fn file_path(&self, id: &[u8; 16]) -> PathBuf {
         let hex = files::hex(id);

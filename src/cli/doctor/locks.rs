@@ -14,6 +14,7 @@ pub(super) fn lock_check(path: &Path, kind: Kind, checks: &mut Checks) {
     let (file, what) = match kind {
         Kind::Log => (sibling(path, ".lock"), "writer lock"),
         Kind::Lmdb | Kind::Array | Kind::NumpyLmdb => (path.join("lock.mdb"), "LMDB lock"),
+        Kind::Hybrid => (path.join("index").join("lock.mdb"), "index's LMDB lock"),
         Kind::Dir => {
             checks.add(
                 "locks",

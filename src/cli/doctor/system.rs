@@ -21,6 +21,13 @@ pub(super) fn permissions_check(path: &Path, kind: Kind, checks: &mut Checks) {
             }
         }
         Kind::Log => files.push(sibling(path, ".lock")),
+        Kind::Hybrid => {
+            files.push(path.join("cacher-hybrid.toml"));
+            files.push(path.join("index").join("data.mdb"));
+            files.push(path.join("index").join("lock.mdb"));
+            files.push(path.join("files"));
+            files.push(path.join("files").join("tmp"));
+        }
         _ => {
             files.push(path.join("data.mdb"));
             files.push(path.join("lock.mdb"));

@@ -148,6 +148,9 @@ pub(super) fn leftovers_check(path: &Path, kind: Kind, checks: &mut Checks) {
             None,
         );
     }
+    if kind == Kind::Hybrid {
+        hybrid_temps_check(path, checks);
+    }
     if kind != Kind::Log {
         return;
     }
@@ -224,6 +227,44 @@ pub(super) fn leftovers_check(path: &Path, kind: Kind, checks: &mut Checks) {
             None,
         );
     }
+}
+
+/// A HybridStore's `files/tmp/`: values being written, or left by writers that died. The
+/// store removes them itself (`HybridStore::collect_garbage`, after an hour), so they are
+/// reported, not a problem.
+fn hybrid_temps_check(path: &Path, checks: &mut Checks) {
+    let tmp = path.join("files").join("tmp");
+    let names: Vec<String> = fs::read_dir(&tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        checks.add(
+            "temp files",
+            Status::Ok,
+            format!("no value being written in {}", tmp.display()),
+            None,
+        );
+        return;
+    }
+    checks.add(
+        "temp files",
+        Status::Info,
+        format!(
+            "{} temp file(s) in {} ({}): values being written, or left by writers that \
+             died",
+            names.len(),
+            tmp.display(),
+            names.join(", ")
+        ),
+        Some(
+            "nothing to do: the next `Cache::open` of the store removes the ones older than \
+             an hour (HybridStore::collect_garbage)"
+                .to_owned(),
+        ),
+    );
 }
 
 /// `path` with `suffix` appended to its file name.
