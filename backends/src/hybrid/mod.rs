@@ -50,7 +50,9 @@ use std::time::Duration;
 
 use crate::lmdb::LmdbOptions;
 use crate::value_reader::{CrcChecked, ValueReader};
-use crate::{Blob, Durability, EntryMeta, Error, FileMode, KeyIter, LmdbStore, Result, Store};
+use crate::{
+    Blob, Durability, EntryMeta, Error, FileMode, KeyIter, LmdbStore, Result, Store, VerifyReport,
+};
 
 use record::Record;
 
@@ -391,5 +393,31 @@ impl Store for HybridStore {
 
     fn len(&self) -> Result<u64> {
         self.index.len()
+    }
+
+    /// The index checks its own records (a damaged one is listed under its key, and the walk
+    /// goes on); then every file value is read through its checksum.
+    fn verify(&self) -> Result<VerifyReport> {
+        let mut report = self.index.verify()?;
+        let damaged: std::collections::HashSet<Vec<u8>> =
+            report.damaged.iter().map(|(k, _)| k.clone()).collect();
+        for key in self.index.keys()? {
+            // A key the listing cannot give is a damaged record the index already reported.
+            let Ok(key) = key else { continue };
+            if damaged.contains(&key) {
+                continue;
+            }
+            match self.record(&key) {
+                Ok(Some(Record::File { .. })) => match self.read_checked(&key, true) {
+                    Ok(_) => {}
+                    Err(e) if e.is_corrupt() => report.damaged.push((key, e)),
+                    Err(e) => return Err(e),
+                },
+                Ok(_) => {}
+                Err(e) if e.is_corrupt() => report.damaged.push((key, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
     }
 }

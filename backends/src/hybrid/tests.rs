@@ -48,3 +48,27 @@ pub(super) fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn verify_lists_a_damaged_value_file_and_checks_every_entry() {
+    // The index's own records are checked by LmdbStore::verify (see the lmdb damage tests);
+    // before this override the default verify stopped at the first damaged key instead.
+    let dir = tempfile::tempdir().unwrap();
+    let store = small(dir.path());
+    store.put(b"inline", b"a sound small value").unwrap();
+    store.put(b"file", &[7u8; 5000]).unwrap();
+    store.put(b"sound-file", &[8u8; 5000]).unwrap();
+    let blob = walk(&dir.path().join("files"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "blob"))
+        .find(|p| std::fs::read(p).unwrap().ends_with(&[7u8; 100]))
+        .unwrap();
+    let mut file = std::fs::read(&blob).unwrap();
+    let last = file.len() - 1;
+    file[last] ^= 1;
+    std::fs::write(&blob, &file).unwrap();
+    let report = store.verify().unwrap();
+    let damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+    assert_eq!(damaged, [&b"file"[..]]);
+    assert_eq!(report.checked, 3);
+}
