@@ -17,14 +17,20 @@
 //! records its type's fingerprint: see [`Cache::memoize`](crate::Cache::memoize) and
 //! [`#[memoize]`](crate::memoize).
 
+mod args;
+mod batch;
 mod builder;
 mod call;
+mod many;
 mod policy;
 pub(crate) mod site;
 mod wrapper;
 
+pub use args::{Ignored, IntoMemoFn, KeyArg, Keyed, MemoFn, Spread};
+pub use batch::BatchError;
 pub use builder::MemoBuilder;
 pub use call::{Call, Mode, Status};
+pub use many::BatchMemo;
 pub use policy::{Always, OkOnly, StorePolicy};
 pub(crate) use site::Site;
 pub use wrapper::Memo;
