@@ -211,3 +211,16 @@ fn methods_support_custom_keys_dependencies_and_cached_none() {
     assert_eq!(e.embed_ci(""), None);
     assert_eq!(e.calls.load(SeqCst), 2);
 }
+
+#[test]
+fn macro_and_a_wrapped_function_of_several_arguments_share_keys() {
+    let wrapped = CACHE.wrap(
+        "memoize_macro::scaled",
+        |x: u64, factor: u64, _trace_id: cacher::memo::Ignored<&str>| x * factor,
+    );
+    assert_eq!(scaled(5, 6, "req-1"), 30);
+    let key = wrapped
+        .key_for(&(5, 6, cacher::memo::Ignored("req-2")))
+        .unwrap();
+    assert!(CACHE.contains(&key).unwrap());
+}
