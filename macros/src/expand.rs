@@ -21,12 +21,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
             "memoize needs `cache = ..`: the Cache to store results in",
         )
     })?;
-    if func.sig.asyncness.is_some() {
-        return Err(syn::Error::new(
-            func.sig.asyncness.span(),
-            "memoize does not support async fn yet",
-        ));
-    }
+    let is_async = func.sig.asyncness.is_some();
     let (has_self, arg_names) = arguments(&func.sig)?;
     check_self_choice(&opts, has_self, &func.sig)?;
     for ig in &opts.ignore {
@@ -124,14 +119,43 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         "Removes every cached result of [`{name}`] (its namespace, all versions); returns how many there were."
     );
 
+    // The three calling forms: plain, with per-call control, with status.
+    let (plain_call, with_call) = if is_async {
+        (
+            quote! {
+                __cacher_site.call_async::<#policy, #ret_ty, _, _>(
+                    __cacher_key, move || async move #body, ::core::option::Option::None,
+                ).await
+            },
+            quote! {
+                __cacher_site.call_with_async::<#policy, #ret_ty, _, _>(
+                    __cacher_key, __cacher_call, move || async move #body,
+                    ::core::option::Option::None,
+                ).await
+            },
+        )
+    } else {
+        (
+            quote! {
+                __cacher_site.call::<#policy, #ret_ty, _>(
+                    __cacher_key, move || -> #ret_ty #body, &::cacher::__private::call_once,
+                )
+            },
+            quote! {
+                __cacher_site.call_with::<#policy, #ret_ty, _>(
+                    __cacher_key, __cacher_call, move || -> #ret_ty #body,
+                    &::cacher::__private::call_once,
+                )
+            },
+        )
+    };
+
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
             #site
             #key
-            __cacher_site.call::<#policy, #ret_ty, _>(
-                __cacher_key, move || -> #ret_ty #body, &::cacher::__private::call_once,
-            )
+            #plain_call
         }
 
         #(#sibling_attrs)*
@@ -140,9 +164,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #vis #with_sig {
             #site
             #key
-            __cacher_site.call_with::<#policy, #ret_ty, _>(
-                __cacher_key, __cacher_call, move || -> #ret_ty #body, &::cacher::__private::call_once,
-            ).map(|(__cacher_value, _)| __cacher_value)
+            #with_call.map(|(__cacher_value, _)| __cacher_value)
         }
 
         #(#sibling_attrs)*
@@ -151,9 +173,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #vis #status_sig {
             #site
             #key
-            __cacher_site.call_with::<#policy, #ret_ty, _>(
-                __cacher_key, __cacher_call, move || -> #ret_ty #body, &::cacher::__private::call_once,
-            )
+            #with_call
         }
 
         #(#sibling_attrs)*
@@ -292,10 +312,12 @@ fn key_expr(opts: &Options, arg_names: &[Ident]) -> TokenStream2 {
     }
 }
 
-/// `sig` with its receiver, if any, turned into `&self`: invalidating or clearing needs to
-/// read `self`, never to take it.
+/// `sig` with its receiver, if any, turned into `&self` (invalidating or clearing needs to
+/// read `self`, never to take it), and not async.
 fn shared_receiver(sig: &Signature) -> Signature {
     let mut sig = sig.clone();
+    // Removing needs no await, whether or not the function is async.
+    sig.asyncness = None;
     for input in sig.inputs.iter_mut() {
         if let FnArg::Receiver(_) = input {
             *input = syn::parse_quote!(&self);

@@ -18,6 +18,8 @@
 //! [`#[memoize]`](crate::memoize).
 
 mod args;
+mod async_call;
+mod async_memo;
 mod batch;
 mod builder;
 mod call;
@@ -27,6 +29,8 @@ pub(crate) mod site;
 mod wrapper;
 
 pub use args::{Ignored, IntoMemoFn, KeyArg, Keyed, MemoFn, Spread};
+pub use async_call::{BlockingDone, BlockingJob, Offload};
+pub use async_memo::AsyncMemo;
 pub use batch::BatchError;
 pub use builder::MemoBuilder;
 pub use call::{Call, Mode, Status};

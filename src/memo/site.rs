@@ -26,7 +26,7 @@ pub struct Site<'a> {
 }
 
 /// How a run ended.
-enum Outcome<R, A> {
+pub(super) enum Outcome<R, A> {
     /// The value, from the cache or computed (and stored if the policy keeps it).
     Done(R, Status),
     /// Failed before the function ran: the arguments come back so it still can.
