@@ -50,9 +50,20 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, t) => (**t).clone(),
     };
-    // The return type as written: stable across compilers, unlike `type_name`.
-    let ret_text = LitStr::new(&quote!(#ret_ty).to_string(), ret_ty.span());
-    let policy = if opts.ok_only.unwrap_or_else(|| returns_result(&ret_ty)) {
+    let batch = match opts.batch {
+        Some(span) => Some(crate::batch::Shape::of(
+            span,
+            &func.sig,
+            &opts.ignore,
+            &ret_ty,
+        )?),
+        None => None,
+    };
+    // What is stored: the return type, or one element of a batch function's `Vec`.
+    let value_ty = batch.as_ref().map_or(&ret_ty, |b| &b.value);
+    // The type as written: stable across compilers, unlike `type_name`.
+    let ret_text = LitStr::new(&quote!(#value_ty).to_string(), value_ty.span());
+    let policy = if opts.ok_only.unwrap_or_else(|| returns_result(value_ty)) {
         quote!(::cacher::memo::OkOnly)
     } else {
         quote!(::cacher::memo::Always)
@@ -80,6 +91,21 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
             ::cacher::__private::Site::new(&__cacher_cache, &__cacher_ns, #version, #ttl, fingerprint)
         };
     };
+    if let Some(shape) = batch {
+        let parts = crate::batch::Parts {
+            attrs,
+            sibling_attrs: &sibling_attrs,
+            vis,
+            sig,
+            body,
+            site: &site,
+            key_expr: &key_expr,
+            deps: &deps,
+            policy: &policy,
+            ret_ty: &ret_ty,
+        };
+        return Ok(crate::batch::expand(shape, parts));
+    }
     let key = quote! {
         let __cacher_key = __cacher_site
             .key(::cacher::__private::canonical_bytes(&#key_expr), #deps);
@@ -314,7 +340,7 @@ fn key_expr(opts: &Options, arg_names: &[Ident]) -> TokenStream2 {
 
 /// `sig` with its receiver, if any, turned into `&self` (invalidating or clearing needs to
 /// read `self`, never to take it), and not async.
-fn shared_receiver(sig: &Signature) -> Signature {
+pub(crate) fn shared_receiver(sig: &Signature) -> Signature {
     let mut sig = sig.clone();
     // Removing needs no await, whether or not the function is async.
     sig.asyncness = None;

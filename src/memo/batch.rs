@@ -66,7 +66,7 @@ impl<'a> Site<'a> {
         &self,
         keys: Vec<crate::Result<Vec<u8>>>,
         inputs: Vec<A>,
-        compute: impl Fn(Vec<A>) -> Vec<R>,
+        mut compute: impl FnMut(Vec<A>) -> Vec<R>,
     ) -> Vec<R>
     where
         P: StorePolicy<R>,
