@@ -48,12 +48,14 @@ pub mod __private;
 mod cache;
 mod clock;
 mod error;
+pub mod flight;
 pub mod key;
 mod limits;
 pub mod memo;
 mod report;
 mod slot;
 mod stats;
+pub mod throttle;
 mod value_codec;
 
 pub use cache::{Cache, CacheBuilder, CleanupReport, CleanupThread};

@@ -36,6 +36,14 @@ pub struct Counters {
     /// the same namespace, or the type changed): counted as misses too, recomputed and
     /// overwritten.
     pub mismatches: u64,
+    /// Memoized calls that missed and then got the value another caller computed (a leader
+    /// in this process, or another process holding the key's lease) instead of computing it:
+    /// counted as misses too. `misses - waits` is about how often the function ran.
+    pub waits: u64,
+    /// Background refreshes of a stale-while-revalidate value that failed (the function
+    /// returned no value to store, panicked, or storing failed); the stale value stays served
+    /// for the configured grace period.
+    pub refresh_failures: u64,
 }
 
 impl Counters {
@@ -61,6 +69,8 @@ impl Counters {
         self.read_time += o.read_time;
         self.errors += o.errors;
         self.mismatches += o.mismatches;
+        self.waits += o.waits;
+        self.refresh_failures += o.refresh_failures;
     }
 }
 
@@ -111,6 +121,8 @@ pub(crate) struct Atomics {
     pub read_nanos: AtomicU64,
     pub errors: AtomicU64,
     pub mismatches: AtomicU64,
+    pub waits: AtomicU64,
+    pub refresh_failures: AtomicU64,
 }
 
 impl Atomics {
@@ -133,6 +145,8 @@ impl Atomics {
             &self.read_nanos,
             &self.errors,
             &self.mismatches,
+            &self.waits,
+            &self.refresh_failures,
         ] {
             c.store(0, Relaxed);
         }
@@ -151,6 +165,8 @@ impl Atomics {
             read_time: Duration::from_nanos(self.read_nanos.load(Relaxed)),
             errors: self.errors.load(Relaxed),
             mismatches: self.mismatches.load(Relaxed),
+            waits: self.waits.load(Relaxed),
+            refresh_failures: self.refresh_failures.load(Relaxed),
         }
     }
 }

@@ -30,6 +30,7 @@ mod error;
 mod fs;
 mod key;
 mod le;
+pub mod lease;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
 mod log;

@@ -207,6 +207,13 @@ pub trait Store: Send + Sync {
     fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
+
+    /// Where processes sharing this store keep per-key leases ([`crate::lease::Leases`]), so
+    /// that they compute a missing value once between them; `None` (the default) for a store
+    /// that no other process can see. The directory need not exist yet.
+    fn lease_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 macro_rules! forward_store {
@@ -229,6 +236,7 @@ macro_rules! forward_store {
             fn is_empty(&self) -> Result<bool> { (**self).is_empty() }
             fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read_unchecked(key) }
             fn verify(&self) -> Result<VerifyReport> { (**self).verify() }
+            fn lease_dir(&self) -> Option<std::path::PathBuf> { (**self).lease_dir() }
         }
     )*};
 }

@@ -26,6 +26,8 @@ pub struct CacheBuilder {
     eviction: Eviction,
     clock: Arc<dyn Clock>,
     registry: Option<Registry>,
+    /// Single-flight settings (`src/flight/`): the lease timeout.
+    pub(crate) flights: crate::flight::Flights,
 }
 
 /// The format a cache writes when none is named: `cbor` (compact, fast, self-describing), or,
@@ -53,6 +55,7 @@ impl Default for CacheBuilder {
             eviction: Eviction::default(),
             clock: Arc::new(SystemClock),
             registry: None,
+            flights: Default::default(),
         }
     }
 }
@@ -151,6 +154,7 @@ impl CacheBuilder {
                 max_bytes: self.max_bytes,
                 clock: self.clock,
                 stats: StatsRegistry::default(),
+                flights: self.flights,
                 reported: Reported::default(),
                 tracker,
             }),

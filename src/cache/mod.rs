@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     max_bytes: Option<u64>,
     clock: Arc<dyn Clock>,
     pub(crate) stats: StatsRegistry,
+    /// Misses being computed, for single-flight (`src/flight/`).
+    pub(crate) flights: crate::flight::Flights,
     /// Which kinds of swallowed errors were logged already.
     pub(crate) reported: crate::report::Reported,
     /// Present only when a limit is set: tracking costs memory per entry.

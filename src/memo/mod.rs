@@ -26,6 +26,7 @@ mod call;
 mod many;
 mod policy;
 pub(crate) mod site;
+mod throttled;
 mod wrapper;
 
 pub use args::{Ignored, IntoMemoFn, KeyArg, Keyed, MemoFn, Spread};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::duration_ms;
+use crate::flight::turn::{turn, Turn};
 use crate::key::{key_from_parts, namespace_of, KeyError};
 use crate::memo::{Call, Mode, Status, StorePolicy};
 use crate::report::ErrorKind;
@@ -162,6 +163,8 @@ impl<'a> Site<'a> {
             Err(e) => return Outcome::NotComputed(args, e),
         };
         debug_assert_eq!(namespace_of(&key), Some(self.namespace));
+        // Taken before the lookup, so a leader knows whether a flight ended after it.
+        let ticket = self.cache.inner.flights.ticket();
         if opts.mode == Mode::Bypass {
             return Outcome::Done(timed(stats, || compute(args)), Status::Miss);
         }
@@ -180,6 +183,17 @@ impl<'a> Site<'a> {
                 return Outcome::NotComputed(args, Error::Miss { key });
             }
         }
+        // One computation per key at a time (threads, then processes); a refresh computes
+        // regardless, since it was asked to.
+        let _holds = match opts.mode {
+            Mode::Normal => {
+                match turn::<P::Stored>(self.cache, &key, ticket, Some(self.fingerprint), stats) {
+                    Turn::Found(v) => return Outcome::Done(P::restore(v), Status::Hit),
+                    Turn::Compute(holds) => Some(holds),
+                }
+            }
+            _ => None,
+        };
         let result = timed(stats, || compute(args));
         if let Some(stored) = P::stored(&result) {
             let expires = opts

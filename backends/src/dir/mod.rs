@@ -188,6 +188,9 @@ impl DirStore {
 }
 
 impl Store for DirStore {
+    fn lease_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.root.join("leases"))
+    }
     /// Checked: a mapped value's checksum is verified (one streamed pass over the file)
     /// before the view is returned. [`Store::read_unchecked`] skips that pass.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {

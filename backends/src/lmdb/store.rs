@@ -314,6 +314,9 @@ fn refuse_other_programs(env: &LmdbEnv) -> Result<()> {
 }
 
 impl Store for LmdbStore {
+    fn lease_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.env.path().join("leases"))
+    }
     /// Copies the value out (see the type docs: a [`Blob`] cannot borrow from a
     /// transaction); [`Store::with_value`] is the zero-copy read.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {

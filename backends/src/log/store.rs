@@ -7,6 +7,9 @@ use super::LogStore;
 use crate::{Blob, EntryMeta, Error, Result, Store, VerifyReport};
 
 impl Store for LogStore {
+    fn lease_dir(&self) -> Option<std::path::PathBuf> {
+        Some(crate::lease::beside(&self.path))
+    }
     /// Lends the value from the map after checking its record checksum (straight from the
     /// map for values up to 1 MiB, with positioned reads beyond, so no page of a large value
     /// is faulted in by the check).

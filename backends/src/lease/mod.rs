@@ -1,0 +1,289 @@
+//! Per-key leases shared by every process using one store: one lock file per key hash, so
+//! processes asking for the same missing key compute it once.
+//!
+//! # Layout
+//!
+//! ```text
+//! <lease dir>/                 DirStore and LmdbStore: <root>/leases/; LogStore: <log>.leases/
+//! └── <64 hex>.lock            hex of blake3(key); empty; exists only while leased (or left
+//!                              by a holder that died, and then unlocked)
+//! ```
+//!
+//! - A lease is an exclusive `flock` on the key's lock file ([`File::try_lock`]). The OS drops
+//!   it when the holder's process dies, even by `SIGKILL`, so a crashed holder never blocks
+//!   the others for longer than it takes them to notice.
+//! - Waits are bounded: [`Leases::acquire`] polls for at most its timeout, then reports
+//!   [`Acquired::TimedOut`], and the caller computes without the lease (a live but stuck holder
+//!   costs one duplicate computation, never a hang).
+//! - The holder removes the file before it unlocks it, so files do not pile up. A waiter that
+//!   locks a file which was meanwhile removed (its path now names another file or nothing)
+//!   starts again, so two processes never hold leases on different files of one key. A file
+//!   left by a dead holder is taken over by the next caller of its key, or removed by
+//!   [`Leases::clean_stale`].
+//! - Files are opened with the store rules of `fs.rs`: never through a symlink, never a FIFO,
+//!   created with `O_EXCL`; only `<64 hex>.lock` names are ever removed.
+
+use std::fs::{File, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::fs::{create_new, ensure_dir, open_regular, Access};
+use crate::FileMode;
+
+/// The lease directory of one store: see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Leases {
+    dir: PathBuf,
+}
+
+/// How [`Leases::acquire`] ended.
+#[derive(Debug)]
+#[must_use = "a won lease is released when dropped"]
+pub enum Acquired {
+    /// The caller holds the key's lease until it drops it. `waited` says whether another
+    /// holder had it first: then the value may have been stored meanwhile, so look again.
+    Won {
+        /// The lease; drop it after the value is stored.
+        lease: Lease,
+        /// Whether the lease was held by someone else when asked for.
+        waited: bool,
+    },
+    /// Another holder kept the lease past the timeout: compute without it.
+    TimedOut,
+}
+
+/// A held lease on one key; released (its file removed, then unlocked) when dropped.
+#[derive(Debug)]
+pub struct Lease {
+    file: File,
+    path: PathBuf,
+}
+
+/// The shortest and longest pause between two tries of a held lease. Short first, so a
+/// lease released quickly is taken quickly; capped, so a long wait costs few wake-ups.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+
+impl Leases {
+    /// The lease directory `dir`, created if missing (its parent must exist). A symlink or a
+    /// file at `dir` is refused with [`Error::NotOwned`].
+    ///
+    /// ```
+    /// use cacher_store::lease::{Acquired, Leases};
+    /// use std::time::Duration;
+    /// let dir = tempfile::tempdir()?;
+    /// let leases = Leases::open(dir.path().join("leases"))?;
+    /// match leases.acquire(b"some key", Duration::from_secs(5))? {
+    ///     Acquired::Won { lease, .. } => drop(lease), // compute and store, then release
+    ///     Acquired::TimedOut => unreachable!("nobody else holds it"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Leases> {
+        let dir = dir.into();
+        ensure_dir(&dir, FileMode::Umask)?;
+        Ok(Leases { dir })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lock file of `key`.
+    fn file_of(&self, key: &[u8]) -> PathBuf {
+        let hash = blake3::hash(key);
+        self.dir.join(format!("{}.lock", hash.to_hex()))
+    }
+
+    /// Takes `key`'s lease without waiting: `None` while another handle holds it.
+    pub fn try_acquire(&self, key: &[u8]) -> Result<Option<Lease>> {
+        match self.acquire(key, Duration::ZERO)? {
+            Acquired::Won { lease, .. } => Ok(Some(lease)),
+            Acquired::TimedOut => Ok(None),
+        }
+    }
+
+    /// Takes `key`'s lease, waiting at most `timeout` for another holder to release it (or to
+    /// die). The lease is per open file, so a second acquire of a key already held in this
+    /// process waits like any other: a caller must not ask again for a key it holds.
+    pub fn acquire(&self, key: &[u8], timeout: Duration) -> Result<Acquired> {
+        let path = self.file_of(key);
+        let deadline = Instant::now().checked_add(timeout);
+        let mut waited = false;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let file = match open_regular(&path, Access::Read)? {
+                Some(f) => f,
+                None => match create_new(&path, FileMode::Umask) {
+                    Ok(f) => f,
+                    // Another process created it between our open and our create.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == io::ErrorKind::AlreadyExists =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            match file.try_lock() {
+                Ok(()) => {
+                    if same_file(&path, &file)? {
+                        return Ok(Acquired::Won {
+                            lease: Lease { file, path },
+                            waited,
+                        });
+                    }
+                    // Its holder removed it before unlocking: it no longer names the lease.
+                    waited = true;
+                    continue;
+                }
+                Err(TryLockError::WouldBlock) => waited = true,
+                Err(TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+            }
+            drop(file);
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d > now => d - now,
+                Some(_) => return Ok(Acquired::TimedOut),
+                None => LONGEST_PAUSE,
+            };
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// Updates the shared timestamp named `name` under an exclusive lock, for state that
+    /// processes share next to their leases (a throttle's next allowed call): `update` gets
+    /// the stored value (`None` at first, or when the file holds anything but 8 bytes) and
+    /// returns the new one, which is written before the lock is released. The file is
+    /// `<64 hex of blake3(name)>.stamp`, 8 bytes little-endian, and is kept.
+    ///
+    /// ```
+    /// use cacher_store::lease::Leases;
+    /// let dir = tempfile::tempdir()?;
+    /// let leases = Leases::open(dir.path().join("leases"))?;
+    /// assert_eq!(leases.update_stamp(b"host", |old| old.unwrap_or(0) + 5)?, 5);
+    /// assert_eq!(leases.update_stamp(b"host", |old| old.unwrap_or(0) + 5)?, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_stamp(
+        &self,
+        name: &[u8],
+        update: impl FnOnce(Option<u64>) -> u64,
+    ) -> Result<u64> {
+        use std::io::{Read, Seek, Write};
+        let path = self
+            .dir
+            .join(format!("{}.stamp", blake3::hash(name).to_hex()));
+        let mut file = loop {
+            match open_regular(&path, Access::ReadWrite)? {
+                Some(f) => break f,
+                None => match create_new(&path, FileMode::Umask) {
+                    Ok(f) => break f,
+                    Err(Error::Io { source, .. })
+                        if source.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                },
+            }
+        };
+        // Held for a read and a write of 8 bytes: blocking is brief, so no timeout.
+        file.lock().map_err(|e| Error::io("locking", &path, e))?;
+        let mut buf = Vec::with_capacity(8);
+        (&file)
+            .take(9)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("reading", &path, e))?;
+        let old = <[u8; 8]>::try_from(buf.as_slice())
+            .ok()
+            .map(u64::from_le_bytes);
+        let new = update(old);
+        file.rewind()
+            .and_then(|()| file.write_all(&new.to_le_bytes()))
+            .and_then(|()| file.set_len(8))
+            .map_err(|e| Error::io("writing", &path, e))?;
+        let _ = file.unlock();
+        Ok(new)
+    }
+
+    /// Removes the lock files nobody holds (left by holders that died); returns how many.
+    /// Files of held leases, and names this module did not make, are left alone.
+    pub fn clean_stale(&self) -> Result<u64> {
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else {
+                continue;
+            };
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let path = entry.path();
+            // A symlink or FIFO under a lease name is refused, not followed: skip it.
+            let Ok(Some(file)) = open_regular(&path, Access::Read) else {
+                continue;
+            };
+            if file.try_lock().is_ok() && same_file(&path, &file)? {
+                // Held by us now: nobody else can be using this file, so removing it is safe.
+                remove(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Removed while still locked: a waiter that locks it afterwards sees it is gone and
+        // starts again on a new file (see `acquire`). A failure leaves a file the next holder
+        // reuses, so it is not worth a panic.
+        let _ = remove(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Whether `path` still names the open `file` (same device and inode), not following links.
+fn same_file(path: &Path, file: &File) -> Result<bool> {
+    let now = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("reading the metadata of", path, e)),
+    };
+    let held = file
+        .metadata()
+        .map_err(|e| Error::io("reading the metadata of", path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(now.dev() == held.dev() && now.ino() == held.ino() && now.is_file())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = held;
+        Ok(now.is_file())
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing", path, e)),
+    }
+}
+
+/// The lease directory of a store kept in the single file `file`: `<file>.leases` beside it.
+pub(crate) fn beside(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".leases");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+use super::*;
+
+#[test]
+fn a_held_lease_is_not_given_twice_and_its_file_goes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let lease = leases.try_acquire(b"k").unwrap().expect("free");
+    assert!(
+        leases.try_acquire(b"k").unwrap().is_none(),
+        "held by another handle"
+    );
+    assert!(leases.try_acquire(b"other").unwrap().is_some());
+    assert!(matches!(
+        leases.acquire(b"k", Duration::from_millis(5)).unwrap(),
+        Acquired::TimedOut
+    ));
+    let path = leases.file_of(b"k");
+    assert!(path.exists());
+    drop(lease);
+    assert!(!path.exists(), "released leases leave no file");
+    match leases.acquire(b"k", Duration::from_secs(1)).unwrap() {
+        Acquired::Won { waited, .. } => assert!(!waited),
+        Acquired::TimedOut => panic!("released"),
+    }
+}
+
+#[test]
+fn a_lock_file_left_unlocked_is_taken_over_and_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    // What a holder killed before it could remove its file leaves behind.
+    std::fs::write(leases.file_of(b"dead"), b"").unwrap();
+    std::fs::write(leases.file_of(b"dead2"), b"").unwrap();
+    std::fs::write(leases.path().join("user-notes.txt"), b"mine").unwrap();
+    let held = leases.try_acquire(b"live").unwrap().unwrap();
+    assert!(leases.try_acquire(b"dead").unwrap().is_some());
+    assert_eq!(leases.clean_stale().unwrap(), 1, "only dead2");
+    assert!(leases.file_of(b"live").exists(), "a held lease is kept");
+    assert!(leases.path().join("user-notes.txt").exists(), "not ours");
+    drop(held);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_is_refused_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let target = dir.path().join("target");
+    std::fs::write(&target, b"user data").unwrap();
+    std::os::unix::fs::symlink(&target, leases.file_of(b"k")).unwrap();
+    let err = leases.try_acquire(b"k").unwrap_err();
+    assert!(matches!(err, Error::NotOwned { .. }), "{err}");
+    assert_eq!(leases.clean_stale().unwrap(), 0);
+    assert_eq!(std::fs::read(&target).unwrap(), b"user data");
+
+    let link = dir.path().join("linked");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    assert!(matches!(
+        Leases::open(&link).unwrap_err(),
+        Error::NotOwned { .. }
+    ));
+}
+
+#[test]
+fn a_single_file_store_keeps_its_leases_beside_it() {
+    assert_eq!(
+        beside(Path::new("/a/b/cache.log")),
+        PathBuf::from("/a/b/cache.log.leases")
+    );
+}
