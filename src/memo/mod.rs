@@ -38,4 +38,5 @@ pub use call::{Call, Mode, Status};
 pub use many::BatchMemo;
 pub use policy::{Always, OkOnly, StorePolicy};
 pub(crate) use site::Site;
+pub use throttled::Throttled;
 pub use wrapper::Memo;
