@@ -283,3 +283,152 @@ async fn async_methods_work_and_their_futures_are_send() {
     assert_eq!(svc.lookup(1).await, "eu-1");
     assert_eq!(svc.calls.load(SeqCst), 1);
 }
+
+/// A computation that counts its calls and, on its first call only, waits until `open`.
+struct Gated {
+    calls: AtomicU32,
+    open: tokio::sync::Semaphore,
+}
+
+impl Gated {
+    fn new() -> Arc<Self> {
+        Arc::new(Gated {
+            calls: AtomicU32::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        })
+    }
+    /// Returns the call's number (1, 2, ..) once it may finish.
+    async fn run(&self) -> u32 {
+        let n = self.calls.fetch_add(1, SeqCst) + 1;
+        if n == 1 {
+            let _ = self.open.acquire().await;
+        }
+        n
+    }
+}
+
+/// Lets every spawned task of a current-thread runtime run until it waits.
+async fn let_tasks_run() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn eight_tasks_asking_one_missing_key_compute_it_once() {
+    let cache = cache();
+    let gate = Gated::new();
+    let g = gate.clone();
+    let memo = Arc::new(
+        cache
+            .memoize("slow")
+            .wrap_async(move |x: u32| {
+                let g = g.clone();
+                async move { g.run().await * 100 + x }
+            })
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let m = memo.clone();
+            tokio::spawn(async move { m.call(7).await })
+        })
+        .collect();
+    let_tasks_run().await;
+    gate.open.add_permits(1);
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 107);
+    }
+    assert_eq!(gate.calls.load(SeqCst), 1);
+    let ns = &cache.stats().namespaces["slow"];
+    assert_eq!((ns.stores, ns.waits), (1, 7));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_async_leader_does_not_leave_its_waiters_stuck() {
+    let cache = cache();
+    let gate = Gated::new();
+    let g = gate.clone();
+    let memo = Arc::new(
+        cache
+            .memoize("cancelled")
+            .wrap_async(move |x: u32| {
+                let g = g.clone();
+                async move { g.run().await * 100 + x }
+            })
+            .unwrap(),
+    );
+    let m = memo.clone();
+    let leader = tokio::spawn(async move { m.call(1).await });
+    let_tasks_run().await;
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let m = memo.clone();
+            tokio::spawn(async move { m.call(1).await })
+        })
+        .collect();
+    let_tasks_run().await;
+    // The leader's future is dropped mid-computation; the gate never opens for it.
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    // A guard against a hang, not a timing assertion: the waiters finish at once.
+    let results = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut out = Vec::new();
+        for w in waiters {
+            out.push(w.await.unwrap());
+        }
+        out
+    })
+    .await
+    .expect("waiters of a cancelled leader must not hang");
+    assert_eq!(
+        results,
+        vec![201, 201, 201],
+        "the next leader computed (call 2)"
+    );
+    assert_eq!(
+        gate.calls.load(SeqCst),
+        2,
+        "the cancelled call and one more"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_erroring_async_leader_releases_its_waiters_who_compute_in_turn() {
+    let cache = cache();
+    let gate = Gated::new();
+    let g = gate.clone();
+    let memo = Arc::new(
+        cache
+            .memoize("erroring")
+            .wrap_async_result(move |x: u32| {
+                let g = g.clone();
+                async move {
+                    match g.run().await {
+                        1 => Err(format!("first call of {x} fails")),
+                        n => Ok(n * 100 + x),
+                    }
+                }
+            })
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let m = memo.clone();
+            tokio::spawn(async move { m.call(3).await })
+        })
+        .collect();
+    let_tasks_run().await;
+    gate.open.add_permits(1);
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert_eq!(results[0], Err("first call of 3 fails".to_string()));
+    assert_eq!(&results[1..], &[Ok(203), Ok(203), Ok(203)]);
+    assert_eq!(
+        gate.calls.load(SeqCst),
+        2,
+        "the failed leader, then one more"
+    );
+}

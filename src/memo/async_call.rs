@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::clock::duration_ms;
+use crate::flight::Role;
 use crate::memo::site::Outcome;
 use crate::memo::{Call, Mode, Site, Status, StorePolicy};
 use crate::report::ErrorKind;
-use crate::stats::Atomics;
+use crate::stats::{Atomics, RELAXED};
 use crate::{Cache, Error, Result};
 
 /// A unit of blocking work handed to an [`Offload`] runner.
@@ -141,6 +142,9 @@ impl<'a> Site<'a> {
             Ok(k) => k,
             Err(e) => return Outcome::NotComputed(compute, e),
         };
+        let flights = &self.cache.inner.flights;
+        // Taken before the lookup, so a leader knows whether a flight ended after it.
+        let mut ticket = flights.ticket();
         if opts.mode == Mode::Bypass {
             return Outcome::Done(timed_async(stats, compute()).await, Status::Miss);
         }
@@ -159,13 +163,58 @@ impl<'a> Site<'a> {
                 return Outcome::NotComputed(compute, Error::Miss { key });
             }
         }
-        let result = timed_async(stats, compute()).await;
+        // One computation per key at a time in this process, as on the sync path; a refresh
+        // computes regardless. The guard drops however this future ends — done, failed,
+        // panicked or dropped (cancelled) — and wakes the waiters, who look again and on a
+        // miss lead in turn. (Leases across processes are not taken here: waiting for one
+        // blocks, which an executor's thread must not.)
+        let mut guard = None;
+        if opts.mode == Mode::Normal {
+            loop {
+                match flights.lead_or_wait_async(&key, ticket).await {
+                    Role::Reentrant => break,
+                    Role::Leader(g) => {
+                        if g.needs_recheck() {
+                            if let Some(v) = self.recheck::<P::Stored>(&key) {
+                                return Outcome::Done(P::restore(v), Status::Hit);
+                            }
+                        }
+                        guard = Some(g);
+                        break;
+                    }
+                    Role::Waited => {
+                        ticket = flights.ticket();
+                        if let Some(v) = self.recheck::<P::Stored>(&key) {
+                            return Outcome::Done(P::restore(v), Status::Hit);
+                        }
+                    }
+                }
+            }
+        }
+        let result = match &guard {
+            // Polled through the guard, so a recursive call of this key is told Reentrant.
+            Some(g) => timed_async(stats, g.watch(compute())).await,
+            None => timed_async(stats, compute()).await,
+        };
         if let Some(stored) = P::stored(&result) {
             if let Err(e) = self.store_async(key, stored, opts, offload).await {
                 return Outcome::WriteFailed(result, e);
             }
         }
+        drop(guard);
         Outcome::Done(result, Status::Miss)
+    }
+
+    /// A second look after another caller's computation: found values count as `waits`, and
+    /// the look itself is not counted again as a hit or a miss.
+    fn recheck<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
+        let found = self
+            .cache
+            .lookup::<T>(key, &Atomics::default(), Some(self.fingerprint))
+            .ok()
+            .flatten()?;
+        self.stats.waits.fetch_add(1, RELAXED);
+        Some(found)
     }
 
     /// Encodes `stored` here and writes it, inline or through `offload`.
