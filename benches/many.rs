@@ -23,9 +23,11 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 const N: u64 = 10_000;
 
 fn lmdb(dir: &std::path::Path, name: &str) -> Arc<LmdbStore> {
-    // Durability::None: the figures compare lookups and write transactions, not fsyncs (with
-    // Flush the single calls pay one fsync per missing input and the batch one in all).
-    let opts = LmdbOptions::default().with_durability(Durability::None);
+    lmdb_with(dir, name, Durability::None)
+}
+
+fn lmdb_with(dir: &std::path::Path, name: &str, durability: Durability) -> Arc<LmdbStore> {
+    let opts = LmdbOptions::default().with_durability(durability);
     Arc::new(LmdbStore::open_with(dir.join(name), &opts).unwrap())
 }
 
@@ -33,58 +35,74 @@ fn value(x: u64) -> String {
     format!("{x:0>100}") // 100 B
 }
 
+/// With `Durability::None` the figures compare lookups and write transactions; with `Flush`
+/// (LmdbStore's default) the single calls also pay one fsync per missing input and the
+/// batch one in all.
 fn batch_vs_single(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let store = lmdb(dir.path(), "batch");
-    let cache = Cache::builder().store(store.clone()).build().unwrap();
-    let memo = cache.wrap("value", value);
-    let batch = cache
-        .memoize("value")
-        .wrap_batch(|xs: Vec<u64>| xs.into_iter().map(value).collect::<Vec<_>>())
-        .unwrap();
-    let inputs: Vec<u64> = (0..N).collect();
-    memo.call_many(inputs.iter().copied()).unwrap();
-    let missing: Vec<Vec<u8>> = inputs
-        .iter()
-        .filter(|x| *x % 10 == 0)
-        .map(|x| memo.key_for(x).unwrap())
-        .collect();
-    // Each iteration starts from 10% missing: the setup deletes them again (not measured).
-    let forget = || {
-        for k in &missing {
-            store.delete(k).unwrap();
-        }
-    };
+    for (label, durability) in [("none", Durability::None), ("flush", Durability::Flush)] {
+        let store = lmdb_with(dir.path(), label, durability);
+        let cache = Cache::builder().store(store.clone()).build().unwrap();
+        let memo = cache.wrap("value", value);
+        let batch = cache
+            .memoize("value")
+            .wrap_batch(|xs: Vec<u64>| xs.into_iter().map(value).collect::<Vec<_>>())
+            .unwrap();
+        let inputs: Vec<u64> = (0..N).collect();
+        memo.call_many(inputs.iter().copied()).unwrap();
+        let keys: Vec<Vec<u8>> = inputs.iter().map(|x| memo.key_for(x).unwrap()).collect();
+        let missing: Vec<&[u8]> = keys.iter().step_by(10).map(Vec::as_slice).collect();
+        // Each iteration starts from 10% missing: the setup deletes them again (not measured).
+        let forget = || {
+            for k in &missing {
+                store.delete(k).unwrap();
+            }
+        };
 
-    let mut group = c.benchmark_group("many/10k-10%-missing/lmdb");
-    group.sample_size(10);
-    group.throughput(Throughput::Elements(N));
-    group.bench_function("single-calls", |b| {
-        b.iter_batched(
-            forget,
-            |()| {
-                for x in &inputs {
-                    black_box(memo.call(*x));
-                }
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    group.bench_function("call_many", |b| {
-        b.iter_batched(
-            forget,
-            |()| black_box(memo.call_many(inputs.iter().copied()).unwrap()),
-            BatchSize::PerIteration,
-        )
-    });
-    group.bench_function("batch-fn", |b| {
-        b.iter_batched(
-            forget,
-            |()| black_box(batch.call_many(inputs.iter().copied()).unwrap()),
-            BatchSize::PerIteration,
-        )
-    });
-    group.finish();
+        let mut group = c.benchmark_group(format!("many/10k-10%-missing/lmdb-{label}"));
+        group.sample_size(10);
+        group.throughput(Throughput::Elements(N));
+        group.bench_function("single-calls", |b| {
+            b.iter_batched(
+                forget,
+                |()| {
+                    for x in &inputs {
+                        black_box(memo.call(*x));
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("call_many", |b| {
+            b.iter_batched(
+                forget,
+                |()| black_box(memo.call_many(inputs.iter().copied()).unwrap()),
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("batch-fn", |b| {
+            b.iter_batched(
+                forget,
+                |()| black_box(batch.call_many(inputs.iter().copied()).unwrap()),
+                BatchSize::PerIteration,
+            )
+        });
+        if label == "none" {
+            // The floor of any batch: making the 10,000 keys, and one raw get_many of them.
+            group.bench_function("parts/keys-only", |b| {
+                b.iter(|| {
+                    for x in &inputs {
+                        black_box(memo.key_for(x).unwrap());
+                    }
+                })
+            });
+            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            group.bench_function("parts/raw-get_many", |b| {
+                b.iter(|| black_box(store.get_many(&refs).unwrap()))
+            });
+        }
+        group.finish();
+    }
 }
 
 /// `threads` threads each making `iters` hit calls over 100 hot keys; the wall time.
@@ -114,24 +132,28 @@ fn hammer(
 
 fn hot_keys_on_threads(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let cache = Cache::builder()
-        .store(lmdb(dir.path(), "hot"))
-        .build()
-        .unwrap();
-    let memo = cache
-        .memoize("hot")
-        .wrap(value as fn(u64) -> String)
-        .unwrap();
-    memo.call_many(0..100).unwrap();
-    let mut group = c.benchmark_group("many/100-hot-keys/lmdb");
-    for threads in [1usize, 4] {
-        // One iteration = one hit on each thread.
-        group.throughput(Throughput::Elements(threads as u64));
-        group.bench_function(BenchmarkId::new("threads", threads), |b| {
-            b.iter_custom(|iters| hammer(&memo, threads, iters))
-        });
+    // Memory beside LMDB: what the front-end alone does on threads.
+    let stores: Vec<(&str, Arc<dyn Store>)> = vec![
+        ("lmdb", lmdb(dir.path(), "hot")),
+        ("memory", Arc::new(MemoryStore::new())),
+    ];
+    for (name, store) in stores {
+        let cache = Cache::builder().store(store).build().unwrap();
+        let memo = cache
+            .memoize("hot")
+            .wrap(value as fn(u64) -> String)
+            .unwrap();
+        memo.call_many(0..100).unwrap();
+        let mut group = c.benchmark_group(format!("many/100-hot-keys/{name}"));
+        for threads in [1usize, 4] {
+            // One iteration = one hit on each thread.
+            group.throughput(Throughput::Elements(threads as u64));
+            group.bench_function(BenchmarkId::new("threads", threads), |b| {
+                b.iter_custom(|iters| hammer(&memo, threads, iters))
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn async_vs_sync_hit(c: &mut Criterion) {
