@@ -140,6 +140,14 @@ macro_rules! arities {
                 (self.0)($(args.$i),+)
             }
             fn key_bytes(&self, args: &($($a,)+), skip: &[usize]) -> Result<Vec<u8>, KeyError> {
+                let arity = [$($i),+].len();
+                if let Some(p) = skip.iter().find(|&&p| p >= arity) {
+                    // Ignoring a position the function does not have would key on everything
+                    // while the caller believes something was left out: refuse.
+                    return Err(KeyError(format!(
+                        "argument position {p} is ignored, but the function has {arity} arguments"
+                    )));
+                }
                 canonical_bytes(&KeyTuple(args, skip))
             }
         }

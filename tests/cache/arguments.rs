@@ -145,3 +145,16 @@ fn ignored_arguments_need_not_be_serialize() {
     assert_eq!(only.call(Ignored(&other)), 7);
     assert_eq!(client.requests.load(SeqCst), 2);
 }
+
+#[test]
+fn ignoring_a_position_a_function_does_not_have_is_an_error_not_a_silent_key() {
+    let cache = env().cache();
+    let two = cache
+        .memoize("two")
+        .ignore_position(5)
+        .wrap(|a: u32, b: u32| a + b)
+        .unwrap();
+    assert!(matches!(two.key_for(&(1, 2)), Err(Error::Key(_))));
+    assert!(two.try_call((1, 2)).is_err());
+    assert_eq!(two.call((1, 2)), 3, "the plain call still returns the value");
+}
