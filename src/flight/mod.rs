@@ -151,6 +151,18 @@ impl Flights {
         lock(&self.map).len()
     }
 
+    /// Whether someone is computing `key` right now.
+    pub fn is_computing(&self, key: &[u8]) -> bool {
+        lock(&self.map).contains_key(key)
+    }
+
+    /// Becomes the leader of `key` if nobody computes it, without waiting: `None` when
+    /// someone does (a background refresh that finds one running has nothing to do).
+    pub fn try_lead(&self, key: &[u8]) -> Option<FlightGuard<'_>> {
+        self.join(key, Ticket::STALE, Some(std::thread::current().id()))
+            .ok()
+    }
+
     /// Like [`lead_or_wait_since`](Flights::lead_or_wait_since) with [`Ticket::STALE`]: a
     /// leader always looks the cache up again.
     pub fn lead_or_wait(&self, key: &[u8]) -> Role<'_> {

@@ -156,5 +156,9 @@ fn ignoring_a_position_a_function_does_not_have_is_an_error_not_a_silent_key() {
         .unwrap();
     assert!(matches!(two.key_for(&(1, 2)), Err(Error::Key(_))));
     assert!(two.try_call((1, 2)).is_err());
-    assert_eq!(two.call((1, 2)), 3, "the plain call still returns the value");
+    assert_eq!(
+        two.call((1, 2)),
+        3,
+        "the plain call still returns the value"
+    );
 }
