@@ -33,6 +33,21 @@ pub enum Error {
         key: cacher_store::KeyDisplay,
     },
 
+    /// A batch function (`call_many`, `#[memoize(batch)]`) returned another number of results
+    /// than the inputs it was given: results cannot be matched to inputs, so none is stored.
+    #[error(
+        "batch function {namespace:?} returned {got} results for {expected} inputs; \
+         it must return one result per input, in input order"
+    )]
+    BatchLength {
+        /// The memoized function's namespace.
+        namespace: String,
+        /// How many inputs the batch function was given.
+        expected: usize,
+        /// How many results it returned.
+        got: usize,
+    },
+
     /// The builder was given an invalid combination of settings.
     #[error("invalid cache configuration: {0}")]
     Config(String),

@@ -20,7 +20,14 @@
 //!   [`Cache::spawn_cleanup`]), limits ([`Eviction`]), [`Stats`], [`Slot`]s.
 //! - Memoization, two styles over one path: the wrapper ([`Cache::memoize`] → [`Memo`]) and
 //!   the attribute [`#[memoize]`](memoize). Per-call control is [`Call`]; the rest
-//!   ([`memo::Status`], [`memo::StorePolicy`], …) is in [`memo`].
+//!   ([`memo::Status`], [`memo::StorePolicy`], …) is in [`memo`]. The wrapper takes functions
+//!   of one to six arguments (borrowed ones too; [`memo::Ignored`] ones need no `Serialize`).
+//! - Many inputs at once: [`Memo::call_many`] (one `get_many`, the missing computed one by one
+//!   or on threads, one `put_many`) and [`memo::BatchMemo`] from
+//!   [`MemoBuilder::wrap_batch`](memo::MemoBuilder::wrap_batch) (one call of a batch function
+//!   with only the missing inputs); `#[memoize(batch)]` for the attribute.
+//! - Async: [`memo::AsyncMemo`] from [`MemoBuilder::wrap_async`](memo::MemoBuilder::wrap_async)
+//!   and `#[memoize] async fn`, on any executor.
 //! - [`key`]: how a key is made from a function's identity and its arguments, stable across
 //!   processes, machines and crate upgrades.
 //! - [`store`] (crate `cacher-store`): the [`store::Store`] trait and the stores

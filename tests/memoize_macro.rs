@@ -211,3 +211,93 @@ fn methods_support_custom_keys_dependencies_and_cached_none() {
     assert_eq!(e.embed_ci(""), None);
     assert_eq!(e.calls.load(SeqCst), 2);
 }
+
+#[test]
+fn macro_and_a_wrapped_function_of_several_arguments_share_keys() {
+    let wrapped = CACHE.wrap(
+        "memoize_macro::scaled",
+        |x: u64, factor: u64, _trace_id: cacher::memo::Ignored<&str>| x * factor,
+    );
+    assert_eq!(scaled(5, 6, "req-1"), 30);
+    let key = wrapped
+        .key_for(&(5, 6, cacher::memo::Ignored("req-2")))
+        .unwrap();
+    assert!(CACHE.contains(&key).unwrap());
+}
+
+static EMBED_BATCHES: std::sync::Mutex<Vec<Vec<String>>> = std::sync::Mutex::new(Vec::new());
+
+/// A batch function: one call for every missing text, in input order.
+#[memoize(cache = CACHE, batch, ignore(client), namespace = "embed_batch")]
+fn embed_all(client: &Client, texts: Vec<String>) -> Vec<u32> {
+    client.requests.fetch_add(1, SeqCst);
+    EMBED_BATCHES.lock().unwrap().push(texts.clone());
+    texts.iter().map(|t| t.len() as u32).collect()
+}
+
+#[memoize(cache = CACHE, ignore(client), namespace = "embed_batch")]
+fn embed_one(client: &Client, text: String) -> u32 {
+    client.requests.fetch_add(1, SeqCst);
+    text.len() as u32
+}
+
+fn texts(xs: &[&str]) -> Vec<String> {
+    xs.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_batch_function_runs_once_with_only_the_missing_inputs() {
+    let client = Client {
+        requests: AtomicU32::new(0),
+    };
+    assert_eq!(embed_all(&client, texts(&["bb", "a"])), vec![2, 1]);
+    let out = embed_all(&client, texts(&["a", "ccc", "bb", "ccc", "dddd"]));
+    assert_eq!(out, vec![1, 3, 2, 3, 4]);
+    assert_eq!(client.requests.load(SeqCst), 2);
+    let batches = EMBED_BATCHES.lock().unwrap().clone();
+    assert_eq!(batches, vec![texts(&["bb", "a"]), texts(&["ccc", "dddd"])]);
+    // The single-input function of the same namespace reads the batch's results.
+    assert_eq!(embed_one(&client, "ccc".into()), 3);
+    assert_eq!(client.requests.load(SeqCst), 2);
+    let with = embed_all_with_status(Call::cache_only(), &client, texts(&["a", "dddd"])).unwrap();
+    assert_eq!(
+        with,
+        vec![
+            (1, cacher::memo::Status::Hit),
+            (4, cacher::memo::Status::Hit)
+        ]
+    );
+    assert!(embed_all_with(Call::cache_only(), &client, texts(&["new"]))
+        .unwrap_err()
+        .is_miss());
+    assert_eq!(
+        embed_all_invalidate(&client, texts(&["a", "zz"])).unwrap(),
+        1
+    );
+}
+
+static SHORT_CALLS: AtomicU32 = AtomicU32::new(0);
+
+#[memoize(cache = CACHE, batch)]
+fn short_batch(xs: Vec<u32>) -> Vec<u32> {
+    SHORT_CALLS.fetch_add(1, SeqCst);
+    xs.into_iter().skip(1).collect()
+}
+
+#[test]
+fn a_batch_function_returning_the_wrong_count_is_reported_and_stores_nothing() {
+    let err = short_batch_with(Call::default(), vec![1, 2, 3]).unwrap_err();
+    match err {
+        cacher::Error::BatchLength { expected, got, .. } => assert_eq!((expected, got), (3, 2)),
+        other => panic!("expected a count error, got {other:?}"),
+    }
+    // The plain form behaves like the function: its own output, uncached.
+    SHORT_CALLS.store(0, SeqCst);
+    assert_eq!(short_batch(vec![1, 2, 3]), vec![2, 3]);
+    assert_eq!(short_batch(vec![1, 2, 3]), vec![2, 3]);
+    assert_eq!(
+        SHORT_CALLS.load(SeqCst),
+        4,
+        "nothing was cached: two runs per call"
+    );
+}

@@ -21,12 +21,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
             "memoize needs `cache = ..`: the Cache to store results in",
         )
     })?;
-    if func.sig.asyncness.is_some() {
-        return Err(syn::Error::new(
-            func.sig.asyncness.span(),
-            "memoize does not support async fn yet",
-        ));
-    }
+    let is_async = func.sig.asyncness.is_some();
     let (has_self, arg_names) = arguments(&func.sig)?;
     check_self_choice(&opts, has_self, &func.sig)?;
     for ig in &opts.ignore {
@@ -55,9 +50,20 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, t) => (**t).clone(),
     };
-    // The return type as written: stable across compilers, unlike `type_name`.
-    let ret_text = LitStr::new(&quote!(#ret_ty).to_string(), ret_ty.span());
-    let policy = if opts.ok_only.unwrap_or_else(|| returns_result(&ret_ty)) {
+    let batch = match opts.batch {
+        Some(span) => Some(crate::batch::Shape::of(
+            span,
+            &func.sig,
+            &opts.ignore,
+            &ret_ty,
+        )?),
+        None => None,
+    };
+    // What is stored: the return type, or one element of a batch function's `Vec`.
+    let value_ty = batch.as_ref().map_or(&ret_ty, |b| &b.value);
+    // The type as written: stable across compilers, unlike `type_name`.
+    let ret_text = LitStr::new(&quote!(#value_ty).to_string(), value_ty.span());
+    let policy = if opts.ok_only.unwrap_or_else(|| returns_result(value_ty)) {
         quote!(::cacher::memo::OkOnly)
     } else {
         quote!(::cacher::memo::Always)
@@ -85,6 +91,21 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
             ::cacher::__private::Site::new(&__cacher_cache, &__cacher_ns, #version, #ttl, fingerprint)
         };
     };
+    if let Some(shape) = batch {
+        let parts = crate::batch::Parts {
+            attrs,
+            sibling_attrs: &sibling_attrs,
+            vis,
+            sig,
+            body,
+            site: &site,
+            key_expr: &key_expr,
+            deps: &deps,
+            policy: &policy,
+            ret_ty: &ret_ty,
+        };
+        return Ok(crate::batch::expand(shape, parts));
+    }
     let key = quote! {
         let __cacher_key = __cacher_site
             .key(::cacher::__private::canonical_bytes(&#key_expr), #deps);
@@ -124,14 +145,43 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         "Removes every cached result of [`{name}`] (its namespace, all versions); returns how many there were."
     );
 
+    // The three calling forms: plain, with per-call control, with status.
+    let (plain_call, with_call) = if is_async {
+        (
+            quote! {
+                __cacher_site.call_async::<#policy, #ret_ty, _, _>(
+                    __cacher_key, move || async move #body, ::core::option::Option::None,
+                ).await
+            },
+            quote! {
+                __cacher_site.call_with_async::<#policy, #ret_ty, _, _>(
+                    __cacher_key, __cacher_call, move || async move #body,
+                    ::core::option::Option::None,
+                ).await
+            },
+        )
+    } else {
+        (
+            quote! {
+                __cacher_site.call::<#policy, #ret_ty, _>(
+                    __cacher_key, move || -> #ret_ty #body, &::cacher::__private::call_once,
+                )
+            },
+            quote! {
+                __cacher_site.call_with::<#policy, #ret_ty, _>(
+                    __cacher_key, __cacher_call, move || -> #ret_ty #body,
+                    &::cacher::__private::call_once,
+                )
+            },
+        )
+    };
+
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
             #site
             #key
-            __cacher_site.call::<#policy, #ret_ty, _>(
-                __cacher_key, move || -> #ret_ty #body, &::cacher::__private::call_once,
-            )
+            #plain_call
         }
 
         #(#sibling_attrs)*
@@ -140,9 +190,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #vis #with_sig {
             #site
             #key
-            __cacher_site.call_with::<#policy, #ret_ty, _>(
-                __cacher_key, __cacher_call, move || -> #ret_ty #body, &::cacher::__private::call_once,
-            ).map(|(__cacher_value, _)| __cacher_value)
+            #with_call.map(|(__cacher_value, _)| __cacher_value)
         }
 
         #(#sibling_attrs)*
@@ -151,9 +199,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #vis #status_sig {
             #site
             #key
-            __cacher_site.call_with::<#policy, #ret_ty, _>(
-                __cacher_key, __cacher_call, move || -> #ret_ty #body, &::cacher::__private::call_once,
-            )
+            #with_call
         }
 
         #(#sibling_attrs)*
@@ -292,10 +338,12 @@ fn key_expr(opts: &Options, arg_names: &[Ident]) -> TokenStream2 {
     }
 }
 
-/// `sig` with its receiver, if any, turned into `&self`: invalidating or clearing needs to
-/// read `self`, never to take it.
-fn shared_receiver(sig: &Signature) -> Signature {
+/// `sig` with its receiver, if any, turned into `&self` (invalidating or clearing needs to
+/// read `self`, never to take it), and not async.
+pub(crate) fn shared_receiver(sig: &Signature) -> Signature {
     let mut sig = sig.clone();
+    // Removing needs no await, whether or not the function is async.
+    sig.asyncness = None;
     for input in sig.inputs.iter_mut() {
         if let FnArg::Receiver(_) = input {
             *input = syn::parse_quote!(&self);

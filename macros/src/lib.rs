@@ -4,6 +4,7 @@
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, ItemFn};
 
+mod batch;
 mod expand;
 mod options;
 

@@ -28,6 +28,9 @@ pub struct Options {
     /// `Some(true)`: cache only `Ok` (the `result` flag); `Some(false)`: cache every value
     /// (the `always` flag); `None`: decided from the return type's name.
     pub ok_only: Option<bool>,
+    /// `batch`: the function takes a `Vec` of inputs and returns one result per input; where
+    /// it was said, for errors.
+    pub batch: Option<proc_macro2::Span>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             depends_on: Vec::new(),
             ttl: None,
             ok_only: None,
+            batch: None,
         }
     }
 }
@@ -67,6 +71,8 @@ impl Options {
             self.ok_only = Some(true);
         } else if p.is_ident("always") {
             self.ok_only = Some(false);
+        } else if p.is_ident("batch") {
+            self.batch = Some(syn::spanned::Spanned::span(p));
         } else if p.is_ident("ignore") {
             meta.parse_nested_meta(|inner| {
                 self.ignore.push(inner.path.require_ident()?.clone());
@@ -86,7 +92,7 @@ impl Options {
         } else {
             return Err(meta.error(
                 "unknown memoize option; expected cache, ignore, fields, self, skip_self, key, \
-                 version, namespace, depends_on, ttl, result or always",
+                 version, namespace, depends_on, ttl, result, always or batch",
             ));
         }
         Ok(())

@@ -27,17 +27,65 @@ impl Cache {
     ) -> Result<Option<T>> {
         let start = Instant::now();
         let Some(blob) = self.inner.store.read(key)? else {
-            stats.misses.fetch_add(1, RELAXED);
-            // Deleted behind our back (another process, a store-level delete).
-            self.with_tracker(|t| t.remove(key));
+            self.missing(key, stats);
             return Ok(None);
         };
+        self.decode_found(key, blob, stats, expect, start)
+    }
+
+    /// Reads and decodes many keys with one [`Store::get_many`](cacher_store::Store::get_many)
+    /// (one read transaction on LMDB), each checked as [`Cache::lookup`] checks one: a missing,
+    /// expired or mismatched value is `None`, in the order of `keys`.
+    pub(crate) fn lookup_many<T: DeserializeOwned>(
+        &self,
+        keys: &[&[u8]],
+        stats: &Atomics,
+        expect: Option<u64>,
+    ) -> Result<Vec<Option<T>>> {
+        let start = Instant::now();
+        let found = self.inner.store.get_many(keys)?;
+        if found.len() != keys.len() {
+            // A store breaking the get_many contract must not shift values onto other keys.
+            return Err(Error::Config(format!(
+                "the store's get_many returned {} values for {} keys",
+                found.len(),
+                keys.len()
+            )));
+        }
+        keys.iter()
+            .zip(found)
+            .map(|(key, bytes)| match bytes {
+                None => {
+                    self.missing(key, stats);
+                    Ok(None)
+                }
+                Some(bytes) => self.decode_found(key, bytes, stats, expect, start),
+            })
+            .collect()
+    }
+
+    fn missing(&self, key: &[u8], stats: &Atomics) {
+        stats.misses.fetch_add(1, RELAXED);
+        // Deleted behind our back (another process, a store-level delete).
+        self.with_tracker(|t| t.remove(key));
+    }
+
+    /// Checks and decodes the stored bytes of `key` (see [`Cache::lookup`]).
+    fn decode_found<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        blob: impl std::ops::Deref<Target = [u8]>,
+        stats: &Atomics,
+        expect: Option<u64>,
+        start: Instant,
+    ) -> Result<Option<T>> {
         let (header, payload) = self
             .inner
             .codec
             .open(key, &blob)
             .map_err(|e| Error::format(key, e))?;
         if self.is_expired(&header.meta(), self.now_ms()) {
+            // A lent view (an LMDB read transaction) ends before the delete below.
             drop(blob);
             stats.misses.fetch_add(1, RELAXED);
             stats.expirations.fetch_add(1, RELAXED);
@@ -87,6 +135,20 @@ impl Cache {
         fingerprint: Option<u64>,
         stats: &Atomics,
     ) -> Result<()> {
+        let bytes = self.encode_entry(key, value, expires_ms, fingerprint)?;
+        self.put_encoded(key, &bytes, stats)
+    }
+
+    /// The envelope of `value` as [`Cache::store_value`] would write it, without writing:
+    /// the cheap half of a store, so the slow half ([`Cache::put_encoded`]) can run elsewhere
+    /// (an async caller's blocking pool).
+    pub(crate) fn encode_entry<T: Serialize + ?Sized>(
+        &self,
+        key: &[u8],
+        value: &T,
+        expires_ms: Option<u64>,
+        fingerprint: Option<u64>,
+    ) -> Result<Vec<u8>> {
         let now = self.now_ms();
         let header = EnvelopeMeta {
             created_ms: now,
@@ -94,18 +156,41 @@ impl Cache {
             revision: 0,
             type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
-        let bytes = self
-            .inner
+        self.inner
             .codec
             .encode(key, value, &header)
-            .map_err(|e| Error::format(key, e))?;
-        // The deadline lets a store with native expiry (Redis) drop the value itself.
-        self.inner
-            .store
-            .put_with_deadline(key, &bytes, header.expires_ms)?;
+            .map_err(|e| Error::format(key, e))
+    }
+
+    /// Writes bytes made by [`Cache::encode_entry`], counts them and enforces the limits.
+    pub(crate) fn put_encoded(&self, key: &[u8], bytes: &[u8], stats: &Atomics) -> Result<()> {
+        // The deadline lets a store with native expiry (Redis) drop the value itself; it is
+        // read back from the header just encoded, so async and batch writers pass it too.
+        let deadline = self.inner.codec.peek(key, bytes).ok().and_then(|m| m.expires_ms);
+        self.inner.store.put_with_deadline(key, bytes, deadline)?;
         stats.stores.fetch_add(1, RELAXED);
         stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
         self.enforce_limits(key, bytes.len() as u64)
+    }
+
+    /// Writes many encoded entries with one [`Store::put_many`](cacher_store::Store::put_many)
+    /// (one transaction or one sync where the store allows), then counts them and enforces
+    /// the limits once per entry.
+    pub(crate) fn put_many_encoded(
+        &self,
+        entries: &[(&[u8], &[u8])],
+        stats: &Atomics,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.inner.store.put_many(entries)?;
+        for (key, bytes) in entries {
+            stats.stores.fetch_add(1, RELAXED);
+            stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
+            self.enforce_limits(key, bytes.len() as u64)?;
+        }
+        Ok(())
     }
 
     pub(super) fn enforce_limits(&self, key: &[u8], size: u64) -> Result<()> {

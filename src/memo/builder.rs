@@ -10,6 +10,8 @@ use serde::Serialize;
 use crate::key::{canonical_bytes, KeyError};
 use cacher_formats::type_fingerprint;
 
+use crate::memo::args::IntoMemoFn;
+use crate::memo::wrapper::Identity;
 use crate::memo::{Always, Memo, OkOnly, StorePolicy};
 use crate::{Cache, Error, Result};
 
@@ -41,13 +43,27 @@ impl Cache {
     /// assert_eq!(add((2, 3)), 5);
     /// # Ok::<(), cacher::Error>(())
     /// ```
-    pub fn wrap<A, R, F>(&self, namespace: impl Into<String>, f: F) -> Memo<A, R, F, Always>
+    ///
+    /// A function of several arguments needs no tuple, and borrowed arguments are not cloned
+    /// on a hit; it is called with the tuple of its arguments:
+    ///
+    /// ```
+    /// use cacher::{Cache, store::MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::new()).build()?;
+    /// let greet = cache.wrap("greet", |name: &str, times: usize| name.repeat(times));
+    /// assert_eq!(greet.call(("ab", 2)), "abab");
+    /// # Ok::<(), cacher::Error>(())
+    /// ```
+    pub fn wrap<M, R, F>(
+        &self,
+        namespace: impl Into<String>,
+        f: F,
+    ) -> Memo<F::Args, R, F::Fn, Always>
     where
-        A: Serialize,
         R: Serialize + DeserializeOwned,
-        F: Fn(A) -> R,
+        F: IntoMemoFn<M, R>,
     {
-        self.memoize(namespace).memo(Vec::new(), f)
+        self.memoize(namespace).memo(Vec::new(), f.into_memo_fn())
     }
 
     /// Starts memoizing a function under `namespace`: its results are stored under keys
@@ -155,36 +171,47 @@ impl MemoBuilder {
         self
     }
 
-    /// Wraps `f`, whose every result is stored (`None` and `()` too).
+    /// Wraps `f`, a function of one to six arguments, whose every result is stored (`None`
+    /// and `()` too). A function of several arguments is called with their tuple; an argument
+    /// wrapped in [`Ignored`](super::Ignored) is left out of the key and need not be
+    /// `Serialize`.
     ///
     /// Like [`CacheBuilder::build`](crate::CacheBuilder::build), this last step checks the
     /// settings: an ignored name that is not among the [`args`](MemoBuilder::args) is an
     /// [`Error::Config`](crate::Error::Config) here, not a silent recomputation on every call.
-    pub fn wrap<A, R, F>(self, f: F) -> Result<Memo<A, R, F, Always>>
+    pub fn wrap<M, R, F>(self, f: F) -> Result<Memo<F::Args, R, F::Fn, Always>>
     where
-        A: Serialize,
         R: Serialize + DeserializeOwned,
-        F: Fn(A) -> R,
+        F: IntoMemoFn<M, R>,
     {
-        self.build(f)
+        self.build(f.into_memo_fn())
     }
 
     /// Wraps a `Result`-returning `f`: `Ok` values are stored, errors are returned and never
     /// stored. Checks the settings as [`MemoBuilder::wrap`] does.
-    pub fn wrap_result<A, T, E, F>(
+    #[allow(
+        clippy::type_complexity,
+        reason = "the wrapped function's type, spelled out"
+    )]
+    pub fn wrap_result<M, T, E, F>(
         self,
         f: F,
-    ) -> Result<Memo<A, std::result::Result<T, E>, F, OkOnly>>
+    ) -> Result<Memo<F::Args, std::result::Result<T, E>, F::Fn, OkOnly>>
     where
-        A: Serialize,
         T: Serialize + DeserializeOwned,
         E: 'static,
-        F: Fn(A) -> std::result::Result<T, E>,
+        F: IntoMemoFn<M, std::result::Result<T, E>>,
     {
-        self.build(f)
+        self.build(f.into_memo_fn())
     }
 
     fn build<A, R, F, P: StorePolicy<R>>(self, f: F) -> Result<Memo<A, R, F, P>> {
+        let skip = self.skipped()?;
+        Ok(self.memo(skip, f))
+    }
+
+    /// The positions left out of the key, or a configuration error.
+    pub(super) fn skipped(&self) -> Result<Vec<usize>> {
         let mut skip = self.ignored_positions.clone();
         for name in &self.ignored {
             match self.arg_names.iter().position(|n| n == name) {
@@ -205,13 +232,22 @@ impl MemoBuilder {
                 }
             }
         }
-        Ok(self.memo(skip, f))
+        Ok(skip)
     }
 
     /// The memoized function with these settings and `skip`ped positions.
     fn memo<A, R, F, P: StorePolicy<R>>(self, skip: Vec<usize>, f: F) -> Memo<A, R, F, P> {
-        let stats = self.cache.inner.stats.namespace(&self.namespace);
         Memo {
+            id: self.identity::<R, P>(skip),
+            f,
+            _marker: std::marker::PhantomData,
+        }
+    }
+
+    /// Where the results of a function stored by policy `P` live.
+    pub(super) fn identity<R, P: StorePolicy<R>>(self, skip: Vec<usize>) -> Identity {
+        let stats = self.cache.inner.stats.namespace(&self.namespace);
+        Identity {
             cache: self.cache,
             namespace: self.namespace,
             version: self.version,
@@ -219,10 +255,7 @@ impl MemoBuilder {
             deps: self.deps,
             fingerprint: type_fingerprint(std::any::type_name::<P::Stored>()),
             ttl: self.ttl,
-            key_fn: None,
             stats,
-            f,
-            _marker: std::marker::PhantomData,
         }
     }
 }

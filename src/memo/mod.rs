@@ -17,17 +17,28 @@
 //! records its type's fingerprint: see [`Cache::memoize`](crate::Cache::memoize) and
 //! [`#[memoize]`](crate::memoize).
 
+mod args;
+mod async_call;
+mod async_memo;
+mod batch;
 mod builder;
 mod call;
+mod many;
 mod policy;
 mod prefetch;
 pub(crate) mod site;
 mod throttled;
 mod wrapper;
 
+pub use args::{Ignored, IntoMemoFn, KeyArg, Keyed, MemoFn, Spread};
+pub use async_call::{BlockingDone, BlockingJob, Offload};
+pub use async_memo::AsyncMemo;
+pub use batch::BatchError;
 pub use builder::MemoBuilder;
 pub use call::{Call, Mode, Status};
+pub use many::BatchMemo;
 pub use policy::{Always, OkOnly, StorePolicy};
 pub use prefetch::{Freshness, Prefetch, PrefetchReport, Refresh};
 pub(crate) use site::Site;
+pub use throttled::Throttled;
 pub use wrapper::Memo;

@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::clock::duration_ms;
+use crate::memo::args::MemoFn;
 use crate::memo::{Call, Memo, Status, StorePolicy};
 use crate::stats::{timed, RELAXED};
 use crate::{Cache, Result};
@@ -110,9 +110,9 @@ impl Refresh {
 
 impl<A, R, F, P> Memo<A, R, F, P>
 where
-    A: Serialize + Send + 'static,
+    A: Send + 'static,
     R: Send + 'static,
-    F: Fn(A) -> R + Send + Sync + 'static,
+    F: MemoFn<A, R> + Send + Sync + 'static,
     P: StorePolicy<R>,
 {
     /// Computes the values of `inputs` that are not cached on at most `threads` background
@@ -215,10 +215,10 @@ where
         grace: Duration,
     ) -> Result<(R, Freshness)> {
         let key = self.key_for(&args)?;
-        let now = self.cache.now_ms();
-        let stale = match read_any::<P::Stored>(&self.cache, &key, self.fingerprint) {
+        let now = self.id.cache.now_ms();
+        let stale = match read_any::<P::Stored>(&self.id.cache, &key, self.id.fingerprint) {
             Some((value, expiry)) if expiry.is_none_or(|e| now < e) => {
-                self.stats.hits.fetch_add(1, RELAXED);
+                self.id.stats.hits.fetch_add(1, RELAXED);
                 return Ok((P::restore(value), Freshness::Fresh));
             }
             Some((value, Some(e))) if now < e.saturating_add(duration_ms(grace)) => value,
@@ -231,8 +231,8 @@ where
                 return Ok((value, freshness));
             }
         };
-        self.stats.hits.fetch_add(1, RELAXED);
-        let refresh = if self.cache.inner.flights.is_computing(&key) {
+        self.id.stats.hits.fetch_add(1, RELAXED);
+        let refresh = if self.id.cache.inner.flights.is_computing(&key) {
             None
         } else {
             let memo = self.clone();
@@ -246,24 +246,26 @@ where
     /// The background refresh of `key`: leads its flight (or leaves it to whoever does),
     /// looks again, computes and stores.
     fn refresh(&self, key: &[u8], args: A) -> bool {
-        let Some(_flight) = self.cache.inner.flights.try_lead(key) else {
+        let Some(_flight) = self.id.cache.inner.flights.try_lead(key) else {
             return true;
         };
-        let now = self.cache.now_ms();
-        if let Some((_, expiry)) = read_any::<P::Stored>(&self.cache, key, self.fingerprint) {
+        let now = self.id.cache.now_ms();
+        if let Some((_, expiry)) = read_any::<P::Stored>(&self.id.cache, key, self.id.fingerprint) {
             if expiry.is_none_or(|e| now < e) {
                 return true; // refreshed by another caller meanwhile
             }
         }
-        let stats = &self.stats;
-        let computed = catch_unwind(AssertUnwindSafe(|| timed(stats, || (self.f)(args))));
+        let stats = &self.id.stats;
+        let computed = catch_unwind(AssertUnwindSafe(|| timed(stats, || self.f.call_fn(args))));
         let stored = computed.ok().and_then(|result| {
             let value = P::stored(&result)?;
             let expires = self
+                .id
                 .ttl
-                .map(|t| self.cache.now_ms().saturating_add(duration_ms(t)));
-            self.cache
-                .store_value(key, value, expires, Some(self.fingerprint), stats)
+                .map(|t| self.id.cache.now_ms().saturating_add(duration_ms(t)));
+            self.id
+                .cache
+                .store_value(key, value, expires, Some(self.id.fingerprint), stats)
                 .inspect_err(|_| {
                     stats.errors.fetch_add(1, RELAXED);
                 })

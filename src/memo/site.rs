@@ -17,17 +17,17 @@ use crate::{Cache, Error, Result};
 /// version), how long they last, and the fingerprint of the type they are stored as.
 /// Borrowed for the length of one call.
 pub struct Site<'a> {
-    cache: &'a Cache,
-    namespace: &'a str,
+    pub(super) cache: &'a Cache,
+    pub(super) namespace: &'a str,
     version: u32,
-    ttl: Option<Duration>,
-    fingerprint: u64,
+    pub(super) ttl: Option<Duration>,
+    pub(super) fingerprint: u64,
     /// Borrowed from a [`Memo`](super::Memo); looked up per call for the attribute.
-    stats: Cow<'a, Arc<Atomics>>,
+    pub(super) stats: Cow<'a, Arc<Atomics>>,
 }
 
 /// How a run ended.
-enum Outcome<R, A> {
+pub(super) enum Outcome<R, A> {
     /// The value, from the cache or computed (and stored if the policy keeps it).
     Done(R, Status),
     /// Failed before the function ran: the arguments come back so it still can.
@@ -136,7 +136,7 @@ impl<'a> Site<'a> {
         self.cache.clear_namespace(self.namespace)
     }
 
-    fn swallowed(&self, kind: ErrorKind, e: &Error) {
+    pub(super) fn swallowed(&self, kind: ErrorKind, e: &Error) {
         self.cache
             .inner
             .reported

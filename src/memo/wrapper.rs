@@ -6,18 +6,19 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::key::{canonical_args, canonical_bytes, KeyError};
+use crate::key::KeyError;
+use crate::memo::args::{Keyed, MemoFn};
 use crate::memo::builder::DepFn;
 use crate::memo::{Call, Site, Status, StorePolicy};
 use crate::stats::Atomics;
 use crate::{Cache, Result};
 
-type KeyFn<A> = Arc<dyn Fn(&A) -> std::result::Result<Vec<u8>, KeyError> + Send + Sync>;
+/// A marker that owns nothing, is `Send + Sync` and is covariant in `T`.
+pub(super) type Covariant<T> = PhantomData<fn() -> T>;
 
-/// A memoized function: call it like the original, and its results come from the cache when
-/// they can. Made by [`MemoBuilder::wrap`](super::MemoBuilder::wrap) or
-/// [`MemoBuilder::wrap_result`](super::MemoBuilder::wrap_result).
-pub struct Memo<A, R, F, P> {
+/// What every memoized function of the wrapper style holds: where its results live and how
+/// its keys are made, whatever the shape of the function (one call, a batch, async).
+pub(super) struct Identity {
     pub(super) cache: Cache,
     pub(super) namespace: String,
     pub(super) version: u32,
@@ -27,39 +28,11 @@ pub struct Memo<A, R, F, P> {
     /// The fingerprint of the stored type, from `std::any::type_name`.
     pub(super) fingerprint: u64,
     pub(super) ttl: Option<Duration>,
-    pub(super) key_fn: Option<KeyFn<A>>,
     pub(super) stats: Arc<Atomics>,
-    pub(super) f: F,
-    pub(super) _marker: PhantomData<fn(A) -> (R, P)>,
 }
 
-impl<A, R, F, P> Memo<A, R, F, P>
-where
-    A: Serialize,
-    F: Fn(A) -> R,
-    P: StorePolicy<R>,
-{
-    /// Replaces the default key (a hash of the arguments) with `key(args)`, hashed the same
-    /// stable way. The namespace, version and dependencies still join it.
-    pub fn key<K, KF>(mut self, key: KF) -> Self
-    where
-        K: Serialize,
-        KF: Fn(&A) -> K + Send + Sync + 'static,
-    {
-        self.key_fn = Some(Arc::new(move |a| canonical_bytes(&key(a))));
-        self
-    }
-
-    /// The store key for `args`.
-    pub fn key_for(&self, args: &A) -> Result<Vec<u8>> {
-        let encoded = match &self.key_fn {
-            Some(kf) => kf(args),
-            None => canonical_args(args, &self.skip),
-        };
-        self.site().key(encoded, self.deps.iter().map(|d| d()))
-    }
-
-    fn site(&self) -> Site<'_> {
+impl Identity {
+    pub(super) fn site(&self) -> Site<'_> {
         Site::with_stats(
             &self.cache,
             &self.namespace,
@@ -70,13 +43,70 @@ where
         )
     }
 
+    /// The store key for canonically encoded arguments: the dependencies join them.
+    pub(super) fn key(&self, encoded: std::result::Result<Vec<u8>, KeyError>) -> Result<Vec<u8>> {
+        self.site().key(encoded, self.deps.iter().map(|d| d()))
+    }
+}
+
+/// A memoized function: call it like the original, and its results come from the cache when
+/// they can. Made by [`MemoBuilder::wrap`](super::MemoBuilder::wrap) or
+/// [`MemoBuilder::wrap_result`](super::MemoBuilder::wrap_result).
+///
+/// `A` is what [`Memo::call`] takes: the argument of a function of one argument, the tuple of
+/// the arguments of a function of several (`|url: &str, page: u32|` is called with
+/// `(url, page)`).
+pub struct Memo<A, R, F, P> {
+    pub(super) id: Identity,
+    pub(super) f: F,
+    /// Covariant in `A`, so a memo of borrowed arguments takes arguments of any lifetime.
+    pub(super) _marker: Covariant<(A, R, P)>,
+}
+
+impl<A, R, F, P> Memo<A, R, F, P>
+where
+    F: MemoFn<A, R>,
+    P: StorePolicy<R>,
+{
+    /// Replaces the default key (a hash of the arguments) with `key(args)`, hashed the same
+    /// stable way. The namespace, version and dependencies still join it.
+    ///
+    /// ```
+    /// use cacher::{store::MemoryStore, Cache};
+    /// let cache = Cache::builder().store(MemoryStore::new()).build()?;
+    /// let len = cache.wrap("len", |s: &str| s.len()).key(|s: &&str| s.to_lowercase());
+    /// assert_eq!(len.key_for(&"ABC")?, len.key_for(&"abc")?);
+    /// # Ok::<(), cacher::Error>(())
+    /// ```
+    pub fn key<K, KF>(self, key: KF) -> Memo<A, R, Keyed<F, KF>, P>
+    where
+        K: Serialize,
+        KF: Fn(&A) -> K,
+    {
+        Memo {
+            id: self.id,
+            f: Keyed { f: self.f, key },
+            _marker: PhantomData,
+        }
+    }
+
+    /// The store key for `args`.
+    pub fn key_for(&self, args: &A) -> Result<Vec<u8>> {
+        self.id.key(self.f.key_bytes(args, &self.id.skip))
+    }
+
+    fn site(&self) -> Site<'_> {
+        self.id.site()
+    }
+
     /// Calls the function through the cache, like the original: a cache error (I/O, a corrupt
     /// entry, a failed write) never fails the call — the function's value is returned, the
     /// error is counted in the stats (`errors`) and the first of each kind is logged through
     /// `tracing`.
     pub fn call(&self, args: A) -> R {
         let key = self.key_for(&args);
-        self.site().call::<P, R, A>(key, args, &|a| (self.f)(a))
+        self.site()
+            .call::<P, R, A>(key, args, &|a| self.f.call_fn(a))
     }
 
     /// The memoized function as a plain closure, for APIs that take an `Fn(A) -> R`.
@@ -109,7 +139,7 @@ where
     pub fn call_with_status(&self, args: A, opts: Call) -> Result<(R, Status)> {
         let key = self.key_for(&args);
         self.site()
-            .call_with::<P, R, A>(key, opts, args, &|a| (self.f)(a))
+            .call_with::<P, R, A>(key, opts, args, &|a| self.f.call_fn(a))
     }
 
     /// Removes the cached result for `args`; returns whether there was one.

@@ -1,6 +1,8 @@
 //! The Cache front-end: typed values, memoization, per-call modes, expiry, limits, slots,
 //! stats. Time comes from a `ManualClock`: no test sleeps.
 
+mod arguments;
+mod batch;
 mod expiry;
 mod failures;
 mod identity;

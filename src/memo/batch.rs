@@ -1,0 +1,241 @@
+//! Many inputs at once: one [`get_many`](cacher_store::Store::get_many) for all their keys,
+//! one computation of only the missing ones (in input order, each distinct key once), one
+//! [`put_many`](cacher_store::Store::put_many), the results back in input order.
+//!
+//! Shared by the wrapper ([`Memo::call_many`](super::Memo::call_many),
+//! [`BatchMemo`](super::BatchMemo)) and `#[memoize(batch)]`.
+
+use std::collections::HashMap;
+
+use crate::clock::duration_ms;
+use crate::memo::{Call, Mode, Site, Status, StorePolicy};
+use crate::report::ErrorKind;
+use crate::stats::timed;
+use crate::Error;
+
+/// Why a batch call failed: the cache, or the batch function itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError<E> {
+    /// Making the keys, reading, writing, a cache-only miss, or a batch function that
+    /// returned the wrong number of results ([`Error::BatchLength`]).
+    #[error(transparent)]
+    Cache(#[from] Error),
+    /// The batch function returned an error; nothing was stored.
+    #[error("the batch function failed")]
+    Compute(#[source] E),
+}
+
+impl BatchError<std::convert::Infallible> {
+    /// The cache error of a batch whose function cannot fail.
+    pub fn into_cache_error(self) -> Error {
+        match self {
+            BatchError::Cache(e) => e,
+            BatchError::Compute(never) => match never {},
+        }
+    }
+}
+
+impl<'a> Site<'a> {
+    /// A batch call that reports every cache error: looks up every key in one pass, calls
+    /// `compute` once with the inputs whose keys missed (in input order; an input whose key
+    /// appears earlier in the batch is not passed again), checks it returned one result per
+    /// input, stores what `P` keeps in one write and returns each input's result and where
+    /// it came from, in input order.
+    pub fn call_many_with<P, R, A, E>(
+        &self,
+        keys: Vec<crate::Result<Vec<u8>>>,
+        opts: Call,
+        inputs: Vec<A>,
+        compute: impl FnOnce(Vec<A>) -> Result<Vec<R>, E>,
+    ) -> Result<Vec<(R, Status)>, BatchError<E>>
+    where
+        P: StorePolicy<R>,
+        R: Clone,
+    {
+        let keys = keys.into_iter().collect::<crate::Result<Vec<_>>>()?;
+        self.run_many::<P, R, A, E>(&keys, opts, true, inputs, compute)
+    }
+
+    /// A batch call that behaves like the function: a cache error never fails it (it is
+    /// counted and the first of each kind logged). Given keys that cannot be made, or a
+    /// batch function that returns the wrong number of results, it runs `compute` on all
+    /// the inputs and returns its output as it is, uncached — what the function itself
+    /// returns; for that second run it keeps a clone of the inputs it passes the first.
+    pub fn call_many<P, R, A>(
+        &self,
+        keys: Vec<crate::Result<Vec<u8>>>,
+        inputs: Vec<A>,
+        mut compute: impl FnMut(Vec<A>) -> Vec<R>,
+    ) -> Vec<R>
+    where
+        P: StorePolicy<R>,
+        R: Clone,
+        A: Clone,
+    {
+        let keys = match keys.into_iter().collect::<crate::Result<Vec<_>>>() {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.swallowed(ErrorKind::Key, &e);
+                return timed(&self.stats, || compute(inputs));
+            }
+        };
+        let all = inputs.clone();
+        let run = self.run_many::<P, R, A, std::convert::Infallible>(
+            &keys,
+            Call::default(),
+            false,
+            inputs,
+            |missing| Ok(compute(missing)),
+        );
+        match run {
+            Ok(results) => results.into_iter().map(|(r, _)| r).collect(),
+            Err(e) => {
+                self.swallowed(ErrorKind::Write, &e.into_cache_error());
+                timed(&self.stats, || compute(all))
+            }
+        }
+    }
+
+    /// The batch path. With `strict == false` a failed read counts every key as missing, and
+    /// a failed write is counted; the results are returned either way.
+    fn run_many<P, R, A, E>(
+        &self,
+        keys: &[Vec<u8>],
+        opts: Call,
+        strict: bool,
+        inputs: Vec<A>,
+        compute: impl FnOnce(Vec<A>) -> Result<Vec<R>, E>,
+    ) -> Result<Vec<(R, Status)>, BatchError<E>>
+    where
+        P: StorePolicy<R>,
+        R: Clone,
+    {
+        if keys.len() != inputs.len() {
+            return Err(Error::Config(format!(
+                "a batch of {} inputs came with {} keys",
+                inputs.len(),
+                keys.len()
+            ))
+            .into());
+        }
+        let stats = &*self.stats;
+        if opts.mode == Mode::Bypass {
+            let n = inputs.len();
+            let results = timed(stats, || compute(inputs)).map_err(BatchError::Compute)?;
+            self.check_count(n, results.len())?;
+            return Ok(results.into_iter().map(|r| (r, Status::Miss)).collect());
+        }
+        let mut found: Vec<Option<P::Stored>> = Vec::new();
+        if opts.mode != Mode::Refresh {
+            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            match self
+                .cache
+                .lookup_many::<P::Stored>(&refs, stats, Some(self.fingerprint))
+            {
+                Ok(f) => found = f,
+                Err(e) if strict => return Err(e.into()),
+                Err(e) => self.swallowed(ErrorKind::Read, &e),
+            }
+        }
+        found.resize_with(keys.len(), || None);
+
+        // Each missing key once, in the order of its first input.
+        let mut slot_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut uses: Vec<usize> = Vec::new();
+        let mut todo: Vec<A> = Vec::new();
+        let mut todo_keys: Vec<&[u8]> = Vec::new();
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(keys.len());
+        for ((key, hit), input) in keys.iter().zip(&found).zip(inputs) {
+            if hit.is_some() {
+                slots.push(None);
+                continue;
+            }
+            let slot = *slot_of.entry(key).or_insert_with(|| {
+                todo.push(input);
+                todo_keys.push(key);
+                uses.push(0);
+                todo.len() - 1
+            });
+            uses[slot] += 1;
+            slots.push(Some(slot));
+        }
+        if opts.mode == Mode::CacheOnly {
+            if let Some(key) = todo_keys.first() {
+                let key = cacher_store::KeyDisplay::new(key);
+                return Err(Error::Miss { key }.into());
+            }
+        }
+
+        let mut computed: Vec<Option<R>> = Vec::new();
+        if !todo.is_empty() {
+            let n = todo.len();
+            let results = timed(stats, || compute(todo)).map_err(BatchError::Compute)?;
+            self.check_count(n, results.len())?;
+            if let Err(e) = self.store_all::<P, R>(&todo_keys, &results, opts) {
+                if strict {
+                    return Err(e.into());
+                }
+                self.swallowed(ErrorKind::Write, &e);
+            }
+            computed = results.into_iter().map(Some).collect();
+        }
+
+        let mut out = Vec::with_capacity(keys.len());
+        for (hit, slot) in found.into_iter().zip(slots) {
+            match (hit, slot) {
+                (Some(v), _) => out.push((P::restore(v), Status::Hit)),
+                (None, Some(slot)) => {
+                    uses[slot] -= 1;
+                    // The last input of a key takes the value; earlier duplicates clone it.
+                    let value = if uses[slot] == 0 {
+                        computed[slot].take()
+                    } else {
+                        computed[slot].clone()
+                    };
+                    match value {
+                        Some(v) => out.push((v, Status::Miss)),
+                        None => unreachable!("each computed value is taken by its last input"),
+                    }
+                }
+                (None, None) => unreachable!("every missed input has a slot"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_count(&self, expected: usize, got: usize) -> crate::Result<()> {
+        if expected == got {
+            return Ok(());
+        }
+        Err(Error::BatchLength {
+            namespace: self.namespace.to_string(),
+            expected,
+            got,
+        })
+    }
+
+    /// Encodes the values `P` keeps and writes them with one `put_many`.
+    fn store_all<P: StorePolicy<R>, R>(
+        &self,
+        keys: &[&[u8]],
+        results: &[R],
+        opts: Call,
+    ) -> crate::Result<()> {
+        let expires = opts
+            .ttl
+            .or(self.ttl)
+            .map(|t| self.cache.now_ms().saturating_add(duration_ms(t)));
+        let mut encoded: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(keys.len());
+        for (key, result) in keys.iter().zip(results) {
+            if let Some(stored) = P::stored(result) {
+                let bytes =
+                    self.cache
+                        .encode_entry(key, stored, expires, Some(self.fingerprint))?;
+                encoded.push((key, bytes));
+            }
+        }
+        let entries: Vec<(&[u8], &[u8])> = encoded.iter().map(|(k, v)| (*k, &v[..])).collect();
+        self.cache.put_many_encoded(&entries, &self.stats)
+    }
+}
