@@ -166,7 +166,12 @@ impl Cache {
     pub(crate) fn put_encoded(&self, key: &[u8], bytes: &[u8], stats: &Atomics) -> Result<()> {
         // The deadline lets a store with native expiry (Redis) drop the value itself; it is
         // read back from the header just encoded, so async and batch writers pass it too.
-        let deadline = self.inner.codec.peek(key, bytes).ok().and_then(|m| m.expires_ms);
+        let deadline = self
+            .inner
+            .codec
+            .peek(key, bytes)
+            .ok()
+            .and_then(|m| m.expires_ms);
         self.inner.store.put_with_deadline(key, bytes, deadline)?;
         stats.stores.fetch_add(1, RELAXED);
         stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);

@@ -6,16 +6,68 @@ use super::{
 };
 use crate::error::{Error, Result};
 
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut le = [0u8; 8];
     le.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(le)
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut le = [0u8; 4];
     le.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(le)
+}
+
+/// The checks every header kind shares (`what` names it in messages: "header", "stream
+/// header"): its stated length matches its fields, the bytes hold all of it, and its trailing
+/// crc32 matches.
+pub(super) fn check_header_bytes(
+    bytes: &[u8],
+    header_len: usize,
+    expected_len: usize,
+    what: &str,
+) -> Result<()> {
+    if header_len != expected_len {
+        return Err(Error::corrupt(format!(
+            "{what} length {header_len} disagrees with its fields ({expected_len})"
+        )));
+    }
+    if bytes.len() < header_len {
+        return Err(Error::corrupt(format!(
+            "truncated {what}: {} of {header_len} bytes",
+            bytes.len()
+        )));
+    }
+    let stored_crc = u32_at(bytes, header_len - CRC_LEN);
+    let actual_crc = crc32fast::hash(&bytes[..header_len - CRC_LEN]);
+    if stored_crc != actual_crc {
+        return Err(Error::corrupt(format!(
+            "{what} checksum mismatch (stored {stored_crc:08x}, computed {actual_crc:08x})"
+        )));
+    }
+    Ok(())
+}
+
+/// The pipeline name of `name_len` bytes at `at` (never empty, UTF-8).
+pub(super) fn pipeline_name(bytes: &[u8], at: usize, name_len: usize) -> Result<String> {
+    if name_len == 0 {
+        return Err(Error::corrupt("empty pipeline name"));
+    }
+    Ok(std::str::from_utf8(&bytes[at..at + name_len])
+        .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))?
+        .to_owned())
+}
+
+/// The expiry field at offset 16, which must be 0 unless its flag is set.
+pub(super) fn expiry(bytes: &[u8], flags: u8) -> Result<Option<u64>> {
+    let raw = u64_at(bytes, 16);
+    if flags & FLAG_EXPIRES != 0 {
+        Ok(Some(raw))
+    } else if raw != 0 {
+        Err(Error::corrupt("expiry set without its flag"))
+    } else {
+        Ok(None)
+    }
 }
 
 impl Header {
@@ -74,38 +126,9 @@ impl Header {
         let name_len = usize::from(bytes[fixed_len - 1]);
         let mac_len = if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 };
         let expected_len = fixed_len + name_len + mac_len + CRC_LEN;
-        if header_len != expected_len {
-            return Err(Error::corrupt(format!(
-                "header length {header_len} disagrees with its fields ({expected_len})"
-            )));
-        }
-        if bytes.len() < header_len {
-            return Err(Error::corrupt(format!(
-                "truncated header: {} of {header_len} bytes",
-                bytes.len()
-            )));
-        }
-        let stored_crc = u32_at(bytes, header_len - CRC_LEN);
-        let actual_crc = crc32fast::hash(&bytes[..header_len - CRC_LEN]);
-        if stored_crc != actual_crc {
-            return Err(Error::corrupt(format!(
-                "header checksum mismatch (stored {stored_crc:08x}, computed {actual_crc:08x})"
-            )));
-        }
-        if name_len == 0 {
-            return Err(Error::corrupt("empty pipeline name"));
-        }
-        let pipeline = std::str::from_utf8(&bytes[fixed_len..fixed_len + name_len])
-            .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))?
-            .to_owned();
-        let expires_raw = u64_at(bytes, 16);
-        let expires_ms = if flags & FLAG_EXPIRES != 0 {
-            Some(expires_raw)
-        } else if expires_raw != 0 {
-            return Err(Error::corrupt("expiry set without its flag"));
-        } else {
-            None
-        };
+        check_header_bytes(bytes, header_len, expected_len, "header")?;
+        let pipeline = pipeline_name(bytes, fixed_len, name_len)?;
+        let expires_ms = expiry(bytes, flags)?;
         let mac = (mac_len > 0).then(|| {
             let mut mac = [0u8; MAC_LEN];
             mac.copy_from_slice(&bytes[fixed_len + name_len..fixed_len + name_len + MAC_LEN]);

@@ -56,6 +56,7 @@
 
 use std::ops::Range;
 
+use super::read::{check_header_bytes, expiry, pipeline_name, u32_at, u64_at};
 use super::{EnvelopeMeta, Header, CRC_LEN, FLAG_EXPIRES, FLAG_MAC, KNOWN_FLAGS, MAC_LEN};
 use crate::error::{Error, Result};
 use crate::Registry;
@@ -77,18 +78,6 @@ const FIXED_LEN: usize = 49;
 
 /// The longest metadata a streamed envelope holds (the front header's length is a u16).
 pub const MAX_META_LEN: usize = u16::MAX as usize - FIXED_LEN - 255 - CRC_LEN;
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut le = [0u8; 8];
-    le.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(le)
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut le = [0u8; 4];
-    le.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(le)
-}
 
 /// The trailer's length for a header (with or without its MAC).
 pub fn trailer_len(header: &Header) -> usize {
@@ -121,38 +110,9 @@ pub(super) fn peek(bytes: &[u8]) -> Result<Header> {
     let meta_len = u32_at(bytes, 44) as usize;
     let name_len = usize::from(bytes[48]);
     let expected_len = FIXED_LEN + name_len + meta_len + CRC_LEN;
-    if header_len != expected_len {
-        return Err(Error::corrupt(format!(
-            "stream header length {header_len} disagrees with its fields ({expected_len})"
-        )));
-    }
-    if bytes.len() < header_len {
-        return Err(Error::corrupt(format!(
-            "truncated stream header: {} of {header_len} bytes",
-            bytes.len()
-        )));
-    }
-    let stored_crc = u32_at(bytes, header_len - CRC_LEN);
-    let actual_crc = crc32fast::hash(&bytes[..header_len - CRC_LEN]);
-    if stored_crc != actual_crc {
-        return Err(Error::corrupt(format!(
-            "stream header checksum mismatch (stored {stored_crc:08x}, computed {actual_crc:08x})"
-        )));
-    }
-    if name_len == 0 {
-        return Err(Error::corrupt("empty pipeline name"));
-    }
-    let pipeline = std::str::from_utf8(&bytes[FIXED_LEN..FIXED_LEN + name_len])
-        .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))?
-        .to_owned();
-    let expires_raw = u64_at(bytes, 16);
-    let expires_ms = if flags & FLAG_EXPIRES != 0 {
-        Some(expires_raw)
-    } else if expires_raw != 0 {
-        return Err(Error::corrupt("expiry set without its flag"));
-    } else {
-        None
-    };
+    check_header_bytes(bytes, header_len, expected_len, "stream header")?;
+    let pipeline = pipeline_name(bytes, FIXED_LEN, name_len)?;
+    let expires_ms = expiry(bytes, flags)?;
     let fingerprint = u64_at(bytes, 32);
     Ok(Header {
         version,
