@@ -203,18 +203,8 @@ impl<C: Store> Store for Tiered<C> {
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        // Drop the hot copy first: if the cold write fails, no stale value stays hot.
-        let epoch = self.hot().begin_write(key);
-        self.cold.put(key, value)?;
-        let mut hot = self.hot();
-        if hot.epoch == epoch {
-            hot.insert(key, Arc::from(value), self.hot_bytes);
-        } else {
-            // Another write raced this one; which reached the cold tier last is unknown, so
-            // keep neither hot: the next read promotes whatever the cold tier holds.
-            hot.remove(key);
-        }
-        Ok(())
+        // A store's `put_with_deadline(None)` is its plain `put` (the trait's default).
+        self.put_with_deadline(key, value, None)
     }
 
     // Cross-process single-flight leases live beside the disk tier, which every process shares.
@@ -223,12 +213,15 @@ impl<C: Store> Store for Tiered<C> {
     }
 
     fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
+        // Drop the hot copy first: if the cold write fails, no stale value stays hot.
         let epoch = self.hot().begin_write(key);
         self.cold.put_with_deadline(key, value, deadline_ms)?;
         let mut hot = self.hot();
         if hot.epoch == epoch {
             hot.insert(key, Arc::from(value), self.hot_bytes);
         } else {
+            // Another write raced this one; which reached the cold tier last is unknown, so
+            // keep neither hot: the next read promotes whatever the cold tier holds.
             hot.remove(key);
         }
         Ok(())
