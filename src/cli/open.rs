@@ -317,26 +317,7 @@ pub enum Raw {
 /// LmdbStore's raw LMDB value of `key`, its own framing included.
 #[cfg(feature = "lmdb")]
 fn lmdb_raw(s: &cacher::store::LmdbStore, key: &[u8]) -> Result<Raw, cacher::store::Error> {
-    let db = s.raw_database();
-    let stored = lmdb_stored_key(key);
-    let raw = s.env().read(|txn| {
-        db.get(txn, &stored)
-            .map(|v| v.map(<[u8]>::to_vec))
-            .map_err(cacher::store::lmdb::TxnError::from)
-    })?;
-    Ok(raw.map_or(Raw::Missing, Raw::Bytes))
-}
-
-/// The LMDB key LmdbStore stores `key` under (its layout, `backends/src/lmdb/layout.rs`): a
-/// tag byte, then the key itself up to 510 bytes, or its blake3 hash for longer keys.
-#[cfg(feature = "lmdb")]
-fn lmdb_stored_key(key: &[u8]) -> Vec<u8> {
-    const MAX_PLAIN_KEY: usize = 510;
-    if key.len() <= MAX_PLAIN_KEY {
-        [&[0u8][..], key].concat()
-    } else {
-        [&[1u8][..], blake3::hash(key).as_bytes()].concat()
-    }
+    Ok(s.raw_value(key)?.map_or(Raw::Missing, Raw::Bytes))
 }
 
 /// A HybridStore's value files under `files/<2 hex>/` (how many, their bytes) and the temp

@@ -141,6 +141,21 @@ impl DirStore {
     }
 }
 
+impl DirStore {
+    /// Whether a file named `name` in the store's `tmp/` has the shape of the temp files
+    /// the store itself makes (the only ones its cleanup removes), for tools that report
+    /// what `tmp/` holds before opening.
+    ///
+    /// ```
+    /// use cacher_store::DirStore;
+    /// assert!(DirStore::is_own_temp_name("put-aB3xY9"));
+    /// assert!(!DirStore::is_own_temp_name("notes.txt"));
+    /// ```
+    pub fn is_own_temp_name(name: &str) -> bool {
+        is_own_temp_name(name)
+    }
+}
+
 /// Whether `name` has the shape of a temp file the store makes: `put-` and six characters
 /// from `[A-Za-z0-9]`.
 fn is_own_temp_name(name: &str) -> bool {

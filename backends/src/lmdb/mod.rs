@@ -17,6 +17,7 @@ mod meta_pages;
 mod options;
 mod pages;
 mod periodic;
+mod raw;
 mod retry;
 mod shared;
 mod store;

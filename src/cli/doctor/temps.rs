@@ -29,10 +29,7 @@ pub(super) fn dir_temps(path: &Path) -> Vec<Temp> {
         .filter_map(|e| {
             let meta = fs::symlink_metadata(e.path()).ok()?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let own = meta.is_file()
-                && name
-                    .strip_prefix("put-")
-                    .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()));
+            let own = meta.is_file() && cacher::store::DirStore::is_own_temp_name(&name);
             let age_s = meta
                 .modified()
                 .ok()
