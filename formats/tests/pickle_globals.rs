@@ -4,8 +4,9 @@
 //! `python3` (protocols 0, 2 and 4: `GLOBAL` and `STACK_GLOBAL`) and loaded by both sides.
 #![cfg(feature = "pickle")]
 
+mod python3;
+
 use std::fmt;
-use std::process::{Command, Stdio};
 
 use cacher_formats::{Pipeline, Registry};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -15,21 +16,9 @@ fn pickle() -> Pipeline {
     Registry::with_builtins().resolve("pickle").unwrap()
 }
 
+/// `python3 -c script` with nothing on stdin.
 fn python(script: &str) -> Vec<u8> {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("python3 must be on the PATH for the interop tests");
-    assert!(
-        output.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    python3::python(script, b"")
 }
 
 /// Any decoded value as JSON, with bytes as `{"bytes": "<hex>"}`, so the Rust side can be

@@ -3,8 +3,9 @@
 //! references shared through the memo. Needs `python3` on the PATH (standard library only).
 #![cfg(feature = "pickle")]
 
+mod python3;
+
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
 use cacher_formats::{Pipeline, Registry};
 use serde_bytes::ByteBuf;
@@ -13,21 +14,9 @@ fn pickle() -> Pipeline {
     Registry::with_builtins().resolve("pickle").unwrap()
 }
 
+/// `python3 -c script` with nothing on stdin.
 fn python(script: &str) -> Vec<u8> {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("python3 must be on the PATH for the interop tests");
-    assert!(
-        output.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    python3::python(script, b"")
 }
 
 #[test]

@@ -92,6 +92,22 @@ impl Compound<'_, '_> {
             }
         }
     }
+
+    /// Serializes one item of a counted collection (a list element, a dict value): after
+    /// every [`BATCH`] items, `flush` and a new `MARK` keep the pickle's stack short.
+    fn item<T: Serialize + ?Sized>(&mut self, value: &T, flush: u8) -> Result<()> {
+        value.serialize(&mut *self.w)?;
+        self.counted(flush);
+        Ok(())
+    }
+
+    /// Closes a collection opened with a `MARK`: `op` takes the items since it.
+    fn close(self, op: u8) -> Result<()> {
+        if self.batched.is_some() {
+            self.w.op(op);
+        }
+        Ok(())
+    }
 }
 
 impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
@@ -358,16 +374,11 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     type Error = Error;
 
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        value.serialize(&mut *self.w)?;
-        self.counted(APPENDS);
-        Ok(())
+        self.item(value, APPENDS)
     }
 
     fn end(self) -> Result<()> {
-        if self.batched.is_some() {
-            self.w.op(APPENDS);
-        }
-        Ok(())
+        self.close(APPENDS)
     }
 }
 
@@ -380,10 +391,7 @@ impl ser::SerializeTuple for Compound<'_, '_> {
     }
 
     fn end(self) -> Result<()> {
-        if self.batched.is_some() {
-            self.w.op(TUPLE);
-        }
-        Ok(())
+        self.close(TUPLE)
     }
 }
 
@@ -424,16 +432,11 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        value.serialize(&mut *self.w)?;
-        self.counted(SETITEMS);
-        Ok(())
+        self.item(value, SETITEMS)
     }
 
     fn end(self) -> Result<()> {
-        if self.batched.is_some() {
-            self.w.op(SETITEMS);
-        }
-        Ok(())
+        self.close(SETITEMS)
     }
 }
 
