@@ -394,67 +394,12 @@ print("ok")
     assert_eq!(python(check, &[with_meta.path(), bare.path()]).trim(), "ok");
 }
 
-// ---- Live sharing with py-lmdb: refused with the cause and the hand-off explained. ----
-
-/// A python3 process that has the LMDB environment at `path` open (py-lmdb from PyPI, LMDB
-/// 0.9.x, lock-file format 1) until [`PyHolder::close`].
-struct PyHolder {
-    child: std::process::Child,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
-}
-
-impl PyHolder {
-    fn open(path: &Path) -> PyHolder {
-        use std::io::BufRead;
-        python("import lmdb", &[]);
-        let script = r#"
-import sys, lmdb
-env = lmdb.open(sys.argv[1], map_size=2**24, max_dbs=8)
-with env.begin() as txn:
-    txn.stat()
-print("ready", flush=True)
-sys.stdin.readline()
-env.close()
-print("closed", flush=True)
-"#;
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .arg(path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("running python3");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the python holder did not start");
-        PyHolder { child, stdout }
-    }
-
-    fn close(mut self) {
-        use std::io::{BufRead, Write};
-        writeln!(self.child.stdin.take().unwrap()).unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "closed");
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-fn assert_refused_as_live_sharing(err: Error) {
-    match &err {
-        Error::Locked { reason, .. } => {
-            assert!(reason.contains("lock-file format 1"), "{err}");
-            assert!(reason.contains("one after the other"), "{err}");
-        }
-        _ => panic!("expected Error::Locked explaining the lock format, got {err:?}"),
-    }
-}
+// ---- Live sharing with py-lmdb: the workspace builds heed over LMDB 0.9.36 (the vendored
+// lmdb-master-sys, vendor/lmdb-master-sys/VENDOR.md), whose lock file py-lmdb shares. ----
 
 /// The lock-file version (low 12 bits of the format word at offset 4 of `lock.mdb`) of the
-/// LMDB this build links: 2 for heed's `mdb.master`, 1 for an LMDB 0.9.x release (the one
-/// py-lmdb from PyPI uses, and can then share a live environment with).
+/// LMDB this build links: 1 for an LMDB 0.9.x release (the one py-lmdb from PyPI uses, and
+/// can then share a live environment with), 2 for heed's own `mdb.master`.
 ///
 /// Read after the environment is closed: opening and closing `lock.mdb` in a process that has
 /// the environment open drops the process's POSIX locks on it (then another process could
@@ -470,150 +415,227 @@ fn lock_version_of_this_build() -> u32 {
     u32::from_ne_bytes(lock[4..8].try_into().unwrap()) & 0xfff
 }
 
-#[test]
-fn stores_held_open_by_py_lmdb_are_refused_with_the_hand_off_explained() {
-    if lock_version_of_this_build() == 1 {
-        eprintln!("skipped: this build's LMDB uses the released lock format, shared live");
-        return;
-    }
-    // NumpyLmdb: a Python tool's environment, held open by Python.
-    let dir = tempfile::tempdir().unwrap();
-    let numpy = dir.path().join("numpy");
-    python(
-        "import sys, lmdb\nenv = lmdb.open(sys.argv[1], map_size=2**24)\nwith env.begin(write=True) as t: t.put(b'k', b'\\0\\0\\x80?')\nenv.close()",
-        &[&numpy],
-    );
-    let holder = PyHolder::open(&numpy);
-    assert_refused_as_live_sharing(NumpyLmdb::open(&numpy, DType::F32).unwrap_err());
-    holder.close();
-    let store = NumpyLmdb::open(&numpy, DType::F32).unwrap();
-    assert_eq!(store.get::<f32>("k").unwrap(), Some(vec![1.0]));
-    drop(store);
-
-    // LmdbStore and ArrayStore made by cacher, then held open by Python.
-    let lmdb_dir = dir.path().join("lmdb");
-    let arrays_dir = dir.path().join("arrays");
-    {
-        use cacher_store::Store;
-        cacher_store::LmdbStore::open(&lmdb_dir)
-            .unwrap()
-            .put(b"k", b"v")
-            .unwrap();
-        ArrayStore::open(&arrays_dir)
-            .unwrap()
-            .put_array("a", &[1u8], &[1])
-            .unwrap();
-    }
-    let holder = PyHolder::open(&lmdb_dir);
-    assert_refused_as_live_sharing(cacher_store::LmdbStore::open(&lmdb_dir).unwrap_err());
-    holder.close();
-    let holder = PyHolder::open(&arrays_dir);
-    assert_refused_as_live_sharing(ArrayStore::open(&arrays_dir).unwrap_err());
-    holder.close();
-    {
-        use cacher_store::Store;
-        let store = cacher_store::LmdbStore::open(&lmdb_dir).unwrap();
-        assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec()));
-    }
-    assert_eq!(
-        ArrayStore::open(&arrays_dir)
-            .unwrap()
-            .get_owned::<u8>("a")
-            .unwrap(),
-        Some((vec![1], vec![1]))
-    );
+/// A python3 process running `script` with `args`, spoken to line by line.
+struct PyPeer {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
-#[test]
-fn py_lmdb_cannot_open_a_store_cacher_holds_and_can_after_it_closes() {
-    if lock_version_of_this_build() == 1 {
-        eprintln!("skipped: this build's LMDB uses the released lock format, shared live");
-        return;
+impl PyPeer {
+    fn start(script: &str, args: &[&Path]) -> PyPeer {
+        python("import lmdb", &[]);
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("running python3");
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        PyPeer { child, stdout }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let store = NumpyLmdb::open(dir.path(), DType::F32).unwrap();
-    store.put("k", &[2.0f32]).unwrap();
-    let script = r#"
-import sys, lmdb
-try:
-    lmdb.open(sys.argv[1], readonly=True)
-except lmdb.VersionMismatchError as e:
-    print("mismatch")
-else:
-    print("opened")
-"#;
-    assert_eq!(python(script, &[dir.path()]).trim(), "mismatch");
-    drop(store);
-    assert_eq!(python(script, &[dir.path()]).trim(), "opened");
+
+    /// Waits for the next line the script prints and checks it.
+    fn expect(&mut self, want: &str) {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        if line.trim() != want {
+            let status = self.child.wait().unwrap();
+            panic!("python printed {line:?}, not {want:?} ({status}; its stderr is above)");
+        }
+    }
+
+    /// Lets the script go on past its next `sys.stdin.readline()`.
+    fn go_on(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        assert!(self.child.wait().unwrap().success());
+    }
 }
 
-#[test]
-fn with_the_released_lock_format_python_and_rust_share_a_live_environment() {
-    // Only a build whose LMDB is a 0.9.x release (see docs/lmdb-live-sharing.md) can; with
-    // heed's mdb.master the tests above check the clear refusal instead.
-    if lock_version_of_this_build() != 1 {
-        eprintln!("skipped: this build's LMDB (mdb.master, lock format 2) cannot share live");
-        return;
-    }
-    use std::io::{BufRead, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let options = cacher_store::lmdb::LmdbOptions::default().with_initial_map_size(1 << 20);
-    let store = NumpyLmdb::open_with(dir.path(), DType::U8, &options).unwrap();
-    store.put("r0", &[1u8, 2, 3]).unwrap();
-    python("import lmdb", &[]);
-    let script = r#"
-import sys, lmdb
-env = lmdb.open(sys.argv[1], map_size=1 << 20)
-with env.begin() as t:
-    assert t.get(b"r0") == b"\x01\x02\x03"
-i = 0
-while i < 1000:  # 8 MiB: grows the map from Python
-    try:
-        with env.begin(write=True) as t:
-            t.put(b"p%d" % i, bytes([i % 256]) * 8192)
-        i += 1
-    except lmdb.MapFullError:
-        env.set_mapsize(env.info()["map_size"] * 2)
-print("grown", flush=True)
+/// The Python side of the test below: opens the three environments Rust holds, reads Rust's
+/// values, writes its own in each store's layout (growing each map from 1 MiB), then, after
+/// Rust grew the maps, adopts their new size and reads Rust's second values.
+const PY_LIVE_PEER: &str = r#"
+import struct, sys, zlib, lmdb
+lmdb_dir, arrays_dir, numpy_dir = sys.argv[1:4]
+
+def put_growing(env, db, items):
+    for k, v in items:
+        while True:
+            try:
+                with env.begin(write=True, db=db) as t:
+                    t.put(k, v)
+                break
+            except lmdb.MapFullError:
+                env.set_mapsize(env.info()["map_size"] * 2)
+
+def lmdb_store_value(key, value):
+    # LmdbStore layout 2 (backends/src/lmdb/layout.rs): key 0x00|key, value crc32|value.
+    stored = b"\0" + key
+    return stored, struct.pack("<I", zlib.crc32(value, zlib.crc32(stored))) + value
+
+def array_value(key, data):
+    # ArrayStore value version 2 (backends/src/array/layout.rs): a u8 vector.
+    header = 40 + 8
+    offset = (header + 15) // 16 * 16
+    fixed = b"CARR" + struct.pack("<HBBQQQ", 2, 1, 1, 0, offset, len(data))
+    dcrc = struct.pack("<I", zlib.crc32(data))
+    rest = struct.pack("<Q", len(data)) + bytes(offset - header)
+    hcrc = zlib.crc32(struct.pack("<Q", len(key)) + key + fixed + dcrc + rest)
+    return fixed + dcrc + struct.pack("<I", hcrc) + rest + data
+
+envs = {}
+for name, path in (("lmdb", lmdb_dir), ("arrays", arrays_dir), ("numpy", numpy_dir)):
+    envs[name] = lmdb.open(path, map_size=1 << 20, max_dbs=8)  # while Rust has it open
+lmdb_env, arrays_env, numpy_env = envs["lmdb"], envs["arrays"], envs["numpy"]
+store_db = lmdb_env.open_db(b"cacher-store", create=False)
+arrays_db = arrays_env.open_db(b"cacher-arrays", create=False)
+
+with lmdb_env.begin(db=store_db) as t:
+    assert t.get(b"\0rust-0")[4:] == b"from rust", t.get(b"\0rust-0")
+with arrays_env.begin(db=arrays_db) as t:
+    raw = t.get(b"rust-0")
+    (offset,) = struct.unpack_from("<Q", raw, 16)
+    assert raw[:4] == b"CARR" and raw[offset:offset + 3] == b"\x01\x02\x03", raw[:80]
+with numpy_env.begin() as t:
+    assert t.get(b"rust-0") == b"\x01\x02\x03"
+
+# 2 MiB per store: each map grows from 1 MiB, from Python.
+big = [(b"py-%d" % i, bytes([i]) * (32 << 10)) for i in range(64)]
+put_growing(lmdb_env, store_db, [lmdb_store_value(k, v) for k, v in big])
+put_growing(arrays_env, arrays_db, [(k, array_value(k, v)) for k, v in big])
+put_growing(numpy_env, None, big)
+python_sizes = {name: env.info()["map_size"] for name, env in envs.items()}
+assert all(size > 1 << 20 for size in python_sizes.values()), python_sizes
+print("python grew", flush=True)
 sys.stdin.readline()
-try:
-    t = env.begin()
-except lmdb.MapResizedError:
-    env.set_mapsize(0)
-    t = env.begin()
-with t:
-    assert t.get(b"r63") == bytes([63]) * (128 << 10)
-    assert t.stat()["entries"] == 1064, t.stat()  # 1000 from Python, r0..r63 from Rust
-env.close()
-print("ok", flush=True)
+
+# Rust has grown every map beyond Python's size: adopt it, then read Rust's values.
+for name, env in envs.items():
+    try:
+        env.begin().abort()
+    except lmdb.MapResizedError:
+        env.set_mapsize(0)
+    assert env.info()["map_size"] > python_sizes[name], (name, env.info(), python_sizes)
+want = bytes([7]) * (64 << 10)
+with lmdb_env.begin(db=store_db) as t:
+    assert t.get(b"\0rust-63")[4:] == want
+    assert t.stat(store_db)["entries"] == 128, t.stat(store_db)
+with arrays_env.begin(db=arrays_db) as t:
+    assert t.get(b"rust-63")[-len(want):] == want
+with numpy_env.begin() as t:
+    assert t.get(b"rust-63") == want
+for env in envs.values():
+    env.close()
+print("python read", flush=True)
 "#;
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "grown");
-    // Python still has the environment open: read its values (adopting its bigger map),
-    // then grow the map from Rust.
+
+#[test]
+fn python_and_rust_share_live_lmdb_array_and_numpy_stores_growing_the_map_both_ways() {
+    use cacher_store::Store;
     assert_eq!(
-        store.get::<u8>("p999").unwrap(),
-        Some(vec![(999 % 256) as u8; 8192])
+        lock_version_of_this_build(),
+        1,
+        "this build's LMDB has lock-file format 2 (heed's mdb.master): the workspace's \
+         `[patch.crates-io] lmdb-master-sys` (vendor/lmdb-master-sys) is not in effect"
     );
-    for i in 0..64u8 {
-        store.put(&format!("r{i}"), &vec![i; 128 << 10]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (lmdb_dir, arrays_dir, numpy_dir) = (
+        dir.path().join("lmdb"),
+        dir.path().join("arrays"),
+        dir.path().join("numpy"),
+    );
+    let options = cacher_store::lmdb::LmdbOptions::default().with_initial_map_size(1 << 20);
+    let store = cacher_store::LmdbStore::open_with(&lmdb_dir, &options).unwrap();
+    let arrays = ArrayStore::open_with(&arrays_dir, &options).unwrap();
+    let numpy = NumpyLmdb::open_with(&numpy_dir, DType::U8, &options).unwrap();
+    store.put(b"rust-0", b"from rust").unwrap();
+    arrays.put_array("rust-0", &[1u8, 2, 3], &[3]).unwrap();
+    numpy.put("rust-0", &[1u8, 2, 3]).unwrap();
+
+    let mut peer = PyPeer::start(PY_LIVE_PEER, &[&lmdb_dir, &arrays_dir, &numpy_dir]);
+    peer.expect("python grew");
+    // Python still has all three open and grew their maps: Rust adopts the new sizes and
+    // reads Python's values through the stores' checks (both CRCs of the array values).
+    let want = |i: u8| vec![i; 32 << 10];
+    for i in [0u8, 63] {
+        let key = format!("py-{i}");
+        assert_eq!(store.get(key.as_bytes()).unwrap(), Some(want(i)));
+        assert_eq!(
+            arrays.get_owned::<u8>(&key).unwrap(),
+            Some((want(i), vec![32 << 10]))
+        );
+        assert_eq!(numpy.get::<u8>(&key).unwrap(), Some(want(i)));
     }
-    writeln!(child.stdin.take().unwrap()).unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ok");
-    assert!(child.wait().unwrap().success());
-    assert_eq!(store.len().unwrap(), 1064);
+    // 4 MiB more per store, beyond the maps Python grew to: Rust grows them now.
+    let grown_before = store.env().stats().map_grown;
+    let value = vec![7u8; 64 << 10];
+    for i in 1..64 {
+        let key = format!("rust-{i}");
+        store.put(key.as_bytes(), &value).unwrap();
+        arrays.put_array(&key, &value, &[64 << 10]).unwrap();
+        numpy.put(&key, &value).unwrap();
+    }
+    assert!(store.env().stats().map_grown > grown_before);
+    peer.go_on();
+    peer.expect("python read");
+    peer.finish();
+    assert_eq!(store.len().unwrap(), 128);
+    assert_eq!(numpy.len().unwrap(), 128);
+}
+
+#[test]
+fn a_store_held_open_in_the_other_lock_format_is_refused_with_the_hand_off_explained() {
+    use cacher_store::Store;
+    // A process whose LMDB has lock-file format 2 (heed's own mdb.master build: an unpatched
+    // cacher or heed program) holding the store. Stood in for by py-lmdb's LMDB 1.0 engine
+    // (`lib_version=1`, lock format 2 too), which holds an environment of its own whose
+    // `lock.mdb` is hard-linked into the store: POSIX locks and the lock header belong to the
+    // file, so the store's lock file is live in format 2 while its data file is cacher's.
+    let dir = tempfile::tempdir().unwrap();
+    let (held, store_dir) = (dir.path().join("held"), dir.path().join("store"));
+    cacher_store::LmdbStore::open(&store_dir)
+        .unwrap()
+        .put(b"k", b"v")
+        .unwrap();
+    let mut peer = PyPeer::start(
+        r#"
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=1 << 20, lib_version=1)
+print("holding", flush=True)
+sys.stdin.readline()
+env.close()
+print("closed", flush=True)
+"#,
+        &[&held],
+    );
+    peer.expect("holding");
+    std::fs::remove_file(store_dir.join("lock.mdb")).unwrap();
+    std::fs::hard_link(held.join("lock.mdb"), store_dir.join("lock.mdb")).unwrap();
+    let err = cacher_store::LmdbStore::open(&store_dir).unwrap_err();
+    match &err {
+        Error::Locked { reason, .. } => {
+            assert!(reason.contains("lock-file format 2"), "{err}");
+            assert!(reason.contains("uses format 1"), "{err}");
+            assert!(reason.contains("one after the other"), "{err}");
+        }
+        _ => panic!("expected Error::Locked explaining the lock formats, got {err:?}"),
+    }
+    peer.go_on();
+    peer.expect("closed");
+    peer.finish();
+    // One after the other: the first opener re-initializes the lock file in its own format.
+    let store = cacher_store::LmdbStore::open(&store_dir).unwrap();
+    assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec()));
 }
 
 // ---- NumpyLmdb metadata as Python's json.dumps writes it. ----

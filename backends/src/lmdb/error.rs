@@ -56,13 +56,14 @@ const LOCK_VERSION_MASK: u32 = (1 << 12) - 1;
 /// `MDB_MAGIC`, the first word of `lock.mdb` and of each meta page.
 const MDB_MAGIC: u32 = 0xBEEF_C0DE;
 
-/// `MDB_VERSION_MISMATCH` on open: explains which side differs. heed builds LMDB's
+/// `MDB_VERSION_MISMATCH` on open: explains which side differs. LMDB's releases (0.9.x,
+/// bundled by py-lmdb from PyPI, and built by this workspace through its vendored
+/// `lmdb-master-sys`) use lock-file format 1; heed's own `lmdb-master-sys` builds LMDB's
 /// `mdb.master` branch, whose lock file has format 2 with a different header layout (the
-/// reader-table mutex moved after the transaction id), while LMDB's releases (0.9.x, bundled
-/// by py-lmdb from PyPI) use format 1. The data file is the same, so the two can use one
-/// environment one after the other but never while both have it open; no build option of
-/// heed changes that. A version mismatch with a lock file in our own format is the data
-/// file's version instead (an `mdb.master3` environment).
+/// reader-table mutex moved after the transaction id). The data file is the same, so the two
+/// can use one environment one after the other but never while both have it open. A version
+/// mismatch with a lock file in our own format is the data file's version instead (an
+/// `mdb.master3` or LMDB 1.0 environment).
 #[expect(
     clippy::host_endian_bytes,
     reason = "LMDB writes its lock file in the host's byte order"
@@ -82,16 +83,24 @@ fn version_mismatch(path: &Path) -> Error {
             (u32::from_ne_bytes([m0, m1, m2, m3]) == MDB_MAGIC)
                 .then_some(u32::from_ne_bytes([f0, f1, f2, f3]) & LOCK_VERSION_MASK)
         });
+    let (own, linked) = linked_lock_version();
     match lock_version {
-        Some(found) if found != MASTER_LOCK_VERSION => Error::Locked {
+        Some(found) if found != own => Error::Locked {
             path: path.to_path_buf(),
             reason: format!(
                 "another process has this LMDB environment open with lock-file format {found} \
-                 (LMDB 0.9.x releases, such as py-lmdb from PyPI, use format 1); cacher's LMDB \
-                 (heed's mdb.master build) uses format {MASTER_LOCK_VERSION}, and the two \
-                 cannot have one environment open at the same time. The data is compatible: \
-                 close the environment in the other process (e.g. `env.close()` in Python), \
-                 then open it here, one after the other"
+                 (format 1: LMDB 0.9.x releases, such as py-lmdb from PyPI; format 2: LMDB's \
+                 mdb.master, as heed's own lmdb-master-sys builds it, and LMDB 1.0); this \
+                 process's LMDB ({linked}) uses format {own}, and the two cannot have one \
+                 environment open at the same time. The data file of 0.9.x and mdb.master is \
+                 the same: close the environment in the other process (e.g. `env.close()` in \
+                 Python), then open it here, one after the other{hint}",
+                hint = if own == MASTER_LOCK_VERSION {
+                    "; or, to share it live with py-lmdb, build heed over LMDB 0.9.x with the \
+                     `[patch.crates-io]` of cacher's docs/lmdb-live-sharing.md"
+                } else {
+                    ""
+                }
             ),
         },
         _ => Error::Engine {
@@ -107,5 +116,19 @@ fn version_mismatch(path: &Path) -> Error {
     }
 }
 
-/// The lock-file version of the LMDB heed builds (`MDB_LOCK_VERSION` of `mdb.master`).
+/// The lock-file version of `mdb.master` (`MDB_LOCK_VERSION`), which heed's own
+/// `lmdb-master-sys` builds.
 const MASTER_LOCK_VERSION: u32 = 2;
+
+/// The lock-file version of the LMDB this build links, and its version string: `mdb.master`
+/// reports itself as 0.9.70 (format 2), the 0.9.x releases as 0.9.0 to 0.9.69 (format 1); a
+/// `[patch]` of `lmdb-master-sys` decides which one heed links.
+fn linked_lock_version() -> (u32, &'static str) {
+    let v = heed::lmdb_version();
+    let own = if (v.major, v.minor) == (0, 9) && v.patch < 70 {
+        1
+    } else {
+        MASTER_LOCK_VERSION
+    };
+    (own, v.string)
+}
