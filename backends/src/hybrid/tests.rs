@@ -72,3 +72,55 @@ fn verify_lists_a_damaged_value_file_and_checks_every_entry() {
     assert_eq!(damaged, [&b"file"[..]]);
     assert_eq!(report.checked, 3);
 }
+
+#[test]
+fn the_marker_is_written_byte_for_byte_as_hybrid_stores_always_wrote_it() {
+    // The text of `fixtures/hybrid/v1-store/cacher-hybrid.toml`, written before HybridStore
+    // used the shared marker module.
+    let written_since_v1 = "# cacher store layout marker\nlayout = \"hybrid\"\nversion = 1\n";
+    let dir = tempfile::tempdir().unwrap();
+    drop(small(dir.path()));
+    let marker = std::fs::read_to_string(dir.path().join("cacher-hybrid.toml")).unwrap();
+    assert_eq!(marker, written_since_v1);
+    // And reopening reads it.
+    drop(small(dir.path()));
+}
+
+#[test]
+fn other_stores_refuse_a_hybrid_directory_naming_it() {
+    // Before HybridStore was a `marker::Kind`, DirStore opened a HybridStore's directory and
+    // wrote its own layout into it, and a LogStore file could be created inside it.
+    let dir = tempfile::tempdir().unwrap();
+    drop(small(dir.path()));
+    let dir_err = crate::DirStore::open(dir.path()).unwrap_err();
+    let log_err = crate::LogStore::open(dir.path().join("store.log")).unwrap_err();
+    let lmdb_err = LmdbStore::open(dir.path()).unwrap_err();
+    for err in [dir_err, log_err, lmdb_err] {
+        assert!(matches!(err, Error::WrongLayout { .. }), "{err}");
+        assert!(err.to_string().contains("HybridStore"), "{err}");
+    }
+    assert!(!dir.path().join("cacher-dir.toml").exists());
+    assert!(!dir.path().join("store.log").exists());
+    assert!(!dir.path().join("data.mdb").exists());
+}
+
+#[test]
+fn a_newer_hybrid_layout_is_upgrade_required_not_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(small(dir.path()));
+    let marker = dir.path().join("cacher-hybrid.toml");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    std::fs::write(&marker, text.replace("version = 1", "version = 2")).unwrap();
+    let err = HybridStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UpgradeRequired {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
