@@ -51,8 +51,9 @@ pub(super) fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn verify_lists_a_damaged_value_file_and_checks_every_entry() {
-    // The index's own records are checked by LmdbStore::verify (see the lmdb damage tests);
-    // before this override the default verify stopped at the first damaged key instead.
+    // A damaged value file is listed by the trait's default verify as well (its `get` fails
+    // with `Corrupt`); the case the override exists for is a damaged index record, in
+    // `verify_lists_a_damaged_inline_record_which_the_default_verify_cannot`.
     let dir = tempfile::tempdir().unwrap();
     let store = small(dir.path());
     store.put(b"inline", b"a sound small value").unwrap();
@@ -122,5 +123,72 @@ fn a_newer_hybrid_layout_is_upgrade_required_not_corrupt() {
             }
         ),
         "{err}"
+    );
+}
+
+/// A HybridStore seen through the `Store` trait's default `verify` (everything else
+/// forwarded): what `verify` was before HybridStore overrode it.
+struct DefaultVerify<'a>(&'a HybridStore);
+
+impl Store for DefaultVerify<'_> {
+    fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
+        self.0.read(key)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.0.put(key, value)
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.0.delete(key)
+    }
+    fn keys(&self) -> Result<KeyIter<'_>> {
+        self.0.keys()
+    }
+    fn flush(&self) -> Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Flips one byte of every copy of `needle` in the closed index's `data.mdb` (LMDB copies
+/// pages on write, so freed pages may hold older copies; the live one is among them).
+fn damage_index(dir: &Path, needle: &[u8]) {
+    let mdb = dir.join("index").join("data.mdb");
+    let mut bytes = std::fs::read(&mdb).unwrap();
+    let copies: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| bytes[i..].starts_with(needle))
+        .collect();
+    assert!(!copies.is_empty(), "the value is not in {}", mdb.display());
+    for i in copies {
+        bytes[i + needle.len() / 2] ^= 0x20;
+    }
+    std::fs::write(&mdb, bytes).unwrap();
+}
+
+#[test]
+fn verify_lists_a_damaged_inline_record_which_the_default_verify_cannot() {
+    // The case HybridStore's `verify` override exists for: a damaged record in the index.
+    let dir = tempfile::tempdir().unwrap();
+    let needle = b"an inline value that will be damaged on disk";
+    {
+        let store = small(dir.path());
+        store.put(b"inline", needle).unwrap();
+        store.put(b"sound", b"a sound small value").unwrap();
+        store.put(b"file", &[7u8; 5000]).unwrap();
+        store.flush().unwrap();
+    } // the environment is closed here: its pages are all in data.mdb, none cached in-process
+    damage_index(dir.path(), needle);
+    let store = small(dir.path());
+    assert!(store.get(b"inline").unwrap_err().is_corrupt());
+
+    let report = store.verify().unwrap();
+    let damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+    assert_eq!(damaged, [&b"inline"[..]], "{report:?}");
+    assert_eq!(report.checked, 3);
+
+    // The trait's default walks `keys()`, whose item for the damaged record is an error: the
+    // whole walk fails there, with no report of the other entries.
+    let default = DefaultVerify(&store).verify();
+    assert!(
+        default.as_ref().is_err_and(Error::is_corrupt),
+        "the default verify reports: {default:?}"
     );
 }
