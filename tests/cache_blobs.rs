@@ -354,3 +354,36 @@ fn a_streamed_blob_read_through_tiered_does_not_fill_the_memory_tier() {
         "a streamed read leaves the blob on disk"
     );
 }
+
+#[test]
+fn mapped_blobs_and_large_values_read_through_tiered_stay_out_of_the_memory_tier() {
+    // A mapped blob read went through Tiered's default `read_unchecked`, a promoting `read`:
+    // a copy of the whole blob landed in the memory tier. A large ordinary value did too.
+    let temp = tempfile::tempdir().unwrap();
+    let tiered = Arc::new(cacher::Tiered::new(
+        DirStore::open(temp.path()).unwrap(),
+        64 << 20,
+    ));
+    let cache = Cache::builder().store(tiered.clone()).build().unwrap();
+    let data = body(4 << 20);
+    cache.put_blob("blob", &(), &mut &data[..]).unwrap();
+    let mapped = cache.get_blob_mapped::<()>("blob").unwrap().unwrap();
+    assert_eq!(&mapped[..], &data[..]);
+    assert!(mapped.is_mapped(), "lent by the disk tier, not copied");
+    assert_eq!(
+        tiered.hot_bytes(),
+        0,
+        "a mapped read leaves the blob on disk"
+    );
+
+    let large = body(9 << 20); // over the 8 MiB that may enter a 64 MiB tier
+    cache.put("large", &large).unwrap();
+    tiered.invalidator().invalidate_all();
+    assert_eq!(cache.get::<Vec<u8>>("large").unwrap().unwrap(), large);
+    assert_eq!(tiered.hot_bytes(), 0, "a large value is read from disk");
+    // Small values still are served from memory.
+    cache.put("small", &1u32).unwrap();
+    tiered.invalidator().invalidate_all();
+    assert_eq!(cache.get::<u32>("small").unwrap(), Some(1));
+    assert!(tiered.hot_bytes() > 0);
+}

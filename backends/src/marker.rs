@@ -9,20 +9,34 @@
 //! version = <N>
 //! ```
 //!
-//! (DirStore's `cacher-dir.toml` has had this shape since its first version.) Before opening,
-//! a store calls [`refuse_foreign`], which fails with [`Error::WrongLayout`] naming both kinds
-//! when another kind's marker is there. Python-written NumpyLmdb directories carry no marker
-//! and are recognised by their contents (see the array module).
+//! (DirStore's `cacher-dir.toml` has had this shape since its first version.) HybridStore's
+//! `cacher-hybrid.toml` predates this module and names its kind by another line,
+//!
+//! ```text
+//! # cacher store layout marker
+//! layout = "hybrid"
+//! version = <N>
+//! ```
+//!
+//! which is kept byte for byte, so stores written before and builds reading them agree.
+//! Before opening, a store calls [`refuse_foreign`], which fails with [`Error::WrongLayout`]
+//! naming both kinds when another kind's marker is there. Python-written NumpyLmdb
+//! directories carry no marker and are recognised by their contents (see the array module).
 
 #![allow(
     dead_code,
     reason = "shared helpers; each store adopts them as it is split (issue 17)"
 )]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fs::{self, Access, FileMode};
 use crate::version::Refusal;
+
+/// A marker longer than this is not one of ours.
+const MARKER_MAX: usize = 4096;
 
 /// The kinds of store that mark their directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,15 +46,17 @@ pub(crate) enum Kind {
     Lmdb,
     Array,
     NumpyLmdb,
+    Hybrid,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 6] = [
         Kind::Dir,
         Kind::Log,
         Kind::Lmdb,
         Kind::Array,
         Kind::NumpyLmdb,
+        Kind::Hybrid,
     ];
 
     /// The `format` value and file stem: `cacher-dir`, `cacher-log`, ...
@@ -51,6 +67,7 @@ impl Kind {
             Kind::Lmdb => "cacher-lmdb",
             Kind::Array => "cacher-array",
             Kind::NumpyLmdb => "cacher-numpy-lmdb",
+            Kind::Hybrid => "cacher-hybrid",
         }
     }
 
@@ -62,6 +79,16 @@ impl Kind {
             Kind::Lmdb => "LmdbStore",
             Kind::Array => "ArrayStore",
             Kind::NumpyLmdb => "NumpyLmdb",
+            Kind::Hybrid => "HybridStore",
+        }
+    }
+
+    /// The line naming the kind inside the marker, as (field, value): `format =
+    /// "cacher-<kind>"`, except HybridStore's older `layout = "hybrid"` (see the module docs).
+    fn identity(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Hybrid => ("layout", "hybrid"),
+            _ => ("format", self.format()),
         }
     }
 
@@ -77,18 +104,21 @@ impl Kind {
 
     /// The marker's text for layout `version`.
     pub(crate) fn text(self, version: u32) -> String {
-        format!(
-            "# A cacher {}. Do not edit files below this directory by hand.\n\
-             format = \"{}\"\n\
-             version = {version}\n",
-            self.type_name(),
-            self.format()
-        )
+        let heading = match self {
+            Kind::Hybrid => "# cacher store layout marker".to_owned(),
+            _ => format!(
+                "# A cacher {}. Do not edit files below this directory by hand.",
+                self.type_name()
+            ),
+        };
+        let (field, value) = self.identity();
+        format!("{heading}\n{field} = \"{value}\"\nversion = {version}\n")
     }
 
     /// Reads the layout version out of a marker's text; versions above `newest` are
     /// [`Refusal::Newer`].
     pub(crate) fn parse(self, text: &str, newest: u32) -> Result<u32, Refusal> {
+        let (field, expected) = self.identity();
         let mut format_ok = false;
         let mut version = None;
         for line in text.lines() {
@@ -96,7 +126,7 @@ impl Kind {
                 continue;
             };
             match name.trim() {
-                "format" => format_ok = value.trim().trim_matches('"') == self.format(),
+                n if n == field => format_ok = value.trim().trim_matches('"') == expected,
                 "version" => version = value.trim().parse::<u32>().ok(),
                 _ => {}
             }
@@ -105,9 +135,8 @@ impl Kind {
             (true, Some(v)) if v > newest => Err(Refusal::Newer(v)),
             (true, Some(v)) if v >= 1 => Ok(v),
             _ => Err(Refusal::Corrupt(format!(
-                "not a {} marker (expected `format = \"{}\"` and `version = N`)",
+                "not a {} marker (expected `{field} = \"{expected}\"` and `version = N`)",
                 self.type_name(),
-                self.format()
             ))),
         }
     }
@@ -129,6 +158,52 @@ pub(crate) fn refuse_foreign(dir: &Path, mine: Kind) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads `kind`'s marker in `dir`, writing it (layout `version`, permission bits `mode`) when
+/// missing; returns the version found or written. A marker of a newer version is
+/// [`Error::UpgradeRequired`], a damaged one [`Error::Corrupt`].
+///
+/// The marker appears whole or not at all: it is written to a temporary name of this
+/// process's own and hard-linked into place, which fails if another process got there first
+/// (whose marker is then read instead).
+pub(crate) fn ensure(dir: &Path, kind: Kind, version: u32, mode: FileMode) -> Result<u32> {
+    let path = kind.path_in(dir);
+    if let Some(found) = read(&path, kind, version)? {
+        return Ok(found);
+    }
+    let tmp = dir.join(format!(".{}.{}.tmp", kind.file_name(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp); // left by a crashed open of this same pid, if any
+    let mut file = fs::create_new(&tmp, mode)?;
+    let written = file
+        .write_all(kind.text(version).as_bytes())
+        .and_then(|()| file.sync_all());
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            fs::sync_dir(dir)?;
+            Ok(version)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path, kind, version)?
+            .ok_or_else(|| Error::corrupt(&path, None, "the marker vanished while opening")),
+        Err(e) => Err(Error::io("writing the layout marker", &path, e)),
+    }
+}
+
+/// The version in `kind`'s marker at `path`, `None` when there is none. The marker is opened
+/// like an entry (a symlink or FIFO there is [`Error::NotOwned`]) and read up to a bound.
+pub(crate) fn read(path: &Path, kind: Kind, newest: u32) -> Result<Option<u32>> {
+    let Some(mut file) = fs::open_regular(path, Access::Read)? else {
+        return Ok(None);
+    };
+    let mut buf = vec![0u8; MARKER_MAX];
+    let n = fs::read_up_to(&mut file, &mut buf).map_err(|e| Error::io("reading", path, e))?;
+    let text = std::str::from_utf8(&buf[..n])
+        .map_err(|_| Error::corrupt(path, None, "the layout marker is not UTF-8"))?;
+    kind.parse(text, newest)
+        .map(Some)
+        .map_err(|refusal| refusal.into_error(path, None, newest))
 }
 
 #[cfg(test)]

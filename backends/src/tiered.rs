@@ -8,12 +8,29 @@ use crate::{Blob, EntryMeta, KeyIter, Result, Store};
 
 /// A store made of a hot in-memory tier in front of a cold store (usually on disk).
 ///
-/// - Reads try the hot tier, then the cold one; a cold hit is promoted into the hot tier.
+/// - Reads try the hot tier, then the cold one; a cold hit by [`read`](Store::read) or
+///   [`with_value`](Store::with_value) is promoted into the hot tier when it is small (below).
 /// - Writes go through to the cold store first (so nothing is only in memory), then to the
-///   hot tier. Deletes remove from both.
+///   hot tier when small. Deletes remove from both.
 /// - The hot tier holds at most `hot_bytes` bytes, least recently used out first. It keeps
 ///   values as shared buffers, so a hot hit lends the bytes without copying.
 /// - Iteration, `len` and `flush` are the cold store's: it holds everything.
+///
+/// # What enters the memory tier
+/// The tier is for many small, often-read values; one large value would push dozens of them
+/// out and cost a copy of itself. So:
+/// - A value enters only if it is at most [`max_value`](Tiered::max_value) bytes: by default
+///   an eighth of `hot_bytes`, but never less than 64 KiB (values that small always may, up
+///   to `hot_bytes`; 64 KiB is where the default store starts giving a value its own file),
+///   set by [`with_max_value`](Tiered::with_max_value). A larger value is served from the cold
+///   store on every read — lent, as the cold store lends it (a memory map on disk stores) —
+///   and evicts nothing, whether it was read or written.
+/// - Streamed reads ([`read_stream`](Store::read_stream), how `Cache::get_blob` reads a blob)
+///   and streamed writes ([`put_reader`](Store::put_reader), how blobs are written) never
+///   enter it, at any size.
+/// - Unchecked reads ([`read_unchecked`](Store::read_unchecked), how `Cache::get_blob_mapped`
+///   reads a blob it checks itself) never enter it either: the tier only holds bytes the cold
+///   store has checked, so its hits are as sound as checked reads.
 ///
 /// Another process writing the same cold store does not update this process's hot tier by
 /// itself: use a TTL on the cache, or no hot tier, when several processes overwrite the same
@@ -33,7 +50,11 @@ pub struct Tiered<C> {
     cold: C,
     hot: Arc<Mutex<Hot>>,
     hot_bytes: u64,
+    max_value: u64,
 }
+
+/// Values this small may always enter the memory tier (when it is this large at all).
+const SMALL_VALUE: u64 = 64 << 10;
 
 /// Drops copies from a [`Tiered`] store's memory tier when the cold store changed behind its
 /// back (another process or machine wrote it). Cheap to clone; sendable to a watching thread.
@@ -143,12 +164,43 @@ impl Hot {
 
 impl<C: Store> Tiered<C> {
     /// `cold` behind a memory tier of at most `hot_bytes` bytes.
+    /// Values enter the tier up to [`max_value`](Tiered::max_value)'s default (see the type
+    /// docs).
     pub fn new(cold: C, hot_bytes: u64) -> Self {
         Tiered {
             cold,
             hot: Arc::new(Mutex::new(Hot::default())),
             hot_bytes,
+            max_value: (hot_bytes / 8).max(SMALL_VALUE).min(hot_bytes),
         }
+    }
+
+    /// Sets the largest value that may enter the memory tier (capped at `hot_bytes`): larger
+    /// ones are always read from the cold store and evict nothing.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store, Tiered};
+    /// let store = Tiered::new(MemoryStore::new(), 1 << 20).with_max_value(100);
+    /// store.put(b"small", &[1; 100])?;
+    /// store.put(b"large", &[2; 101])?; // kept in the cold store only
+    /// assert_eq!(store.hot_bytes(), 100);
+    /// assert_eq!(store.get(b"large")?.map(|v| v.len()), Some(101));
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_max_value(mut self, bytes: u64) -> Self {
+        self.max_value = bytes.min(self.hot_bytes);
+        self
+    }
+
+    /// The largest value that may enter the memory tier.
+    pub fn max_value(&self) -> u64 {
+        self.max_value
+    }
+
+    /// Whether a value of `len` bytes may enter the memory tier.
+    fn admits(&self, len: usize) -> bool {
+        len as u64 <= self.max_value
     }
 
     /// The cold store.
@@ -171,6 +223,15 @@ impl<C: Store> Tiered<C> {
     fn hot(&self) -> MutexGuard<'_, Hot> {
         lock_hot(&self.hot)
     }
+
+    /// Puts a value just read from the cold store into the hot tier, unless a write happened
+    /// since `epoch` (the value may be older than the cold store's now).
+    fn promote(&self, key: &[u8], value: Arc<[u8]>, epoch: u64) {
+        let mut hot = self.hot();
+        if hot.epoch == epoch {
+            hot.insert(key, value, self.hot_bytes);
+        }
+    }
 }
 
 impl<C: Store> Store for Tiered<C> {
@@ -191,15 +252,40 @@ impl<C: Store> Store for Tiered<C> {
         let Some(blob) = self.cold.read(key)? else {
             return Ok(None);
         };
-        if blob.len() as u64 <= self.hot_bytes {
+        if self.admits(blob.len()) {
             let shared: Arc<[u8]> = Arc::from(&blob[..]);
-            let mut hot = self.hot();
-            if hot.epoch == epoch {
-                hot.insert(key, shared.clone(), self.hot_bytes);
-            }
+            self.promote(key, shared.clone(), epoch);
             return Ok(Some(Blob::from(shared)));
         }
         Ok(Some(blob))
+    }
+
+    /// A hot value, or the cold store's unchecked read, never promoted (see the type docs).
+    fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {
+        if let Some(v) = self.hot().get(key) {
+            return Ok(Some(Blob::from(v)));
+        }
+        self.cold.read_unchecked(key)
+    }
+
+    /// Lends a hot value, or the cold store's (promoting it when small, like `read`).
+    fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        if let Some(v) = self.hot().get(key) {
+            f(&v);
+            return Ok(true);
+        }
+        let epoch = self.hot().epoch;
+        let mut shared = None;
+        let found = self.cold.with_value(key, &mut |bytes| {
+            if self.admits(bytes.len()) {
+                shared = Some(Arc::<[u8]>::from(bytes));
+            }
+            f(bytes);
+        })?;
+        if let Some(shared) = shared {
+            self.promote(key, shared, epoch);
+        }
+        Ok(found)
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -217,11 +303,12 @@ impl<C: Store> Store for Tiered<C> {
         let epoch = self.hot().begin_write(key);
         self.cold.put_with_deadline(key, value, deadline_ms)?;
         let mut hot = self.hot();
-        if hot.epoch == epoch {
+        if hot.epoch == epoch && self.admits(value.len()) {
             hot.insert(key, Arc::from(value), self.hot_bytes);
         } else {
-            // Another write raced this one; which reached the cold tier last is unknown, so
-            // keep neither hot: the next read promotes whatever the cold tier holds.
+            // Too large for the tier, or another write raced this one (which reached the cold
+            // tier last is unknown): keep neither hot; the next read promotes whatever the
+            // cold tier holds, if it is small.
             hot.remove(key);
         }
         Ok(())
@@ -273,7 +360,7 @@ impl<C: Store> Store for Tiered<C> {
         self.cold.put_many(entries)?;
         let mut hot = self.hot();
         for (k, v) in entries {
-            if hot.epoch == epoch {
+            if hot.epoch == epoch && self.admits(v.len()) {
                 hot.insert(k, Arc::from(*v), self.hot_bytes);
             } else {
                 hot.remove(k);
@@ -320,5 +407,88 @@ mod tests {
         assert_eq!(t.cold().get(b"k").unwrap(), Some(b"v".to_vec()));
         t.delete(b"k").unwrap();
         assert_eq!(t.get(b"k").unwrap(), None);
+    }
+
+    /// A tier of 1 MiB (values up to 128 KiB enter it) holding ten hot 1 KiB values.
+    fn with_ten_hot_values() -> Tiered<MemoryStore> {
+        let t = Tiered::new(MemoryStore::new(), 1 << 20);
+        assert_eq!(t.max_value(), 128 << 10);
+        for i in 0..10u8 {
+            t.put(&[i], &[i; 1024]).unwrap();
+        }
+        assert_eq!(t.hot_bytes(), 10 << 10);
+        t
+    }
+
+    fn all_ten_still_hot(t: &Tiered<MemoryStore>) -> bool {
+        (0..10u8).all(|i| t.hot().map.contains_key(&[i][..]))
+    }
+
+    #[test]
+    fn a_large_value_read_or_written_never_enters_the_tier_nor_evicts_from_it() {
+        // Before the admission limit, any value up to the tier's size was promoted, and a
+        // read of one that almost filled the tier pushed every small value out.
+        let large = vec![9u8; (1 << 20) - 1024];
+        let t = with_ten_hot_values();
+        t.cold().put(b"large", &large).unwrap();
+        assert_eq!(t.read(b"large").unwrap().unwrap().len(), large.len());
+        assert_eq!(t.hot_bytes(), 10 << 10);
+        assert!(all_ten_still_hot(&t));
+
+        let mut seen = 0;
+        assert!(t.with_value(b"large", &mut |v| seen = v.len()).unwrap());
+        assert_eq!(seen, large.len());
+        assert_eq!(t.hot_bytes(), 10 << 10);
+
+        t.put(b"written", &large).unwrap();
+        t.put_many(&[(b"many", &large[..])]).unwrap();
+        assert_eq!(t.hot_bytes(), 10 << 10);
+        assert!(all_ten_still_hot(&t));
+        assert_eq!(t.get(b"written").unwrap().as_deref(), Some(&large[..]));
+    }
+
+    #[test]
+    fn a_value_at_the_limit_enters_and_one_byte_over_does_not() {
+        let t = Tiered::new(MemoryStore::new(), 1 << 20).with_max_value(1000);
+        t.cold().put(b"at", &[1; 1000]).unwrap();
+        t.cold().put(b"over", &[2; 1001]).unwrap();
+        t.read(b"at").unwrap();
+        t.read(b"over").unwrap();
+        assert_eq!(t.hot_bytes(), 1000);
+        // Small tiers keep admitting what fits: the 64 KiB floor never exceeds the tier.
+        assert_eq!(Tiered::new(MemoryStore::new(), 150).max_value(), 150);
+        assert_eq!(
+            Tiered::new(MemoryStore::new(), 64 << 20).max_value(),
+            8 << 20
+        );
+    }
+
+    #[test]
+    fn streamed_and_unchecked_reads_never_enter_the_tier() {
+        // `Cache::get_blob` reads through `read_stream`, `Cache::get_blob_mapped` through
+        // `read_unchecked`; the latter used to be the default, a promoting `read`.
+        let t = Tiered::new(MemoryStore::new(), 1 << 20);
+        t.cold().put(b"k", &[1; 100]).unwrap();
+        let mut stream = t.read_stream(b"k").unwrap().unwrap();
+        std::io::copy(&mut stream, &mut std::io::sink()).unwrap();
+        assert_eq!(t.read_unchecked(b"k").unwrap().unwrap().len(), 100);
+        assert_eq!(t.hot_bytes(), 0);
+        t.put_reader(b"streamed", &mut &[2u8; 100][..]).unwrap();
+        assert_eq!(t.hot_bytes(), 0);
+        // A checked read promotes it; an unchecked one is then served hot.
+        t.read(b"k").unwrap();
+        assert_eq!(t.hot_bytes(), 100);
+        assert!(t.read_unchecked(b"k").unwrap().is_some());
+    }
+
+    #[test]
+    fn with_value_promotes_a_small_cold_value() {
+        let t = Tiered::new(MemoryStore::new(), 1 << 20);
+        t.cold().put(b"k", b"small").unwrap();
+        let mut got = Vec::new();
+        assert!(t.with_value(b"k", &mut |v| got = v.to_vec()).unwrap());
+        assert_eq!(got, b"small");
+        assert_eq!(t.hot_bytes(), 5);
+        assert!(!t.with_value(b"missing", &mut |_| panic!("called")).unwrap());
     }
 }

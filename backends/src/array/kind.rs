@@ -20,13 +20,12 @@
 //! an environment directory, so the NumpyLmdb marker does not affect Python readers; Python
 //! writers do not add one, which is why the contents are checked as well.
 
-use std::io::Write;
 use std::path::Path;
 
 use heed::types::Bytes;
 use heed::Database;
 
-use crate::fs::{self, Access, FileMode};
+use crate::fs::FileMode;
 use crate::lmdb::{LmdbEnv, TxnError};
 use crate::marker::{self, Kind};
 use crate::{Error, Result};
@@ -42,8 +41,6 @@ pub(super) const NUMPY_METADATA_DIR: &str = "metadata.lmdb";
 const MDB_DB_RECORD: usize = 48;
 /// Default-database entries an ArrayStore check looks at: an ArrayStore has three.
 const ENTRIES_LOOKED_AT: usize = 16;
-/// A marker longer than this is not one of ours.
-const MARKER_MAX: usize = 4096;
 
 fn wrong(path: &Path, expected: Kind, found: &'static str) -> Error {
     Error::WrongLayout {
@@ -60,7 +57,7 @@ pub(super) fn refuse_before_array_open(dir: &Path, version: u32) -> Result<()> {
         return Ok(()); // a new store
     }
     marker::refuse_foreign(dir, Kind::Array)?;
-    read_marker(&Kind::Array.path_in(dir), Kind::Array, version)?;
+    marker::read(&Kind::Array.path_in(dir), Kind::Array, version)?;
     if std::fs::symlink_metadata(dir.join(NUMPY_METADATA_DIR)).is_ok() {
         return Err(wrong(dir, Kind::Array, Kind::NumpyLmdb.type_name()));
     }
@@ -98,7 +95,7 @@ pub(super) fn refuse_before_numpy_open(dir: &Path, version: u32) -> Result<()> {
         return Ok(());
     }
     marker::refuse_foreign(dir, Kind::NumpyLmdb)?;
-    read_marker(&Kind::NumpyLmdb.path_in(dir), Kind::NumpyLmdb, version)?;
+    marker::read(&Kind::NumpyLmdb.path_in(dir), Kind::NumpyLmdb, version)?;
     Ok(())
 }
 
@@ -136,47 +133,7 @@ pub(super) fn refuse_foreign_numpy_contents(
     }
 }
 
-/// Reads `kind`'s marker in `dir`, writing it (layout `version`) when missing; a marker of a
-/// newer version is [`Error::UpgradeRequired`], a damaged one [`Error::Corrupt`].
-///
-/// The marker appears whole or not at all: it is written to a temporary name of this
-/// process's own and hard-linked into place, which fails if another process got there first
-/// (whose marker is then read instead).
+/// Reads `kind`'s marker in `dir`, writing it when missing (now shared: [`marker::ensure`]).
 pub(super) fn ensure_marker(dir: &Path, kind: Kind, version: u32) -> Result<u32> {
-    let path = kind.path_in(dir);
-    if let Some(found) = read_marker(&path, kind, version)? {
-        return Ok(found);
-    }
-    let tmp = dir.join(format!(".{}.{}.tmp", kind.file_name(), std::process::id()));
-    let _ = std::fs::remove_file(&tmp); // left by a crashed open of this same pid, if any
-    let mut file = fs::create_new(&tmp, FileMode::Umask)?;
-    let written = file
-        .write_all(kind.text(version).as_bytes())
-        .and_then(|()| file.sync_all());
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            fs::sync_dir(dir)?;
-            Ok(version)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            read_marker(&path, kind, version)?
-                .ok_or_else(|| Error::corrupt(&path, None, "the marker vanished while opening"))
-        }
-        Err(e) => Err(Error::io("writing the layout marker", &path, e)),
-    }
-}
-
-fn read_marker(path: &Path, kind: Kind, newest: u32) -> Result<Option<u32>> {
-    let Some(mut file) = fs::open_regular(path, Access::Read)? else {
-        return Ok(None);
-    };
-    let mut buf = vec![0u8; MARKER_MAX];
-    let n = fs::read_up_to(&mut file, &mut buf).map_err(|e| Error::io("reading", path, e))?;
-    let text = std::str::from_utf8(&buf[..n])
-        .map_err(|_| Error::corrupt(path, None, "the layout marker is not UTF-8"))?;
-    kind.parse(text, newest)
-        .map(Some)
-        .map_err(|refusal| refusal.into_error(path, None, newest))
+    marker::ensure(dir, kind, version, FileMode::Umask)
 }

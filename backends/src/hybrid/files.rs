@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use super::record::Record;
 use super::HybridStore;
 use crate::fs::{self, copy_checksummed, sync_dir};
-use crate::{Blob, Durability, Error, FileMode, Result};
+use crate::{Blob, Durability, Error, Result};
 
 /// The first bytes of every value file.
 pub(super) const FILE_MAGIC: [u8; 8] = *b"CACHRHYB";
@@ -194,61 +194,6 @@ pub(super) fn map_value(
         }
     }
     Ok(Blob::mapped(Arc::new(map), range))
-}
-
-/// Writes the marker on first open; refuses a directory marked as another layout or a newer
-/// version of this one.
-pub(super) fn check_marker(dir: &Path, name: &str, version: u32, mode: FileMode) -> Result<()> {
-    let path = dir.join(name);
-    let text = format!("# cacher store layout marker\nlayout = \"hybrid\"\nversion = {version}\n");
-    match fs::open_regular(&path, fs::Access::Read)? {
-        Some(mut file) => {
-            let mut found = String::new();
-            Read::by_ref(&mut file)
-                .take(4096)
-                .read_to_string(&mut found)
-                .map_err(|e| Error::io("reading", &path, e))?;
-            let found_version = found
-                .lines()
-                .find_map(|l| l.strip_prefix("version = ")?.trim().parse::<u32>().ok());
-            match found_version {
-                Some(v) if v <= version && found.contains("layout = \"hybrid\"") => Ok(()),
-                Some(v) if v > version => Err(Error::corrupt(
-                    &path,
-                    None,
-                    format!("hybrid layout version {v}: upgrade required (this build: {version})"),
-                )),
-                _ => Err(Error::WrongLayout {
-                    path,
-                    expected: "HybridStore",
-                    found: "a marker of another layout",
-                }),
-            }
-        }
-        None => {
-            for other in ["cacher-dir.toml", "cacher-log.toml", "cacher-lmdb.toml"] {
-                if dir.join(other).exists() {
-                    return Err(Error::WrongLayout {
-                        path: dir.to_path_buf(),
-                        expected: "HybridStore",
-                        found: "a directory of another cacher store",
-                    });
-                }
-            }
-            let mut file = match fs::create_new(&path, mode) {
-                Ok(f) => f,
-                // Another process created it first: fine.
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-                    return Ok(())
-                }
-                Err(e) => return Err(e),
-            };
-            file.write_all(text.as_bytes())
-                .and_then(|_| file.sync_all())
-                .map_err(|e| Error::io("writing", &path, e))?;
-            sync_dir(dir)
-        }
-    }
 }
 
 fn old_enough(meta: &std::fs::Metadata, min_age: Duration) -> bool {

@@ -49,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::lmdb::LmdbOptions;
+use crate::marker::{self, Kind};
 use crate::value_reader::{CrcChecked, ValueReader};
 use crate::{
     Blob, Durability, EntryMeta, Error, FileMode, KeyIter, LmdbStore, Result, Store, VerifyReport,
@@ -68,8 +69,8 @@ pub const DEFAULT_INLINE_MAX: usize = 64 << 10;
 /// rename and its index commit to finish.
 pub const DEFAULT_GARBAGE_AGE: Duration = Duration::from_secs(3600);
 
-/// The marker file's name and the layout version it records.
-const MARKER: &str = "cacher-hybrid.toml";
+/// The layout version this build writes and the newest it opens (recorded in the marker,
+/// `cacher-hybrid.toml`: see `crate::marker`).
 const LAYOUT_VERSION: u32 = 1;
 
 /// How a [`HybridStore`] is opened.
@@ -167,7 +168,10 @@ impl HybridStore {
         // The root and its parents are the caller's; inside it, every directory is checked.
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the directory", dir, e))?;
         crate::fs::check_dir(dir)?;
-        files::check_marker(dir, MARKER, LAYOUT_VERSION, options.file_mode)?;
+        // Another kind's marker, or a newer layout of this one, is refused before anything
+        // is written; then the marker is written when missing.
+        marker::refuse_foreign(dir, Kind::Hybrid)?;
+        marker::ensure(dir, Kind::Hybrid, LAYOUT_VERSION, options.file_mode)?;
         let index_dir = dir.join("index");
         crate::fs::ensure_dir(&index_dir, options.file_mode)?;
         let lmdb = LmdbOptions::default()

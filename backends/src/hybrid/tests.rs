@@ -51,8 +51,9 @@ pub(super) fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn verify_lists_a_damaged_value_file_and_checks_every_entry() {
-    // The index's own records are checked by LmdbStore::verify (see the lmdb damage tests);
-    // before this override the default verify stopped at the first damaged key instead.
+    // A damaged value file is listed by the trait's default verify as well (its `get` fails
+    // with `Corrupt`); the case the override exists for is a damaged index record, in
+    // `verify_lists_a_damaged_inline_record_which_the_default_verify_cannot`.
     let dir = tempfile::tempdir().unwrap();
     let store = small(dir.path());
     store.put(b"inline", b"a sound small value").unwrap();
@@ -71,4 +72,123 @@ fn verify_lists_a_damaged_value_file_and_checks_every_entry() {
     let damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
     assert_eq!(damaged, [&b"file"[..]]);
     assert_eq!(report.checked, 3);
+}
+
+#[test]
+fn the_marker_is_written_byte_for_byte_as_hybrid_stores_always_wrote_it() {
+    // The text of `fixtures/hybrid/v1-store/cacher-hybrid.toml`, written before HybridStore
+    // used the shared marker module.
+    let written_since_v1 = "# cacher store layout marker\nlayout = \"hybrid\"\nversion = 1\n";
+    let dir = tempfile::tempdir().unwrap();
+    drop(small(dir.path()));
+    let marker = std::fs::read_to_string(dir.path().join("cacher-hybrid.toml")).unwrap();
+    assert_eq!(marker, written_since_v1);
+    // And reopening reads it.
+    drop(small(dir.path()));
+}
+
+#[test]
+fn other_stores_refuse_a_hybrid_directory_naming_it() {
+    // Before HybridStore was a `marker::Kind`, DirStore opened a HybridStore's directory and
+    // wrote its own layout into it, and a LogStore file could be created inside it.
+    let dir = tempfile::tempdir().unwrap();
+    drop(small(dir.path()));
+    let dir_err = crate::DirStore::open(dir.path()).unwrap_err();
+    let log_err = crate::LogStore::open(dir.path().join("store.log")).unwrap_err();
+    let lmdb_err = LmdbStore::open(dir.path()).unwrap_err();
+    for err in [dir_err, log_err, lmdb_err] {
+        assert!(matches!(err, Error::WrongLayout { .. }), "{err}");
+        assert!(err.to_string().contains("HybridStore"), "{err}");
+    }
+    assert!(!dir.path().join("cacher-dir.toml").exists());
+    assert!(!dir.path().join("store.log").exists());
+    assert!(!dir.path().join("data.mdb").exists());
+}
+
+#[test]
+fn a_newer_hybrid_layout_is_upgrade_required_not_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(small(dir.path()));
+    let marker = dir.path().join("cacher-hybrid.toml");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    std::fs::write(&marker, text.replace("version = 1", "version = 2")).unwrap();
+    let err = HybridStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UpgradeRequired {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A HybridStore seen through the `Store` trait's default `verify` (everything else
+/// forwarded): what `verify` was before HybridStore overrode it.
+struct DefaultVerify<'a>(&'a HybridStore);
+
+impl Store for DefaultVerify<'_> {
+    fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
+        self.0.read(key)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.0.put(key, value)
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.0.delete(key)
+    }
+    fn keys(&self) -> Result<KeyIter<'_>> {
+        self.0.keys()
+    }
+    fn flush(&self) -> Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Flips one byte of every copy of `needle` in the closed index's `data.mdb` (LMDB copies
+/// pages on write, so freed pages may hold older copies; the live one is among them).
+fn damage_index(dir: &Path, needle: &[u8]) {
+    let mdb = dir.join("index").join("data.mdb");
+    let mut bytes = std::fs::read(&mdb).unwrap();
+    let copies: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| bytes[i..].starts_with(needle))
+        .collect();
+    assert!(!copies.is_empty(), "the value is not in {}", mdb.display());
+    for i in copies {
+        bytes[i + needle.len() / 2] ^= 0x20;
+    }
+    std::fs::write(&mdb, bytes).unwrap();
+}
+
+#[test]
+fn verify_lists_a_damaged_inline_record_which_the_default_verify_cannot() {
+    // The case HybridStore's `verify` override exists for: a damaged record in the index.
+    let dir = tempfile::tempdir().unwrap();
+    let needle = b"an inline value that will be damaged on disk";
+    {
+        let store = small(dir.path());
+        store.put(b"inline", needle).unwrap();
+        store.put(b"sound", b"a sound small value").unwrap();
+        store.put(b"file", &[7u8; 5000]).unwrap();
+        store.flush().unwrap();
+    } // the environment is closed here: its pages are all in data.mdb, none cached in-process
+    damage_index(dir.path(), needle);
+    let store = small(dir.path());
+    assert!(store.get(b"inline").unwrap_err().is_corrupt());
+
+    let report = store.verify().unwrap();
+    let damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+    assert_eq!(damaged, [&b"inline"[..]], "{report:?}");
+    assert_eq!(report.checked, 3);
+
+    // The trait's default walks `keys()`, whose item for the damaged record is an error: the
+    // whole walk fails there, with no report of the other entries.
+    let default = DefaultVerify(&store).verify();
+    assert!(
+        default.as_ref().is_err_and(Error::is_corrupt),
+        "the default verify reports: {default:?}"
+    );
 }
