@@ -167,6 +167,24 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Writes many entries like [`Store::put_many`], each with the deadline
+    /// [`Store::put_with_deadline`] takes (milliseconds since the Unix epoch; `None`: never).
+    /// The default ignores the deadlines and calls `put_many`, keeping its one transaction; a
+    /// store with native expiry overrides it. As there, a deadline only frees space: callers
+    /// still check expiry themselves.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// store.put_many_with_deadlines(&[(b"a", b"1", Some(u64::MAX)), (b"b", b"2", None)])?;
+    /// assert_eq!(store.get(b"b")?.as_deref(), Some(&b"2"[..]));
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> {
+        let plain: Vec<(&[u8], &[u8])> = entries.iter().map(|&(k, v, _)| (k, v)).collect();
+        self.put_many(&plain)
+    }
+
     /// Every entry as `(key, value)`, in no promised order.
     fn scan(&self) -> Result<EntryIter<'_>> {
         let keys = self.keys()?;
@@ -258,6 +276,7 @@ macro_rules! forward_store {
             fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> { (**self).meta(key) }
             fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> { (**self).get_many(keys) }
             fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> { (**self).put_many(entries) }
+            fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> { (**self).put_many_with_deadlines(entries) }
             fn scan(&self) -> Result<EntryIter<'_>> { (**self).scan() }
             fn len(&self) -> Result<u64> { (**self).len() }
             fn is_empty(&self) -> Result<bool> { (**self).is_empty() }

@@ -12,6 +12,14 @@ use crate::limits::Tracker;
 use crate::stats::{Atomics, RELAXED};
 use crate::{Error, Result};
 
+/// An envelope made by [`Cache::encode_entry`], with the expiry deadline it records: the
+/// deadline lets a store with native expiry (Redis) drop the value itself, and travels with
+/// the bytes so no writer (inline, async offload, batch) parses the header it just wrote.
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) deadline_ms: Option<u64>,
+}
+
 impl Cache {
     /// Reads and decodes `key`; an expired value counts as a miss and is removed.
     ///
@@ -135,8 +143,8 @@ impl Cache {
         fingerprint: Option<u64>,
         stats: &Atomics,
     ) -> Result<()> {
-        let bytes = self.encode_entry(key, value, expires_ms, fingerprint)?;
-        self.put_encoded(key, &bytes, stats)
+        let entry = self.encode_entry(key, value, expires_ms, fingerprint)?;
+        self.put_encoded(key, &entry, stats)
     }
 
     /// The envelope of `value` as [`Cache::store_value`] would write it, without writing:
@@ -148,7 +156,7 @@ impl Cache {
         value: &T,
         expires_ms: Option<u64>,
         fingerprint: Option<u64>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Encoded> {
         let now = self.now_ms();
         let header = EnvelopeMeta {
             created_ms: now,
@@ -156,23 +164,23 @@ impl Cache {
             revision: 0,
             type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
-        self.inner
-            .codec
-            .encode(key, value, &header)
-            .map_err(|e| Error::format(key, e))
-    }
-
-    /// Writes bytes made by [`Cache::encode_entry`], counts them and enforces the limits.
-    pub(crate) fn put_encoded(&self, key: &[u8], bytes: &[u8], stats: &Atomics) -> Result<()> {
-        // The deadline lets a store with native expiry (Redis) drop the value itself; it is
-        // read back from the header just encoded, so async and batch writers pass it too.
-        let deadline = self
+        let bytes = self
             .inner
             .codec
-            .peek(key, bytes)
-            .ok()
-            .and_then(|m| m.expires_ms);
-        self.inner.store.put_with_deadline(key, bytes, deadline)?;
+            .encode(key, value, &header)
+            .map_err(|e| Error::format(key, e))?;
+        Ok(Encoded {
+            bytes,
+            deadline_ms: header.expires_ms,
+        })
+    }
+
+    /// Writes an entry made by [`Cache::encode_entry`], counts it and enforces the limits.
+    pub(crate) fn put_encoded(&self, key: &[u8], entry: &Encoded, stats: &Atomics) -> Result<()> {
+        let bytes = &entry.bytes[..];
+        self.inner
+            .store
+            .put_with_deadline(key, bytes, entry.deadline_ms)?;
         stats.stores.fetch_add(1, RELAXED);
         stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
         self.enforce_limits(key, bytes.len() as u64)
@@ -183,14 +191,18 @@ impl Cache {
     /// the limits once per entry.
     pub(crate) fn put_many_encoded(
         &self,
-        entries: &[(&[u8], &[u8])],
+        entries: &[(&[u8], Encoded)],
         stats: &Atomics,
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        self.inner.store.put_many(entries)?;
-        for (key, bytes) in entries {
+        let with_deadlines: Vec<(&[u8], &[u8], Option<u64>)> = entries
+            .iter()
+            .map(|(key, e)| (*key, &e.bytes[..], e.deadline_ms))
+            .collect();
+        self.inner.store.put_many_with_deadlines(&with_deadlines)?;
+        for (key, bytes, _) in with_deadlines {
             stats.stores.fetch_add(1, RELAXED);
             stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
             self.enforce_limits(key, bytes.len() as u64)?;
