@@ -143,6 +143,26 @@ pub trait Store: Send + Sync {
         }
     }
 
+    /// Like [`with_value`](Store::with_value), but a store may skip checking the value's
+    /// checksum before lending it, as [`read_unchecked`](Store::read_unchecked) may: for a
+    /// caller whose bytes carry their own checksum bound to the key (the `Cache` envelope
+    /// version 2 does), so the store's pass over the value would be a second one. What a store
+    /// still checks (the framing, so no read reaches outside the value and another key's
+    /// entry still reads as missing) it documents. The default is the checked `with_value`.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// store.put(b"k", b"bytes with their own checksum")?;
+    /// let mut len = 0;
+    /// assert!(store.with_value_unchecked(b"k", &mut |bytes| len = bytes.len())?);
+    /// assert_eq!(len, 29);
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        self.with_value(key, f)
+    }
+
     /// Whether `key` is present.
     fn contains(&self, key: &[u8]) -> Result<bool> {
         Ok(self.meta(key)?.is_some())
@@ -272,6 +292,7 @@ macro_rules! forward_store {
             fn flush(&self) -> Result<()> { (**self).flush() }
             fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> { (**self).get(key) }
             fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> { (**self).with_value(key, f) }
+            fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> { (**self).with_value_unchecked(key, f) }
             fn contains(&self, key: &[u8]) -> Result<bool> { (**self).contains(key) }
             fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> { (**self).meta(key) }
             fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> { (**self).get_many(keys) }
