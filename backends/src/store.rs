@@ -143,6 +143,26 @@ pub trait Store: Send + Sync {
         }
     }
 
+    /// Like [`with_value`](Store::with_value), but a store may skip checking the value's
+    /// checksum before lending it, as [`read_unchecked`](Store::read_unchecked) may: for a
+    /// caller whose bytes carry their own checksum bound to the key (the `Cache` envelope
+    /// version 2 does), so the store's pass over the value would be a second one. What a store
+    /// still checks (the framing, so no read reaches outside the value and another key's
+    /// entry still reads as missing) it documents. The default is the checked `with_value`.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// store.put(b"k", b"bytes with their own checksum")?;
+    /// let mut len = 0;
+    /// assert!(store.with_value_unchecked(b"k", &mut |bytes| len = bytes.len())?);
+    /// assert_eq!(len, 29);
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        self.with_value(key, f)
+    }
+
     /// Whether `key` is present.
     fn contains(&self, key: &[u8]) -> Result<bool> {
         Ok(self.meta(key)?.is_some())
@@ -165,6 +185,24 @@ pub trait Store: Send + Sync {
             self.put(k, v)?;
         }
         Ok(())
+    }
+
+    /// Writes many entries like [`Store::put_many`], each with the deadline
+    /// [`Store::put_with_deadline`] takes (milliseconds since the Unix epoch; `None`: never).
+    /// The default ignores the deadlines and calls `put_many`, keeping its one transaction; a
+    /// store with native expiry overrides it. As there, a deadline only frees space: callers
+    /// still check expiry themselves.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// store.put_many_with_deadlines(&[(b"a", b"1", Some(u64::MAX)), (b"b", b"2", None)])?;
+    /// assert_eq!(store.get(b"b")?.as_deref(), Some(&b"2"[..]));
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> {
+        let plain: Vec<(&[u8], &[u8])> = entries.iter().map(|&(k, v, _)| (k, v)).collect();
+        self.put_many(&plain)
     }
 
     /// Every entry as `(key, value)`, in no promised order.
@@ -254,10 +292,12 @@ macro_rules! forward_store {
             fn flush(&self) -> Result<()> { (**self).flush() }
             fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> { (**self).get(key) }
             fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> { (**self).with_value(key, f) }
+            fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> { (**self).with_value_unchecked(key, f) }
             fn contains(&self, key: &[u8]) -> Result<bool> { (**self).contains(key) }
             fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> { (**self).meta(key) }
             fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> { (**self).get_many(keys) }
             fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> { (**self).put_many(entries) }
+            fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> { (**self).put_many_with_deadlines(entries) }
             fn scan(&self) -> Result<EntryIter<'_>> { (**self).scan() }
             fn len(&self) -> Result<u64> { (**self).len() }
             fn is_empty(&self) -> Result<bool> { (**self).is_empty() }

@@ -12,6 +12,68 @@ use crate::limits::Tracker;
 use crate::stats::{Atomics, RELAXED};
 use crate::{Error, Result};
 
+/// An envelope made by [`Cache::encode_entry`], with the expiry deadline it records: the
+/// deadline lets a store with native expiry (Redis) drop the value itself, and travels with
+/// the bytes so no writer (inline, async offload, batch) parses the header it just wrote.
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) deadline_ms: Option<u64>,
+}
+
+/// Who has checked bytes given to [`Cache::open_entry`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// The store did ([`Store::with_value`](cacher_store::Store::with_value), `get_many`).
+    Store,
+    /// Nobody yet ([`Store::with_value_unchecked`](cacher_store::Store::with_value_unchecked)):
+    /// only a version-2 envelope that opens for the key is trusted, anything else is
+    /// [`Opened::Recheck`].
+    Envelope,
+}
+
+/// What [`Cache::open_entry`] made of a value's bytes, decided while they are lent.
+enum Opened<T> {
+    Hit(T),
+    Expired,
+    /// Stored as another type, or not decodable as the memoized call's type.
+    Mismatch,
+    /// Unchecked bytes that are not a version-2 envelope for the key, or were refused: read
+    /// them again through the store's checked path.
+    Recheck,
+}
+
+/// How often a hit is timed for [`Stats::read_time`](crate::Stats::read_time): two clock
+/// reads on every hit cost about as much as the rest of the bookkeeping, so one hit in
+/// `READ_SAMPLE` is timed and counted `READ_SAMPLE` times (the first hit of a namespace is
+/// always timed).
+const READ_SAMPLE: u32 = 16;
+
+/// A read's start time, when this read is one of the timed ones, and its weight.
+#[derive(Clone, Copy)]
+struct ReadTimer(Option<(Instant, u32)>);
+
+impl ReadTimer {
+    /// Times one lookup in [`READ_SAMPLE`], chosen by the namespace's hit count.
+    fn sampled(stats: &Atomics) -> Self {
+        let timed = stats
+            .hits
+            .load(RELAXED)
+            .is_multiple_of(u64::from(READ_SAMPLE));
+        ReadTimer(timed.then(|| (Instant::now(), READ_SAMPLE)))
+    }
+
+    /// Times every value (a batch: one clock read for all of them).
+    fn every(start: Instant) -> Self {
+        ReadTimer(Some((start, 1)))
+    }
+
+    fn record(self, stats: &Atomics) {
+        if let Some((start, weight)) = self.0 {
+            stats.add_read(start.elapsed() * weight);
+        }
+    }
+}
+
 impl Cache {
     /// Reads and decodes `key`; an expired value counts as a miss and is removed.
     ///
@@ -19,18 +81,59 @@ impl Cache {
     /// a miss counted in `mismatches`, and so is a value recorded without a fingerprint (an
     /// envelope-v1 value, a plain `put`) that does not decode as `T`: the caller recomputes and
     /// overwrites, never decodes someone else's bytes into a wrong value.
+    ///
+    /// # One checksum, not two
+    ///
+    /// The bytes are first lent by [`Store::with_value_unchecked`](cacher_store::Store::with_value_unchecked),
+    /// which may skip the store's own checksum, and are trusted only if they open as a
+    /// version-2 envelope for `key`: its header crc32 covers every header field (the key's
+    /// crc32 among them), its payload crc32 covers every payload byte, so every stored byte is
+    /// under one of the envelope's checksums, and the key binding refuses another key's value.
+    /// Damage the store's checksum would catch is therefore caught here too (crc32 catches
+    /// every burst of up to 32 bits, as the store's does). With a MAC key the MAC covers
+    /// header, key and payload as well. Anything else goes through the checked
+    /// [`Store::with_value`](cacher_store::Store::with_value) again, which decides exactly as
+    /// before, its errors worded as before: a version-1 envelope (not bound to its key, so a
+    /// store handing back another key's bytes would go unnoticed), a stream envelope, bytes
+    /// that are no envelope, and every refusal or decode error (so a damaged value is reported
+    /// by the store that holds it). The unchecked read is used nowhere else: other users of a
+    /// store keep the checked reads.
     pub(crate) fn lookup<T: DeserializeOwned>(
         &self,
         key: &[u8],
         stats: &Atomics,
         expect: Option<u64>,
     ) -> Result<Option<T>> {
-        let start = Instant::now();
-        let Some(blob) = self.inner.store.read(key)? else {
-            self.missing(key, stats);
-            return Ok(None);
+        let timer = ReadTimer::sampled(stats);
+        let store = &self.inner.store;
+        let mut opened = None;
+        store.with_value_unchecked(key, &mut |bytes| {
+            opened = Some((
+                self.open_entry(key, bytes, expect, Trust::Envelope),
+                bytes.len(),
+            ));
+        })?;
+        let opened = match opened {
+            Some((Ok(Opened::Recheck), _)) => {
+                let mut again = None;
+                store.with_value(key, &mut |bytes| {
+                    again = Some((
+                        self.open_entry(key, bytes, expect, Trust::Store),
+                        bytes.len(),
+                    ));
+                })?;
+                again
+            }
+            other => other,
         };
-        self.decode_found(key, blob, stats, expect, start)
+        match opened {
+            // Missing, or deleted between the unchecked and the checked read.
+            None => {
+                self.missing(key, stats);
+                Ok(None)
+            }
+            Some((opened, len)) => self.finish_found(key, opened?, len, stats, timer),
+        }
     }
 
     /// Reads and decodes many keys with one [`Store::get_many`](cacher_store::Store::get_many)
@@ -42,7 +145,7 @@ impl Cache {
         stats: &Atomics,
         expect: Option<u64>,
     ) -> Result<Vec<Option<T>>> {
-        let start = Instant::now();
+        let timer = ReadTimer::every(Instant::now());
         let found = self.inner.store.get_many(keys)?;
         if found.len() != keys.len() {
             // A store breaking the get_many contract must not shift values onto other keys.
@@ -59,7 +162,10 @@ impl Cache {
                     self.missing(key, stats);
                     Ok(None)
                 }
-                Some(bytes) => self.decode_found(key, bytes, stats, expect, start),
+                Some(bytes) => {
+                    let opened = self.open_entry(key, &bytes, expect, Trust::Store)?;
+                    self.finish_found(key, opened, bytes.len(), stats, timer)
+                }
             })
             .collect()
     }
@@ -70,59 +176,93 @@ impl Cache {
         self.with_tracker(|t| t.remove(key));
     }
 
-    /// Checks and decodes the stored bytes of `key` (see [`Cache::lookup`]).
-    fn decode_found<T: DeserializeOwned>(
+    /// Opens, checks and decodes the stored bytes of `key` while they are lent (see
+    /// [`Cache::lookup`]); `trust` says whether the store checked them.
+    fn open_entry<T: DeserializeOwned>(
         &self,
         key: &[u8],
-        blob: impl std::ops::Deref<Target = [u8]>,
-        stats: &Atomics,
+        bytes: &[u8],
         expect: Option<u64>,
-        start: Instant,
-    ) -> Result<Option<T>> {
-        let (header, payload) = self
-            .inner
-            .codec
-            .open(key, &blob)
-            .map_err(|e| Error::format(key, e))?;
-        if self.is_expired(&header.meta(), self.now_ms()) {
-            // A lent view (an LMDB read transaction) ends before the delete below.
-            drop(blob);
-            stats.misses.fetch_add(1, RELAXED);
-            stats.expirations.fetch_add(1, RELAXED);
-            // Best effort: another process may have replaced it already; a fresh value
-            // written since is not ours to delete, so only delete if still expired.
-            if let Ok(Some((Ok(h), _))) = self.peek(key) {
-                if self.is_expired(&h, self.now_ms()) {
-                    let _ = self.inner.store.delete(key);
-                    self.with_tracker(|t| t.remove(key));
-                }
-            }
-            return Ok(None);
-        }
-        let mismatch = || {
-            stats.misses.fetch_add(1, RELAXED);
-            stats.mismatches.fetch_add(1, RELAXED);
-            Ok(None)
+        trust: Trust,
+    ) -> Result<Opened<T>> {
+        let refused = |e| match trust {
+            Trust::Envelope => Ok(Opened::Recheck),
+            Trust::Store => Err(Error::format(key, e)),
         };
+        let (header, payload) = match self.inner.codec.open(key, bytes) {
+            Ok(opened) => opened,
+            Err(e) => return refused(e),
+        };
+        if trust == Trust::Envelope && !header.is_key_bound() {
+            return Ok(Opened::Recheck);
+        }
+        if self.is_expired_now(&header.meta()) {
+            return Ok(Opened::Expired);
+        }
         if let (Some(want), Some(have)) = (expect, header.type_fingerprint()) {
             if want != have {
-                return mismatch();
+                return Ok(Opened::Mismatch);
             }
         }
-        let value = match self.inner.codec.decode(&header, payload) {
-            Ok(v) => v,
+        match self.inner.codec.decode(&header, payload) {
+            Ok(v) => Ok(Opened::Hit(v)),
             // The type's shape changed under the same name, or an untyped old value: for a
             // memoized call that is a miss, not an error on every call.
             Err(
                 cacher_formats::Error::Decode { .. } | cacher_formats::Error::TypeMismatch { .. },
-            ) if expect.is_some() => return mismatch(),
-            Err(e) => return Err(Error::format(key, e)),
-        };
-        stats.hits.fetch_add(1, RELAXED);
-        stats.bytes_read.fetch_add(blob.len() as u64, RELAXED);
-        stats.add_read(start.elapsed());
-        self.with_tracker(|t| t.touch(key));
-        Ok(Some(value))
+            ) if expect.is_some() => Ok(Opened::Mismatch),
+            Err(e) => refused(e),
+        }
+    }
+
+    /// Counts what [`Cache::open_entry`] found (`len` stored bytes) once the view has ended,
+    /// and removes an expired value.
+    fn finish_found<T>(
+        &self,
+        key: &[u8],
+        opened: Opened<T>,
+        len: usize,
+        stats: &Atomics,
+        timer: ReadTimer,
+    ) -> Result<Option<T>> {
+        match opened {
+            Opened::Hit(value) => {
+                stats.hits.fetch_add(1, RELAXED);
+                stats.bytes_read.fetch_add(len as u64, RELAXED);
+                timer.record(stats);
+                self.with_tracker(|t| t.touch(key));
+                Ok(Some(value))
+            }
+            Opened::Mismatch => {
+                stats.misses.fetch_add(1, RELAXED);
+                stats.mismatches.fetch_add(1, RELAXED);
+                Ok(None)
+            }
+            Opened::Expired => {
+                stats.misses.fetch_add(1, RELAXED);
+                stats.expirations.fetch_add(1, RELAXED);
+                // Best effort: another process may have replaced it already; a fresh value
+                // written since is not ours to delete, so only delete if still expired.
+                if let Ok(Some((Ok(h), _))) = self.peek(key) {
+                    if self.is_expired(&h, self.now_ms()) {
+                        let _ = self.inner.store.delete(key);
+                        self.with_tracker(|t| t.remove(key));
+                    }
+                }
+                Ok(None)
+            }
+            // open_entry answers Recheck only to Trust::Envelope, which lookup reads again.
+            Opened::Recheck => Ok(None),
+        }
+    }
+
+    /// Whether `meta` is expired now, reading the clock only when an expiry can apply (the
+    /// value's own, the cache TTL or the cache-wide deadline): most hits read no clock.
+    fn is_expired_now(&self, meta: &EnvelopeMeta) -> bool {
+        let may_expire = meta.expires_ms.is_some()
+            || self.inner.ttl.is_some()
+            || self.inner.deadline_ms.is_some();
+        may_expire && self.is_expired(meta, self.now_ms())
     }
 
     /// Encodes and writes `value`; `expires_ms` overrides the cache's TTL for this value, and
@@ -135,8 +275,8 @@ impl Cache {
         fingerprint: Option<u64>,
         stats: &Atomics,
     ) -> Result<()> {
-        let bytes = self.encode_entry(key, value, expires_ms, fingerprint)?;
-        self.put_encoded(key, &bytes, stats)
+        let entry = self.encode_entry(key, value, expires_ms, fingerprint)?;
+        self.put_encoded(key, &entry, stats)
     }
 
     /// The envelope of `value` as [`Cache::store_value`] would write it, without writing:
@@ -148,7 +288,7 @@ impl Cache {
         value: &T,
         expires_ms: Option<u64>,
         fingerprint: Option<u64>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Encoded> {
         let now = self.now_ms();
         let header = EnvelopeMeta {
             created_ms: now,
@@ -156,23 +296,23 @@ impl Cache {
             revision: 0,
             type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
-        self.inner
-            .codec
-            .encode(key, value, &header)
-            .map_err(|e| Error::format(key, e))
-    }
-
-    /// Writes bytes made by [`Cache::encode_entry`], counts them and enforces the limits.
-    pub(crate) fn put_encoded(&self, key: &[u8], bytes: &[u8], stats: &Atomics) -> Result<()> {
-        // The deadline lets a store with native expiry (Redis) drop the value itself; it is
-        // read back from the header just encoded, so async and batch writers pass it too.
-        let deadline = self
+        let bytes = self
             .inner
             .codec
-            .peek(key, bytes)
-            .ok()
-            .and_then(|m| m.expires_ms);
-        self.inner.store.put_with_deadline(key, bytes, deadline)?;
+            .encode(key, value, &header)
+            .map_err(|e| Error::format(key, e))?;
+        Ok(Encoded {
+            bytes,
+            deadline_ms: header.expires_ms,
+        })
+    }
+
+    /// Writes an entry made by [`Cache::encode_entry`], counts it and enforces the limits.
+    pub(crate) fn put_encoded(&self, key: &[u8], entry: &Encoded, stats: &Atomics) -> Result<()> {
+        let bytes = &entry.bytes[..];
+        self.inner
+            .store
+            .put_with_deadline(key, bytes, entry.deadline_ms)?;
         stats.stores.fetch_add(1, RELAXED);
         stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
         self.enforce_limits(key, bytes.len() as u64)
@@ -183,14 +323,18 @@ impl Cache {
     /// the limits once per entry.
     pub(crate) fn put_many_encoded(
         &self,
-        entries: &[(&[u8], &[u8])],
+        entries: &[(&[u8], Encoded)],
         stats: &Atomics,
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        self.inner.store.put_many(entries)?;
-        for (key, bytes) in entries {
+        let with_deadlines: Vec<(&[u8], &[u8], Option<u64>)> = entries
+            .iter()
+            .map(|(key, e)| (*key, &e.bytes[..], e.deadline_ms))
+            .collect();
+        self.inner.store.put_many_with_deadlines(&with_deadlines)?;
+        for (key, bytes, _) in with_deadlines {
             stats.stores.fetch_add(1, RELAXED);
             stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
             self.enforce_limits(key, bytes.len() as u64)?;

@@ -226,16 +226,15 @@ impl<'a> Site<'a> {
             .ttl
             .or(self.ttl)
             .map(|t| self.cache.now_ms().saturating_add(duration_ms(t)));
-        let mut encoded: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(keys.len());
+        let mut encoded = Vec::with_capacity(keys.len());
         for (key, result) in keys.iter().zip(results) {
             if let Some(stored) = P::stored(result) {
-                let bytes =
+                let entry =
                     self.cache
                         .encode_entry(key, stored, expires, Some(self.fingerprint))?;
-                encoded.push((key, bytes));
+                encoded.push((*key, entry));
             }
         }
-        let entries: Vec<(&[u8], &[u8])> = encoded.iter().map(|(k, v)| (*k, &v[..])).collect();
-        self.cache.put_many_encoded(&entries, &self.stats)
+        self.cache.put_many_encoded(&encoded, &self.stats)
     }
 }

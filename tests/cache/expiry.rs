@@ -135,6 +135,15 @@ impl Store for DeadlineRecorder {
         self.deadlines.lock().unwrap().push(deadline_ms);
         self.inner.put(key, value)
     }
+    fn put_many_with_deadlines(
+        &self,
+        entries: &[(&[u8], &[u8], Option<u64>)],
+    ) -> cacher::store::Result<()> {
+        for &(key, value, deadline_ms) in entries {
+            self.put_with_deadline(key, value, deadline_ms)?;
+        }
+        Ok(())
+    }
     fn delete(&self, key: &[u8]) -> cacher::store::Result<bool> {
         self.inner.delete(key)
     }
@@ -172,5 +181,29 @@ fn the_store_is_given_each_values_expiry_deadline() {
             Some(T0 + 10_000),
             Some(T0 + 3_600_000)
         ]
+    );
+}
+
+#[test]
+fn a_batch_store_gives_the_store_each_values_expiry_deadline() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(DeadlineRecorder {
+        inner: MemoryStore::new(),
+        deadlines: Default::default(),
+    });
+    let cache = Cache::builder()
+        .store(store.clone())
+        .clock(clock)
+        .ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let double = cache
+        .memoize("deadline_batch")
+        .wrap_batch(|xs: Vec<u32>| xs.iter().map(|x| x * 2).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(double.call_many([1, 2]).unwrap(), vec![2, 4]);
+    assert_eq!(
+        *store.deadlines.lock().unwrap(),
+        [Some(T0 + 60_000), Some(T0 + 60_000)]
     );
 }

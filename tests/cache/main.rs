@@ -9,6 +9,7 @@ mod identity;
 mod limits;
 mod memo;
 mod stats;
+mod unchecked;
 mod values;
 
 use std::collections::BTreeMap;

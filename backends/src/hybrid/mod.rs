@@ -322,6 +322,17 @@ impl Store for HybridStore {
         self.read_checked(key, false)
     }
 
+    /// Lends [`Store::read_unchecked`]'s view: a file value without its checksum pass.
+    fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        match self.read_checked(key, false)? {
+            Some(blob) => {
+                f(&blob);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// File values are streamed through the file descriptor, the checksum checked at the end.
     fn read_stream(&self, key: &[u8]) -> Result<Option<ValueReader>> {
         let record = self.record(key)?;

@@ -422,6 +422,11 @@ impl Store for LmdbStore {
         })
     }
 
+    /// [`LmdbStore::with_value_unchecked`]: zero copy, the framing checked, not the CRC.
+    fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        LmdbStore::with_value_unchecked(self, key, f)
+    }
+
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.env.write(|wtxn| self.put_in(wtxn, key, value))
     }
