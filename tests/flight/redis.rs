@@ -182,3 +182,49 @@ fn a_holder_killed_mid_compute_is_taken_over_once_its_lease_ttl_runs_out() {
         "released after the value was stored"
     );
 }
+
+#[test]
+fn with_the_server_down_a_memoized_call_computes_counts_the_error_and_recovers() {
+    let Some(mut server) = Server::start(&[]) else {
+        return;
+    };
+    let cache = cache_on(&server.url(), &prefix("down"), Duration::from_secs(2));
+    let computed = AtomicUsize::new(0);
+    let memo = cache
+        .memoize("square")
+        .wrap(|x: u64| {
+            computed.fetch_add(1, Ordering::SeqCst);
+            x * x
+        })
+        .unwrap();
+    assert_eq!(memo.call(3), 9);
+    assert_eq!(memo.call(3), 9);
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        1,
+        "a hit while the server is up"
+    );
+
+    server.kill();
+    let errors_before = cache.stats().total.errors;
+    assert_eq!(memo.call(3), 9, "computed without the cache");
+    assert_eq!(memo.call(4), 16);
+    assert_eq!(computed.load(Ordering::SeqCst), 3);
+    let errors = cache.stats().total.errors - errors_before;
+    // Each call: its lookup, its lease and its write failed, and each was counted.
+    assert!(errors >= 4, "errors counted: {errors}");
+    let err = memo.try_call(5).unwrap_err();
+    assert!(
+        matches!(&err, cacher::Error::Store(e) if e.is_unavailable()),
+        "a strict call reports the server as unavailable, and does not compute: {err:?}"
+    );
+
+    server.restart();
+    assert_eq!(memo.call(6), 36);
+    assert_eq!(memo.call(6), 36);
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        4,
+        "the same cache stores and hits again once the server is back"
+    );
+}
