@@ -157,3 +157,35 @@ fn different_keys_do_not_wait_for_each_other() {
     });
     assert_eq!(cache.stats().total.waits, 0);
 }
+
+#[test]
+fn a_thread_whose_leader_is_stuck_computes_itself_after_the_wait_timeout() {
+    let cache = Cache::builder()
+        .store(MemoryStore::new())
+        .wait_timeout(Some(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let calls = AtomicU32::new(0);
+    let (release, stuck) = std::sync::mpsc::channel::<()>();
+    let stuck = std::sync::Mutex::new(stuck);
+    let memo = cache
+        .memoize("stuck")
+        .wrap(|x: u64| {
+            if calls.fetch_add(1, SeqCst) == 0 {
+                // Bounded, so before wait timeouts the waiter's count fails instead of a hang.
+                let _ = stuck.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            }
+            x * 10
+        })
+        .unwrap();
+    std::thread::scope(|s| {
+        let leader = s.spawn(|| memo.call(1));
+        while calls.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(memo.call(1), 10);
+        assert_eq!(calls.load(SeqCst), 2, "the waiter computed itself");
+        release.send(()).unwrap();
+        assert_eq!(leader.join().unwrap(), 10);
+    });
+}
