@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cacher::store::redis::{RedisOptions, RedisStore};
 use cacher::Cache;
 
-use crate::redis_server::Server;
+use crate::redis_server::{unique_prefix as prefix, Server};
 
 const PROCESSES: usize = 4;
 
@@ -89,10 +89,6 @@ fn child(role: &str, server: &Server, prefix: &str, work: &Path) -> std::process
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn prefix(tag: &str) -> String {
-    format!("{tag}-{}", std::process::id())
 }
 
 #[test]

@@ -2,25 +2,14 @@
 
 use std::time::Duration;
 
-use cacher_store::redis::RedisStore;
-
 use crate::server::Server;
-use crate::unique_prefix;
-
-fn two_clients(server: &Server) -> (RedisStore, RedisStore) {
-    let prefix = unique_prefix("lease");
-    (
-        RedisStore::open(&server.url(), &prefix).unwrap(),
-        RedisStore::open(&server.url(), &prefix).unwrap(),
-    )
-}
 
 #[test]
 fn a_lease_is_held_by_one_client_at_a_time() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let (a, b) = two_clients(&server);
+    let (a, b) = server.two_clients("lease");
     let held = a
         .try_lease(b"job", Duration::from_secs(60))
         .unwrap()
@@ -63,7 +52,7 @@ fn only_the_token_holder_can_release_or_extend() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let (a, b) = two_clients(&server);
+    let (a, b) = server.two_clients("lease");
     let old = a
         .try_lease(b"job", Duration::from_millis(100))
         .unwrap()
@@ -100,7 +89,7 @@ fn a_waiter_gets_the_lease_when_the_holder_releases_it() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let (a, b) = two_clients(&server);
+    let (a, b) = server.two_clients("lease");
     let held = a
         .try_lease(b"job", Duration::from_secs(60))
         .unwrap()
@@ -131,7 +120,7 @@ fn a_store_lease_is_renewed_while_held_and_released_when_dropped() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let (a, b) = two_clients(&server);
+    let (a, b) = server.two_clients("lease");
     let ttl = Duration::from_millis(300);
     // Through a memory tier, as a Cache in front of Redis would ask.
     let tiered = Tiered::new(a, 1 << 20);
