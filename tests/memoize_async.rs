@@ -432,3 +432,161 @@ async fn an_erroring_async_leader_releases_its_waiters_who_compute_in_turn() {
         "the failed leader, then one more"
     );
 }
+
+#[tokio::test]
+async fn wrap_async_takes_functions_of_several_arguments_keyed_like_wrap() {
+    let cache = cache();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let page = cache
+        .memoize("page")
+        .wrap_async(move |url: &str, n: u32, big: bool| {
+            c.fetch_add(1, SeqCst);
+            let body = format!("{url}#{n}{}", if big { "!" } else { "" });
+            async move { body }
+        })
+        .unwrap();
+    let sync = cache.wrap("page", |url: &str, n: u32, big: bool| {
+        format!("{url}#{n}{}", if big { "!" } else { "" })
+    });
+    assert_eq!(
+        page.key_for(&("a.org", 2, true)).unwrap(),
+        sync.key_for(&("a.org", 2, true)).unwrap()
+    );
+    assert_eq!(page.call(("a.org", 2, true)).await, "a.org#2!");
+    assert_eq!(page.call(("a.org", 2, true)).await, "a.org#2!");
+    assert_eq!(
+        sync.call(("a.org", 2, true)),
+        "a.org#2!",
+        "a hit for the sync one"
+    );
+    assert_eq!(calls.load(SeqCst), 1);
+
+    let six = cache
+        .memoize("six")
+        .wrap_async(|a: u8, b: u8, c: u8, d: u8, e: u8, f: u8| async move {
+            u32::from(a + b + c + d + e + f)
+        })
+        .unwrap();
+    assert_eq!(six.call((1, 2, 3, 4, 5, 6)).await, 21);
+    assert_eq!(cache.stats().namespaces["six"].stores, 1);
+}
+
+/// A DirStore cache, and the lease directory that other processes would share.
+fn shared_dir_cache(dir: &std::path::Path) -> (Cache, cacher::store::lease::Leases) {
+    let store = cacher::store::DirStore::open(dir).unwrap();
+    let leases = cacher::store::lease::Leases::open(store.lease_dir().unwrap()).unwrap();
+    let cache = Cache::builder().store(store).build().unwrap();
+    (cache, leases)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_miss_waits_for_another_processs_lease_on_the_blocking_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, leases) = shared_dir_cache(dir.path());
+    let calls = Arc::new(AtomicU32::new(0));
+    let offloaded = Arc::new(AtomicU32::new(0));
+    let runner = {
+        let offloaded = offloaded.clone();
+        Offload::new(move |job| {
+            offloaded.fetch_add(1, SeqCst);
+            Box::pin(async move {
+                let _ = tokio::task::spawn_blocking(job).await;
+            })
+        })
+    };
+    let c = calls.clone();
+    let memo = Arc::new(
+        cache
+            .memoize("remote")
+            .wrap_async(move |x: u64| {
+                c.fetch_add(1, SeqCst);
+                async move { x + 1 }
+            })
+            .unwrap()
+            .offload_writes(runner),
+    );
+    let key = memo.key_for(&1).unwrap();
+    // Another process computes the key and holds its lease.
+    let held = leases.try_acquire(&key).unwrap().expect("free");
+    let call = tokio::spawn({
+        let memo = memo.clone();
+        async move { memo.call(1).await }
+    });
+    while offloaded.load(SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        calls.load(SeqCst),
+        0,
+        "waiting for the lease, not computing"
+    );
+    // The other process stores its value, then releases its lease.
+    let other = Cache::builder()
+        .store(cacher::store::DirStore::open(dir.path()).unwrap())
+        .build()
+        .unwrap();
+    other.put(&key, &100u64).unwrap();
+    drop(held);
+    assert_eq!(call.await.unwrap(), 100, "the other process's value");
+    assert_eq!(calls.load(SeqCst), 0);
+    assert_eq!(cache.stats().total.waits, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_an_offload_an_async_miss_on_a_held_lease_computes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, leases) = shared_dir_cache(dir.path());
+    let memo = cache
+        .memoize("remote")
+        .wrap_async(|x: u64| async move { x + 1 })
+        .unwrap();
+    let held = leases.try_acquire(&memo.key_for(&1).unwrap()).unwrap();
+    assert!(held.is_some());
+    // Waiting would block this runtime's only thread: the call computes instead.
+    assert_eq!(memo.call(1).await, 2);
+    assert_eq!(cache.stats().total.stores, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_async_waiter_whose_leader_is_stuck_computes_itself_after_the_wait_timeout() {
+    let cache = Cache::builder()
+        .store(MemoryStore::new())
+        .wait_timeout(Some(std::time::Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let (release, stuck) = tokio::sync::oneshot::channel::<()>();
+    let stuck = Arc::new(tokio::sync::Mutex::new(Some(stuck)));
+    let c = calls.clone();
+    let memo = Arc::new(
+        cache
+            .memoize("stuck")
+            .wrap_async(move |x: u64| {
+                let n = c.fetch_add(1, SeqCst);
+                let stuck = stuck.clone();
+                async move {
+                    if n == 0 {
+                        // The first caller's computation waits until the test lets it go.
+                        if let Some(rx) = stuck.lock().await.take() {
+                            let _ = rx.await;
+                        }
+                    }
+                    x * 10
+                }
+            })
+            .unwrap(),
+    );
+    let leader = tokio::spawn({
+        let memo = memo.clone();
+        async move { memo.call(1).await }
+    });
+    let_tasks_run().await;
+    assert_eq!(calls.load(SeqCst), 1, "the leader is computing");
+    // Before wait timeouts this waited as long as the leader: here, until the bound below.
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), memo.call(1)).await;
+    assert_eq!(waited.ok(), Some(10), "computed itself");
+    assert_eq!(calls.load(SeqCst), 2);
+    release.send(()).unwrap();
+    assert_eq!(leader.await.unwrap(), 10);
+}

@@ -277,6 +277,42 @@ pub trait Store: Send + Sync {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         None
     }
+
+    /// Takes `key`'s lease among every handle of this store (processes, and for a networked
+    /// store, hosts), so that they compute a missing value once between them: see
+    /// [`crate::lease::claim`](crate::lease::Claim) for what every lease promises (one holder,
+    /// bounded waits, release on drop, takeover when the holder dies, renewal while held).
+    /// `Ok(None)`: this store has no leases (no other process can see it), and the caller
+    /// computes without one.
+    ///
+    /// The default keeps a lock file per key under [`lease_dir`](Store::lease_dir)
+    /// ([`crate::lease::Leases`]); a store with leases of its own (Redis `SET NX PX`)
+    /// overrides it, and a wrapper ([`crate::Tiered`]) forwards it to the store processes share.
+    ///
+    /// ```
+    /// use cacher_store::lease::{Claim, Terms};
+    /// use cacher_store::{DirStore, MemoryStore, Store};
+    /// use std::time::Duration;
+    /// let dir = tempfile::tempdir()?;
+    /// let store = DirStore::open(dir.path())?;
+    /// let terms = Terms::new(Duration::from_secs(10), Duration::from_secs(30));
+    /// match store.lease(b"key", &terms)? {
+    ///     Some(Claim::Won { lease, .. }) => drop(lease), // compute, store, then release
+    ///     Some(Claim::TimedOut) | None => unreachable!("a fresh DirStore has leases, all free"),
+    /// }
+    /// assert!(MemoryStore::new().lease(b"key", &terms)?.is_none(), "seen by one process only");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn lease(
+        &self,
+        key: &[u8],
+        terms: &crate::lease::Terms,
+    ) -> Result<Option<crate::lease::Claim>> {
+        match self.lease_dir() {
+            Some(dir) => crate::lease::Leases::open(dir)?.claim(key, terms).map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 macro_rules! forward_store {
@@ -304,6 +340,7 @@ macro_rules! forward_store {
             fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read_unchecked(key) }
             fn verify(&self) -> Result<VerifyReport> { (**self).verify() }
             fn lease_dir(&self) -> Option<std::path::PathBuf> { (**self).lease_dir() }
+            fn lease(&self, key: &[u8], terms: &crate::lease::Terms) -> Result<Option<crate::lease::Claim>> { (**self).lease(key, terms) }
         }
     )*};
 }

@@ -298,6 +298,14 @@ impl<C: Store> Store for Tiered<C> {
         self.cold.lease_dir()
     }
 
+    fn lease(
+        &self,
+        key: &[u8],
+        terms: &crate::lease::Terms,
+    ) -> Result<Option<crate::lease::Claim>> {
+        self.cold.lease(key, terms)
+    }
+
     fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
         // Drop the hot copy first: if the cold write fails, no stale value stays hot.
         let epoch = self.hot().begin_write(key);

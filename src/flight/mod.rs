@@ -9,6 +9,10 @@
 //! leader, being cancelled (its future dropped). A waiter that then still misses calls
 //! [`Flights::lead_or_wait`] again and becomes the next leader, so an erroring or panicking
 //! leader never leaves its waiters with nothing: they compute themselves, one at a time.
+//! Waits are bounded ([`Flights::wait_timeout`], set by
+//! [`CacheBuilder::wait_timeout`](crate::CacheBuilder::wait_timeout)): a waiter whose leader
+//! is stuck is told [`Role::TimedOut`] and computes itself — a duplicate computation, never a
+//! hang. Async waits are timed by one process-wide timer thread, so no runtime is needed.
 //!
 //! Why a table of its own and not a lock per key: the leader never waits on anything its
 //! waiters hold (moka #240 was a leader waiting on its own waiters). Dropping the guard only
@@ -27,11 +31,12 @@
 //!         // compute and store the value here, then:
 //!         drop(guard);
 //!     }
-//!     Role::Waited | Role::Reentrant => unreachable!("nobody else is computing"),
+//!     Role::Waited | Role::Reentrant | Role::TimedOut => unreachable!("nobody else computes"),
 //! }
 //! # Ok::<(), cacher::Error>(())
 //! ```
 
+mod timer;
 pub(crate) mod turn;
 mod wait;
 
@@ -42,8 +47,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
-pub use turn::DEFAULT_LEASE_TIMEOUT;
+pub use turn::{DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_WAIT_TIMEOUT};
 pub use wait::Wait;
 
 /// The computations in progress, by key. One per [`Cache`](crate::Cache), shared by every
@@ -53,10 +59,14 @@ pub struct Flights {
     map: Mutex<HashMap<Vec<u8>, Arc<Flight>>>,
     /// Counts finished flights; see [`Ticket`].
     finished: AtomicU64,
-    /// The store's lease directory, opened at the first miss that needs it.
-    pub(crate) leases: turn::LeaseSlot,
+    /// How long a waiter waits for a leader of this process; `None`: as long as it takes.
+    wait_timeout: Option<Duration>,
     /// How long a miss waits for another process's lease; `None`: no leases.
-    pub(crate) lease_timeout: Option<std::time::Duration>,
+    pub(crate) lease_timeout: Option<Duration>,
+    /// How long a lease outlives a holder that died, on stores whose leases have a TTL.
+    pub(crate) lease_ttl: Duration,
+    /// Leases claimed so far, which paces the cleaning of dead holders' lock files.
+    pub(crate) claims: AtomicU64,
 }
 
 impl Default for Flights {
@@ -64,8 +74,10 @@ impl Default for Flights {
         Flights {
             map: Mutex::default(),
             finished: AtomicU64::new(0),
-            leases: turn::LeaseSlot::new(),
+            wait_timeout: Some(DEFAULT_WAIT_TIMEOUT),
             lease_timeout: Some(DEFAULT_LEASE_TIMEOUT),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            claims: AtomicU64::new(0),
         }
     }
 }
@@ -85,6 +97,9 @@ pub enum Role<'a> {
     /// leader's computation): compute directly, without single-flight, rather than wait for
     /// itself forever.
     Reentrant,
+    /// The leader kept the key past [`Flights::wait_timeout`]: compute without single-flight
+    /// (the leader may be stuck; a duplicate computation is the price of not hanging).
+    TimedOut,
 }
 
 /// A reading of [`Flights`]' count of finished flights, taken before a cache lookup: a leader
@@ -135,9 +150,37 @@ struct State {
 }
 
 impl Flights {
-    /// An empty table.
+    /// An empty table whose waits last at most [`DEFAULT_WAIT_TIMEOUT`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same table with waits bounded by `timeout` (`None`: unbounded).
+    ///
+    /// ```
+    /// use cacher::flight::{Flights, Role};
+    /// use std::time::Duration;
+    /// let flights = Flights::new().with_wait_timeout(Some(Duration::from_millis(1)));
+    /// let Role::Leader(_stuck) = flights.lead_or_wait(b"k") else { unreachable!() };
+    /// std::thread::scope(|s| {
+    ///     let waiter = s.spawn(|| matches!(flights.lead_or_wait(b"k"), Role::TimedOut));
+    ///     assert!(waiter.join().unwrap(), "the leader never ended; the waiter gave up");
+    /// });
+    /// ```
+    pub fn with_wait_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// How long a caller waits for the leader of its key before it computes itself.
+    pub fn wait_timeout(&self) -> Option<Duration> {
+        self.wait_timeout
+    }
+
+    /// When a wait starting now ends (`None`: never).
+    fn deadline(&self) -> Option<Instant> {
+        self.wait_timeout
+            .and_then(|t| Instant::now().checked_add(t))
     }
 
     /// A ticket to take before the cache lookup that precedes
@@ -159,8 +202,52 @@ impl Flights {
     /// Becomes the leader of `key` if nobody computes it, without waiting: `None` when
     /// someone does (a background refresh that finds one running has nothing to do).
     pub fn try_lead(&self, key: &[u8]) -> Option<FlightGuard<'_>> {
-        self.join(key, Ticket::STALE, Some(std::thread::current().id()))
+        self.try_lead_since(key, Ticket::STALE)
+    }
+
+    /// [`try_lead`](Flights::try_lead) with the ticket taken before the caller's lookup, so
+    /// the guard's [`needs_recheck`](FlightGuard::needs_recheck) is exact.
+    pub fn try_lead_since(&self, key: &[u8], ticket: Ticket) -> Option<FlightGuard<'_>> {
+        self.join(key, ticket, Some(std::thread::current().id()))
             .ok()
+    }
+
+    /// Waits (bounded by [`Flights::wait_timeout`]) until nobody computes `key`, without
+    /// leading it; returns whether a flight was waited for. For a caller that must not wait
+    /// while leading other keys (a batch: see `src/memo/batch.rs`), so waits never form a
+    /// cycle.
+    pub fn wait_for(&self, key: &[u8]) -> bool {
+        let Some(flight) = lock(&self.map).get(key).cloned() else {
+            return false;
+        };
+        let state = lock(&flight.state);
+        if state.running_on == Some(std::thread::current().id()) {
+            return false;
+        }
+        let _ = self.wait_on(&flight, state);
+        true
+    }
+
+    /// Blocks until `flight` finishes or the wait times out; returns whether it finished.
+    fn wait_on(&self, flight: &Flight, mut state: MutexGuard<'_, State>) -> bool {
+        let deadline = self.deadline();
+        while !state.finished {
+            state = match deadline {
+                None => flight.done.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    flight
+                        .done
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+        true
     }
 
     /// Like [`lead_or_wait_since`](Flights::lead_or_wait_since) with [`Ticket::STALE`]: a
@@ -170,27 +257,29 @@ impl Flights {
     }
 
     /// Becomes the leader of `key`, or blocks the thread until the current leader's guard is
-    /// dropped. `ticket` was taken before the caller's cache lookup.
+    /// dropped (then [`Role::Waited`]) or [`Flights::wait_timeout`] runs out (then
+    /// [`Role::TimedOut`]). `ticket` was taken before the caller's cache lookup.
     pub fn lead_or_wait_since(&self, key: &[u8], ticket: Ticket) -> Role<'_> {
         let me = std::thread::current().id();
         let flight = match self.join(key, ticket, Some(me)) {
             Ok(guard) => return Role::Leader(guard),
             Err(flight) => flight,
         };
-        let mut state = lock(&flight.state);
+        let state = lock(&flight.state);
         if state.running_on == Some(me) {
             return Role::Reentrant;
         }
-        while !state.finished {
-            state = flight.done.wait(state).unwrap_or_else(|p| p.into_inner());
+        if self.wait_on(&flight, state) {
+            Role::Waited
+        } else {
+            Role::TimedOut
         }
-        Role::Waited
     }
 
     /// The async twin of [`lead_or_wait_since`](Flights::lead_or_wait_since): a future that
     /// is ready at once for a leader, and for a waiter when the leader's guard is dropped. It
     /// needs no runtime (it keeps the task's waker and wakes it), so it works on any executor;
-    /// dropping it while it waits just stops waiting.
+    /// dropping it while it waits just stops waiting. The wait is bounded like the sync one's.
     ///
     /// An async leader should poll its computation through [`FlightGuard::watch`], so a
     /// recursive call of the same key from inside it is told [`Role::Reentrant`].

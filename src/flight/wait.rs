@@ -4,7 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
+use super::timer::{wake_at, Alarm};
 use super::{lock, Flight, Flights, Role, Ticket};
 
 /// The future of [`Flights::lead_or_wait_async`]: resolves to [`Role::Leader`] at once when
@@ -17,6 +19,10 @@ pub struct Wait<'a> {
     ticket: Ticket,
     /// The flight being waited for, once the first poll found one.
     flight: Option<Arc<Flight>>,
+    /// When the wait gives up, set at the first poll that found a flight.
+    deadline: Option<Instant>,
+    /// The timer's wake-up at the deadline; dropped (deregistered) with the future.
+    alarm: Option<Alarm>,
 }
 
 impl std::fmt::Debug for Wait<'_> {
@@ -35,6 +41,8 @@ impl<'a> Wait<'a> {
             key,
             ticket,
             flight: None,
+            deadline: None,
+            alarm: None,
         }
     }
 }
@@ -50,6 +58,7 @@ impl<'a> Future for Wait<'a> {
                 Ok(guard) => return Poll::Ready(Role::Leader(guard)),
                 Err(flight) => {
                     this.flight = Some(flight.clone());
+                    this.deadline = this.flights.deadline();
                     flight
                 }
             },
@@ -63,8 +72,15 @@ impl<'a> Future for Wait<'a> {
         if state.running_on == Some(std::thread::current().id()) {
             return Poll::Ready(Role::Reentrant);
         }
+        if this.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Poll::Ready(Role::TimedOut);
+        }
         if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             state.wakers.push(cx.waker().clone());
+        }
+        drop(state);
+        if let (Some(at), None) = (this.deadline, &this.alarm) {
+            this.alarm = wake_at(at, cx.waker().clone());
         }
         Poll::Pending
     }

@@ -8,6 +8,8 @@
 //! so the two styles share results. Serde serializes `&T` as `T`, so an argument borrowed
 //! (`&str`, `&T`) hashes as the owned value would, and a hit clones nothing.
 
+use std::future::Future;
+
 use serde::ser::{Serialize, SerializeTuple, Serializer};
 
 use crate::key::{canonical_args, canonical_bytes, KeyError};
@@ -122,6 +124,56 @@ where
     }
 }
 
+/// A wrapped async function as [`AsyncMemo`](super::AsyncMemo) calls it: like [`MemoFn`],
+/// with the future it returns named, so the memo can await it.
+pub trait AsyncMemoFn<A> {
+    /// The future one call returns.
+    type Future: Future;
+    /// Starts the function.
+    fn call_async(&self, args: A) -> Self::Future;
+    /// The canonical encoding of the arguments that join the key (as [`MemoFn::key_bytes`]).
+    fn key_bytes(&self, args: &A, skip: &[usize]) -> Result<Vec<u8>, KeyError>;
+}
+
+impl<F, A, Fut> AsyncMemoFn<A> for F
+where
+    F: Fn(A) -> Fut,
+    A: KeyArg,
+    Fut: Future,
+{
+    type Future = Fut;
+    fn call_async(&self, args: A) -> Fut {
+        self(args)
+    }
+    fn key_bytes(&self, args: &A, skip: &[usize]) -> Result<Vec<u8>, KeyError> {
+        args.key_alone(skip)
+    }
+}
+
+/// What [`MemoBuilder::wrap_async`](super::MemoBuilder::wrap_async) accepts: an async function
+/// (or a closure returning a future) of one to six arguments, as [`IntoMemoFn`] for `wrap`.
+pub trait IntoAsyncMemoFn<M> {
+    /// The arguments as one value: the argument itself, or the tuple of several.
+    type Args;
+    /// The function as [`AsyncMemo`](super::AsyncMemo) holds it.
+    type Fn: AsyncMemoFn<Self::Args>;
+    /// Converts.
+    fn into_async_memo_fn(self) -> Self::Fn;
+}
+
+impl<F, A, Fut> IntoAsyncMemoFn<(A,)> for F
+where
+    F: Fn(A) -> Fut,
+    A: KeyArg,
+    Fut: Future,
+{
+    type Args = A;
+    type Fn = F;
+    fn into_async_memo_fn(self) -> F {
+        self
+    }
+}
+
 /// A function of several arguments, called with their tuple.
 #[derive(Debug, Clone)]
 pub struct Spread<G>(G);
@@ -160,6 +212,34 @@ macro_rules! arities {
             type Args = ($($a,)+);
             type Fn = Spread<G>;
             fn into_memo_fn(self) -> Spread<G> {
+                Spread(self)
+            }
+        }
+
+        impl<G, $($a,)+ Fut> AsyncMemoFn<($($a,)+)> for Spread<G>
+        where
+            G: Fn($($a),+) -> Fut,
+            Fut: Future,
+            $($a: KeyArg,)+
+        {
+            type Future = Fut;
+            fn call_async(&self, args: ($($a,)+)) -> Fut {
+                (self.0)($(args.$i),+)
+            }
+            fn key_bytes(&self, args: &($($a,)+), skip: &[usize]) -> Result<Vec<u8>, KeyError> {
+                <Self as MemoFn<($($a,)+), Fut>>::key_bytes(self, args, skip)
+            }
+        }
+
+        impl<G, $($a,)+ Fut> IntoAsyncMemoFn<($($a,)+)> for G
+        where
+            G: Fn($($a),+) -> Fut,
+            Fut: Future,
+            $($a: KeyArg,)+
+        {
+            type Args = ($($a,)+);
+            type Fn = Spread<G>;
+            fn into_async_memo_fn(self) -> Spread<G> {
                 Spread(self)
             }
         }

@@ -11,13 +11,23 @@
 //! too, and [`AsyncMemo::offload_writes`] hands it to a blocking pool of the caller's
 //! executor instead (`tokio::task::spawn_blocking`, `blocking::unblock`, ...). Only the write
 //! moves: the value is encoded on the task, the pool gets bytes.
+//!
+//! # Leases across processes
+//! A miss on a store shared by processes ([`Store::lease`](cacher_store::Store::lease)) first
+//! tries the key's lease inline, without waiting (a lock-file `flock` or one Redis `SET NX`).
+//! If another process holds it, waiting would block the executor's thread for as long as
+//! the other computes, so the wait runs through the same [`Offload`] runner as the write;
+//! without one the call computes at once (a duplicate computation, never a wrong value).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use cacher_store::lease::{Claim, Held};
+
 use crate::clock::duration_ms;
+use crate::flight::turn::{lease_claimed, terms, LeaseStep};
 use crate::flight::Role;
 use crate::memo::site::Outcome;
 use crate::memo::{Call, Mode, Site, Status, StorePolicy};
@@ -163,16 +173,17 @@ impl<'a> Site<'a> {
                 return Outcome::NotComputed(compute, Error::Miss { key });
             }
         }
-        // One computation per key at a time in this process, as on the sync path; a refresh
-        // computes regardless. The guard drops however this future ends — done, failed,
-        // panicked or dropped (cancelled) — and wakes the waiters, who look again and on a
-        // miss lead in turn. (Leases across processes are not taken here: waiting for one
-        // blocks, which an executor's thread must not.)
+        // One computation per key at a time, as on the sync path: this process's tasks and
+        // threads first, then (through the store's lease) other processes; a refresh computes
+        // regardless. The guard and the lease drop however this future ends — done, failed,
+        // panicked or dropped (cancelled) — and the waiters look again and on a miss lead.
         let mut guard = None;
+        let mut lease: Option<Held> = None;
         if opts.mode == Mode::Normal {
             loop {
                 match flights.lead_or_wait_async(&key, ticket).await {
-                    Role::Reentrant => break,
+                    // Inside the leader's own computation, or its leader is stuck: compute.
+                    Role::Reentrant | Role::TimedOut => break,
                     Role::Leader(g) => {
                         if g.needs_recheck() {
                             if let Some(v) = self.recheck::<P::Stored>(&key) {
@@ -190,6 +201,17 @@ impl<'a> Site<'a> {
                     }
                 }
             }
+            if guard.is_some() {
+                if let LeaseStep::Won { lease: l, waited } = self.claim_async(&key, offload).await {
+                    // Declared after the guard, so dropped before it on every return.
+                    lease = Some(l);
+                    if waited {
+                        if let Some(v) = self.recheck::<P::Stored>(&key) {
+                            return Outcome::Done(P::restore(v), Status::Hit);
+                        }
+                    }
+                }
+            }
         }
         let result = match &guard {
             // Polled through the guard, so a recursive call of this key is told Reentrant.
@@ -201,8 +223,50 @@ impl<'a> Site<'a> {
                 return Outcome::WriteFailed(result, e);
             }
         }
+        drop(lease);
         drop(guard);
         Outcome::Done(result, Status::Miss)
+    }
+
+    /// Claims `key`'s lease among processes: one try inline, then, if another process holds
+    /// it, the bounded wait on `offload`'s blocking pool (see the [module docs](self)).
+    async fn claim_async(&self, key: &[u8], offload: Option<&Offload>) -> LeaseStep {
+        let Some(terms) = terms(self.cache) else {
+            return LeaseStep::Without;
+        };
+        let first = self.cache.store().lease(key, &terms.without_waiting());
+        if !matches!(first, Ok(Some(Claim::TimedOut))) {
+            return lease_claimed(&self.stats, first);
+        }
+        let Some(offload) = offload else {
+            return LeaseStep::Without;
+        };
+        type Slot = Arc<Mutex<Option<cacher_store::Result<Option<Claim>>>>>;
+        let done: Slot = Arc::default();
+        let job: BlockingJob = {
+            let cache: Cache = self.cache.clone();
+            let key = key.to_vec();
+            let done = done.clone();
+            // If this future is dropped meanwhile, a lease the job wins is dropped (released)
+            // with the slot.
+            Box::new(move || {
+                let claim = cache.store().lease(&key, &terms);
+                *done.lock().unwrap_or_else(|p| p.into_inner()) = Some(claim);
+            })
+        };
+        (offload.0)(job).await;
+        let claim = done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match claim {
+            // Someone held it a moment ago, so the value may be stored by now: look again.
+            Some(claim) => match lease_claimed(&self.stats, claim) {
+                LeaseStep::Won { lease, .. } => LeaseStep::Won {
+                    lease,
+                    waited: true,
+                },
+                LeaseStep::Without => LeaseStep::Without,
+            },
+            None => LeaseStep::Without,
+        }
     }
 
     /// A second look after another caller's computation: found values count as `waits`, and

@@ -5,7 +5,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::key::canonical_args;
+use crate::memo::args::{AsyncMemoFn, IntoAsyncMemoFn};
 use crate::memo::async_call::Offload;
 use crate::memo::wrapper::{Covariant, Identity};
 use crate::memo::{Always, Call, MemoBuilder, OkOnly, Status, StorePolicy};
@@ -18,7 +18,8 @@ use crate::Result;
 ///
 /// Where the store's blocking I/O runs is said in [`Site::call_async`](crate::__private::Site::call_async):
 /// lookups inline (a hit is sub-microsecond on LMDB), writes inline unless
-/// [`AsyncMemo::offload_writes`] moves them to a blocking pool.
+/// [`AsyncMemo::offload_writes`] moves them (and waits for another process's lease) to a
+/// blocking pool.
 pub struct AsyncMemo<A, R, F, P> {
     id: Identity,
     f: F,
@@ -27,8 +28,10 @@ pub struct AsyncMemo<A, R, F, P> {
 }
 
 impl MemoBuilder {
-    /// Wraps an async function (`|args| async move { .. }`, or an `async fn`), whose every
-    /// result is stored. A function of several arguments takes their tuple.
+    /// Wraps an async function (`|args| async move { .. }`, or an `async fn`) of one to six
+    /// arguments, whose every result is stored. A function of several arguments is called
+    /// with their tuple and keyed as `wrap` keys it, so the sync and async wrappers of one
+    /// namespace share results.
     ///
     /// ```
     /// use cacher::{store::MemoryStore, Cache};
@@ -50,36 +53,44 @@ impl MemoBuilder {
     ///     assert_eq!(fetch.call("a.org".into()).await, "body of a.org"); // a hit
     /// });
     /// assert_eq!(cache.stats().total.hits, 1);
+    ///
+    /// async fn page(url: &str, n: u32) -> String {
+    ///     format!("{url} page {n}")
+    /// }
+    /// let page = cache.memoize("page").wrap_async(page)?;
+    /// block_on(async { assert_eq!(page.call(("a.org", 2)).await, "a.org page 2") });
     /// # Ok::<(), cacher::Error>(())
     /// ```
-    pub fn wrap_async<A, R, F, Fut>(self, f: F) -> Result<AsyncMemo<A, R, F, Always>>
-    where
-        A: Serialize,
-        R: Serialize + DeserializeOwned,
-        F: Fn(A) -> Fut,
-        Fut: Future<Output = R>,
-    {
-        self.build_async(f)
-    }
-
-    /// Wraps an async function returning `Result`: `Ok` values are stored, errors are
-    /// returned and never stored.
     #[allow(
         clippy::type_complexity,
         reason = "the wrapped function's type, spelled out"
     )]
-    pub fn wrap_async_result<A, T, E, F, Fut>(
+    pub fn wrap_async<M, R, F>(self, f: F) -> Result<AsyncMemo<F::Args, R, F::Fn, Always>>
+    where
+        F: IntoAsyncMemoFn<M>,
+        <F::Fn as AsyncMemoFn<F::Args>>::Future: Future<Output = R>,
+        R: Serialize + DeserializeOwned,
+    {
+        self.build_async(f.into_async_memo_fn())
+    }
+
+    /// Wraps an async function (of one to six arguments) returning `Result`: `Ok` values are
+    /// stored, errors are returned and never stored.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the wrapped function's type, spelled out"
+    )]
+    pub fn wrap_async_result<M, T, E, F>(
         self,
         f: F,
-    ) -> Result<AsyncMemo<A, std::result::Result<T, E>, F, OkOnly>>
+    ) -> Result<AsyncMemo<F::Args, std::result::Result<T, E>, F::Fn, OkOnly>>
     where
-        A: Serialize,
+        F: IntoAsyncMemoFn<M>,
+        <F::Fn as AsyncMemoFn<F::Args>>::Future: Future<Output = std::result::Result<T, E>>,
         T: Serialize + DeserializeOwned,
         E: 'static,
-        F: Fn(A) -> Fut,
-        Fut: Future<Output = std::result::Result<T, E>>,
     {
-        self.build_async(f)
+        self.build_async(f.into_async_memo_fn())
     }
 
     fn build_async<A, R, F, P: StorePolicy<R>>(self, f: F) -> Result<AsyncMemo<A, R, F, P>> {
@@ -93,15 +104,16 @@ impl MemoBuilder {
     }
 }
 
-impl<A, R, F, Fut, P> AsyncMemo<A, R, F, P>
+impl<A, R, F, P> AsyncMemo<A, R, F, P>
 where
-    A: Serialize,
-    F: Fn(A) -> Fut,
-    Fut: Future<Output = R>,
+    F: AsyncMemoFn<A>,
+    F::Future: Future<Output = R>,
     P: StorePolicy<R>,
 {
-    /// Runs the store write after a miss through `offload` (a blocking pool) instead of on
-    /// the awaiting task.
+    /// Runs the blocking work of a miss through `offload` (a blocking pool) instead of on the
+    /// awaiting task: the store write, and the wait for another process computing the same
+    /// key on a shared store (without it the call tries that lease once and, if it is held,
+    /// computes at once).
     pub fn offload_writes(mut self, offload: Offload) -> Self {
         self.offload = Some(offload);
         self
@@ -109,7 +121,7 @@ where
 
     /// The store key for `args` (the same as the sync wrapper's).
     pub fn key_for(&self, args: &A) -> Result<Vec<u8>> {
-        self.id.key(canonical_args(args, &self.id.skip))
+        self.id.key(self.f.key_bytes(args, &self.id.skip))
     }
 
     /// Calls the function through the cache, like the original: a cache error never fails
@@ -118,7 +130,7 @@ where
         let key = self.key_for(&args);
         self.id
             .site()
-            .call_async::<P, R, _, _>(key, move || (self.f)(args), self.offload.as_ref())
+            .call_async::<P, R, _, _>(key, move || self.f.call_async(args), self.offload.as_ref())
             .await
     }
 
@@ -137,7 +149,12 @@ where
         let key = self.key_for(&args);
         self.id
             .site()
-            .call_with_async::<P, R, _, _>(key, opts, move || (self.f)(args), self.offload.as_ref())
+            .call_with_async::<P, R, _, _>(
+                key,
+                opts,
+                move || self.f.call_async(args),
+                self.offload.as_ref(),
+            )
             .await
     }
 

@@ -4,14 +4,27 @@
 //!
 //! Shared by the wrapper ([`Memo::call_many`](super::Memo::call_many),
 //! [`BatchMemo`](super::BatchMemo)) and `#[memoize(batch)]`.
+//!
+//! # Single-flight per key
+//! Concurrent batches (and single calls) of one process compute each missing key once: a
+//! batch leads the keys nobody computes and waits for the others, then looks them up again.
+//! It never waits while it leads: if a key it wants is taken while it gathers its own, it
+//! lets go of what it gathered, waits for the taken keys, and tries again (at most
+//! [`ROUNDS`] times, then computes the rest itself — a duplicate, never a deadlock). So two
+//! batches wanting `[1, 2]` and `[2, 1]` cannot each hold one key and wait for the other.
 
 use std::collections::HashMap;
 
 use crate::clock::duration_ms;
+use crate::flight::{FlightGuard, Ticket};
 use crate::memo::{Call, Mode, Site, Status, StorePolicy};
 use crate::report::ErrorKind;
 use crate::stats::timed;
+use crate::stats::RELAXED;
 use crate::Error;
+
+/// How many times a batch gathers its keys before it computes without the ones others hold.
+const ROUNDS: usize = 3;
 
 /// Why a batch call failed: the cache, or the batch function itself.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +139,8 @@ impl<'a> Site<'a> {
             self.check_count(n, results.len())?;
             return Ok(results.into_iter().map(|r| (r, Status::Miss)).collect());
         }
+        // Taken before the lookup, so a leader knows whether a flight ended after it.
+        let ticket = self.cache.inner.flights.ticket();
         let mut found: Vec<Option<P::Stored>> = Vec::new();
         if opts.mode != Mode::Refresh {
             let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
@@ -167,18 +182,42 @@ impl<'a> Site<'a> {
             }
         }
 
-        let mut computed: Vec<Option<R>> = Vec::new();
-        if !todo.is_empty() {
-            let n = todo.len();
-            let results = timed(stats, || compute(todo)).map_err(BatchError::Compute)?;
+        // Values other callers stored while this batch waited for them, by slot.
+        let mut late: Vec<Option<P::Stored>> = Vec::new();
+        late.resize_with(todo.len(), || None);
+        let _guards = if opts.mode == Mode::Normal && !todo.is_empty() {
+            self.lead_batch::<P::Stored>(&todo_keys, ticket, &mut late)
+        } else {
+            Vec::new()
+        };
+        let mut computed: Vec<Option<(R, Status)>> = Vec::new();
+        computed.resize_with(todo.len(), || None);
+        let mut now: Vec<A> = Vec::new();
+        let mut now_keys: Vec<&[u8]> = Vec::new();
+        let mut now_slots: Vec<usize> = Vec::new();
+        for (slot, input) in todo.into_iter().enumerate() {
+            match late[slot].take() {
+                Some(v) => computed[slot] = Some((P::restore(v), Status::Hit)),
+                None => {
+                    now.push(input);
+                    now_keys.push(todo_keys[slot]);
+                    now_slots.push(slot);
+                }
+            }
+        }
+        if !now.is_empty() {
+            let n = now.len();
+            let results = timed(stats, || compute(now)).map_err(BatchError::Compute)?;
             self.check_count(n, results.len())?;
-            if let Err(e) = self.store_all::<P, R>(&todo_keys, &results, opts) {
+            if let Err(e) = self.store_all::<P, R>(&now_keys, &results, opts) {
                 if strict {
                     return Err(e.into());
                 }
                 self.swallowed(ErrorKind::Write, &e);
             }
-            computed = results.into_iter().map(Some).collect();
+            for (slot, r) in now_slots.into_iter().zip(results) {
+                computed[slot] = Some((r, Status::Miss));
+            }
         }
 
         let mut out = Vec::with_capacity(keys.len());
@@ -194,7 +233,7 @@ impl<'a> Site<'a> {
                         computed[slot].clone()
                     };
                     match value {
-                        Some(v) => out.push((v, Status::Miss)),
+                        Some(v) => out.push(v),
                         None => unreachable!("each computed value is taken by its last input"),
                     }
                 }
@@ -202,6 +241,89 @@ impl<'a> Site<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// Leads the batch's missing `keys` (see the [module docs](self)): returns the guards of
+    /// the keys this batch computes, and fills `late` with the values of the keys others
+    /// computed meanwhile (counted as waits). Keys neither led nor found are computed
+    /// without single-flight.
+    fn lead_batch<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: &[&[u8]],
+        ticket: Ticket,
+        late: &mut [Option<T>],
+    ) -> Vec<FlightGuard<'a>> {
+        let flights = &self.cache.inner.flights;
+        // The ticket stays the one taken before the batch's lookup: a key not waited for
+        // was last looked up then, so a flight that ended since must make the leader look
+        // again.
+        let mut led: Vec<FlightGuard<'a>> = Vec::new();
+        for round in 0..ROUNDS {
+            // Wait for the keys others compute, holding nothing, then look them up again.
+            let mut waited = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                if late[i].is_none() && flights.wait_for(key) {
+                    waited.push(i);
+                }
+            }
+            if !waited.is_empty() {
+                self.recheck_into(keys, &waited, late);
+            }
+            // Gather every key still missing; let go of all of them if one is taken.
+            let mut taken = false;
+            for (i, key) in keys.iter().enumerate() {
+                if late[i].is_some() {
+                    continue;
+                }
+                match flights.try_lead_since(key, ticket) {
+                    Some(guard) => led.push(guard),
+                    None => {
+                        taken = true;
+                        if round + 1 < ROUNDS {
+                            break;
+                        }
+                    }
+                }
+            }
+            if taken && round + 1 < ROUNDS {
+                led.clear();
+                continue;
+            }
+            break;
+        }
+        // A flight that ended since the lookup may have stored one of the led keys.
+        if led.iter().any(FlightGuard::needs_recheck) {
+            let index: HashMap<&[u8], usize> =
+                keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+            let led_slots: Vec<usize> = led.iter().map(|g| index[g.key()]).collect();
+            self.recheck_into(keys, &led_slots, late);
+            led.retain(|g| late[index[g.key()]].is_none());
+        }
+        led
+    }
+
+    /// Looks the keys at `slots` up again after a wait; found values go to `late` and count
+    /// as waits (the batch's misses are counted already).
+    fn recheck_into<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: &[&[u8]],
+        slots: &[usize],
+        late: &mut [Option<T>],
+    ) {
+        let again: Vec<&[u8]> = slots.iter().map(|&i| keys[i]).collect();
+        let Ok(values) = self.cache.lookup_many::<T>(
+            &again,
+            &crate::stats::Atomics::default(),
+            Some(self.fingerprint),
+        ) else {
+            return;
+        };
+        for (&i, v) in slots.iter().zip(values) {
+            if v.is_some() {
+                self.stats.waits.fetch_add(1, RELAXED);
+                late[i] = v;
+            }
+        }
     }
 
     fn check_count(&self, expected: usize, got: usize) -> crate::Result<()> {

@@ -30,7 +30,7 @@ pub(crate) mod site;
 mod throttled;
 mod wrapper;
 
-pub use args::{Ignored, IntoMemoFn, KeyArg, Keyed, MemoFn, Spread};
+pub use args::{AsyncMemoFn, Ignored, IntoAsyncMemoFn, IntoMemoFn, KeyArg, Keyed, MemoFn, Spread};
 pub use async_call::{BlockingDone, BlockingJob, Offload};
 pub use async_memo::AsyncMemo;
 pub use batch::BatchError;

@@ -134,3 +134,26 @@ fn a_waiter_computes_itself_once_the_lease_timeout_passes() {
     drop(held);
     assert_eq!(cache.stats().total.stores, 1);
 }
+
+#[test]
+fn lock_files_left_by_dead_holders_are_cleaned_by_the_next_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::open(dir.path()).unwrap();
+    let lease_dir = store.lease_dir().unwrap();
+    std::fs::create_dir_all(&lease_dir).unwrap();
+    // What holders killed before they could remove their files leave: keys never asked again.
+    let dead: Vec<PathBuf> = (0..3)
+        .map(|i| lease_dir.join(format!("{}.lock", format!("{i:x}").repeat(64))))
+        .collect();
+    for f in &dead {
+        std::fs::write(f, b"").unwrap();
+    }
+    std::fs::write(lease_dir.join("notes.txt"), b"not a lease").unwrap();
+    let cache = Cache::builder().store(store).build().unwrap();
+    let memo = cache.memoize("f").wrap(|x: u64| x + 1).unwrap();
+    assert_eq!(memo.call(1), 2);
+    for f in &dead {
+        assert!(!f.exists(), "{} was left", f.display());
+    }
+    assert!(lease_dir.join("notes.txt").exists(), "not ours, kept");
+}

@@ -157,3 +157,76 @@ fn different_keys_do_not_wait_for_each_other() {
     });
     assert_eq!(cache.stats().total.waits, 0);
 }
+
+#[test]
+fn a_thread_whose_leader_is_stuck_computes_itself_after_the_wait_timeout() {
+    let cache = Cache::builder()
+        .store(MemoryStore::new())
+        .wait_timeout(Some(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let calls = AtomicU32::new(0);
+    let (release, stuck) = std::sync::mpsc::channel::<()>();
+    let stuck = std::sync::Mutex::new(stuck);
+    let memo = cache
+        .memoize("stuck")
+        .wrap(|x: u64| {
+            if calls.fetch_add(1, SeqCst) == 0 {
+                // Bounded, so before wait timeouts the waiter's count fails instead of a hang.
+                let _ = stuck.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            }
+            x * 10
+        })
+        .unwrap();
+    std::thread::scope(|s| {
+        let leader = s.spawn(|| memo.call(1));
+        while calls.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(memo.call(1), 10);
+        assert_eq!(calls.load(SeqCst), 2, "the waiter computed itself");
+        release.send(()).unwrap();
+        assert_eq!(leader.join().unwrap(), 10);
+    });
+}
+
+/// Two batches at once whose inputs overlap: every key is computed by one of them.
+fn batches_compute_each_key_once(first: Vec<u64>, second: Vec<u64>) {
+    let cache = cache();
+    let computed = std::sync::Mutex::new(Vec::<u64>::new());
+    let misses = (first.len() + second.len()) as u64;
+    let memo = cache
+        .memoize("batch")
+        .wrap_batch(|xs: Vec<u64>| {
+            // Held until both batches have missed, so without single-flight both compute
+            // the keys they share.
+            until_all_missed(&cache, misses);
+            computed.lock().unwrap().extend(&xs);
+            xs.iter().map(|x| x * 10).collect::<Vec<_>>()
+        })
+        .unwrap();
+    std::thread::scope(|s| {
+        let a = s.spawn(|| memo.call_many(first.clone()).unwrap());
+        let b = s.spawn(|| memo.call_many(second.clone()).unwrap());
+        let want = |xs: &[u64]| xs.iter().map(|x| x * 10).collect::<Vec<_>>();
+        assert_eq!(a.join().unwrap(), want(&first));
+        assert_eq!(b.join().unwrap(), want(&second));
+    });
+    drop(memo);
+    let mut computed = computed.into_inner().unwrap();
+    computed.sort_unstable();
+    let mut distinct: Vec<u64> = first.iter().chain(&second).copied().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(computed, distinct, "each key once");
+}
+
+#[test]
+fn two_concurrent_batches_with_overlapping_inputs_compute_each_key_once() {
+    batches_compute_each_key_once(vec![1, 2, 3, 4], vec![3, 4, 5, 6]);
+}
+
+#[test]
+fn two_batches_wanting_the_same_keys_in_opposite_orders_neither_deadlock_nor_compute_twice() {
+    batches_compute_each_key_once(vec![1, 2, 3], vec![3, 2, 1]);
+}

@@ -22,6 +22,9 @@
 //!   [`Leases::clean_stale`].
 //! - Files are opened with the store rules of `fs.rs`: never through a symlink, never a FIFO,
 //!   created with `O_EXCL`; only `<64 hex>.lock` names are ever removed.
+//!
+//! Stores hand these out through the trait-level hook [`Store::lease`](crate::Store::lease)
+//! ([`Terms`] in, [`Claim`] out), which a store on a network (Redis) implements its own way.
 
 use std::fs::{File, TryLockError};
 use std::io;
@@ -31,6 +34,10 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::fs::{create_new, ensure_dir, open_regular, Access};
 use crate::FileMode;
+
+mod claim;
+
+pub use claim::{Claim, Held, Hold, Terms};
 
 /// The lease directory of one store: see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -65,6 +72,36 @@ pub struct Lease {
 /// lease released quickly is taken quickly; capped, so a long wait costs few wake-ups.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+
+/// The pauses between tries of a held lease until a deadline: [`FIRST_PAUSE`] doubling up to
+/// [`LONGEST_PAUSE`]. Shared by every store's lease so they poll alike.
+pub(crate) struct Backoff {
+    deadline: Option<Instant>,
+    pause: Duration,
+}
+
+impl Backoff {
+    /// Pauses for at most `wait` in all (`None` if `wait` overflows an `Instant`: forever).
+    pub(crate) fn new(wait: Duration) -> Self {
+        Backoff {
+            deadline: Instant::now().checked_add(wait),
+            pause: FIRST_PAUSE,
+        }
+    }
+
+    /// Sleeps until the next try; `false` (at once) when the deadline has passed.
+    pub(crate) fn pause(&mut self) -> bool {
+        let now = Instant::now();
+        let left = match self.deadline {
+            Some(d) if d > now => d - now,
+            Some(_) => return false,
+            None => LONGEST_PAUSE,
+        };
+        std::thread::sleep(self.pause.min(left));
+        self.pause = (self.pause * 2).min(LONGEST_PAUSE);
+        true
+    }
+}
 
 impl Leases {
     /// The lease directory `dir`, created if missing (its parent must exist). A symlink or a
@@ -111,9 +148,8 @@ impl Leases {
     /// process waits like any other: a caller must not ask again for a key it holds.
     pub fn acquire(&self, key: &[u8], timeout: Duration) -> Result<Acquired> {
         let path = self.file_of(key);
-        let deadline = Instant::now().checked_add(timeout);
+        let mut backoff = Backoff::new(timeout);
         let mut waited = false;
-        let mut pause = FIRST_PAUSE;
         loop {
             let file = match open_regular(&path, Access::Read)? {
                 Some(f) => f,
@@ -144,15 +180,23 @@ impl Leases {
                 Err(TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
             }
             drop(file);
-            let now = Instant::now();
-            let left = match deadline {
-                Some(d) if d > now => d - now,
-                Some(_) => return Ok(Acquired::TimedOut),
-                None => LONGEST_PAUSE,
-            };
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(LONGEST_PAUSE);
+            if !backoff.pause() {
+                return Ok(Acquired::TimedOut);
+            }
         }
+    }
+
+    /// [`acquire`](Leases::acquire) in the terms of [`Store::lease`](crate::Store::lease):
+    /// waits at most `terms.wait()`; the TTL is not needed, since the OS ends a file lease
+    /// when its holder dies.
+    pub fn claim(&self, key: &[u8], terms: &Terms) -> Result<Claim> {
+        Ok(match self.acquire(key, terms.wait())? {
+            Acquired::Won { lease, waited } => Claim::Won {
+                lease: Held::new(lease),
+                waited,
+            },
+            Acquired::TimedOut => Claim::TimedOut,
+        })
     }
 
     /// Updates the shared timestamp named `name` under an exclusive lock, for state that
@@ -211,10 +255,17 @@ impl Leases {
     /// Removes the lock files nobody holds (left by holders that died); returns how many.
     /// Files of held leases, and names this module did not make, are left alone.
     pub fn clean_stale(&self) -> Result<u64> {
+        self.clean_stale_at_most(u64::MAX)
+    }
+
+    /// [`clean_stale`](Leases::clean_stale) looking at no more than `limit` entries of the
+    /// directory, so its cost is bounded however many files dead holders left (a later call
+    /// goes on where the removals left off, since removed files are no longer listed).
+    pub fn clean_stale_at_most(&self, limit: u64) -> Result<u64> {
         let entries =
             std::fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
         let mut removed = 0;
-        for entry in entries {
+        for entry in entries.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
             let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
             let name = entry.file_name();
             let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else {

@@ -68,3 +68,45 @@ fn a_single_file_store_keeps_its_leases_beside_it() {
         PathBuf::from("/a/b/cache.log.leases")
     );
 }
+
+#[test]
+fn a_bounded_cleaning_looks_at_no_more_entries_than_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    for i in 0..5u8 {
+        std::fs::write(leases.file_of(&[i]), b"").unwrap();
+    }
+    assert_eq!(leases.clean_stale_at_most(2).unwrap(), 2);
+    assert_eq!(
+        leases.clean_stale_at_most(2).unwrap(),
+        2,
+        "goes on past the removed"
+    );
+    assert_eq!(leases.clean_stale_at_most(2).unwrap(), 1);
+    assert_eq!(std::fs::read_dir(leases.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_claim_through_the_store_hook_is_one_holder_at_a_time() {
+    use crate::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::DirStore::open(dir.path()).unwrap();
+    let terms = Terms::new(Duration::from_secs(1), Duration::from_millis(5));
+    let Some(Claim::Won { lease, waited }) = store.lease(b"k", &terms).unwrap() else {
+        panic!("free");
+    };
+    assert!(!waited && !lease.is_lost());
+    assert!(matches!(
+        store.lease(b"k", &terms).unwrap(),
+        Some(Claim::TimedOut)
+    ));
+    drop(lease);
+    assert!(matches!(
+        store.lease(b"k", &terms).unwrap(),
+        Some(Claim::Won { .. })
+    ));
+    assert!(crate::MemoryStore::new()
+        .lease(b"k", &terms)
+        .unwrap()
+        .is_none());
+}

@@ -5,12 +5,22 @@
 //! others wait (single-flight across hosts). It is advisory and time-bound: a holder that
 //! dies loses the lease when its TTL runs out, and a holder slower than its TTL can find it
 //! taken over, which [`Lease::extend`] reports.
+//!
+//! Through [`Store::lease`](crate::Store::lease) (what a `Cache`'s single-flight uses) the
+//! lease is also renewed: a thread extends it every third of its TTL while it is held, so a
+//! live holder slower than the TTL keeps it, and a dead one (its renewals stop with it) loses
+//! it within one TTL. A renewal that finds another token marks the lease lost
+//! ([`Held::is_lost`](crate::lease::Held::is_lost)) and stops.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ::redis::{cmd, Script};
 
 use super::RedisStore;
+use crate::lease::{Backoff, Claim, Held, Hold, Terms};
 use crate::{Error, Result};
 
 /// Deletes the lease key only if it still holds our token.
@@ -93,7 +103,7 @@ impl RedisStore {
 
     /// Takes the lease `name` for `ttl`, polling while another client holds it, for at most
     /// `wait`; `Ok(None)` if it was still held then. Polls every `poll` (at least 1 ms).
-    pub fn lease(
+    pub fn wait_lease(
         &self,
         name: &[u8],
         ttl: Duration,
@@ -113,6 +123,105 @@ impl RedisStore {
             std::thread::sleep(poll.min(end - now));
         }
     }
+
+    /// [`Store::lease`](crate::Store::lease) for this store: polls (1 ms doubling to 50 ms,
+    /// like file leases) for at most `terms.wait()`, and renews a won lease while it is held.
+    /// `Ok(None)` on a store that declared a dedicated database, which takes no leases.
+    pub(super) fn claim(&self, key: &[u8], terms: &Terms) -> Result<Option<Claim>> {
+        if self.inner.options.dedicated_db {
+            return Ok(None);
+        }
+        let mut backoff = Backoff::new(terms.wait());
+        let mut waited = false;
+        loop {
+            if let Some(lease) = self.try_lease(key, terms.ttl())? {
+                return Ok(Some(Claim::Won {
+                    lease: Held::new(Renewed::start(lease, terms.ttl())),
+                    waited,
+                }));
+            }
+            waited = true;
+            if !backoff.pause() {
+                return Ok(Some(Claim::TimedOut));
+            }
+        }
+    }
+}
+
+/// A lease renewed by a thread of its own until dropped; see the [module docs](self).
+#[derive(Debug)]
+struct Renewed {
+    // Field order is drop order: the renewals stop before the lease is released.
+    renewal: Renewal,
+    _lease: Lease,
+}
+
+#[derive(Debug)]
+struct Renewal {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Renewed {
+    fn start(lease: Lease, ttl: Duration) -> Renewed {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let lost = Arc::new(AtomicBool::new(false));
+        let every = (ttl / 3).max(Duration::from_millis(1));
+        let (store, key, token) = (lease.store.clone(), lease.key.clone(), lease.token);
+        let flag = lost.clone();
+        let thread = std::thread::Builder::new()
+            .name("cacher-lease-renewal".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    match extend(&store, &key, &token, ttl) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            flag.store(true, Ordering::Release);
+                            return;
+                        }
+                        // A server hiccup: the lease may still be ours; try at the next turn.
+                        Err(_) => {}
+                    }
+                }
+            });
+        // Without a thread (the OS refused one) the lease still holds for its TTL.
+        let thread = thread.ok();
+        Renewed {
+            renewal: Renewal {
+                stop: Some(stop),
+                thread,
+                lost,
+            },
+            _lease: lease,
+        }
+    }
+}
+
+impl Hold for Renewed {
+    fn is_lost(&self) -> bool {
+        self.renewal.lost.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // Wakes at once (the channel is closed); at most one EXTEND in flight to wait for.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Resets the TTL of the lease `key` if it still holds `token`.
+fn extend(store: &RedisStore, key: &[u8], token: &[u8; 16], ttl: Duration) -> Result<bool> {
+    let ms = ttl_ms(store, ttl)?;
+    let script = Script::new(EXTEND);
+    let mut inv = script.key(key);
+    inv.arg(&token[..]).arg(ms);
+    let n: u64 = store.pool().with(|c| inv.invoke(c.as_dyn()))?;
+    Ok(n == 1)
 }
 
 impl Lease {
@@ -124,12 +233,7 @@ impl Lease {
     /// Resets the lease's TTL to `ttl`; `Ok(false)` if it is no longer ours (it ran out and
     /// maybe another client took it).
     pub fn extend(&self, ttl: Duration) -> Result<bool> {
-        let ms = ttl_ms(&self.store, ttl)?;
-        let script = Script::new(EXTEND);
-        let mut inv = script.key(&self.key);
-        inv.arg(&self.token[..]).arg(ms);
-        let n: u64 = self.store.pool().with(|c| inv.invoke(c.as_dyn()))?;
-        Ok(n == 1)
+        extend(&self.store, &self.key, &self.token, ttl)
     }
 
     /// Gives the lease up; `Ok(false)` if it was no longer ours.

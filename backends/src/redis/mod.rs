@@ -315,6 +315,14 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    fn lease(
+        &self,
+        key: &[u8],
+        terms: &crate::lease::Terms,
+    ) -> Result<Option<crate::lease::Claim>> {
+        self.claim(key, terms)
+    }
+
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         let rkey = self.inner.names.data_key(key);
         let stored: Option<Vec<u8>> = self

@@ -15,7 +15,7 @@ fn a_killed_server_gives_unavailable_and_the_store_recovers_once_it_is_back() {
     };
     let options =
         RedisOptions::new(unique_prefix("restart")).with_timeout(Duration::from_millis(500));
-    let store = RedisStore::open_with(&server.url(), &options).unwrap();
+    let store = server.store_with(&options);
     store.put(b"k", b"v").unwrap();
     server.kill();
     for _ in 0..3 {
@@ -44,7 +44,7 @@ fn a_slow_server_is_bounded_by_the_timeout_and_a_late_reply_is_never_taken_for_a
         return;
     };
     let options = RedisOptions::new(unique_prefix("slow")).with_timeout(Duration::from_millis(300));
-    let store = RedisStore::open_with(&server.url(), &options).unwrap();
+    let store = server.store_with(&options);
     store.put(b"a", b"value of a").unwrap();
     store.put(b"b", b"value of b").unwrap();
     let mut raw = server.raw("");

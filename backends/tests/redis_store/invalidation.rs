@@ -41,9 +41,7 @@ fn another_clients_overwrite_and_delete_reach_the_hot_tier() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let prefix = unique_prefix("inval");
-    let one = RedisStore::open(&server.url(), &prefix).unwrap();
-    let two = RedisStore::open(&server.url(), &prefix).unwrap();
+    let (one, two) = server.two_clients("inval");
     let (tiered, _watch) = watched(&one);
     tiered.put(b"k", b"v1").unwrap();
     // Our own writes are reported too and drop our hot copies once; read until k is hot again.
@@ -70,9 +68,7 @@ fn without_a_watch_the_hot_tier_keeps_a_stale_value() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let prefix = unique_prefix("stale");
-    let one = RedisStore::open(&server.url(), &prefix).unwrap();
-    let two = RedisStore::open(&server.url(), &prefix).unwrap();
+    let (one, two) = server.two_clients("stale");
     let tiered = Tiered::new(one, 1 << 20);
     tiered.put(b"k", b"v1").unwrap();
     two.put(b"k", b"v2").unwrap();
@@ -85,13 +81,13 @@ fn a_watch_that_loses_the_server_drops_everything_and_resumes() {
         return;
     };
     let prefix = unique_prefix("resume");
-    let one = RedisStore::open(&server.url(), &prefix).unwrap();
+    let one = server.store(&prefix);
     let (tiered, _watch) = watched(&one);
     tiered.put(b"k", b"v1").unwrap();
     eventually(&tiered, b"k", Some(b"v1"));
     server.restart();
     // Written while the watch may not be back yet: the hot copy must still go.
-    let two = RedisStore::open(&server.url(), &prefix).unwrap();
+    let two = server.store(&prefix);
     two.put(b"k", b"v2").unwrap();
     eventually(&tiered, b"k", Some(b"v2"));
     // And the watch is live again: a later write reaches it too.

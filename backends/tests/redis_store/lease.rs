@@ -2,25 +2,14 @@
 
 use std::time::Duration;
 
-use cacher_store::redis::RedisStore;
-
 use crate::server::Server;
-use crate::unique_prefix;
-
-fn two_clients(server: &Server) -> (RedisStore, RedisStore) {
-    let prefix = unique_prefix("lease");
-    (
-        RedisStore::open(&server.url(), &prefix).unwrap(),
-        RedisStore::open(&server.url(), &prefix).unwrap(),
-    )
-}
 
 #[test]
 fn a_lease_is_held_by_one_client_at_a_time() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let (a, b) = two_clients(&server);
+    let (a, b) = server.two_clients("lease");
     let held = a
         .try_lease(b"job", Duration::from_secs(60))
         .unwrap()
@@ -30,7 +19,7 @@ fn a_lease_is_held_by_one_client_at_a_time() {
         .unwrap()
         .is_none());
     let waited = b
-        .lease(
+        .wait_lease(
             b"job",
             Duration::from_secs(60),
             Duration::from_millis(50),
@@ -63,7 +52,7 @@ fn only_the_token_holder_can_release_or_extend() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let (a, b) = two_clients(&server);
+    let (a, b) = server.two_clients("lease");
     let old = a
         .try_lease(b"job", Duration::from_millis(100))
         .unwrap()
@@ -71,7 +60,7 @@ fn only_the_token_holder_can_release_or_extend() {
     assert!(old.extend(Duration::from_millis(100)).unwrap());
     // A's lease runs out; B takes it over.
     let new = b
-        .lease(
+        .wait_lease(
             b"job",
             Duration::from_secs(60),
             Duration::from_secs(10),
@@ -100,13 +89,13 @@ fn a_waiter_gets_the_lease_when_the_holder_releases_it() {
     let Some(server) = Server::start(&[]) else {
         return;
     };
-    let (a, b) = two_clients(&server);
+    let (a, b) = server.two_clients("lease");
     let held = a
         .try_lease(b"job", Duration::from_secs(60))
         .unwrap()
         .unwrap();
     let waiter = std::thread::spawn(move || {
-        b.lease(
+        b.wait_lease(
             b"job",
             Duration::from_secs(60),
             Duration::from_secs(30),
@@ -121,5 +110,36 @@ fn a_waiter_gets_the_lease_when_the_holder_releases_it() {
     assert!(
         a.try_lease(b"job", Duration::ZERO).is_err(),
         "a zero TTL is refused"
+    );
+}
+
+#[test]
+fn a_store_lease_is_renewed_while_held_and_released_when_dropped() {
+    use cacher_store::lease::{Claim, Terms};
+    use cacher_store::{Store, Tiered};
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let (a, b) = server.two_clients("lease");
+    let ttl = Duration::from_millis(300);
+    // Through a memory tier, as a Cache in front of Redis would ask.
+    let tiered = Tiered::new(a, 1 << 20);
+    let terms = Terms::new(ttl, Duration::from_secs(5));
+    let Some(Claim::Won { lease, waited }) = tiered.lease(b"job", &terms).unwrap() else {
+        panic!("a free lease is won");
+    };
+    assert!(!waited);
+    assert!(matches!(
+        b.lease(b"job", &terms.without_waiting()).unwrap(),
+        Some(Claim::TimedOut)
+    ));
+    // Three TTLs later the holder still has it: its renewals kept it.
+    std::thread::sleep(ttl * 3);
+    assert!(b.try_lease(b"job", ttl).unwrap().is_none(), "renewed");
+    assert!(!lease.is_lost());
+    drop(lease);
+    assert!(
+        b.try_lease(b"job", ttl).unwrap().is_some(),
+        "released on drop"
     );
 }

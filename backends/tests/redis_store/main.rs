@@ -15,14 +15,4 @@ mod store;
 #[cfg(feature = "redis-tls")]
 mod tls;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A prefix no other test of this process uses.
-pub fn unique_prefix(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use server::unique_prefix;

@@ -5,7 +5,28 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use cacher_store::redis::{RedisOptions, RedisStore};
+
+/// A prefix no other test of this process uses.
+pub fn unique_prefix(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A private server and a store on it with a fresh prefix made from `tag`; `None` when
+/// tests cannot run (see [`available`]). The setup most tests start with.
+pub fn with_store(tag: &str) -> Option<(Server, RedisStore)> {
+    let server = Server::start(&[])?;
+    let store = server.store(&unique_prefix(tag));
+    Some((server, store))
+}
 
 /// Whether tests can run; panics under CI when they cannot.
 pub fn available() -> bool {
@@ -210,6 +231,23 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// A store on this server with key prefix `prefix` and default options.
+    pub fn store(&self, prefix: &str) -> RedisStore {
+        self.store_with(&RedisOptions::new(prefix))
+    }
+
+    /// A store on this server with `options`.
+    pub fn store_with(&self, options: &RedisOptions) -> RedisStore {
+        RedisStore::open_with(&self.url(), options)
+            .expect("opening a RedisStore on the test server")
+    }
+
+    /// Two clients of one store (one fresh prefix made from `tag`), as on two hosts.
+    pub fn two_clients(&self, tag: &str) -> (RedisStore, RedisStore) {
+        let prefix = unique_prefix(tag);
+        (self.store(&prefix), self.store(&prefix))
     }
 
     /// A raw client connection, for checks behind the store's back.

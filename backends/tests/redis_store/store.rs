@@ -5,12 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cacher_store::redis::{RedisOptions, RedisStore};
 use cacher_store::{Error, Store};
 
-use crate::server::Server;
+use crate::server::{self, Server};
 use crate::unique_prefix;
-
-fn open(server: &Server, prefix: &str) -> RedisStore {
-    RedisStore::open(&server.url(), prefix).expect("open")
-}
 
 /// Calls of `command` the server has counted (`INFO commandstats`).
 fn calls(server: &Server, command: &str) -> u64 {
@@ -27,10 +23,9 @@ fn calls(server: &Server, command: &str) -> u64 {
 
 #[test]
 fn a_damaged_or_foreign_value_is_corrupt_and_never_returned() {
-    let Some(server) = Server::start(&[]) else {
+    let Some((server, store)) = server::with_store("damage") else {
         return;
     };
-    let store = open(&server, &unique_prefix("damage"));
     store.put(b"k", b"hello world").unwrap();
     let mut raw = server.raw("");
     let rkey = store.redis_key(b"k");
@@ -74,7 +69,7 @@ fn values_over_the_limit_are_refused_with_a_clear_error_before_reading_them_whol
         "the default is Redis's 512 MiB string limit less the header"
     );
     let options = RedisOptions::new(unique_prefix("limit")).with_max_value_len(100);
-    let store = RedisStore::open_with(&server.url(), &options).unwrap();
+    let store = server.store_with(&options);
     store.put(b"ok", &[7; 100]).unwrap();
     let err = store.put(b"big", &[7; 101]).unwrap_err();
     assert!(matches!(err, Error::InvalidKey { .. }), "{err:?}");
@@ -102,8 +97,8 @@ fn keys_come_from_scan_never_keys_and_only_from_this_prefix() {
         return;
     };
     // "a*" would match "ab..." keys if the prefix were not escaped in the SCAN pattern.
-    let star = open(&server, "a*");
-    let ab = open(&server, "ab");
+    let star = server.store("a*");
+    let ab = server.store("ab");
     for i in 0..2500u32 {
         star.put(format!("s{i}").as_bytes(), b"1").unwrap();
     }
@@ -130,10 +125,9 @@ fn keys_come_from_scan_never_keys_and_only_from_this_prefix() {
 
 #[test]
 fn batches_are_one_command_each() {
-    let Some(server) = Server::start(&[]) else {
+    let Some((server, store)) = server::with_store("batch") else {
         return;
     };
-    let store = open(&server, &unique_prefix("batch"));
     let entries: Vec<(Vec<u8>, Vec<u8>)> =
         (0..50u8).map(|i| (vec![i], vec![i; i as usize])).collect();
     let refs: Vec<(&[u8], &[u8])> = entries.iter().map(|(k, v)| (&k[..], &v[..])).collect();
@@ -168,7 +162,7 @@ fn a_dedicated_database_counts_with_dbsize_and_refuses_leases() {
     let err = store.try_lease(b"x", Duration::from_secs(1)).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     // The same prefix on database 0 is another store.
-    assert_eq!(open(&server, "only").len().unwrap(), 0);
+    assert_eq!(server.store("only").len().unwrap(), 0);
 }
 
 fn now_ms() -> u64 {
@@ -180,10 +174,9 @@ fn now_ms() -> u64 {
 
 #[test]
 fn a_deadline_becomes_the_keys_pexpireat_and_a_plain_put_clears_it() {
-    let Some(server) = Server::start(&[]) else {
+    let Some((server, store)) = server::with_store("expiry") else {
         return;
     };
-    let store = open(&server, &unique_prefix("expiry"));
     let mut raw = server.raw("");
     let pexpiretime = |raw: &mut redis::Connection, key: &[u8]| -> i64 {
         redis::cmd("PEXPIRETIME")
