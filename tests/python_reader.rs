@@ -337,10 +337,10 @@ fn python_reader_reads_a_log_store_a_cache_wrote_and_reports_damage() {
     check_damaged(&path);
 }
 
-/// The lock-file version of the LMDB this build links (2: heed's mdb.master; 1: a release,
-/// which py-lmdb shares live), read from a throwaway environment *after* it is closed:
-/// opening and closing `lock.mdb` in a process that has the environment open would drop the
-/// process's POSIX locks on it.
+/// The lock-file version of the LMDB this build links (1: an LMDB 0.9.x release, as py-lmdb's,
+/// which the workspace's vendored `lmdb-master-sys` builds; 2: heed's own mdb.master), read
+/// from a throwaway environment *after* it is closed: opening and closing `lock.mdb` in a
+/// process that has the environment open would drop the process's POSIX locks on it.
 #[expect(
     clippy::host_endian_bytes,
     reason = "LMDB writes its lock file in the host's byte order"
@@ -353,36 +353,75 @@ fn lock_version_of_this_build() -> u32 {
 }
 
 #[test]
-fn python_reader_reads_an_lmdb_store_a_cache_wrote_and_reports_damage() {
+fn python_reader_reads_an_lmdb_store_a_cache_wrote_while_it_is_open_and_reports_damage() {
     if !python_ready() {
         return;
     }
+    assert_eq!(
+        lock_version_of_this_build(),
+        1,
+        "this build's LMDB has lock-file format 2 (heed's mdb.master): the workspace's \
+         `[patch.crates-io] lmdb-master-sys` (vendor/lmdb-master-sys) is not in effect"
+    );
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(LmdbStore::open(dir.path()).unwrap());
     fill(store.clone());
-    // While cacher has the environment open, py-lmdb cannot open it with heed's mdb.master
-    // LMDB (lock format 2): a clear error. A build on an LMDB release shares it live.
-    let script = r#"
-import sys, cacher_reader as cr
-try:
-    cr.open_store(sys.argv[1]).close()
-except cr.LiveSharingError as e:
-    assert "after the Rust process" in str(e), e
-    print("refused")
-else:
-    print("opened")
-"#;
-    let lock_version = lock_version_of_this_build();
-    let want = if lock_version == 1 {
-        "opened"
-    } else {
-        "refused"
-    };
-    assert_eq!(python(script, &[dir.path().to_str().unwrap()]).trim(), want);
-    drop(store);
+    // The reader reads (and verifies) every entry while this process has the store open,
+    // and the store goes on working after.
     check(dir.path());
+    store.put(b"after the reader", b"still ours").unwrap();
+    assert_eq!(
+        store.get(b"after the reader").unwrap(),
+        Some(b"still ours".to_vec())
+    );
+    store.delete(b"after the reader").unwrap();
+    drop(store);
     damage(&dir.path().join("data.mdb"));
     check_damaged(dir.path());
+}
+
+#[test]
+fn python_reader_refuses_an_lmdb_store_held_in_the_other_lock_format_with_the_hand_off_explained() {
+    if !python_ready() {
+        return;
+    }
+    // A Rust build on heed's own mdb.master (lock-file format 2) holding the store, stood in
+    // for by py-lmdb's LMDB 1.0 engine (format 2 too) holding an environment whose lock file
+    // is hard-linked into the store: the lock header and POSIX locks belong to the file.
+    let dir = tempfile::tempdir().unwrap();
+    let (held, store_dir) = (dir.path().join("held"), dir.path().join("store"));
+    LmdbStore::open(&store_dir)
+        .unwrap()
+        .put(b"k", b"v")
+        .unwrap();
+    let script = r#"
+import os, subprocess, sys, cacher_reader as cr
+held, store = sys.argv[1:3]
+HOLD = """
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=1 << 20, lib_version=1)
+print("holding", flush=True)
+sys.stdin.readline()
+env.close()
+"""
+# Another process: py-lmdb refuses a second open of one file in a process.
+holder = subprocess.Popen([sys.executable, "-c", HOLD, held], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True)
+assert holder.stdout.readline().strip() == "holding"
+os.remove(os.path.join(store, "lock.mdb"))
+os.link(os.path.join(held, "lock.mdb"), os.path.join(store, "lock.mdb"))
+try:
+    cr.open_store(store).close()
+except cr.LiveSharingError as e:
+    assert "after the Rust process" in str(e) and "[patch.crates-io]" in str(e), e
+    print("refused")
+holder.communicate("\n")
+assert holder.returncode == 0
+cr.open_store(store).close()  # one after the other
+print("opened")
+"#;
+    let args = [held.to_str().unwrap(), store_dir.to_str().unwrap()];
+    assert_eq!(python(script, &args).trim(), "refused\nopened");
 }
 
 #[test]

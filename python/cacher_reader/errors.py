@@ -26,7 +26,9 @@ class UnsupportedError(CacherError):
 
 
 class LiveSharingError(CacherError):
-    """The LMDB environment is open in a cacher (Rust) process. cacher's LMDB (heed's
-    mdb.master build) uses lock-file format 2 and py-lmdb's (LMDB 0.9.x releases) format 1,
-    so the two cannot have one environment open at the same time; the data file is the same,
-    so open it here after the Rust process has closed it."""
+    """The LMDB environment is open in a process whose LMDB uses another lock-file format:
+    a cacher (Rust) build on heed's own LMDB (mdb.master, format 2) rather than on the LMDB
+    0.9.x release py-lmdb uses (format 1). cacher's own workspace builds the release (its
+    vendored ``lmdb-master-sys``) and shares the environment live; a program using cacher
+    from crates.io does only with the same ``[patch.crates-io]`` line. The data file is the
+    same, so open it here after the Rust process has closed it."""

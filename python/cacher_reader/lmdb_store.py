@@ -7,9 +7,11 @@ LE, 1 or 2) and ``cacher-store``::
     key of 511 and more:   LMDB key = 0x01 | BLAKE3(key)    LMDB value = [crc u32] | key_len u64 | key | value
     crc (version 2 only) = CRC-32 of the LMDB key, then of the LMDB value after the crc
 
-cacher's LMDB (heed's mdb.master build, lock-file format 2) and py-lmdb's (LMDB 0.9.x, lock
-format 1) cannot have one environment open at once: open this reader when no Rust process
-has the store open (:class:`~cacher_reader.LiveSharingError` otherwise).
+py-lmdb (LMDB 0.9.x, lock-file format 1) opens a store while a Rust process has it open
+when that process builds heed over an LMDB 0.9.x release too, as cacher's workspace does
+(``docs/lmdb-live-sharing.md``). A Rust build on heed's own LMDB (mdb.master, lock format 2)
+cannot share it live: :class:`~cacher_reader.LiveSharingError`, and open this reader after
+the Rust process closed the store.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ class LmdbStoreReader(StoreReader):
             self._env = lmdb.open(self.path, readonly=True, max_dbs=4, create=False)
         except lmdb.VersionMismatchError as e:
             raise LiveSharingError(
-                f"{self.path}: the LMDB environment is open in a cacher (Rust) process, whose "
-                "LMDB build uses lock-file format 2 while py-lmdb's LMDB 0.9.x uses format 1; the "
-                "two cannot have it open at the same time. The data is compatible: read it here "
-                f"after the Rust process closed the store ({e})"
+                f"{self.path}: the LMDB environment is open in a process whose LMDB uses another "
+                "lock-file format (a cacher (Rust) build on heed's own mdb.master LMDB uses format "
+                "2, py-lmdb's LMDB 0.9.x format 1); the two cannot have it open at the same time. "
+                "The data is compatible: read it here after the Rust process closed the store, or "
+                "build the Rust side with the [patch.crates-io] of cacher's "
+                f"docs/lmdb-live-sharing.md to share it live ({e})"
             ) from None
         try:
             self._meta = self._env.open_db(META_DB, create=False)
