@@ -65,9 +65,11 @@ mod stats;
 pub mod throttle;
 mod value_codec;
 
+#[cfg(feature = "archive")]
+pub use cache::{ArchivePolicy, ArchiveReport};
 pub use cache::{
     BlobEntry, BlobError, BlobMemo, BodyReader, Cache, CacheBuilder, CleanupReport, CleanupThread,
-    MappedBlob,
+    MappedBlob, RevisionInfo, RevisionPlace,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};

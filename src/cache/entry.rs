@@ -153,7 +153,7 @@ impl Cache {
         let header = EnvelopeMeta {
             created_ms: now,
             expires_ms: self.expiry_of_new_value(now, expires_ms),
-            revision: 0,
+            revision: self.next_revision(key)?,
             type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
         self.inner
@@ -172,6 +172,10 @@ impl Cache {
             .peek(key, bytes)
             .ok()
             .and_then(|m| m.expires_ms);
+        Self::refuse_reserved(key)?;
+        if self.keeps_revisions(key) {
+            return self.put_revised(key, bytes, deadline, stats);
+        }
         self.inner.store.put_with_deadline(key, bytes, deadline)?;
         stats.stores.fetch_add(1, RELAXED);
         stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
@@ -188,6 +192,15 @@ impl Cache {
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
+        }
+        for (key, _) in entries {
+            Self::refuse_reserved(key)?;
+        }
+        if self.inner.revisions.any() {
+            // Each overwrite moves the old value first (revisions/write.rs): one at a time.
+            return entries
+                .iter()
+                .try_for_each(|(key, bytes)| self.put_encoded(key, bytes, stats));
         }
         self.inner.store.put_many(entries)?;
         for (key, bytes) in entries {

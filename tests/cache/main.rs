@@ -8,6 +8,7 @@ mod failures;
 mod identity;
 mod limits;
 mod memo;
+mod revisions;
 mod stats;
 mod values;
 
