@@ -16,5 +16,7 @@ mod hybrid;
 mod inspect;
 #[path = "cli/maintain.rs"]
 mod maintain;
+#[path = "cli/revisions.rs"]
+mod revisions;
 #[path = "cli/verify.rs"]
 mod verify;

@@ -31,9 +31,9 @@ use crate::{Error, Result};
 pub use blob::{BlobEntry, BlobError, BlobMemo, BodyReader, MappedBlob};
 pub use builder::CacheBuilder;
 pub use cleanup::{CleanupReport, CleanupThread};
+pub use revisions::{is_revision_key, RevisionInfo, RevisionPlace};
 #[cfg(feature = "archive")]
 pub use revisions::{ArchivePolicy, ArchiveReport};
-pub use revisions::{RevisionInfo, RevisionPlace};
 
 /// A persistent cache: typed values over any [`Store`], with expiry, limits and stats.
 ///

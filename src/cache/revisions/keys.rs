@@ -27,6 +27,7 @@ pub(crate) fn is_reserved(key: &[u8]) -> bool {
 }
 
 /// Whether `key` is the manifest of some user key.
+#[cfg_attr(not(feature = "archive"), allow(dead_code))]
 pub(crate) fn is_manifest(key: &[u8]) -> bool {
     is_reserved(key)
         && key.len() == RESERVED_PREFIX.len() + HASH_LEN + 1

@@ -109,6 +109,7 @@ impl Manifest {
 
     /// Parses the manifest stored under `store_key`, whichever user key it names (a scan
     /// finds manifests by store key alone); refused unless it is that key's manifest.
+    #[cfg_attr(not(feature = "archive"), allow(dead_code))]
     pub fn decode_stored(store_key: &[u8], bytes: &[u8]) -> Result<Manifest> {
         let m = Self::parse(None, bytes)?;
         if super::keys::manifest_key(&m.key) != store_key {

@@ -68,5 +68,17 @@ pub struct RevisionInfo {
     pub place: RevisionPlace,
 }
 
+/// Whether `store_key` is one of the cache's own revision records or manifests (the reserved
+/// key space, see the `revisions` module docs) rather than a user key: tools that check every
+/// entry's envelope against its store key (`cacher verify`) skip these, whose envelopes are
+/// bound to the user key they were written under.
+///
+/// ```
+/// assert!(!cacher::is_revision_key(b"user:42"));
+/// ```
+pub fn is_revision_key(store_key: &[u8]) -> bool {
+    keys::is_reserved(store_key)
+}
+
 /// Longest revision name, in bytes.
 pub(crate) const MAX_NAME_LEN: usize = 256;
