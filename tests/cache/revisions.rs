@@ -530,3 +530,77 @@ fn a_crash_at_any_step_of_archival_leaves_every_revision_readable() {
         }
     }
 }
+
+#[test]
+fn cleanup_leaves_revisions_alone_and_does_not_call_them_unreadable() {
+    let t = env();
+    let cache = t
+        .builder()
+        .keep_revisions(3)
+        .ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    cache.put("k", &1).unwrap();
+    cache.put("k", &2).unwrap();
+    let report = cache.cleanup().unwrap();
+    assert_eq!(
+        (report.scanned, report.unreadable, report.expired),
+        (1, 0, 0)
+    );
+    assert_eq!(cache.get_revision::<u32>("k", 1).unwrap(), Some(1));
+}
+
+/// The child of the overwrite crash test: overwrites `k` (revisions 1..=2 exist) with 3, with
+/// `CACHER_REVISION_ABORT_AT` set by the parent. Does nothing in the ordinary suite.
+#[test]
+fn overwrite_crash_child() {
+    let Some(dir) = std::env::var_os("CACHER_CRASH_DIR") else {
+        return;
+    };
+    archive_cache(std::path::Path::new(&dir))
+        .put("k", &3u32)
+        .unwrap();
+}
+
+#[test]
+fn a_crash_during_an_overwrite_never_loses_the_current_or_the_old_value() {
+    for (step, current) in [("copied", 2u32), ("written", 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = archive_cache(dir.path());
+            cache.put("k", &1u32).unwrap();
+            cache.put("k", &2u32).unwrap();
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "revisions::overwrite_crash_child",
+                "--test-threads=1",
+            ])
+            .env("CACHER_CRASH_DIR", dir.path())
+            .env("CACHER_REVISION_ABORT_AT", step)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "{step}: the child should have aborted");
+        let cache = archive_cache(dir.path());
+        assert_eq!(cache.get::<u32>("k").unwrap(), Some(current), "{step}");
+        for v in 1..=current {
+            assert_eq!(
+                cache.get_revision::<u32>("k", u64::from(v)).unwrap(),
+                Some(v),
+                "{step}"
+            );
+        }
+        // The next write carries on: no value under two numbers (the stopped write used up
+        // number 3 in the first case).
+        cache.put("k", &9u32).unwrap();
+        let expect: &[u64] = if current == 2 {
+            &[1, 2, 4]
+        } else {
+            &[1, 2, 3, 4]
+        };
+        assert_eq!(numbers(&cache, "k"), expect, "{step}");
+    }
+}

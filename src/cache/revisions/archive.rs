@@ -180,7 +180,7 @@ impl Cache {
                     continue;
                 }
                 let manifest = self.load_manifest(k)?.unwrap_or_else(|| Manifest::new(k));
-                let number = old_number(meta.revision, &manifest);
+                let number = old_number(meta.revision, meta.created_ms, &manifest);
                 let name = manifest.entry(number).and_then(|e| e.name.clone());
                 let chosen = Chosen {
                     number,

@@ -32,7 +32,7 @@ impl Cache {
             .load_manifest(key)?
             .unwrap_or_else(|| Manifest::new(key));
         let current = match self.peek(key)? {
-            Some((Ok(meta), _)) => Some(old_number(meta.revision, &manifest)),
+            Some((Ok(meta), _)) => Some(old_number(meta.revision, meta.created_ms, &manifest)),
             _ => None,
         };
         Ok(manifest.last.max(current.unwrap_or(0)) + 1)
@@ -76,7 +76,7 @@ impl Cache {
             // A current value that does not open (damaged, another key's) is no history
             // worth keeping: it is overwritten as without revisions.
             if let Ok(meta) = self.inner.codec.peek(key, &old) {
-                let mut n = old_number(meta.revision, &manifest);
+                let mut n = old_number(meta.revision, meta.created_ms, &manifest);
                 if n == new_number {
                     // Another writer took the number meanwhile; numbers stay unique.
                     n = manifest.last.max(new_number) + 1;
@@ -103,7 +103,9 @@ impl Cache {
             }
             None => store.put(&mkey, &manifest_bytes)?,
         }
+        crash_point("copied");
         store.put_with_deadline(key, bytes, deadline)?;
+        crash_point("written");
         for n in pruned {
             let rkey = record_key(key, n);
             store.delete(&rkey)?;
@@ -137,12 +139,22 @@ impl Cache {
     }
 }
 
-/// The number the current value (envelope revision `r`) keeps when it becomes a revision: its
-/// own, unless it has none (written without revisions) or the number is taken already.
-pub(super) fn old_number(r: u64, manifest: &Manifest) -> u64 {
+/// The crash tests' hook: aborts right after `step` (`copied`: the old value's record and the
+/// manifest are written; `written`: the new value too) when `CACHER_REVISION_ABORT_AT` names it.
+fn crash_point(step: &str) {
+    if std::env::var_os("CACHER_REVISION_ABORT_AT").is_some_and(|s| s == step) {
+        std::process::abort();
+    }
+}
+
+/// The number the current value (envelope revision `r`, written at `created_ms`) keeps when it
+/// becomes a revision: its own, unless it has none (written without revisions) or the number
+/// is taken by another value. A record of the same number and write time is this value's own
+/// copy, left by an overwrite that stopped before writing the new value: it is reused.
+pub(super) fn old_number(r: u64, created_ms: u64, manifest: &Manifest) -> u64 {
     let taken = manifest
         .entry(r)
-        .is_some_and(|e| !matches!(e.place, Place::Current));
+        .is_some_and(|e| !matches!(e.place, Place::Current) && e.time_ms != created_ms);
     if r != 0 && !taken {
         r
     } else {
