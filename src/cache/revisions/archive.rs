@@ -290,7 +290,12 @@ impl Cache {
     ) -> Result<Option<Vec<u8>>> {
         let context = |e: cacher_store::Error| Error::Store(e);
         if let Some(file) = file {
-            let archive = Archive::open(self.archive_path(file)?).map_err(context)?;
+            let archive = self
+                .inner
+                .revisions
+                .opened
+                .get(file, &self.archive_path(file)?)
+                .map_err(context)?;
             return archive.get(key, n).map_err(context);
         }
         let Some(dir) = self.archive_dir() else {
