@@ -604,3 +604,28 @@ fn a_crash_during_an_overwrite_never_loses_the_current_or_the_old_value() {
         assert_eq!(numbers(&cache, "k"), expect, "{step}");
     }
 }
+
+#[test]
+fn a_revision_record_replaced_by_another_keys_value_is_an_error_never_that_value() {
+    let t = env();
+    let cache = t.builder().keep_revisions(3).build().unwrap();
+    cache.put("a", &1u32).unwrap();
+    cache.put("a", &2u32).unwrap();
+    cache.put("b", &9u32).unwrap();
+    let b = t.store.get(b"b").unwrap().unwrap();
+    let records: Vec<Vec<u8>> = t
+        .store
+        .keys()
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|k| cacher::is_revision_key(k))
+        .collect();
+    // a's revision 1, a's manifest, b's manifest; plant b's value over all of them.
+    assert_eq!(records.len(), 3);
+    for k in &records {
+        t.store.put(k, &b).unwrap();
+    }
+    assert!(cache.get_revision::<u32>("a", 1).is_err());
+    assert!(cache.revisions("a").is_err());
+    assert_eq!(cache.get::<u32>("a").unwrap(), Some(2));
+}
