@@ -134,11 +134,25 @@ impl CacheBuilder {
     }
 
     /// Keeps the last `n` values of every key as numbered revisions (0, the default, keeps
-    /// none): overwriting a key moves its value to revision storage in the same store, and
-    /// [`Cache::revisions`] / [`Cache::get_revision`] read them back. Named revisions
-    /// ([`Cache::name_revision`]) are kept beyond `n`. How old revisions count against the
-    /// limits is said in [`RevisionInfo`](crate::RevisionInfo)'s module docs: each is an
-    /// entry of its own.
+    /// none): overwriting a key moves its value to revision storage in the same store (so
+    /// every disk store keeps them across restarts), and [`Cache::revisions`] /
+    /// [`Cache::get_revision`] read them back; [`Cache::get`] only ever sees the current value.
+    ///
+    /// - **Numbers**: the envelope's revision field counts up per key: the first value is
+    ///   revision 1, the next 2, and numbers never shift. A value written without revisions is
+    ///   numbered when it is overwritten.
+    /// - **Names** ([`Cache::name_revision`]) pin a revision: kept beyond `n`, never evicted,
+    ///   archived only on request.
+    /// - **Limits**: each unnamed old revision counts against `max_entries` and `max_bytes` as
+    ///   an entry of its own (its whole stored size) and is evicted like one (old revisions are
+    ///   never read by `get`, so under LRU they go first); named ones are not counted.
+    ///   `keep_revisions(n)` bounds the unnamed ones per key in any case.
+    /// - **Crash safety**: the old value is copied to its revision record (with the key's
+    ///   revision list) before the new value is written, so a crash leaves the old or the new
+    ///   value current and never loses either.
+    /// - Revisions outlive [`Cache::remove`] of their key and go with [`Cache::clear`]. Keys
+    ///   starting with `0xFF 0xFE "cacher-rev" 0x00` are reserved for them (a write is
+    ///   refused); the layout is in `docs/archive-format.md`.
     ///
     /// ```
     /// use cacher::{Cache, store::MemoryStore};

@@ -122,9 +122,16 @@ struct Chosen {
 
 impl Cache {
     /// Moves the revisions `policy` selects into a new archive file in
-    /// [`Cache::archive_dir`]; see the module docs for the order of steps and why a crash at
-    /// any point loses nothing. Archived revisions stay readable through
-    /// [`Cache::revisions`] and [`Cache::get_revision`]; [`Cache::restore`] brings one back.
+    /// [`Cache::archive_dir`] (a zstd file, one compressed frame per key, a trained
+    /// dictionary when there are many values; `docs/archive-format.md`). Archived revisions
+    /// stay readable through [`Cache::revisions`] and [`Cache::get_revision`];
+    /// [`Cache::restore`] brings one back.
+    ///
+    /// Steps: the archive is written to a temp file, fsynced, renamed into place and its
+    /// directory synced; then each key's revision list says "archive"; only then are the
+    /// store copies deleted. A crash at any point leaves each revision in the store, in a
+    /// complete archive, or both (reads prefer the identical store copy); the next run finishes
+    /// what a stopped one left.
     ///
     /// ```
     /// use cacher::{ArchivePolicy, Cache, RevisionPlace, store::DirStore};
