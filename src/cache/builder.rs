@@ -150,6 +150,8 @@ impl CacheBuilder {
     /// - **Crash safety**: the old value is copied to its revision record (with the key's
     ///   revision list) before the new value is written, so a crash leaves the old or the new
     ///   value current and never loses either.
+    /// - Typed values only: blobs (streamed `put_blob`) replace their key without keeping a
+    ///   revision.
     /// - Revisions outlive [`Cache::remove`] of their key and go with [`Cache::clear`]. Keys
     ///   starting with `0xFF 0xFE "cacher-rev" 0x00` are reserved for them (a write is
     ///   refused); the layout is in `docs/archive-format.md`.
