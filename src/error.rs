@@ -48,6 +48,16 @@ pub enum Error {
         got: usize,
     },
 
+    /// A revision operation was refused: a name taken or too long, no such revision, a
+    /// reserved key, a damaged revision manifest, an archive that cannot be read.
+    #[error("revisions of key {key}: {message}")]
+    Revision {
+        /// The user key.
+        key: cacher_store::KeyDisplay,
+        /// What was refused, and why.
+        message: String,
+    },
+
     /// The builder was given an invalid combination of settings.
     #[error("invalid cache configuration: {0}")]
     Config(String),

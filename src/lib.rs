@@ -65,9 +65,12 @@ mod stats;
 pub mod throttle;
 mod value_codec;
 
+pub use cache::is_revision_key;
+#[cfg(feature = "archive")]
+pub use cache::{ArchivePolicy, ArchiveReport};
 pub use cache::{
     BlobEntry, BlobError, BlobMemo, BodyReader, Cache, CacheBuilder, CleanupReport, CleanupThread,
-    MappedBlob,
+    MappedBlob, RevisionInfo, RevisionPlace,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};

@@ -16,5 +16,8 @@ mod hybrid;
 mod inspect;
 #[path = "cli/maintain.rs"]
 mod maintain;
+#[cfg(feature = "archive")]
+#[path = "cli/revisions.rs"]
+mod revisions;
 #[path = "cli/verify.rs"]
 mod verify;

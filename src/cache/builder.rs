@@ -26,6 +26,8 @@ pub struct CacheBuilder {
     eviction: Eviction,
     clock: Arc<dyn Clock>,
     registry: Option<Registry>,
+    /// Revisions kept and the archive directory (`revisions/`).
+    revisions: super::revisions::Settings,
     /// Single-flight settings (`src/flight/`): the lease timeout.
     pub(crate) flights: crate::flight::Flights,
 }
@@ -55,6 +57,7 @@ impl Default for CacheBuilder {
             eviction: Eviction::default(),
             clock: Arc::new(SystemClock),
             registry: None,
+            revisions: Default::default(),
             flights: Default::default(),
         }
     }
@@ -130,6 +133,62 @@ impl CacheBuilder {
         self
     }
 
+    /// Keeps the last `n` values of every key as numbered revisions (0, the default, keeps
+    /// none): overwriting a key moves its value to revision storage in the same store (so
+    /// every disk store keeps them across restarts), and [`Cache::revisions`] /
+    /// [`Cache::get_revision`] read them back; [`Cache::get`] only ever sees the current value.
+    ///
+    /// - **Numbers**: the envelope's revision field counts up per key: the first value is
+    ///   revision 1, the next 2, and numbers never shift. A value written without revisions is
+    ///   numbered when it is overwritten.
+    /// - **Names** ([`Cache::name_revision`]) pin a revision: kept beyond `n`, never evicted,
+    ///   archived only on request.
+    /// - **Limits**: each unnamed old revision counts against `max_entries` and `max_bytes` as
+    ///   an entry of its own (its whole stored size) and is evicted like one (old revisions are
+    ///   never read by `get`, so under LRU they go first); named ones are not counted.
+    ///   `keep_revisions(n)` bounds the unnamed ones per key in any case.
+    /// - **Crash safety**: the old value is copied to its revision record (with the key's
+    ///   revision list) before the new value is written, so a crash leaves the old or the new
+    ///   value current and never loses either.
+    /// - Typed values only: blobs (streamed `put_blob`) replace their key without keeping a
+    ///   revision.
+    /// - Revisions outlive [`Cache::remove`] of their key and go with [`Cache::clear`]. Keys
+    ///   starting with `0xFF 0xFE "cacher-rev" 0x00` are reserved for them (a write is
+    ///   refused); the layout is in `docs/archive-format.md`.
+    ///
+    /// ```
+    /// use cacher::{Cache, store::MemoryStore};
+    ///
+    /// let cache = Cache::builder().store(MemoryStore::new()).keep_revisions(2).build()?;
+    /// for v in 1..=4 {
+    ///     cache.put("k", &v)?;
+    /// }
+    /// assert_eq!(cache.get::<u32>("k")?, Some(4));
+    /// assert_eq!(cache.get_revision::<u32>("k", 3)?, Some(3));
+    /// assert_eq!(cache.get_revision::<u32>("k", 1)?, None); // beyond the 2 kept
+    /// # Ok::<(), cacher::Error>(())
+    /// ```
+    pub fn keep_revisions(mut self, n: u32) -> Self {
+        self.revisions.keep = n;
+        self
+    }
+
+    /// Keeps `n` revisions of the keys of `namespace` (a memoized function's namespace, as in
+    /// [`Cache::clear_namespace`]), whatever [`CacheBuilder::keep_revisions`] says for the rest.
+    pub fn keep_revisions_in(mut self, namespace: &str, n: u32) -> Self {
+        self.revisions
+            .keep_by_namespace
+            .insert(namespace.to_string(), n);
+        self
+    }
+
+    /// Where [`Cache::archive`] writes archive files (default: `archives` beside the store's
+    /// files, see [`Cache::archive_dir`]); needed for stores without a directory.
+    pub fn archive_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.revisions.archive_dir = Some(dir.into());
+        self
+    }
+
     /// Opens the cache. With a limit set, scans the store once to learn the entries' sizes and
     /// ages (headers only).
     pub fn build(self) -> Result<Cache> {
@@ -157,6 +216,7 @@ impl CacheBuilder {
                 flights: self.flights,
                 reported: Reported::default(),
                 tracker,
+                revisions: self.revisions,
             }),
         };
         if cache.inner.tracker.is_some() {

@@ -34,6 +34,11 @@ impl Cache {
         let keys: Vec<Vec<u8>> = self.inner.store.keys()?.collect::<Result<_, _>>()?;
         let mut live = Vec::with_capacity(keys.len());
         for key in keys {
+            // Revision records and manifests (`revisions/`) are history, not entries: their
+            // envelopes are bound to their user key, and `keep_revisions` bounds them.
+            if super::revisions::is_revision_key(&key) {
+                continue;
+            }
             report.scanned += 1;
             let Some((header, size)) = self.peek(&key)? else {
                 continue;

@@ -293,7 +293,7 @@ impl Cache {
         let header = EnvelopeMeta {
             created_ms: now,
             expires_ms: self.expiry_of_new_value(now, expires_ms),
-            revision: 0,
+            revision: self.next_revision(key)?,
             type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
         let bytes = self
@@ -310,6 +310,10 @@ impl Cache {
     /// Writes an entry made by [`Cache::encode_entry`], counts it and enforces the limits.
     pub(crate) fn put_encoded(&self, key: &[u8], entry: &Encoded, stats: &Atomics) -> Result<()> {
         let bytes = &entry.bytes[..];
+        Self::refuse_reserved(key)?;
+        if self.keeps_revisions(key) {
+            return self.put_revised(key, bytes, entry.deadline_ms, stats);
+        }
         self.inner
             .store
             .put_with_deadline(key, bytes, entry.deadline_ms)?;
@@ -328,6 +332,15 @@ impl Cache {
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
+        }
+        for (key, _) in entries {
+            Self::refuse_reserved(key)?;
+        }
+        if self.inner.revisions.any() {
+            // Each overwrite moves the old value first (revisions/write.rs): one at a time.
+            return entries
+                .iter()
+                .try_for_each(|(key, entry)| self.put_encoded(key, entry, stats));
         }
         let with_deadlines: Vec<(&[u8], &[u8], Option<u64>)> = entries
             .iter()

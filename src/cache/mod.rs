@@ -11,6 +11,7 @@ mod entry;
 mod expiry;
 #[cfg(feature = "lmdb")]
 mod open;
+mod revisions;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,9 @@ use crate::{Error, Result};
 pub use blob::{BlobEntry, BlobError, BlobMemo, BodyReader, MappedBlob};
 pub use builder::CacheBuilder;
 pub use cleanup::{CleanupReport, CleanupThread};
+pub use revisions::{is_revision_key, RevisionInfo, RevisionPlace};
+#[cfg(feature = "archive")]
+pub use revisions::{ArchivePolicy, ArchiveReport};
 
 /// A persistent cache: typed values over any [`Store`], with expiry, limits and stats.
 ///
@@ -72,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) reported: crate::report::Reported,
     /// Present only when a limit is set: tracking costs memory per entry.
     tracker: Option<Mutex<Tracker>>,
+    /// Revisions kept per key and where archives go (`revisions/`).
+    revisions: revisions::Settings,
 }
 
 impl std::fmt::Debug for Cache {

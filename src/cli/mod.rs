@@ -1,6 +1,8 @@
 //! The `cacher` command-line tool: commands, arguments and exit codes. The manual, with the
 //! JSON schema and the dump format, is `src/cli/README.md`.
 
+#[cfg(feature = "archive")]
+mod archive;
 mod compact;
 mod doctor;
 mod dump;
@@ -14,6 +16,7 @@ mod open;
 mod output;
 mod progress;
 mod quarantine;
+mod revisions;
 mod units;
 mod walk;
 
@@ -98,6 +101,33 @@ enum Command {
         /// Write the value's bytes (after decompression) to stdout, unchanged.
         #[arg(long, conflicts_with = "json")]
         raw: bool,
+        /// Read old revision N instead of the current value (see `cacher revisions`).
+        #[arg(long, value_name = "N", conflicts_with_all = ["raw", "name"])]
+        revision: Option<u64>,
+        /// Read the revision named NAME.
+        #[arg(long, value_name = "NAME", conflicts_with = "raw")]
+        name: Option<String>,
+    },
+
+    /// List a key's revisions: number, name, when written, size, where (store or archive).
+    #[command(after_help = "Example:\n  cacher revisions ./cache dump")]
+    Revisions {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The key (UTF-8 text or hex:..).
+        key: String,
+    },
+
+    /// Move old revisions (or expired values) into a zstd archive file beside the store.
+    #[cfg(feature = "archive")]
+    #[command(
+        after_help = "Examples:\n  cacher archive ./cache --older-than 30d\n  cacher archive ./cache --beyond-count 2 --expired"
+    )]
+    Archive {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        args: archive::ArchiveArgs,
     },
 
     /// Remove entries.
@@ -215,6 +245,9 @@ impl Command {
             Command::Ls { .. } => "ls",
             Command::Show { .. } => "show",
             Command::Get { .. } => "get",
+            Command::Revisions { .. } => "revisions",
+            #[cfg(feature = "archive")]
+            Command::Archive { .. } => "archive",
             Command::Rm { .. } => "rm",
             Command::Clear { .. } => "clear",
             Command::Verify { .. } => "verify",
@@ -268,9 +301,34 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             let key = keyarg::parse(&key)?;
             inspect::show(&open(&store.store, ReadOnly)?, &key)
         }
-        Command::Get { store, key, raw } => {
+        Command::Get {
+            store,
+            key,
+            raw,
+            revision,
+            name,
+        } => {
             let key = keyarg::parse(&key)?;
-            inspect::get(&open(&store.store, ReadOnly)?, &key, raw, json)
+            let which = match (revision, name) {
+                (Some(n), _) => revisions::Which::Number(n),
+                (None, Some(name)) => revisions::Which::Name(name),
+                (None, None) => {
+                    return inspect::get(&open(&store.store, ReadOnly)?, &key, raw, json)
+                }
+            };
+            let over = revisions::cache_over(open(&store.store, ReadOnly)?, mac_key, None)?;
+            revisions::get(over, &key, &which, json)
+        }
+        Command::Revisions { store, key } => {
+            let key = keyarg::parse(&key)?;
+            let over = revisions::cache_over(open(&store.store, ReadOnly)?, mac_key, None)?;
+            revisions::list(over, &key)
+        }
+        #[cfg(feature = "archive")]
+        Command::Archive { store, args } => {
+            let dir = args.archive_dir.clone();
+            let over = revisions::cache_over(open(&store.store, Write)?, mac_key, dir)?;
+            archive::archive(over, &args)
         }
         Command::Rm { store, keys } => {
             let keys = keys

@@ -117,6 +117,22 @@ impl Opened {
         self.registry.has_mac_key()
     }
 
+    /// The store, owned, for a `Cache` over it (`revisions`, `archive`).
+    pub fn into_store(self) -> Box<dyn Store> {
+        match self.handle {
+            Handle::Dir(s) => Box::new(s),
+            Handle::Log(s) => s,
+            #[cfg(feature = "lmdb")]
+            Handle::Lmdb(s) => Box::new(s),
+            #[cfg(feature = "lmdb")]
+            Handle::Array(s) => Box::new(s),
+            #[cfg(feature = "lmdb")]
+            Handle::Numpy(s) => Box::new(s),
+            #[cfg(feature = "lmdb")]
+            Handle::Hybrid(s) => Box::new(s),
+        }
+    }
+
     /// The store, as bytes in and bytes out.
     pub fn store(&self) -> &dyn Store {
         match &self.handle {

@@ -8,6 +8,8 @@ mod failures;
 mod identity;
 mod limits;
 mod memo;
+#[cfg(all(feature = "archive", feature = "lmdb"))]
+mod revisions;
 mod stats;
 mod unchecked;
 mod values;

@@ -12,11 +12,11 @@
 //!
 //! - one **data frame** per key holds all archived revisions of that key (grouping a key's
 //!   revisions is what makes them compress well: they differ in a few fields); its content is
-//!   self-describing (key, revision numbers, times, names, crc32 of each value), so
+//!   self-describing (key, revision numbers, times, names, lengths; in version 1 a crc32 of each value), so
 //!   [`Archive::scan`] rebuilds the index from the frames alone;
-//! - the **index** lists every key, sorted by a 128-bit hash of it, with its frame's offset,
-//!   length and revision count: a read is one binary search, one positioned read, one frame
-//!   decode;
+//! - the **index** lists every key, sorted by a 64-bit hash of it (128-bit in version 1), with
+//!   its frame's offset, length and revision count: a read is one binary search, one positioned
+//!   read, one frame decode (keys sharing a hash are told apart by the key in the frame);
 //! - the **footer** (fixed size, last in the file, with its own crc32) points at the index and
 //!   the dictionary.
 //!

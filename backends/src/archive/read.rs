@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::format::{
-    is_skippable, key_hash, parse_group, Footer, Group, GroupRevision, IndexEntry, ENTRY_LEN,
+    entry_len, is_skippable, key_hash, parse_group, Footer, Group, GroupRevision, IndexEntry,
     FOOTER_LEN, SKIPPABLE_MAGIC, TAG_DICTIONARY, TAG_INDEX, VERSION, ZSTD_MAGIC,
 };
 use super::{ArchiveOptions, ArchivedInfo};
@@ -15,12 +15,15 @@ use crate::error::{Error, Result};
 use crate::fs::{self, Access};
 use crate::le::u32_at;
 
-/// An archive file opened for reading. Holds the index (64 bytes per revision) and the
-/// dictionary in memory; every read checks the frame's zstd checksum, the group's key (so a
-/// hash collision or a damaged index never returns another key's value) and the value's crc32.
+/// An archive file opened for reading (layout version 1 or 2). Holds the index (one entry per
+/// key) and the dictionary in memory; every read checks the frame's zstd checksum, the group's
+/// key (so a hash collision or a damaged index never returns another key's value) and, in
+/// version 1, the value's crc32.
 pub struct Archive {
     path: PathBuf,
     file: File,
+    /// The layout version from the footer.
+    version: u32,
     entries: Vec<IndexEntry>,
     has_dictionary: bool,
     // One decoder context with the dictionary loaded: loading a dictionary costs more than
@@ -85,8 +88,13 @@ impl Archive {
             )));
         }
         let index = read_at(&file, &path, footer.index_offset, footer.index_len)?;
-        let entries =
-            parse_index(&index, footer.index_offset, options.max_group_bytes).map_err(corrupt)?;
+        let entries = parse_index(
+            &index,
+            footer.index_offset,
+            options.max_group_bytes,
+            footer.version,
+        )
+        .map_err(corrupt)?;
         let mut decoder =
             zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("zstd decoder: {e}")))?;
         let has_dictionary = footer.dict_len > 0;
@@ -123,6 +131,7 @@ impl Archive {
         Ok(Archive {
             path,
             file,
+            version: footer.version,
             entries,
             has_dictionary,
             decoder: Mutex::new(decoder),
@@ -186,17 +195,40 @@ impl Archive {
             .len())
     }
 
-    fn entry_of(&self, key: &[u8]) -> Option<&IndexEntry> {
-        let hash = key_hash(key);
-        self.entries
-            .binary_search_by(|e| e.key_hash.cmp(&hash))
-            .ok()
-            .map(|at| &self.entries[at])
+    /// The layout version of the file (1 or 2).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The index entries whose hash is `key`'s: one, or (version 2, 8-byte hashes) several
+    /// keys that share a hash, told apart by the key in their frame.
+    fn entries_of(&self, key: &[u8]) -> &[IndexEntry] {
+        let hash = key_hash(key, self.version);
+        let start = self.entries.partition_point(|e| e.key_hash < hash);
+        let end = start + self.entries[start..].partition_point(|e| e.key_hash == hash);
+        &self.entries[start..end]
+    }
+
+    /// The decoded group of `key`, trying each entry of its hash.
+    fn group_of(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Group)>> {
+        for entry in self.entries_of(key) {
+            match self.group(key, entry) {
+                Ok(found) => return Ok(Some(found)),
+                // Version 2: another key with the same 8-byte hash; try the next.
+                Err(OtherKey::Chained) => continue,
+                Err(OtherKey::Error(e)) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// Reads and decodes the frame `entry` points at, checking that it holds `key`.
-    fn group(&self, key: &[u8], entry: &IndexEntry) -> Result<(Vec<u8>, Group)> {
-        let corrupt = |why: String| Error::corrupt(&self.path, Some(key), why);
+    fn group(
+        &self,
+        key: &[u8],
+        entry: &IndexEntry,
+    ) -> std::result::Result<(Vec<u8>, Group), OtherKey> {
+        let corrupt = |why: String| OtherKey::Error(Error::corrupt(&self.path, Some(key), why));
         let frame = read_at(
             &self.file,
             &self.path,
@@ -239,6 +271,9 @@ impl Archive {
             )));
         }
         if group.key != key {
+            if self.version >= 2 {
+                return Err(OtherKey::Chained);
+            }
             return Err(corrupt(format!(
                 "the frame at offset {} holds another key (index damaged)",
                 entry.frame_offset
@@ -258,15 +293,17 @@ impl Archive {
     }
 
     fn find(&self, key: &[u8], which: impl Fn(&GroupRevision) -> bool) -> Result<Option<Vec<u8>>> {
-        let Some(entry) = self.entry_of(key) else {
+        let Some((bytes, group)) = self.group_of(key)? else {
             return Ok(None);
         };
-        let (bytes, group) = self.group(key, entry)?;
         let Some(found) = group.revisions.iter().find(|r| which(r)) else {
             return Ok(None);
         };
         let value = &bytes[found.value_offset..found.value_offset + found.value_len];
-        if crc32fast::hash(value) != found.value_crc {
+        if found
+            .value_crc
+            .is_some_and(|crc| crc32fast::hash(value) != crc)
+        {
             return Err(Error::corrupt(
                 &self.path,
                 Some(key),
@@ -278,10 +315,9 @@ impl Archive {
 
     /// Every archived revision of `key`, oldest number first (one frame decode).
     pub fn revisions(&self, key: &[u8]) -> Result<Vec<ArchivedInfo>> {
-        let Some(entry) = self.entry_of(key) else {
+        let Some((_, group)) = self.group_of(key)? else {
             return Ok(Vec::new());
         };
-        let (_, group) = self.group(key, entry)?;
         let mut out: Vec<ArchivedInfo> = group.revisions.iter().map(info).collect();
         out.sort_by_key(|i| i.revision);
         Ok(out)
@@ -291,6 +327,18 @@ impl Archive {
     /// would hold, and where frames are damaged. Memory is bounded by the largest frame.
     pub fn scan(path: impl AsRef<Path>, options: &ArchiveOptions) -> Result<Scan> {
         scan(path.as_ref(), options)
+    }
+}
+
+/// Why a frame was not `key`'s: a damaged archive, or (version 2) a key sharing the hash.
+enum OtherKey {
+    Chained,
+    Error(Error),
+}
+
+impl From<Error> for OtherKey {
+    fn from(e: Error) -> Self {
+        OtherKey::Error(e)
     }
 }
 
@@ -307,7 +355,9 @@ fn parse_index(
     index: &[u8],
     at: u64,
     max_group: u64,
+    version: u32,
 ) -> std::result::Result<Vec<IndexEntry>, String> {
+    let entry_len = entry_len(version);
     if u32_at(index, 0) != Some(SKIPPABLE_MAGIC) || index.get(8..12) != Some(&TAG_INDEX[..]) {
         return Err(format!("no index frame at offset {at}"));
     }
@@ -322,7 +372,7 @@ fn parse_index(
     let count = crate::le::u64_at(content, 0).unwrap_or_default();
     if Some(content.len() as u64)
         != count
-            .checked_mul(ENTRY_LEN as u64)
+            .checked_mul(entry_len as u64)
             .and_then(|n| n.checked_add(8))
     {
         return Err(format!(
@@ -331,10 +381,14 @@ fn parse_index(
         ));
     }
     let entries: Vec<IndexEntry> = content[8..]
-        .chunks_exact(ENTRY_LEN)
-        .filter_map(IndexEntry::decode)
+        .chunks_exact(entry_len)
+        .filter_map(|b| IndexEntry::decode(b, version))
         .collect();
-    if entries.windows(2).any(|w| w[0].key_hash >= w[1].key_hash) {
+    // Version 1 hashes are unique; version 2 ones may repeat (chained, side by side).
+    let out_of_order = |a: &IndexEntry, b: &IndexEntry| {
+        a.key_hash > b.key_hash || (version == 1 && a.key_hash == b.key_hash)
+    };
+    if entries.windows(2).any(|w| out_of_order(&w[0], &w[1])) {
         return Err("the index is not sorted by key hash".into());
     }
     for e in &entries {
@@ -457,8 +511,11 @@ fn scan(path: &Path, options: &ArchiveOptions) -> Result<Scan> {
                 Ok(bytes) => match parse_group(&bytes) {
                     Ok(group) => {
                         let bad = group.revisions.iter().find(|r| {
-                            crc32fast::hash(&bytes[r.value_offset..r.value_offset + r.value_len])
-                                != r.value_crc
+                            r.value_crc.is_some_and(|crc| {
+                                crc32fast::hash(
+                                    &bytes[r.value_offset..r.value_offset + r.value_len],
+                                ) != crc
+                            })
                         });
                         if let Some(r) = bad {
                             out.damaged

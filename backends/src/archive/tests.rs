@@ -205,7 +205,8 @@ fn a_hostile_group_length_is_refused_before_allocating() {
     let footer = format::Footer::decode(&bytes[bytes.len() - format::FOOTER_LEN..]).unwrap();
     let body = footer.index_offset as usize + 12;
     let entry = body + 8;
-    bytes[entry + 28..entry + 32].copy_from_slice(&u32::MAX.to_le_bytes());
+    // Version 2 entry: hash (8), offset (8), frame length (4), then the group length.
+    bytes[entry + 20..entry + 24].copy_from_slice(&u32::MAX.to_le_bytes());
     let crc_at = body + 8 + format::ENTRY_LEN;
     let crc = crc32fast::hash(&bytes[body..crc_at]);
     bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
@@ -280,18 +281,19 @@ fn a_planted_symlink_is_not_opened() {
     assert!(matches!(Archive::open(&link), Err(Error::NotOwned { .. })));
 }
 
-/// Golden files: `fixtures/archive/v1.archive.zst` (no dictionary) and
-/// `v1-dict.archive.zst`, written by `CACHER_WRITE_FIXTURES=1 cargo test -p cacher-store
-/// --features archive archive::tests::golden`; every later build must read them.
+/// Golden files: `fixtures/archive/v1.archive.zst` (no dictionary) and `v1-dict.archive.zst`,
+/// written by the version-1 writer, and `v2.archive.zst` / `v2-dict.archive.zst`, written by
+/// `CACHER_WRITE_FIXTURES=1 cargo test -p cacher-store --features archive archive::tests::golden`
+/// (which writes the current version); every later build must read them all.
 #[test]
-fn golden_v1_archives_still_read() {
+fn golden_v1_and_v2_archives_still_read() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/archive");
     if std::env::var_os("CACHER_WRITE_FIXTURES").is_some() {
         std::fs::create_dir_all(&fixtures).unwrap();
         for (name, options) in [
-            ("v1", ArchiveOptions::default()),
+            ("v2", ArchiveOptions::default()),
             (
-                "v1-dict",
+                "v2-dict",
                 ArchiveOptions::default().with_dictionary(dictionary()),
             ),
         ] {
@@ -299,16 +301,52 @@ fn golden_v1_archives_still_read() {
             write(&fixtures, name, 4, 3, &options);
         }
     }
-    for name in ["v1", "v1-dict"] {
+    for (name, version) in [("v1", 1), ("v1-dict", 1), ("v2", 2), ("v2-dict", 2)] {
         let archive = Archive::open(fixtures.join(format!("{name}.{EXTENSION}"))).unwrap();
-        assert_eq!(archive.len(), 4);
+        assert_eq!((archive.len(), archive.version()), (4, version), "{name}");
         for k in 0..4 {
             for r in 1..=3 {
                 assert_eq!(
                     archive.get(format!("key-{k}").as_bytes(), r).unwrap(),
-                    Some(value(k, r))
+                    Some(value(k, r)),
+                    "{name}"
                 );
             }
+            assert_eq!(
+                archive
+                    .get_named(format!("key-{k}").as_bytes(), "dump 1")
+                    .unwrap(),
+                Some(value(k, 1))
+            );
         }
+        let scan = Archive::scan(archive.path(), &ArchiveOptions::default()).unwrap();
+        assert!(scan.damaged.is_empty() && scan.groups.len() == 4, "{name}");
     }
+}
+
+#[test]
+fn keys_sharing_an_eight_byte_hash_are_told_apart_by_the_key_in_the_frame() {
+    // Forge a collision: give the first index entry the second one's hash, so a lookup of the
+    // second key meets the first key's frame first and must move on to its own.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "c", 2, 2, &ArchiveOptions::default());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let footer = bytes.len() - super::format::FOOTER_LEN;
+    let index_at = u64::from_le_bytes(bytes[footer + 16..footer + 24].try_into().unwrap()) as usize;
+    let entries = index_at + 12 + 8;
+    let e = super::format::ENTRY_LEN;
+    let second: [u8; 8] = bytes[entries + e..entries + e + 8].try_into().unwrap();
+    bytes[entries..entries + 8].copy_from_slice(&second);
+    let content_end = entries + 2 * e;
+    let crc = crc32fast::hash(&bytes[index_at + 12..content_end]);
+    bytes[content_end..content_end + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let archive = Archive::open(&path).unwrap();
+    let keys = [b"key-0".as_slice(), b"key-1".as_slice()];
+    let found: Vec<_> = keys.iter().map(|k| archive.get(k, 2).unwrap()).collect();
+    // The key whose hash both entries carry reads its own value; the other one, whose hash is
+    // gone from the index, is a miss: never the other key's value.
+    let hits: Vec<usize> = (0..2).filter(|&i| found[i].is_some()).collect();
+    assert_eq!(hits.len(), 1, "{found:?}");
+    assert_eq!(found[hits[0]], Some(value(hits[0], 2)));
 }

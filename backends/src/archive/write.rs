@@ -170,8 +170,10 @@ impl ArchiveWriter {
             return Err(invalid("a group needs at least one revision".into()));
         }
         // A set of 16-byte hashes, not of keys: the writer's memory stays small for long keys.
-        let hash = key_hash(key);
-        if self.hashes.contains(&hash) {
+        // The full 16 bytes tell keys apart here; the index keeps the version's 8.
+        let full = key_hash(key, 1);
+        let hash = key_hash(key, VERSION);
+        if self.hashes.contains(&full) {
             return Err(invalid("this key was already added to the archive".into()));
         }
         let mut numbers: Vec<u64> = revisions.iter().map(|r| r.revision).collect();
@@ -192,11 +194,10 @@ impl ArchiveWriter {
             let name = r.name.unwrap_or("").as_bytes();
             let name_len = u16::try_from(name.len())
                 .map_err(|_| invalid("revision name over 64 KiB".into()))?;
-            let crc = crc32fast::hash(r.value);
+            // No crc32 per value (version 2): the frame's content checksum covers them all.
             group.extend_from_slice(&r.revision.to_le_bytes());
             group.extend_from_slice(&r.time_ms.to_le_bytes());
             group.extend_from_slice(&(r.value.len() as u64).to_le_bytes());
-            group.extend_from_slice(&crc.to_le_bytes());
             group.extend_from_slice(&name_len.to_le_bytes());
             group.extend_from_slice(name);
         }
@@ -218,7 +219,7 @@ impl ArchiveWriter {
             .map_err(|e| invalid(format!("zstd compression failed: {e}")))?;
         let frame_len =
             u32::try_from(frame.len()).map_err(|_| invalid("frame over 4 GiB".into()))?;
-        self.hashes.insert(hash);
+        self.hashes.insert(full);
         self.entries.push(IndexEntry {
             key_hash: hash,
             frame_offset: self.offset,
