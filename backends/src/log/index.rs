@@ -24,7 +24,7 @@ use hashbrown::HashTable;
 use memmap2::Mmap;
 
 use super::open::file_len;
-use super::record::RECORD_HEADER_LEN;
+use super::record::Layout;
 use super::scan::Entry;
 use crate::Result;
 
@@ -33,15 +33,17 @@ use crate::Result;
 pub(super) struct Loc {
     pub(super) value_off: u64,
     pub(super) value_len: u64,
+    /// The record's layout, which fixes its header's length (a log may mix both).
+    pub(super) layout: Layout,
 }
 
 impl Loc {
     pub(super) fn record_len(&self, key_len: usize) -> u64 {
-        RECORD_HEADER_LEN + key_len as u64 + self.value_len
+        self.layout.header_len() + key_len as u64 + self.value_len + self.layout.trailer_len()
     }
 
     pub(super) fn record_start(&self, key_len: usize) -> u64 {
-        self.value_off - key_len as u64 - RECORD_HEADER_LEN
+        self.value_off - key_len as u64 - self.layout.header_len()
     }
 }
 
@@ -53,26 +55,32 @@ const SHARDS: usize = 64;
 /// by an append as a full log.
 pub(super) const MAX_OFFSET: u64 = 1 << 48;
 
-/// One entry (24 bytes): the value's place, where its key sits in the arena, and 32 bits of
-/// the key's hash, so growing a table rehashes without reading a single key back and a probe
-/// compares a key's bytes only when those 32 bits match.
+/// One entry (24 bytes): the value's place and its record's layout, where its key sits in the
+/// arena, and 31 bits of the key's hash, so growing a table rehashes without reading a single
+/// key back and a probe compares a key's bytes only when those 31 bits match.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     /// The value's offset, then the hash's high 16 bits.
     off_hash: u64,
-    /// The value's length, then the hash's low 16 bits.
+    /// The value's length, then the layout bit (set for v2), then the hash's low 15 bits.
     len_hash: u64,
     key: KeyRef,
 }
 
 const LOW48: u64 = MAX_OFFSET - 1;
+/// The bit of `len_hash` that marks a v2 record.
+const V2_BIT: u64 = 1 << 63;
+/// The bits of a key's hash a slot keeps.
+const HASH_BITS: u32 = (1 << 31) - 1;
 
 impl Slot {
     fn new(loc: Loc, hash: u32, key: KeyRef) -> Slot {
         debug_assert!(loc.value_off < MAX_OFFSET && loc.value_len < MAX_OFFSET);
+        debug_assert!(hash <= HASH_BITS);
+        let v2 = if loc.layout == Layout::V2 { V2_BIT } else { 0 };
         Slot {
-            off_hash: (loc.value_off & LOW48) | (u64::from(hash >> 16) << 48),
-            len_hash: (loc.value_len & LOW48) | (u64::from(hash & 0xffff) << 48),
+            off_hash: (loc.value_off & LOW48) | (u64::from(hash >> 15) << 48),
+            len_hash: (loc.value_len & LOW48) | v2 | (u64::from(hash & 0x7fff) << 48),
             key,
         }
     }
@@ -80,10 +88,15 @@ impl Slot {
         Loc {
             value_off: self.off_hash & LOW48,
             value_len: self.len_hash & LOW48,
+            layout: if self.len_hash & V2_BIT != 0 {
+                Layout::V2
+            } else {
+                Layout::V1
+            },
         }
     }
     fn hash(&self) -> u32 {
-        (((self.off_hash >> 48) << 16) | (self.len_hash >> 48)) as u32
+        (((self.off_hash >> 48) << 15) | ((self.len_hash >> 48) & 0x7fff)) as u32
     }
     fn set_loc(&mut self, loc: Loc) {
         *self = Slot::new(loc, self.hash(), self.key);
@@ -190,7 +203,7 @@ impl Index {
         }
     }
 
-    /// The key's 64-bit hash: its low 32 bits are kept in the slot, bits 32.. pick the shard.
+    /// The key's 64-bit hash: its low 31 bits are kept in the slot, bits 32.. pick the shard.
     fn hash(hasher: &foldhash::fast::RandomState, key: &[u8]) -> u64 {
         hasher.hash_one(key)
     }
@@ -199,11 +212,11 @@ impl Index {
         (hash >> 32) as usize & (SHARDS - 1)
     }
 
-    /// The hash a shard's table sees, made of the 32 bits a slot keeps (so a table can grow
+    /// The hash a shard's table sees, made of the 31 bits a slot keeps (so a table can grow
     /// from its slots alone): they feed both the bucket choice (low bits) and hashbrown's tag
     /// byte (top 7 bits).
     fn table_hash(h32: u32) -> u64 {
-        u64::from(h32) | (u64::from(h32) << 32)
+        u64::from(h32) | (u64::from(h32) << 33)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -212,7 +225,7 @@ impl Index {
 
     pub(super) fn get(&self, key: &[u8]) -> Option<Loc> {
         let hash = Self::hash(&self.hasher, key);
-        let h32 = hash as u32;
+        let h32 = hash as u32 & HASH_BITS;
         let keys = &self.keys;
         self.shards[Self::shard_of(hash)]
             .find(Self::table_hash(h32), |s| {
@@ -228,7 +241,7 @@ impl Index {
     /// Points `key` at `loc`; returns the place it pointed at before.
     pub(super) fn insert(&mut self, key: &[u8], loc: Loc) -> Option<Loc> {
         let hash = Self::hash(&self.hasher, key);
-        let h32 = hash as u32;
+        let h32 = hash as u32 & HASH_BITS;
         let Index {
             shards, keys, len, ..
         } = self;
@@ -255,7 +268,7 @@ impl Index {
     /// Drops `key`; returns where its value was.
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Loc> {
         let hash = Self::hash(&self.hasher, key);
-        let h32 = hash as u32;
+        let h32 = hash as u32 & HASH_BITS;
         let keys = &self.keys;
         let shard = &mut self.shards[Self::shard_of(hash)];
         let found = shard.find_entry(Self::table_hash(h32), |s| {
@@ -354,10 +367,12 @@ pub(super) fn apply(index: &mut Index, live_bytes: &mut u64, entry: Entry<'_>) {
             key,
             value_off,
             value_len,
+            layout,
         } => {
             let loc = Loc {
                 value_off,
                 value_len,
+                layout,
             };
             *live_bytes += loc.record_len(key.len());
             if let Some(old) = index.insert(key, loc) {
@@ -412,6 +427,7 @@ mod tests {
         Loc {
             value_off: 1000 + n,
             value_len: n,
+            layout: if n.is_multiple_of(3) { Layout::V1 } else { Layout::V2 },
         }
     }
 

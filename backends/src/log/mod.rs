@@ -91,7 +91,10 @@ use crate::{Blob, Durability, Error, Result, Store};
 ///
 /// # Format
 /// A 32-byte file header, then records; a delete appends a tombstone record. The index maps
-/// each live key to where its value sits; opening scans the file and rebuilds it.
+/// each live key to where its value sits; opening scans the file and rebuilds it. Records come
+/// in two layouts, told apart by header byte 1: v1 (what builds before format version 2
+/// wrote) and v2 (what this build writes), so a v1 log keeps being read and, once written to,
+/// holds v1 records followed by v2 ones.
 ///
 /// ```text
 /// file header (32 bytes, once at offset 0)
@@ -101,21 +104,46 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// +---------+----------+----------+------------+------------+----------+
 ///  0         8          12         16           24           28        32
 ///  magic = b"CACHELOG"; header crc = crc32 of bytes 0..24; reserved = 0.
+///  version = 2 for a log created (or compacted) by this build; 1 for a log created before,
+///  which keeps its header when v2 records are appended (a log is only appended to).
 ///  generation changes whenever compaction swaps a new file in, so a reader holding the old
 ///  file can tell that the path now names another file.
 ///
-/// record (24-byte header, then the key, then the value), repeated until the end of the file
-/// +------+----------+---------+-----------+------------+------------+-----+-------+
-/// | kind | reserved | key len | value len | header crc | record crc | key | value |
-/// | u8   | 3 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |     |       |
-/// +------+----------+---------+-----------+------------+------------+-----+-------+
-///  0      1          4         8           16           20           24
+/// v2 record (36-byte header, key, value, 12-byte trailer), repeated until the end of the file
+/// +------+--------+----------+---------+-----------+------------+------------+
+/// | kind | layout | reserved | key len | value len | header crc | record crc |
+/// | u8   | u8 = 2 | 2 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |
+/// +------+--------+----------+---------+-----------+------------+------------+
+///  0      1        2          4         8           16           20           24
+/// +---------------------------------------+-----+-------+-----------------------+
+/// | key block: key len | key crc | check  | key | value | trailer = key block    |
+/// |            u32 LE  | u32 LE  | u32 LE |     |       | (the same 12 bytes)    |
+/// +---------------------------------------+-----+-------+-----------------------+
+///  24                                      36
 ///  kind: 1 = put, 2 = tombstone (value len 0), 3 = pending (a streamed put in progress).
-///  header crc = crc32 of header bytes 0..16: lets a scan trust the lengths before reading on.
+///  header crc = crc32 of header bytes 0..16, then 24..36: lets a scan trust the lengths
+///  before reading on.
 ///  record crc = crc32 of header bytes 0..16, then key, then value: covers the whole record.
+///  key block: the key's length (as at 4..8), key crc = crc32 of the key, check = crc32 of the
+///  block's bytes 0..8. A record is valid when both crcs match and the trailer equals the key
+///  block.
 ///  A pending record has value len 0 and record crc 0; `put_reader` writes it, streams the
-///  value after the key, then overwrites the header with the real put header.
+///  value after the key, writes the trailer, then overwrites the header with the real put
+///  header.
+///
+/// v1 record (24-byte header, then the key, then the value)
+/// +------+--------+----------+---------+-----------+------------+------------+-----+-------+
+/// | kind | layout | reserved | key len | value len | header crc | record crc | key | value |
+/// | u8   | u8 = 0 | 2 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |     |       |
+/// +------+--------+----------+---------+-----------+------------+------------+-----+-------+
+///  0      1        2          4         8           16           20           24
+///  header crc = crc32 of header bytes 0..16; record crc as in v2.
 /// ```
+///
+/// Why the key block: it names the key of a damaged record, which recovery must know to keep
+/// the key's older value from coming back (see "Crashes and damage"). It is held three times
+/// over — checked by the header crc, by its own check, and repeated as the trailer — so damage
+/// to the header fields, to the block, or to both leaves one copy that tells the key.
 ///
 /// All integers are fixed-width little-endian; the checksums are CRC-32 (ISO-HDLC, as
 /// computed by `crc32fast`). A key holds at most 64 KiB (a write of a longer one is
@@ -159,16 +187,20 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// last record that is whole but fails its checksum is *damage*, not a crash artefact: it may
 /// be an acknowledged write, so the writer moves it to a side file before cutting it, and
 /// writes a tombstone for its key when the key has an older value, so the key reads as missing
-/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. The key is
-/// told even when its bytes or its header are the damaged ones: one flipped bit in the
-/// header is undone, damage confined to the key is matched against the log's keys, and a
-/// header damaged further is matched by key length against its record checksum field. When
-/// even that field is gone, every key of the log whose bytes follow the damaged header is a
-/// *suspect* and is handled as the record's key (tombstoned, or corrupt to a reader): so
-/// damage confined to the header never brings an older value back. What is still beyond it:
-/// a header whose record checksum field is damaged *and* whose key bytes are damaged too —
-/// nothing in a v1 record then names the key (`backends/src/log/identify.rs`). A bad record
-/// with a
+/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. A v2 record
+/// tells its key from its key block (see "Format"): from the header when only the key, value
+/// or record crc is damaged, from the block's own check when the header fields are damaged,
+/// from the trailer when both are — and when the key block names no key of the log, the
+/// record's key had no older value, so nothing can come back. Only damage that reaches the
+/// header's key block, the key bytes *and* the trailer (for a put, three places with the
+/// value between them; in effect a record destroyed whole, which cannot be told from garbage
+/// after the log) leaves it to the v1 methods. For a v1 record, one flipped bit in the header
+/// is undone, damage confined to the key is matched against the log's keys, and a header
+/// damaged further is matched by key length against its record checksum field; when even
+/// that field is gone, every key of the log whose bytes follow the damaged header is a
+/// *suspect* and is handled as the record's key (tombstoned, or corrupt to a reader). What
+/// only v2 closes: a v1 record whose record checksum field *and* key bytes are damaged names
+/// no key (`backends/src/log/identify.rs`). A bad record with a
 /// valid record after it fails the open with [`Error::Corrupt`] naming the offset. A file
 /// shorter than its 32-byte header (a log truncated to 0 bytes) is [`Error::Corrupt`], never
 /// an empty store. Every recovery is in [`LogStore::open_report`]; the rules are in

@@ -9,7 +9,7 @@ use memmap2::Mmap;
 
 use super::index::{remap_to, Loc};
 use super::positioned::hash_section;
-use super::record::{Kind, RecordHeader, RECORD_HEADER_LEN};
+use super::record::{Kind, RecordHeader};
 use super::LogStore;
 use crate::{Error, Result};
 
@@ -118,14 +118,14 @@ impl LogStore {
             )
         };
         let map = &found.map[..];
-        let header_at = start as usize..(start + RECORD_HEADER_LEN) as usize;
-        let header_bytes: &[u8; RECORD_HEADER_LEN as usize] = map
+        let header_at = start as usize..(start + loc.layout.header_len()) as usize;
+        let header_bytes = map
             .get(header_at)
-            .and_then(|b| b.try_into().ok())
             .ok_or_else(|| corrupt("header outside the file".into()))?;
         let header = RecordHeader::decode(header_bytes)
             .map_err(|_| corrupt("record header changed since the log was opened".into()))?;
         if header.kind != Kind::Put
+            || header.layout != loc.layout
             || header.key_len as usize != key.len()
             || header.value_len != loc.value_len
         {
@@ -133,7 +133,7 @@ impl LogStore {
                 "record header changed since the log was opened".into(),
             ));
         }
-        let key_at = (start + RECORD_HEADER_LEN) as usize..loc.value_off as usize;
+        let key_at = (start + header.header_len()) as usize..loc.value_off as usize;
         if &map[key_at.clone()] != key {
             return Err(corrupt(
                 "stored key changed since the log was opened".into(),
