@@ -427,7 +427,11 @@ mod tests {
         Loc {
             value_off: 1000 + n,
             value_len: n,
-            layout: if n.is_multiple_of(3) { Layout::V1 } else { Layout::V2 },
+            layout: if n.is_multiple_of(3) {
+                Layout::V1
+            } else {
+                Layout::V2
+            },
         }
     }
 

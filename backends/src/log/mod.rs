@@ -155,7 +155,10 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// checks the record again before lending the value, so bytes that changed on disk since are
 /// [`Error::Corrupt`], never returned: values up to 1 MiB are hashed from the map, longer ones
 /// through a small buffer with positioned reads (no page of the value is faulted in by the
-/// check). [`Store::read_unchecked`] skips the check; [`Store::verify`] checks every live record
+/// check). [`Store::read_stream`] reads the value with positioned reads through the caller's
+/// buffer (no map, bounded memory at any size), after checking the header and key; the record
+/// checksum is checked by the end of the stream, where damage is an error instead of the end.
+/// [`Store::read_unchecked`] skips the check; [`Store::verify`] checks every live record
 /// and lists each damaged key.
 ///
 /// # Files
