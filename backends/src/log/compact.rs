@@ -123,6 +123,9 @@ impl LogStore {
         st.map = new_map;
         st.end = pos;
         st.generation = header.generation;
+        // A new file: no checkpoint covers it (the old one names the old generation).
+        st.records = st.index.len() as u64;
+        st.unvouched = st.records;
         let file = st.file.clone();
         drop(st);
         crate::fs::sync_parent(&self.path)?;

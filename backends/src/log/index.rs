@@ -103,6 +103,29 @@ impl Slot {
     }
 }
 
+/// A key copied into the index's arena and hashed, waiting for [`Index::insert_staged`].
+#[derive(Clone, Copy)]
+pub(super) struct Staged {
+    /// The shard (high bits) and the sixteenth of its table (low 4 bits).
+    bin: u16,
+    h32: u32,
+    key: KeyRef,
+    loc: Loc,
+}
+
+impl Staged {
+    const EMPTY: Staged = Staged {
+        bin: 0,
+        h32: 0,
+        key: KeyRef(0),
+        loc: Loc {
+            value_off: 0,
+            value_len: 0,
+            layout: Layout::V1,
+        },
+    };
+}
+
 /// A key's place in the [`Arena`], packed in 64 bits: length (17 bits, up to the 64 KiB key
 /// limit), offset in its chunk (21 bits) and chunk number (26 bits: 64 TiB of keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +218,21 @@ impl Default for Index {
 
 impl Index {
     pub(super) fn new() -> Index {
+        Self::with_capacity(0)
+    }
+
+    /// An index with room for about `entries` keys, so loading that many rarely regrows a
+    /// table: each shard gets its even share plus four standard deviations of the binomial
+    /// spread, which keeps it at the bucket count growing to that share would reach.
+    pub(super) fn with_capacity(entries: usize) -> Index {
+        let per_shard = match entries / SHARDS {
+            0 => 0,
+            share => share + 4 * share.isqrt() + 16,
+        };
         Index {
-            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| HashTable::with_capacity(per_shard))
+                .collect(),
             keys: Arena::default(),
             hasher: foldhash::fast::RandomState::default(),
             len: 0,
@@ -265,6 +301,79 @@ impl Index {
         }
     }
 
+    /// Copies `key` into the arena and hashes it, for [`Index::insert_staged`]: loading a
+    /// checkpoint stages a batch of keys, then inserts them grouped by shard and by sixteenth
+    /// of the shard's table, so the inserts stay in a few cache-sized stretches of one table
+    /// at a time instead of missing the cache at random.
+    pub(super) fn stage(&mut self, key: &[u8], loc: Loc) -> Staged {
+        let hash = Self::hash(&self.hasher, key);
+        let h32 = hash as u32 & HASH_BITS;
+        let shard = Self::shard_of(hash);
+        let bits = Self::buckets(self.shards[shard].capacity())
+            .max(16)
+            .trailing_zeros();
+        let sixteenth = (Self::table_hash(h32) >> (bits - 4)) as usize & 15;
+        Staged {
+            bin: (shard << 4 | sixteenth) as u16,
+            h32,
+            key: self.keys.push(key),
+            loc,
+        }
+    }
+
+    /// Inserts the staged keys in bin order (a counting sort into `sorted`); false when a key
+    /// was already there (a damaged checkpoint), leaving the index to be dropped.
+    pub(super) fn insert_staged(&mut self, staged: &[Staged], sorted: &mut Vec<Staged>) -> bool {
+        const BINS: usize = SHARDS * 16;
+        let mut starts = vec![0usize; BINS + 1];
+        for s in staged {
+            starts[s.bin as usize + 1] += 1;
+        }
+        for i in 0..BINS {
+            starts[i + 1] += starts[i];
+        }
+        sorted.clear();
+        sorted.resize(staged.len(), Staged::EMPTY);
+        for s in staged {
+            let at = &mut starts[s.bin as usize];
+            sorted[*at] = *s;
+            *at += 1;
+        }
+        let Index {
+            shards, keys, len, ..
+        } = self;
+        for s in sorted.iter() {
+            let shard = &mut shards[(s.bin >> 4) as usize];
+            // The staged key is read only when a slot's hash matches (rarely, for a new key).
+            match shard.entry(
+                Self::table_hash(s.h32),
+                |t| {
+                    t.hash() == s.h32
+                        && t.key.len() == s.key.len()
+                        && keys.get(t.key) == keys.get(s.key)
+                },
+                |t| Self::table_hash(t.hash()),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => return false,
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    e.insert(Slot::new(s.loc, s.h32, s.key));
+                    *len += 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// The bucket count of a table of `capacity` (hashbrown keeps capacity at 7/8 of a power
+    /// of two, buckets - 1 below 8 buckets).
+    fn buckets(capacity: usize) -> usize {
+        match capacity {
+            0 => 0,
+            c if c < 8 => (c + 1).next_power_of_two(),
+            c => (c * 8 / 7).next_power_of_two(),
+        }
+    }
+
     /// Drops `key`; returns where its value was.
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Loc> {
         let hash = Self::hash(&self.hasher, key);
@@ -326,14 +435,11 @@ impl Index {
             .shards
             .iter()
             .map(|s| {
-                // hashbrown keeps capacity at 7/8 of a power-of-two bucket count (buckets - 1
-                // below 8 buckets), with a tag byte per bucket and a group's worth more.
-                let buckets = match s.capacity() {
-                    0 => return 0,
-                    c if c < 8 => (c + 1).next_power_of_two(),
-                    c => (c * 8 / 7).next_power_of_two(),
-                };
-                buckets * (std::mem::size_of::<Slot>() + 1) + 16
+                // A tag byte per bucket and a group's worth more.
+                match Self::buckets(s.capacity()) {
+                    0 => 0,
+                    buckets => buckets * (std::mem::size_of::<Slot>() + 1) + 16,
+                }
             })
             .sum();
         tables + self.shards.capacity() * std::mem::size_of::<HashTable<Slot>>() + self.keys.bytes()
@@ -358,6 +464,11 @@ pub(super) struct State {
     /// Where the strict recovery rules end (see `super::periodic::strict_until`), as read at
     /// open: a read-only handle's refresh scans by the same rules.
     pub(super) strict_until: u64,
+    /// Valid records in the log (puts and tombstones, overwritten ones too).
+    pub(super) records: u64,
+    /// Records no index checkpoint covers: a writer's close writes one past a threshold
+    /// (`super::checkpoint`).
+    pub(super) unvouched: u64,
 }
 
 /// Updates the index (and the live byte count) for one valid record.
@@ -392,6 +503,8 @@ impl State {
         if !self.damaged.is_empty() {
             self.damaged.remove(entry.key());
         }
+        self.records += 1;
+        self.unvouched += 1;
         apply(&mut self.index, &mut self.live_bytes, entry);
     }
 }

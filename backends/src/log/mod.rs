@@ -10,6 +10,7 @@
 //! methods), `positioned` (`pread`/`pwrite`), `fuzz` (fuzz entry points, tests only).
 
 mod append;
+mod checkpoint;
 mod compact;
 #[cfg(test)]
 mod fuzz;
@@ -151,7 +152,8 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// allocates it), so no header, however damaged or planted, makes opening allocate more.
 ///
 /// # Checked reads
-/// Opening checks every record. [`Store::read`] (and `get`, `with_value`, `get_many`, `scan`)
+/// Opening checks every record it scans: all of them, or those after the index checkpoint
+/// (see "Opening fast"). [`Store::read`] (and `get`, `with_value`, `get_many`, `scan`)
 /// checks the record again before lending the value, so bytes that changed on disk since are
 /// [`Error::Corrupt`], never returned: values up to 1 MiB are hashed from the map, longer ones
 /// through a small buffer with positioned reads (no page of the value is faulted in by the
@@ -169,7 +171,10 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// - `store.log.damaged-<offset>` — a damaged tail (or a `Periodic` writer's unsynced tail)
 ///   moved aside at open (see [`OpenReport`]); never deleted by the store;
 /// - `store.log.synced` — how far a [`Durability::Periodic`] writer synced the log (24 bytes;
-///   removed by the next writer of another durability, after it synced the whole log).
+///   removed by the next writer of another durability, after it synced the whole log);
+/// - `store.log.index`, `store.log.index.tmp` — the index checkpoint a writer leaves on close
+///   when at least 100,000 records lie past the last one, and its temp file (see "Opening
+///   fast").
 ///
 /// The store touches nothing else, and only regular files of its own: every file it creates
 /// is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, every file it opens with `O_NOFOLLOW |
@@ -244,6 +249,18 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// misses, before `keys`, `scan` and `len`, and on an explicit [`LogStore::refresh`]. A *hit*
 /// does not refresh, so a key the writer overwrote since the last refresh reads the older
 /// value until the next refresh.
+///
+/// # Opening fast
+/// Opening rebuilds the index by scanning the records, unless an index checkpoint
+/// (`store.log.index`, `backends/src/log/checkpoint.rs`) holds for the log: then the index is
+/// read from it and only the records after the offset it covers are scanned. A writer writes
+/// one when it closes with at least 100,000 records past the last (after syncing the log, so
+/// it never covers bytes a power loss could take back). It is never trusted on its word: its
+/// header and body checksums, its length, the log's generation, the CRC-32 of the 64 KiB of
+/// log before its offset, and every entry's bounds must all hold, or it is ignored and the
+/// whole log is scanned ([`OpenReport::checkpoint`] tells which). Records it covers are not
+/// re-checked at open; every read still checks its record, and [`Store::verify`] checks
+/// them all.
 ///
 /// # Index memory
 /// The index (`backends/src/log/index.rs`) is a table of 24-byte slots — the value's offset

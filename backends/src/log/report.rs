@@ -35,6 +35,10 @@ pub struct OpenReport {
     pub damaged_tail: Option<DamagedTail>,
     /// Temp files of a crashed writer that opening removed.
     pub removed_temps: Vec<std::path::PathBuf>,
+    /// The log offset up to which the index was read from the index checkpoint
+    /// (`<log>.index`) instead of scanned; `None` when the whole log was scanned (no
+    /// checkpoint, or one that does not hold for this log and was ignored).
+    pub checkpoint: Option<u64>,
 }
 
 impl OpenReport {

@@ -90,6 +90,7 @@ fn fixture_v1_opens_with_exact_contents() {
             torn_tail: None,
             damaged_tail: None,
             removed_temps: vec![],
+            checkpoint: None,
         }
     );
     assert_eq!(contents(&store), v1_contents());

@@ -3,6 +3,7 @@
 
 #[cfg(unix)]
 mod checked_reads;
+mod checkpoint;
 mod compaction;
 mod fixtures;
 mod fuzz;
