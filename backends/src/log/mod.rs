@@ -274,7 +274,9 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// repacked.
 ///
 /// Opening never holds two copies of the index: a shard that grows reallocates a 64th of the
-/// table, so the open's peak memory stays within a few percent of the index it builds
+/// table (and an open from the checkpoint sizes the tables up front and stages at most
+/// 65,536 keys at a time), so the open's peak memory stays within a few percent of the index
+/// it builds
 /// (`backends/benches/log_open.rs` measures both, `benches/RESULTS.md` has the figures). Keys
 /// are hashed with foldhash under a random seed per index, so no key set — however chosen —
 /// makes lookups degrade; a lookup compares the whole key, never only its hash.
