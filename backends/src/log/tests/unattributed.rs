@@ -262,3 +262,39 @@ fn damage_to_the_record_checksum_and_the_key_never_brings_the_older_value_back()
         }
     }
 }
+
+/// When the key block survives but names no key of the log, the damaged record's key had no
+/// older value: nothing is tombstoned, every other key keeps its value, and the damaged key
+/// reads as missing.
+#[test]
+fn a_damaged_record_of_a_new_key_tombstones_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let store = fast(&path);
+    store.put(b"old", b"stays").unwrap();
+    store.put(b"odd", b"same length, stays").unwrap();
+    let start = store.stats().file_bytes as usize;
+    store.put(b"new", b"never seen before").unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The record crc field and a key byte ("new" becomes "nej"): only the key block names it.
+    bytes[start + 20..start + 24].copy_from_slice(&[1, 2, 3, 4]);
+    bytes[start + RECORD_HEADER_LEN as usize + 2] ^= 0x1d;
+    std::fs::write(&path, &bytes).unwrap();
+    let store = fast(&path);
+    let tail = store
+        .open_report()
+        .damaged_tail
+        .clone()
+        .expect("damage reported");
+    assert_eq!(
+        (tail.key, tail.suspects, tail.tombstoned),
+        (None, vec![], false)
+    );
+    assert_eq!(store.get(b"new").unwrap(), None);
+    assert_eq!(store.get(b"old").unwrap().as_deref(), Some(&b"stays"[..]));
+    assert_eq!(
+        store.get(b"odd").unwrap().as_deref(),
+        Some(&b"same length, stays"[..])
+    );
+}
