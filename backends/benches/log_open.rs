@@ -1,5 +1,6 @@
 //! `LogStore::open` of a log of 1,000,000 live entries (44-byte keys, as `Cache` keys are, and
-//! 100-byte values), as the writer and read-only, on the root file system (ext4, the temp dir
+//! 100-byte values), as the writer and read-only, from the index checkpoint the building
+//! writer left and (read-only) with it moved aside, a full scan, on the root file system (ext4, the temp dir
 //! under `target/`) and on tmpfs (`/dev/shm`, when there is one). The log is built once per
 //! file system; the file is in the page cache for every measured open (the disk is not read).
 //!
@@ -61,18 +62,33 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The child: opens the log, prints its memory figures.
+/// CPU time this thread has run, in ns (`/proc/thread-self/schedstat`, first field): the
+/// open's own CPU time, whatever else the machine runs.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The child: opens the log, prints its memory figures and the open's CPU time.
 fn child(path: &Path) {
     let before = status_kib("VmRSS:");
+    let cpu = thread_cpu_ns();
     let t = std::time::Instant::now();
     let store = LogStore::open(path).unwrap();
     let took = t.elapsed();
+    let cpu_ms = (thread_cpu_ns() - cpu) as f64 / 1e6;
     let (hwm, after) = (status_kib("VmHWM:"), status_kib("VmRSS:"));
     let stats = store.stats();
     assert_eq!(stats.entries, ENTRIES);
     let index_kib = stats.index_bytes / 1024;
+    let from = match store.open_report().checkpoint {
+        Some(_) => "from the index checkpoint",
+        None => "full scan",
+    };
     println!(
-        "{}: open {:.0} ms; RSS before {before} KiB, after {after} KiB (+{} KiB), peak {hwm} KiB \
+        "{} ({from}): open {:.0} ms wall, {cpu_ms:.0} ms CPU; RSS before {before} KiB, after {after} KiB (+{} KiB), peak {hwm} KiB \
          (+{} KiB); index {index_kib} KiB = {:.1} B/entry (keys {KEY_LEN} B of it); \
          peak/steady = {:.3} (by RSS), {:.3} (peak over the index's own bytes)",
         path.display(),
@@ -83,6 +99,13 @@ fn child(path: &Path) {
         (hwm - before) as f64 / (after - before) as f64,
         (hwm - before) as f64 / index_kib as f64,
     );
+}
+
+/// The index checkpoint beside a log.
+fn checkpoint(log: &Path) -> PathBuf {
+    let mut name = log.file_name().unwrap().to_os_string();
+    name.push(".index");
+    log.with_file_name(name)
 }
 
 struct Log {
@@ -121,6 +144,13 @@ fn open_1m(c: &mut Criterion, logs: &[Log]) {
         group.bench_function(format!("{}/read_only", log.name), |b| {
             b.iter(|| black_box(LogOptions::new().read_only(true).open(&log.path).unwrap()))
         });
+        // The same open with the checkpoint moved aside: the full scan, side by side.
+        let aside = log.path.with_extension("index-aside");
+        std::fs::rename(checkpoint(&log.path), &aside).unwrap();
+        group.bench_function(format!("{}/read_only_full_scan", log.name), |b| {
+            b.iter(|| black_box(LogOptions::new().read_only(true).open(&log.path).unwrap()))
+        });
+        std::fs::rename(&aside, checkpoint(&log.path)).unwrap();
     }
     group.finish();
 }
@@ -137,17 +167,24 @@ fn main() {
         return;
     }
     let logs = logs();
+    // Alternately without the checkpoint (a full scan; the child, a writer, then leaves a
+    // new one on close) and with it, three times each, side by side.
     for log in &logs {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .env(CHILD_ENV, &log.path)
-            .output()
-            .unwrap();
-        print!(
-            "memory, {}: {}",
-            log.name,
-            String::from_utf8_lossy(&out.stdout)
-        );
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        for round in 0..6 {
+            if round % 2 == 0 {
+                let _ = std::fs::remove_file(checkpoint(&log.path));
+            }
+            let out = Command::new(std::env::current_exe().unwrap())
+                .env(CHILD_ENV, &log.path)
+                .output()
+                .unwrap();
+            print!(
+                "memory, {}: {}",
+                log.name,
+                String::from_utf8_lossy(&out.stdout)
+            );
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
     }
     let mut c = Criterion::default().configure_from_args();
     open_1m(&mut c, &logs);

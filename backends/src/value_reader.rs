@@ -79,10 +79,22 @@ pub(crate) struct CrcChecked<R> {
 
 impl<R: Read> CrcChecked<R> {
     pub(crate) fn new(inner: R, len: u64, expected: u32, what: String) -> Self {
+        Self::primed(inner, len, crc32fast::Hasher::new(), expected, what)
+    }
+
+    /// Like [`CrcChecked::new`] for a checksum that covers bytes before the value too (a
+    /// LogStore record's covers its header fields and key): `crc` has been fed them already.
+    pub(crate) fn primed(
+        inner: R,
+        len: u64,
+        crc: crc32fast::Hasher,
+        expected: u32,
+        what: String,
+    ) -> Self {
         CrcChecked {
             inner,
             left: len,
-            crc: crc32fast::Hasher::new(),
+            crc,
             expected,
             what,
         }

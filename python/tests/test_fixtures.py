@@ -228,8 +228,28 @@ class LogStoreFixtures(unittest.TestCase):
     def test_bad_magic_and_future_version_are_refused(self):
         with self.assertRaises(cr.DamagedError):
             cr.open_store(fixture("log", "v1-bad-magic.log"))
-        with self.assertRaises(cr.UpgradeRequiredError):
+        # Version 2 is known now, so this fixture (version 2 under version 1's checksum) is a
+        # damaged header; version 3 is the future one.
+        with self.assertRaises(cr.DamagedError):
             cr.open_store(fixture("log", "v1-future-version.log"))
+        with self.assertRaises(cr.UpgradeRequiredError):
+            cr.open_store(fixture("log", "v2-future-version.log"))
+
+    def test_v2_and_mixed_logs_read_exactly(self):
+        self.assertEqual(self.contents("v2.log"), (LOG_ENTRIES, {}))
+        mixed = {k: v for k, v in LOG_ENTRIES.items() if k != b"all-bytes"}
+        mixed[b"alpha"] = b"dos"
+        mixed[b"beta"] = b"new in v2"
+        self.assertEqual(self.contents("v2-mixed.log"), (mixed, {}))
+
+    def test_a_damaged_v2_record_is_reported_not_returned(self):
+        with cr.open_store(fixture("log", "v2-damaged-key-and-crc.log")) as store:
+            self.assertEqual(len(store.problems), 1)
+            self.assertEqual(store.get_raw(b"all-bytes"), LOG_ENTRIES[b"all-bytes"])
+            # Its key bytes are damaged: the key block names "alpha", whose older value
+            # "uno" must not come back.
+            with self.assertRaises(cr.DamagedError):
+                store.get_raw(b"alpha")
 
 
 LMDB_ENTRIES = {

@@ -7,7 +7,9 @@ use std::sync::{Arc, MutexGuard};
 
 use super::index::MAX_OFFSET;
 use super::positioned::write_all_at;
-use super::record::{Kind, RecordHeader, MAX_KEY_LEN, RECORD_HEADER_LEN};
+use super::record::{
+    KeyBlock, Kind, Layout, RecordHeader, KEY_BLOCK_LEN, MAX_KEY_LEN, RECORD_HEADER_LEN,
+};
 use super::scan::Entry;
 use super::LogStore;
 use crate::fs::copy_checksummed;
@@ -62,7 +64,7 @@ impl LogStore {
         };
         let batch_len: u64 = batch
             .iter()
-            .map(|(_, k, v)| RECORD_HEADER_LEN + k.len() as u64 + v.len() as u64)
+            .map(|(_, k, v)| RECORD_HEADER_LEN + k.len() as u64 + v.len() as u64 + KEY_BLOCK_LEN)
             .sum();
         room_for(&self.path, start, batch_len)?;
         let mut entries = Vec::with_capacity(batch.len());
@@ -83,8 +85,7 @@ impl LogStore {
                 let mut data = crc32fast::Hasher::new();
                 data.update(key);
                 data.update(value);
-                let header =
-                    RecordHeader::encode(kind, key.len() as u32, value.len() as u64, &data);
+                let header = RecordHeader::encode(kind, key, value.len() as u64, &data);
                 buf.extend_from_slice(&header);
                 buf.extend_from_slice(key);
                 let value_off = pos + RECORD_HEADER_LEN + key.len() as u64;
@@ -96,13 +97,15 @@ impl LogStore {
                 } else {
                     buf.extend_from_slice(value);
                 }
-                pos = value_off + value.len() as u64;
+                buf.extend_from_slice(&KeyBlock::encode(key));
+                pos = value_off + value.len() as u64 + KEY_BLOCK_LEN;
                 ends.push(pos);
                 entries.push(match kind {
                     Kind::Put => Entry::Put {
                         key,
                         value_off,
                         value_len: value.len() as u64,
+                        layout: Layout::V2,
                     },
                     _ => Entry::Tombstone { key },
                 });
@@ -191,7 +194,7 @@ impl LogStore {
     pub(super) fn append_stream(&self, key: &[u8], reader: &mut dyn Read) -> Result<u64> {
         let mut slot = self.writer_slot();
         self.writable(&mut slot, "put_reader")?;
-        let key_len = key_len(key)?;
+        key_len(key)?;
         self.background_sync_error()?;
         let (file, start, generation) = {
             let st = self.state();
@@ -203,7 +206,7 @@ impl LogStore {
         data.update(key);
         let disk_err = |e| Error::io("appending to", &self.path, e);
         room_for(&self.path, value_off, 0)?;
-        let mut head = RecordHeader::encode_pending(key_len).to_vec();
+        let mut head = RecordHeader::encode_pending(key).to_vec();
         head.extend_from_slice(key);
         if let Err(e) = self.write_at(&file, &head, start) {
             let _ = file.set_len(start);
@@ -212,7 +215,8 @@ impl LogStore {
         // A failing disk is told apart from a failing reader: the sink keeps its own error and
         // hands `copy_checksummed` a stand-in.
         let mut write_failed = None;
-        let copied = copy_checksummed(reader, &mut data, MAX_OFFSET - value_off, |chunk| {
+        let room = MAX_OFFSET - value_off - KEY_BLOCK_LEN;
+        let copied = copy_checksummed(reader, &mut data, room, |chunk| {
             if let Err(e) = self.write_at(&file, chunk, pos) {
                 let stand_in = io::Error::new(e.kind(), "the log write failed");
                 write_failed = Some(e);
@@ -231,24 +235,31 @@ impl LogStore {
                 },
             });
         }
-        let header = RecordHeader::encode(Kind::Put, key_len, pos - value_off, &data);
-        if let Err(e) = self.write_at(&file, &header, start) {
-            // Until the real header is in place the record is a placeholder no handle indexes.
+        let value_len = pos - value_off;
+        let header = RecordHeader::encode(Kind::Put, key, value_len, &data);
+        // The trailer, then the real header over the placeholder: until that header is in
+        // place the record is a placeholder no handle indexes.
+        let finished = self
+            .write_at(&file, &KeyBlock::encode(key), pos)
+            .and_then(|()| self.write_at(&file, &header, start));
+        if let Err(e) = finished {
             let _ = file.set_len(start);
             return Err(disk_err(e));
         }
+        let end = pos + KEY_BLOCK_LEN;
         let entry = Entry::Put {
             key,
             value_off,
-            value_len: pos - value_off,
+            value_len,
+            layout: Layout::V2,
         };
-        if let Err(e) = self.sync_per_durability(&file, pos, generation) {
+        if let Err(e) = self.sync_per_durability(&file, end, generation) {
             // The record is whole: another handle may have indexed it, so it stays.
-            self.index_kept(pos, vec![entry]);
+            self.index_kept(end, vec![entry]);
             return Err(e);
         }
-        self.commit(pos, vec![entry])?;
-        Ok(pos - value_off)
+        self.commit(end, vec![entry])?;
+        Ok(value_len)
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::append::STREAM_CHUNK;
 use super::index::{map_file, remap_to};
 use super::open::{remove_stale_temp, sibling, COMPACTING};
-use super::record::{FileHeader, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use super::record::{FileHeader, RecordHeader, FILE_HEADER_LEN, V1_HEADER_LEN};
 use super::{LogStats, LogStore};
 use crate::fs::{create_new, keep_mode};
 use crate::{Error, Result};
@@ -117,12 +117,15 @@ impl LogStore {
             let at = moves
                 .binary_search_by_key(&start, |m| m.0)
                 .expect("every live record was copied");
-            loc.value_off = moves[at].1 + RECORD_HEADER_LEN + key_len as u64;
+            loc.value_off = moves[at].1 + loc.layout.header_len() + key_len as u64;
         });
         st.file = Arc::new(tmp);
         st.map = new_map;
         st.end = pos;
         st.generation = header.generation;
+        // A new file: no checkpoint covers it (the old one names the old generation).
+        st.records = st.index.len() as u64;
+        st.unvouched = st.records;
         let file = st.file.clone();
         drop(st);
         crate::fs::sync_parent(&self.path)?;
@@ -136,19 +139,19 @@ impl LogStore {
     }
 }
 
-/// Whether `record` (header, key and value) passes both its checksums.
+/// Whether `record` (header, key, value and trailer) passes its checksums (and a v2 trailer
+/// repeats the header's key block).
 fn record_is_whole(record: &[u8]) -> bool {
-    let Some(header) = record
-        .get(..RECORD_HEADER_LEN as usize)
-        .and_then(|h| h.try_into().ok())
-        .and_then(|h| RecordHeader::decode(h).ok())
-    else {
+    let Ok(header) = RecordHeader::decode(record) else {
         return false;
     };
     if header.record_len() != record.len() as u64 {
         return false;
     }
+    let (head, rest) = record.split_at(header.header_len() as usize);
+    let (body, trailer) = rest.split_at(rest.len() - header.layout.trailer_len() as usize);
     let mut crc = header.record_hasher();
-    crc.update(&record[RECORD_HEADER_LEN as usize..]);
+    crc.update(body);
     crc.finalize() == header.crc
+        && (trailer.is_empty() || trailer == &head[V1_HEADER_LEN as usize..])
 }

@@ -2,16 +2,13 @@
 //! (`backends/tests/log_entry_points`, shared with the cargo-fuzz target `fuzz/fuzz_targets/
 //! log.rs`) reaches only through whole files. `tests/fuzz.rs` drives it with proptest.
 
-use super::record::{FileHeader, RecordHeader, RECORD_HEADER_LEN};
+use super::record::{FileHeader, KeyBlock, RecordHeader};
 
 /// Decodes `bytes` as a file header and as a record header: errors only, never a panic.
 pub(crate) fn fuzz_headers(bytes: &[u8]) {
     let _ = FileHeader::decode(bytes);
-    if let Some(header) = bytes.get(..RECORD_HEADER_LEN as usize) {
-        let header: &[u8; RECORD_HEADER_LEN as usize] =
-            header.try_into().expect("sliced to the header length");
-        if let Ok(h) = RecordHeader::decode(header) {
-            let _ = h.record_len();
-        }
+    if let Ok(h) = RecordHeader::decode(bytes) {
+        let _ = h.record_len();
     }
+    let _ = KeyBlock::decode(bytes);
 }

@@ -24,7 +24,7 @@ use hashbrown::HashTable;
 use memmap2::Mmap;
 
 use super::open::file_len;
-use super::record::RECORD_HEADER_LEN;
+use super::record::Layout;
 use super::scan::Entry;
 use crate::Result;
 
@@ -33,15 +33,17 @@ use crate::Result;
 pub(super) struct Loc {
     pub(super) value_off: u64,
     pub(super) value_len: u64,
+    /// The record's layout, which fixes its header's length (a log may mix both).
+    pub(super) layout: Layout,
 }
 
 impl Loc {
     pub(super) fn record_len(&self, key_len: usize) -> u64 {
-        RECORD_HEADER_LEN + key_len as u64 + self.value_len
+        self.layout.header_len() + key_len as u64 + self.value_len + self.layout.trailer_len()
     }
 
     pub(super) fn record_start(&self, key_len: usize) -> u64 {
-        self.value_off - key_len as u64 - RECORD_HEADER_LEN
+        self.value_off - key_len as u64 - self.layout.header_len()
     }
 }
 
@@ -53,26 +55,32 @@ const SHARDS: usize = 64;
 /// by an append as a full log.
 pub(super) const MAX_OFFSET: u64 = 1 << 48;
 
-/// One entry (24 bytes): the value's place, where its key sits in the arena, and 32 bits of
-/// the key's hash, so growing a table rehashes without reading a single key back and a probe
-/// compares a key's bytes only when those 32 bits match.
+/// One entry (24 bytes): the value's place and its record's layout, where its key sits in the
+/// arena, and 31 bits of the key's hash, so growing a table rehashes without reading a single
+/// key back and a probe compares a key's bytes only when those 31 bits match.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     /// The value's offset, then the hash's high 16 bits.
     off_hash: u64,
-    /// The value's length, then the hash's low 16 bits.
+    /// The value's length, then the layout bit (set for v2), then the hash's low 15 bits.
     len_hash: u64,
     key: KeyRef,
 }
 
 const LOW48: u64 = MAX_OFFSET - 1;
+/// The bit of `len_hash` that marks a v2 record.
+const V2_BIT: u64 = 1 << 63;
+/// The bits of a key's hash a slot keeps.
+const HASH_BITS: u32 = (1 << 31) - 1;
 
 impl Slot {
     fn new(loc: Loc, hash: u32, key: KeyRef) -> Slot {
         debug_assert!(loc.value_off < MAX_OFFSET && loc.value_len < MAX_OFFSET);
+        debug_assert!(hash <= HASH_BITS);
+        let v2 = if loc.layout == Layout::V2 { V2_BIT } else { 0 };
         Slot {
-            off_hash: (loc.value_off & LOW48) | (u64::from(hash >> 16) << 48),
-            len_hash: (loc.value_len & LOW48) | (u64::from(hash & 0xffff) << 48),
+            off_hash: (loc.value_off & LOW48) | (u64::from(hash >> 15) << 48),
+            len_hash: (loc.value_len & LOW48) | v2 | (u64::from(hash & 0x7fff) << 48),
             key,
         }
     }
@@ -80,14 +88,42 @@ impl Slot {
         Loc {
             value_off: self.off_hash & LOW48,
             value_len: self.len_hash & LOW48,
+            layout: if self.len_hash & V2_BIT != 0 {
+                Layout::V2
+            } else {
+                Layout::V1
+            },
         }
     }
     fn hash(&self) -> u32 {
-        (((self.off_hash >> 48) << 16) | (self.len_hash >> 48)) as u32
+        (((self.off_hash >> 48) << 15) | ((self.len_hash >> 48) & 0x7fff)) as u32
     }
     fn set_loc(&mut self, loc: Loc) {
         *self = Slot::new(loc, self.hash(), self.key);
     }
+}
+
+/// A key copied into the index's arena and hashed, waiting for [`Index::insert_staged`].
+#[derive(Clone, Copy)]
+pub(super) struct Staged {
+    /// The shard (high bits) and the sixteenth of its table (low 4 bits).
+    bin: u16,
+    h32: u32,
+    key: KeyRef,
+    loc: Loc,
+}
+
+impl Staged {
+    const EMPTY: Staged = Staged {
+        bin: 0,
+        h32: 0,
+        key: KeyRef(0),
+        loc: Loc {
+            value_off: 0,
+            value_len: 0,
+            layout: Layout::V1,
+        },
+    };
 }
 
 /// A key's place in the [`Arena`], packed in 64 bits: length (17 bits, up to the 64 KiB key
@@ -182,15 +218,28 @@ impl Default for Index {
 
 impl Index {
     pub(super) fn new() -> Index {
+        Self::with_capacity(0)
+    }
+
+    /// An index with room for about `entries` keys, so loading that many rarely regrows a
+    /// table: each shard gets its even share plus four standard deviations of the binomial
+    /// spread, which keeps it at the bucket count growing to that share would reach.
+    pub(super) fn with_capacity(entries: usize) -> Index {
+        let per_shard = match entries / SHARDS {
+            0 => 0,
+            share => share + 4 * share.isqrt() + 16,
+        };
         Index {
-            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| HashTable::with_capacity(per_shard))
+                .collect(),
             keys: Arena::default(),
             hasher: foldhash::fast::RandomState::default(),
             len: 0,
         }
     }
 
-    /// The key's 64-bit hash: its low 32 bits are kept in the slot, bits 32.. pick the shard.
+    /// The key's 64-bit hash: its low 31 bits are kept in the slot, bits 32.. pick the shard.
     fn hash(hasher: &foldhash::fast::RandomState, key: &[u8]) -> u64 {
         hasher.hash_one(key)
     }
@@ -199,11 +248,11 @@ impl Index {
         (hash >> 32) as usize & (SHARDS - 1)
     }
 
-    /// The hash a shard's table sees, made of the 32 bits a slot keeps (so a table can grow
+    /// The hash a shard's table sees, made of the 31 bits a slot keeps (so a table can grow
     /// from its slots alone): they feed both the bucket choice (low bits) and hashbrown's tag
     /// byte (top 7 bits).
     fn table_hash(h32: u32) -> u64 {
-        u64::from(h32) | (u64::from(h32) << 32)
+        u64::from(h32) | (u64::from(h32) << 33)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -212,7 +261,7 @@ impl Index {
 
     pub(super) fn get(&self, key: &[u8]) -> Option<Loc> {
         let hash = Self::hash(&self.hasher, key);
-        let h32 = hash as u32;
+        let h32 = hash as u32 & HASH_BITS;
         let keys = &self.keys;
         self.shards[Self::shard_of(hash)]
             .find(Self::table_hash(h32), |s| {
@@ -228,7 +277,7 @@ impl Index {
     /// Points `key` at `loc`; returns the place it pointed at before.
     pub(super) fn insert(&mut self, key: &[u8], loc: Loc) -> Option<Loc> {
         let hash = Self::hash(&self.hasher, key);
-        let h32 = hash as u32;
+        let h32 = hash as u32 & HASH_BITS;
         let Index {
             shards, keys, len, ..
         } = self;
@@ -252,10 +301,83 @@ impl Index {
         }
     }
 
+    /// Copies `key` into the arena and hashes it, for [`Index::insert_staged`]: loading a
+    /// checkpoint stages a batch of keys, then inserts them grouped by shard and by sixteenth
+    /// of the shard's table, so the inserts stay in a few cache-sized stretches of one table
+    /// at a time instead of missing the cache at random.
+    pub(super) fn stage(&mut self, key: &[u8], loc: Loc) -> Staged {
+        let hash = Self::hash(&self.hasher, key);
+        let h32 = hash as u32 & HASH_BITS;
+        let shard = Self::shard_of(hash);
+        let bits = Self::buckets(self.shards[shard].capacity())
+            .max(16)
+            .trailing_zeros();
+        let sixteenth = (Self::table_hash(h32) >> (bits - 4)) as usize & 15;
+        Staged {
+            bin: (shard << 4 | sixteenth) as u16,
+            h32,
+            key: self.keys.push(key),
+            loc,
+        }
+    }
+
+    /// Inserts the staged keys in bin order (a counting sort into `sorted`); false when a key
+    /// was already there (a damaged checkpoint), leaving the index to be dropped.
+    pub(super) fn insert_staged(&mut self, staged: &[Staged], sorted: &mut Vec<Staged>) -> bool {
+        const BINS: usize = SHARDS * 16;
+        let mut starts = vec![0usize; BINS + 1];
+        for s in staged {
+            starts[s.bin as usize + 1] += 1;
+        }
+        for i in 0..BINS {
+            starts[i + 1] += starts[i];
+        }
+        sorted.clear();
+        sorted.resize(staged.len(), Staged::EMPTY);
+        for s in staged {
+            let at = &mut starts[s.bin as usize];
+            sorted[*at] = *s;
+            *at += 1;
+        }
+        let Index {
+            shards, keys, len, ..
+        } = self;
+        for s in sorted.iter() {
+            let shard = &mut shards[(s.bin >> 4) as usize];
+            // The staged key is read only when a slot's hash matches (rarely, for a new key).
+            match shard.entry(
+                Self::table_hash(s.h32),
+                |t| {
+                    t.hash() == s.h32
+                        && t.key.len() == s.key.len()
+                        && keys.get(t.key) == keys.get(s.key)
+                },
+                |t| Self::table_hash(t.hash()),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => return false,
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    e.insert(Slot::new(s.loc, s.h32, s.key));
+                    *len += 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// The bucket count of a table of `capacity` (hashbrown keeps capacity at 7/8 of a power
+    /// of two, buckets - 1 below 8 buckets).
+    fn buckets(capacity: usize) -> usize {
+        match capacity {
+            0 => 0,
+            c if c < 8 => (c + 1).next_power_of_two(),
+            c => (c * 8 / 7).next_power_of_two(),
+        }
+    }
+
     /// Drops `key`; returns where its value was.
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Loc> {
         let hash = Self::hash(&self.hasher, key);
-        let h32 = hash as u32;
+        let h32 = hash as u32 & HASH_BITS;
         let keys = &self.keys;
         let shard = &mut self.shards[Self::shard_of(hash)];
         let found = shard.find_entry(Self::table_hash(h32), |s| {
@@ -313,14 +435,11 @@ impl Index {
             .shards
             .iter()
             .map(|s| {
-                // hashbrown keeps capacity at 7/8 of a power-of-two bucket count (buckets - 1
-                // below 8 buckets), with a tag byte per bucket and a group's worth more.
-                let buckets = match s.capacity() {
-                    0 => return 0,
-                    c if c < 8 => (c + 1).next_power_of_two(),
-                    c => (c * 8 / 7).next_power_of_two(),
-                };
-                buckets * (std::mem::size_of::<Slot>() + 1) + 16
+                // A tag byte per bucket and a group's worth more.
+                match Self::buckets(s.capacity()) {
+                    0 => 0,
+                    buckets => buckets * (std::mem::size_of::<Slot>() + 1) + 16,
+                }
             })
             .sum();
         tables + self.shards.capacity() * std::mem::size_of::<HashTable<Slot>>() + self.keys.bytes()
@@ -345,6 +464,11 @@ pub(super) struct State {
     /// Where the strict recovery rules end (see `super::periodic::strict_until`), as read at
     /// open: a read-only handle's refresh scans by the same rules.
     pub(super) strict_until: u64,
+    /// Valid records in the log (puts and tombstones, overwritten ones too).
+    pub(super) records: u64,
+    /// Records no index checkpoint covers: a writer's close writes one past a threshold
+    /// (`super::checkpoint`).
+    pub(super) unvouched: u64,
 }
 
 /// Updates the index (and the live byte count) for one valid record.
@@ -354,10 +478,12 @@ pub(super) fn apply(index: &mut Index, live_bytes: &mut u64, entry: Entry<'_>) {
             key,
             value_off,
             value_len,
+            layout,
         } => {
             let loc = Loc {
                 value_off,
                 value_len,
+                layout,
             };
             *live_bytes += loc.record_len(key.len());
             if let Some(old) = index.insert(key, loc) {
@@ -377,6 +503,8 @@ impl State {
         if !self.damaged.is_empty() {
             self.damaged.remove(entry.key());
         }
+        self.records += 1;
+        self.unvouched += 1;
         apply(&mut self.index, &mut self.live_bytes, entry);
     }
 }
@@ -412,6 +540,11 @@ mod tests {
         Loc {
             value_off: 1000 + n,
             value_len: n,
+            layout: if n.is_multiple_of(3) {
+                Layout::V1
+            } else {
+                Layout::V2
+            },
         }
     }
 

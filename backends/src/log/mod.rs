@@ -10,6 +10,7 @@
 //! methods), `positioned` (`pread`/`pwrite`), `fuzz` (fuzz entry points, tests only).
 
 mod append;
+mod checkpoint;
 mod compact;
 #[cfg(test)]
 mod fuzz;
@@ -91,7 +92,10 @@ use crate::{Blob, Durability, Error, Result, Store};
 ///
 /// # Format
 /// A 32-byte file header, then records; a delete appends a tombstone record. The index maps
-/// each live key to where its value sits; opening scans the file and rebuilds it.
+/// each live key to where its value sits; opening scans the file and rebuilds it. Records come
+/// in two layouts, told apart by header byte 1: v1 (what builds before format version 2
+/// wrote) and v2 (what this build writes), so a v1 log keeps being read and, once written to,
+/// holds v1 records followed by v2 ones.
 ///
 /// ```text
 /// file header (32 bytes, once at offset 0)
@@ -101,21 +105,46 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// +---------+----------+----------+------------+------------+----------+
 ///  0         8          12         16           24           28        32
 ///  magic = b"CACHELOG"; header crc = crc32 of bytes 0..24; reserved = 0.
+///  version = 2 for a log created (or compacted) by this build; 1 for a log created before,
+///  which keeps its header when v2 records are appended (a log is only appended to).
 ///  generation changes whenever compaction swaps a new file in, so a reader holding the old
 ///  file can tell that the path now names another file.
 ///
-/// record (24-byte header, then the key, then the value), repeated until the end of the file
-/// +------+----------+---------+-----------+------------+------------+-----+-------+
-/// | kind | reserved | key len | value len | header crc | record crc | key | value |
-/// | u8   | 3 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |     |       |
-/// +------+----------+---------+-----------+------------+------------+-----+-------+
-///  0      1          4         8           16           20           24
+/// v2 record (36-byte header, key, value, 12-byte trailer), repeated until the end of the file
+/// +------+--------+----------+---------+-----------+------------+------------+
+/// | kind | layout | reserved | key len | value len | header crc | record crc |
+/// | u8   | u8 = 2 | 2 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |
+/// +------+--------+----------+---------+-----------+------------+------------+
+///  0      1        2          4         8           16           20           24
+/// +---------------------------------------+-----+-------+-----------------------+
+/// | key block: key len | key crc | check  | key | value | trailer = key block    |
+/// |            u32 LE  | u32 LE  | u32 LE |     |       | (the same 12 bytes)    |
+/// +---------------------------------------+-----+-------+-----------------------+
+///  24                                      36
 ///  kind: 1 = put, 2 = tombstone (value len 0), 3 = pending (a streamed put in progress).
-///  header crc = crc32 of header bytes 0..16: lets a scan trust the lengths before reading on.
+///  header crc = crc32 of header bytes 0..16, then 24..36: lets a scan trust the lengths
+///  before reading on.
 ///  record crc = crc32 of header bytes 0..16, then key, then value: covers the whole record.
+///  key block: the key's length (as at 4..8), key crc = crc32 of the key, check = crc32 of the
+///  block's bytes 0..8. A record is valid when both crcs match and the trailer equals the key
+///  block.
 ///  A pending record has value len 0 and record crc 0; `put_reader` writes it, streams the
-///  value after the key, then overwrites the header with the real put header.
+///  value after the key, writes the trailer, then overwrites the header with the real put
+///  header.
+///
+/// v1 record (24-byte header, then the key, then the value)
+/// +------+--------+----------+---------+-----------+------------+------------+-----+-------+
+/// | kind | layout | reserved | key len | value len | header crc | record crc | key | value |
+/// | u8   | u8 = 0 | 2 bytes  | u32 LE  | u64 LE    | u32 LE     | u32 LE     |     |       |
+/// +------+--------+----------+---------+-----------+------------+------------+-----+-------+
+///  0      1        2          4         8           16           20           24
+///  header crc = crc32 of header bytes 0..16; record crc as in v2.
 /// ```
+///
+/// Why the key block: it names the key of a damaged record, which recovery must know to keep
+/// the key's older value from coming back (see "Crashes and damage"). It is held three times
+/// over — checked by the header crc, by its own check, and repeated as the trailer — so damage
+/// to the header fields, to the block, or to both leaves one copy that tells the key.
 ///
 /// All integers are fixed-width little-endian; the checksums are CRC-32 (ISO-HDLC, as
 /// computed by `crc32fast`). A key holds at most 64 KiB (a write of a longer one is
@@ -123,11 +152,15 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// allocates it), so no header, however damaged or planted, makes opening allocate more.
 ///
 /// # Checked reads
-/// Opening checks every record. [`Store::read`] (and `get`, `with_value`, `get_many`, `scan`)
+/// Opening checks every record it scans: all of them, or those after the index checkpoint
+/// (see "Opening fast"). [`Store::read`] (and `get`, `with_value`, `get_many`, `scan`)
 /// checks the record again before lending the value, so bytes that changed on disk since are
 /// [`Error::Corrupt`], never returned: values up to 1 MiB are hashed from the map, longer ones
 /// through a small buffer with positioned reads (no page of the value is faulted in by the
-/// check). [`Store::read_unchecked`] skips the check; [`Store::verify`] checks every live record
+/// check). [`Store::read_stream`] reads the value with positioned reads through the caller's
+/// buffer (no map, bounded memory at any size), after checking the header and key; the record
+/// checksum is checked by the end of the stream, where damage is an error instead of the end.
+/// [`Store::read_unchecked`] skips the check; [`Store::verify`] checks every live record
 /// and lists each damaged key.
 ///
 /// # Files
@@ -138,7 +171,10 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// - `store.log.damaged-<offset>` — a damaged tail (or a `Periodic` writer's unsynced tail)
 ///   moved aside at open (see [`OpenReport`]); never deleted by the store;
 /// - `store.log.synced` — how far a [`Durability::Periodic`] writer synced the log (24 bytes;
-///   removed by the next writer of another durability, after it synced the whole log).
+///   removed by the next writer of another durability, after it synced the whole log);
+/// - `store.log.index`, `store.log.index.tmp` — the index checkpoint a writer leaves on close
+///   when at least 100,000 records lie past the last one, and its temp file (see "Opening
+///   fast").
 ///
 /// The store touches nothing else, and only regular files of its own: every file it creates
 /// is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, every file it opens with `O_NOFOLLOW |
@@ -159,16 +195,20 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// last record that is whole but fails its checksum is *damage*, not a crash artefact: it may
 /// be an acknowledged write, so the writer moves it to a side file before cutting it, and
 /// writes a tombstone for its key when the key has an older value, so the key reads as missing
-/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. The key is
-/// told even when its bytes or its header are the damaged ones: one flipped bit in the
-/// header is undone, damage confined to the key is matched against the log's keys, and a
-/// header damaged further is matched by key length against its record checksum field. When
-/// even that field is gone, every key of the log whose bytes follow the damaged header is a
-/// *suspect* and is handled as the record's key (tombstoned, or corrupt to a reader): so
-/// damage confined to the header never brings an older value back. What is still beyond it:
-/// a header whose record checksum field is damaged *and* whose key bytes are damaged too —
-/// nothing in a v1 record then names the key (`backends/src/log/identify.rs`). A bad record
-/// with a
+/// rather than as its older value; a reader reads that key as [`Error::Corrupt`]. A v2 record
+/// tells its key from its key block (see "Format"): from the header when only the key, value
+/// or record crc is damaged, from the block's own check when the header fields are damaged,
+/// from the trailer when both are — and when the key block names no key of the log, the
+/// record's key had no older value, so nothing can come back. Only damage that reaches the
+/// header's key block, the key bytes *and* the trailer (for a put, three places with the
+/// value between them; in effect a record destroyed whole, which cannot be told from garbage
+/// after the log) leaves it to the v1 methods. For a v1 record, one flipped bit in the header
+/// is undone, damage confined to the key is matched against the log's keys, and a header
+/// damaged further is matched by key length against its record checksum field; when even
+/// that field is gone, every key of the log whose bytes follow the damaged header is a
+/// *suspect* and is handled as the record's key (tombstoned, or corrupt to a reader). What
+/// only v2 closes: a v1 record whose record checksum field *and* key bytes are damaged names
+/// no key (`backends/src/log/identify.rs`). A bad record with a
 /// valid record after it fails the open with [`Error::Corrupt`] naming the offset. A file
 /// shorter than its 32-byte header (a log truncated to 0 bytes) is [`Error::Corrupt`], never
 /// an empty store. Every recovery is in [`LogStore::open_report`]; the rules are in
@@ -210,6 +250,18 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// does not refresh, so a key the writer overwrote since the last refresh reads the older
 /// value until the next refresh.
 ///
+/// # Opening fast
+/// Opening rebuilds the index by scanning the records, unless an index checkpoint
+/// (`store.log.index`, `backends/src/log/checkpoint.rs`) holds for the log: then the index is
+/// read from it and only the records after the offset it covers are scanned. A writer writes
+/// one when it closes with at least 100,000 records past the last (after syncing the log, so
+/// it never covers bytes a power loss could take back). It is never trusted on its word: its
+/// header and body checksums, its length, the log's generation, the CRC-32 of the 64 KiB of
+/// log before its offset, and every entry's bounds must all hold, or it is ignored and the
+/// whole log is scanned ([`OpenReport::checkpoint`] tells which). Records it covers are not
+/// re-checked at open; every read still checks its record, and [`Store::verify`] checks
+/// them all.
+///
 /// # Index memory
 /// The index (`backends/src/log/index.rs`) is a table of 24-byte slots — the value's offset
 /// and length, where the key sits, 32 bits of the key's hash — split into 64 shards by hash,
@@ -222,7 +274,9 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// repacked.
 ///
 /// Opening never holds two copies of the index: a shard that grows reallocates a 64th of the
-/// table, so the open's peak memory stays within a few percent of the index it builds
+/// table (and an open from the checkpoint sizes the tables up front and stages at most
+/// 65,536 keys at a time), so the open's peak memory stays within a few percent of the index
+/// it builds
 /// (`backends/benches/log_open.rs` measures both, `benches/RESULTS.md` has the figures). Keys
 /// are hashed with foldhash under a random seed per index, so no key set — however chosen —
 /// makes lookups degrade; a lookup compares the whole key, never only its hash.

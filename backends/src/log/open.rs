@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::checkpoint;
 use super::identify::damaged_key;
 use super::index::{apply, map_file, Index, State, MAX_OFFSET};
 use super::periodic::{self, Syncer};
@@ -248,20 +249,19 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
             format!("{len} bytes: a log holds at most {MAX_OFFSET} bytes"),
         ));
     }
-    let mut index = Index::new();
-    let mut live_bytes = 0;
     let strict_until = periodic::strict_until(path, header.generation)?;
-    let scanned = scan(
-        &file,
-        path,
-        FILE_HEADER_LEN,
-        len,
-        role,
-        strict_until,
-        &mut |e| apply(&mut index, &mut live_bytes, e),
-    )?;
+    // An index checkpoint that holds for this log spares the scan of the records it covers.
+    let (mut index, mut live_bytes, start, covered) =
+        match checkpoint::load(path, &file, header.generation, len)? {
+            Some(c) => (c.index, c.live_bytes, c.end, c.records),
+            None => (Index::new(), 0, FILE_HEADER_LEN, 0),
+        };
+    let scanned = scan(&file, path, start, len, role, strict_until, &mut |e| {
+        apply(&mut index, &mut live_bytes, e)
+    })?;
     let mut report = OpenReport {
-        records: scanned.records,
+        records: covered + scanned.records,
+        checkpoint: (start > FILE_HEADER_LEN).then_some(start),
         ..OpenReport::default()
     };
     let mut end = scanned.end;
@@ -335,6 +335,8 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
         live_bytes,
         generation: header.generation,
         strict_until,
+        records: report.records,
+        unvouched: scanned.records,
     };
     Ok((state, report))
 }

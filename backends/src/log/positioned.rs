@@ -101,3 +101,33 @@ pub(crate) fn hash_section(
         })?;
     Ok(copied == len)
 }
+
+/// `len` bytes of a shared `file` from `offset` as a [`Read`] that owns its handle, for a
+/// stream that outlives the lookup that found it (`LogStore::read_stream`).
+pub(crate) struct OwnedSection {
+    file: std::sync::Arc<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl OwnedSection {
+    pub(crate) fn new(file: std::sync::Arc<File>, offset: u64, len: u64) -> Self {
+        OwnedSection {
+            file,
+            pos: offset,
+            end: offset.saturating_add(len),
+        }
+    }
+}
+
+impl Read for OwnedSection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Section {
+            file: &self.file,
+            pos: self.pos,
+            end: self.end,
+        }
+        .read(buf)
+        .inspect(|&got| self.pos += got as u64)
+    }
+}

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use super::index::{remap_to, Loc};
-use super::positioned::hash_section;
-use super::record::{Kind, RecordHeader, RECORD_HEADER_LEN};
+use super::positioned::{hash_section, OwnedSection};
+use super::record::{Kind, RecordHeader};
 use super::LogStore;
+use crate::value_reader::{CrcChecked, ValueReader};
 use crate::{Error, Result};
 
 /// Values up to this long are checked straight from the map; longer ones with positioned
@@ -108,6 +109,52 @@ impl LogStore {
     /// (which must be `key`) and value, as the scan checked them at open. Catches bytes that
     /// changed on disk since.
     pub(super) fn check(&self, key: &[u8], found: &Found) -> Result<()> {
+        let (header, mut crc) = self.check_head(key, found)?;
+        let loc = &found.loc;
+        let start = loc.record_start(key.len());
+        let corrupt = |reason: &str| {
+            Error::corrupt(
+                &self.path,
+                Some(key),
+                format!("record at offset {start}: {reason}"),
+            )
+        };
+        if loc.value_len <= CHECK_FROM_MAP {
+            crc.update(&found.map[found.range()]);
+        } else if !hash_section(&found.file, loc.value_off, loc.value_len, &mut crc)
+            .map_err(|e| Error::io("checking a value in", &self.path, e))?
+        {
+            return Err(corrupt("value cut short since the log was opened"));
+        }
+        if crc.finalize() != header.crc {
+            return Err(corrupt("record checksum mismatch"));
+        }
+        Ok(())
+    }
+
+    /// Streams the value with positioned reads (no map, a buffer of the caller's size): the
+    /// header and key are checked first, the record checksum by the end of the stream, where
+    /// a mismatch is an `InvalidData` error instead of the end (see [`ValueReader`]).
+    pub(super) fn stream(&self, key: &[u8]) -> Result<Option<ValueReader>> {
+        let Some(found) = self.locate(key)? else {
+            return Ok(None);
+        };
+        let (header, crc) = self.check_head(key, &found)?;
+        let loc = found.loc;
+        let what = format!(
+            "{} (key {}, record at offset {})",
+            self.path.display(),
+            crate::KeyDisplay::new(key),
+            loc.record_start(key.len())
+        );
+        let section = OwnedSection::new(found.file, loc.value_off, loc.value_len);
+        let checked = CrcChecked::primed(section, loc.value_len, crc, header.crc, what);
+        Ok(Some(ValueReader::new(loc.value_len, Box::new(checked))))
+    }
+
+    /// Checks the header and key of the record behind a located value; returns the header and
+    /// the record checksum fed everything before the value.
+    fn check_head(&self, key: &[u8], found: &Found) -> Result<(RecordHeader, crc32fast::Hasher)> {
         let loc = &found.loc;
         let start = loc.record_start(key.len());
         let corrupt = |reason: String| {
@@ -118,14 +165,14 @@ impl LogStore {
             )
         };
         let map = &found.map[..];
-        let header_at = start as usize..(start + RECORD_HEADER_LEN) as usize;
-        let header_bytes: &[u8; RECORD_HEADER_LEN as usize] = map
+        let header_at = start as usize..(start + loc.layout.header_len()) as usize;
+        let header_bytes = map
             .get(header_at)
-            .and_then(|b| b.try_into().ok())
             .ok_or_else(|| corrupt("header outside the file".into()))?;
         let header = RecordHeader::decode(header_bytes)
             .map_err(|_| corrupt("record header changed since the log was opened".into()))?;
         if header.kind != Kind::Put
+            || header.layout != loc.layout
             || header.key_len as usize != key.len()
             || header.value_len != loc.value_len
         {
@@ -133,7 +180,7 @@ impl LogStore {
                 "record header changed since the log was opened".into(),
             ));
         }
-        let key_at = (start + RECORD_HEADER_LEN) as usize..loc.value_off as usize;
+        let key_at = (start + header.header_len()) as usize..loc.value_off as usize;
         if &map[key_at.clone()] != key {
             return Err(corrupt(
                 "stored key changed since the log was opened".into(),
@@ -141,16 +188,6 @@ impl LogStore {
         }
         let mut crc = header.record_hasher();
         crc.update(&map[key_at]);
-        if loc.value_len <= CHECK_FROM_MAP {
-            crc.update(&map[found.range()]);
-        } else if !hash_section(&found.file, loc.value_off, loc.value_len, &mut crc)
-            .map_err(|e| Error::io("checking a value in", &self.path, e))?
-        {
-            return Err(corrupt("value cut short since the log was opened".into()));
-        }
-        if crc.finalize() != header.crc {
-            return Err(corrupt("record checksum mismatch".into()));
-        }
-        Ok(())
+        Ok((header, crc))
     }
 }

@@ -7,13 +7,14 @@ use super::identify::damaged_key;
 use super::open::load;
 #[cfg(not(unix))]
 use super::open::read_header;
+use super::record::Layout;
 use super::scan::{scan, Entry, Role, Tail, TailKind};
 use super::LogStore;
 use crate::{Error, Result};
 
-/// A scanned record kept past the scan: the key, and the value's offset and length (`None`
-/// for a tombstone).
-type OwnedEntry = (Vec<u8>, Option<(u64, u64)>);
+/// A scanned record kept past the scan: the key, and the value's offset, length and record
+/// layout (`None` for a tombstone).
+type OwnedEntry = (Vec<u8>, Option<(u64, u64, Layout)>);
 
 impl LogStore {
     /// Brings a read-only handle up to date with the writer: indexes the records appended
@@ -60,7 +61,8 @@ impl LogStore {
                         key,
                         value_off,
                         value_len,
-                    } => (key.to_vec(), Some((value_off, value_len))),
+                        layout,
+                    } => (key.to_vec(), Some((value_off, value_len, layout))),
                     Entry::Tombstone { key } => (key.to_vec(), None),
                 })
             },
@@ -71,10 +73,11 @@ impl LogStore {
         st.damaged.clear();
         for (key, put) in &entries {
             st.apply(match *put {
-                Some((value_off, value_len)) => Entry::Put {
+                Some((value_off, value_len, layout)) => Entry::Put {
                     key,
                     value_off,
                     value_len,
+                    layout,
                 },
                 None => Entry::Tombstone { key },
             });

@@ -35,6 +35,10 @@ pub struct OpenReport {
     pub damaged_tail: Option<DamagedTail>,
     /// Temp files of a crashed writer that opening removed.
     pub removed_temps: Vec<std::path::PathBuf>,
+    /// The log offset up to which the index was read from the index checkpoint
+    /// (`<log>.index`) instead of scanned; `None` when the whole log was scanned (no
+    /// checkpoint, or one that does not hold for this log and was ignored).
+    pub checkpoint: Option<u64>,
 }
 
 impl OpenReport {
@@ -54,7 +58,8 @@ pub struct DamagedTail {
     pub len: u64,
     /// Which checksum failed.
     pub reason: Damage,
-    /// The damaged record's key, as well as it can be told: read under a sound header, or
+    /// The damaged record's key, as well as it can be told: named by a v2 record's key block
+    /// (see `LogStore`'s "Format"), or read under a sound header, or
     /// recovered by undoing one flipped bit of a damaged header, or by finding the key of the
     /// log that makes the record's checksum match (when the stored key's bytes are the
     /// damaged ones), or by finding the key length whose record checksum matches the stored
@@ -64,9 +69,11 @@ pub struct DamagedTail {
     /// The side file the writer moved the bytes to (`<log>.damaged-<offset>`), or `None` for
     /// a read-only handle, which leaves the file as it is.
     pub moved_to: Option<std::path::PathBuf>,
-    /// When `key` is `None`: the keys the record may have been written for — every key of
-    /// the log whose bytes follow the damaged header, where the record's key sits when only
-    /// the header is damaged. Each is treated as the record's key: tombstoned by the writer
+    /// When `key` is `None`: the keys the record may have been written for — the keys a v2
+    /// key block names when CRCs collide, or every key of the log whose bytes follow the
+    /// damaged header, where the record's key sits when only the header is damaged. Empty
+    /// with `key` `None` when the key block names no key of the log: the record's key had
+    /// no older value, so nothing can come back. Each is treated as the record's key: tombstoned by the writer
     /// (so it reads as missing, never as a value the damaged record may have replaced), read
     /// as corrupt by a reader.
     pub suspects: Vec<Vec<u8>>,

@@ -21,7 +21,10 @@ use std::io;
 use std::path::Path;
 
 use super::positioned::read_full_at;
-use super::record::{Kind, RecordHeader, RecordHeaderError, RECORD_HEADER_LEN};
+use super::record::{
+    Kind, Layout, RecordHeader, RecordHeaderError, KEY_BLOCK_LEN, V1_HEADER_LEN, V2_HEADER_LEN,
+    V2_MARKER,
+};
 use super::report::{Damage, TornReason};
 use crate::{Error, Result};
 
@@ -33,6 +36,7 @@ pub(crate) enum Entry<'k> {
         key: &'k [u8],
         value_off: u64,
         value_len: u64,
+        layout: Layout,
     },
     Tombstone {
         key: &'k [u8],
@@ -125,7 +129,7 @@ pub(crate) fn scan(
     while pos < file_len {
         let (kind, search_from) = match check(&mut w, pos, file_len).map_err(io_err)? {
             Check::Valid { header, next } => {
-                let key_off = pos + RECORD_HEADER_LEN;
+                let key_off = pos + header.header_len();
                 let key_len = header.key_len as usize;
                 // The check has just read the key through the window; only a record longer
                 // than the window has moved it on, and then the key is read again on its own.
@@ -144,6 +148,7 @@ pub(crate) fn scan(
                         key,
                         value_off: key_off + header.key_len as u64,
                         value_len: header.value_len,
+                        layout: header.layout,
                     },
                     _ => Entry::Tombstone { key },
                 });
@@ -190,10 +195,14 @@ pub(crate) fn scan(
                 },
                 Some(pos + 1),
             ),
-            Check::BadBody { next, key_len } => (
+            Check::BadBody {
+                next,
+                key_off,
+                key_len,
+            } => (
                 TailKind::Damaged {
                     reason: Damage::RecordChecksum,
-                    key: Some(read_key(&mut w, pos + RECORD_HEADER_LEN, key_len).map_err(io_err)?),
+                    key: Some(read_key(&mut w, key_off, key_len).map_err(io_err)?),
                 },
                 Some(next),
             ),
@@ -251,26 +260,37 @@ enum Check {
     /// The header fails its checksum.
     BadHeader,
     /// The header is sound but the key or value fails the record checksum.
-    BadBody { next: u64, key_len: u32 },
+    BadBody {
+        next: u64,
+        key_off: u64,
+        key_len: u32,
+    },
     /// The header passes its checksum yet holds fields this version never writes.
     Invalid(String),
 }
 
 fn check(w: &mut Window<'_>, pos: u64, file_len: u64) -> io::Result<Check> {
-    if file_len - pos < RECORD_HEADER_LEN {
+    let avail = (file_len - pos).min(V2_HEADER_LEN);
+    if avail < V1_HEADER_LEN {
         return Ok(Check::Short(TornReason::IncompleteHeader));
     }
-    let header = match w.slice_at(pos, RECORD_HEADER_LEN as usize)? {
+    let mut key_block = [0u8; KEY_BLOCK_LEN as usize];
+    let header = match w.slice_at(pos, avail as usize)? {
         None => return Ok(Check::Short(TornReason::IncompleteHeader)),
-        Some(hb) => {
-            let hb: &[u8; RECORD_HEADER_LEN as usize] =
-                hb.try_into().expect("sliced to the header length");
-            match RecordHeader::decode(hb) {
-                Ok(h) => h,
-                Err(RecordHeaderError::Checksum) => return Ok(Check::BadHeader),
-                Err(RecordHeaderError::Invalid(reason)) => return Ok(Check::Invalid(reason)),
-            }
+        // The file ends inside what says it is a v2 header.
+        Some(hb) if avail < V2_HEADER_LEN && hb[1] == V2_MARKER => {
+            return Ok(Check::Short(TornReason::IncompleteHeader))
         }
+        Some(hb) => match RecordHeader::decode(hb) {
+            Ok(h) => {
+                if h.layout == Layout::V2 {
+                    key_block.copy_from_slice(&hb[V1_HEADER_LEN as usize..]);
+                }
+                h
+            }
+            Err(RecordHeaderError::Checksum) => return Ok(Check::BadHeader),
+            Err(RecordHeaderError::Invalid(reason)) => return Ok(Check::Invalid(reason)),
+        },
     };
     if header.kind == Kind::Pending {
         return Ok(Check::Pending);
@@ -279,16 +299,28 @@ fn check(w: &mut Window<'_>, pos: u64, file_len: u64) -> io::Result<Check> {
     if next > file_len {
         return Ok(Check::Short(TornReason::RunsPastEnd));
     }
-    let key_off = pos + RECORD_HEADER_LEN;
+    let key_off = pos + header.header_len();
+    let trailer = header.layout.trailer_len();
     let mut crc = header.record_hasher();
-    if !w.hash_range(key_off, next - key_off, &mut crc)? {
+    if !w.hash_range(key_off, next - trailer - key_off, &mut crc)? {
         return Ok(Check::Short(TornReason::RunsPastEnd));
     }
+    let bad_body = Check::BadBody {
+        next,
+        key_off,
+        key_len: header.key_len,
+    };
     if crc.finalize() != header.crc {
-        return Ok(Check::BadBody {
-            next,
-            key_len: header.key_len,
-        });
+        return Ok(bad_body);
+    }
+    // A v2 record's trailer repeats its header's key block (checked there by the header
+    // checksum), so a byte changed in it is damage like any other.
+    if trailer > 0 {
+        match w.slice_at(next - trailer, trailer as usize)? {
+            Some(t) if t == key_block => {}
+            Some(_) => return Ok(bad_body),
+            None => return Ok(Check::Short(TornReason::RunsPastEnd)),
+        }
     }
     Ok(Check::Valid { header, next })
 }
@@ -305,9 +337,10 @@ fn read_key(w: &mut Window<'_>, off: u64, len: u32) -> io::Result<Vec<u8>> {
 /// The first offset at or after `from` where a valid (or pending) record starts.
 fn find_record(w: &mut Window<'_>, from: u64, file_len: u64) -> io::Result<Option<u64>> {
     let mut at = from;
-    let mut hb = [0u8; RECORD_HEADER_LEN as usize];
-    while at.saturating_add(RECORD_HEADER_LEN) <= file_len {
-        if w.read_exact_at(at, &mut hb)? && RecordHeader::decode(&hb).is_ok() {
+    let mut hb = [0u8; V2_HEADER_LEN as usize];
+    while at.saturating_add(V1_HEADER_LEN) <= file_len {
+        let n = (file_len - at).min(V2_HEADER_LEN) as usize;
+        if w.read_exact_at(at, &mut hb[..n])? && RecordHeader::decode(&hb[..n]).is_ok() {
             match check(w, at, file_len)? {
                 Check::Valid { .. } | Check::Pending => return Ok(Some(at)),
                 _ => {}

@@ -22,6 +22,14 @@ impl Store for LogStore {
         Ok(Some(Blob::mapped(found.map, range)))
     }
 
+    /// Streams the value through the file descriptor in pieces (no map, so memory stays at
+    /// the caller's buffer whatever the value's size): the header and key are checked before
+    /// it returns, the record checksum by the end of the stream, where damage is an
+    /// `InvalidData` error instead of the end.
+    fn read_stream(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        self.stream(key)
+    }
+
     /// Lends the value from the map without checking it (the scan at open checked it): for
     /// callers that check the bytes themselves, as the `Cache` envelope does.
     fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {

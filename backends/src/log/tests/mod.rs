@@ -3,6 +3,7 @@
 
 #[cfg(unix)]
 mod checked_reads;
+mod checkpoint;
 mod compaction;
 mod fixtures;
 mod fuzz;
@@ -16,7 +17,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::open::sibling;
-use super::record::{FileHeader, Kind, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use super::record::{
+    FileHeader, KeyBlock, Kind, RecordHeader, FILE_HEADER_LEN, FORMAT_VERSION, FORMAT_VERSION_1,
+    KEY_BLOCK_LEN, RECORD_HEADER_LEN,
+};
 use super::*;
 
 mod conformance {

@@ -190,7 +190,7 @@ fn corruption_in_the_middle_is_reported() {
     // Damage the second record's header, its key, and its value, in turn.
     for (what, at) in [
         ("header", ends[1] + 6),
-        ("key", ends[1] + 24),
+        ("key", ends[1] + RECORD_HEADER_LEN),
         ("value", ends[2] - 1),
     ] {
         let mut bytes = clean.clone();
@@ -221,7 +221,7 @@ fn unfinished_streamed_put_is_cut_on_open() {
     // value — here one that itself contains a whole valid log record.
     let mut bytes = std::fs::read(&path).unwrap();
     let inner = bytes[ends[0] as usize..].to_vec();
-    bytes.extend_from_slice(&RecordHeader::encode_pending(3));
+    bytes.extend_from_slice(&RecordHeader::encode_pending(b"big"));
     bytes.extend_from_slice(b"big");
     bytes.extend_from_slice(&inner);
     std::fs::write(&path, &bytes).unwrap();
@@ -338,13 +338,13 @@ pub(super) fn mixed_log(path: &Path) -> States {
         .put_many(&[(b"m1", b"one"), (b"m2", b"two"), (b"s", b"short")])
         .unwrap();
     let end = store.stats().file_bytes;
-    let m1 = states.last().unwrap().0 + 24 + 2 + 3;
+    let m1 = states.last().unwrap().0 + RECORD_HEADER_LEN + 2 + 3 + KEY_BLOCK_LEN;
     let mut after_m1 = states.last().unwrap().1.clone();
     after_m1.insert(b"m1".to_vec(), b"one".to_vec());
     let mut after_m2 = after_m1.clone();
     after_m2.insert(b"m2".to_vec(), b"two".to_vec());
     states.push((m1, after_m1));
-    states.push((m1 + 24 + 2 + 3, after_m2));
+    states.push((m1 + RECORD_HEADER_LEN + 2 + 3 + KEY_BLOCK_LEN, after_m2));
     states.push((end, model.clone()));
     store.flush().unwrap();
     states

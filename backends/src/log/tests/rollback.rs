@@ -23,7 +23,7 @@ fn failed_batch_then_reuse(path: &Path, inject: bool, big: usize) {
     let a = vec![0xAAu8; 100 << 10];
     let b = vec![0xBBu8; big];
     let start = writer.stats().file_bytes;
-    let b_value_off = start + (RECORD_HEADER_LEN + 1) * 2 + a.len() as u64;
+    let b_value_off = start + (RECORD_HEADER_LEN + 1) * 2 + a.len() as u64 + KEY_BLOCK_LEN;
     let r = reader.clone();
     let mut refreshed = false;
     *writer.fault.lock().unwrap() = Some(Box::new(move |offset, _len| {
