@@ -97,7 +97,9 @@ pub(super) fn prepare(
                     &data,
                     None,
                     format!(
-                        "LMDB would open at commit {opens_at}, but that meta page is the one of                          commit {} (recorded in {COMMIT_FILE}) with its transaction id raised                          by two: a damaged meta page would roll the store back",
+                        "LMDB would open at commit {opens_at}, but that meta page is the one of \
+                         commit {} (recorded in {COMMIT_FILE}) with its transaction id raised \
+                         by two: a damaged meta page would roll the store back",
                         opens_at - 2
                     ),
                 ));

@@ -10,6 +10,7 @@
 mod env;
 mod error;
 mod files;
+mod freelist;
 mod layout;
 #[cfg(feature = "fuzzing")]
 pub(crate) use layout::fuzz_entry as fuzz_value;

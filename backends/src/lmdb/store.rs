@@ -123,11 +123,14 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   refused at open with [`Error::Corrupt`], never mapped (LMDB would `SIGBUS`). An emptied
 ///   `data.mdb` under the marker is refused too, instead of opening as a new, empty store.
 /// - **A damaged meta page**: a bad magic, version, page size, flag, root or last-page field,
-///   or transaction ids that are not two consecutive commits, is refused at open; with
-///   [`Durability::Flush`], the commit record (the last commit's id and a fingerprint of each
-///   meta page) also refuses an environment that would open at an older commit than the last
-///   one made: an id lowered so that it still looks consecutive, or the older page's id
-///   raised by two so that it looks like a newer commit.
+///   or transaction ids that are not two consecutive commits, is refused at open. So is, with
+///   every durability, an id that still looks consecutive but would make LMDB open an older
+///   commit (the newest page's id lowered by two, the older page's raised by two): each
+///   meta page's free-page database names the commits that freed pages, and a commit's own
+///   record is always there and none newer (`backends/src/lmdb/freelist.rs` gives the
+///   reasons from LMDB's code). With [`Durability::Flush`] the commit record (the last
+///   commit's id and a fingerprint of each meta page) also refuses an environment opening at
+///   an older commit than the last one recorded.
 /// - **A damaged branch or leaf page that hides entries** (their keys read as missing):
 ///   [`Store::verify`] reports it, by holding LMDB's entry count against iteration. Keys
 ///   that come back out of order (a damaged page sending the cursor back or round a cycle)
@@ -143,9 +146,9 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// headers or node offsets that it follows without checking.
 ///
 /// Not detected: a read of a key whose leaf page is damaged so that the key is not found
-/// (a miss, not a wrong value; `verify` finds it); meta-page damage with
-/// [`Durability::None`], which keeps no commit record (an id flip that still looks like two
-/// consecutive commits then opens the previous commit: an old value, never a mixed one); a
+/// (a miss, not a wrong value; `verify` finds it); an id flip in the meta pages of an
+/// environment's very first commits (made on an empty main database, they free no page) or
+/// after a `Periodic` recovery (both pages then hold one commit, so none is older); a
 /// meta page root pointing at another valid page; structural damage that LMDB itself
 /// follows into the weeds (it may report `MDB_CORRUPTED`, which is [`Error::Corrupt`], or, for
 /// some damaged page headers, crash the process: LMDB does not check every page it reads);
