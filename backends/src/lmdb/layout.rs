@@ -137,9 +137,8 @@ impl Layout {
         }
     }
 
-    /// The whole LMDB value for `key` and `value`, as `put` writes it (tests plant entries
-    /// with it).
-    #[cfg(test)]
+    /// The whole LMDB value for `key` and `value`, as `put` writes it (the layout upgrade
+    /// rewrites entries with it; tests plant entries with it).
     pub(super) fn encode(self, key: &[u8], value: &[u8]) -> Vec<u8> {
         let stored = StoredKey::new(key);
         let mut prefix = self.prefix(key);

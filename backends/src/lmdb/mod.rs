@@ -22,6 +22,7 @@ mod retry;
 mod shared;
 mod store;
 mod stream;
+mod upgrade;
 mod verify;
 
 pub use env::{LmdbEnv, LmdbEnvStats};

@@ -2,6 +2,8 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
@@ -34,7 +36,8 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   ```
 ///   A newer version is refused with [`Error::UpgradeRequired`]; a wrong magic or length is
 ///   [`Error::Corrupt`]. A new store is created as version 2; a store created as version 1
-///   stays version 1 (its values keep their layout and new ones are written the same way).
+///   stays version 1 (its values keep their layout and new ones are written the same way)
+///   until [`LmdbStore::upgrade_layout`].
 ///
 /// - `cacher-store`: one LMDB entry per stored key. LMDB keys are limited to 511 bytes (and
 ///   LMDB rejects an empty key), so every stored key starts with a one-byte tag:
@@ -64,8 +67,13 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// the key: a damaged byte in a value, in its key, or a value paired with another key's entry
 /// never comes back. [`Store::verify`] checks every entry and reports each damaged key. The
 /// CRC costs one pass over the value per read (crc32fast uses the CPU's carry-less multiply;
-/// see `benches/RESULTS.md` for the cost per get). Version-1 stores have no checksum: their
-/// values are returned as LMDB holds them.
+/// see `benches/RESULTS.md` for the cost per get).
+///
+/// Version-1 stores (made before values had a checksum) cannot check their values: they are
+/// returned as LMDB holds them, and [`Store::verify`] counts them in
+/// [`VerifyReport::unchecked`], not as checked. [`LmdbStore::upgrade_layout`] rewrites them
+/// with a checksum, in one transaction, and makes the store version 2 (handles opened before
+/// see the new version at their next transaction).
 ///
 /// # Limits
 /// One value holds at most 2 GiB − 64 KiB − 16 bytes, less 4 bytes for the CRC and, for a
@@ -152,7 +160,8 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// meta page root pointing at another valid page; structural damage that LMDB itself
 /// follows into the weeds (it may report `MDB_CORRUPTED`, which is [`Error::Corrupt`], or, for
 /// some damaged page headers, crash the process: LMDB does not check every page it reads);
-/// values of layout-1 stores, which carry no checksum.
+/// values of layout-1 stores, which carry no checksum (`verify` counts them as unchecked;
+/// [`LmdbStore::upgrade_layout`] gives them one).
 ///
 /// ```
 /// use cacher_store::lmdb::LmdbStore;
@@ -173,8 +182,14 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 pub struct LmdbStore {
     pub(super) env: LmdbEnv,
     pub(super) data: Database<'static, Bytes, Bytes>,
-    /// The value layout named by the store's format record.
+    /// The `cacher-store-meta` database, holding the format record.
+    pub(super) meta: Database<'static, Bytes, Bytes>,
+    /// The value layout the store's format record named at open.
     pub(super) layout: Layout,
+    /// Whether a layout-1 store has been seen upgraded to layout 2 (by
+    /// [`LmdbStore::upgrade_layout`] through any handle or process): shared by clones, and
+    /// never unset, since no store goes back to layout 1.
+    pub(super) upgraded: Arc<AtomicBool>,
 }
 
 impl LmdbStore {
@@ -245,14 +260,47 @@ impl LmdbStore {
             FORMAT_VERSION,
             env.options().file_mode,
         )?;
-        Ok(LmdbStore { env, data, layout })
+        Ok(LmdbStore {
+            env,
+            data,
+            meta,
+            layout,
+            upgraded: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// The layout version of this store's values: 2 (every value checksummed) for a store
-    /// created by this build, 1 for a store created before version 2 (values unchecked; see
-    /// the type docs).
+    /// created by this build or upgraded by [`LmdbStore::upgrade_layout`], 1 for a store
+    /// created before version 2 (values unchecked; see the type docs). For a store opened at
+    /// version 1, it says 2 once this handle has seen the upgrade (any read or write after it).
     pub fn layout_version(&self) -> u32 {
-        self.layout.version()
+        match self.upgraded.load(Ordering::Acquire) {
+            true => Layout::V2.version(),
+            false => self.layout.version(),
+        }
+    }
+
+    /// The layout of the values in the transaction `txn`. A store opened at layout 2 stays
+    /// there; one opened at layout 1 reads its format record in every transaction, so that a
+    /// handle opened before an upgrade (in this process or another) never reads a checksum as
+    /// the value's first bytes, nor writes a value without one under the new record. It costs
+    /// layout-1 stores one lookup per transaction until this handle has seen the upgrade.
+    pub(super) fn layout_in(&self, txn: &RoTxn<'_>) -> Result<Layout, TxnError> {
+        if self.layout == Layout::V2 || self.upgraded.load(Ordering::Acquire) {
+            return Ok(Layout::V2);
+        }
+        let raw = self.meta.get(txn, FORMAT_KEY)?.ok_or_else(|| {
+            Error::corrupt(
+                self.env.path(),
+                Some(FORMAT_KEY),
+                "the format record is gone",
+            )
+        })?;
+        let layout = Layout::from_record(raw).map_err(|r| self.refused(Some(FORMAT_KEY), r))?;
+        if layout == Layout::V2 {
+            self.upgraded.store(true, Ordering::Release);
+        }
+        Ok(layout)
     }
 
     /// The environment the store lives in.
@@ -285,7 +333,7 @@ impl LmdbStore {
         match self.data.get(txn, stored.bytes())? {
             None => Ok(None),
             Some(raw) => Ok(self
-                .layout
+                .layout_in(txn)?
                 .lookup(key, &stored, raw, check)
                 .map_err(|r| self.refused(Some(key), r))?),
         }
@@ -328,9 +376,15 @@ impl LmdbStore {
         })
     }
 
-    /// Refuses a value too long for one LMDB value, before anything is read or written.
+    /// Refuses a value too long for one LMDB value, before anything is read or written (with
+    /// the limit of layout 2, the shorter one, when the transaction's layout is not known yet).
     pub(super) fn check_len(&self, key: &[u8], len: u64) -> Result<()> {
-        let max = self.layout.max_value(key);
+        self.check_len_in(Layout::V2, key, len)
+    }
+
+    /// [`LmdbStore::check_len`] in `layout`.
+    pub(super) fn check_len_in(&self, layout: Layout, key: &[u8], len: u64) -> Result<()> {
+        let max = layout.max_value(key);
         if len <= max as u64 {
             return Ok(());
         }
@@ -346,12 +400,13 @@ impl LmdbStore {
     }
 
     fn put_in(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
-        self.check_len(key, value.len() as u64)?;
+        let layout = self.layout_in(wtxn)?;
+        self.check_len_in(layout, key, value.len() as u64)?;
         let stored = StoredKey::new(key);
-        let mut prefix = self.layout.prefix(key);
-        let mut crc = self.layout.hasher(stored.bytes(), &prefix);
+        let mut prefix = layout.prefix(key);
+        let mut crc = layout.hasher(stored.bytes(), &prefix);
         crc.update(value);
-        self.layout.seal_prefix(&mut prefix, crc);
+        layout.seal_prefix(&mut prefix, crc);
         let len = prefix.len() + value.len();
         self.data.put_reserved(wtxn, stored.bytes(), len, |space| {
             use std::io::Write;
@@ -446,7 +501,7 @@ impl Store for LmdbStore {
                 let Some(raw) = self.data.get(wtxn, stored.bytes())? else {
                     return Ok(false);
                 };
-                let found = self.layout.lookup(key, &stored, raw, Check::Crc);
+                let found = self.layout_in(wtxn)?.lookup(key, &stored, raw, Check::Crc);
                 if found.map_err(|r| self.refused(Some(key), r))?.is_none() {
                     return Ok(false);
                 }
