@@ -81,6 +81,7 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// which Linux cuts short at just under 2 GiB, and LMDB fails the commit with `EIO`). A longer
 /// value is refused before anything is read or written, with [`Error::InvalidArgument`]
 /// naming the limit; `DirStore` and `LogStore` hold values of any size.
+/// [`LmdbOptions::max_value_len`] sets a lower limit, refused the same way.
 ///
 /// # Zero copy
 /// [`Store::with_value`] lends `&[u8]` straight from LMDB's map inside a read transaction.
@@ -100,7 +101,7 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// | level | a `put` costs | after a power loss (or any restart of the machine) |
 /// |---|---|---|
 /// | [`Durability::Flush`] (default) | two `fdatasync`s (LMDB syncs data, then the meta page) | every returned write is there |
-/// | [`Durability::Periodic`] | as `None`, plus a background durable point every [`LmdbOptions::periodic_interval`] (100 ms) | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
+/// | [`Durability::Periodic`] | no sync in `put`, and a background durable point every [`LmdbOptions::periodic_interval`] (100 ms); yet 3.7-7x `None` in a tight write loop, since LMDB may not reuse the pages freed after the pinned point (every commit writes cold pages; `benches/RESULTS.md`) | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
 /// | [`Durability::None`] | no sync (`MDB_NOSYNC`) | anything: LMDB may have reused the pages of the last snapshot on disk, so the store may be corrupt or rolled back, until [`Store::flush`] |
 ///
 /// `Periodic` holds a read transaction on its last durable point so LMDB never reuses that
@@ -384,19 +385,34 @@ impl LmdbStore {
 
     /// [`LmdbStore::check_len`] in `layout`.
     pub(super) fn check_len_in(&self, layout: Layout, key: &[u8], len: u64) -> Result<()> {
-        let max = layout.max_value(key);
-        if len <= max as u64 {
+        let max = self.value_limit(layout, key);
+        if len <= max {
             return Ok(());
         }
+        let why = match self.env.options().max_value_len {
+            Some(set) if set < layout.max_value(key) as u64 => {
+                format!("set by LmdbOptions::max_value_len = {set}")
+            }
+            _ => "LMDB cannot write one value of 2 GiB or more".to_string(),
+        };
         Err(Error::InvalidArgument {
             op: "put",
             path: self.env.path().to_path_buf(),
             reason: format!(
                 "a {len}-byte value is over the {max}-byte limit of one LmdbStore value \
-                 (LMDB cannot write one value of 2 GiB or more); DirStore and LogStore hold \
-                 values of any size"
+                 ({why}); DirStore and LogStore hold values of any size"
             ),
         })
+    }
+
+    /// The longest value `key` can hold in `layout`: LMDB's limit less the layout's bytes,
+    /// or [`LmdbOptions::max_value_len`] when that is lower.
+    pub(super) fn value_limit(&self, layout: Layout, key: &[u8]) -> u64 {
+        let lmdb = layout.max_value(key) as u64;
+        self.env
+            .options()
+            .max_value_len
+            .map_or(lmdb, |set| set.min(lmdb))
     }
 
     fn put_in(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {

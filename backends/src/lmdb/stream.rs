@@ -43,7 +43,7 @@ impl LmdbStore {
         };
         // Layout 2's limit (4 bytes shorter than layout 1's): the transaction's layout is
         // known only once the value is spooled.
-        let max = super::layout::Layout::V2.max_value(key) as u64;
+        let max = self.value_limit(super::layout::Layout::V2, key);
         let mut head = vec![0u8; IN_MEMORY + 1];
         let n = read_up_to(&mut &mut *reader, &mut head).map_err(source)?;
         if n <= IN_MEMORY {
