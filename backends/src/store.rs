@@ -48,6 +48,10 @@ pub type EntryIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '
 pub struct VerifyReport {
     /// Entries read and checked.
     pub checked: u64,
+    /// Entries read whose values carry no checksum to check them by (an `LmdbStore` of
+    /// layout 1, made before values had one): their framing was read, their bytes cannot be
+    /// verified. Not counted in `checked`.
+    pub unchecked: u64,
     /// Each damaged entry's key and the error its read gave.
     pub damaged: Vec<(Vec<u8>, crate::Error)>,
 }

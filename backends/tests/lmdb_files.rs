@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use cacher_store::lmdb::{LmdbEnv, LmdbOptions, LmdbStore};
-use cacher_store::{DirStore, Error, FileMode, Store};
+use cacher_store::{DirStore, Durability, Error, FileMode, Store};
 
 fn options() -> LmdbOptions {
     LmdbOptions::default().with_initial_map_size(1 << 20)
@@ -84,8 +84,12 @@ fn fifos_at_lmdb_files_are_refused_without_blocking() {
 
 /// A store with two commits of `k` (so the meta pages hold two different trees), closed.
 fn store_with_history() -> tempfile::TempDir {
+    store_with_history_under(&options())
+}
+
+fn store_with_history_under(options: &LmdbOptions) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let store = LmdbStore::open_with(dir.path(), &options()).unwrap();
+    let store = LmdbStore::open_with(dir.path(), options).unwrap();
     store.put(b"k", b"old value").unwrap();
     store.put(b"k", b"new value").unwrap();
     store.put(b"other", &vec![7u8; 20_000]).unwrap();
@@ -182,6 +186,127 @@ fn the_older_meta_page_raised_by_two_is_refused_not_rolled_back() {
     std::fs::write(dir.path().join("data.mdb"), &original).unwrap();
     let store = reopen(dir.path()).unwrap();
     assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"new value"[..]));
+}
+
+/// Issue 9: with `Durability::None` there is no commit record, and the two flips that keep
+/// the ids consecutive (the older page raised by two, the newest lowered by two) opened the
+/// store one commit back. Each meta page's free-page database now gives its true commit away
+/// (see `lmdb/freelist.rs`): every flip of one bit is refused, under every durability, and the
+/// undamaged file still opens at its newest commit.
+#[test]
+fn every_meta_page_id_flip_is_refused_without_a_commit_record() {
+    for durability in [Durability::None, Durability::Flush] {
+        let options = options().with_durability(durability);
+        let dir = store_with_history_under(&options);
+        let record = dir.path().join("cacher-last-commit");
+        assert!(
+            std::fs::read(&record).map_or(true, |r| r.is_empty())
+                == (durability == Durability::None),
+            "{durability:?}: the commit record is kept only with Flush"
+        );
+        let original = std::fs::read(dir.path().join("data.mdb")).unwrap();
+        let newest = txn_of(&original, 0).max(txn_of(&original, 1));
+        let older_page = if txn_of(&original, 0) == newest { 1 } else { 0 };
+        let raised = {
+            let mut damaged = original.clone();
+            damaged[older_page * 4096 + 144..][..8].copy_from_slice(&(newest + 1).to_le_bytes());
+            damaged
+        };
+        let lowered = {
+            let mut damaged = original.clone();
+            let at = (1 - older_page) * 4096 + 144;
+            damaged[at..][..8].copy_from_slice(&(newest - 2).to_le_bytes());
+            damaged
+        };
+        let mut cases = vec![
+            ("older raised by two", raised),
+            ("newest lowered by two", lowered),
+        ];
+        for meta in 0..2 {
+            for bit in 0..64 {
+                let mut damaged = original.clone();
+                damaged[meta * 4096 + 144 + bit / 8] ^= 1 << (bit % 8);
+                cases.push(("one bit", damaged));
+            }
+        }
+        for (what, damaged) in cases {
+            std::fs::write(dir.path().join("data.mdb"), &damaged).unwrap();
+            let _ = std::fs::remove_file(dir.path().join("lock.mdb"));
+            match LmdbStore::open_with(dir.path(), &options) {
+                Err(e) if e.is_corrupt() => {}
+                Err(e) => panic!("{durability:?} {what}: {e:?}"),
+                Ok(store) => panic!(
+                    "{durability:?} {what}: opened, k = {:?}",
+                    store.get(b"k").map(|v| v.map(String::from_utf8))
+                ),
+            }
+        }
+        std::fs::write(dir.path().join("data.mdb"), &original).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("lock.mdb"));
+        let store = LmdbStore::open_with(dir.path(), &options).unwrap();
+        assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"new value"[..]));
+    }
+}
+
+/// What the free-page checks must not refuse: a store closed and opened again after every
+/// commit of a varied workload (small and overflow values, overwrites, deletes, batches, so
+/// LMDB reuses freed pages), under both durabilities, always opens and reads back what was
+/// written.
+#[test]
+fn a_store_reopened_after_every_commit_always_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..160 {
+        let durability = if round % 3 == 0 {
+            Durability::Flush
+        } else {
+            Durability::None
+        };
+        let _ = std::fs::remove_file(dir.path().join("lock.mdb"));
+        let store = LmdbStore::open_with(dir.path(), &options().with_durability(durability))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let key = format!("key-{}", next() % 40).into_bytes();
+        match next() % 5 {
+            0 => {
+                store.delete(&key).unwrap();
+                expected.remove(&key);
+            }
+            1 => {
+                let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..30)
+                    .map(|i| {
+                        (
+                            format!("key-{}", (i * 7 + round) % 40).into_bytes(),
+                            vec![i as u8; 300],
+                        )
+                    })
+                    .collect();
+                let refs: Vec<(&[u8], &[u8])> =
+                    batch.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+                store.put_many(&refs).unwrap();
+                expected.extend(batch);
+            }
+            n => {
+                let len = if n == 2 {
+                    9000 + next() as usize % 30_000
+                } else {
+                    next() as usize % 200
+                };
+                let value = vec![round as u8; len];
+                store.put(&key, &value).unwrap();
+                expected.insert(key, value);
+            }
+        }
+        let found: std::collections::BTreeMap<_, _> =
+            store.scan().unwrap().map(Result::unwrap).collect();
+        assert!(found == expected, "round {round}: contents differ");
+    }
 }
 
 /// What the fingerprints must not refuse: a real commit that its process did not live to

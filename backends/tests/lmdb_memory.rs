@@ -188,3 +188,67 @@ fn a_slice_past_the_lmdb_limit_is_refused_before_anything_is_written() {
     assert!(err.to_string().contains("DirStore"), "{err}");
     assert_eq!(store.get(b"huge").unwrap(), None);
 }
+
+/// Issue 11: the refusal of a value past the limit, through the same code paths as LMDB's
+/// 2 GiB limit (`put`, `put_many`, and a `put_reader` stream both short, read into memory,
+/// and long, spooled), without writing gigabytes: `LmdbOptions::max_value_len` lowers the
+/// limit. A stream is refused once it passes the limit, having read at most one copy buffer
+/// past it (never the whole 3 GiB stream), and nothing is stored.
+#[test]
+fn a_value_past_a_configured_limit_is_refused_on_every_put_path_before_it_is_stored() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for limit in [1000u64, 3 << 20] {
+        let store = LmdbStore::open_with(
+            dir.path().join(format!("limit-{limit}")),
+            &options().with_max_value_len(Some(limit)),
+        )
+        .unwrap();
+        let refused = |err: Error| {
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("{limit}-byte limit"))
+                    && message.contains("max_value_len")
+                    && message.contains("DirStore"),
+                "{message}"
+            );
+        };
+        let at_limit = vec![7u8; limit as usize];
+        store.put(b"fits", &at_limit).unwrap();
+        let over = vec![7u8; limit as usize + 1];
+        refused(store.put(b"over", &over).unwrap_err());
+        refused(
+            store
+                .put_many(&[(&b"a"[..], &b"small"[..]), (&b"over"[..], &over[..])])
+                .unwrap_err(),
+        );
+        assert_eq!(
+            store.get(b"a").unwrap(),
+            None,
+            "a refused batch wrote part of itself"
+        );
+        let mut exact = Pattern { at: 0, len: limit };
+        assert_eq!(store.put_reader(b"streamed", &mut exact).unwrap(), limit);
+        let mut endless = Pattern {
+            at: 0,
+            len: 3 * GIB,
+        };
+        refused(store.put_reader(b"over", &mut endless).unwrap_err());
+        assert!(
+            endless.at <= limit.max(1 << 20) + (1 << 20),
+            "read {} bytes of the stream before refusing it",
+            endless.at
+        );
+        assert_eq!(store.get(b"over").unwrap(), None);
+        assert_eq!(
+            store.get(b"fits").unwrap().map(|v| v.len() as u64),
+            Some(limit)
+        );
+        let names: Vec<_> = std::fs::read_dir(store.env().path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.ends_with(".mdb") && !n.starts_with("cacher-"))
+            .collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+    }
+}

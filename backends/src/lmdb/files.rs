@@ -97,7 +97,9 @@ pub(super) fn prepare(
                     &data,
                     None,
                     format!(
-                        "LMDB would open at commit {opens_at}, but that meta page is the one of                          commit {} (recorded in {COMMIT_FILE}) with its transaction id raised                          by two: a damaged meta page would roll the store back",
+                        "LMDB would open at commit {opens_at}, but that meta page is the one of \
+                         commit {} (recorded in {COMMIT_FILE}) with its transaction id raised \
+                         by two: a damaged meta page would roll the store back",
                         opens_at - 2
                     ),
                 ));
@@ -204,6 +206,38 @@ pub(super) fn ensure_marker(
     text.truncate(n);
     kind.parse(&String::from_utf8_lossy(&text), newest)
         .map_err(|r| r.into_error(&path, None, newest))
+}
+
+/// Replaces `kind`'s marker in `dir` with one naming `version` (after a layout upgrade):
+/// written to a temporary file and renamed over the old one, so a reader sees the old marker
+/// or the new one, never a part.
+pub(super) fn rewrite_marker(
+    dir: &Path,
+    kind: Kind,
+    version: u32,
+    newest: u32,
+    mode: FileMode,
+) -> Result<()> {
+    let path = kind.path_in(dir);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".cacher-marker-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode.file_bits()));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut temp = builder
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    io::Write::write_all(&mut temp, kind.text(version).as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| Error::io("writing", temp.path(), e))?;
+    temp.persist(&path)
+        .map_err(|e| Error::io("renaming a marker to", &path, e.error))?;
+    crate::fs::sync_dir(dir)?;
+    ensure_marker(dir, kind, version, newest, mode).map(drop)
 }
 
 /// Reads the commit record in `dir`: `None` when missing, empty or damaged (a damaged record

@@ -10,16 +10,16 @@
 //!   same power-of-two page size;
 //! - **transaction ids**: commit `t` writes meta page `t % 2`, so page 0 holds an even id and
 //!   page 1 an odd one, and the two ids differ by exactly one (both are 0 in a new
-//!   environment; a compacted copy has 0 and 1). Most flips in an id break this. The newest
-//!   id lowered by two (bit 1) still looks like two commits, with the older page newest: the
-//!   commit record (`cacher-last-commit`, see `files`, kept with `Durability::Flush`) then
-//!   says a later commit was made, and the open is refused. The older page's id raised by
-//!   two, to the newest plus one, looks like a commit made by a process that died before
-//!   recording it; the commit record also holds a CRC of each meta page as it was after the
-//!   recorded commit ([`fingerprints`]), and a newest page that, with its id lowered by two,
-//!   is exactly the older page that was recorded is that flip, not a commit (a real commit
-//!   writes new roots: its meta page never equals the one two commits before it but for the
-//!   id), and is refused;
+//!   environment; a compacted copy has 0 and 1). Most flips in an id break this. Two keep
+//!   the ids consecutive: the newest id lowered by two (bit 1), which makes the older page
+//!   newest, and the older page's id raised by two, to the newest plus one. Both are refused
+//!   whatever the durability, because each meta page's free-page database holds a record of
+//!   its own commit and none of a later one ([`freelist`] has the reasons); the free-page
+//!   databases are read while no other process commits (the meta pages are read again
+//!   after them, and the reading is repeated if they changed). With `Durability::Flush` the
+//!   commit record (`cacher-last-commit`, see `files`) checks the same two flips again: it
+//!   names the last commit made and holds a CRC of each meta page as it was after it
+//!   ([`fingerprints`]);
 //! - **lengths**: the file holds at least both meta pages and every page up to each meta
 //!   page's last used page (`mm_last_pg`), the map size covers them, and every database root
 //!   is a page inside them.
@@ -46,6 +46,7 @@
 use std::io;
 use std::path::Path;
 
+use super::freelist::{self, FreeDb, NO_ROOT};
 use crate::fs::{open_regular, read_up_to, Access};
 use crate::le::{u16_at, u32_at, u64_at};
 use crate::{Error, Result};
@@ -53,7 +54,7 @@ use crate::{Error, Result};
 const P_META: u16 = 0x08;
 const MDB_MAGIC: u32 = 0xBEEF_C0DE;
 const MDB_DATA_VERSION: u32 = 1;
-const P_INVALID: u64 = u64::MAX;
+const P_INVALID: u64 = NO_ROOT;
 /// Bytes of a meta page that hold the header and `MDB_meta`.
 pub(super) const META_BYTES: usize = 152;
 /// LMDB's page sizes: the OS page size, between these.
@@ -65,9 +66,23 @@ const MAX_PAGE: u64 = 1 << 16;
 struct Meta {
     page_size: u64,
     map_size: u64,
+    /// The roots of the free-page and the main database.
     roots: [u64; 2],
+    /// The depth of the free-page database.
+    free_depth: u16,
     last_page: u64,
     txn: u64,
+}
+
+impl Meta {
+    fn free_db(&self) -> FreeDb {
+        FreeDb {
+            root: self.roots[0],
+            depth: self.free_depth,
+            page_size: self.page_size,
+            last_page: self.last_page,
+        }
+    }
 }
 
 /// What the checks found in a `data.mdb` that passed them.
@@ -164,26 +179,54 @@ pub(super) fn check(path: &Path) -> Result<Option<Opened>> {
     // A commit by another process between reading the two pages and the length can make a
     // consistent file look inconsistent for a moment: read again before calling it damaged.
     let mut last = None;
-    for _ in 0..3 {
-        match check_once(path) {
-            Ok(found) => return Ok(found),
+    let mut changes = 0;
+    for _ in 0..ATTEMPTS {
+        // Twice met another process's commits while reading the free-page databases: commits
+        // are being made, each rewriting a meta page, so a damaged id does not stay (and the
+        // process committing has opened the file already).
+        let free_dbs = if changes >= 2 {
+            FreeDbs::Skip
+        } else {
+            FreeDbs::Check
+        };
+        match check_once(path, free_dbs) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => changes += 1,
             Err(e) if e.is_corrupt() => last = Some(e),
             Err(e) => return Err(e),
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Err(last.expect("three attempts ran"))
+    Err(last.unwrap_or_else(|| {
+        Error::corrupt(
+            path,
+            None,
+            "the meta pages kept changing while they were read",
+        )
+    }))
 }
 
-fn check_once(path: &Path) -> Result<Option<Opened>> {
+/// How many times [`check`] reads the file before it believes what it reads.
+const ATTEMPTS: usize = 4;
+
+/// Whether [`check_once`] checks the free-page databases against the transaction ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FreeDbs {
+    Check,
+    Skip,
+}
+
+/// One reading of the file: `Ok(None)` when a meta page changed while the free-page databases
+/// were read (another process committed: read again).
+fn check_once(path: &Path, free_dbs: FreeDbs) -> Result<Option<Option<Opened>>> {
     let Some(file) = open_regular(path, Access::Read)? else {
-        return Ok(None);
+        return Ok(Some(None));
     };
     let corrupt = |reason: String| Error::corrupt(path, None, reason);
     let mut first = [0u8; META_BYTES];
     let got = read_at(&file, &mut first, 0).map_err(|e| Error::io("reading", path, e))?;
     if got == 0 {
-        return Ok(None);
+        return Ok(Some(None));
     }
     if got < META_BYTES {
         return Err(corrupt(format!(
@@ -206,10 +249,89 @@ fn check_once(path: &Path) -> Result<Option<Opened>> {
         .map_err(|e| Error::io("reading the metadata of", path, e))?
         .len();
     consistent(&meta0, &meta1, len).map_err(corrupt)?;
-    Ok(Some(Opened {
+    if free_dbs == FreeDbs::Check {
+        let verdict = freed_by_their_commits(&file, [&meta0, &meta1], [&first, &second]);
+        // The pages of the two newest commits are never reused while no third commit is
+        // made, and a commit rewrites a meta page: unchanged meta pages mean every page read
+        // belonged to them.
+        let mut again = [[0u8; META_BYTES]; 2];
+        for (index, page) in again.iter_mut().enumerate() {
+            read_at(&file, page, index as u64 * meta0.page_size)
+                .map_err(|e| Error::io("reading", path, e))?;
+        }
+        if again != [first, second] {
+            return Ok(None);
+        }
+        verdict.map_err(corrupt)?;
+    }
+    Ok(Some(Some(Opened {
         txn: meta0.txn.max(meta1.txn),
         pages: [first, second],
-    }))
+    })))
+}
+
+/// Holds each meta page's transaction id against the newest record of its free-page database
+/// (see [`freelist`]): no page may hold a record newer than its own commit, and the newest
+/// page, when it follows a commit whose main database had a root, must hold its own.
+fn freed_by_their_commits(
+    file: &std::fs::File,
+    metas: [&Meta; 2],
+    pages: [&[u8; META_BYTES]; 2],
+) -> Result<(), String> {
+    let [m0, m1] = metas;
+    if m0.txn == 0 && m1.txn == 0 {
+        return Ok(());
+    }
+    let (newest, older) = if m1.txn > m0.txn { (1, 0) } else { (0, 1) };
+    // Both pages one commit, as a `Periodic` recovery writes them (the older one a copy of
+    // the newest with its id less one): only the newest page's id can be held against its
+    // records, and there is nothing older to open.
+    let copies = same_but_ids(pages[0], pages[1]);
+    let mut records = [None; 2];
+    for (index, meta) in metas.iter().enumerate() {
+        if copies && index == older {
+            continue;
+        }
+        let record = freelist::newest_record(file, meta.free_db())
+            .map_err(|r| format!("meta page {index}: {r}"))?;
+        if let Some(record) = record.filter(|&r| r > meta.txn) {
+            return Err(format!(
+                "meta page {index} says it is commit {}, but its free-page database holds the \
+                 pages freed by commit {record}, a later one: its transaction id was lowered, \
+                 and LMDB would open an older commit",
+                meta.txn
+            ));
+        }
+        records[index] = record;
+    }
+    if copies {
+        return Ok(());
+    }
+    let opens = metas[newest];
+    if metas[older].roots[1] != P_INVALID && records[newest] != Some(opens.txn) {
+        let found = match records[newest] {
+            Some(record) => format!("its newest record is of commit {record}"),
+            None => "it is empty".to_string(),
+        };
+        return Err(format!(
+            "meta page {newest} says it is commit {}, but its free-page database holds no \
+             record of the pages that commit freed ({found}): it is an older commit's page \
+             with a raised transaction id, and LMDB would open that older commit",
+            opens.txn
+        ));
+    }
+    Ok(())
+}
+
+/// Whether two meta pages are equal but for their page numbers and transaction ids.
+fn same_but_ids(a: &[u8; META_BYTES], b: &[u8; META_BYTES]) -> bool {
+    let strip = |page: &[u8; META_BYTES]| {
+        let mut page = *page;
+        page[..8].fill(0);
+        page[TXN_AT..TXN_AT + 8].fill(0);
+        page
+    };
+    strip(a) == strip(b)
 }
 
 fn read_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<usize> {
@@ -245,6 +367,7 @@ fn parse(page: &[u8], index: u64) -> Result<Meta, String> {
         page_size,
         map_size: field(32)?,
         roots: [field(80)?, field(128)?],
+        free_depth: u16_at(page, 46).ok_or("cut short")?,
         last_page: field(136)?,
         txn: field(TXN_AT)?,
     })

@@ -10,6 +10,7 @@
 mod env;
 mod error;
 mod files;
+mod freelist;
 mod layout;
 #[cfg(feature = "fuzzing")]
 pub(crate) use layout::fuzz_entry as fuzz_value;
@@ -22,6 +23,7 @@ mod retry;
 mod shared;
 mod store;
 mod stream;
+mod upgrade;
 mod verify;
 
 pub use env::{LmdbEnv, LmdbEnvStats};

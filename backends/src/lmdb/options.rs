@@ -56,6 +56,13 @@ pub struct LmdbOptions {
     /// umask, so a group can share a cache; [`FileMode::OwnerOnly`] gives `0o600`. Existing
     /// files keep their mode.
     pub file_mode: FileMode,
+    /// The longest value an [`LmdbStore`](super::LmdbStore) in this environment accepts, in
+    /// bytes, when lower than LMDB's own limit (2 GiB − 64 KiB − 16 bytes less the layout's
+    /// bytes; see [`LmdbStore`](super::LmdbStore#limits)). A longer value is refused with
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the limit, before it
+    /// is stored: a slice at once, a stream as soon as it passes the limit. Default `None`:
+    /// LMDB's limit.
+    pub max_value_len: Option<u64>,
     /// The store layout opening the environment, whose marker it must carry and whose
     /// foreign markers it refuses (`None` for a bare environment).
     pub(crate) kind: Option<Kind>,
@@ -71,6 +78,7 @@ impl Default for LmdbOptions {
             durability: Durability::Flush,
             periodic_interval: std::time::Duration::from_millis(100),
             file_mode: FileMode::Umask,
+            max_value_len: None,
             kind: None,
         }
     }
@@ -117,6 +125,23 @@ impl LmdbOptions {
     /// boot id, `Periodic` is `Flush`).
     pub(super) fn periodic(&self) -> bool {
         self.durability == Durability::Periodic && super::periodic::supported()
+    }
+
+    /// Sets [`LmdbOptions::max_value_len`].
+    ///
+    /// ```
+    /// use cacher_store::lmdb::{LmdbOptions, LmdbStore};
+    /// use cacher_store::{Error, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = LmdbStore::open_with(dir.path(), &LmdbOptions::default().with_max_value_len(Some(8)))?;
+    /// store.put(b"k", b"8 bytes!")?;
+    /// assert!(matches!(store.put(b"k", b"nine byte"), Err(Error::InvalidArgument { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_max_value_len(mut self, max: Option<u64>) -> Self {
+        self.max_value_len = max;
+        self
     }
 
     /// Sets [`LmdbOptions::file_mode`].

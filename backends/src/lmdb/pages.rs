@@ -13,8 +13,8 @@ pub(super) const KEYS_PER_PAGE: usize = 1024;
 /// Value bytes fetched per read transaction by `scan` (at least one entry per page).
 pub(super) const SCAN_BYTES_PER_PAGE: usize = 8 << 20;
 
-/// Called with each raw entry `(stored key, LMDB value)` of a page; `Ok(false)` stops.
-pub(super) type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+/// Called with each raw entry `(layout, stored key, LMDB value)` of a page; `Ok(false)` stops.
+pub(super) type RawVisitor<'a> = dyn FnMut(Layout, &[u8], &[u8]) -> Result<bool> + 'a;
 
 impl LmdbStore {
     /// Reads one page of raw LMDB entries after the stored key `after`, calling `f` with each
@@ -31,6 +31,7 @@ impl LmdbStore {
             };
             let range = (start, Bound::<&[u8]>::Unbounded);
             let mut last: Option<Vec<u8>> = None;
+            let layout = self.layout_in(rtxn)?;
             for entry in self.data.range(rtxn, &range)? {
                 let (stored, raw) = entry?;
                 // LMDB returns keys in order; a damaged branch page can make the cursor go
@@ -40,7 +41,7 @@ impl LmdbStore {
                     return Err(self.out_of_order(stored).into());
                 }
                 last = Some(stored.to_vec());
-                if !f(stored, raw)? {
+                if !f(layout, stored, raw)? {
                     break;
                 }
             }
@@ -55,9 +56,8 @@ impl LmdbStore {
         after: Option<&[u8]>,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<Option<Vec<u8>>> {
-        self.raw_page(after, &mut |stored, raw| {
-            let (key, value) = self
-                .layout
+        self.raw_page(after, &mut |layout, stored, raw| {
+            let (key, value) = layout
                 .decode_entry(stored, raw)
                 .map_err(|r| self.refused(Some(&reported_key(stored, raw)), r))?;
             Ok(f(key, value))

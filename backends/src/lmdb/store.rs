@@ -2,6 +2,8 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
@@ -34,7 +36,8 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   ```
 ///   A newer version is refused with [`Error::UpgradeRequired`]; a wrong magic or length is
 ///   [`Error::Corrupt`]. A new store is created as version 2; a store created as version 1
-///   stays version 1 (its values keep their layout and new ones are written the same way).
+///   stays version 1 (its values keep their layout and new ones are written the same way)
+///   until [`LmdbStore::upgrade_layout`].
 ///
 /// - `cacher-store`: one LMDB entry per stored key. LMDB keys are limited to 511 bytes (and
 ///   LMDB rejects an empty key), so every stored key starts with a one-byte tag:
@@ -64,8 +67,13 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// the key: a damaged byte in a value, in its key, or a value paired with another key's entry
 /// never comes back. [`Store::verify`] checks every entry and reports each damaged key. The
 /// CRC costs one pass over the value per read (crc32fast uses the CPU's carry-less multiply;
-/// see `benches/RESULTS.md` for the cost per get). Version-1 stores have no checksum: their
-/// values are returned as LMDB holds them.
+/// see `benches/RESULTS.md` for the cost per get).
+///
+/// Version-1 stores (made before values had a checksum) cannot check their values: they are
+/// returned as LMDB holds them, and [`Store::verify`] counts them in
+/// [`VerifyReport::unchecked`], not as checked. [`LmdbStore::upgrade_layout`] rewrites them
+/// with a checksum, in one transaction, and makes the store version 2 (handles opened before
+/// see the new version at their next transaction).
 ///
 /// # Limits
 /// One value holds at most 2 GiB − 64 KiB − 16 bytes, less 4 bytes for the CRC and, for a
@@ -73,6 +81,7 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// which Linux cuts short at just under 2 GiB, and LMDB fails the commit with `EIO`). A longer
 /// value is refused before anything is read or written, with [`Error::InvalidArgument`]
 /// naming the limit; `DirStore` and `LogStore` hold values of any size.
+/// [`LmdbOptions::max_value_len`] sets a lower limit, refused the same way.
 ///
 /// # Zero copy
 /// [`Store::with_value`] lends `&[u8]` straight from LMDB's map inside a read transaction.
@@ -92,7 +101,7 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// | level | a `put` costs | after a power loss (or any restart of the machine) |
 /// |---|---|---|
 /// | [`Durability::Flush`] (default) | two `fdatasync`s (LMDB syncs data, then the meta page) | every returned write is there |
-/// | [`Durability::Periodic`] | as `None`, plus a background durable point every [`LmdbOptions::periodic_interval`] (100 ms) | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
+/// | [`Durability::Periodic`] | no sync in `put`, and a background durable point every [`LmdbOptions::periodic_interval`] (100 ms); yet 3.7-7x `None` in a tight write loop, since LMDB may not reuse the pages freed after the pinned point (every commit writes cold pages; `benches/RESULTS.md`) | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
 /// | [`Durability::None`] | no sync (`MDB_NOSYNC`) | anything: LMDB may have reused the pages of the last snapshot on disk, so the store may be corrupt or rolled back, until [`Store::flush`] |
 ///
 /// `Periodic` holds a read transaction on its last durable point so LMDB never reuses that
@@ -123,11 +132,14 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   refused at open with [`Error::Corrupt`], never mapped (LMDB would `SIGBUS`). An emptied
 ///   `data.mdb` under the marker is refused too, instead of opening as a new, empty store.
 /// - **A damaged meta page**: a bad magic, version, page size, flag, root or last-page field,
-///   or transaction ids that are not two consecutive commits, is refused at open; with
-///   [`Durability::Flush`], the commit record (the last commit's id and a fingerprint of each
-///   meta page) also refuses an environment that would open at an older commit than the last
-///   one made: an id lowered so that it still looks consecutive, or the older page's id
-///   raised by two so that it looks like a newer commit.
+///   or transaction ids that are not two consecutive commits, is refused at open. So is, with
+///   every durability, an id that still looks consecutive but would make LMDB open an older
+///   commit (the newest page's id lowered by two, the older page's raised by two): each
+///   meta page's free-page database names the commits that freed pages, and a commit's own
+///   record is always there and none newer (`backends/src/lmdb/freelist.rs` gives the
+///   reasons from LMDB's code). With [`Durability::Flush`] the commit record (the last
+///   commit's id and a fingerprint of each meta page) also refuses an environment opening at
+///   an older commit than the last one recorded.
 /// - **A damaged branch or leaf page that hides entries** (their keys read as missing):
 ///   [`Store::verify`] reports it, by holding LMDB's entry count against iteration. Keys
 ///   that come back out of order (a damaged page sending the cursor back or round a cycle)
@@ -143,13 +155,14 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// headers or node offsets that it follows without checking.
 ///
 /// Not detected: a read of a key whose leaf page is damaged so that the key is not found
-/// (a miss, not a wrong value; `verify` finds it); meta-page damage with
-/// [`Durability::None`], which keeps no commit record (an id flip that still looks like two
-/// consecutive commits then opens the previous commit: an old value, never a mixed one); a
+/// (a miss, not a wrong value; `verify` finds it); an id flip in the meta pages of an
+/// environment's very first commits (made on an empty main database, they free no page) or
+/// after a `Periodic` recovery (both pages then hold one commit, so none is older); a
 /// meta page root pointing at another valid page; structural damage that LMDB itself
 /// follows into the weeds (it may report `MDB_CORRUPTED`, which is [`Error::Corrupt`], or, for
 /// some damaged page headers, crash the process: LMDB does not check every page it reads);
-/// values of layout-1 stores, which carry no checksum.
+/// values of layout-1 stores, which carry no checksum (`verify` counts them as unchecked;
+/// [`LmdbStore::upgrade_layout`] gives them one).
 ///
 /// ```
 /// use cacher_store::lmdb::LmdbStore;
@@ -170,8 +183,14 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 pub struct LmdbStore {
     pub(super) env: LmdbEnv,
     pub(super) data: Database<'static, Bytes, Bytes>,
-    /// The value layout named by the store's format record.
+    /// The `cacher-store-meta` database, holding the format record.
+    pub(super) meta: Database<'static, Bytes, Bytes>,
+    /// The value layout the store's format record named at open.
     pub(super) layout: Layout,
+    /// Whether a layout-1 store has been seen upgraded to layout 2 (by
+    /// [`LmdbStore::upgrade_layout`] through any handle or process): shared by clones, and
+    /// never unset, since no store goes back to layout 1.
+    pub(super) upgraded: Arc<AtomicBool>,
 }
 
 impl LmdbStore {
@@ -242,14 +261,47 @@ impl LmdbStore {
             FORMAT_VERSION,
             env.options().file_mode,
         )?;
-        Ok(LmdbStore { env, data, layout })
+        Ok(LmdbStore {
+            env,
+            data,
+            meta,
+            layout,
+            upgraded: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// The layout version of this store's values: 2 (every value checksummed) for a store
-    /// created by this build, 1 for a store created before version 2 (values unchecked; see
-    /// the type docs).
+    /// created by this build or upgraded by [`LmdbStore::upgrade_layout`], 1 for a store
+    /// created before version 2 (values unchecked; see the type docs). For a store opened at
+    /// version 1, it says 2 once this handle has seen the upgrade (any read or write after it).
     pub fn layout_version(&self) -> u32 {
-        self.layout.version()
+        match self.upgraded.load(Ordering::Acquire) {
+            true => Layout::V2.version(),
+            false => self.layout.version(),
+        }
+    }
+
+    /// The layout of the values in the transaction `txn`. A store opened at layout 2 stays
+    /// there; one opened at layout 1 reads its format record in every transaction, so that a
+    /// handle opened before an upgrade (in this process or another) never reads a checksum as
+    /// the value's first bytes, nor writes a value without one under the new record. It costs
+    /// layout-1 stores one lookup per transaction until this handle has seen the upgrade.
+    pub(super) fn layout_in(&self, txn: &RoTxn<'_>) -> Result<Layout, TxnError> {
+        if self.layout == Layout::V2 || self.upgraded.load(Ordering::Acquire) {
+            return Ok(Layout::V2);
+        }
+        let raw = self.meta.get(txn, FORMAT_KEY)?.ok_or_else(|| {
+            Error::corrupt(
+                self.env.path(),
+                Some(FORMAT_KEY),
+                "the format record is gone",
+            )
+        })?;
+        let layout = Layout::from_record(raw).map_err(|r| self.refused(Some(FORMAT_KEY), r))?;
+        if layout == Layout::V2 {
+            self.upgraded.store(true, Ordering::Release);
+        }
+        Ok(layout)
     }
 
     /// The environment the store lives in.
@@ -282,7 +334,7 @@ impl LmdbStore {
         match self.data.get(txn, stored.bytes())? {
             None => Ok(None),
             Some(raw) => Ok(self
-                .layout
+                .layout_in(txn)?
                 .lookup(key, &stored, raw, check)
                 .map_err(|r| self.refused(Some(key), r))?),
         }
@@ -325,30 +377,52 @@ impl LmdbStore {
         })
     }
 
-    /// Refuses a value too long for one LMDB value, before anything is read or written.
+    /// Refuses a value too long for one LMDB value, before anything is read or written (with
+    /// the limit of layout 2, the shorter one, when the transaction's layout is not known yet).
     pub(super) fn check_len(&self, key: &[u8], len: u64) -> Result<()> {
-        let max = self.layout.max_value(key);
-        if len <= max as u64 {
+        self.check_len_in(Layout::V2, key, len)
+    }
+
+    /// [`LmdbStore::check_len`] in `layout`.
+    pub(super) fn check_len_in(&self, layout: Layout, key: &[u8], len: u64) -> Result<()> {
+        let max = self.value_limit(layout, key);
+        if len <= max {
             return Ok(());
         }
+        let why = match self.env.options().max_value_len {
+            Some(set) if set < layout.max_value(key) as u64 => {
+                format!("set by LmdbOptions::max_value_len = {set}")
+            }
+            _ => "LMDB cannot write one value of 2 GiB or more".to_string(),
+        };
         Err(Error::InvalidArgument {
             op: "put",
             path: self.env.path().to_path_buf(),
             reason: format!(
                 "a {len}-byte value is over the {max}-byte limit of one LmdbStore value \
-                 (LMDB cannot write one value of 2 GiB or more); DirStore and LogStore hold \
-                 values of any size"
+                 ({why}); DirStore and LogStore hold values of any size"
             ),
         })
     }
 
+    /// The longest value `key` can hold in `layout`: LMDB's limit less the layout's bytes,
+    /// or [`LmdbOptions::max_value_len`] when that is lower.
+    pub(super) fn value_limit(&self, layout: Layout, key: &[u8]) -> u64 {
+        let lmdb = layout.max_value(key) as u64;
+        self.env
+            .options()
+            .max_value_len
+            .map_or(lmdb, |set| set.min(lmdb))
+    }
+
     fn put_in(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
-        self.check_len(key, value.len() as u64)?;
+        let layout = self.layout_in(wtxn)?;
+        self.check_len_in(layout, key, value.len() as u64)?;
         let stored = StoredKey::new(key);
-        let mut prefix = self.layout.prefix(key);
-        let mut crc = self.layout.hasher(stored.bytes(), &prefix);
+        let mut prefix = layout.prefix(key);
+        let mut crc = layout.hasher(stored.bytes(), &prefix);
         crc.update(value);
-        self.layout.seal_prefix(&mut prefix, crc);
+        layout.seal_prefix(&mut prefix, crc);
         let len = prefix.len() + value.len();
         self.data.put_reserved(wtxn, stored.bytes(), len, |space| {
             use std::io::Write;
@@ -448,7 +522,7 @@ impl Store for LmdbStore {
                 let Some(raw) = self.data.get(wtxn, stored.bytes())? else {
                     return Ok(false);
                 };
-                let found = self.layout.lookup(key, &stored, raw, Check::Crc);
+                let found = self.layout_in(wtxn)?.lookup(key, &stored, raw, Check::Crc);
                 if found.map_err(|r| self.refused(Some(key), r))?.is_none() {
                     return Ok(false);
                 }

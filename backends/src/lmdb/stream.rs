@@ -41,7 +41,9 @@ impl LmdbStore {
             key: KeyDisplay::new(key),
             source: e,
         };
-        let max = self.layout.max_value(key) as u64;
+        // Layout 2's limit (4 bytes shorter than layout 1's): the transaction's layout is
+        // known only once the value is spooled.
+        let max = self.value_limit(super::layout::Layout::V2, key);
         let mut head = vec![0u8; IN_MEMORY + 1];
         let n = read_up_to(&mut &mut *reader, &mut head).map_err(source)?;
         if n <= IN_MEMORY {
@@ -54,8 +56,10 @@ impl LmdbStore {
         let mut spool = tempfile::tempfile_in(path)
             .map_err(|e| Error::io("creating a spool file in", path, e))?;
         let stored = StoredKey::new(key);
-        let mut prefix = self.layout.prefix(key);
-        let mut crc = self.layout.hasher(stored.bytes(), &prefix);
+        // The CRC covers the same bytes in both layouts (the stored key, a long key's header,
+        // the value); only layout 2 writes it.
+        let mut crc = super::layout::Layout::V2
+            .hasher(stored.bytes(), &super::layout::Layout::V2.prefix(key));
         crc.update(&head[..n]);
         spool
             .write_all(&head[..n])
@@ -85,9 +89,11 @@ impl LmdbStore {
             Err(e) => return Err(source(e)),
         };
         let total = n as u64 + rest;
-        self.layout.seal_prefix(&mut prefix, crc);
-        let len = prefix.len() + usize::try_from(total).expect("under the limit");
         self.env.write(|wtxn| -> Result<(), TxnError> {
+            let layout = self.layout_in(wtxn)?;
+            let mut prefix = layout.prefix(key);
+            layout.seal_prefix(&mut prefix, crc.clone());
+            let len = prefix.len() + usize::try_from(total).expect("under the limit");
             spool
                 .seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("reading a spool file in", path, e))?;

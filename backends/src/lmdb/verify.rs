@@ -3,7 +3,7 @@
 
 use heed::types::DecodeIgnore;
 
-use super::layout::FORMAT_VERSION;
+use super::layout::{Layout, FORMAT_VERSION};
 use super::pages::{reported_key, KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
 use super::{LmdbStore, TxnError};
 use crate::{Error, Result, VerifyReport};
@@ -11,6 +11,8 @@ use crate::{Error, Result, VerifyReport};
 impl LmdbStore {
     /// Checks every entry (in pages of read transactions, like `scan`), then counts the
     /// entries in one read transaction against the count LMDB keeps in the database record.
+    /// Entries of a layout-1 store are counted as `unchecked`: their framing is read, but
+    /// their values carry no checksum ([`LmdbStore::upgrade_layout`] gives them one).
     ///
     /// A mismatch means a damaged branch or leaf page hides entries from iteration (and their
     /// keys read as missing); it is reported as [`Error::Corrupt`] for the whole store, after
@@ -20,11 +22,14 @@ impl LmdbStore {
         let mut after: Option<Vec<u8>> = None;
         loop {
             let (mut entries, mut bytes) = (0usize, 0usize);
-            let last = self.raw_page(after.as_deref(), &mut |stored, raw| {
-                report.checked += 1;
+            let last = self.raw_page(after.as_deref(), &mut |layout, stored, raw| {
+                match layout {
+                    Layout::V1 => report.unchecked += 1,
+                    Layout::V2 => report.checked += 1,
+                }
                 entries += 1;
                 bytes = bytes.saturating_add(stored.len() + raw.len() + 64);
-                if let Err(refusal) = self.layout.decode_entry(stored, raw) {
+                if let Err(refusal) = layout.decode_entry(stored, raw) {
                     let key = reported_key(stored, raw);
                     let error = refusal.into_error(self.env.path(), Some(&key), FORMAT_VERSION);
                     report.damaged.push((key, error));

@@ -116,6 +116,101 @@ fn v1_fixture_reads_back_exactly() {
     assert_eq!(store.len().unwrap(), expected.len() as u64);
 }
 
+/// Issue 9: `verify` on a layout-1 store said every entry was checked, though its values
+/// carry no checksum; it now counts them as unchecked.
+#[test]
+fn verify_of_the_v1_fixture_reports_its_values_as_unchecked() {
+    let (_dir, store) = open_fixture_copy("v1-store");
+    let report = store.unwrap().verify().unwrap();
+    assert_eq!(
+        (report.checked, report.unchecked, report.damaged.len()),
+        (0, 4, 0)
+    );
+}
+
+/// A layout-1 store upgraded: every value reads back the same, now behind a CRC (a flipped
+/// byte is `Corrupt` and `verify` checks every entry), the marker and the format record say
+/// 2, and a second upgrade does nothing.
+#[test]
+fn upgrading_the_v1_fixture_gives_every_value_a_checksum() {
+    let (dir, store) = open_fixture_copy("v1-store");
+    let store = store.unwrap();
+    assert_eq!(store.upgrade_layout().unwrap(), 4);
+    assert_eq!(store.layout_version(), 2);
+    assert_eq!(store.upgrade_layout().unwrap(), 0);
+    let expected: std::collections::BTreeMap<_, _> = v1_fixture_contents().into_iter().collect();
+    let scanned: std::collections::BTreeMap<_, _> =
+        store.scan().unwrap().map(Result::unwrap).collect();
+    assert_eq!(scanned, expected);
+    for (key, value) in &expected {
+        assert_eq!(store.get(key).unwrap().as_ref(), Some(value));
+        assert_eq!(
+            super::raw_entries(&store)
+                .into_iter()
+                .find(|(stored, _)| stored == StoredKey::new(key).bytes())
+                .map(|(_, raw)| raw),
+            Some(Layout::V2.encode(key, value))
+        );
+    }
+    let report = store.verify().unwrap();
+    assert_eq!((report.checked, report.unchecked), (4, 0));
+    let mut raw = Layout::V2.encode(b"short", b"value");
+    raw[CRC_LEN] ^= 0x01;
+    plant(&store, StoredKey::new(b"short").bytes(), &raw);
+    assert!(store.get(b"short").unwrap_err().is_corrupt());
+    drop(store);
+    let marker = std::fs::read_to_string(dir.path().join("cacher-lmdb.toml")).unwrap();
+    assert!(marker.contains("version = 2"), "{marker}");
+    let reopened = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    assert_eq!(reopened.layout_version(), 2);
+    assert_eq!(
+        reopened.get(b"").unwrap().as_deref(),
+        Some(&b"the empty key"[..])
+    );
+}
+
+/// A handle opened at layout 1 before another one upgraded the store reads the new values
+/// (not their checksum as their first bytes) and writes checksummed ones.
+#[test]
+fn a_v1_handle_opened_before_an_upgrade_uses_the_new_layout() {
+    let (dir, store) = open_fixture_copy("v1-store");
+    let before = store.unwrap();
+    // A second handle on the same environment, as another process would have.
+    let upgrader = LmdbStore::from_env(before.env().clone()).unwrap();
+    assert_eq!(upgrader.upgrade_layout().unwrap(), 4);
+    assert_eq!(
+        before.get(b"short").unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
+    before.put(b"written after", b"by the old handle").unwrap();
+    assert_eq!(before.layout_version(), 2);
+    let raw = super::raw_entries(&upgrader);
+    let (_, written) = raw
+        .iter()
+        .find(|(stored, _)| stored == StoredKey::new(b"written after").bytes())
+        .unwrap();
+    assert_eq!(
+        written,
+        &Layout::V2.encode(b"written after", b"by the old handle")
+    );
+    drop((before, upgrader));
+    let reopened = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    assert_eq!(reopened.verify().unwrap().checked, 5);
+}
+
+/// A damaged layout-1 entry stops the upgrade, naming it, and nothing changes.
+#[test]
+fn upgrading_a_damaged_v1_store_is_refused_and_changes_nothing() {
+    let (_dir, store) = open_fixture_copy("v1-bad-long-entry");
+    let store = store.unwrap();
+    let before = super::raw_entries(&store);
+    let err = store.upgrade_layout().unwrap_err();
+    assert!(err.is_corrupt(), "{err:?}");
+    assert_eq!(store.layout_version(), 1);
+    assert_eq!(super::raw_entries(&store), before);
+    assert_eq!(store.get(b"short").unwrap().as_deref(), Some(&b"value"[..]));
+}
+
 #[test]
 fn v2_fixture_reads_back_exactly() {
     let (_dir, store) = open_fixture_copy("v2-store");
