@@ -234,7 +234,12 @@ fn unnamed_revisions_count_against_the_limits_and_named_ones_are_never_evicted()
 type Opener = Box<dyn Fn() -> Box<dyn Store>>;
 
 fn disk_stores(dir: &std::path::Path) -> Vec<(&'static str, Opener)> {
-    let (d, l, m) = (dir.join("dir"), dir.join("log"), dir.join("lmdb"));
+    let (d, l, m, h) = (
+        dir.join("dir"),
+        dir.join("log"),
+        dir.join("lmdb"),
+        dir.join("hybrid"),
+    );
     vec![
         (
             "DirStore",
@@ -247,6 +252,10 @@ fn disk_stores(dir: &std::path::Path) -> Vec<(&'static str, Opener)> {
         (
             "LmdbStore",
             Box::new(move || Box::new(cacher::store::LmdbStore::open(&m).unwrap())),
+        ),
+        (
+            "HybridStore",
+            Box::new(move || Box::new(cacher::store::HybridStore::open(&h).unwrap())),
         ),
     ]
 }
@@ -457,6 +466,37 @@ fn a_store_without_a_directory_needs_an_explicit_archive_dir() {
         1
     );
     assert_eq!(cache.get_revision::<u32>("k", 1).unwrap(), Some(1));
+}
+
+/// The default store (`Cache::open`) keeps its archive files in `<dir>/archives`, so archival
+/// needs no `archive_dir` there.
+#[test]
+fn the_default_store_archives_beside_its_index_without_an_archive_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cacher::store::HybridStore::open(dir.path()).unwrap();
+    let cache = Cache::builder()
+        .store(store)
+        .keep_revisions(2)
+        .build()
+        .unwrap();
+    assert_eq!(cache.archive_dir(), Some(dir.path().join("archives")));
+    cache.put("k", &1).unwrap();
+    cache.put("k", &2).unwrap();
+    let report = cache.archive(ArchivePolicy::beyond_count(0)).unwrap();
+    assert_eq!(report.revisions, 1);
+    assert_eq!(cache.get_revision::<u32>("k", 1).unwrap(), Some(1));
+    let path = report.archive.clone().unwrap();
+    assert!(path.starts_with(dir.path().join("archives")));
+    let places: Vec<_> = cache
+        .revisions("k")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.place)
+        .collect();
+    assert_eq!(
+        places,
+        [RevisionPlace::Archive(path), RevisionPlace::Current]
+    );
 }
 
 /// The child of the crash tests: archives everything, with `CACHER_ARCHIVE_ABORT_AT` set by the

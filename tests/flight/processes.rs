@@ -17,6 +17,8 @@ fn store(kind: &str, dir: &Path) -> Box<dyn Store> {
         "dir" => Box::new(DirStore::open(dir).unwrap()),
         #[cfg(feature = "lmdb")]
         "lmdb" => Box::new(cacher::store::LmdbStore::open(dir).unwrap()),
+        #[cfg(feature = "lmdb")]
+        "hybrid" => Box::new(cacher::store::HybridStore::open(dir).unwrap()),
         other => panic!("unknown store kind {other}"),
     }
 }
@@ -114,6 +116,13 @@ fn four_processes_on_a_dir_store_compute_one_key_once() {
 #[test]
 fn four_processes_on_an_lmdb_store_compute_one_key_once() {
     four_processes_compute_once("lmdb");
+}
+
+/// The default store behind `Cache::open`.
+#[cfg(feature = "lmdb")]
+#[test]
+fn four_processes_on_a_hybrid_store_compute_one_key_once() {
+    four_processes_compute_once("hybrid");
 }
 
 #[test]

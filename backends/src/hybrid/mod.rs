@@ -9,6 +9,9 @@
 //! <dir>/files/<2 hex>/<32 hex>.blob   one file per large value; the name is random, never
 //!                                a key (the first two hex digits are the fan-out directory)
 //! <dir>/files/tmp/put-XXXXXX     a large value being written
+//! <dir>/leases/                  per-key lease files of processes sharing the store
+//!                                (`Store::lease_dir`: single-flight across processes)
+//! <dir>/archives/                archive files of old revisions (`Cache::archive`)
 //! ```
 //!
 //! An index record (LMDB checksums it with its key):
@@ -310,6 +313,11 @@ impl HybridStore {
 }
 
 impl Store for HybridStore {
+    /// `<dir>/leases`, beside `index/` and `files/`: processes sharing the store take their
+    /// per-key leases (single-flight) there.
+    fn lease_dir(&self) -> Option<std::path::PathBuf> {
+        self.files.parent().map(|root| root.join("leases"))
+    }
     /// Inline values are copied out of the index; file values are mapped, their checksum
     /// checked before the view is returned (through the file for values over 32 MiB, so the
     /// check leaves no pages resident).
