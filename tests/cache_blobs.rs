@@ -471,3 +471,74 @@ fn mapped_blobs_and_large_values_read_through_tiered_stay_out_of_the_memory_tier
     assert_eq!(cache.get::<u32>("small").unwrap(), Some(1));
     assert!(tiered.hot_bytes() > 0);
 }
+
+/// Flips one byte of every copy of `needle` in `data.mdb` (LMDB copies pages on write, so
+/// freed pages may hold older copies; the live one is among them).
+fn damage_index_copies(mdb: &std::path::Path, needle: &[u8]) {
+    let mut bytes = std::fs::read(mdb).unwrap();
+    let copies: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| bytes[i..].starts_with(needle))
+        .collect();
+    assert!(!copies.is_empty(), "the value is not in {}", mdb.display());
+    for i in copies {
+        bytes[i + needle.len() / 2] ^= 0x20;
+    }
+    std::fs::write(mdb, bytes).unwrap();
+}
+
+/// Through `Cache::open`'s default store: a damaged inline value and a damaged blob file are
+/// listed by the store's `verify` (the rest checked), read back as errors (never a wrong value
+/// or a clean end), and once removed — what `cacher verify --quarantine` does after copying
+/// them out — are recomputed, and `verify` is clean.
+#[test]
+fn the_default_store_verifies_damage_through_the_cache_and_recomputes_once_removed() {
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("cache");
+    let small = "an inline cached value that will be damaged";
+    let data = body(200_000);
+    {
+        let cache = Cache::open(&path).unwrap();
+        cache.put("small", small).unwrap();
+        cache.put("sound", &42u32).unwrap();
+        cache.put_blob("blob", &response(), &mut &data[..]).unwrap();
+        cache.store().flush().unwrap();
+    } // the store is closed: data.mdb holds every page
+    damage_index_copies(&path.join("index").join("data.mdb"), small.as_bytes());
+    let blob_file = stored_file(&path);
+    let mut bytes = std::fs::read(&blob_file).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&blob_file, &bytes).unwrap();
+
+    let cache = Cache::open(&path).unwrap();
+    let report = cache.store().verify().unwrap();
+    let mut damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+    damaged.sort();
+    assert_eq!(damaged, [&b"blob"[..], &b"small"[..]], "{report:?}");
+    assert_eq!(report.checked, 3);
+
+    assert!(cache.get::<String>("small").is_err());
+    match cache.get_blob::<Response>("blob") {
+        Err(_) => {}
+        Ok(entry) => assert!(read_all(&mut entry.unwrap().into_reader()).is_err()),
+    }
+    assert_eq!(cache.get::<u32>("sound").unwrap(), Some(42));
+
+    for (key, _) in &report.damaged {
+        assert!(cache.remove(key).unwrap());
+    }
+    let again = cache
+        .get_or_insert_with("small", || small.to_string())
+        .unwrap();
+    assert_eq!(again, small);
+    let (entry, hit) = cache
+        .get_or_fetch_blob::<Response, _, std::io::Error, _>("blob", || {
+            Ok((response(), io::Cursor::new(data.clone())))
+        })
+        .unwrap();
+    assert!(!hit);
+    assert_eq!(read_all(&mut entry.into_reader()).unwrap(), data);
+    let clean = cache.store().verify().unwrap();
+    assert!(clean.damaged.is_empty(), "{clean:?}");
+    assert_eq!(clean.checked, 3);
+}

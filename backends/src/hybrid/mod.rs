@@ -313,19 +313,30 @@ impl HybridStore {
     /// Removes value files no index record names and temp files of interrupted writes, when
     /// older than `min_age` (see the module docs for what is never touched); returns how many
     /// were removed. Call it now and then, e.g. at start-up, with [`DEFAULT_GARBAGE_AGE`].
+    ///
+    /// A damaged index record (which [`verify`](Store::verify) lists) is no error here: it may
+    /// name a value file, so while one is there no value file is removed, only temp files.
+    /// `Cache::open` calls this, and one damaged record must not keep the cache from opening.
     pub fn collect_garbage(&self, min_age: Duration) -> Result<u64> {
         let mut live = std::collections::HashSet::new();
+        let mut every_record_read = true;
         for entry in self.index.scan()? {
-            let (key, raw) = entry?;
-            match Record::decode(raw) {
-                Ok(Record::File { id, .. }) => {
+            match entry.map(|(_, raw)| Record::decode(raw)) {
+                Ok(Ok(Record::File { id, .. })) => {
                     live.insert(id);
                 }
-                Ok(Record::Inline(_)) => {}
-                Err(r) => return Err(Error::corrupt(self.index_path(), Some(&key), r)),
+                Ok(Ok(Record::Inline(_))) => {}
+                Ok(Err(_)) => every_record_read = false,
+                Err(e) if e.is_corrupt() => every_record_read = false,
+                Err(e) => return Err(e),
             }
         }
-        files::collect(&self.files, &self.tmp, &live, min_age)
+        files::collect(
+            &self.files,
+            &self.tmp,
+            every_record_read.then_some(&live),
+            min_age,
+        )
     }
 }
 

@@ -236,3 +236,36 @@ fn the_unchecked_stream_skips_only_the_checksum_not_the_file_checks() {
         .unwrap_err()
         .is_corrupt());
 }
+
+#[test]
+fn a_damaged_record_keeps_garbage_collection_from_removing_value_files_not_from_running() {
+    // `collect_garbage` failed on the first damaged record, so `Cache::open` of a store with
+    // one failed; removing files regardless could delete the file the damaged record names.
+    let dir = tempfile::tempdir().unwrap();
+    let needle = b"an inline value that will be damaged on disk";
+    {
+        let store = small(dir.path());
+        store.put(b"inline", needle).unwrap();
+        store.put(b"file", &[7u8; 5000]).unwrap();
+        store.flush().unwrap();
+    }
+    // An unreferenced value file, as a crash between rename and commit leaves one.
+    let orphan = dir
+        .path()
+        .join("files")
+        .join("ab")
+        .join(format!("ab{}.blob", "0".repeat(30)));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    let mut bytes = files::FILE_MAGIC.to_vec();
+    bytes.extend_from_slice(&[0; 8]);
+    std::fs::write(&orphan, &bytes).unwrap();
+    damage_index(dir.path(), needle);
+    let store = small(dir.path());
+    assert_eq!(store.collect_garbage(Duration::ZERO).unwrap(), 0);
+    assert!(orphan.exists());
+    assert_eq!(store.get(b"file").unwrap().unwrap(), [7u8; 5000]);
+    // Once the damaged record is gone, the orphan is collected.
+    assert!(store.delete(b"inline").unwrap());
+    assert_eq!(store.collect_garbage(Duration::ZERO).unwrap(), 1);
+    assert!(!orphan.exists());
+}
