@@ -115,6 +115,90 @@ fn a_flipped_byte_anywhere_is_an_error_before_the_streamed_end_or_the_mapped_vie
     }
 }
 
+/// The file a disk store keeps a blob in: DirStore's entry file, or the default store's value
+/// file (the only `.blob` under `files/`).
+fn stored_file(dir: &std::path::Path) -> std::path::PathBuf {
+    if dir.join("cacher-dir.toml").exists() {
+        return DirStore::open(dir).unwrap().entry_path(b"k");
+    }
+    let mut found = Vec::new();
+    for shard in std::fs::read_dir(dir.join("files")).unwrap().flatten() {
+        for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            if f.path().extension().is_some_and(|e| e == "blob") {
+                found.push(f.path());
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+/// `get_blob` reads the disk stores' files without their own checksum pass (the envelope's
+/// covers the same bytes): every byte of the file flipped in turn, and the file cut short,
+/// must still be an error before the stream's clean end.
+#[test]
+fn a_flipped_or_missing_byte_in_a_disk_store_file_is_an_error_before_the_streamed_end() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir_path = temp.path().join("dir");
+    let hybrid_path = temp.path().join("hybrid");
+    let stores: Vec<(&std::path::Path, Box<dyn Store>)> = vec![
+        (
+            &dir_path,
+            Box::new(
+                DirStore::options()
+                    .durability(Durability::None)
+                    .open(&dir_path)
+                    .unwrap(),
+            ),
+        ),
+        (
+            &hybrid_path,
+            Box::new(
+                cacher::store::HybridStore::options()
+                    .inline_max(1000)
+                    .durability(Durability::None)
+                    .open(&hybrid_path)
+                    .unwrap(),
+            ),
+        ),
+    ];
+    let data = body(2000);
+    for (path, store) in stores {
+        let cache = Cache::builder().store(store).build().unwrap();
+        cache.put_blob("k", &response(), &mut &data[..]).unwrap();
+        let file = stored_file(path);
+        let good = std::fs::read(&file).unwrap();
+        let streamed = |cache: &Cache| -> std::result::Result<Vec<u8>, String> {
+            let entry = cache
+                .get_blob::<Response>("k")
+                .map_err(|e| e.to_string())?
+                .ok_or("a miss")?;
+            read_all(&mut entry.into_reader()).map_err(|e| e.to_string())
+        };
+        assert_eq!(streamed(&cache).unwrap(), data);
+        // The default store's value file header has 4 reserved bytes (12..16) outside the
+        // value: a flip there changes nothing read, and must read back the right body.
+        let reserved = if path == hybrid_path { 12..16 } else { 0..0 };
+        let mut damaged = Vec::new();
+        for i in 0..good.len() {
+            damaged.push({
+                let mut bad = good.clone();
+                bad[i] ^= 0x10;
+                (format!("byte {i} flipped"), bad, reserved.contains(&i))
+            });
+        }
+        damaged.push(("cut short".into(), good[..good.len() - 1].to_vec(), false));
+        for (what, bytes, harmless) in damaged {
+            std::fs::write(&file, &bytes).unwrap();
+            match streamed(&cache) {
+                Ok(body) if harmless => assert_eq!(body, data, "{what}"),
+                Ok(_) => panic!("{}: {what} read to a clean end", path.display()),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 #[test]
 fn a_damaged_body_on_dirstore_fails_the_stream_at_its_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,4 +470,75 @@ fn mapped_blobs_and_large_values_read_through_tiered_stay_out_of_the_memory_tier
     tiered.invalidator().invalidate_all();
     assert_eq!(cache.get::<u32>("small").unwrap(), Some(1));
     assert!(tiered.hot_bytes() > 0);
+}
+
+/// Flips one byte of every copy of `needle` in `data.mdb` (LMDB copies pages on write, so
+/// freed pages may hold older copies; the live one is among them).
+fn damage_index_copies(mdb: &std::path::Path, needle: &[u8]) {
+    let mut bytes = std::fs::read(mdb).unwrap();
+    let copies: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| bytes[i..].starts_with(needle))
+        .collect();
+    assert!(!copies.is_empty(), "the value is not in {}", mdb.display());
+    for i in copies {
+        bytes[i + needle.len() / 2] ^= 0x20;
+    }
+    std::fs::write(mdb, bytes).unwrap();
+}
+
+/// Through `Cache::open`'s default store: a damaged inline value and a damaged blob file are
+/// listed by the store's `verify` (the rest checked), read back as errors (never a wrong value
+/// or a clean end), and once removed — what `cacher verify --quarantine` does after copying
+/// them out — are recomputed, and `verify` is clean.
+#[test]
+fn the_default_store_verifies_damage_through_the_cache_and_recomputes_once_removed() {
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("cache");
+    let small = "an inline cached value that will be damaged";
+    let data = body(200_000);
+    {
+        let cache = Cache::open(&path).unwrap();
+        cache.put("small", small).unwrap();
+        cache.put("sound", &42u32).unwrap();
+        cache.put_blob("blob", &response(), &mut &data[..]).unwrap();
+        cache.store().flush().unwrap();
+    } // the store is closed: data.mdb holds every page
+    damage_index_copies(&path.join("index").join("data.mdb"), small.as_bytes());
+    let blob_file = stored_file(&path);
+    let mut bytes = std::fs::read(&blob_file).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&blob_file, &bytes).unwrap();
+
+    let cache = Cache::open(&path).unwrap();
+    let report = cache.store().verify().unwrap();
+    let mut damaged: Vec<&[u8]> = report.damaged.iter().map(|(k, _)| &k[..]).collect();
+    damaged.sort();
+    assert_eq!(damaged, [&b"blob"[..], &b"small"[..]], "{report:?}");
+    assert_eq!(report.checked, 3);
+
+    assert!(cache.get::<String>("small").is_err());
+    match cache.get_blob::<Response>("blob") {
+        Err(_) => {}
+        Ok(entry) => assert!(read_all(&mut entry.unwrap().into_reader()).is_err()),
+    }
+    assert_eq!(cache.get::<u32>("sound").unwrap(), Some(42));
+
+    for (key, _) in &report.damaged {
+        assert!(cache.remove(key).unwrap());
+    }
+    let again = cache
+        .get_or_insert_with("small", || small.to_string())
+        .unwrap();
+    assert_eq!(again, small);
+    let (entry, hit) = cache
+        .get_or_fetch_blob::<Response, _, std::io::Error, _>("blob", || {
+            Ok((response(), io::Cursor::new(data.clone())))
+        })
+        .unwrap();
+    assert!(!hit);
+    assert_eq!(read_all(&mut entry.into_reader()).unwrap(), data);
+    let clean = cache.store().verify().unwrap();
+    assert!(clean.damaged.is_empty(), "{clean:?}");
+    assert_eq!(clean.checked, 3);
 }

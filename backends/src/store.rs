@@ -232,6 +232,16 @@ pub trait Store: Send + Sync {
         self.read(key)
     }
 
+    /// Like [`read_stream`](Store::read_stream), but a store may skip the checksum pass it
+    /// would run over the streamed value, for a caller that checks the bytes itself: a `Cache`
+    /// blob carries its own body checksum (and MAC), checked by the time its reader reaches
+    /// the end. The stream still yields the value's bytes and no more; a store that skips its
+    /// checksum leaves damage, truncation included, to the caller's check. The default is the
+    /// checked stream.
+    fn read_stream_unchecked(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        self.read_stream(key)
+    }
+
     /// Reads every entry and checks it, reporting each damaged key instead of stopping at the
     /// first. An error that is not about one entry's bytes (I/O on the store itself) ends the
     /// scan and is returned.
@@ -342,6 +352,7 @@ macro_rules! forward_store {
             fn len(&self) -> Result<u64> { (**self).len() }
             fn is_empty(&self) -> Result<bool> { (**self).is_empty() }
             fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read_unchecked(key) }
+            fn read_stream_unchecked(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> { (**self).read_stream_unchecked(key) }
             fn verify(&self) -> Result<VerifyReport> { (**self).verify() }
             fn lease_dir(&self) -> Option<std::path::PathBuf> { (**self).lease_dir() }
             fn lease(&self, key: &[u8], terms: &crate::lease::Terms) -> Result<Option<crate::lease::Claim>> { (**self).lease(key, terms) }

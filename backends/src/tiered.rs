@@ -244,6 +244,14 @@ impl<C: Store> Store for Tiered<C> {
         self.cold.read_stream(key)
     }
 
+    /// As `read_stream`, with the cold store's unchecked stream (never promoted).
+    fn read_stream_unchecked(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        if let Some(v) = self.hot().get(key) {
+            return Ok(Some(crate::ValueReader::from_blob(Blob::from(v))));
+        }
+        self.cold.read_stream_unchecked(key)
+    }
+
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
         if let Some(v) = self.hot().get(key) {
             return Ok(Some(Blob::from(v)));

@@ -75,8 +75,10 @@ impl Cache {
     /// end — a damaged body is an error from `read`, never a clean end. `None` when the key
     /// is missing or expired (an expired blob is removed).
     ///
-    /// The body is read through [`Store::read_stream`](cacher_store::Store::read_stream): on
-    /// `DirStore` and the default store a fixed buffer at any size; see
+    /// The body is read through
+    /// [`Store::read_stream_unchecked`](cacher_store::Store::read_stream_unchecked), the
+    /// envelope's checksum standing in for the store's: on `DirStore` and the default store a
+    /// fixed buffer at any size; see
     /// [`get_blob_mapped`](Cache::get_blob_mapped) for a `&[u8]` view.
     pub fn get_blob<M: DeserializeOwned>(
         &self,
@@ -94,7 +96,11 @@ impl Cache {
     ) -> Result<Option<BlobEntry<M>>> {
         let stats = self.ns_stats(key);
         let start = Instant::now();
-        let Some(mut reader) = self.inner.store.read_stream(key)? else {
+        // Unchecked by the store: the envelope's checksum (and MAC) covers the front header,
+        // the body and the trailer, and the body reader checks it before its end, so a
+        // second pass over every byte by the store would find nothing new (as for
+        // `get_blob_mapped`). Stores still check their own framing (header, key, length).
+        let Some(mut reader) = self.inner.store.read_stream_unchecked(key)? else {
             stats.misses.fetch_add(1, RELAXED);
             self.with_tracker(|t| t.remove(key));
             return Ok(None);

@@ -224,7 +224,12 @@ impl Store for DirStore {
 
     /// Through the file descriptor in pieces (no map), the checksum checked at the end.
     fn read_stream(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
-        self.stream_key(key)
+        self.stream_key(key, true)
+    }
+
+    /// The value's bytes without the CRC pass (header and key still checked).
+    fn read_stream_unchecked(&self, key: &[u8]) -> Result<Option<crate::ValueReader>> {
+        self.stream_key(key, false)
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -219,11 +219,12 @@ fn parse_id(name: &str) -> Option<[u8; 16]> {
     Some(id)
 }
 
-/// Removes unreferenced value files and stale temp files (see the module docs).
+/// Removes unreferenced value files and stale temp files (see the module docs); with `live`
+/// unknown (`None`: a record could not be read), only the temp files.
 pub(super) fn collect(
     files: &Path,
     tmp: &Path,
-    live: &HashSet<[u8; 16]>,
+    live: Option<&HashSet<[u8; 16]>>,
     min_age: Duration,
 ) -> Result<u64> {
     let mut removed = 0;
@@ -233,7 +234,14 @@ pub(super) fn collect(
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| Error::io("listing", dir, e))
     };
-    for entry in list(files)? {
+    let value_files = if live.is_some() {
+        list(files)?
+    } else {
+        Vec::new()
+    };
+    let none_live = HashSet::new();
+    let live = live.unwrap_or(&none_live);
+    for entry in value_files {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let fan = entry.path();

@@ -293,22 +293,53 @@ impl HybridStore {
         }
     }
 
+    fn stream(&self, key: &[u8], check: bool) -> Result<Option<ValueReader>> {
+        let record = self.record(key)?;
+        let Some((rec, file)) = self.open_file(key, record)? else {
+            return Ok(None);
+        };
+        match (rec, file) {
+            (Record::Inline(v), _) => Ok(Some(ValueReader::from_blob(Blob::from(v)))),
+            (Record::File { len, crc, .. }, Some((path, file))) => {
+                let file = files::open_value(file, &path, key, len)?;
+                if !check {
+                    return Ok(Some(ValueReader::new(len, Box::new(file.take(len)))));
+                }
+                let what = format!("{} (key {})", path.display(), crate::KeyDisplay::new(key));
+                let checked = CrcChecked::new(file, len, crc, what);
+                Ok(Some(ValueReader::new(len, Box::new(checked))))
+            }
+            (Record::File { .. }, None) => unreachable!("open_file opens every file record"),
+        }
+    }
+
     /// Removes value files no index record names and temp files of interrupted writes, when
     /// older than `min_age` (see the module docs for what is never touched); returns how many
     /// were removed. Call it now and then, e.g. at start-up, with [`DEFAULT_GARBAGE_AGE`].
+    ///
+    /// A damaged index record (which [`verify`](Store::verify) lists) is no error here: it may
+    /// name a value file, so while one is there no value file is removed, only temp files.
+    /// `Cache::open` calls this, and one damaged record must not keep the cache from opening.
     pub fn collect_garbage(&self, min_age: Duration) -> Result<u64> {
         let mut live = std::collections::HashSet::new();
+        let mut every_record_read = true;
         for entry in self.index.scan()? {
-            let (key, raw) = entry?;
-            match Record::decode(raw) {
-                Ok(Record::File { id, .. }) => {
+            match entry.map(|(_, raw)| Record::decode(raw)) {
+                Ok(Ok(Record::File { id, .. })) => {
                     live.insert(id);
                 }
-                Ok(Record::Inline(_)) => {}
-                Err(r) => return Err(Error::corrupt(self.index_path(), Some(&key), r)),
+                Ok(Ok(Record::Inline(_))) => {}
+                Ok(Err(_)) => every_record_read = false,
+                Err(e) if e.is_corrupt() => every_record_read = false,
+                Err(e) => return Err(e),
             }
         }
-        files::collect(&self.files, &self.tmp, &live, min_age)
+        files::collect(
+            &self.files,
+            &self.tmp,
+            every_record_read.then_some(&live),
+            min_age,
+        )
     }
 }
 
@@ -343,20 +374,13 @@ impl Store for HybridStore {
 
     /// File values are streamed through the file descriptor, the checksum checked at the end.
     fn read_stream(&self, key: &[u8]) -> Result<Option<ValueReader>> {
-        let record = self.record(key)?;
-        let Some((rec, file)) = self.open_file(key, record)? else {
-            return Ok(None);
-        };
-        match (rec, file) {
-            (Record::Inline(v), _) => Ok(Some(ValueReader::from_blob(Blob::from(v)))),
-            (Record::File { len, crc, .. }, Some((path, file))) => {
-                let file = files::open_value(file, &path, key, len)?;
-                let what = format!("{} (key {})", path.display(), crate::KeyDisplay::new(key));
-                let checked = CrcChecked::new(file, len, crc, what);
-                Ok(Some(ValueReader::new(len, Box::new(checked))))
-            }
-            (Record::File { .. }, None) => unreachable!("open_file opens every file record"),
-        }
+        self.stream(key, true)
+    }
+
+    /// File values are streamed without the checksum pass (the file's magic, version and
+    /// length are still checked before the first byte); inline values as `read_stream`.
+    fn read_stream_unchecked(&self, key: &[u8]) -> Result<Option<ValueReader>> {
+        self.stream(key, false)
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {

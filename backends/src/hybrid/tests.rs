@@ -192,3 +192,80 @@ fn verify_lists_a_damaged_inline_record_which_the_default_verify_cannot() {
         "the default verify reports: {default:?}"
     );
 }
+
+#[test]
+fn the_unchecked_stream_skips_only_the_checksum_not_the_file_checks() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let store = small(dir.path());
+    store.put(b"inline", b"small").unwrap();
+    store.put(b"file", &[7u8; 5000]).unwrap();
+    let drain = |r: Option<ValueReader>| {
+        let mut out = Vec::new();
+        r.unwrap().read_to_end(&mut out).map(|_| out)
+    };
+    assert_eq!(
+        drain(store.read_stream_unchecked(b"inline").unwrap()).unwrap(),
+        b"small"
+    );
+    assert_eq!(
+        drain(store.read_stream_unchecked(b"file").unwrap()).unwrap(),
+        [7u8; 5000]
+    );
+    assert!(store.read_stream_unchecked(b"missing").unwrap().is_none());
+    let blob = walk(&dir.path().join("files"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "blob"))
+        .unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+    // A flipped value byte: the checked stream fails at its end, the unchecked one leaves it
+    // to its caller (the blob envelope's own checksum).
+    assert!(drain(store.read_stream(b"file").unwrap()).is_err());
+    assert_eq!(
+        drain(store.read_stream_unchecked(b"file").unwrap())
+            .unwrap()
+            .len(),
+        5000
+    );
+    // A file cut short is refused before the first byte either way.
+    std::fs::write(&blob, &bytes[..bytes.len() - 1]).unwrap();
+    assert!(store
+        .read_stream_unchecked(b"file")
+        .unwrap_err()
+        .is_corrupt());
+}
+
+#[test]
+fn a_damaged_record_keeps_garbage_collection_from_removing_value_files_not_from_running() {
+    // `collect_garbage` failed on the first damaged record, so `Cache::open` of a store with
+    // one failed; removing files regardless could delete the file the damaged record names.
+    let dir = tempfile::tempdir().unwrap();
+    let needle = b"an inline value that will be damaged on disk";
+    {
+        let store = small(dir.path());
+        store.put(b"inline", needle).unwrap();
+        store.put(b"file", &[7u8; 5000]).unwrap();
+        store.flush().unwrap();
+    }
+    // An unreferenced value file, as a crash between rename and commit leaves one.
+    let orphan = dir
+        .path()
+        .join("files")
+        .join("ab")
+        .join(format!("ab{}.blob", "0".repeat(30)));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    let mut bytes = files::FILE_MAGIC.to_vec();
+    bytes.extend_from_slice(&[0; 8]);
+    std::fs::write(&orphan, &bytes).unwrap();
+    damage_index(dir.path(), needle);
+    let store = small(dir.path());
+    assert_eq!(store.collect_garbage(Duration::ZERO).unwrap(), 0);
+    assert!(orphan.exists());
+    assert_eq!(store.get(b"file").unwrap().unwrap(), [7u8; 5000]);
+    // Once the damaged record is gone, the orphan is collected.
+    assert!(store.delete(b"inline").unwrap());
+    assert_eq!(store.collect_garbage(Duration::ZERO).unwrap(), 1);
+    assert!(!orphan.exists());
+}
