@@ -130,6 +130,31 @@ fn hammer(
     .elapsed()
 }
 
+/// The store alone, without the cache in front: `threads` threads each making `iters` gets
+/// over the same 100 keys. Beside the memoized rows it tells the store's scaling (LMDB's read
+/// transactions) from the cache front-end's (key hashing, decoding, the shared counters).
+fn hammer_store(store: &dyn Store, keys: &[Vec<u8>], threads: usize, iters: u64) -> Duration {
+    let start_line = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let start_line = &start_line;
+            s.spawn(move || {
+                start_line.wait();
+                for i in 0..iters {
+                    let k = &keys[((i + t as u64 * 37) % 100) as usize];
+                    black_box(store.with_value(k, &mut |v| {
+                        black_box(v.len());
+                    }))
+                    .unwrap();
+                }
+            });
+        }
+        start_line.wait();
+        Instant::now()
+    })
+    .elapsed()
+}
+
 fn hot_keys_on_threads(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     // Memory beside LMDB: what the front-end alone does on threads.
@@ -144,12 +169,16 @@ fn hot_keys_on_threads(c: &mut Criterion) {
             .wrap(value as fn(u64) -> String)
             .unwrap();
         memo.call_many(0..100).unwrap();
+        let keys: Vec<Vec<u8>> = (0..100).map(|x| memo.key_for(&x).unwrap()).collect();
         let mut group = c.benchmark_group(format!("many/100-hot-keys/{name}"));
         for threads in [1usize, 4] {
             // One iteration = one hit on each thread.
             group.throughput(Throughput::Elements(threads as u64));
             group.bench_function(BenchmarkId::new("threads", threads), |b| {
                 b.iter_custom(|iters| hammer(&memo, threads, iters))
+            });
+            group.bench_function(BenchmarkId::new("store-only-threads", threads), |b| {
+                b.iter_custom(|iters| hammer_store(cache.store(), &keys, threads, iters))
             });
         }
         group.finish();
