@@ -32,8 +32,6 @@ use std::time::{Duration, Instant};
 
 use cacher::store::{DirStore, LogStore};
 use cacher::{Cache, Call};
-use cacher_store::lmdb::heed::types::Bytes;
-use cacher_store::lmdb::heed::{self, CommitOrAbort, Database, EnvFlags, EnvOpenOptions};
 use cacher_store::lmdb::{LmdbOptions, LmdbStore};
 use cacher_store::LogOptions;
 use cacher_store::{Durability, Store};
@@ -103,34 +101,9 @@ fn key_bytes(key: u64) -> [u8; 16] {
     bytes
 }
 
-struct Raw {
-    env: heed::Env<heed::WithoutTls>,
-    db: Database<'static, Bytes, Bytes>,
-}
-
-#[expect(unsafe_code, reason = "raw heed baseline: flags and open (see SAFETY)")]
-fn open_raw(dir: &Path) -> Raw {
-    std::fs::create_dir_all(dir).expect("raw heed dir");
-    let mut options = EnvOpenOptions::new().read_txn_without_tls();
-    options.map_size(MAP).max_dbs(4).max_readers(1024);
-    // SAFETY: the sync flags only weaken durability, which this benchmark does not test.
-    unsafe {
-        options.flags(EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC);
-    }
-    // SAFETY: the directory holds only this environment, and each process opens it once.
-    let env = unsafe { options.open(dir) }.expect("open raw heed");
-    let wtxn = env.write_txn().expect("wtxn");
-    let db = env
-        .create_databases_and_commit(wtxn, |opener, wtxn| {
-            opener
-                .create_database::<Bytes, Bytes>(wtxn, Some("peers"))
-                .map(CommitOrAbort::<_, ()>::Commit)
-        })
-        .expect("create db")
-        .commit()
-        .expect("committed");
-    Raw { env, db }
-}
+#[path = "support/raw_heed.rs"]
+mod raw_heed;
+use raw_heed::{open_raw, Raw};
 
 impl Engine for Raw {
     fn get(&mut self, key: u64) -> usize {
