@@ -140,10 +140,13 @@ fn key_of<'p>(
     push_decimal(&mut key, version);
     key.push(b':');
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in &hash.as_bytes()[..HASH_BYTES] {
-        key.push(HEX[usize::from(b >> 4)]);
-        key.push(HEX[usize::from(b & 15)]);
+    // Into a fixed array, then one copy: pushing digit by digit checks the capacity 32 times.
+    let mut hex = [0u8; 2 * HASH_BYTES];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
+    key.extend_from_slice(&hex);
     key
 }
 
