@@ -364,3 +364,23 @@ impl Header {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{begin, seal, EnvelopeMeta, Header, PipelineName};
+
+    #[test]
+    fn pipeline_names_inline_or_on_the_heap_read_back_whole() {
+        for len in [1, 45, 46, 47, 255] {
+            let name = "x".repeat(len);
+            assert_eq!(PipelineName::new(&name).as_str(), name);
+            let mut out = Vec::new();
+            let header_len = begin(&mut out, &name, &EnvelopeMeta::default(), b"k", false);
+            out.extend_from_slice(b"payload");
+            seal(&mut out, header_len, b"k", None);
+            let header = Header::peek(&out).unwrap();
+            assert_eq!(header.pipeline(), name, "a {len}-byte name");
+            assert_eq!(header.format_name(), name);
+        }
+    }
+}
