@@ -18,8 +18,6 @@
 
 use std::hint::black_box;
 
-use cacher_store::lmdb::heed::types::Bytes;
-use cacher_store::lmdb::heed::{self, CommitOrAbort, Database, EnvFlags, EnvOpenOptions};
 use cacher_store::lmdb::{LmdbOptions, LmdbStore};
 use cacher_store::{Durability, Store};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
@@ -35,33 +33,9 @@ fn value(len: usize, seed: usize) -> Vec<u8> {
     (0..len).map(|j| (j * 31 + seed * 7) as u8).collect()
 }
 
-struct Raw {
-    env: heed::Env<heed::WithoutTls>,
-    db: Database<'static, Bytes, Bytes>,
-}
-
-#[expect(unsafe_code, reason = "raw heed baseline: flags and open (see SAFETY)")]
-fn open_raw(dir: &std::path::Path) -> Raw {
-    let mut options = EnvOpenOptions::new().read_txn_without_tls();
-    options.map_size(MAP as usize).max_dbs(4).max_readers(1024);
-    // SAFETY: the sync flags only affect durability.
-    unsafe {
-        options.flags(EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC);
-    }
-    // SAFETY: a directory opened once in this process.
-    let env = unsafe { options.open(dir) }.expect("open raw heed");
-    let wtxn = env.write_txn().expect("wtxn");
-    let db = env
-        .create_databases_and_commit(wtxn, |opener, wtxn| {
-            opener
-                .create_database::<Bytes, Bytes>(wtxn, Some("bench"))
-                .map(CommitOrAbort::<_, ()>::Commit)
-        })
-        .expect("create db")
-        .commit()
-        .expect("committed");
-    Raw { env, db }
-}
+#[path = "support/raw_heed.rs"]
+mod raw_heed;
+use raw_heed::{open_raw, Raw};
 
 fn open_store(dir: &std::path::Path, durability: Durability) -> LmdbStore {
     LmdbStore::open_with(

@@ -105,18 +105,27 @@ pub(crate) fn key_from_parts(
     args: &[u8],
     deps: &[Vec<u8>],
 ) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + deps.len());
-    parts.push(args);
-    parts.extend(deps.iter().map(|d| &d[..]));
-    store_key(namespace, version, &parts)
+    let parts = std::iter::once(args).chain(deps.iter().map(|d| &d[..]));
+    key_of(namespace, version, parts)
 }
 
 /// Builds the store key for `namespace`, `version` and already-encoded parts.
 pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
+    key_of(namespace, version, parts.iter().copied())
+}
+
+/// The one key builder: one allocation, the hash input first, then reused for the key.
+fn key_of<'p>(
+    namespace: &str,
+    version: u32,
+    parts: impl Iterator<Item = &'p [u8]> + Clone,
+) -> Vec<u8> {
     // One contiguous input and one `blake3::hash` call: for inputs this small the streaming
     // `Hasher` costs more than the hashing itself.
-    let len = KEY_ALGORITHM.len() + parts.iter().map(|p| 8 + p.len()).sum::<usize>();
-    let mut input = Vec::with_capacity(len);
+    let input_len = KEY_ALGORITHM.len() + parts.clone().map(|p| 8 + p.len()).sum::<usize>();
+    // `{namespace}@{version}:` and the hex digits; the version is at most 10 digits.
+    let key_len = namespace.len() + 12 + 2 * HASH_BYTES;
+    let mut input = Vec::with_capacity(input_len.max(key_len));
     input.extend_from_slice(KEY_ALGORITHM);
     for part in parts {
         // Length-prefix each part so (ab, c) and (a, bc) differ.
@@ -131,10 +140,13 @@ pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
     push_decimal(&mut key, version);
     key.push(b':');
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in &hash.as_bytes()[..HASH_BYTES] {
-        key.push(HEX[usize::from(b >> 4)]);
-        key.push(HEX[usize::from(b & 15)]);
+    // Into a fixed array, then one copy: pushing digit by digit checks the capacity 32 times.
+    let mut hex = [0u8; 2 * HASH_BYTES];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
+    key.extend_from_slice(&hex);
     key
 }
 

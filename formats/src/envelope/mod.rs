@@ -101,6 +101,31 @@ mod write;
 
 use std::ops::Range;
 
+/// A pipeline name as a header holds it: inline up to 46 bytes (every built-in pipeline
+/// name, a dictionary id included), so parsing a header on a cache hit allocates nothing;
+/// a longer name (up to 255 bytes) on the heap, which keeps [`Header`] small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PipelineName {
+    Inline(arrayvec::ArrayString<46>),
+    Heap(Box<str>),
+}
+
+impl PipelineName {
+    pub(crate) fn new(name: &str) -> Self {
+        match arrayvec::ArrayString::from(name) {
+            Ok(inline) => PipelineName::Inline(inline),
+            Err(_) => PipelineName::Heap(name.into()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            PipelineName::Inline(name) => name,
+            PipelineName::Heap(name) => name,
+        }
+    }
+}
+
 use crate::error::Error;
 
 pub use read::payload;
@@ -225,7 +250,8 @@ pub struct Header {
     payload_crc: u32,
     /// CRC-32 of the store key (version 2 and later).
     key_crc: Option<u32>,
-    pipeline: String,
+    /// Inline (a name is at most 255 bytes): a header is parsed on every read.
+    pipeline: PipelineName,
     mac: Option<[u8; MAC_LEN]>,
     /// A streamed envelope's front header ([`stream`]).
     stream: bool,
@@ -281,19 +307,18 @@ impl Header {
 
     /// The full pipeline name the value was written with (e.g. `cbor+zstd:3`).
     pub fn pipeline(&self) -> &str {
-        &self.pipeline
+        self.pipeline.as_str()
     }
 
     /// The format part of the pipeline name (e.g. `cbor`).
     pub fn format_name(&self) -> &str {
-        self.pipeline
-            .split_once('+')
-            .map_or(self.pipeline.as_str(), |(format, _)| format)
+        let name = self.pipeline.as_str();
+        name.split_once('+').map_or(name, |(format, _)| format)
     }
 
     /// The codec specs of the pipeline, in the order they were applied on write.
     pub fn codecs(&self) -> impl Iterator<Item = &str> {
-        self.pipeline.split('+').skip(1)
+        self.pipeline.as_str().split('+').skip(1)
     }
 
     /// The id of the zstd dictionary the payload was compressed with, if any.
@@ -336,6 +361,26 @@ impl Header {
                 "the value was written under another key (key checksum mismatch)",
             )),
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{begin, seal, EnvelopeMeta, Header, PipelineName};
+
+    #[test]
+    fn pipeline_names_inline_or_on_the_heap_read_back_whole() {
+        for len in [1, 45, 46, 47, 255] {
+            let name = "x".repeat(len);
+            assert_eq!(PipelineName::new(&name).as_str(), name);
+            let mut out = Vec::new();
+            let header_len = begin(&mut out, &name, &EnvelopeMeta::default(), b"k", false);
+            out.extend_from_slice(b"payload");
+            seal(&mut out, header_len, b"k", None);
+            let header = Header::peek(&out).unwrap();
+            assert_eq!(header.pipeline(), name, "a {len}-byte name");
+            assert_eq!(header.format_name(), name);
         }
     }
 }

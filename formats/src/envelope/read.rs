@@ -1,8 +1,8 @@
 //! Parsing and checking stored envelopes of every version.
 
 use super::{
-    write, EnvelopeMeta, Header, CRC_LEN, CURRENT_VERSION, ENVELOPE_VERSION_1, FIXED_LEN_V1,
-    FIXED_LEN_V2, FLAG_EXPIRES, FLAG_MAC, KNOWN_FLAGS, MAC_LEN, MAGIC,
+    write, EnvelopeMeta, Header, PipelineName, CRC_LEN, CURRENT_VERSION, ENVELOPE_VERSION_1,
+    FIXED_LEN_V1, FIXED_LEN_V2, FLAG_EXPIRES, FLAG_MAC, KNOWN_FLAGS, MAC_LEN, MAGIC,
 };
 use crate::error::{Error, Result};
 
@@ -49,13 +49,13 @@ pub(super) fn check_header_bytes(
 }
 
 /// The pipeline name of `name_len` bytes at `at` (never empty, UTF-8).
-pub(super) fn pipeline_name(bytes: &[u8], at: usize, name_len: usize) -> Result<String> {
+pub(super) fn pipeline_name(bytes: &[u8], at: usize, name_len: usize) -> Result<PipelineName> {
     if name_len == 0 {
         return Err(Error::corrupt("empty pipeline name"));
     }
-    Ok(std::str::from_utf8(&bytes[at..at + name_len])
-        .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))?
-        .to_owned())
+    let name = std::str::from_utf8(&bytes[at..at + name_len])
+        .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))?;
+    Ok(PipelineName::new(name))
 }
 
 /// The expiry field at offset 16, which must be 0 unless its flag is set.
@@ -217,7 +217,7 @@ pub fn payload(bytes: &[u8]) -> Result<(Header, &[u8])> {
     let header = Header::peek(bytes)?;
     if header.stream {
         return Err(Error::TypeMismatch {
-            format: header.pipeline.clone(),
+            format: header.pipeline().to_owned(),
             stored: "a streamed blob (read it as a blob: Cache::get_blob)".into(),
             expected: "an envelope value".into(),
             asked_for: "an envelope value".into(),

@@ -137,7 +137,7 @@ pub(super) fn peek(bytes: &[u8]) -> Result<Header> {
 /// The encoded metadata inside a streamed front header (`front` holds at least
 /// `header.header_len()` bytes and was parsed into `header`).
 pub fn metadata<'a>(header: &Header, front: &'a [u8]) -> &'a [u8] {
-    let start = FIXED_LEN + header.pipeline.len();
+    let start = FIXED_LEN + header.pipeline().len();
     &front[start.min(front.len())..(header.header_len - CRC_LEN).min(front.len())]
 }
 
