@@ -239,6 +239,14 @@ pub trait Store: Send + Sync {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         None
     }
+
+    /// The eviction accounting this store keeps itself, shared by every process that opens it
+    /// ([`crate::accounting`]); `None` (the default) for a store without it, on which a limited
+    /// `Cache` scans at open and tracks entries in memory instead. `LmdbStore` and
+    /// `HybridStore` keep it.
+    fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
+        None
+    }
 }
 
 macro_rules! forward_store {
@@ -264,6 +272,7 @@ macro_rules! forward_store {
             fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> { (**self).read_unchecked(key) }
             fn verify(&self) -> Result<VerifyReport> { (**self).verify() }
             fn lease_dir(&self) -> Option<std::path::PathBuf> { (**self).lease_dir() }
+            fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> { (**self).accounting() }
         }
     )*};
 }

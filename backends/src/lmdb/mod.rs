@@ -7,6 +7,7 @@
 //!
 //! `heed` is re-exported as [`heed`] so callers name the same version.
 
+mod accounting;
 mod env;
 mod error;
 mod files;
@@ -23,6 +24,7 @@ mod store;
 mod stream;
 mod verify;
 
+pub(crate) use accounting::Removed;
 pub use env::{LmdbEnv, LmdbEnvStats};
 pub use error::TxnError;
 pub use heed;

@@ -6,6 +6,7 @@ use std::path::Path;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
+use super::accounting::{AcctDb, ACCT_DB};
 use super::files;
 use super::layout::{Check, Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
@@ -172,6 +173,8 @@ pub struct LmdbStore {
     pub(super) data: Database<'static, Bytes, Bytes>,
     /// The value layout named by the store's format record.
     pub(super) layout: Layout,
+    /// Eviction accounting, written in each put's and delete's transaction (`accounting.rs`).
+    pub(super) acct: AcctDb,
 }
 
 impl LmdbStore {
@@ -242,7 +245,13 @@ impl LmdbStore {
             FORMAT_VERSION,
             env.options().file_mode,
         )?;
-        Ok(LmdbStore { env, data, layout })
+        let acct = AcctDb::open(&env, data)?;
+        Ok(LmdbStore {
+            env,
+            data,
+            layout,
+            acct,
+        })
     }
 
     /// The layout version of this store's values: 2 (every value checksummed) for a store
@@ -343,6 +352,19 @@ impl LmdbStore {
     }
 
     fn put_in(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+        self.put_in_accounted(wtxn, key, value, value.len() as u64, None)
+    }
+
+    /// [`LmdbStore::put_in`], counting the entry as `size` bytes with `deadline` (a
+    /// HybridStore counts its values, not its index records).
+    pub(super) fn put_in_accounted(
+        &self,
+        wtxn: &mut RwTxn<'_>,
+        key: &[u8],
+        value: &[u8],
+        size: u64,
+        deadline: Option<u64>,
+    ) -> Result<(), TxnError> {
         self.check_len(key, value.len() as u64)?;
         let stored = StoredKey::new(key);
         let mut prefix = self.layout.prefix(key);
@@ -355,7 +377,8 @@ impl LmdbStore {
             space.write_all(&prefix)?;
             space.write_all(value)
         })?;
-        Ok(())
+        self.acct
+            .on_put(&self.env, wtxn, stored.bytes(), size, deadline)
     }
 }
 
@@ -367,7 +390,7 @@ fn refuse_other_programs(env: &LmdbEnv) -> Result<()> {
     let foreign = env.read(|rtxn| -> Result<bool, TxnError> {
         for entry in main.iter(rtxn)? {
             let (name, _) = entry?;
-            if name != META_DB.as_bytes() && name != DATA_DB.as_bytes() {
+            if ![META_DB, DATA_DB, ACCT_DB].contains(&&*String::from_utf8_lossy(name)) {
                 return Ok(true);
             }
         }
@@ -426,6 +449,16 @@ impl Store for LmdbStore {
         self.env.write(|wtxn| self.put_in(wtxn, key, value))
     }
 
+    /// Like `put`; the deadline goes into the accounting's expiry index.
+    fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
+        self.env
+            .write(|wtxn| self.put_in_accounted(wtxn, key, value, value.len() as u64, deadline_ms))
+    }
+
+    fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
+        Some(self)
+    }
+
     /// Streams the value without holding it in memory: a stream over 1 MiB is spooled into an
     /// unnamed temporary file beside `data.mdb` (and refused with
     /// [`Error::InvalidArgument`] as soon as it passes the value limit, see the type docs),
@@ -448,6 +481,7 @@ impl Store for LmdbStore {
                     return Ok(false);
                 }
             }
+            self.acct.on_delete(&self.env, wtxn, stored.bytes())?;
             Ok(self.data.delete(wtxn, stored.bytes())?)
         })
     }

@@ -103,7 +103,8 @@ impl LmdbStore {
                 }
                 Ok(())
             })?;
-            Ok(())
+            self.acct
+                .on_put(&self.env, wtxn, stored.bytes(), total, None)
         })?;
         Ok(total)
     }
