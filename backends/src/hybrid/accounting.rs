@@ -73,3 +73,46 @@ impl Accounting for HybridStore {
         self.index.entry(key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::accounting::{EvictPlan, Order};
+    use crate::{Durability, HybridStore, Store};
+
+    #[test]
+    fn file_values_are_counted_by_length_and_their_files_go_with_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HybridStore::options()
+            .inline_max(100)
+            .durability(Durability::None)
+            .open(dir.path())
+            .unwrap();
+        store.put(b"big", &[1; 5000]).unwrap();
+        store
+            .put_with_deadline(b"small", &[2; 10], Some(50))
+            .unwrap();
+        store.put(b"newest", &[3; 20]).unwrap();
+        let acct = store.accounting().unwrap();
+        let t = acct.totals().unwrap();
+        assert_eq!((t.entries, t.bytes), (3, 5030));
+        let blobs = || {
+            std::fs::read_dir(dir.path().join("files"))
+                .unwrap()
+                .flatten()
+                .filter(|d| d.file_name() != "tmp")
+                .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+                .count()
+        };
+        assert_eq!(blobs(), 1);
+        let mut gone = Vec::new();
+        acct.evict(&EvictPlan::new(None, Some(100), Order::Lru), &mut |k| {
+            gone.push(k.to_vec())
+        })
+        .unwrap();
+        assert_eq!(gone, vec![b"big".to_vec()]);
+        assert_eq!(blobs(), 0, "the evicted value's file is removed");
+        assert_eq!(acct.remove_expired(50, &mut |_| {}).unwrap(), 1);
+        assert_eq!(store.keys().unwrap().count(), 1);
+        assert_eq!(acct.totals().unwrap().bytes, 20);
+    }
+}

@@ -755,6 +755,10 @@ impl Accounting for LmdbStore {
 }
 
 #[cfg(test)]
+#[path = "accounting_tests.rs"]
+mod store_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
