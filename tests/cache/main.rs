@@ -9,6 +9,8 @@ mod identity;
 mod limits;
 mod memo;
 mod stats;
+#[cfg(feature = "lmdb")]
+mod store_limits;
 mod values;
 
 use std::collections::BTreeMap;

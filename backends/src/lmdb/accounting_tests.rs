@@ -115,6 +115,32 @@ fn the_kept_key_is_never_evicted_and_byte_limits_count_sizes() {
 }
 
 #[test]
+fn a_value_written_while_an_eviction_runs_is_never_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let n = super::EVICT_CHUNK as u64 * 2 + 10;
+    for i in 0..n {
+        store.put(&i.to_le_bytes(), b"v").unwrap();
+    }
+    // Evict everything but the kept key; after the first chunk commits, another writer's
+    // value lands (as a process would between two chunks). Without the compare of write
+    // stamps it would be taken by the next chunk.
+    let plan = EvictPlan::new(Some(1), None, Order::Fifo).keep(&[0; 8]);
+    let mut wrote = false;
+    let gone = store
+        .evict(&plan, &mut |_| {
+            if !wrote {
+                store.put(b"fresh", b"written as the eviction ran").unwrap();
+                wrote = true;
+            }
+        })
+        .unwrap();
+    assert_eq!(gone, n - 1);
+    assert!(store.get(b"fresh").unwrap().is_some());
+    assert_eq!(store.totals().unwrap(), totals(2, 1 + 27));
+}
+
+#[test]
 fn expired_entries_are_removed_by_their_deadline_and_rewritten_ones_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
