@@ -212,7 +212,7 @@ fn a_store_written_before_accounting_is_counted_once_then_opens_in_o1() {
     // Forget the accounting, as a store written by a build before it has none.
     let store = lmdb(dir.path());
     let env = store.env().clone();
-    let db = env.create_database("cacher-acct").unwrap();
+    let db = env.create_database("cacher-store-acct").unwrap();
     env.write(|w| db.clear(w)).unwrap();
     drop(store);
     let old = LmdbStore::from_env(env).unwrap();

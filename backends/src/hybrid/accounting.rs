@@ -1,4 +1,4 @@
-//! Eviction accounting of a [`HybridStore`]: its index's (`LmdbStore`'s `cacher-acct`), with
+//! Eviction accounting of a [`HybridStore`]: its index's (`LmdbStore`'s `cacher-store-acct`), with
 //! each entry counted as its value's length (not its index record's), and the value files of
 //! evicted or expired entries removed after their records are gone.
 

@@ -1,8 +1,9 @@
-//! Eviction accounting of an [`LmdbStore`]: the `cacher-acct` database, written in the same
+//! Eviction accounting of an [`LmdbStore`]: the `cacher-store-acct` database, written in the same
 //! write transaction as each value, so every process sees one total and one order.
 //!
 //! # Layout (accounting version 1)
-//! One named database, `cacher-acct`, whose keys start with a one-byte tag. An entry is named
+//! One named database, `cacher-store-acct` (named under `cacher-store` so tools that tell an
+//! unmarked LmdbStore by its database names still do), whose keys start with a one-byte tag. An entry is named
 //! by its *id*: its stored key in `cacher-store` (tag byte and key) when that is at most
 //! [`MAX_PLAIN_ID`] bytes, else `0x02 ‖ blake3(stored key)`, so every index key fits LMDB's
 //! 511 bytes.
@@ -45,7 +46,7 @@ use crate::accounting::{Accounting, Described, EntryAccount, EvictPlan, Order, T
 use crate::{Error, Result};
 
 /// The database's name.
-pub(super) const ACCT_DB: &str = "cacher-acct";
+pub(super) const ACCT_DB: &str = "cacher-store-acct";
 /// The version of the accounting layout this build writes and reads.
 pub(crate) const ACCT_VERSION: u32 = 1;
 const STATE_MAGIC: &[u8; 8] = b"cacherAC";
@@ -253,7 +254,7 @@ fn id_in(tag: u8, key: &[u8]) -> &[u8] {
     key.get(skip..).unwrap_or_default()
 }
 
-/// The `cacher-acct` database of one store (see the module docs).
+/// The `cacher-store-acct` database of one store (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AcctDb {
     db: Database<'static, Bytes, Bytes>,

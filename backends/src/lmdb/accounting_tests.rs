@@ -166,7 +166,7 @@ fn expired_entries_are_removed_by_their_deadline_and_rewritten_ones_are_kept() {
     );
 }
 
-/// Clears `cacher-acct` as if the store had been written before accounting existed, and
+/// Clears `cacher-store-acct` as if the store had been written before accounting existed, and
 /// opens it again (the environment stays open in this process, so the open re-reads it).
 fn forget_accounting(store: LmdbStore) -> LmdbStore {
     let env = store.env().clone();
@@ -178,7 +178,7 @@ fn forget_accounting(store: LmdbStore) -> LmdbStore {
 
 #[test]
 fn a_store_written_before_accounting_is_counted_once_then_kept_by_writes() {
-    // `v2-store` was written before accounting existed: it has no `cacher-acct`.
+    // `v2-store` was written before accounting existed: it has no `cacher-store-acct`.
     let (_dir, store) = open_fixture_copy("v2-store");
     let before = store.totals().unwrap();
     assert!(!before.built);
