@@ -247,6 +247,28 @@ pub trait Store: Send + Sync {
     fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
         None
     }
+
+    /// [`Store::put_many`] with each entry's deadline, as [`Store::put_with_deadline`] takes
+    /// one (an accounting store indexes it for cleanup; Redis could expire natively). The
+    /// default is `put_many` when no entry has a deadline, else one `put_with_deadline` each.
+    ///
+    /// ```
+    /// use cacher_store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// store.put_many_with_deadlines(&[(b"a", b"1", Some(u64::MAX)), (b"b", b"2", None)])?;
+    /// assert_eq!(store.len()?, 2);
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> {
+        if entries.iter().all(|(_, _, d)| d.is_none()) {
+            let plain: Vec<(&[u8], &[u8])> = entries.iter().map(|(k, v, _)| (*k, *v)).collect();
+            return self.put_many(&plain);
+        }
+        for (k, v, d) in entries {
+            self.put_with_deadline(k, v, *d)?;
+        }
+        Ok(())
+    }
 }
 
 macro_rules! forward_store {
@@ -273,6 +295,7 @@ macro_rules! forward_store {
             fn verify(&self) -> Result<VerifyReport> { (**self).verify() }
             fn lease_dir(&self) -> Option<std::path::PathBuf> { (**self).lease_dir() }
             fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> { (**self).accounting() }
+            fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> { (**self).put_many_with_deadlines(entries) }
         }
     )*};
 }

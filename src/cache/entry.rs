@@ -190,7 +190,20 @@ impl Cache {
         if entries.is_empty() {
             return Ok(());
         }
-        self.inner.store.put_many(entries)?;
+        if self.inner.store.accounting().is_some() {
+            // With each entry's deadline, as `put_encoded` passes one, so the store's expiry
+            // index sees batch writes too (`src/limits/`).
+            let with_deadlines: Vec<(&[u8], &[u8], Option<u64>)> = entries
+                .iter()
+                .map(|(k, v)| {
+                    let deadline = self.inner.codec.peek(k, v).ok().and_then(|m| m.expires_ms);
+                    (*k, *v, deadline)
+                })
+                .collect();
+            self.inner.store.put_many_with_deadlines(&with_deadlines)?;
+        } else {
+            self.inner.store.put_many(entries)?;
+        }
         for (key, bytes) in entries {
             stats.stores.fetch_add(1, RELAXED);
             stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);

@@ -190,6 +190,22 @@ fn cleanup_walks_the_expiry_index_not_every_key() {
 }
 
 #[test]
+fn batch_writes_enter_the_expiry_index_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let cache = Cache::builder()
+        .store(lmdb(dir.path()))
+        .clock(clock.clone())
+        .ttl(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let square = cache.wrap("square", |x: u64| x * x);
+    assert_eq!(square.call_many([1, 2, 3]).unwrap(), vec![1, 4, 9]);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(cache.cleanup().unwrap().expired, 3);
+}
+
+#[test]
 fn a_store_written_before_accounting_is_counted_once_then_opens_in_o1() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

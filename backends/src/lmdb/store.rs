@@ -58,6 +58,10 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   the empty key storable (as the one-byte LMDB key `0x00`) and lets iteration give every
 ///   key back exactly. Any other tag byte is [`Error::Corrupt`].
 ///
+/// - `cacher-store-acct`: the eviction accounting (sizes, stamps, LRU/LFU/FIFO and expiry
+///   indexes, totals), written in the same transaction as each put and delete; its layout and
+///   version are in `backends/src/lmdb/accounting.rs`, and [`Store::accounting`] hands it out.
+///
 /// # Every value is checked (version 2)
 /// Every read path — `get`, `read`, `with_value` (before the bytes are lent), `get_many`,
 /// `scan`, `keys`, and `meta`/`contains` (which read the value's length and, for a long key,
@@ -457,6 +461,16 @@ impl Store for LmdbStore {
 
     fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
         Some(self)
+    }
+
+    /// One write transaction, as `put_many`; the deadlines go into the accounting.
+    fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> {
+        self.env.write(|wtxn| -> Result<(), TxnError> {
+            for (k, v, d) in entries {
+                self.put_in_accounted(wtxn, k, v, v.len() as u64, *d)?;
+            }
+            Ok(())
+        })
     }
 
     /// Streams the value without holding it in memory: a stream over 1 MiB is spooled into an
