@@ -6,6 +6,8 @@
 //! cargo run --release --example limits_scale -- open   DIR 1000000 [lmdb|hybrid]   # accounting
 //! cargo run --release --example limits_scale -- scan   DIR 1000000 [lmdb|hybrid]   # hidden: the old path
 //! cargo run --release --example limits_scale -- evict  DIR 1000000 [lmdb|hybrid]   # 10 % down
+//! cargo run --release --example limits_scale -- forget DIR 1000000 lmdb   # as if written before
+//! cargo run --release --example limits_scale -- open   DIR 1000000 lmdb   # the one-time count
 //! ```
 //! Values are 200 B (`raw` format), `Durability::None`.
 
@@ -98,6 +100,15 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             println!("open (scan): {took:?}, peak RSS {} KiB", peak_rss_kib());
             drop(cache);
             return Ok(());
+        }
+        "forget" => {
+            let lmdb = LmdbStore::open(&dir)?;
+            let env = lmdb.env().clone();
+            let db = env.create_database("cacher-store-acct")?;
+            env.write(|w| db.clear(w))?;
+            drop(lmdb);
+            drop(store);
+            LmdbStore::from_env(env)?;
         }
         "evict" => {
             let cache = Cache::builder().store(store).max_entries(n).build()?;
