@@ -15,7 +15,8 @@
 //! eviction's.
 //!
 //! **Reads are recorded in memory and flushed in batches** (`access.rs`): at most
-//! [`access::FLUSH_KEYS`] distinct keys or [`access::FLUSH_EVERY`] between flushes, and
+//! [`access::FLUSH_KEYS`] distinct keys, or [`access::FLUSH_EVERY`] (looked at every 64th
+//! read) between flushes, and
 //! always before this handle evicts, cleans up or is dropped. So within one handle LRU and
 //! LFU are exact; another process sees this handle's reads only once they are flushed (within
 //! a second of the next read, or at drop). A read recorded by a flush counts as an access
