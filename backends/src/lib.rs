@@ -23,6 +23,7 @@
 //! | `RedisStore` (feature `redis`) | a Redis server or Redis Cluster, keys under `cacher:{prefix}:d:` | threads + processes + machines | the server's (`appendonly`, `appendfsync`) |
 //! | [`ArrayStore`](array::ArrayStore) (feature `lmdb`) | LMDB environment of typed arrays, read zero-copy as `&[T]` | threads + processes | flush |
 
+pub mod accounting;
 #[cfg(feature = "archive")]
 pub mod archive;
 #[cfg(feature = "lmdb")]

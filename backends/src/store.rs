@@ -327,6 +327,14 @@ pub trait Store: Send + Sync {
             None => Ok(None),
         }
     }
+
+    /// The eviction accounting this store keeps itself, shared by every process that opens it
+    /// ([`crate::accounting`]); `None` (the default) for a store without it, on which a limited
+    /// `Cache` scans at open and tracks entries in memory instead. `LmdbStore` and
+    /// `HybridStore` keep it.
+    fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
+        None
+    }
 }
 
 macro_rules! forward_store {
@@ -356,6 +364,7 @@ macro_rules! forward_store {
             fn verify(&self) -> Result<VerifyReport> { (**self).verify() }
             fn lease_dir(&self) -> Option<std::path::PathBuf> { (**self).lease_dir() }
             fn lease(&self, key: &[u8], terms: &crate::lease::Terms) -> Result<Option<crate::lease::Claim>> { (**self).lease(key, terms) }
+            fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> { (**self).accounting() }
         }
     )*};
 }

@@ -245,7 +245,8 @@ fn damage_anywhere_in_the_tree_never_reads_back_as_a_wrong_value() {
             match rx.recv_timeout(std::time::Duration::from_secs(1)) {
                 Ok(line) => {
                     quiet = 0;
-                    if let Some(i) = line.strip_prefix("probe ") {
+                    // The first probe line follows libtest's "test … ... " on the same line.
+                    if let Some((_, i)) = line.rsplit_once("probe ") {
                         last = Some(i.trim().parse::<usize>().unwrap());
                     }
                     done |= line.trim_end().ends_with("done");

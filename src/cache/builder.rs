@@ -8,7 +8,7 @@ use cacher_store::Store;
 
 use super::{Cache, Inner};
 use crate::clock::{millis, Clock, SystemClock};
-use crate::limits::{Eviction, Tracker};
+use crate::limits::{Eviction, StoreBooks, Tracker};
 use crate::report::Reported;
 use crate::stats::StatsRegistry;
 use crate::value_codec::ValueCodec;
@@ -189,8 +189,11 @@ impl CacheBuilder {
         self
     }
 
-    /// Opens the cache. With a limit set, scans the store once to learn the entries' sizes and
-    /// ages (headers only).
+    /// Opens the cache. With a limit set on a store that keeps accounting (`LmdbStore`,
+    /// `HybridStore`), reads the stored totals in O(1) and evicts if they are over; a store
+    /// written before accounting existed is counted once first (one scan, progress through
+    /// `tracing`). With a limit on any other store, scans the store once to learn the entries'
+    /// sizes and ages (headers only).
     pub fn build(self) -> Result<Cache> {
         let store = self
             .store
@@ -201,8 +204,12 @@ impl CacheBuilder {
         if self.max_entries == Some(0) || self.max_bytes == Some(0) {
             return Err(Error::Config("a limit of 0 would keep nothing".into()));
         }
-        let tracker = (self.max_entries.is_some() || self.max_bytes.is_some())
-            .then(|| Mutex::new(Tracker::new(self.eviction)));
+        let limited = self.max_entries.is_some() || self.max_bytes.is_some();
+        // A store that keeps accounting holds the books; any other is scanned and tracked in
+        // memory (`src/limits/`).
+        let in_store = limited && store.accounting().is_some();
+        let tracker = (limited && !in_store).then(|| Mutex::new(Tracker::new(self.eviction)));
+        let books = in_store.then(|| StoreBooks::new(self.eviction));
         let cache = Cache {
             inner: Arc::new(Inner {
                 store,
@@ -217,9 +224,14 @@ impl CacheBuilder {
                 reported: Reported::default(),
                 tracker,
                 revisions: self.revisions,
+                books,
             }),
         };
-        if cache.inner.tracker.is_some() {
+        if cache.inner.books.is_some() {
+            // O(1): the stored total, after a one-time count of a store written before
+            // accounting existed.
+            cache.open_books()?;
+        } else if cache.inner.tracker.is_some() {
             // One scan learns the entries' sizes and ages (and drops expired ones).
             cache.cleanup()?;
         }

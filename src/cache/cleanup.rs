@@ -26,9 +26,14 @@ pub struct CleanupReport {
 }
 
 impl Cache {
-    /// Removes expired entries and evicts down to the limits; rescans the store so entries
-    /// written by other processes are counted. Reads headers only, never payloads.
+    /// Removes expired entries and evicts down to the limits. On a store that keeps
+    /// accounting (`LmdbStore`, `HybridStore`), walks its expiry index and evicts by its totals
+    /// (`scanned` is then the entries found due); on any other store, rescans the store so
+    /// entries written by other processes are counted, reading headers only, never payloads.
     pub fn cleanup(&self) -> Result<CleanupReport> {
+        if let Some(report) = self.cleanup_in_store()? {
+            return Ok(report);
+        }
         let mut report = CleanupReport::default();
         let now = self.now_ms();
         let keys: Vec<Vec<u8>> = self.inner.store.keys()?.collect::<Result<_, _>>()?;

@@ -231,6 +231,7 @@ impl Cache {
                 stats.bytes_read.fetch_add(len as u64, RELAXED);
                 timer.record(stats);
                 self.with_tracker(|t| t.touch(key));
+                self.note_read(key);
                 Ok(Some(value))
             }
             Opened::Mismatch => {
@@ -356,6 +357,10 @@ impl Cache {
     }
 
     pub(super) fn enforce_limits(&self, key: &[u8], size: u64) -> Result<()> {
+        if self.inner.books.is_some() {
+            // The store counted the write in its own transaction.
+            return self.evict_in_store(Some(key));
+        }
         let Some(tracker) = &self.inner.tracker else {
             return Ok(());
         };

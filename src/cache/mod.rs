@@ -5,6 +5,7 @@
 //! `cleanup` sweeps the store (and runs that on a thread).
 
 mod blob;
+mod books;
 mod builder;
 mod cleanup;
 mod entry;
@@ -74,10 +75,13 @@ pub(crate) struct Inner {
     pub(crate) flights: crate::flight::Flights,
     /// Which kinds of swallowed errors were logged already.
     pub(crate) reported: crate::report::Reported,
-    /// Present only when a limit is set: tracking costs memory per entry.
+    /// Present only when a limit is set on a store without accounting: tracking costs
+    /// memory per entry.
     tracker: Option<Mutex<Tracker>>,
     /// Revisions kept per key and where archives go (`revisions/`).
     revisions: revisions::Settings,
+    /// Present only when a limit is set on a store that keeps accounting (`src/limits/`).
+    books: Option<crate::limits::StoreBooks>,
 }
 
 impl std::fmt::Debug for Cache {

@@ -11,6 +11,8 @@ mod memo;
 #[cfg(all(feature = "archive", feature = "lmdb"))]
 mod revisions;
 mod stats;
+#[cfg(feature = "lmdb")]
+mod store_limits;
 mod unchecked;
 mod values;
 

@@ -42,6 +42,7 @@
 //! symlink), only ones older than a grace period (a writer in another process may be between
 //! its rename and its commit), and for `.blob` files only those starting with the file magic.
 
+mod accounting;
 mod files;
 mod record;
 #[cfg(test)]
@@ -227,8 +228,15 @@ impl HybridStore {
 
     /// Commits `record` for `key`, then removes the file of the record it replaced.
     fn commit(&self, key: &[u8], record: &Record) -> Result<()> {
+        self.commit_until(key, record, None)
+    }
+
+    /// [`HybridStore::commit`], with the deadline the accounting's expiry index keeps.
+    fn commit_until(&self, key: &[u8], record: &Record, deadline: Option<u64>) -> Result<()> {
         let old = self.record(key).ok().flatten();
-        self.index.put(key, &record.encode())?;
+        // Counted as the value's length, not the index record's.
+        self.index
+            .put_accounted(key, &record.encode(), record.value_len(), deadline)?;
         if let Some(Record::File { id, .. }) = old {
             if !matches!(record, Record::File { id: new, .. } if *new == id) {
                 self.remove_file(&id);
@@ -388,6 +396,19 @@ impl Store for HybridStore {
             return self.commit(key, &Record::Inline(value.to_vec()));
         }
         self.put_reader(key, &mut &value[..]).map(drop)
+    }
+
+    /// Like `put`; an inline value's deadline goes into the accounting's expiry index.
+    fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
+        if value.len() <= self.inline_max {
+            return self.commit_until(key, &Record::Inline(value.to_vec()), deadline_ms);
+        }
+        let written = files::write_value(self, key, value, &mut std::io::empty())?;
+        self.commit_until(key, &written, deadline_ms)
+    }
+
+    fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
+        Some(self)
     }
 
     /// Reads up to the inline threshold into memory; a value that ends there goes inline, a

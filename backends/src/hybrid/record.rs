@@ -9,8 +9,8 @@ pub(super) enum Record {
     File { id: [u8; 16], len: u64, crc: u32 },
 }
 
-const TAG_INLINE: u8 = 1;
-const TAG_FILE: u8 = 2;
+pub(super) const TAG_INLINE: u8 = 1;
+pub(super) const TAG_FILE: u8 = 2;
 const FILE_RECORD_VERSION: u8 = 1;
 const FILE_RECORD_LEN: usize = 2 + 16 + 8 + 4;
 

@@ -7,6 +7,7 @@
 //!
 //! `heed` is re-exported as [`heed`] so callers name the same version.
 
+mod accounting;
 mod env;
 mod error;
 mod files;
@@ -26,6 +27,7 @@ mod stream;
 mod upgrade;
 mod verify;
 
+pub(crate) use accounting::Removed;
 pub use env::{LmdbEnv, LmdbEnvStats};
 pub use error::TxnError;
 pub use heed;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
+use super::accounting::{AcctDb, ACCT_DB};
 use super::files;
 use super::layout::{Check, Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
@@ -59,6 +60,10 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   colliding key would replace the other key's entry — a 2^-128 event). The tag also keeps
 ///   the empty key storable (as the one-byte LMDB key `0x00`) and lets iteration give every
 ///   key back exactly. Any other tag byte is [`Error::Corrupt`].
+///
+/// - `cacher-store-acct`: the eviction accounting (sizes, stamps, LRU/LFU/FIFO and expiry
+///   indexes, totals), written in the same transaction as each put and delete; its layout and
+///   version are in `backends/src/lmdb/accounting.rs`, and [`Store::accounting`] hands it out.
 ///
 /// # Every value is checked (version 2)
 /// Every read path — `get`, `read`, `with_value` (before the bytes are lent), `get_many`,
@@ -191,6 +196,8 @@ pub struct LmdbStore {
     /// [`LmdbStore::upgrade_layout`] through any handle or process): shared by clones, and
     /// never unset, since no store goes back to layout 1.
     pub(super) upgraded: Arc<AtomicBool>,
+    /// Eviction accounting, written in each put's and delete's transaction (`accounting.rs`).
+    pub(super) acct: AcctDb,
 }
 
 impl LmdbStore {
@@ -261,12 +268,14 @@ impl LmdbStore {
             FORMAT_VERSION,
             env.options().file_mode,
         )?;
+        let acct = AcctDb::open(&env, data)?;
         Ok(LmdbStore {
             env,
             data,
             meta,
             layout,
             upgraded: Arc::new(AtomicBool::new(false)),
+            acct,
         })
     }
 
@@ -416,6 +425,19 @@ impl LmdbStore {
     }
 
     fn put_in(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+        self.put_in_accounted(wtxn, key, value, value.len() as u64, None)
+    }
+
+    /// [`LmdbStore::put_in`], counting the entry as `size` bytes with `deadline` (a
+    /// HybridStore counts its values, not its index records).
+    pub(super) fn put_in_accounted(
+        &self,
+        wtxn: &mut RwTxn<'_>,
+        key: &[u8],
+        value: &[u8],
+        size: u64,
+        deadline: Option<u64>,
+    ) -> Result<(), TxnError> {
         let layout = self.layout_in(wtxn)?;
         self.check_len_in(layout, key, value.len() as u64)?;
         let stored = StoredKey::new(key);
@@ -429,7 +451,8 @@ impl LmdbStore {
             space.write_all(&prefix)?;
             space.write_all(value)
         })?;
-        Ok(())
+        self.acct
+            .on_put(&self.env, wtxn, stored.bytes(), size, deadline)
     }
 }
 
@@ -441,7 +464,7 @@ fn refuse_other_programs(env: &LmdbEnv) -> Result<()> {
     let foreign = env.read(|rtxn| -> Result<bool, TxnError> {
         for entry in main.iter(rtxn)? {
             let (name, _) = entry?;
-            if name != META_DB.as_bytes() && name != DATA_DB.as_bytes() {
+            if ![META_DB, DATA_DB, ACCT_DB].contains(&&*String::from_utf8_lossy(name)) {
                 return Ok(true);
             }
         }
@@ -505,6 +528,26 @@ impl Store for LmdbStore {
         self.env.write(|wtxn| self.put_in(wtxn, key, value))
     }
 
+    /// Like `put`; the deadline goes into the accounting's expiry index.
+    fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
+        self.env
+            .write(|wtxn| self.put_in_accounted(wtxn, key, value, value.len() as u64, deadline_ms))
+    }
+
+    fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
+        Some(self)
+    }
+
+    /// One write transaction, as `put_many`; the deadlines go into the accounting.
+    fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> {
+        self.env.write(|wtxn| -> Result<(), TxnError> {
+            for (k, v, d) in entries {
+                self.put_in_accounted(wtxn, k, v, v.len() as u64, *d)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Streams the value without holding it in memory: a stream over 1 MiB is spooled into an
     /// unnamed temporary file beside `data.mdb` (and refused with
     /// [`Error::InvalidArgument`] as soon as it passes the value limit, see the type docs),
@@ -527,6 +570,7 @@ impl Store for LmdbStore {
                     return Ok(false);
                 }
             }
+            self.acct.on_delete(&self.env, wtxn, stored.bytes())?;
             Ok(self.data.delete(wtxn, stored.bytes())?)
         })
     }

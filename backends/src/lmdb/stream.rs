@@ -109,7 +109,8 @@ impl LmdbStore {
                 }
                 Ok(())
             })?;
-            Ok(())
+            self.acct
+                .on_put(&self.env, wtxn, stored.bytes(), total, None)
         })?;
         Ok(total)
     }

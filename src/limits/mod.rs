@@ -1,15 +1,56 @@
 //! Entry limits and eviction order: which entry goes first when `max_entries` or `max_bytes`
 //! is exceeded.
 //!
-//! # What access tracking costs
-//! The order is kept **in memory only**: a hit updates a `BTreeSet` (O(log n), no disk write),
-//! so LRU/LFU cost nothing on disk per read. Memory: about `2 × key length + 80` bytes per
-//! tracked entry (the key is shared between the map and the order set through one `Arc`).
-//! When a cache is opened, the tracker is rebuilt by one scan of the store (keys, sizes and the
-//! envelope headers, not the payloads): LRU and FIFO order then start from write time, and LFU
-//! counts start at zero. Entries written by other processes after the scan are not tracked by
-//! this handle until [`crate::Cache::cleanup`] rescans; each handle enforces the limits on what
-//! it knows.
+//! # Two ways to keep the books
+//! **In the store** (`LmdbStore`, `HybridStore` — the default store — and any store whose
+//! [`Store::accounting`](cacher_store::Store::accounting) is `Some`): sizes, stamps, read
+//! counts, deadlines and the totals live in the store and are updated in each write's own
+//! transaction ([`cacher_store::accounting`]). Every process and handle sees one total and
+//! one eviction order; [`crate::CacheBuilder::build`] reads the stored total in O(1) (a store
+//! written before accounting is counted once, by one scan reported through `tracing`), and
+//! a handle holds no per-entry memory beyond its pending reads. Each write that takes the
+//! store over a limit evicts in the store, in chunks, one write transaction each; an entry
+//! written by anyone after that pass began is never taken. With several writers at once the
+//! store can be over by at most one value per writer between a write's commit and its
+//! eviction's.
+//!
+//! **Reads are recorded in memory and flushed in batches** (`access.rs`): at most
+//! [`access::FLUSH_KEYS`] distinct keys, or [`access::FLUSH_EVERY`] (looked at every 64th
+//! read) between flushes, and
+//! always before this handle evicts, cleans up or is dropped. So within one handle LRU and
+//! LFU are exact; another process sees this handle's reads only once they are flushed (within
+//! a second of the next read, or at drop). A read recorded by a flush counts as an access
+//! later than every write before the flush: an entry read and flushed is never evicted before
+//! one that was never read since it was written earlier. History survives restarts (it is in
+//! the store). [`crate::Cache::cleanup`] walks the store's expiry index instead of every
+//! key; it finds entries by the deadline they were written with (a cache TTL set only later,
+//! on entries written without one, is still enforced by every read, not by cleanup).
+//!
+//! **In memory** (every other store: `MemoryStore`, `DirStore`, `LogStore`, …): the order
+//! is kept per handle: a hit updates a `BTreeSet` (O(log n), no disk write). Memory: about
+//! `2 × key length + 80` bytes per tracked entry. When a cache is opened, the tracker is
+//! rebuilt by one scan of the store (keys, sizes and the envelope headers, not the payloads):
+//! LRU and FIFO order then start from write time, and LFU counts start at zero. Entries
+//! written by other processes after the scan are not tracked by this handle until
+//! [`crate::Cache::cleanup`] rescans; each handle enforces the limits on what it knows.
+
+pub(crate) mod access;
+
+/// What a limited cache on a store with accounting keeps: its policy and its pending reads.
+#[derive(Debug)]
+pub(crate) struct StoreBooks {
+    pub(crate) eviction: Eviction,
+    pub(crate) reads: access::AccessLog,
+}
+
+impl StoreBooks {
+    pub(crate) fn new(eviction: Eviction) -> Self {
+        StoreBooks {
+            eviction,
+            reads: access::AccessLog::new(),
+        }
+    }
+}
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -25,6 +66,18 @@ pub enum Eviction {
     Lfu,
     /// Oldest written first, whatever the reads.
     Fifo,
+}
+
+impl Eviction {
+    /// The store's order for this policy.
+    pub(crate) fn order(self) -> cacher_store::accounting::Order {
+        use cacher_store::accounting::Order;
+        match self {
+            Eviction::Lru => Order::Lru,
+            Eviction::Lfu => Order::Lfu,
+            Eviction::Fifo => Order::Fifo,
+        }
+    }
 }
 
 type Key = Arc<[u8]>;

@@ -1,0 +1,804 @@
+//! Eviction accounting of an [`LmdbStore`]: the `cacher-store-acct` database, written in the same
+//! write transaction as each value, so every process sees one total and one order.
+//!
+//! # Layout (accounting version 1)
+//! One named database, `cacher-store-acct` (named under `cacher-store` so tools that tell an
+//! unmarked LmdbStore by its database names still do), whose keys start with a one-byte tag. An entry is named
+//! by its *id*: its stored key in `cacher-store` (tag byte and key) when that is at most
+//! [`MAX_PLAIN_ID`] bytes, else `0x02 ‖ blake3(stored key)`, so every index key fits LMDB's
+//! 511 bytes.
+//!
+//! ```text
+//! key                                          value
+//! b"m" b"state"                                b"cacherAC" ‖ version u32 LE (1) ‖ built u8 ‖
+//!                                              entries u64 LE ‖ bytes u64 LE ‖ next stamp u64 LE
+//! b"m" b"cursor"                               the last stored key a running migration counted
+//! b"r" ‖ id                                    version u8 (1) ‖ flags u8 (bit 0: has deadline) ‖
+//!                                              size u64 LE ‖ written u64 LE ‖ accessed u64 LE ‖
+//!                                              hits u32 LE ‖ deadline u64 LE ‖ stored key
+//! b"l" ‖ accessed u64 BE ‖ id                  (empty)   LRU order
+//! b"w" ‖ written u64 BE ‖ id                   (empty)   FIFO order
+//! b"f" ‖ hits u32 BE ‖ accessed u64 BE ‖ id    (empty)   LFU order
+//! b"x" ‖ deadline u64 BE ‖ id                  (empty)   expiry order (entries with one)
+//! ```
+//!
+//! Stamps come from the state's counter, taken in the writing transaction: LMDB has one
+//! writer at a time, so stamps are unique and ordered across processes, and no clock is
+//! trusted for order. Index keys are big-endian so LMDB's bytewise order is numeric order.
+//! A newer state version is refused as "upgrade required"; a state of the wrong length or
+//! magic is corrupt.
+//!
+//! # Migration
+//! A store written before accounting has no state: its first open writes one with
+//! `built = 0` (or `1` when the store is empty), and [`Accounting::build`] then walks
+//! `cacher-store` in chunks of [`BUILD_CHUNK`] keys, one write transaction each, adding a
+//! record for every key that has none and saving its place in `cursor`. Writes by any process
+//! during the walk keep the totals right: a write of an uncounted key adds it (there was
+//! nothing counted to take away), a delete of one takes nothing away, and the walk skips keys
+//! that have a record.
+
+use heed::types::Bytes;
+use heed::{Database, RoTxn, RwTxn};
+
+use super::layout::{StoredKey, TAG_PLAIN};
+use super::{LmdbEnv, LmdbStore, TxnError};
+use crate::accounting::{Accounting, Described, EntryAccount, EvictPlan, Order, Totals};
+use crate::{Error, Result};
+
+/// The database's name.
+pub(super) const ACCT_DB: &str = "cacher-store-acct";
+/// The version of the accounting layout this build writes and reads.
+pub(crate) const ACCT_VERSION: u32 = 1;
+const STATE_MAGIC: &[u8; 8] = b"cacherAC";
+const STATE_KEY: &[u8] = b"mstate";
+const CURSOR_KEY: &[u8] = b"mcursor";
+const STATE_LEN: usize = 8 + 4 + 1 + 8 + 8 + 8;
+const RECORD_VERSION: u8 = 1;
+const RECORD_HEADER: usize = 2 + 8 + 8 + 8 + 4 + 8;
+const TAG_RECORD: u8 = b'r';
+const TAG_LRU: u8 = b'l';
+const TAG_FIFO: u8 = b'w';
+const TAG_LFU: u8 = b'f';
+const TAG_EXPIRY: u8 = b'x';
+const TAG_HASHED_ID: u8 = 0x02;
+/// Longest stored key used as its own id: tag (1) + hits (4) + stamp (8) + id fits in 511.
+const MAX_PLAIN_ID: usize = 480;
+/// Entries deleted per write transaction by an eviction or expiry pass (bounds memory and the
+/// time another writer waits).
+pub(crate) const EVICT_CHUNK: usize = 2048;
+/// Keys counted per write transaction by a migration.
+pub(crate) const BUILD_CHUNK: usize = 10_000;
+
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "index keys sort bytewise in LMDB: big-endian numbers sort as numbers"
+)]
+fn be64(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "index keys sort bytewise in LMDB: big-endian numbers sort as numbers"
+)]
+fn be32(n: u32) -> [u8; 4] {
+    n.to_be_bytes()
+}
+
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "reads back the big-endian numbers of index keys"
+)]
+fn from_be64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+/// An entry's id in the accounting database (see the module docs).
+fn id_of(stored: &[u8]) -> Vec<u8> {
+    if stored.len() <= MAX_PLAIN_ID {
+        return stored.to_vec();
+    }
+    let mut id = Vec::with_capacity(33);
+    id.push(TAG_HASHED_ID);
+    id.extend_from_slice(blake3::hash(stored).as_bytes());
+    id
+}
+
+fn tagged(tag: u8, parts: &[&[u8]], id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 12 + id.len());
+    k.push(tag);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k.extend_from_slice(id);
+    k
+}
+
+/// The store-wide totals and stamp counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State {
+    built: bool,
+    entries: u64,
+    bytes: u64,
+    next: u64,
+}
+
+impl State {
+    fn encode(&self) -> [u8; STATE_LEN] {
+        let mut out = [0u8; STATE_LEN];
+        out[..8].copy_from_slice(STATE_MAGIC);
+        out[8..12].copy_from_slice(&ACCT_VERSION.to_le_bytes());
+        out[12] = u8::from(self.built);
+        out[13..21].copy_from_slice(&self.entries.to_le_bytes());
+        out[21..29].copy_from_slice(&self.bytes.to_le_bytes());
+        out[29..37].copy_from_slice(&self.next.to_le_bytes());
+        out
+    }
+
+    fn decode(raw: &[u8]) -> Result<State, crate::version::Refusal> {
+        use crate::version::Refusal;
+        if raw.len() < 12 || &raw[..8] != STATE_MAGIC {
+            return Err(Refusal::corrupt("accounting state without its magic"));
+        }
+        let version = crate::le::u32_at(raw, 8).unwrap_or_default();
+        if version > ACCT_VERSION {
+            return Err(Refusal::Newer(version));
+        }
+        if version == 0 || raw.len() != STATE_LEN || raw[12] > 1 {
+            return Err(Refusal::corrupt(format!(
+                "accounting state of {} bytes, version {version}",
+                raw.len()
+            )));
+        }
+        let at = |i| crate::le::u64_at(raw, i).unwrap_or_default();
+        Ok(State {
+            built: raw[12] == 1,
+            entries: at(13),
+            bytes: at(21),
+            next: at(29),
+        })
+    }
+
+    fn take_stamp(&mut self) -> u64 {
+        let s = self.next;
+        self.next += 1;
+        s
+    }
+
+    fn totals(&self) -> Totals {
+        Totals {
+            entries: self.entries,
+            bytes: self.bytes,
+            built: self.built,
+        }
+    }
+
+    fn add(&mut self, size: u64) {
+        self.entries += 1;
+        self.bytes = self.bytes.saturating_add(size);
+    }
+
+    fn sub(&mut self, size: u64) {
+        self.entries = self.entries.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(size);
+    }
+}
+
+/// One entry's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    size: u64,
+    written: u64,
+    accessed: u64,
+    hits: u32,
+    expires: Option<u64>,
+    /// The key in `cacher-store`.
+    stored: Vec<u8>,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_HEADER + self.stored.len());
+        out.push(RECORD_VERSION);
+        out.push(u8::from(self.expires.is_some()));
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.written.to_le_bytes());
+        out.extend_from_slice(&self.accessed.to_le_bytes());
+        out.extend_from_slice(&self.hits.to_le_bytes());
+        out.extend_from_slice(&self.expires.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&self.stored);
+        out
+    }
+
+    fn decode(raw: &[u8]) -> Result<Record, crate::version::Refusal> {
+        use crate::version::Refusal;
+        match raw.first() {
+            Some(&RECORD_VERSION) => {}
+            Some(&v) if v > RECORD_VERSION => return Err(Refusal::Newer(u32::from(v))),
+            _ => return Err(Refusal::corrupt("accounting record of an unknown version")),
+        }
+        if raw.len() <= RECORD_HEADER || raw[1] > 1 {
+            return Err(Refusal::corrupt(format!(
+                "accounting record of {} bytes",
+                raw.len()
+            )));
+        }
+        let at = |i| crate::le::u64_at(raw, i).unwrap_or_default();
+        Ok(Record {
+            size: at(2),
+            written: at(10),
+            accessed: at(18),
+            hits: crate::le::u32_at(raw, 26).unwrap_or_default(),
+            expires: (raw[1] == 1).then(|| at(30)),
+            stored: raw[RECORD_HEADER..].to_vec(),
+        })
+    }
+
+    fn account(&self) -> EntryAccount {
+        EntryAccount {
+            size: self.size,
+            written: self.written,
+            accessed: self.accessed,
+            hits: self.hits,
+            expires_ms: self.expires,
+        }
+    }
+}
+
+/// Reads the id back from an index key of `tag`.
+fn id_in(tag: u8, key: &[u8]) -> &[u8] {
+    let skip = match tag {
+        TAG_LFU => 1 + 4 + 8,
+        _ => 1 + 8,
+    };
+    key.get(skip..).unwrap_or_default()
+}
+
+/// The `cacher-store-acct` database of one store (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AcctDb {
+    db: Database<'static, Bytes, Bytes>,
+}
+
+/// A victim or expired entry as an eviction pass hands it back: its key and what the caller's
+/// `extract` took from its value.
+pub(crate) type Removed = (Vec<u8>, Option<Vec<u8>>);
+
+/// What a caller takes from a value before it is deleted (HybridStore: the value file's id).
+pub(crate) type Extract<'a> = Option<&'a dyn Fn(&[u8]) -> Option<Vec<u8>>>;
+
+/// How a caller sees a stored value during a migration: its size, and the bytes `describe`
+/// may look at when they are at hand.
+pub(crate) type View<'a> = &'a dyn for<'v> Fn(&'v [u8]) -> (u64, Option<&'v [u8]>);
+
+impl AcctDb {
+    /// Opens (creating) the database; a store without a state gets one, counted as built
+    /// only when it holds nothing yet.
+    pub(super) fn open(env: &LmdbEnv, data: Database<'static, Bytes, Bytes>) -> Result<AcctDb> {
+        let db = env.create_database(ACCT_DB)?;
+        let acct = AcctDb { db };
+        let has_state = env.read(|r| Ok::<_, TxnError>(db.get(r, STATE_KEY)?.is_some()))?;
+        if !has_state {
+            env.write(|w| -> Result<(), TxnError> {
+                if db.get(w, STATE_KEY)?.is_some() {
+                    return Ok(());
+                }
+                let state = State {
+                    built: data.is_empty(w)?,
+                    entries: 0,
+                    bytes: 0,
+                    next: 1,
+                };
+                db.put(w, STATE_KEY, &state.encode())?;
+                Ok(())
+            })?;
+        }
+        // Refuses a newer or damaged state now rather than at the first write.
+        env.read(|r| acct.state(env, r).map(drop))?;
+        Ok(acct)
+    }
+
+    fn state(&self, env: &LmdbEnv, txn: &RoTxn<'_>) -> Result<State, TxnError> {
+        let raw = self
+            .db
+            .get(txn, STATE_KEY)?
+            .ok_or_else(|| Error::corrupt(env.path(), None, "the accounting state is missing"))?;
+        State::decode(raw)
+            .map_err(|r| TxnError::Store(r.into_error(env.path(), None, ACCT_VERSION)))
+    }
+
+    fn put_state(&self, w: &mut RwTxn<'_>, st: &State) -> Result<(), TxnError> {
+        Ok(self.db.put(w, STATE_KEY, &st.encode())?)
+    }
+
+    fn record(
+        &self,
+        env: &LmdbEnv,
+        txn: &RoTxn<'_>,
+        id: &[u8],
+    ) -> Result<Option<Record>, TxnError> {
+        let key = tagged(TAG_RECORD, &[], id);
+        match self.db.get(txn, &key)? {
+            None => Ok(None),
+            Some(raw) => Record::decode(raw)
+                .map(Some)
+                .map_err(|r| TxnError::Store(r.into_error(env.path(), None, ACCT_VERSION))),
+        }
+    }
+
+    fn order_keys(id: &[u8], rec: &Record) -> [Vec<u8>; 3] {
+        [
+            tagged(TAG_LRU, &[&be64(rec.accessed)], id),
+            tagged(TAG_FIFO, &[&be64(rec.written)], id),
+            tagged(TAG_LFU, &[&be32(rec.hits), &be64(rec.accessed)], id),
+        ]
+    }
+
+    fn index(&self, w: &mut RwTxn<'_>, id: &[u8], rec: &Record) -> Result<(), TxnError> {
+        self.db
+            .put(w, &tagged(TAG_RECORD, &[], id), &rec.encode())?;
+        for k in Self::order_keys(id, rec) {
+            self.db.put(w, &k, &[])?;
+        }
+        if let Some(e) = rec.expires {
+            self.db.put(w, &tagged(TAG_EXPIRY, &[&be64(e)], id), &[])?;
+        }
+        Ok(())
+    }
+
+    fn unindex(&self, w: &mut RwTxn<'_>, id: &[u8], rec: &Record) -> Result<(), TxnError> {
+        for k in Self::order_keys(id, rec) {
+            self.db.delete(w, &k)?;
+        }
+        if let Some(e) = rec.expires {
+            self.db.delete(w, &tagged(TAG_EXPIRY, &[&be64(e)], id))?;
+        }
+        Ok(())
+    }
+
+    /// The put hook: `stored` now holds a value of `size` bytes with `deadline`.
+    pub(super) fn on_put(
+        &self,
+        env: &LmdbEnv,
+        w: &mut RwTxn<'_>,
+        stored: &[u8],
+        size: u64,
+        deadline: Option<u64>,
+    ) -> Result<(), TxnError> {
+        let mut st = self.state(env, w)?;
+        let id = id_of(stored);
+        let hits = match self.record(env, w, &id)? {
+            Some(old) => {
+                self.unindex(w, &id, &old)?;
+                st.sub(old.size);
+                // An overwrite keeps its read count (LFU), as the in-memory tracker does.
+                old.hits
+            }
+            None => 0,
+        };
+        let stamp = st.take_stamp();
+        let rec = Record {
+            size,
+            written: stamp,
+            accessed: stamp,
+            hits,
+            expires: deadline,
+            stored: stored.to_vec(),
+        };
+        self.index(w, &id, &rec)?;
+        st.add(size);
+        self.put_state(w, &st)
+    }
+
+    /// The delete hook: `stored` is being deleted.
+    pub(super) fn on_delete(
+        &self,
+        env: &LmdbEnv,
+        w: &mut RwTxn<'_>,
+        stored: &[u8],
+    ) -> Result<(), TxnError> {
+        let id = id_of(stored);
+        if let Some(old) = self.record(env, w, &id)? {
+            let mut st = self.state(env, w)?;
+            self.unindex(w, &id, &old)?;
+            self.db.delete(w, &tagged(TAG_RECORD, &[], &id))?;
+            st.sub(old.size);
+            self.put_state(w, &st)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `id`'s value and bookkeeping inside `w`; returns the caller's key and what
+    /// `extract` took from the value.
+    fn remove_entry(
+        &self,
+        store: &LmdbStore,
+        w: &mut RwTxn<'_>,
+        st: &mut State,
+        id: &[u8],
+        rec: &Record,
+        extract: Extract<'_>,
+    ) -> Result<Removed, TxnError> {
+        let mut removed: Removed = (rec.stored.get(1..).unwrap_or_default().to_vec(), None);
+        let plain = rec.stored.first() == Some(&TAG_PLAIN);
+        if !plain || extract.is_some() {
+            if let Some(raw) = store.data.get(w, &rec.stored)? {
+                // A damaged value is evicted all the same; it is reported under its stored
+                // key when its own key cannot be read back.
+                match store.layout.decode_entry(&rec.stored, raw) {
+                    Ok((key, value)) => {
+                        removed = (key.to_vec(), extract.and_then(|f| f(value)));
+                    }
+                    Err(_) if !plain => removed.0 = rec.stored.clone(),
+                    Err(_) => {}
+                }
+            }
+        }
+        store.data.delete(w, &rec.stored)?;
+        self.unindex(w, id, rec)?;
+        self.db.delete(w, &tagged(TAG_RECORD, &[], id))?;
+        st.sub(rec.size);
+        Ok(removed)
+    }
+
+    pub(crate) fn totals(&self, env: &LmdbEnv) -> Result<Totals> {
+        env.read(|r| self.state(env, r).map(|s| s.totals()))
+    }
+
+    pub(crate) fn entry(&self, env: &LmdbEnv, key: &[u8]) -> Result<Option<EntryAccount>> {
+        let id = id_of(StoredKey::new(key).bytes());
+        env.read(|r| Ok::<_, TxnError>(self.record(env, r, &id)?.map(|r| r.account())))
+    }
+
+    pub(crate) fn record_access(&self, env: &LmdbEnv, reads: &[(&[u8], u32)]) -> Result<()> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        env.write(|w| -> Result<(), TxnError> {
+            let mut st = self.state(env, w)?;
+            for (key, hits) in reads {
+                let id = id_of(StoredKey::new(key).bytes());
+                let Some(mut rec) = self.record(env, w, &id)? else {
+                    continue;
+                };
+                for k in Self::order_keys(&id, &rec) {
+                    self.db.delete(w, &k)?;
+                }
+                rec.accessed = st.take_stamp();
+                rec.hits = rec.hits.saturating_add(*hits);
+                self.db
+                    .put(w, &tagged(TAG_RECORD, &[], &id), &rec.encode())?;
+                for k in Self::order_keys(&id, &rec) {
+                    self.db.put(w, &k, &[])?;
+                }
+            }
+            self.put_state(w, &st)
+        })
+    }
+
+    /// The eviction pass of [`Accounting::evict`], chunked; `extract` runs on each victim's
+    /// value before it goes, `on_removed` after each chunk commits.
+    pub(crate) fn evict(
+        &self,
+        store: &LmdbStore,
+        plan: &EvictPlan<'_>,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<u64> {
+        let env = &store.env;
+        let keep = plan.keep.map(|k| id_of(StoredKey::new(k).bytes()));
+        let tag = match plan.order {
+            Order::Lru => TAG_LRU,
+            Order::Lfu => TAG_LFU,
+            Order::Fifo => TAG_FIFO,
+        };
+        // Entries stamped from here on were written after the eviction began: never ours to
+        // take (the compare of the issue: a writer's fresh value survives a concurrent pass).
+        let mut began: Option<u64> = None;
+        let mut total = 0;
+        loop {
+            let mut victims: Vec<Removed> = Vec::new();
+            let more = env.write(|w| -> Result<bool, TxnError> {
+                victims.clear();
+                let mut st = self.state(env, w)?;
+                if !plan.is_over(&st.totals()) {
+                    return Ok(false);
+                }
+                let began = *began.get_or_insert(st.next);
+                let mut candidates = Vec::new();
+                for item in self.db.prefix_iter(w, &[tag])? {
+                    let (k, _) = item?;
+                    let id = id_in(tag, k);
+                    if keep.as_deref() == Some(id) {
+                        continue;
+                    }
+                    candidates.push(id.to_vec());
+                    if candidates.len() >= EVICT_CHUNK {
+                        break;
+                    }
+                }
+                let full_chunk = candidates.len() >= EVICT_CHUNK;
+                for id in candidates {
+                    if !plan.is_over(&st.totals()) {
+                        break;
+                    }
+                    let Some(rec) = self.record(env, w, &id)? else {
+                        continue;
+                    };
+                    if rec.written >= began {
+                        continue;
+                    }
+                    victims.push(self.remove_entry(store, w, &mut st, &id, &rec, extract)?);
+                }
+                self.put_state(w, &st)?;
+                Ok(plan.is_over(&st.totals()) && full_chunk && !victims.is_empty())
+            })?;
+            total += victims.len() as u64;
+            for v in victims {
+                on_removed(v);
+            }
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The expiry pass of [`Accounting::remove_expired`], chunked like [`AcctDb::evict`].
+    pub(crate) fn remove_expired(
+        &self,
+        store: &LmdbStore,
+        now_ms: u64,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<u64> {
+        let env = &store.env;
+        let mut total = 0;
+        loop {
+            let mut removed: Vec<Removed> = Vec::new();
+            let more = env.write(|w| -> Result<bool, TxnError> {
+                removed.clear();
+                let mut st = self.state(env, w)?;
+                let mut due = Vec::new();
+                for item in self.db.prefix_iter(w, &[TAG_EXPIRY])? {
+                    let (k, _) = item?;
+                    if from_be64(&k[1..]).is_none_or(|e| e > now_ms) {
+                        break;
+                    }
+                    due.push(id_in(TAG_EXPIRY, k).to_vec());
+                    if due.len() >= EVICT_CHUNK {
+                        break;
+                    }
+                }
+                let full_chunk = due.len() >= EVICT_CHUNK;
+                for id in due {
+                    let Some(rec) = self.record(env, w, &id)? else {
+                        continue;
+                    };
+                    // The record is the current value's: compared in this transaction.
+                    if rec.expires.is_some_and(|e| e <= now_ms) {
+                        removed.push(self.remove_entry(store, w, &mut st, &id, &rec, extract)?);
+                    }
+                }
+                self.put_state(w, &st)?;
+                Ok(full_chunk)
+            })?;
+            total += removed.len() as u64;
+            for r in removed {
+                on_removed(r);
+            }
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The migration of [`Accounting::build`] (see the module docs); `view` says how big each
+    /// stored value is and lends its bytes to `describe` when it can.
+    pub(crate) fn build(
+        &self,
+        store: &LmdbStore,
+        view: View<'_>,
+        describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        let env = &store.env;
+        let mut looked_total = 0;
+        let mut added_total = 0;
+        loop {
+            let mut looked = 0;
+            let mut added = 0;
+            let done = env.write(|w| -> Result<bool, TxnError> {
+                (looked, added) = (0, 0);
+                let mut st = self.state(env, w)?;
+                if st.built {
+                    return Ok(true);
+                }
+                let cursor = self.db.get(w, CURSOR_KEY)?.map(<[u8]>::to_vec);
+                let start = match &cursor {
+                    Some(c) => std::ops::Bound::Excluded(&c[..]),
+                    None => std::ops::Bound::Unbounded,
+                };
+                let range = (start, std::ops::Bound::<&[u8]>::Unbounded);
+                let mut found: Vec<(Vec<u8>, u64, Described)> = Vec::new();
+                for item in store.data.range(w, &range)? {
+                    let (stored, raw) = item?;
+                    let (size, described) = match store.layout.decode_entry(stored, raw) {
+                        Ok((key, value)) => {
+                            let (size, lent) = view(value);
+                            (size, lent.map(|v| describe(key, v)).unwrap_or_default())
+                        }
+                        // Counted at its stored size; a read reports the damage.
+                        Err(_) => (raw.len() as u64, Described::default()),
+                    };
+                    found.push((stored.to_vec(), size, described));
+                    if found.len() >= BUILD_CHUNK {
+                        break;
+                    }
+                }
+                let Some(last) = found.last().map(|f| f.0.clone()) else {
+                    st.built = true;
+                    self.db.delete(w, CURSOR_KEY)?;
+                    self.put_state(w, &st)?;
+                    return Ok(true);
+                };
+                for (stored, size, described) in found {
+                    looked += 1;
+                    let id = id_of(&stored);
+                    if self.record(env, w, &id)?.is_some() {
+                        continue;
+                    }
+                    // The write time keeps migrated entries in age order; all are older than
+                    // anything stamped after the migration.
+                    let stamp = described.created_ms.unwrap_or(0);
+                    st.next = st.next.max(stamp.saturating_add(1));
+                    let rec = Record {
+                        size,
+                        written: stamp,
+                        accessed: stamp,
+                        hits: 0,
+                        expires: described.expires_ms,
+                        stored,
+                    };
+                    self.index(w, &id, &rec)?;
+                    st.add(size);
+                    added += 1;
+                }
+                self.db.put(w, CURSOR_KEY, &last)?;
+                self.put_state(w, &st)?;
+                Ok(false)
+            })?;
+            looked_total += looked;
+            added_total += added;
+            if done {
+                return Ok(added_total);
+            }
+            progress(looked_total);
+        }
+    }
+}
+
+/// What a store built on an `LmdbStore` (HybridStore's index) uses to count its own values.
+impl LmdbStore {
+    /// Writes `value` under `key`, counting it as `size` bytes with `deadline`.
+    pub(crate) fn put_accounted(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        size: u64,
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        self.env
+            .write(|w| self.put_in_accounted(w, key, value, size, deadline))
+    }
+
+    /// [`Accounting::evict`], taking `extract` of each victim's value.
+    pub(crate) fn evict_extracting(
+        &self,
+        plan: &EvictPlan<'_>,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<u64> {
+        self.acct.evict(self, plan, extract, on_removed)
+    }
+
+    /// [`Accounting::remove_expired`], taking `extract` of each removed value.
+    pub(crate) fn remove_expired_extracting(
+        &self,
+        now_ms: u64,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<u64> {
+        self.acct.remove_expired(self, now_ms, extract, on_removed)
+    }
+
+    /// [`Accounting::build`], sizing each value through `view`.
+    pub(crate) fn build_viewing(
+        &self,
+        view: View<'_>,
+        describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        self.acct.build(self, view, describe, progress)
+    }
+}
+
+impl Accounting for LmdbStore {
+    fn totals(&self) -> Result<Totals> {
+        self.acct.totals(&self.env)
+    }
+
+    fn build(
+        &self,
+        describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        self.acct
+            .build(self, &|v| (v.len() as u64, Some(v)), describe, progress)
+    }
+
+    fn record_access(&self, reads: &[(&[u8], u32)]) -> Result<()> {
+        self.acct.record_access(&self.env, reads)
+    }
+
+    fn evict(&self, plan: &EvictPlan<'_>, on_evicted: &mut dyn FnMut(&[u8])) -> Result<u64> {
+        self.acct
+            .evict(self, plan, None, &mut |(k, _)| on_evicted(&k))
+    }
+
+    fn remove_expired(&self, now_ms: u64, on_removed: &mut dyn FnMut(&[u8])) -> Result<u64> {
+        self.acct
+            .remove_expired(self, now_ms, None, &mut |(k, _)| on_removed(&k))
+    }
+
+    fn entry(&self, key: &[u8]) -> Result<Option<EntryAccount>> {
+        self.acct.entry(&self.env, key)
+    }
+}
+
+#[cfg(test)]
+#[path = "accounting_tests.rs"]
+mod store_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_and_record_round_trip_and_refuse_newer_versions() {
+        let st = State {
+            built: true,
+            entries: 3,
+            bytes: 99,
+            next: 7,
+        };
+        assert_eq!(State::decode(&st.encode()), Ok(st));
+        let mut newer = st.encode();
+        newer[8] = 2;
+        assert_eq!(
+            State::decode(&newer),
+            Err(crate::version::Refusal::Newer(2))
+        );
+        assert!(State::decode(&newer[..20]).is_err());
+        let rec = Record {
+            size: 5,
+            written: 1,
+            accessed: 9,
+            hits: 2,
+            expires: Some(1234),
+            stored: b"\0key".to_vec(),
+        };
+        assert_eq!(Record::decode(&rec.encode()), Ok(rec.clone()));
+        let mut bad = rec.encode();
+        bad[0] = 9;
+        assert_eq!(Record::decode(&bad), Err(crate::version::Refusal::Newer(9)));
+        assert!(Record::decode(&bad[..4]).is_err());
+    }
+
+    #[test]
+    fn long_stored_keys_get_a_hashed_id_that_fits_an_index_key() {
+        let stored = vec![0u8; 511];
+        let id = id_of(&stored);
+        assert_eq!(id.len(), 33);
+        assert!(tagged(TAG_LFU, &[&be32(1), &be64(2)], &id_of(&[0; 480])).len() <= 511);
+    }
+}

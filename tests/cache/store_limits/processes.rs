@@ -1,0 +1,111 @@
+//! Four real processes write different keys into one `HybridStore` with `max_bytes`; a reader
+//! checks the store's total all along. (That an eviction never takes a value written while
+//! it ran is `a_value_written_while_an_eviction_runs_is_never_taken` in
+//! `backends/src/lmdb/accounting_tests.rs`: deterministic, where processes here could only
+//! race.) The test binary re-executes itself with
+//! `CACHER_LIMITS_CHILD` set to run the child role (the `child_role_writes_its_keys` test,
+//! which does nothing in a normal run).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cacher::store::{Durability, HybridStore, Store};
+use cacher::Cache;
+
+const CHILD_ENV: &str = "CACHER_LIMITS_CHILD";
+const DIR_ENV: &str = "CACHER_LIMITS_DIR";
+const CHILDREN: usize = 4;
+const PUTS: usize = 300;
+const VALUE: usize = 1000;
+const MAX_BYTES: u64 = 64 << 10;
+
+fn open(dir: &str) -> Cache {
+    let store = HybridStore::options()
+        .durability(Durability::None)
+        .open(dir)
+        .unwrap();
+    Cache::builder()
+        .store(store)
+        .format("raw")
+        .max_bytes(MAX_BYTES)
+        .build()
+        .unwrap()
+}
+
+/// The child role: writes its own keys.
+#[test]
+fn child_role_writes_its_keys() {
+    let Ok(child) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let dir = std::env::var(DIR_ENV).unwrap();
+    let cache = open(&dir);
+    for i in 0..PUTS {
+        let key = format!("c{child}-{i}");
+        let value = vec![child.as_bytes()[0]; VALUE];
+        cache.put(&key, &serde_bytes::ByteBuf::from(value)).unwrap();
+    }
+    println!("DONE {child}");
+}
+
+#[test]
+fn four_processes_keep_one_byte_limit_at_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    // Created once before the children race to open it.
+    drop(open(&path));
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..CHILDREN)
+        .map(|c| {
+            Command::new(&exe)
+                .args([
+                    "store_limits::processes::child_role_writes_its_keys",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, c.to_string())
+                .env(DIR_ENV, &path)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let store = HybridStore::open(&path).unwrap();
+    let acct = store.accounting().unwrap();
+    // One batch per writer: a put commits before its eviction does.
+    let entry = VALUE as u64 + 64;
+    let bound = MAX_BYTES + CHILDREN as u64 * entry;
+    let mut worst = 0;
+    let mut checks = 0;
+    let mut children = children;
+    loop {
+        let t = acct.totals().unwrap();
+        worst = worst.max(t.bytes);
+        checks += 1;
+        if children.iter_mut().all(|c| c.try_wait().unwrap().is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "a child failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("DONE"), "a child did not finish: {text}");
+    }
+    assert!(
+        worst <= bound,
+        "{worst} bytes at worst over {checks} checks, bound {bound}"
+    );
+    // The stored total is the real one.
+    let real: u64 = store
+        .scan()
+        .unwrap()
+        .map(|e| e.unwrap().1.len() as u64)
+        .sum();
+    let t = acct.totals().unwrap();
+    assert_eq!((t.bytes, t.entries), (real, store.len().unwrap()));
+    assert!(real <= MAX_BYTES);
+    assert!(checks > 1);
+}
