@@ -43,6 +43,11 @@ impl ValueCodec {
         self.pipeline.encode_value(key, value, meta)
     }
 
+    /// `bytes` (a value encoded for `key`) with revision number `revision` in its header.
+    pub fn restamp(&self, key: &[u8], bytes: &[u8], revision: u64) -> Result<Vec<u8>, FormatError> {
+        self.registry.restamp_value(key, bytes, revision)
+    }
+
     /// The header of the value stored under `key`, checked as far as a read checks it before
     /// decoding (written for `key`; with a MAC key, the MAC too, which needs the whole value),
     /// so `contains` and expiry checks agree with `get`.

@@ -329,6 +329,47 @@ impl Registry {
         Ok((header, payload))
     }
 
+    /// The stored value `bytes` of `store_key` again, with revision number `revision` in its
+    /// header: the value is checked first exactly as [`open_value`](Registry::open_value)
+    /// checks it, then the same payload is sealed under a new header (checksums and MAC
+    /// recomputed). For a writer that learns a value's revision number only after encoding
+    /// it (a `Cache` that keeps revisions numbers an overwrite under its per-key lock).
+    ///
+    /// ```
+    /// # #[cfg(feature = "cbor")]
+    /// # fn main() -> Result<(), cacher_formats::Error> {
+    /// use cacher_formats::{EnvelopeMeta, Registry};
+    ///
+    /// let registry = Registry::with_builtins().with_mac_key([7; 32]);
+    /// let stored = registry.resolve("cbor")?.encode_value(b"k", &5u32, &EnvelopeMeta::now())?;
+    /// let again = registry.restamp_value(b"k", &stored, 9)?;
+    /// let (header, _) = registry.open_value(b"k", &again)?;
+    /// assert_eq!(header.revision(), 9);
+    /// assert_eq!(registry.decode_value::<u32>(b"k", &again)?.1, 5);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "cbor"))]
+    /// # fn main() {}
+    /// ```
+    pub fn restamp_value(&self, store_key: &[u8], bytes: &[u8], revision: u64) -> Result<Vec<u8>> {
+        let (header, payload) = self.open_value(store_key, bytes)?;
+        let meta = envelope::EnvelopeMeta {
+            revision,
+            ..header.meta()
+        };
+        let mut out = Vec::with_capacity(bytes.len());
+        let header_len = envelope::begin(
+            &mut out,
+            header.pipeline(),
+            &meta,
+            store_key,
+            self.mac_key.is_some(),
+        );
+        out.extend_from_slice(payload);
+        envelope::seal(&mut out, header_len, store_key, self.mac_key.as_ref());
+        Ok(out)
+    }
+
     /// The header of a stored value, checked exactly as far as a read would check it before
     /// decoding: what `contains` or an expiry check should use so they agree with `get`.
     ///

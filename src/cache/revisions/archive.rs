@@ -215,6 +215,7 @@ impl Cache {
             .ok_or_else(|| Error::Config(format!("archive path {} has no name", path.display())))?;
         // 3: the manifests say where each revision went, before any store copy goes.
         for (key, chosen) in &plan {
+            let _lock = self.lock_revisions(key)?;
             let mut manifest = self
                 .load_manifest(key)?
                 .unwrap_or_else(|| Manifest::new(key));
@@ -262,6 +263,7 @@ impl Cache {
     /// keeps its copy). Returns false when there is no archived revision `n`.
     pub fn restore(&self, key: impl AsRef<[u8]>, n: u64) -> Result<bool> {
         let key = key.as_ref();
+        let _lock = self.lock_revisions(key)?;
         let Some(mut manifest) = self.load_manifest(key)? else {
             return Ok(false);
         };

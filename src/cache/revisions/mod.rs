@@ -25,6 +25,7 @@
 //! bounded by `keep_revisions` per key (the limits scan counts user keys only).
 
 mod keys;
+mod lock;
 mod manifest;
 mod read;
 mod settings;

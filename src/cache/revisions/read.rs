@@ -107,6 +107,7 @@ impl Cache {
                 name.len()
             )));
         }
+        let _lock = self.lock_revisions(key)?;
         let mut manifest = self
             .load_manifest(key)?
             .unwrap_or_else(|| Manifest::new(key));

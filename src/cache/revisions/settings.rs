@@ -20,6 +20,42 @@ pub(crate) struct Settings {
     /// an open one never goes stale.
     #[cfg(feature = "archive")]
     pub opened: OpenArchives,
+    /// The in-process half of the per-key revision lock (see `lock.rs`).
+    pub locks: Stripes,
+}
+
+/// Mutexes that threads of one process take by key hash before changing a key's revisions:
+/// the store lease that serialises processes is a lock file, and threads holding it through
+/// one store handle must not both pass. Shared by the clones of a cache.
+#[derive(Clone)]
+pub(crate) struct Stripes(std::sync::Arc<[std::sync::Mutex<()>; Stripes::COUNT]>);
+
+impl Stripes {
+    const COUNT: usize = 64;
+
+    /// The stripe of `key`, locked.
+    pub fn lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let stripe = &self.0[h.finish() as usize % Self::COUNT];
+        // A writer that panicked left no half-done state in the mutex (it guards nothing).
+        stripe.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Default for Stripes {
+    fn default() -> Self {
+        Stripes(std::sync::Arc::new(std::array::from_fn(|_| {
+            std::sync::Mutex::new(())
+        })))
+    }
+}
+
+impl std::fmt::Debug for Stripes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stripes")
+    }
 }
 
 /// Archive files opened for reading, shared by the clones of a cache.

@@ -65,9 +65,10 @@ impl Cache {
         deadline: Option<u64>,
         stats: &Atomics,
     ) -> Result<()> {
+        let _lock = self.lock_revisions(key)?;
         let keep = self.inner.revisions.keep_for(key) as usize;
         let store = &self.inner.store;
-        let new_number = self.inner.codec.peek(key, bytes).map_or(0, |m| m.revision);
+        let mut new_number = self.inner.codec.peek(key, bytes).map_or(0, |m| m.revision);
         let mut manifest = self
             .load_manifest(key)?
             .unwrap_or_else(|| Manifest::new(key));
@@ -76,11 +77,7 @@ impl Cache {
             // A current value that does not open (damaged, another key's) is no history
             // worth keeping: it is overwritten as without revisions.
             if let Ok(meta) = self.inner.codec.peek(key, &old) {
-                let mut n = old_number(meta.revision, meta.created_ms, &manifest);
-                if n == new_number {
-                    // Another writer took the number meanwhile; numbers stay unique.
-                    n = manifest.last.max(new_number) + 1;
-                }
+                let n = old_number(meta.revision, meta.created_ms, &manifest);
                 let name = manifest.entry(n).and_then(|e| e.name.clone());
                 manifest.upsert(Entry {
                     number: n,
@@ -92,6 +89,22 @@ impl Cache {
                 moved = Some((n, old));
             }
         }
+        // The number was given before this writer held the lock: another writer may have
+        // taken it (or a later one) meanwhile. The new value gets the next free number, so
+        // numbers stay unique and count up in the order values became current.
+        let taken = manifest.last.max(moved.as_ref().map_or(0, |(n, _)| *n));
+        let restamped;
+        let bytes = if new_number <= taken {
+            new_number = taken + 1;
+            restamped = self
+                .inner
+                .codec
+                .restamp(key, bytes, new_number)
+                .map_err(|e| Error::format(key, e))?;
+            &restamped[..]
+        } else {
+            bytes
+        };
         manifest.last = manifest.last.max(new_number);
         let pruned = prune(&mut manifest, keep);
         let manifest_bytes = manifest.encode();
