@@ -18,6 +18,7 @@ mod progress;
 mod quarantine;
 mod revisions;
 mod units;
+mod upgrade;
 mod walk;
 
 use std::path::PathBuf;
@@ -168,6 +169,13 @@ enum Command {
         quarantine: bool,
     },
 
+    /// Rewrite an LmdbStore of value layout 1 (values without a store checksum) as layout 2,
+    /// in place, in one transaction (a HybridStore: its index).
+    #[command(
+        after_help = "Example:\n  cacher verify ./lmdb-cache   # \"4 entries have no store checksum (layout 1)\"\n  cacher upgrade ./lmdb-cache"
+    )]
+    Upgrade(StoreArg),
+
     /// Remove expired, old or surplus entries (surplus: oldest created first).
     #[command(
         after_help = "Examples:\n  cacher evict ./cache --expired\n  cacher evict ./cache --older-than 7d\n  cacher evict ./cache --max-bytes 500MiB --max-entries 100000 --dry-run"
@@ -251,6 +259,7 @@ impl Command {
             Command::Rm { .. } => "rm",
             Command::Clear { .. } => "clear",
             Command::Verify { .. } => "verify",
+            Command::Upgrade(_) => "upgrade",
             Command::Evict { .. } => "evict",
             Command::Compact { .. } => "compact",
             Command::Export { .. } => "export",
@@ -353,6 +362,7 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             }
             Err(failure) => Err(failure),
         },
+        Command::Upgrade(s) => upgrade::upgrade(&open(&s.store, Write)?),
         Command::Evict {
             store,
             rules,

@@ -192,6 +192,15 @@ impl Opened {
         }
     }
 
+    /// The HybridStore, when the store is one.
+    #[cfg(feature = "lmdb")]
+    pub fn hybrid(&self) -> Option<&cacher::store::HybridStore> {
+        match &self.handle {
+            Handle::Hybrid(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The damaged last record a LogStore writer's open moved to a side file
     /// (`<log>.damaged-<offset>`), with its key when the log could tell it.
     pub fn moved_tail(&self) -> Option<(Option<Vec<u8>>, PathBuf)> {

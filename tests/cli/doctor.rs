@@ -225,3 +225,29 @@ fn doctor_lists_processes_with_an_lmdb_environment_open() {
     assert_eq!(status_of(&report, "readers"), ["ok"], "{report}");
     drop(holder);
 }
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn doctor_counts_layout_1_entries_and_points_to_cacher_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1-store");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lmdb/v1-store"),
+        &path,
+    );
+    let report = json(&["doctor", path.to_str().unwrap()], 1);
+    let layout = checks(&report, "layout");
+    let info = layout.iter().find(|c| c["status"] == "info").unwrap();
+    assert!(
+        info["fix"].as_str().unwrap().contains("cacher upgrade"),
+        "{report}"
+    );
+    let verify = checks(&report, "verify");
+    assert!(
+        verify[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("4 entries have no store checksum (layout 1)"),
+        "{report}"
+    );
+}

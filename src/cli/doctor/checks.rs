@@ -41,21 +41,22 @@ pub(super) fn facts_check(opened: &Opened, checks: &mut Checks) {
         );
     }
     #[cfg(feature = "lmdb")]
-    if let Some(lmdb) = opened.lmdb() {
-        if lmdb.layout_version() < 2 {
-            checks.add(
-                "layout",
-                Status::Info,
-                "LmdbStore value layout 1: values carry no store checksum (envelopes still \
-                 have theirs)"
-                    .to_owned(),
-                Some(format!(
-                    "for checksummed values, move the cache into a new store: `cacher export \
-                     {0} cache.dump && cacher import {0}.new cache.dump --create lmdb`",
-                    opened.path.display()
-                )),
-            );
-        }
+    let layout_1 = opened
+        .lmdb()
+        .or(opened.hybrid().map(cacher::store::HybridStore::index));
+    #[cfg(feature = "lmdb")]
+    if layout_1.is_some_and(|l| l.layout_version() < 2) {
+        checks.add(
+            "layout",
+            Status::Info,
+            "LmdbStore value layout 1: values carry no store checksum (envelopes still \
+             have theirs)"
+                .to_owned(),
+            Some(format!(
+                "`cacher upgrade {}` rewrites them with one, in place",
+                opened.path.display()
+            )),
+        );
     }
     if let Some(ratio) = fact("garbage_ratio").and_then(Value::as_f64) {
         if ratio > 0.5 {
@@ -82,8 +83,9 @@ pub(super) fn verify_check(opened: &Opened, checks: &mut Checks) {
             "verify",
             Status::Ok,
             format!(
-                "{} checked, no damage found",
-                units::entries(findings.checked())
+                "{} checked, no damage found{}",
+                units::entries(findings.checked()),
+                unchecked_note(&findings)
             ),
             None,
         ),
@@ -91,10 +93,11 @@ pub(super) fn verify_check(opened: &Opened, checks: &mut Checks) {
             "verify",
             Status::Problem,
             format!(
-                "{} of {} checked damaged: {}",
+                "{} of {} checked damaged: {}{}",
                 findings.damaged_count(),
                 units::entries(findings.checked()),
-                findings.summary()
+                findings.summary(),
+                unchecked_note(&findings)
             ),
             Some(format!(
                 "`cacher verify {0}` lists them; `cacher verify {0} --quarantine` moves them \
@@ -108,5 +111,14 @@ pub(super) fn verify_check(opened: &Opened, checks: &mut Checks) {
             format!("could not verify: {}", failure.message()),
             Some("see the message: an I/O error or permissions on the store's files".to_owned()),
         ),
+    }
+}
+
+/// `; N entries have no store checksum (layout 1)` when the store could not check some.
+fn unchecked_note(findings: &super::super::maintain::Findings) -> String {
+    match findings.unchecked() {
+        0 => String::new(),
+        1 => "; 1 entry has no store checksum (layout 1)".to_owned(),
+        n => format!("; {n} entries have no store checksum (layout 1)"),
     }
 }

@@ -1,0 +1,63 @@
+//! `cacher upgrade`: an LmdbStore of value layout 1 (values without a store checksum)
+//! rewritten in place as layout 2, through `LmdbStore::upgrade_layout`; a HybridStore's
+//! index is such an LmdbStore.
+
+use super::failure::Failure;
+use super::open::Opened;
+use super::output::Report;
+use super::units;
+
+/// `cacher upgrade STORE`: exit 0 whether entries were rewritten or the store was already at
+/// layout 2; exit 2 for a store kind without value layouts.
+#[cfg(feature = "lmdb")]
+pub fn upgrade(opened: &Opened) -> Result<Report, Failure> {
+    let Some(lmdb) = opened
+        .lmdb()
+        .or(opened.hybrid().map(cacher::store::HybridStore::index))
+    else {
+        return Err(Failure::unusable(
+            &opened.path,
+            format!(
+                "{} is a {}: only an LmdbStore (or a HybridStore's index) has a value layout \
+                 to upgrade",
+                opened.path.display(),
+                opened.kind.name()
+            ),
+        ));
+    };
+    let from = lmdb.layout_version();
+    let rewritten = lmdb
+        .upgrade_layout()
+        .map_err(|e| Failure::store(&opened.path, "cannot upgrade", &e).damaged(e.is_corrupt()))?;
+    let to = lmdb.layout_version();
+    let human = if rewritten == 0 && from == to {
+        format!(
+            "{} is at value layout {to} already: nothing to do\n",
+            opened.path.display()
+        )
+    } else {
+        format!(
+            "upgraded {} from value layout {from} to {to}: {} rewritten with a checksum\n",
+            opened.path.display(),
+            units::entries(rewritten)
+        )
+    };
+    Ok(Report::new(opened, 0)
+        .field("from_layout", from.into())
+        .field("layout", to.into())
+        .field("rewritten", rewritten.into())
+        .human(human))
+}
+
+/// Without the `lmdb` feature no store kind has a value layout to upgrade.
+#[cfg(not(feature = "lmdb"))]
+pub fn upgrade(opened: &Opened) -> Result<Report, Failure> {
+    Err(Failure::unusable(
+        &opened.path,
+        format!(
+            "{} is a {}: only an LmdbStore has a value layout to upgrade",
+            opened.path.display(),
+            opened.kind.name()
+        ),
+    ))
+}
