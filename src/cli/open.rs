@@ -292,6 +292,12 @@ impl Opened {
                     })
                 });
                 facts.push(("damaged_tail", value, text));
+                let checkpoint = s.open_report().checkpoint;
+                let text = checkpoint.map_or(
+                    "not used (the open scanned the whole log)".to_owned(),
+                    |at| format!("used: the index up to offset {at} was read from it"),
+                );
+                facts.push(("checkpoint", checkpoint.into(), text));
             }
             #[cfg(feature = "lmdb")]
             Handle::Lmdb(s) => {

@@ -197,3 +197,10 @@ pub fn listed_keys(ls: &Value) -> Vec<String> {
         .map(|e| e["key"]["arg"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// `path` with `suffix` appended to its file name (a LogStore's side files).
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}

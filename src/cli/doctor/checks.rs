@@ -58,6 +58,9 @@ pub(super) fn facts_check(opened: &Opened, checks: &mut Checks) {
             )),
         );
     }
+    if let Some(log) = opened.log() {
+        checkpoint_check(&opened.path, log, checks);
+    }
     if let Some(ratio) = fact("garbage_ratio").and_then(Value::as_f64) {
         if ratio > 0.5 {
             checks.add(
@@ -120,5 +123,43 @@ fn unchecked_note(findings: &super::super::maintain::Findings) -> String {
         0 => String::new(),
         1 => "; 1 entry has no store checksum (layout 1)".to_owned(),
         n => format!("; {n} entries have no store checksum (layout 1)"),
+    }
+}
+
+/// A LogStore's index checkpoint, `<log>.index`: normal when the open used it; one that does
+/// not hold for the log (written before a compaction, or damaged) is ignored by every open,
+/// which then scans the whole log.
+fn checkpoint_check(path: &std::path::Path, log: &cacher::store::LogStore, checks: &mut Checks) {
+    let file = super::temps::sibling(path, ".index");
+    let Ok(meta) = std::fs::symlink_metadata(&file) else {
+        return;
+    };
+    match log.open_report().checkpoint {
+        Some(offset) => checks.add(
+            "checkpoint",
+            Status::Ok,
+            format!(
+                "{} ({}) holds the index up to offset {offset}: opens read it and scan only \
+                 the records after it",
+                file.display(),
+                units::bytes(meta.len())
+            ),
+            None,
+        ),
+        None => checks.add(
+            "checkpoint",
+            Status::Info,
+            format!(
+                "{} ({}) does not hold for this log (written before a compaction, or \
+                 damaged): opens ignore it and scan the whole log",
+                file.display(),
+                units::bytes(meta.len())
+            ),
+            Some(
+                "nothing to do: a writer's close writes a fresh one once 100,000 records lie \
+                 past it; or delete it"
+                    .to_owned(),
+            ),
+        ),
     }
 }
