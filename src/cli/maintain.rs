@@ -389,9 +389,11 @@ pub struct EvictRules {
 }
 
 /// `cacher evict`. Stores keep no access times on disk, so "oldest" is by creation time
-/// (entries without one, damaged or arrays, go first).
+/// (entries without one, damaged or arrays, go first). Revision records are left alone:
+/// removing one under its manifest would leave the key's revision list naming a record that
+/// is gone; `cacher archive` is what moves them out.
 pub fn evict(opened: &Opened, rules: &EvictRules, dry_run: bool) -> Result<Report, Failure> {
-    let mut entries = walk::walk(opened, |_| true)?;
+    let mut entries = walk::walk(opened, |key| !cacher::is_revision_key(key))?;
     let now = units::now_ms();
     let cutoff = rules
         .older_than

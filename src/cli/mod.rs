@@ -68,7 +68,7 @@ enum Command {
 
     /// List entries (key, size, format, created, expires).
     #[command(
-        after_help = "Examples:\n  cacher ls ./cache\n  cacher ls ./cache --namespace myapp::fetch\n  cacher ls ./cache --prefix user:"
+        after_help = "Examples:\n  cacher ls ./cache\n  cacher ls ./cache --namespace myapp::fetch\n  cacher ls ./cache --prefix user:\n  cacher ls ./cache --revisions"
     )]
     Ls {
         #[command(flatten)]
@@ -79,6 +79,10 @@ enum Command {
         /// Only keys starting with this (UTF-8 text or hex:..).
         #[arg(long)]
         prefix: Option<String>,
+        /// Also list the records of old revisions and their manifests (kept under reserved
+        /// keys in the same store), marked; hidden otherwise.
+        #[arg(long)]
+        revisions: bool,
     },
 
     /// Show one entry's envelope header: format, created, expires, revision, size, MAC.
@@ -298,12 +302,14 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             store,
             namespace,
             prefix,
+            revisions,
         } => {
             let prefix = prefix.map(|p| keyarg::parse(&p)).transpose()?;
             inspect::ls(
                 &open(&store.store, ReadOnly)?,
                 namespace.as_deref(),
                 prefix.as_deref(),
+                revisions,
             )
         }
         Command::Show { store, key } => {
