@@ -58,6 +58,24 @@ pub(super) fn facts_check(opened: &Opened, checks: &mut Checks) {
             )),
         );
     }
+    if let (Some(count), Some(bytes)) = (
+        fact("archive_files").and_then(Value::as_u64),
+        fact("archive_bytes").and_then(Value::as_u64),
+    ) {
+        let dir = opened.archive_dir().unwrap_or_default();
+        checks.add(
+            "archives",
+            Status::Info,
+            format!(
+                "{count} archive file{} ({}) of old revisions in {}; `cacher revisions` and \
+                 `get --revision` read them",
+                if count == 1 { "" } else { "s" },
+                units::bytes(bytes),
+                dir.display()
+            ),
+            None,
+        );
+    }
     if let Some(log) = opened.log() {
         checkpoint_check(&opened.path, log, checks);
     }
