@@ -384,3 +384,24 @@ fn doctor_and_stats_report_a_hybrid_stores_archives_and_take_leases_as_its_own()
         "{report}"
     );
 }
+
+#[test]
+fn upgrade_leaves_a_hybrid_store_whose_index_is_layout_2_as_it_is() {
+    // Every HybridStore index was written at LmdbStore layout 2 (HybridStore came after it).
+    let dir = tempfile::tempdir().unwrap();
+    let path = hybrid_cache(dir.path());
+    let at = path.to_str().unwrap();
+    let before = entries(Kind::Lmdb, &path.join("index"));
+    let report = json(&["upgrade", at], 0);
+    assert_eq!(report["store"]["kind"], "HybridStore", "{report}");
+    assert_eq!(report["rewritten"], 0, "{report}");
+    assert_eq!(report["layout"], 2, "{report}");
+    assert_eq!(entries(Kind::Lmdb, &path.join("index")), before);
+    let verify = json(&["verify", at], 0);
+    assert_eq!(verify["unchecked"], 0, "{verify}");
+    support::cacher()
+        .args(["upgrade", at])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("at value layout 2 already"));
+}
