@@ -5,7 +5,6 @@
 use super::failure::Failure;
 use super::open::Opened;
 use super::output::Report;
-use super::units;
 
 /// `cacher upgrade STORE`: exit 0 whether entries were rewritten or the store was already at
 /// layout 2; exit 2 for a store kind without value layouts.
@@ -39,7 +38,7 @@ pub fn upgrade(opened: &Opened) -> Result<Report, Failure> {
         format!(
             "upgraded {} from value layout {from} to {to}: {} rewritten with a checksum\n",
             opened.path.display(),
-            units::entries(rewritten)
+            super::units::entries(rewritten)
         )
     };
     Ok(Report::new(opened, 0)
