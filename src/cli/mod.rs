@@ -368,7 +368,10 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             }
             Err(failure) => Err(failure),
         },
-        Command::Upgrade(s) => upgrade::upgrade(&open(&s.store, Write)?),
+        Command::Upgrade(s) => {
+            upgrade::check_kind(&s.store)?;
+            upgrade::upgrade(&open(&s.store, Write)?)
+        }
         Command::Evict {
             store,
             rules,

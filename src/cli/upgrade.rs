@@ -2,9 +2,32 @@
 //! rewritten in place as layout 2, through `LmdbStore::upgrade_layout`; a HybridStore's
 //! index is such an LmdbStore.
 
+use std::path::Path;
+
 use super::failure::Failure;
-use super::open::Opened;
+use super::open::{self, Kind, Opened};
 use super::output::Report;
+
+/// Refuses a store kind without value layouts before anything opens it for writing (a
+/// LogStore writer's open would cut a torn tail).
+pub fn check_kind(path: &Path) -> Result<(), Failure> {
+    match open::detect(path)? {
+        Kind::Lmdb | Kind::Hybrid if cfg!(feature = "lmdb") => Ok(()),
+        kind => Err(refused(path, kind)),
+    }
+}
+
+fn refused(path: &Path, kind: Kind) -> Failure {
+    Failure::unusable(
+        path,
+        format!(
+            "{} is a {}: only an LmdbStore (or a HybridStore's index) has a value layout to \
+             upgrade",
+            path.display(),
+            kind.name()
+        ),
+    )
+}
 
 /// `cacher upgrade STORE`: exit 0 whether entries were rewritten or the store was already at
 /// layout 2; exit 2 for a store kind without value layouts.
@@ -14,15 +37,7 @@ pub fn upgrade(opened: &Opened) -> Result<Report, Failure> {
         .lmdb()
         .or(opened.hybrid().map(cacher::store::HybridStore::index))
     else {
-        return Err(Failure::unusable(
-            &opened.path,
-            format!(
-                "{} is a {}: only an LmdbStore (or a HybridStore's index) has a value layout \
-                 to upgrade",
-                opened.path.display(),
-                opened.kind.name()
-            ),
-        ));
+        return Err(refused(&opened.path, opened.kind));
     };
     let from = lmdb.layout_version();
     let rewritten = lmdb
@@ -51,12 +66,5 @@ pub fn upgrade(opened: &Opened) -> Result<Report, Failure> {
 /// Without the `lmdb` feature no store kind has a value layout to upgrade.
 #[cfg(not(feature = "lmdb"))]
 pub fn upgrade(opened: &Opened) -> Result<Report, Failure> {
-    Err(Failure::unusable(
-        &opened.path,
-        format!(
-            "{} is a {}: only an LmdbStore has a value layout to upgrade",
-            opened.path.display(),
-            opened.kind.name()
-        ),
-    ))
+    Err(refused(&opened.path, opened.kind))
 }

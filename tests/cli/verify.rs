@@ -340,3 +340,26 @@ fn upgrade_refuses_a_store_kind_without_value_layouts() {
         "{report}"
     );
 }
+
+#[test]
+fn upgrade_refuses_a_log_store_without_opening_it_for_writing() {
+    // A LogStore writer's open cuts a torn tail: a refused upgrade must not have opened one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torn.log");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/log/v1-torn-tail.log");
+    std::fs::copy(&fixture, &path).unwrap();
+    let report = json(&["upgrade", path.to_str().unwrap()], 2);
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is a LogStore"),
+        "{report}"
+    );
+    assert!(
+        std::fs::read(&path).unwrap() == std::fs::read(&fixture).unwrap(),
+        "the refused upgrade changed the log (a writer's open cut its torn tail)"
+    );
+    assert!(!crate::support::sibling(&path, ".lock").exists());
+}
