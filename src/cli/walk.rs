@@ -33,7 +33,7 @@ pub enum Reserved {
     Other,
 }
 
-/// The reserved prefix and the hash before the kind byte.
+/// The reserved prefix (13 bytes) and the user key's hash (16) before the kind byte.
 const RESERVED_HEAD: usize = 13 + 16;
 
 impl Reserved {
@@ -87,6 +87,8 @@ pub enum State {
     /// A revision manifest: the cache's own record, not an envelope (the cache checks it on
     /// every read).
     Manifest,
+    /// A reserved key of no shape this cacher knows (a newer cacher's record): left as it is.
+    Reserved,
 }
 
 impl Entry {
@@ -117,6 +119,7 @@ impl Entry {
             State::Envelope(_) => ("ok", None),
             State::Array => ("array", None),
             State::Manifest => ("manifest", None),
+            State::Reserved => ("reserved", None),
             State::Damaged(why) => ("damaged", Some(why)),
         }
     }
@@ -153,6 +156,7 @@ impl Entry {
             ),
             State::Array => ("array".to_owned(), "-".to_owned(), "-".to_owned()),
             State::Manifest => ("manifest".to_owned(), "-".to_owned(), "-".to_owned()),
+            State::Reserved => ("reserved".to_owned(), "-".to_owned(), "-".to_owned()),
             State::Damaged(why) => (format!("DAMAGED: {why}"), "-".to_owned(), "-".to_owned()),
         };
         vec![
@@ -216,7 +220,8 @@ pub fn walk(opened: &Opened, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Entry>,
                     Ok(h) => State::Envelope(h),
                     Err(e) => State::Damaged(super::failure::chain(&e)),
                 },
-                Some(_) => State::Manifest,
+                Some(Reserved::Manifest) => State::Manifest,
+                Some(Reserved::Other) => State::Reserved,
             };
             seen = Some((bytes.len() as u64, state));
         });

@@ -171,3 +171,27 @@ fn export_and_import_keep_revision_records() {
         assert_eq!(listed["revisions"].as_array().unwrap().len(), 3);
     }
 }
+
+#[test]
+fn a_reserved_key_of_unknown_shape_is_listed_as_reserved_not_damaged() {
+    // A newer cacher may keep other records in the reserved key space.
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Dir.path_in(dir.path());
+    fill_revisions(Kind::Dir, &path);
+    Kind::Dir
+        .open(&path)
+        .put(b"\xff\xfecacher-rev\x00future record", b"not an envelope")
+        .unwrap();
+    let p = path.to_str().unwrap();
+    let all = json(&["ls", p, "--revisions"], 0);
+    let future = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["revision_record"]["kind"] == "reserved")
+        .unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(future["status"], "reserved", "{all}");
+    let stats = json(&["stats", p], 0);
+    assert_eq!(stats["revision_records"], 4, "{stats}");
+    assert_eq!(stats["damaged"], 0, "{stats}");
+}
