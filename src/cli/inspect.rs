@@ -12,16 +12,21 @@ use super::output::{table, Report};
 use super::units;
 use super::walk::{self, State};
 
-/// `cacher stats`.
+/// `cacher stats`. Revision records (old revisions and their manifests, under reserved keys)
+/// are counted apart: they are not entries a user wrote, and an old revision's expiry or age
+/// says nothing about the cache.
 pub fn stats(opened: &Opened) -> Result<Report, Failure> {
-    let entries = walk::walk(opened, |_| true)?;
+    let all = walk::walk(opened, |_| true)?;
     let now = units::now_ms();
-    let bytes: u64 = entries.iter().map(|e| e.size).sum();
-    let expired = entries.iter().filter(|e| e.is_expired(now)).count();
-    let damaged = entries
+    let bytes: u64 = all.iter().map(|e| e.size).sum();
+    let damaged = all
         .iter()
         .filter(|e| matches!(e.state, State::Damaged(_)))
         .count();
+    let (records, entries): (Vec<&walk::Entry>, Vec<&walk::Entry>) =
+        all.iter().partition(|e| e.revision.is_some());
+    let record_bytes: u64 = records.iter().map(|e| e.size).sum();
+    let expired = entries.iter().filter(|e| e.is_expired(now)).count();
     let created: Vec<u64> = entries.iter().filter_map(|e| e.created_ms()).collect();
     let (oldest, newest) = (created.iter().min(), created.iter().max());
     let mut namespaces: BTreeMap<Option<&str>, (u64, u64)> = BTreeMap::new();
@@ -39,7 +44,15 @@ pub fn stats(opened: &Opened) -> Result<Report, Failure> {
         ],
         vec![
             "entries".into(),
-            format!("{} ({expired} expired, {damaged} damaged)", entries.len()),
+            format!(
+                "{} ({expired} expired, {damaged} damaged{})",
+                all.len(),
+                match records.len() {
+                    0 => String::new(),
+                    1 => "; 1 of them a revision record".to_owned(),
+                    n => format!("; {n} of them revision records"),
+                }
+            ),
         ],
         vec!["bytes".into(), units::bytes(bytes)],
         vec![
@@ -57,8 +70,8 @@ pub fn stats(opened: &Opened) -> Result<Report, Failure> {
             .map(|(name, _, text)| vec![name.replace('_', " "), text.clone()]),
     );
     let mut human = two_columns(&rows);
-    if !namespaces.is_empty() {
-        let rows: Vec<Vec<String>> = namespaces
+    if !namespaces.is_empty() || !records.is_empty() {
+        let mut rows: Vec<Vec<String>> = namespaces
             .iter()
             .map(|(ns, (n, b))| {
                 vec![
@@ -68,6 +81,13 @@ pub fn stats(opened: &Opened) -> Result<Report, Failure> {
                 ]
             })
             .collect();
+        if !records.is_empty() {
+            rows.push(vec![
+                "(revision records)".to_owned(),
+                records.len().to_string(),
+                units::bytes(record_bytes),
+            ]);
+        }
         human.push('\n');
         human.push_str(&table(&["NAMESPACE", "ENTRIES", "BYTES"], &rows));
     }
@@ -81,7 +101,9 @@ pub fn stats(opened: &Opened) -> Result<Report, Failure> {
         .map(|(name, value, _)| (name.to_owned(), value))
         .collect();
     Ok(Report::new(opened, 0)
-        .field("entries", entries.len().into())
+        .field("entries", all.len().into())
+        .field("revision_records", records.len().into())
+        .field("revision_record_bytes", record_bytes.into())
         .field("bytes", bytes.into())
         .field("expired", expired.into())
         .field("damaged", damaged.into())
@@ -92,23 +114,51 @@ pub fn stats(opened: &Opened) -> Result<Report, Failure> {
         .human(human))
 }
 
-/// `cacher ls`.
+/// `cacher ls`: revision records (under reserved keys) only with `revisions`, marked.
 pub fn ls(
     opened: &Opened,
     namespace: Option<&str>,
     prefix: Option<&[u8]>,
+    revisions: bool,
 ) -> Result<Report, Failure> {
-    let entries = walk::walk(opened, |key| {
+    let mut entries = walk::walk(opened, |key| {
         prefix.is_none_or(|p| key.starts_with(p))
             && namespace.is_none_or(|ns| cacher::key::namespace_of(key) == Some(ns))
     })?;
+    let before = entries.len();
+    if !revisions {
+        entries.retain(|e| e.revision.is_none());
+    }
+    let hidden = before - entries.len();
     let now = units::now_ms();
-    let rows: Vec<Vec<String>> = entries.iter().map(|e| e.row(now)).collect();
-    let mut human = table(&["KEY", "SIZE", "FORMAT", "CREATED", "EXPIRES"], &rows);
-    human.push_str(&format!("{}\n", units::entries(entries.len() as u64)));
+    let mut header = vec!["KEY", "SIZE", "FORMAT", "CREATED", "EXPIRES"];
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let mut row = e.row(now);
+            if revisions {
+                row.push(e.revision.map_or("-".to_owned(), walk::Reserved::text));
+            }
+            row
+        })
+        .collect();
+    if revisions {
+        header.push("REVISION RECORD");
+    }
+    let mut human = table(&header, &rows);
+    human.push_str(&units::entries(entries.len() as u64));
+    if hidden > 0 {
+        human.push_str(&format!(
+            " ({hidden} revision record{} not shown: --revisions lists {})",
+            if hidden == 1 { "" } else { "s" },
+            if hidden == 1 { "it" } else { "them" }
+        ));
+    }
+    human.push('\n');
     let json: Vec<Value> = entries.iter().map(|e| e.json(now)).collect();
     Ok(Report::new(opened, 0)
         .field("count", entries.len().into())
+        .field("hidden_revision_records", hidden.into())
         .field("entries", json.into())
         .human(human))
 }

@@ -67,6 +67,9 @@ pub fn clear(opened: &Opened, namespace: Option<&str>) -> Result<Report, Failure
 /// What `verify` found: entries checked, and each damaged one as (key, layer, error).
 pub struct Findings {
     checked: u64,
+    /// Entries whose values carry no store checksum (an LmdbStore of layout 1, or a
+    /// HybridStore's index of layout 1): read, but only their envelopes were checked.
+    unchecked: u64,
     damaged: Vec<(Option<Vec<u8>>, &'static str, String)>,
 }
 
@@ -79,6 +82,11 @@ impl Findings {
     /// Entries checked.
     pub fn checked(&self) -> u64 {
         self.checked
+    }
+
+    /// Entries the store could not check, having no checksum for them (layout 1).
+    pub fn unchecked(&self) -> u64 {
+        self.unchecked
     }
 
     /// Problems found.
@@ -154,7 +162,24 @@ pub fn find_damage(opened: &Opened) -> Result<Findings, Failure> {
     for problem in opened.tail_problems() {
         damaged.push((None, "file", problem));
     }
-    Ok(Findings { checked, damaged })
+    Ok(Findings {
+        checked,
+        unchecked: report.unchecked,
+        damaged,
+    })
+}
+
+/// The line that says how many entries a layout-1 store could not check, and what to run.
+pub fn unchecked_line(unchecked: u64, path: &std::path::Path) -> String {
+    format!(
+        "{} no store checksum (layout 1): `cacher upgrade {}` gives them one",
+        if unchecked == 1 {
+            "1 entry has".to_owned()
+        } else {
+            format!("{unchecked} entries have")
+        },
+        path.display()
+    )
 }
 
 /// The store's own check of every entry. A HybridStore has no `verify` of its own, and the
@@ -167,6 +192,16 @@ fn store_verify(opened: &Opened) -> Result<cacher::store::VerifyReport, Failure>
         return opened.store().verify().map_err(|e| cannot(&e));
     }
     let mut report = cacher::store::VerifyReport::default();
+    // The index's values are the records that locate each value: at layout 1 they carry no
+    // checksum, which only the index's own verify counts.
+    #[cfg(feature = "lmdb")]
+    if let Some(index) = opened.hybrid().map(cacher::store::HybridStore::index) {
+        if index.layout_version() < 2 {
+            report.unchecked = cacher::store::Store::verify(index)
+                .map_err(|e| cannot(&e))?
+                .unchecked;
+        }
+    }
     for key in walk::keys(opened)? {
         report.checked += 1;
         match opened.store().read(&key) {
@@ -250,7 +285,11 @@ fn verify_report(
     findings: &Findings,
     moved: Option<(&std::path::Path, super::quarantine::Outcome)>,
 ) -> Report {
-    let Findings { checked, damaged } = findings;
+    let Findings {
+        checked,
+        unchecked,
+        damaged,
+    } = findings;
     let rows: Vec<Vec<String>> = damaged
         .iter()
         .map(|(k, layer, why)| {
@@ -272,6 +311,10 @@ fn verify_report(
             format!("{} damaged", damaged.len())
         }
     ));
+    if *unchecked > 0 {
+        human.push_str(&unchecked_line(*unchecked, path));
+        human.push('\n');
+    }
     let json: Vec<Value> = damaged
         .iter()
         .map(|(k, layer, why)| {
@@ -281,6 +324,7 @@ fn verify_report(
     let code = if damaged.is_empty() { 0 } else { PROBLEMS };
     let mut report = Report::about(store, code)
         .field("checked", (*checked).into())
+        .field("unchecked", (*unchecked).into())
         .field("ok", damaged.is_empty().into())
         .field("damaged", json.into());
     if let Some((dir, outcome)) = moved {
@@ -305,6 +349,7 @@ pub fn unopenable(path: &std::path::Path, failure: &Failure, quarantine: bool) -
     let store = json!({"path": path.display().to_string(), "kind": kind});
     Report::about(store, PROBLEMS)
         .field("checked", 0.into())
+        .field("unchecked", 0.into())
         .field("ok", false.into())
         .field(
             "damaged",
@@ -344,9 +389,11 @@ pub struct EvictRules {
 }
 
 /// `cacher evict`. Stores keep no access times on disk, so "oldest" is by creation time
-/// (entries without one, damaged or arrays, go first).
+/// (entries without one, damaged or arrays, go first). Revision records are left alone:
+/// removing one under its manifest would leave the key's revision list naming a record that
+/// is gone; `cacher archive` is what moves them out.
 pub fn evict(opened: &Opened, rules: &EvictRules, dry_run: bool) -> Result<Report, Failure> {
-    let mut entries = walk::walk(opened, |_| true)?;
+    let mut entries = walk::walk(opened, |key| !cacher::is_revision_key(key))?;
     let now = units::now_ms();
     let cutoff = rules
         .older_than

@@ -18,6 +18,7 @@ mod progress;
 mod quarantine;
 mod revisions;
 mod units;
+mod upgrade;
 mod walk;
 
 use std::path::PathBuf;
@@ -67,7 +68,7 @@ enum Command {
 
     /// List entries (key, size, format, created, expires).
     #[command(
-        after_help = "Examples:\n  cacher ls ./cache\n  cacher ls ./cache --namespace myapp::fetch\n  cacher ls ./cache --prefix user:"
+        after_help = "Examples:\n  cacher ls ./cache\n  cacher ls ./cache --namespace myapp::fetch\n  cacher ls ./cache --prefix user:\n  cacher ls ./cache --revisions"
     )]
     Ls {
         #[command(flatten)]
@@ -78,6 +79,10 @@ enum Command {
         /// Only keys starting with this (UTF-8 text or hex:..).
         #[arg(long)]
         prefix: Option<String>,
+        /// Also list the records of old revisions and their manifests (kept under reserved
+        /// keys in the same store), marked; hidden otherwise.
+        #[arg(long)]
+        revisions: bool,
     },
 
     /// Show one entry's envelope header: format, created, expires, revision, size, MAC.
@@ -168,6 +173,13 @@ enum Command {
         quarantine: bool,
     },
 
+    /// Rewrite an LmdbStore of value layout 1 (values without a store checksum) as layout 2,
+    /// in place, in one transaction (a HybridStore: its index).
+    #[command(
+        after_help = "Example:\n  cacher verify ./lmdb-cache   # \"4 entries have no store checksum (layout 1)\"\n  cacher upgrade ./lmdb-cache"
+    )]
+    Upgrade(StoreArg),
+
     /// Remove expired, old or surplus entries (surplus: oldest created first).
     #[command(
         after_help = "Examples:\n  cacher evict ./cache --expired\n  cacher evict ./cache --older-than 7d\n  cacher evict ./cache --max-bytes 500MiB --max-entries 100000 --dry-run"
@@ -251,6 +263,7 @@ impl Command {
             Command::Rm { .. } => "rm",
             Command::Clear { .. } => "clear",
             Command::Verify { .. } => "verify",
+            Command::Upgrade(_) => "upgrade",
             Command::Evict { .. } => "evict",
             Command::Compact { .. } => "compact",
             Command::Export { .. } => "export",
@@ -289,12 +302,14 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             store,
             namespace,
             prefix,
+            revisions,
         } => {
             let prefix = prefix.map(|p| keyarg::parse(&p)).transpose()?;
             inspect::ls(
                 &open(&store.store, ReadOnly)?,
                 namespace.as_deref(),
                 prefix.as_deref(),
+                revisions,
             )
         }
         Command::Show { store, key } => {
@@ -353,6 +368,10 @@ fn run(command: Command, json: bool, mac_key: Option<[u8; 32]>) -> Result<Report
             }
             Err(failure) => Err(failure),
         },
+        Command::Upgrade(s) => {
+            upgrade::check_kind(&s.store)?;
+            upgrade::upgrade(&open(&s.store, Write)?)
+        }
         Command::Evict {
             store,
             rules,

@@ -192,6 +192,15 @@ impl Opened {
         }
     }
 
+    /// The HybridStore, when the store is one.
+    #[cfg(feature = "lmdb")]
+    pub fn hybrid(&self) -> Option<&cacher::store::HybridStore> {
+        match &self.handle {
+            Handle::Hybrid(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The damaged last record a LogStore writer's open moved to a side file
     /// (`<log>.damaged-<offset>`), with its key when the log could tell it.
     pub fn moved_tail(&self) -> Option<(Option<Vec<u8>>, PathBuf)> {
@@ -283,6 +292,12 @@ impl Opened {
                     })
                 });
                 facts.push(("damaged_tail", value, text));
+                let checkpoint = s.open_report().checkpoint;
+                let text = checkpoint.map_or(
+                    "not used (the open scanned the whole log)".to_owned(),
+                    |at| format!("used: the index up to offset {at} was read from it"),
+                );
+                facts.push(("checkpoint", checkpoint.into(), text));
             }
             #[cfg(feature = "lmdb")]
             Handle::Lmdb(s) => {
@@ -316,7 +331,28 @@ impl Opened {
             #[cfg(feature = "lmdb")]
             Handle::Array(_) | Handle::Numpy(_) => {}
         }
+        #[cfg(feature = "archive")]
+        if let Some((count, bytes)) = self.archive_dir().and_then(|d| archive_files(&d)) {
+            facts.push(("archive_files", count.into(), count.to_string()));
+            facts.push(("archive_bytes", bytes.into(), units(bytes)));
+        }
         facts
+    }
+
+    /// Where a `Cache` over this store writes archive files of old revisions by default
+    /// (`Cache::archive_dir`): `archives` beside the store's lease directory, so
+    /// `<dir>/archives` (DirStore, LMDB stores, HybridStore) or `<log>.archives`. Array stores
+    /// keep no revisions.
+    pub fn archive_dir(&self) -> Option<PathBuf> {
+        match self.kind {
+            Kind::Log => {
+                let mut name = self.path.file_name()?.to_os_string();
+                name.push(".archives");
+                Some(self.path.with_file_name(name))
+            }
+            Kind::Dir | Kind::Lmdb | Kind::Hybrid => Some(self.path.join("archives")),
+            Kind::Array | Kind::NumpyLmdb => None,
+        }
     }
 }
 
@@ -358,6 +394,29 @@ pub fn hybrid_files(path: &Path) -> (u64, u64, u64) {
     }
     let temps = fs::read_dir(files.join("tmp")).map_or(0, |d| d.count() as u64);
     (count, bytes, temps)
+}
+
+/// The archive files in `dir` (`*.archive.zst`, not hidden: the names `Cache::archive`
+/// writes and reads), how many and their bytes; `None` when there is no such directory.
+#[cfg(feature = "archive")]
+pub fn archive_files(dir: &Path) -> Option<(u64, u64)> {
+    let listing = fs::read_dir(dir).ok()?;
+    let suffix = format!(".{}", cacher::store::archive::EXTENSION);
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for file in listing.flatten() {
+        let name = file.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') || !name.ends_with(&suffix) {
+            continue;
+        }
+        if let Ok(meta) = fs::symlink_metadata(file.path()) {
+            if meta.is_file() {
+                count += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    Some((count, bytes))
 }
 
 fn units(n: u64) -> String {

@@ -16,6 +16,64 @@ pub struct Entry {
     pub key: Vec<u8>,
     pub size: u64,
     pub state: State,
+    /// What the entry is in the revisions' reserved key space, if it lies there.
+    pub revision: Option<Reserved>,
+}
+
+/// A key of the revisions' reserved key space (`src/cache/revisions/keys.rs`): `0xFF 0xFE
+/// "cacher-rev" 0x00`, 16 bytes of the user key's hash, then `r` and the revision number
+/// (big-endian u64) for an old revision's record, or `m` for the key's revision manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// An old revision of some user key, by number.
+    Record(u64),
+    /// The list of a user key's revisions (the whole user key is inside it).
+    Manifest,
+    /// A key of the reserved space of neither shape (a newer cacher's).
+    Other,
+}
+
+/// The reserved prefix (13 bytes) and the user key's hash (16) before the kind byte.
+const RESERVED_HEAD: usize = 13 + 16;
+
+impl Reserved {
+    /// What `key` is, when it lies in the reserved key space.
+    pub fn of(key: &[u8]) -> Option<Reserved> {
+        if !cacher::is_revision_key(key) {
+            return None;
+        }
+        Some(match (key.get(RESERVED_HEAD), key.len()) {
+            (Some(b'r'), len) if len == RESERVED_HEAD + 9 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&key[RESERVED_HEAD + 1..]);
+                #[expect(
+                    clippy::big_endian_bytes,
+                    reason = "the key format's number is big-endian, so records sort by it"
+                )]
+                Reserved::Record(u64::from_be_bytes(n))
+            }
+            (Some(b'm'), len) if len == RESERVED_HEAD + 1 => Reserved::Manifest,
+            _ => Reserved::Other,
+        })
+    }
+
+    /// `revision N`, `manifest`, `reserved`: the `ls --revisions` column.
+    pub fn text(self) -> String {
+        match self {
+            Reserved::Record(n) => format!("revision {n}"),
+            Reserved::Manifest => "manifest".to_owned(),
+            Reserved::Other => "reserved".to_owned(),
+        }
+    }
+
+    /// `{"kind": "revision", "number": N}`, `{"kind": "manifest"}`, `{"kind": "reserved"}`.
+    pub fn json(self) -> Value {
+        match self {
+            Reserved::Record(n) => json!({"kind": "revision", "number": n}),
+            Reserved::Manifest => json!({"kind": "manifest"}),
+            Reserved::Other => json!({"kind": "reserved"}),
+        }
+    }
 }
 
 /// An entry's header, or why there is none.
@@ -26,6 +84,11 @@ pub enum State {
     Array,
     /// The store refused the value as damaged, or its envelope header does not check.
     Damaged(String),
+    /// A revision manifest: the cache's own record, not an envelope (the cache checks it on
+    /// every read).
+    Manifest,
+    /// A reserved key of no shape this cacher knows (a newer cacher's record): left as it is.
+    Reserved,
 }
 
 impl Entry {
@@ -55,6 +118,8 @@ impl Entry {
         match &self.state {
             State::Envelope(_) => ("ok", None),
             State::Array => ("array", None),
+            State::Manifest => ("manifest", None),
+            State::Reserved => ("reserved", None),
             State::Damaged(why) => ("damaged", Some(why)),
         }
     }
@@ -68,6 +133,7 @@ impl Entry {
             "size": self.size,
             "status": status,
             "error": error,
+            "revision_record": self.revision.map(Reserved::json),
         });
         if let State::Envelope(h) = &self.state {
             v["format"] = h.pipeline().into();
@@ -89,6 +155,8 @@ impl Entry {
                     .map_or("never".to_owned(), |e| units::time_relative(e, now_ms)),
             ),
             State::Array => ("array".to_owned(), "-".to_owned(), "-".to_owned()),
+            State::Manifest => ("manifest".to_owned(), "-".to_owned(), "-".to_owned()),
+            State::Reserved => ("reserved".to_owned(), "-".to_owned(), "-".to_owned()),
             State::Damaged(why) => (format!("DAMAGED: {why}"), "-".to_owned(), "-".to_owned()),
         };
         vec![
@@ -138,14 +206,22 @@ pub fn walk(opened: &Opened, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Entry>,
     for key in keys {
         bar.inc(1);
         let mut seen = None;
+        let revision = Reserved::of(&key);
         let read = opened.store().with_value(&key, &mut |bytes| {
-            let state = if !opened.kind.holds_envelopes() {
-                State::Array
-            } else {
-                match registry.peek_value(&key, bytes) {
+            let state = match revision {
+                _ if !opened.kind.holds_envelopes() => State::Array,
+                None => match registry.peek_value(&key, bytes) {
                     Ok(h) => State::Envelope(h),
                     Err(e) => State::Damaged(super::failure::chain(&e)),
-                }
+                },
+                // A record is the envelope its user key was written with, bound to that key,
+                // not to this one: its header is checked here, the binding by the cache.
+                Some(Reserved::Record(_)) => match cacher::formats::Header::peek(bytes) {
+                    Ok(h) => State::Envelope(h),
+                    Err(e) => State::Damaged(super::failure::chain(&e)),
+                },
+                Some(Reserved::Manifest) => State::Manifest,
+                Some(Reserved::Other) => State::Reserved,
             };
             seen = Some((bytes.len() as u64, state));
         });
@@ -162,7 +238,12 @@ pub fn walk(opened: &Opened, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Entry>,
                 ))
             }
         };
-        entries.push(Entry { key, size, state });
+        entries.push(Entry {
+            key,
+            size,
+            state,
+            revision,
+        });
     }
     bar.finish_and_clear();
     Ok(entries)

@@ -225,3 +225,113 @@ fn doctor_lists_processes_with_an_lmdb_environment_open() {
     assert_eq!(status_of(&report, "readers"), ["ok"], "{report}");
     drop(holder);
 }
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn doctor_counts_layout_1_entries_and_points_to_cacher_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1-store");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lmdb/v1-store"),
+        &path,
+    );
+    let report = json(&["doctor", path.to_str().unwrap()], 1);
+    let layout = checks(&report, "layout");
+    let info = layout.iter().find(|c| c["status"] == "info").unwrap();
+    assert!(
+        info["fix"].as_str().unwrap().contains("cacher upgrade"),
+        "{report}"
+    );
+    let verify = checks(&report, "verify");
+    assert!(
+        verify[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("4 entries have no store checksum (layout 1)"),
+        "{report}"
+    );
+}
+
+/// A LogStore filled as `fill` does, then `user:42`'s envelope written again 100,000 times
+/// (the records a writer's close needs past the last checkpoint to write `<log>.index`),
+/// so the live keys stay the 7 of `fill`.
+fn log_with_checkpoint(path: &Path) {
+    use cacher::store::Store;
+    fill(Kind::Log, path);
+    let store = cacher::store::LogStore::open(path).unwrap();
+    let value = store.get(b"user:42").unwrap().unwrap();
+    let batch: Vec<(&[u8], &[u8])> = vec![(b"user:42", &value[..]); 10_000];
+    for _ in 0..10 {
+        store.put_many(&batch).unwrap();
+    }
+    drop(store);
+    assert!(
+        crate::support::sibling(path, ".index").is_file(),
+        "no checkpoint written"
+    );
+}
+
+#[test]
+fn doctor_and_stats_tell_a_log_checkpoint_the_open_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Log.path_in(dir.path());
+    log_with_checkpoint(&path);
+    let shown = path.to_str().unwrap();
+    let report = json(&["doctor", shown], 0);
+    let checkpoint = checks(&report, "checkpoint");
+    assert_eq!(checkpoint.len(), 1, "{report}");
+    assert_eq!(checkpoint[0]["status"], "ok", "{report}");
+    assert!(
+        checkpoint[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("holds the index up to offset"),
+        "{report}"
+    );
+    assert_eq!(status_of(&report, "temp files"), ["ok"], "{report}");
+    let stats = json(&["stats", shown], 0);
+    assert!(
+        stats["facts"]["checkpoint"].as_u64().unwrap() > 32,
+        "{stats}"
+    );
+
+    // Damaged: every open ignores it and scans; doctor says so, and it is no problem.
+    let file = crate::support::sibling(&path, ".index");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let report = json(&["doctor", shown], 0);
+    let checkpoint = checks(&report, "checkpoint");
+    assert_eq!(checkpoint[0]["status"], "info", "{report}");
+    assert!(
+        checkpoint[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold for this log"),
+        "{report}"
+    );
+    let stats = json(&["stats", shown], 0);
+    assert_eq!(stats["facts"]["checkpoint"], Value::Null, "{stats}");
+}
+
+#[test]
+fn doctor_names_a_stale_log_checkpoint_temp_file_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Log.path_in(dir.path());
+    fill(Kind::Log, &path);
+    let tmp = crate::support::sibling(&path, ".index.tmp");
+    std::fs::write(&tmp, b"half a checkpoint").unwrap();
+    let report = json(&["doctor", path.to_str().unwrap()], 0);
+    let temps = checks(&report, "temp files");
+    let stale = temps
+        .iter()
+        .find(|c| c["detail"].as_str().unwrap().contains(".index.tmp"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(stale["status"], "info", "{report}");
+    assert!(
+        stale["fix"].as_str().unwrap().contains("delete it"),
+        "{report}"
+    );
+    // No checkpoint beside the log: no checkpoint finding.
+    assert!(checks(&report, "checkpoint").is_empty(), "{report}");
+}

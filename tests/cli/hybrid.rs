@@ -309,3 +309,99 @@ fn rm_evict_and_clear_remove_hybrid_entries_with_their_value_files() {
     assert_eq!(json(&["stats", at], 0)["entries"], 0);
     assert!(value_files(&path).is_empty(), "clear leaves a value file");
 }
+
+/// A HybridStore as a cache with revisions leaves it: `dump` written three times (two old
+/// revisions), a memoized call (single-flight takes its lease in `<dir>/leases`), then
+/// `cacher archive` moving the old revisions into `<dir>/archives`.
+#[cfg(feature = "archive")]
+fn hybrid_with_archives(dir: &Path) -> PathBuf {
+    let path = dir.join("hybrid");
+    let cache = Cache::builder()
+        .store(HybridStore::open(&path).unwrap())
+        .format("json")
+        .keep_revisions(5)
+        .build()
+        .unwrap();
+    for month in ["2026-10", "2026-11", "2026-12"] {
+        cache.put("dump", month).unwrap();
+    }
+    let square = cache.memoize("square").wrap(|x: u64| x * x).unwrap();
+    assert_eq!(square.call(3), 9);
+    drop(square);
+    drop(cache);
+    let archived = json(
+        &["archive", path.to_str().unwrap(), "--beyond-count", "0"],
+        0,
+    );
+    assert_eq!(archived["archived"]["revisions"], 2, "{archived}");
+    path
+}
+
+#[cfg(feature = "archive")]
+#[test]
+fn doctor_and_stats_report_a_hybrid_stores_archives_and_take_leases_as_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hybrid_with_archives(dir.path());
+    let at = path.to_str().unwrap();
+    std::fs::create_dir_all(path.join("leases")).unwrap();
+    let archives: Vec<PathBuf> = std::fs::read_dir(path.join("archives"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    let size = std::fs::metadata(&archives[0]).unwrap().len();
+
+    let stats = json(&["stats", at], 0);
+    assert_eq!(stats["facts"]["archive_files"], 1, "{stats}");
+    assert_eq!(stats["facts"]["archive_bytes"], size, "{stats}");
+
+    let report = json(&["doctor", at], 0);
+    assert_eq!(report["healthy"], true, "{report}");
+    let archives_check: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == "archives")
+        .collect();
+    assert_eq!(archives_check.len(), 1, "{report}");
+    assert_eq!(archives_check[0]["status"], "info", "{report}");
+    let detail = archives_check[0]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("1 archive file ("), "{detail}");
+    assert!(detail.contains("archives"), "{detail}");
+    // leases/ and archives/ are among the store's own directories whose access is checked:
+    // the marker, index files, files/, files/tmp/, leases/, archives/ and the directory.
+    let permissions = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "permissions")
+        .unwrap();
+    assert!(
+        permissions["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the store's 8 files and directories"),
+        "{report}"
+    );
+}
+
+#[test]
+fn upgrade_leaves_a_hybrid_store_whose_index_is_layout_2_as_it_is() {
+    // Every HybridStore index was written at LmdbStore layout 2 (HybridStore came after it).
+    let dir = tempfile::tempdir().unwrap();
+    let path = hybrid_cache(dir.path());
+    let at = path.to_str().unwrap();
+    let before = entries(Kind::Lmdb, &path.join("index"));
+    let report = json(&["upgrade", at], 0);
+    assert_eq!(report["store"]["kind"], "HybridStore", "{report}");
+    assert_eq!(report["rewritten"], 0, "{report}");
+    assert_eq!(report["layout"], 2, "{report}");
+    assert_eq!(entries(Kind::Lmdb, &path.join("index")), before);
+    let verify = json(&["verify", at], 0);
+    assert_eq!(verify["unchecked"], 0, "{verify}");
+    support::cacher()
+        .args(["upgrade", at])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("at value layout 2 already"));
+}

@@ -63,9 +63,26 @@ impl Kind {
     pub fn open(self, path: &Path) -> Box<dyn Store> {
         match self {
             Kind::Dir => Box::new(DirStore::open(path).unwrap()),
-            Kind::Log => Box::new(LogStore::open(path).unwrap()),
+            Kind::Log => Box::new(open_log(path)),
             #[cfg(feature = "lmdb")]
             Kind::Lmdb => Box::new(cacher::store::LmdbStore::open(path).unwrap()),
+        }
+    }
+}
+
+/// Opens the LogStore at `path` for writing. A `cacher` child another test thread is spawning
+/// holds a copy of every open descriptor until it execs (see `json`), so for that moment it
+/// can hold the writer lock of a log this thread just closed; such a lock is gone a moment
+/// later, so the open is tried again a few times before failing.
+fn open_log(path: &Path) -> LogStore {
+    let mut tries = 0;
+    loop {
+        match LogStore::open(path) {
+            Err(cacher::store::Error::Locked { .. }) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            opened => return opened.unwrap(),
         }
     }
 }
@@ -179,4 +196,11 @@ pub fn listed_keys(ls: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["key"]["arg"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// `path` with `suffix` appended to its file name (a LogStore's side files).
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
 }

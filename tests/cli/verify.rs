@@ -274,3 +274,92 @@ fn verify_quarantine_beside_a_running_log_writer_reports_the_damage_and_moves_no
     assert!(why.contains("locked"), "{why}");
     drop(writer);
 }
+
+/// A copy of the layout-1 LMDB fixture (`fixtures/lmdb/v1-store`: 4 entries, values bare,
+/// not envelopes), so nothing writes into `fixtures/`.
+#[cfg(feature = "lmdb")]
+fn v1_lmdb_store(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("v1-store");
+    std::fs::create_dir_all(&path).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lmdb/v1-store");
+    std::fs::copy(fixture.join("data.mdb"), path.join("data.mdb")).unwrap();
+    path
+}
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn verify_counts_layout_1_entries_without_a_checksum_and_upgrade_gives_them_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = v1_lmdb_store(dir.path());
+    let shown = path.to_str().unwrap();
+    // The fixture's values are not envelopes: verify's envelope layer reports each (exit 1).
+    let before = json(&["verify", shown], 1);
+    assert_eq!(before["unchecked"], 4, "{before}");
+    support::cacher()
+        .args(["verify", shown])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "4 entries have no store checksum (layout 1)",
+        ))
+        .stdout(predicates::str::contains(format!(
+            "`cacher upgrade {shown}`"
+        )));
+
+    let upgraded = json(&["upgrade", shown], 0);
+    assert_eq!(upgraded["rewritten"], 4, "{upgraded}");
+    assert_eq!(upgraded["from_layout"], 1, "{upgraded}");
+    assert_eq!(upgraded["layout"], 2, "{upgraded}");
+    let after = json(&["verify", shown], 1);
+    assert_eq!(after["unchecked"], 0, "{after}");
+    let layers: Vec<&str> = after["damaged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["envelope"; 4], "{after}");
+    // The values read back the same, now behind their checksum.
+    let store = cacher::store::LmdbStore::open(&path).unwrap();
+    use cacher::store::Store;
+    assert_eq!(store.get(b"short").unwrap().as_deref(), Some(&b"value"[..]));
+    drop(store);
+    // A second upgrade has nothing to do.
+    let again = json(&["upgrade", shown], 0);
+    assert_eq!(again["rewritten"], 0, "{again}");
+}
+
+#[test]
+fn upgrade_refuses_a_store_kind_without_value_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Kind::Dir.path_in(dir.path());
+    fill(Kind::Dir, &path);
+    let report = json(&["upgrade", path.to_str().unwrap()], 2);
+    assert!(
+        report["error"].to_string().contains("value layout"),
+        "{report}"
+    );
+}
+
+#[test]
+fn upgrade_refuses_a_log_store_without_opening_it_for_writing() {
+    // A LogStore writer's open cuts a torn tail: a refused upgrade must not have opened one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torn.log");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/log/v1-torn-tail.log");
+    std::fs::copy(&fixture, &path).unwrap();
+    let report = json(&["upgrade", path.to_str().unwrap()], 2);
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is a LogStore"),
+        "{report}"
+    );
+    assert!(
+        std::fs::read(&path).unwrap() == std::fs::read(&fixture).unwrap(),
+        "the refused upgrade changed the log (a writer's open cut its torn tail)"
+    );
+    assert!(!crate::support::sibling(&path, ".lock").exists());
+}

@@ -27,6 +27,10 @@ pub(super) fn permissions_check(path: &Path, kind: Kind, checks: &mut Checks) {
             files.push(path.join("index").join("lock.mdb"));
             files.push(path.join("files"));
             files.push(path.join("files").join("tmp"));
+            // Lease files (single-flight across processes) and archives of old revisions:
+            // a cache writes both once they exist.
+            files.push(path.join("leases"));
+            files.push(path.join("archives"));
         }
         _ => {
             files.push(path.join("data.mdb"));

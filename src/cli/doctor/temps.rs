@@ -200,6 +200,37 @@ pub(super) fn leftovers_check(path: &Path, kind: Kind, checks: &mut Checks) {
                     None,
                 );
             }
+            // Written by a writer's close, then renamed to `<log>.index`; an open ignores it,
+            // and the next checkpoint write removes it first.
+            ".index.tmp" if writer.is_empty() => {
+                found = true;
+                checks.add(
+                    "temp files",
+                    Status::Info,
+                    format!(
+                        "{} is an index checkpoint a writer was writing when it died (opens \
+                         ignore it)",
+                        entry.path().display()
+                    ),
+                    Some(
+                        "delete it, or leave it: the next writer close that writes a \
+                         checkpoint removes it"
+                            .to_owned(),
+                    ),
+                );
+            }
+            ".index.tmp" => {
+                found = true;
+                checks.add(
+                    "temp files",
+                    Status::Info,
+                    format!(
+                        "{} is the index checkpoint the running writer is writing",
+                        entry.path().display()
+                    ),
+                    None,
+                );
+            }
             s if s.starts_with(".damaged-") => {
                 found = true;
                 checks.add(
