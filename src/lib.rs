@@ -65,7 +65,7 @@ mod stats;
 pub mod throttle;
 mod value_codec;
 
-pub use cache::is_revision_key;
+pub use cache::{is_revision_key, revision_key_kind, RevisionKeyKind};
 #[cfg(feature = "archive")]
 pub use cache::{ArchivePolicy, ArchiveReport};
 pub use cache::{

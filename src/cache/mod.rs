@@ -32,7 +32,9 @@ use crate::{Error, Result};
 pub use blob::{BlobEntry, BlobError, BlobMemo, BodyReader, MappedBlob};
 pub use builder::CacheBuilder;
 pub use cleanup::{CleanupReport, CleanupThread};
-pub use revisions::{is_revision_key, RevisionInfo, RevisionPlace};
+pub use revisions::{
+    is_revision_key, revision_key_kind, RevisionInfo, RevisionKeyKind, RevisionPlace,
+};
 #[cfg(feature = "archive")]
 pub use revisions::{ArchivePolicy, ArchiveReport};
 

@@ -20,9 +20,7 @@ pub struct Entry {
     pub revision: Option<Reserved>,
 }
 
-/// A key of the revisions' reserved key space (`src/cache/revisions/keys.rs`): `0xFF 0xFE
-/// "cacher-rev" 0x00`, 16 bytes of the user key's hash, then `r` and the revision number
-/// (big-endian u64) for an old revision's record, or `m` for the key's revision manifest.
+/// A key of the revisions' reserved key space, as [`cacher::RevisionKeyKind`] tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserved {
     /// An old revision of some user key, by number.
@@ -33,27 +31,14 @@ pub enum Reserved {
     Other,
 }
 
-/// The reserved prefix (13 bytes) and the user key's hash (16) before the kind byte.
-const RESERVED_HEAD: usize = 13 + 16;
-
 impl Reserved {
-    /// What `key` is, when it lies in the reserved key space.
+    /// What `key` is, when it lies in the reserved key space (the layout is the cache's:
+    /// [`cacher::revision_key_kind`]).
     pub fn of(key: &[u8]) -> Option<Reserved> {
-        if !cacher::is_revision_key(key) {
-            return None;
-        }
-        Some(match (key.get(RESERVED_HEAD), key.len()) {
-            (Some(b'r'), len) if len == RESERVED_HEAD + 9 => {
-                let mut n = [0u8; 8];
-                n.copy_from_slice(&key[RESERVED_HEAD + 1..]);
-                #[expect(
-                    clippy::big_endian_bytes,
-                    reason = "the key format's number is big-endian, so records sort by it"
-                )]
-                Reserved::Record(u64::from_be_bytes(n))
-            }
-            (Some(b'm'), len) if len == RESERVED_HEAD + 1 => Reserved::Manifest,
-            _ => Reserved::Other,
+        Some(match cacher::revision_key_kind(key)? {
+            cacher::RevisionKeyKind::Record(n) => Reserved::Record(n),
+            cacher::RevisionKeyKind::Manifest => Reserved::Manifest,
+            cacher::RevisionKeyKind::Other => Reserved::Other,
         })
     }
 

@@ -58,6 +58,30 @@ pub(crate) fn manifest_key(key: &[u8]) -> Vec<u8> {
     base(key, b'm', 0)
 }
 
+/// What a key of the reserved space is (see [`crate::RevisionKeyKind`]); `None` for a user
+/// key.
+pub(crate) fn kind_of(key: &[u8]) -> Option<crate::RevisionKeyKind> {
+    use crate::RevisionKeyKind as K;
+    if !is_reserved(key) {
+        return None;
+    }
+    let head = RESERVED_PREFIX.len() + HASH_LEN;
+    // A reserved key shorter than the head (a newer cacher's) is `Other`, never a panic.
+    Some(match (key.get(head), key.len().saturating_sub(head)) {
+        (Some(b'r'), 9) => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&key[head + 1..]);
+            #[expect(
+                clippy::big_endian_bytes,
+                reason = "the key's number is big-endian, so a key's records sort by it"
+            )]
+            K::Record(u64::from_be_bytes(n))
+        }
+        (Some(b'm'), 1) => K::Manifest,
+        _ => K::Other,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,8 +96,15 @@ mod tests {
             assert!(is_manifest(&m) && !is_manifest(&r1));
             assert_ne!(r1, record_key(key, 2));
             assert_eq!((r1.len(), m.len()), (38, 30));
+            assert_eq!(kind_of(&r1), Some(crate::RevisionKeyKind::Record(1)));
+            assert_eq!(kind_of(&m), Some(crate::RevisionKeyKind::Manifest));
         }
         assert!(!is_reserved(b"user:42"));
+        assert_eq!(kind_of(b"user:42"), None);
+        assert_eq!(
+            kind_of(RESERVED_PREFIX),
+            Some(crate::RevisionKeyKind::Other)
+        );
         assert!(!is_reserved(b"\xff\xfe"));
     }
 }

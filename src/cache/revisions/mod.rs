@@ -81,5 +81,37 @@ pub fn is_revision_key(store_key: &[u8]) -> bool {
     keys::is_reserved(store_key)
 }
 
+/// What a key of the cache's reserved revision key space holds ([`revision_key_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionKeyKind {
+    /// An old revision of some user key, by number.
+    Record(u64),
+    /// The list of a user key's revisions (the whole user key is inside it).
+    Manifest,
+    /// A key of the reserved space of neither shape (written by a newer cacher).
+    Other,
+}
+
+/// What `store_key` is in the reserved revision key space, or `None` for a user key: for
+/// tools that list a store's entries (`cacher ls`) and must not decode the key layout
+/// themselves.
+///
+/// ```
+/// use cacher::{revision_key_kind, Cache, RevisionKeyKind};
+/// use cacher::store::{MemoryStore, Store};
+///
+/// let store = std::sync::Arc::new(MemoryStore::new());
+/// let cache = Cache::builder().store(store.clone()).keep_revisions(1).build()?;
+/// cache.put("k", &1)?;
+/// cache.put("k", &2)?;
+/// let mut kinds: Vec<_> = store.keys()?.map(|k| revision_key_kind(&k.unwrap())).collect();
+/// kinds.sort_by_key(|k| format!("{k:?}"));
+/// assert_eq!(kinds, [None, Some(RevisionKeyKind::Manifest), Some(RevisionKeyKind::Record(1))]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn revision_key_kind(store_key: &[u8]) -> Option<RevisionKeyKind> {
+    keys::kind_of(store_key)
+}
+
 /// Longest revision name, in bytes.
 pub(crate) const MAX_NAME_LEN: usize = 256;
