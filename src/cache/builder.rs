@@ -192,8 +192,9 @@ impl CacheBuilder {
     /// Opens the cache. With a limit set on a store that keeps accounting (`LmdbStore`,
     /// `HybridStore`), reads the stored totals in O(1) and evicts if they are over; a store
     /// written before accounting existed is counted once first (one scan, progress through
-    /// `tracing`). With a limit on any other store, scans the store once to learn the entries'
-    /// sizes and ages (headers only).
+    /// `tracing`). With a limit on any other store, or on a cache that keeps revisions
+    /// ([`CacheBuilder::keep_revisions`]: only the cache knows which revisions are pinned),
+    /// scans the store once to learn the entries' sizes and ages (headers only).
     pub fn build(self) -> Result<Cache> {
         let store = self
             .store
@@ -206,8 +207,11 @@ impl CacheBuilder {
         }
         let limited = self.max_entries.is_some() || self.max_bytes.is_some();
         // A store that keeps accounting holds the books; any other is scanned and tracked in
-        // memory (`src/limits/`).
-        let in_store = limited && store.accounting().is_some();
+        // memory (`src/limits/`). So is a cache that keeps revisions: the store's books count
+        // and evict every stored key, and would take a key's manifest or a named (pinned)
+        // revision, which only the cache can tell apart (on_the_default_store_named_revisions_
+        // are_never_evicted_either).
+        let in_store = limited && store.accounting().is_some() && !self.revisions.any();
         let tracker = (limited && !in_store).then(|| Mutex::new(Tracker::new(self.eviction)));
         let books = in_store.then(|| StoreBooks::new(self.eviction));
         let cache = Cache {

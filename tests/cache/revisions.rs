@@ -201,12 +201,20 @@ fn revision_names_are_unique_per_key_and_must_name_a_revision() {
 #[test]
 fn unnamed_revisions_count_against_the_limits_and_named_ones_are_never_evicted() {
     let t = env();
-    let cache = t
-        .builder()
-        .keep_revisions(10)
-        .max_entries(3)
-        .build()
-        .unwrap();
+    named_revisions_are_never_evicted(t.builder());
+}
+
+/// The same on the default store, whose limits are kept in the store itself (its
+/// accounting sees every stored key, revision records and manifests included).
+#[test]
+fn on_the_default_store_named_revisions_are_never_evicted_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cacher::store::HybridStore::open(dir.path()).unwrap();
+    named_revisions_are_never_evicted(Cache::builder().store(store));
+}
+
+fn named_revisions_are_never_evicted(builder: CacheBuilder) {
+    let cache = builder.keep_revisions(10).max_entries(3).build().unwrap();
     cache.put("k", &1).unwrap();
     cache.name_revision("k", 1, "pinned").unwrap();
     for v in 2..=6 {
