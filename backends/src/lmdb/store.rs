@@ -62,7 +62,8 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   key back exactly. Any other tag byte is [`Error::Corrupt`].
 ///
 /// - `cacher-store-acct`: the eviction accounting (sizes, stamps, LRU/LFU/FIFO and expiry
-///   indexes, totals), written in the same transaction as each put and delete; its layout and
+///   indexes, totals), written in the same transaction as each put and delete once a limited
+///   cache has turned it on (until then absent or empty, and writes skip it); its layout and
 ///   version are in `backends/src/lmdb/accounting.rs`, and [`Store::accounting`] hands it out.
 ///
 /// # Every value is checked (version 2)
