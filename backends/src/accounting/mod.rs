@@ -150,7 +150,10 @@ pub trait Accounting: Send + Sync {
     /// next write); a no-op when it is on. Entries already stored are counted only by
     /// [`Accounting::build`], which turns it on too. Until then the store writes no
     /// bookkeeping, and the other methods find nothing: no totals, no entry, nothing to evict.
-    fn enable(&self) -> Result<()>;
+    /// The default does nothing, for a store whose accounting is always on.
+    fn enable(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Turns accounting on ([`Accounting::enable`]) and counts every entry written before it
     /// was on (a one-time scan in bounded
