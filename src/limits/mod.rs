@@ -6,11 +6,14 @@
 //! [`Store::accounting`](cacher_store::Store::accounting) is `Some`): sizes, stamps, read
 //! counts, deadlines and the totals live in the store and are updated in each write's own
 //! transaction ([`cacher_store::accounting`]). Every process and handle sees one total and
-//! one eviction order; [`crate::CacheBuilder::build`] reads the stored total in O(1) (a store
-//! written before accounting is counted once, by one scan reported through `tracing`), and
-//! a handle holds no per-entry memory beyond its pending reads. Each write that takes the
-//! store over a limit evicts in the store, in chunks, one write transaction each; an entry
-//! written by anyone after that pass began is never taken. With several writers at once the
+//! one eviction order; [`crate::CacheBuilder::build`] reads the stored total in O(1). A store
+//! keeps no accounting (and its writes pay for none) until the first limited cache opens on
+//! it: that open turns accounting on for every handle and process and counts the entries
+//! already there once, by one scan reported through `tracing` (as for a store written before
+//! accounting existed); every later open reads the total. A handle holds no per-entry memory
+//! beyond its pending reads. Each write that takes the store over a limit evicts in the store,
+//! in chunks, one write transaction each; an entry written by anyone after that pass began is
+//! never taken. With several writers at once the
 //! store can be over by at most one value per writer between a write's commit and its
 //! eviction's.
 //!

@@ -260,5 +260,60 @@ fn a_store_written_before_accounting_is_counted_once_then_opens_in_o1() {
     assert_eq!(scans.load(SeqCst), 0, "the second open scanned again");
 }
 
+/// Whether the store's environment holds the named database `cacher-store-acct` (read from
+/// LMDB's unnamed database, which lists the named ones; opening it writes nothing).
+fn has_acct_db(store: &LmdbStore) -> bool {
+    let env = store.env();
+    let main = env.create_unnamed_database().unwrap();
+    env.read(|r| -> Result<bool, cacher::store::lmdb::TxnError> {
+        Ok(main.get(r, b"cacher-store-acct")?.is_some())
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_store_only_unlimited_caches_use_keeps_no_accounting_until_a_limited_one_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Cache::builder().store(lmdb(dir.path())).build().unwrap();
+    for i in 0..20 {
+        plain.put(format!("k{i}"), &i).unwrap();
+    }
+    plain.remove("k0").unwrap();
+    let probe = lmdb(dir.path());
+    assert!(
+        !has_acct_db(&probe),
+        "a cache without limits created the accounting"
+    );
+    assert_eq!(probe.totals().unwrap().entries, 0);
+    // The first limited cache turns it on and counts what is there, exactly.
+    let limited = Cache::builder()
+        .store(lmdb(dir.path()))
+        .max_entries(1000)
+        .build()
+        .unwrap();
+    let exact = |probe: &LmdbStore| {
+        let live: Vec<(Vec<u8>, Vec<u8>)> = probe.scan().unwrap().map(|e| e.unwrap()).collect();
+        let totals = probe.totals().unwrap();
+        assert!(totals.built);
+        assert_eq!(
+            (totals.entries, totals.bytes),
+            (
+                live.len() as u64,
+                live.iter().map(|(_, v)| v.len() as u64).sum()
+            )
+        );
+        totals.entries
+    };
+    assert_eq!(exact(&probe), 19);
+    // The unlimited cache opened while it was off keeps it exact from its next write.
+    for i in 20..30 {
+        plain.put(format!("k{i}"), &i).unwrap();
+        limited.put(format!("l{i}"), &i).unwrap();
+    }
+    plain.remove("k1").unwrap();
+    plain.put("k2", &"overwritten, longer than before").unwrap();
+    assert_eq!(exact(&probe), 38);
+}
+
 /// Real processes: see `tests/cache/store_limits/processes.rs`.
 mod processes;

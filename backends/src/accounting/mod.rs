@@ -7,6 +7,12 @@
 //! in O(1), so a limited `Cache` opens without scanning. [`Store::accounting`] hands it out;
 //! stores without it (the default) leave the front-end to scan at open and track in memory.
 //!
+//! Accounting is **off** in a store until [`Accounting::enable`] or [`Accounting::build`] (which
+//! a limited `Cache` calls when it opens) turns it on, for every handle and process at once:
+//! a store no limited cache uses pays next to nothing per write. The first limited cache on a
+//! store with entries counts them once ([`Accounting::build`]); every later open reads the
+//! stored totals.
+//!
 //! [`Store::accounting`]: crate::Store::accounting
 
 use crate::Result;
@@ -19,8 +25,8 @@ pub struct Totals {
     pub entries: u64,
     /// Bytes of their values counted.
     pub bytes: u64,
-    /// Whether every entry is counted: `false` for a store written before accounting existed
-    /// until [`Accounting::build`] has run once.
+    /// Whether every entry is counted: `false` while accounting is off, and for a store
+    /// written before accounting was turned on until [`Accounting::build`] has run once.
     pub built: bool,
 }
 
@@ -124,6 +130,7 @@ impl Described {
 /// let dir = tempfile::tempdir()?;
 /// let store = LmdbStore::open(dir.path())?;
 /// let acct = store.accounting().expect("LmdbStore keeps accounting");
+/// acct.enable()?; // off until a limited cache (or this) turns it on
 /// for k in [b"a", b"b", b"c"] {
 ///     store.put(k, b"12345")?;
 /// }
@@ -136,10 +143,20 @@ impl Described {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Accounting: Send + Sync {
-    /// The totals, in O(1).
+    /// The totals, in O(1) (zero and not [`Totals::built`] while accounting is off).
     fn totals(&self) -> Result<Totals>;
 
-    /// Counts every entry written before accounting existed (a one-time scan in bounded
+    /// Turns accounting on in the store, for every handle and process (each sees it in its
+    /// next write); a no-op when it is on. Entries already stored are counted only by
+    /// [`Accounting::build`], which turns it on too. Until then the store writes no
+    /// bookkeeping, and the other methods find nothing: no totals, no entry, nothing to evict.
+    /// The default does nothing, for a store whose accounting is always on.
+    fn enable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Turns accounting on ([`Accounting::enable`]) and counts every entry written before it
+    /// was on (a one-time scan in bounded
     /// chunks; safe while other processes write, and again after an interrupted run).
     /// `describe` is asked about each value the store can lend (`key`, value bytes);
     /// `progress` is told how many entries have been looked at so far. Returns the number of

@@ -47,6 +47,10 @@ impl Accounting for HybridStore {
         self.index.totals()
     }
 
+    fn enable(&self) -> Result<()> {
+        self.index.enable()
+    }
+
     fn build(
         &self,
         describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
@@ -87,6 +91,7 @@ mod tests {
             .durability(Durability::None)
             .open(dir.path())
             .unwrap();
+        store.accounting().unwrap().enable().unwrap();
         store.put(b"big", &[1; 5000]).unwrap();
         store
             .put_with_deadline(b"small", &[2; 10], Some(50))

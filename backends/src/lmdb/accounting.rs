@@ -28,14 +28,29 @@
 //! A newer state version is refused as "upgrade required"; a state of the wrong length or
 //! magic is corrupt.
 //!
+//! # Off until a limited cache turns it on
+//! A store keeps no accounting until [`Accounting::enable`] (or [`Accounting::build`], which a
+//! limited `Cache` calls at open) writes the state: "on" is "the state exists". Until then a
+//! put or delete reads one key (the state, or, when `cacher-store-acct` does not exist yet,
+//! its name in LMDB's unnamed database) inside its own write transaction and writes nothing,
+//! so a store no limited cache uses pays about one B-tree lookup per write. Opening a store
+//! writes nothing here: the database is opened if present and created only by `enable`. A
+//! handle (of any process) opened while accounting was off sees it on in its next write
+//! transaction, since the state is read inside it; a handle that has not opened the database
+//! yet (it was created after the handle's open, and heed opens databases only in a
+//! transaction of their own) gives up the write, opens the database and runs it again
+//! ([`AcctDb::write`]).
+//!
 //! # Migration
-//! A store written before accounting has no state: its first open writes one with
-//! `built = 0` (or `1` when the store is empty), and [`Accounting::build`] then walks
+//! A store written before accounting, or while accounting was off, has no state: `enable`
+//! writes one with `built = 0` (or `1` when the store is empty), and [`Accounting::build`] then walks
 //! `cacher-store` in chunks of [`BUILD_CHUNK`] keys, one write transaction each, adding a
 //! record for every key that has none and saving its place in `cursor`. Writes by any process
 //! during the walk keep the totals right: a write of an uncounted key adds it (there was
 //! nothing counted to take away), a delete of one takes nothing away, and the walk skips keys
 //! that have a record.
+
+use std::sync::{Arc, OnceLock};
 
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
@@ -254,10 +269,36 @@ fn id_in(tag: u8, key: &[u8]) -> &[u8] {
     key.get(skip..).unwrap_or_default()
 }
 
-/// The `cacher-store-acct` database of one store (see the module docs).
-#[derive(Debug, Clone, Copy)]
+type Db = Database<'static, Bytes, Bytes>;
+
+/// The `cacher-store-acct` database of one store, as a handle sees it (see the module docs).
+#[derive(Debug, Clone)]
 pub(crate) struct AcctDb {
-    db: Database<'static, Bytes, Bytes>,
+    /// The database, once it exists and this handle has opened it (shared by clones).
+    db: Arc<OnceLock<Db>>,
+    /// LMDB's unnamed database, which lists the named ones: tells a write that another
+    /// handle created `cacher-store-acct` after this one looked.
+    main: Db,
+    /// `cacher-store`, to tell an empty store when accounting is turned on.
+    data: Db,
+}
+
+/// The opened `cacher-store-acct` database: the bookkeeping itself.
+#[derive(Debug, Clone, Copy)]
+struct Books {
+    db: Db,
+}
+
+/// The error a write gives up with when it finds `cacher-store-acct` created by another
+/// handle after this one opened: [`AcctDb::write`] opens it and runs the write again.
+fn appeared(env: &LmdbEnv) -> TxnError {
+    TxnError::Store(Error::Engine {
+        engine: "lmdb",
+        path: env.path().to_path_buf(),
+        source: Box::new(std::io::Error::other(
+            "the accounting database was created by another handle during this write",
+        )),
+    })
 }
 
 /// A victim or expired entry as an eviction pass hands it back: its key and what the caller's
@@ -272,39 +313,205 @@ pub(crate) type Extract<'a> = Option<&'a dyn Fn(&[u8]) -> Option<Vec<u8>>>;
 pub(crate) type View<'a> = &'a dyn for<'v> Fn(&'v [u8]) -> (u64, Option<&'v [u8]>);
 
 impl AcctDb {
-    /// Opens (creating) the database; a store without a state gets one, counted as built
-    /// only when it holds nothing yet.
-    pub(super) fn open(env: &LmdbEnv, data: Database<'static, Bytes, Bytes>) -> Result<AcctDb> {
-        let db = env.create_database(ACCT_DB)?;
-        let acct = AcctDb { db };
-        let has_state = env.read(|r| Ok::<_, TxnError>(db.get(r, STATE_KEY)?.is_some()))?;
-        if !has_state {
-            env.write(|w| -> Result<(), TxnError> {
-                if db.get(w, STATE_KEY)?.is_some() {
-                    return Ok(());
-                }
-                let state = State {
-                    built: data.is_empty(w)?,
-                    entries: 0,
-                    bytes: 0,
-                    next: 1,
-                };
-                db.put(w, STATE_KEY, &state.encode())?;
-                Ok(())
-            })?;
+    /// Opens the database if it exists, writing nothing (opening an existing store takes no
+    /// write lock); refuses a newer or damaged state now rather than at the first write.
+    pub(super) fn open(env: &LmdbEnv, data: Db) -> Result<AcctDb> {
+        let acct = AcctDb {
+            db: Arc::default(),
+            main: env.create_unnamed_database()?,
+            data,
+        };
+        if let Some(books) = acct.find(env)? {
+            env.read(|r| books.state_if_on(env, r).map(drop))?;
         }
-        // Refuses a newer or damaged state now rather than at the first write.
-        env.read(|r| acct.state(env, r).map(drop))?;
         Ok(acct)
     }
 
-    fn state(&self, env: &LmdbEnv, txn: &RoTxn<'_>) -> Result<State, TxnError> {
-        let raw = self
-            .db
-            .get(txn, STATE_KEY)?
-            .ok_or_else(|| Error::corrupt(env.path(), None, "the accounting state is missing"))?;
+    /// The books, opening the database (in a read transaction) if it exists and this
+    /// handle has not opened it yet.
+    fn find(&self, env: &LmdbEnv) -> Result<Option<Books>> {
+        if let Some(db) = self.db.get() {
+            return Ok(Some(Books { db: *db }));
+        }
+        Ok(env.existing_database(ACCT_DB)?.map(|db| Books {
+            db: *self.db.get_or_init(|| db),
+        }))
+    }
+
+    /// The books inside a write transaction: `None` when the database does not exist (so
+    /// accounting is off); [`appeared`] when another handle created it since this one looked.
+    fn in_txn(&self, env: &LmdbEnv, txn: &RoTxn<'_>) -> Result<Option<Books>, TxnError> {
+        if let Some(db) = self.db.get() {
+            return Ok(Some(Books { db: *db }));
+        }
+        match self.main.get(txn, ACCT_DB.as_bytes())? {
+            None => Ok(None),
+            Some(_) => Err(appeared(env)),
+        }
+    }
+
+    /// Runs `f` in a write transaction ([`LmdbEnv::write`]) that may call the hooks. When it
+    /// fails on a handle that had not opened `cacher-store-acct`, the database is looked for
+    /// and, once found, `f` runs again: it was created by another handle (the hook gave up,
+    /// [`appeared`]), or opened by another thread of this handle during the transaction,
+    /// which then could not use it.
+    pub(super) fn write<T, E: Into<TxnError>>(
+        &self,
+        env: &LmdbEnv,
+        mut f: impl FnMut(&mut RwTxn<'_>) -> Result<T, E>,
+    ) -> Result<T> {
+        let had = self.db.get().is_some();
+        match env.write(&mut f) {
+            Err(e) if !had => match self.find(env)? {
+                Some(_) => env.write(f),
+                None => Err(e),
+            },
+            done => done,
+        }
+    }
+
+    /// Turns accounting on (see the module docs): creates the database if missing and
+    /// writes a state, counted as built only when the store holds nothing yet.
+    pub(crate) fn enable(&self, env: &LmdbEnv) -> Result<()> {
+        let books = match self.find(env)? {
+            Some(books) => books,
+            None => {
+                let db = env.create_database(ACCT_DB)?;
+                Books {
+                    db: *self.db.get_or_init(|| db),
+                }
+            }
+        };
+        let data = self.data;
+        env.write(|w| -> Result<(), TxnError> {
+            if books.state_if_on(env, w)?.is_some() {
+                return Ok(());
+            }
+            let state = State {
+                built: data.is_empty(w)?,
+                entries: 0,
+                bytes: 0,
+                next: 1,
+            };
+            books.put_state(w, &state)
+        })
+    }
+
+    /// The put hook: `stored` now holds a value of `size` bytes with `deadline`.
+    pub(super) fn on_put(
+        &self,
+        env: &LmdbEnv,
+        w: &mut RwTxn<'_>,
+        stored: &[u8],
+        size: u64,
+        deadline: Option<u64>,
+    ) -> Result<(), TxnError> {
+        match self.in_txn(env, w)? {
+            Some(books) => books.on_put(env, w, stored, size, deadline),
+            None => Ok(()),
+        }
+    }
+
+    /// The delete hook: `stored` is being deleted.
+    pub(super) fn on_delete(
+        &self,
+        env: &LmdbEnv,
+        w: &mut RwTxn<'_>,
+        stored: &[u8],
+    ) -> Result<(), TxnError> {
+        match self.in_txn(env, w)? {
+            Some(books) => books.on_delete(env, w, stored),
+            None => Ok(()),
+        }
+    }
+
+    /// The totals; zero and not built while accounting is off.
+    pub(crate) fn totals(&self, env: &LmdbEnv) -> Result<Totals> {
+        let Some(books) = self.find(env)? else {
+            return Ok(Totals::default());
+        };
+        env.read(|r| Ok::<_, TxnError>(books.state_if_on(env, r)?.map(|s| s.totals())))
+            .map(Option::unwrap_or_default)
+    }
+
+    pub(crate) fn entry(&self, env: &LmdbEnv, key: &[u8]) -> Result<Option<EntryAccount>> {
+        match self.find(env)? {
+            Some(books) => books.entry(env, key),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn record_access(&self, env: &LmdbEnv, reads: &[(&[u8], u32)]) -> Result<()> {
+        match self.find(env)? {
+            Some(books) => books.record_access(env, reads),
+            None => Ok(()),
+        }
+    }
+
+    /// The eviction pass of [`Accounting::evict`]: nothing while accounting is off.
+    pub(crate) fn evict(
+        &self,
+        store: &LmdbStore,
+        plan: &EvictPlan<'_>,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<u64> {
+        match self.find(&store.env)? {
+            Some(books) => books.evict(store, plan, extract, on_removed),
+            None => Ok(0),
+        }
+    }
+
+    /// The expiry pass of [`Accounting::remove_expired`]: nothing while accounting is off.
+    pub(crate) fn remove_expired(
+        &self,
+        store: &LmdbStore,
+        now_ms: u64,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<u64> {
+        match self.find(&store.env)? {
+            Some(books) => books.remove_expired(store, now_ms, extract, on_removed),
+            None => Ok(0),
+        }
+    }
+
+    /// Turns accounting on, then counts what is stored ([`Books::build`]).
+    pub(crate) fn build(
+        &self,
+        store: &LmdbStore,
+        view: View<'_>,
+        describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        self.enable(&store.env)?;
+        let books = self.find(&store.env)?.ok_or_else(|| {
+            Error::corrupt(store.env.path(), None, "the accounting database vanished")
+        })?;
+        books.build(store, view, describe, progress)
+    }
+}
+
+impl Books {
+    /// The state, `None` while accounting is off.
+    fn state_if_on(&self, env: &LmdbEnv, txn: &RoTxn<'_>) -> Result<Option<State>, TxnError> {
+        let Some(raw) = self.db.get(txn, STATE_KEY)? else {
+            return Ok(None);
+        };
         State::decode(raw)
+            .map(Some)
             .map_err(|r| TxnError::Store(r.into_error(env.path(), None, ACCT_VERSION)))
+    }
+
+    /// The state of a pass that runs only while accounting is on.
+    fn state(&self, env: &LmdbEnv, txn: &RoTxn<'_>) -> Result<State, TxnError> {
+        self.state_if_on(env, txn)?.ok_or_else(|| {
+            TxnError::Store(Error::corrupt(
+                env.path(),
+                None,
+                "the accounting state is missing",
+            ))
+        })
     }
 
     fn put_state(&self, w: &mut RwTxn<'_>, st: &State) -> Result<(), TxnError> {
@@ -356,8 +563,8 @@ impl AcctDb {
         Ok(())
     }
 
-    /// The put hook: `stored` now holds a value of `size` bytes with `deadline`.
-    pub(super) fn on_put(
+    /// [`AcctDb::on_put`] once the database is open: nothing while accounting is off.
+    fn on_put(
         &self,
         env: &LmdbEnv,
         w: &mut RwTxn<'_>,
@@ -365,7 +572,9 @@ impl AcctDb {
         size: u64,
         deadline: Option<u64>,
     ) -> Result<(), TxnError> {
-        let mut st = self.state(env, w)?;
+        let Some(mut st) = self.state_if_on(env, w)? else {
+            return Ok(());
+        };
         let id = id_of(stored);
         let hits = match self.record(env, w, &id)? {
             Some(old) => {
@@ -390,16 +599,13 @@ impl AcctDb {
         self.put_state(w, &st)
     }
 
-    /// The delete hook: `stored` is being deleted.
-    pub(super) fn on_delete(
-        &self,
-        env: &LmdbEnv,
-        w: &mut RwTxn<'_>,
-        stored: &[u8],
-    ) -> Result<(), TxnError> {
+    /// [`AcctDb::on_delete`] once the database is open: nothing while accounting is off.
+    fn on_delete(&self, env: &LmdbEnv, w: &mut RwTxn<'_>, stored: &[u8]) -> Result<(), TxnError> {
+        let Some(mut st) = self.state_if_on(env, w)? else {
+            return Ok(());
+        };
         let id = id_of(stored);
         if let Some(old) = self.record(env, w, &id)? {
-            let mut st = self.state(env, w)?;
             self.unindex(w, &id, &old)?;
             self.db.delete(w, &tagged(TAG_RECORD, &[], &id))?;
             st.sub(old.size);
@@ -441,21 +647,19 @@ impl AcctDb {
         Ok(removed)
     }
 
-    pub(crate) fn totals(&self, env: &LmdbEnv) -> Result<Totals> {
-        env.read(|r| self.state(env, r).map(|s| s.totals()))
-    }
-
-    pub(crate) fn entry(&self, env: &LmdbEnv, key: &[u8]) -> Result<Option<EntryAccount>> {
+    fn entry(&self, env: &LmdbEnv, key: &[u8]) -> Result<Option<EntryAccount>> {
         let id = id_of(StoredKey::new(key).bytes());
         env.read(|r| Ok::<_, TxnError>(self.record(env, r, &id)?.map(|r| r.account())))
     }
 
-    pub(crate) fn record_access(&self, env: &LmdbEnv, reads: &[(&[u8], u32)]) -> Result<()> {
+    fn record_access(&self, env: &LmdbEnv, reads: &[(&[u8], u32)]) -> Result<()> {
         if reads.is_empty() {
             return Ok(());
         }
         env.write(|w| -> Result<(), TxnError> {
-            let mut st = self.state(env, w)?;
+            let Some(mut st) = self.state_if_on(env, w)? else {
+                return Ok(());
+            };
             for (key, hits) in reads {
                 let id = id_of(StoredKey::new(key).bytes());
                 let Some(mut rec) = self.record(env, w, &id)? else {
@@ -478,7 +682,7 @@ impl AcctDb {
 
     /// The eviction pass of [`Accounting::evict`], chunked; `extract` runs on each victim's
     /// value before it goes, `on_removed` after each chunk commits.
-    pub(crate) fn evict(
+    fn evict(
         &self,
         store: &LmdbStore,
         plan: &EvictPlan<'_>,
@@ -500,7 +704,9 @@ impl AcctDb {
             let mut victims: Vec<Removed> = Vec::new();
             let more = env.write(|w| -> Result<bool, TxnError> {
                 victims.clear();
-                let mut st = self.state(env, w)?;
+                let Some(mut st) = self.state_if_on(env, w)? else {
+                    return Ok(false);
+                };
                 if !plan.is_over(&st.totals()) {
                     return Ok(false);
                 }
@@ -544,7 +750,7 @@ impl AcctDb {
     }
 
     /// The expiry pass of [`Accounting::remove_expired`], chunked like [`AcctDb::evict`].
-    pub(crate) fn remove_expired(
+    fn remove_expired(
         &self,
         store: &LmdbStore,
         now_ms: u64,
@@ -557,7 +763,9 @@ impl AcctDb {
             let mut removed: Vec<Removed> = Vec::new();
             let more = env.write(|w| -> Result<bool, TxnError> {
                 removed.clear();
-                let mut st = self.state(env, w)?;
+                let Some(mut st) = self.state_if_on(env, w)? else {
+                    return Ok(false);
+                };
                 let mut due = Vec::new();
                 for item in self.db.prefix_iter(w, &[TAG_EXPIRY])? {
                     let (k, _) = item?;
@@ -594,7 +802,7 @@ impl AcctDb {
 
     /// The migration of [`Accounting::build`] (see the module docs); `view` says how big each
     /// stored value is and lends its bytes to `describe` when it can.
-    pub(crate) fn build(
+    fn build(
         &self,
         store: &LmdbStore,
         view: View<'_>,
@@ -687,8 +895,9 @@ impl LmdbStore {
         size: u64,
         deadline: Option<u64>,
     ) -> Result<()> {
-        self.env
-            .write(|w| self.put_in_accounted(w, key, value, size, deadline))
+        self.acct.write(&self.env, |w| {
+            self.put_in_accounted(w, key, value, size, deadline)
+        })
     }
 
     /// [`Accounting::evict`], taking `extract` of each victim's value.
@@ -725,6 +934,10 @@ impl LmdbStore {
 impl Accounting for LmdbStore {
     fn totals(&self) -> Result<Totals> {
         self.acct.totals(&self.env)
+    }
+
+    fn enable(&self) -> Result<()> {
+        self.acct.enable(&self.env)
     }
 
     fn build(

@@ -18,6 +18,22 @@ fn open(dir: &Path) -> LmdbStore {
     LmdbStore::open_with(dir, &options()).unwrap()
 }
 
+/// A store with accounting turned on, as a limited cache turns it on.
+fn open_counting(dir: &Path) -> LmdbStore {
+    let store = open(dir);
+    store.enable().unwrap();
+    store
+}
+
+/// How many keys `cacher-store-acct` holds (0 when it does not exist).
+fn acct_keys(store: &LmdbStore) -> u64 {
+    let env = store.env();
+    match env.existing_database(ACCT_DB).unwrap() {
+        None => 0,
+        Some(db) => env.read(|r| db.len(r)).unwrap(),
+    }
+}
+
 fn totals(entries: u64, bytes: u64) -> Totals {
     Totals {
         entries,
@@ -52,7 +68,7 @@ fn open_fixture_copy(name: &str) -> (tempfile::TempDir, LmdbStore) {
 #[test]
 fn totals_follow_puts_overwrites_deletes_batches_and_streams() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     assert_eq!(store.totals().unwrap(), totals(0, 0));
     store.put(b"a", &[1; 10]).unwrap();
     store.put(b"b", &[1; 20]).unwrap();
@@ -77,7 +93,7 @@ fn totals_follow_puts_overwrites_deletes_batches_and_streams() {
 #[test]
 fn eviction_takes_entries_in_lru_lfu_and_fifo_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     for k in [b"a", b"b", b"c"] {
         store.put(k, b"x").unwrap();
     }
@@ -103,7 +119,7 @@ fn eviction_takes_entries_in_lru_lfu_and_fifo_order() {
 #[test]
 fn the_kept_key_is_never_evicted_and_byte_limits_count_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     store.put(b"new", &[0; 70]).unwrap();
     store.put(b"b", &[0; 30]).unwrap();
     store.put(b"c", &[0; 10]).unwrap();
@@ -117,7 +133,7 @@ fn the_kept_key_is_never_evicted_and_byte_limits_count_sizes() {
 #[test]
 fn a_value_written_while_an_eviction_runs_is_never_taken() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     let n = super::EVICT_CHUNK as u64 * 2 + 10;
     for i in 0..n {
         store.put(&i.to_le_bytes(), b"v").unwrap();
@@ -143,7 +159,7 @@ fn a_value_written_while_an_eviction_runs_is_never_taken() {
 #[test]
 fn expired_entries_are_removed_by_their_deadline_and_rewritten_ones_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     store.put_with_deadline(b"old", b"1", Some(100)).unwrap();
     store.put_with_deadline(b"later", b"2", Some(500)).unwrap();
     store
@@ -182,7 +198,9 @@ fn a_store_written_before_accounting_is_counted_once_then_kept_by_writes() {
     let (_dir, store) = open_fixture_copy("v2-store");
     let before = store.totals().unwrap();
     assert!(!before.built);
-    // A write before the count is counted; the walk does not count it twice.
+    // A write after accounting is on and before the count is counted; the walk does not
+    // count it twice.
+    store.enable().unwrap();
     store.put(b"during", b"12345").unwrap();
     let mut looked = Vec::new();
     let added = store
@@ -205,7 +223,7 @@ fn a_store_written_before_accounting_is_counted_once_then_kept_by_writes() {
 #[test]
 fn a_migration_in_chunks_keeps_the_ages_it_is_told() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     let n = super::BUILD_CHUNK as u64 + 5;
     let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
         .map(|i| (i.to_le_bytes().to_vec(), (n - i).to_le_bytes().to_vec()))
@@ -239,7 +257,7 @@ fn a_migration_in_chunks_keeps_the_ages_it_is_told() {
 #[test]
 fn a_newer_accounting_state_is_refused_as_upgrade_required() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     let env = store.env().clone();
     let db = env.create_database(ACCT_DB).unwrap();
     let mut raw = env
@@ -280,7 +298,7 @@ fn generate_accounting_fixture() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_counting(dir.path());
     acct_v1_contents(&store);
     std::fs::create_dir_all(&out).unwrap();
     store
@@ -312,4 +330,96 @@ fn accounting_v1_fixture_is_read() {
     // A write continues the stamps after the fixture's.
     store.put(b"new", b"x").unwrap();
     assert_eq!(store.entry(b"new").unwrap().unwrap().written, 6);
+}
+
+#[test]
+fn a_store_no_limited_cache_uses_writes_nothing_into_the_accounting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put(b"a", &[1; 10]).unwrap();
+    store.put_with_deadline(b"t", b"x", Some(5)).unwrap();
+    store.put_many(&[(b"b", b"y"), (b"c", b"z")]).unwrap();
+    store.put_reader(b"s", &mut &b"streamed"[..]).unwrap();
+    store.delete(b"b").unwrap();
+    store.record_access(&[(&b"a"[..], 2)]).unwrap();
+    assert_eq!(
+        acct_keys(&store),
+        0,
+        "no record, index or state was written"
+    );
+    assert_eq!(store.totals().unwrap(), Totals::default());
+    assert_eq!(store.entry(b"a").unwrap(), None);
+    let plan = EvictPlan::new(Some(0), None, Order::Lru);
+    assert!(evict(&store, plan).is_empty());
+    assert_eq!(store.remove_expired(u64::MAX, &mut |_| {}).unwrap(), 0);
+    assert_eq!(store.keys().unwrap().count(), 4);
+    // Reopened, still nothing: opening does not turn it on either.
+    let env = store.env().clone();
+    drop(store);
+    let store = LmdbStore::from_env(env).unwrap();
+    store.put(b"d", b"w").unwrap();
+    assert_eq!(acct_keys(&store), 0);
+}
+
+#[test]
+fn turning_accounting_on_over_existing_data_counts_it_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put(b"a", &[1; 10]).unwrap();
+    store.put(b"b", &[1; 20]).unwrap();
+    store.put_with_deadline(b"t", &[1; 3], Some(100)).unwrap();
+    store.delete(b"b").unwrap();
+    store.put(&[b'L'; 600], &[1; 7]).unwrap();
+    store.enable().unwrap();
+    assert!(!store.totals().unwrap().built, "on, but not counted yet");
+    let added = store
+        .build(
+            &mut |k, _| crate::accounting::Described::new(None, (k == b"t").then_some(100)),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(added, 3);
+    assert_eq!(store.totals().unwrap(), totals(3, 10 + 3 + 7));
+    // From here every write is kept.
+    store.put(b"a", &[1; 4]).unwrap();
+    store.delete(&[b'L'; 600]).unwrap();
+    assert_eq!(store.totals().unwrap(), totals(2, 4 + 3));
+    assert_eq!(store.remove_expired(100, &mut |_| {}).unwrap(), 1);
+    assert_eq!(store.totals().unwrap(), totals(1, 4));
+}
+
+#[test]
+fn a_handle_opened_while_accounting_was_off_keeps_the_totals_exact_once_another_turns_it_on() {
+    // A store written before accounting (no `cacher-store-acct` at all): the late handle has
+    // not opened the database, which the enabling handle creates.
+    let (dir, early) = open_fixture_copy("v2-store");
+    assert_eq!(acct_keys(&early), 0);
+    let before: Vec<(Vec<u8>, u64)> = early
+        .scan()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|(k, v)| (k, v.len() as u64))
+        .collect();
+    // A second handle with its own view of the accounting database (a clone would share it;
+    // a handle of another process has its own, as this one has).
+    let late = LmdbStore::from_env(early.env().clone()).unwrap();
+    late.put(b"off", b"123").unwrap();
+    early.enable().unwrap();
+    // Interleaved: writes and deletes through the handle that looked while it was off, before
+    // and during the count.
+    late.put(b"on1", b"12345").unwrap();
+    late.delete(b"off").unwrap();
+    late.put(&before[0].0, b"overwritten").unwrap();
+    early
+        .build(&mut |_, _| Default::default(), &mut |_| {})
+        .unwrap();
+    late.put(b"on2", b"1234567").unwrap();
+    late.delete(b"on1").unwrap();
+    early.put(b"on3", b"1").unwrap();
+    let live: Vec<(Vec<u8>, Vec<u8>)> = late.scan().unwrap().map(|e| e.unwrap()).collect();
+    let bytes = live.iter().map(|(_, v)| v.len() as u64).sum();
+    for store in [&early, &late] {
+        assert_eq!(store.totals().unwrap(), totals(live.len() as u64, bytes));
+    }
+    drop((early, late, dir));
 }

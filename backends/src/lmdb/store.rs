@@ -62,7 +62,8 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 ///   key back exactly. Any other tag byte is [`Error::Corrupt`].
 ///
 /// - `cacher-store-acct`: the eviction accounting (sizes, stamps, LRU/LFU/FIFO and expiry
-///   indexes, totals), written in the same transaction as each put and delete; its layout and
+///   indexes, totals), written in the same transaction as each put and delete once a limited
+///   cache has turned it on (until then absent or empty, and writes skip it); its layout and
 ///   version are in `backends/src/lmdb/accounting.rs`, and [`Store::accounting`] hands it out.
 ///
 /// # Every value is checked (version 2)
@@ -525,13 +526,15 @@ impl Store for LmdbStore {
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.env.write(|wtxn| self.put_in(wtxn, key, value))
+        self.acct
+            .write(&self.env, |wtxn| self.put_in(wtxn, key, value))
     }
 
     /// Like `put`; the deadline goes into the accounting's expiry index.
     fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
-        self.env
-            .write(|wtxn| self.put_in_accounted(wtxn, key, value, value.len() as u64, deadline_ms))
+        self.acct.write(&self.env, |wtxn| {
+            self.put_in_accounted(wtxn, key, value, value.len() as u64, deadline_ms)
+        })
     }
 
     fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
@@ -540,7 +543,7 @@ impl Store for LmdbStore {
 
     /// One write transaction, as `put_many`; the deadlines go into the accounting.
     fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> {
-        self.env.write(|wtxn| -> Result<(), TxnError> {
+        self.acct.write(&self.env, |wtxn| -> Result<(), TxnError> {
             for (k, v, d) in entries {
                 self.put_in_accounted(wtxn, k, v, v.len() as u64, *d)?;
             }
@@ -559,20 +562,21 @@ impl Store for LmdbStore {
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
         let stored = StoredKey::new(key);
-        self.env.write(|wtxn| -> Result<bool, TxnError> {
-            if stored.is_hashed() {
-                // Only delete the entry if it is this key's, not a colliding one's.
-                let Some(raw) = self.data.get(wtxn, stored.bytes())? else {
-                    return Ok(false);
-                };
-                let found = self.layout_in(wtxn)?.lookup(key, &stored, raw, Check::Crc);
-                if found.map_err(|r| self.refused(Some(key), r))?.is_none() {
-                    return Ok(false);
+        self.acct
+            .write(&self.env, |wtxn| -> Result<bool, TxnError> {
+                if stored.is_hashed() {
+                    // Only delete the entry if it is this key's, not a colliding one's.
+                    let Some(raw) = self.data.get(wtxn, stored.bytes())? else {
+                        return Ok(false);
+                    };
+                    let found = self.layout_in(wtxn)?.lookup(key, &stored, raw, Check::Crc);
+                    if found.map_err(|r| self.refused(Some(key), r))?.is_none() {
+                        return Ok(false);
+                    }
                 }
-            }
-            self.acct.on_delete(&self.env, wtxn, stored.bytes())?;
-            Ok(self.data.delete(wtxn, stored.bytes())?)
-        })
+                self.acct.on_delete(&self.env, wtxn, stored.bytes())?;
+                Ok(self.data.delete(wtxn, stored.bytes())?)
+            })
     }
 
     fn keys(&self) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>> {
@@ -613,7 +617,7 @@ impl Store for LmdbStore {
     }
 
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
-        self.env.write(|wtxn| -> Result<(), TxnError> {
+        self.acct.write(&self.env, |wtxn| -> Result<(), TxnError> {
             for (k, v) in entries {
                 self.put_in(wtxn, k, v)?;
             }

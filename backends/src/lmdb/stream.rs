@@ -89,7 +89,7 @@ impl LmdbStore {
             Err(e) => return Err(source(e)),
         };
         let total = n as u64 + rest;
-        self.env.write(|wtxn| -> Result<(), TxnError> {
+        self.acct.write(&self.env, |wtxn| -> Result<(), TxnError> {
             let layout = self.layout_in(wtxn)?;
             let mut prefix = layout.prefix(key);
             layout.seal_prefix(&mut prefix, crc.clone());

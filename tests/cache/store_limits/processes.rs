@@ -9,11 +9,15 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use cacher::store::accounting::Accounting;
+use cacher::store::lmdb::{LmdbOptions, LmdbStore};
 use cacher::store::{Durability, HybridStore, Store};
 use cacher::Cache;
 
 const CHILD_ENV: &str = "CACHER_LIMITS_CHILD";
 const DIR_ENV: &str = "CACHER_LIMITS_DIR";
+/// The store the `child_role_turns_accounting_on` role opens a limited cache on.
+const ENABLE_ENV: &str = "CACHER_LIMITS_ENABLE_DIR";
 const CHILDREN: usize = 4;
 const PUTS: usize = 300;
 const VALUE: usize = 1000;
@@ -108,4 +112,67 @@ fn four_processes_keep_one_byte_limit_at_every_check() {
     assert_eq!((t.bytes, t.entries), (real, store.len().unwrap()));
     assert!(real <= MAX_BYTES);
     assert!(checks > 1);
+}
+
+fn lmdb(dir: &str) -> LmdbStore {
+    LmdbStore::open_with(
+        dir,
+        &LmdbOptions::default().with_durability(Durability::None),
+    )
+    .unwrap()
+}
+
+/// The child role of the next test: the first limited cache on the store turns accounting on.
+#[test]
+fn child_role_turns_accounting_on() {
+    let Ok(dir) = std::env::var(ENABLE_ENV) else {
+        return;
+    };
+    let cache = Cache::builder()
+        .store(lmdb(&dir))
+        .max_entries(1000)
+        .build()
+        .unwrap();
+    cache.put("from-the-child", &1u32).unwrap();
+    println!("ON");
+}
+
+#[test]
+fn a_process_that_opened_while_accounting_was_off_counts_its_writes_once_another_turns_it_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    // This process's handle opens before `cacher-store-acct` exists, so its LMDB environment
+    // has never opened that database when the child creates it.
+    let late = lmdb(&path);
+    for i in 0..10 {
+        late.put(format!("before{i}").as_bytes(), b"12345").unwrap();
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "store_limits::processes::child_role_turns_accounting_on",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENABLE_ENV, &path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("ON"),
+        "the child failed: {text}"
+    );
+    late.put(b"after", b"1234567").unwrap();
+    late.delete(b"before0").unwrap();
+    late.put(b"before1", b"x").unwrap();
+    let live: Vec<(Vec<u8>, Vec<u8>)> = late.scan().unwrap().map(|e| e.unwrap()).collect();
+    let t = late.totals().unwrap();
+    assert!(t.built);
+    assert_eq!(
+        (t.entries, t.bytes),
+        (
+            live.len() as u64,
+            live.iter().map(|(_, v)| v.len() as u64).sum()
+        )
+    );
 }
