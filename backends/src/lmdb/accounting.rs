@@ -699,54 +699,42 @@ impl Books {
         // Entries stamped from here on were written after the eviction began: never ours to
         // take (the compare of the issue: a writer's fresh value survives a concurrent pass).
         let mut began: Option<u64> = None;
-        let mut total = 0;
-        loop {
-            let mut victims: Vec<Removed> = Vec::new();
-            let more = env.write(|w| -> Result<bool, TxnError> {
-                victims.clear();
-                let Some(mut st) = self.state_if_on(env, w)? else {
-                    return Ok(false);
-                };
+        in_chunks(env, on_removed, |w, victims| {
+            let Some(mut st) = self.state_if_on(env, w)? else {
+                return Ok(false);
+            };
+            if !plan.is_over(&st.totals()) {
+                return Ok(false);
+            }
+            let began = *began.get_or_insert(st.next);
+            let mut candidates = Vec::new();
+            for item in self.db.prefix_iter(w, &[tag])? {
+                let (k, _) = item?;
+                let id = id_in(tag, k);
+                if keep.as_deref() == Some(id) {
+                    continue;
+                }
+                candidates.push(id.to_vec());
+                if candidates.len() >= EVICT_CHUNK {
+                    break;
+                }
+            }
+            let full_chunk = candidates.len() >= EVICT_CHUNK;
+            for id in candidates {
                 if !plan.is_over(&st.totals()) {
-                    return Ok(false);
+                    break;
                 }
-                let began = *began.get_or_insert(st.next);
-                let mut candidates = Vec::new();
-                for item in self.db.prefix_iter(w, &[tag])? {
-                    let (k, _) = item?;
-                    let id = id_in(tag, k);
-                    if keep.as_deref() == Some(id) {
-                        continue;
-                    }
-                    candidates.push(id.to_vec());
-                    if candidates.len() >= EVICT_CHUNK {
-                        break;
-                    }
+                let Some(rec) = self.record(env, w, &id)? else {
+                    continue;
+                };
+                if rec.written >= began {
+                    continue;
                 }
-                let full_chunk = candidates.len() >= EVICT_CHUNK;
-                for id in candidates {
-                    if !plan.is_over(&st.totals()) {
-                        break;
-                    }
-                    let Some(rec) = self.record(env, w, &id)? else {
-                        continue;
-                    };
-                    if rec.written >= began {
-                        continue;
-                    }
-                    victims.push(self.remove_entry(store, w, &mut st, &id, &rec, extract)?);
-                }
-                self.put_state(w, &st)?;
-                Ok(plan.is_over(&st.totals()) && full_chunk && !victims.is_empty())
-            })?;
-            total += victims.len() as u64;
-            for v in victims {
-                on_removed(v);
+                victims.push(self.remove_entry(store, w, &mut st, &id, &rec, extract)?);
             }
-            if !more {
-                return Ok(total);
-            }
-        }
+            self.put_state(w, &st)?;
+            Ok(plan.is_over(&st.totals()) && full_chunk && !victims.is_empty())
+        })
     }
 
     /// The expiry pass of [`Accounting::remove_expired`], chunked like [`AcctDb::evict`].
@@ -758,46 +746,34 @@ impl Books {
         on_removed: &mut dyn FnMut(Removed),
     ) -> Result<u64> {
         let env = &store.env;
-        let mut total = 0;
-        loop {
-            let mut removed: Vec<Removed> = Vec::new();
-            let more = env.write(|w| -> Result<bool, TxnError> {
-                removed.clear();
-                let Some(mut st) = self.state_if_on(env, w)? else {
-                    return Ok(false);
+        in_chunks(env, on_removed, |w, removed| {
+            let Some(mut st) = self.state_if_on(env, w)? else {
+                return Ok(false);
+            };
+            let mut due = Vec::new();
+            for item in self.db.prefix_iter(w, &[TAG_EXPIRY])? {
+                let (k, _) = item?;
+                if from_be64(&k[1..]).is_none_or(|e| e > now_ms) {
+                    break;
+                }
+                due.push(id_in(TAG_EXPIRY, k).to_vec());
+                if due.len() >= EVICT_CHUNK {
+                    break;
+                }
+            }
+            let full_chunk = due.len() >= EVICT_CHUNK;
+            for id in due {
+                let Some(rec) = self.record(env, w, &id)? else {
+                    continue;
                 };
-                let mut due = Vec::new();
-                for item in self.db.prefix_iter(w, &[TAG_EXPIRY])? {
-                    let (k, _) = item?;
-                    if from_be64(&k[1..]).is_none_or(|e| e > now_ms) {
-                        break;
-                    }
-                    due.push(id_in(TAG_EXPIRY, k).to_vec());
-                    if due.len() >= EVICT_CHUNK {
-                        break;
-                    }
+                // The record is the current value's: compared in this transaction.
+                if rec.expires.is_some_and(|e| e <= now_ms) {
+                    removed.push(self.remove_entry(store, w, &mut st, &id, &rec, extract)?);
                 }
-                let full_chunk = due.len() >= EVICT_CHUNK;
-                for id in due {
-                    let Some(rec) = self.record(env, w, &id)? else {
-                        continue;
-                    };
-                    // The record is the current value's: compared in this transaction.
-                    if rec.expires.is_some_and(|e| e <= now_ms) {
-                        removed.push(self.remove_entry(store, w, &mut st, &id, &rec, extract)?);
-                    }
-                }
-                self.put_state(w, &st)?;
-                Ok(full_chunk)
-            })?;
-            total += removed.len() as u64;
-            for r in removed {
-                on_removed(r);
             }
-            if !more {
-                return Ok(total);
-            }
-        }
+            self.put_state(w, &st)?;
+            Ok(full_chunk)
+        })
     }
 
     /// The migration of [`Accounting::build`] (see the module docs); `view` says how big each
@@ -881,6 +857,32 @@ impl Books {
                 return Ok(added_total);
             }
             progress(looked_total);
+        }
+    }
+}
+
+/// Runs `chunk` in one write transaction after another until it answers that nothing is
+/// left, and hands what each committed chunk removed to `on_removed`: eviction and expiry
+/// passes hold bounded transactions, and callers hear of a removal only once it is committed.
+fn in_chunks(
+    env: &LmdbEnv,
+    on_removed: &mut dyn FnMut(Removed),
+    mut chunk: impl FnMut(&mut RwTxn<'_>, &mut Vec<Removed>) -> Result<bool, TxnError>,
+) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let mut removed: Vec<Removed> = Vec::new();
+        let more = env.write(|w| {
+            // A retried transaction starts its chunk again from nothing.
+            removed.clear();
+            chunk(w, &mut removed)
+        })?;
+        total += removed.len() as u64;
+        for r in removed {
+            on_removed(r);
+        }
+        if !more {
+            return Ok(total);
         }
     }
 }
