@@ -249,3 +249,24 @@ fn another_kind_of_store_is_refused_with_wrong_layout() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+/// A writer lock busy for a moment only (another thread's child between fork and exec
+/// shares a just-closed writer's lock file) is waited for, briefly; one held on is still
+/// `Locked`. Before, the open failed at once, and `owner_only_files_are_0600_and_compaction_
+/// keeps_the_mode` failed now and then on its reopen while another test spawned `sh`.
+#[test]
+fn a_writer_lock_busy_for_a_moment_is_waited_for_and_a_held_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    drop(LogStore::open(&path).unwrap());
+    let lock = std::fs::File::open(dir.path().join("store.log.lock")).unwrap();
+    lock.lock().unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        drop(lock);
+    });
+    let store = LogStore::open(&path).expect("the lock was busy for 20 ms only");
+    releaser.join().unwrap();
+    assert!(matches!(LogStore::open(&path), Err(Error::Locked { .. })));
+    drop(store);
+}

@@ -180,7 +180,33 @@ pub(super) fn lock_writer(path: &Path, mode: FileMode) -> Result<File> {
             Err(e) => return Err(e),
         },
     };
-    match lock.try_lock() {
+    // A lock that is busy for a moment only is waited for, briefly: a writer of this process
+    // that just closed the log can still hold it through a child being spawned by another
+    // thread (between fork and exec the child shares the open lock file). A writer that keeps
+    // the log open is reported after the wait.
+    let mut busy = 0;
+    loop {
+        match lock.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if busy < LOCK_RETRIES => {
+                busy += 1;
+                std::thread::sleep(LOCK_RETRY_PAUSE);
+            }
+            other => break lock_result(other, lock, path, &lock_path),
+        }
+    }
+}
+
+/// How often, and how far apart, a busy writer lock is tried again before `Locked`.
+const LOCK_RETRIES: u32 = 20;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+fn lock_result(
+    tried: Result<(), std::fs::TryLockError>,
+    lock: File,
+    path: &Path,
+    lock_path: &Path,
+) -> Result<File> {
+    match tried {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
             path: path.to_path_buf(),
@@ -189,7 +215,7 @@ pub(super) fn lock_writer(path: &Path, mode: FileMode) -> Result<File> {
                 lock_path.display()
             ),
         }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", &lock_path, e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", lock_path, e)),
     }
 }
 
