@@ -176,21 +176,7 @@ pub(super) fn ensure_marker(
 ) -> Result<u32> {
     let path = kind.path_in(dir);
     if std::fs::symlink_metadata(&path).is_err() {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".cacher-marker-");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(mode.file_bits()));
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut temp = builder
-            .tempfile_in(dir)
-            .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-        io::Write::write_all(&mut temp, kind.text(version).as_bytes())
-            .and_then(|()| temp.as_file().sync_all())
-            .map_err(|e| Error::io("writing", temp.path(), e))?;
+        let temp = synced_marker_temp(dir, kind, version, mode)?;
         match temp.persist_noclobber(&path) {
             Ok(_) => crate::fs::sync_dir(dir)?,
             // Another process wrote it first; read theirs.
@@ -208,17 +194,14 @@ pub(super) fn ensure_marker(
         .map_err(|r| r.into_error(&path, None, newest))
 }
 
-/// Replaces `kind`'s marker in `dir` with one naming `version` (after a layout upgrade):
-/// written to a temporary file and renamed over the old one, so a reader sees the old marker
-/// or the new one, never a part.
-pub(super) fn rewrite_marker(
+/// A temporary file in `dir` (with the store's file mode) holding `kind`'s marker text for
+/// `version`, synced: what [`ensure_marker`] links into place and [`rewrite_marker`] renames.
+fn synced_marker_temp(
     dir: &Path,
     kind: Kind,
     version: u32,
-    newest: u32,
     mode: FileMode,
-) -> Result<()> {
-    let path = kind.path_in(dir);
+) -> Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(".cacher-marker-");
     #[cfg(unix)]
@@ -234,6 +217,21 @@ pub(super) fn rewrite_marker(
     io::Write::write_all(&mut temp, kind.text(version).as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| Error::io("writing", temp.path(), e))?;
+    Ok(temp)
+}
+
+/// Replaces `kind`'s marker in `dir` with one naming `version` (after a layout upgrade):
+/// written to a temporary file and renamed over the old one, so a reader sees the old marker
+/// or the new one, never a part.
+pub(super) fn rewrite_marker(
+    dir: &Path,
+    kind: Kind,
+    version: u32,
+    newest: u32,
+    mode: FileMode,
+) -> Result<()> {
+    let path = kind.path_in(dir);
+    let temp = synced_marker_temp(dir, kind, version, mode)?;
     temp.persist(&path)
         .map_err(|e| Error::io("renaming a marker to", &path, e.error))?;
     crate::fs::sync_dir(dir)?;
