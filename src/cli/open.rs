@@ -302,7 +302,7 @@ impl Opened {
             #[cfg(feature = "lmdb")]
             Handle::Lmdb(s) => {
                 let env = s.env();
-                let info = env.heed().info();
+                let info = env.info();
                 facts.push(("map_size", env.map_size().into(), units(env.map_size())));
                 let readers = format!(
                     "{} used of {}",

@@ -105,6 +105,14 @@ pub struct LmdbEnvStats {
     pub stale_readers_cleared: u64,
 }
 
+impl LmdbEnv {
+    /// The shared state, for tests that drive the background durable points by hand.
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
 impl Clone for LmdbEnv {
     fn clone(&self) -> Self {
         LmdbEnv {
@@ -196,6 +204,22 @@ impl LmdbEnv {
     /// The current size of this process's map, in bytes.
     pub fn map_size(&self) -> u64 {
         self.shared.map_size.load(Ordering::Acquire) as u64
+    }
+
+    /// LMDB's figures for the environment (`mdb_env_info`: newest commit, reader slots, map),
+    /// read under the resize gate, since LMDB reads them from the meta pages through the map,
+    /// which a resize in another thread unmaps. Prefer it to `heed().info()`.
+    ///
+    /// ```
+    /// # use cacher_store::lmdb::{LmdbEnv, LmdbOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let env = LmdbEnv::open(dir.path(), &LmdbOptions::default())?;
+    /// assert!(env.info().maximum_number_of_readers > 0);
+    /// # Ok::<(), cacher_store::Error>(())
+    /// ```
+    pub fn info(&self) -> heed::EnvInfo {
+        let _gate = self.shared.gate_shared();
+        self.shared.env.info()
     }
 
     /// How many stale reader slots (left by processes that died) were cleared when this
@@ -310,12 +334,13 @@ impl LmdbEnv {
                     .create_database::<Bytes, Bytes>(wtxn, name)
                     .map(CommitOrAbort::<_, ()>::Commit)
             })?;
+            // Under the gate: it reads the meta pages through the map.
+            self.shared.record_commit();
             match created {
                 CommitOrAbort::Commit(db) => Ok(db),
                 CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
             }
         })?;
-        self.shared.record_commit();
         Ok(created)
     }
 

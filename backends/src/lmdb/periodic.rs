@@ -263,8 +263,7 @@ impl Shared {
         };
         periodic.dirty.load(Ordering::Acquire)
             || (periodic.started.load(Ordering::Acquire)
-                && (self.env.info().last_txn_id as u64)
-                    > periodic.pinned_txn.load(Ordering::Acquire))
+                && self.newest_txn() > periodic.pinned_txn.load(Ordering::Acquire))
     }
 
     /// What must happen before this process's first commit: in a `Periodic` environment its

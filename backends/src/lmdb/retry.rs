@@ -112,7 +112,9 @@ impl Shared {
                 return Ok(());
             }
             // SAFETY (both resizes): we hold the gate exclusive, so no transaction made
-            // through this environment is open in this process.
+            // through this environment is open in this process, and nothing reads through the
+            // map (every read of it, `mdb_env_info` included, takes the gate shared). The one
+            // exception is a `Periodic` pin, which only holds a reader slot and never reads.
             #[expect(
                 unsafe_code,
                 reason = "heed Env::resize with no open transaction (see SAFETY)"
@@ -158,8 +160,8 @@ impl Shared {
     /// Adopts the map size recorded by another process after `MDB_MAP_RESIZED`.
     fn adopt_size(&self, size_seen: usize) -> Result<()> {
         self.resize_exclusively(size_seen, |env| {
-            // SAFETY: we hold the gate exclusive, so no transaction made through this
-            // environment is open in this process.
+            // SAFETY: we hold the gate exclusive, so nothing in this process reads through
+            // the map (as in `grow`, the `Periodic` pin only holds a reader slot).
             #[expect(
                 unsafe_code,
                 reason = "heed Env::resize with no open transaction (see SAFETY)"

@@ -148,11 +148,20 @@ impl Shared {
         self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The newest commit of the environment, read under the resize gate: `mdb_env_info`
+    /// reads the meta pages through the map, which a resize in another thread unmaps. Not for
+    /// use inside a transaction closure (which already holds the gate: take it once only).
+    pub(super) fn newest_txn(&self) -> u64 {
+        let _gate = self.gate_shared();
+        self.env.info().last_txn_id as u64
+    }
+
     pub(super) fn engine_error(&self, e: heed::Error) -> Error {
         engine_error(&self.path, e)
     }
 
-    /// Records the newest committed transaction after a commit. Best effort: the commit has
+    /// Records the newest committed transaction after a commit; call it under the resize gate
+    /// (inside the transaction closure), since it reads the meta pages through the map. Best effort: the commit has
     /// happened whatever this does, and a record that is missing or behind only weakens the
     /// rollback check at the next open (it never refuses a good store).
     ///

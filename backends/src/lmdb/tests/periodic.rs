@@ -135,7 +135,7 @@ fn the_background_thread_makes_durable_points_while_the_process_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = LmdbStore::open_with(dir.path(), &periodic(Duration::from_millis(10))).unwrap();
     store.put(b"k", b"v").unwrap();
-    let newest = store.env().heed().info().last_txn_id as u64;
+    let newest = store.env().info().last_txn_id as u64;
     let record = std::fs::File::open(dir.path().join(DURABLE_FILE)).unwrap();
     // Waits for the point (bounded: a failure, not a hang, if the thread never makes it).
     for _ in 0..1000 {
@@ -225,7 +225,7 @@ fn an_idle_writers_pin_follows_commits_it_did_not_make() {
     db.put(&mut wtxn, b"\x00other", b"x").unwrap();
     wtxn.commit().unwrap();
     drop(heed_env);
-    let newest = store.env().heed().info().last_txn_id as u64;
+    let newest = store.env().info().last_txn_id as u64;
     let record = std::fs::File::open(dir.path().join(DURABLE_FILE)).unwrap();
     for _ in 0..1000 {
         if read_point(&record)
@@ -237,4 +237,45 @@ fn an_idle_writers_pin_follows_commits_it_did_not_make() {
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("the pin never moved to commit {newest}");
+}
+
+/// The background thread asks whether a durable point is due while other threads write. Its
+/// question read LMDB's meta pages through the map without the resize gate, so a resize in
+/// another thread (which unmaps and maps the file again) could pull the pages from under it:
+/// CI's run died with SIGSEGV in `conformance_round_trips_a_64_mib_value` of this module. Here
+/// one thread asks as fast as it can while another makes the map resize hundreds of times (a
+/// put past the cap puts the map back as it was: two remaps per refused put).
+#[test]
+fn asking_for_a_durable_point_while_another_thread_resizes_the_map_is_safe() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let options = periodic(Duration::from_secs(3600))
+        .with_initial_map_size(1 << 20)
+        .with_max_map_size(Some(1 << 20));
+    let store = LmdbStore::open_with(dir.path(), &options).unwrap();
+    store.put(b"k", b"v").unwrap();
+    store.flush().unwrap();
+    let done = AtomicBool::new(false);
+    let shared = store.env().shared();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let big = vec![7u8; 2 << 20];
+            for _ in 0..300 {
+                assert!(matches!(
+                    store.put(b"big", &big),
+                    Err(crate::Error::Full { .. })
+                ));
+            }
+            done.store(true, Ordering::Release);
+        });
+        s.spawn(|| {
+            let periodic = shared.periodic.as_ref().unwrap();
+            while !done.load(Ordering::Acquire) {
+                // Not dirty, so the question goes on to read the newest commit.
+                periodic.dirty.store(false, Ordering::Release);
+                std::hint::black_box(shared.wants_durable_point());
+            }
+        });
+    });
+    assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
