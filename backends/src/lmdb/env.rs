@@ -215,7 +215,7 @@ impl LmdbEnv {
     /// let dir = tempfile::tempdir()?;
     /// let env = LmdbEnv::open(dir.path(), &LmdbOptions::default())?;
     /// assert!(env.info().maximum_number_of_readers > 0);
-    /// # Ok::<(), cacher_store::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn info(&self) -> heed::EnvInfo {
         let _gate = self.shared.gate_shared();
