@@ -294,7 +294,9 @@ impl Cache {
         let header = EnvelopeMeta {
             created_ms: now,
             expires_ms: self.expiry_of_new_value(now, expires_ms),
-            revision: self.next_revision(key)?,
+            // A cache keeping revisions numbers the value in `put_revised`, under the key's
+            // lock (where the manifest is read anyway), by restamping this header.
+            revision: 0,
             type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
         let bytes = self

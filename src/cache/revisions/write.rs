@@ -22,22 +22,6 @@ use crate::stats::{Atomics, RELAXED};
 use crate::{Error, Result};
 
 impl Cache {
-    /// The revision number a new value of `key` is written with: 0 when the cache keeps no
-    /// revisions of `key` (no extra read), else one above the last number given out.
-    pub(crate) fn next_revision(&self, key: &[u8]) -> Result<u64> {
-        if self.inner.revisions.keep_for(key) == 0 {
-            return Ok(0);
-        }
-        let manifest = self
-            .load_manifest(key)?
-            .unwrap_or_else(|| Manifest::new(key));
-        let current = match self.peek(key)? {
-            Some((Ok(meta), _)) => Some(old_number(meta.revision, meta.created_ms, &manifest)),
-            _ => None,
-        };
-        Ok(manifest.last.max(current.unwrap_or(0)) + 1)
-    }
-
     /// Refuses a user write under the derived key space (see `keys.rs`).
     pub(crate) fn refuse_reserved(key: &[u8]) -> Result<()> {
         if is_reserved(key) {
@@ -56,8 +40,9 @@ impl Cache {
         self.inner.revisions.keep_for(key) > 0
     }
 
-    /// Writes `bytes` (encoded by `encode_entry` with the number from `next_revision`) as the
-    /// new value of `key`, keeping the value it replaces as a revision.
+    /// Writes `bytes` (encoded by `encode_entry`, with revision 0) as the new value of `key`,
+    /// keeping the value it replaces as a revision. The new value's number is given here,
+    /// under the key's lock: one above the last the manifest or the replaced value names.
     pub(crate) fn put_revised(
         &self,
         key: &[u8],
@@ -89,9 +74,9 @@ impl Cache {
                 moved = Some((n, old));
             }
         }
-        // The number was given before this writer held the lock: another writer may have
-        // taken it (or a later one) meanwhile. The new value gets the next free number, so
-        // numbers stay unique and count up in the order values became current.
+        // The new value gets the next free number, so numbers stay unique and count up in
+        // the order values became current. (A caller that stamped a number of its own keeps
+        // it only if it is free.)
         let taken = manifest.last.max(moved.as_ref().map_or(0, |(n, _)| *n));
         let restamped;
         let bytes = if new_number <= taken {
