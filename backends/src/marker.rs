@@ -168,27 +168,73 @@ pub(crate) fn refuse_foreign(dir: &Path, mine: Kind) -> Result<()> {
 /// process's own and hard-linked into place, which fails if another process got there first
 /// (whose marker is then read instead).
 pub(crate) fn ensure(dir: &Path, kind: Kind, version: u32, mode: FileMode) -> Result<u32> {
+    ensure_up_to(dir, kind, version, version, mode)
+}
+
+/// [`ensure`] for a store that writes `version` into a new directory but reads every layout up
+/// to `newest` (LmdbStore writes layout 2 and still opens layout 1).
+pub(crate) fn ensure_up_to(
+    dir: &Path,
+    kind: Kind,
+    version: u32,
+    newest: u32,
+    mode: FileMode,
+) -> Result<u32> {
     let path = kind.path_in(dir);
-    if let Some(found) = read(&path, kind, version)? {
+    if let Some(found) = read(&path, kind, newest)? {
         return Ok(found);
     }
-    let tmp = dir.join(format!(".{}.{}.tmp", kind.file_name(), std::process::id()));
-    let _ = std::fs::remove_file(&tmp); // left by a crashed open of this same pid, if any
-    let mut file = fs::create_new(&tmp, mode)?;
-    let written = file
-        .write_all(kind.text(version).as_bytes())
-        .and_then(|()| file.sync_all());
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+    let tmp = synced_temp(dir, kind, version, mode)?;
+    let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => {
             fs::sync_dir(dir)?;
             Ok(version)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path, kind, version)?
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path, kind, newest)?
             .ok_or_else(|| Error::corrupt(&path, None, "the marker vanished while opening")),
         Err(e) => Err(Error::io("writing the layout marker", &path, e)),
     }
+}
+
+/// Replaces `kind`'s marker in `dir` with one naming `version`, after a layout upgrade: the
+/// new text is written to this process's temporary name and renamed over the old marker, so
+/// a reader sees the old marker or the new one, never a part. Returns the version read back.
+pub(crate) fn rewrite(
+    dir: &Path,
+    kind: Kind,
+    version: u32,
+    newest: u32,
+    mode: FileMode,
+) -> Result<u32> {
+    let path = kind.path_in(dir);
+    let tmp = synced_temp(dir, kind, version, mode)?;
+    let renamed = std::fs::rename(&tmp, &path);
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed.map_err(|e| Error::io("renaming a layout marker to", &path, e))?;
+    fs::sync_dir(dir)?;
+    read(&path, kind, newest)?
+        .ok_or_else(|| Error::corrupt(&path, None, "the marker vanished while rewriting it"))
+}
+
+/// Writes `kind`'s marker text for `version` to `.<marker>.<pid>.tmp` in `dir` (created with
+/// `O_EXCL | O_NOFOLLOW`, mode `mode`) and syncs it; returns its path. A file of that name
+/// can only be left by a crashed open of a process with this same pid, so it is removed first.
+fn synced_temp(dir: &Path, kind: Kind, version: u32, mode: FileMode) -> Result<PathBuf> {
+    let tmp = dir.join(format!(".{}.{}.tmp", kind.file_name(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = fs::create_new(&tmp, mode)?;
+    let written = file
+        .write_all(kind.text(version).as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("writing the layout marker", &tmp, e));
+    }
+    Ok(tmp)
 }
 
 /// The version in `kind`'s marker at `path`, `None` when there is none. The marker is opened
@@ -218,6 +264,33 @@ mod tests {
             assert!(kind.parse("hello", 1).is_err());
         }
         assert!(Kind::Lmdb.parse(&Kind::Dir.text(1), 1).is_err());
+    }
+
+    #[test]
+    fn a_rewritten_marker_names_the_new_version_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            ensure_up_to(dir.path(), Kind::Lmdb, 1, 2, FileMode::Umask).unwrap(),
+            1
+        );
+        // Another opener that writes layout 2 reads the existing layout-1 marker.
+        assert_eq!(
+            ensure_up_to(dir.path(), Kind::Lmdb, 2, 2, FileMode::Umask).unwrap(),
+            1
+        );
+        assert_eq!(
+            rewrite(dir.path(), Kind::Lmdb, 2, 2, FileMode::Umask).unwrap(),
+            2
+        );
+        assert_eq!(
+            read(&Kind::Lmdb.path_in(dir.path()), Kind::Lmdb, 2).unwrap(),
+            Some(2)
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [Kind::Lmdb.file_name()], "{names:?}");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 
 use super::accounting::{AcctDb, ACCT_DB};
-use super::files;
 use super::layout::{Check, Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
 use super::{LmdbEnv, LmdbOptions, TxnError};
@@ -262,7 +261,7 @@ impl LmdbStore {
                 Ok(layout)
             })?,
         };
-        files::ensure_marker(
+        crate::marker::ensure_up_to(
             env.path(),
             Kind::Lmdb,
             layout.version(),

@@ -3,7 +3,6 @@
 
 use heed::types::DecodeIgnore;
 
-use super::files;
 use super::layout::{Layout, FORMAT_KEY, FORMAT_VERSION};
 use super::{LmdbStore, TxnError};
 use crate::marker::Kind;
@@ -66,7 +65,7 @@ impl LmdbStore {
         })?;
         self.upgraded
             .store(true, std::sync::atomic::Ordering::Release);
-        files::rewrite_marker(
+        crate::marker::rewrite(
             self.env.path(),
             Kind::Lmdb,
             Layout::V2.version(),
