@@ -10,13 +10,14 @@ use cacher::store::{Blob, KeyIter};
 
 use super::*;
 
-/// A store that counts the calls the batch path promises to make once.
+/// A store that counts the calls the batch path promises to make once (the revisions tests
+/// count single reads with it too).
 #[derive(Default)]
-struct Counting {
+pub(super) struct Counting {
     inner: MemoryStore,
     get_many: AtomicUsize,
     put_many: AtomicUsize,
-    single_reads: AtomicUsize,
+    pub(super) single_reads: AtomicUsize,
     single_puts: AtomicUsize,
 }
 

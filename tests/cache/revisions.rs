@@ -732,38 +732,12 @@ fn concurrent_overwrites_of_one_key_lose_no_revision() {
     }
 }
 
-/// A store that counts single-key reads, to see what a write that keeps revisions reads.
-#[derive(Default)]
-struct ReadCounting {
-    inner: MemoryStore,
-    reads: std::sync::atomic::AtomicUsize,
-}
-
-impl Store for ReadCounting {
-    fn read(&self, key: &[u8]) -> cacher::store::Result<Option<cacher::store::Blob>> {
-        self.reads.fetch_add(1, SeqCst);
-        self.inner.read(key)
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> cacher::store::Result<()> {
-        self.inner.put(key, value)
-    }
-    fn delete(&self, key: &[u8]) -> cacher::store::Result<bool> {
-        self.inner.delete(key)
-    }
-    fn keys(&self) -> cacher::store::Result<cacher::store::KeyIter<'_>> {
-        self.inner.keys()
-    }
-    fn flush(&self) -> cacher::store::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// An overwrite that keeps revisions reads the key's manifest and its current value once
 /// each, under the key's lock: the number is given there. It used to read both a second time
 /// before taking the lock, to number the new value early.
 #[test]
 fn an_overwrite_keeping_revisions_reads_the_manifest_and_the_old_value_once() {
-    let store = Arc::new(ReadCounting::default());
+    let store = Arc::new(super::batch::Counting::default());
     let cache = env()
         .builder()
         .store(store.clone())
@@ -772,9 +746,9 @@ fn an_overwrite_keeping_revisions_reads_the_manifest_and_the_old_value_once() {
         .unwrap();
     cache.put("k", &1u32).unwrap();
     cache.put("k", &2u32).unwrap();
-    store.reads.store(0, SeqCst);
+    store.single_reads.store(0, SeqCst);
     cache.put("k", &3u32).unwrap();
-    assert_eq!(store.reads.load(SeqCst), 2);
+    assert_eq!(store.single_reads.load(SeqCst), 2);
     assert_eq!(numbers(&cache, "k"), [1, 2, 3]);
     assert_eq!(envelope_revision(&*store, b"k"), 3);
     assert_eq!(cache.get_revision::<u32>("k", 2).unwrap(), Some(2));
