@@ -223,6 +223,7 @@ fn bench_durability(c: &mut Criterion) {
         ("None", Durability::None, 100),
         ("Periodic", Durability::Periodic, 100),
         ("Periodic 10 ms", Durability::Periodic, 10),
+        ("Periodic 1 ms", Durability::Periodic, 1),
         ("Flush", Durability::Flush, 100),
     ] {
         let dir = tempfile::tempdir_in(env_dir()).expect("tempdir");
@@ -241,6 +242,43 @@ fn bench_durability(c: &mut Criterion) {
                 store.put(&keys[i], &values[(i + 1) % KEYS]).expect("put")
             })
         });
+    }
+    // `None` with a thread syncing every millisecond: what the syncs cost by themselves, without
+    // `Periodic`'s pin (which keeps the last durable point's pages from reuse, so each commit
+    // writes pages the syncs have cleaned).
+    {
+        let dir = tempfile::tempdir_in(env_dir()).expect("tempdir");
+        let store = std::sync::Arc::new(
+            LmdbStore::open_with(
+                dir.path(),
+                &LmdbOptions::default()
+                    .with_initial_map_size(MAP)
+                    .with_durability(Durability::None),
+            )
+            .expect("open store"),
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let syncer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.flush().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            })
+        };
+        let mut i = 0;
+        group.bench_function(
+            BenchmarkId::new("LmdbStore::put", "None + fsync thread"),
+            |b| {
+                b.iter(|| {
+                    i = (i + 7919) % KEYS;
+                    store.put(&keys[i], &values[(i + 1) % KEYS]).expect("put")
+                })
+            },
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        syncer.join().unwrap();
     }
     group.finish();
 }
