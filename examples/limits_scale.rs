@@ -14,33 +14,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cacher::store::{Blob, Durability, HybridStore, KeyIter, LmdbStore, Result, Store};
+use cacher::store::{Durability, HybridStore, LmdbStore, Store};
 use cacher::Cache;
-use serde_bytes::ByteBuf;
 
-/// A store whose accounting is hidden, so a limited cache scans at open (the old path).
-struct Hidden(Arc<dyn Store>);
-
-impl Store for Hidden {
-    fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
-        self.0.read(key)
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.0.put(key, value)
-    }
-    fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.0.delete(key)
-    }
-    fn keys(&self) -> Result<KeyIter<'_>> {
-        self.0.keys()
-    }
-    fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
-        self.0.with_value(key, f)
-    }
-    fn flush(&self) -> Result<()> {
-        self.0.flush()
-    }
-}
+#[path = "../benches/support/limits_fill.rs"]
+mod limits_fill;
+use limits_fill::Hidden;
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -75,16 +54,8 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     match step {
         "fill" => {
-            // Counted as written, as under a limited cache (accounting is off until one
-            // opens; `forget` + `open` measures the one-time count instead).
-            if let Some(acct) = store.accounting() {
-                acct.enable()?;
-            }
-            let cache = Cache::builder().store(store).format("raw").build()?;
-            let value = ByteBuf::from(vec![0x5a; 200]);
-            for i in 0..n {
-                cache.put(format!("key-{i:010}"), &value)?;
-            }
+            // Counted as written (`forget` + `open` measures the one-time count instead).
+            limits_fill::fill(&store, n)?;
         }
         "open" => {
             let cache = Cache::builder().store(store).max_entries(n).build()?;
