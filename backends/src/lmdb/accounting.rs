@@ -449,6 +449,17 @@ impl AcctDb {
                 return Ok(());
             }
         }
+        let (books, missing) = self.turn_on(env, bit)?;
+        if missing {
+            books.build_order(env, order, chunk, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Turns accounting on keeping the orders of `bits` when it is off: creates the database
+    /// if missing and writes a state, counted as built only when the store holds nothing yet.
+    /// Answers the books, and whether accounting was on already without all of `bits` kept.
+    fn turn_on(&self, env: &LmdbEnv, bits: u8) -> Result<(Books, bool)> {
         let books = match self.find(env)? {
             Some(books) => books,
             None => {
@@ -461,23 +472,20 @@ impl AcctDb {
         let data = self.data;
         let missing = env.write(|w| -> Result<bool, TxnError> {
             if let Some(st) = books.state_if_on(env, w)? {
-                return Ok(st.kept & bit == 0);
+                return Ok(st.kept & bits != bits);
             }
             let state = State {
                 built: data.is_empty(w)?,
                 entries: 0,
                 bytes: 0,
                 next: 1,
-                kept: bit,
+                kept: bits,
                 building: 0,
             };
             books.put_state(w, &state)?;
             Ok(false)
         })?;
-        if missing {
-            books.build_order(env, order, chunk, progress)?;
-        }
-        Ok(())
+        Ok((books, missing))
     }
 
     /// The put hook: `stored` now holds a value of `size` bytes with `deadline`.
@@ -582,10 +590,8 @@ impl AcctDb {
         describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
-        self.enable(&store.env)?;
-        let books = self.find(&store.env)?.ok_or_else(|| {
-            Error::corrupt(store.env.path(), None, "the accounting database vanished")
-        })?;
+        // On if off (keeping LRU); the orders kept already are the ones the count fills.
+        let (books, _) = self.turn_on(&store.env, KEEP_LRU)?;
         books.build(store, view, describe, progress)
     }
 }

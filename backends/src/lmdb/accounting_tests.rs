@@ -417,6 +417,26 @@ fn a_store_keeps_only_the_order_index_of_its_policy() {
     assert!(acct_keys_tagged(&store, b'f').is_empty());
 }
 
+#[test]
+fn the_count_of_existing_entries_fills_only_the_orders_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for k in [b"a", b"b", b"c"] {
+        store.put(k, b"x").unwrap();
+    }
+    // A FIFO cache's open: keep FIFO (turning accounting on), then count what is there.
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    store
+        .build(&mut |_, _| Default::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(store.totals().unwrap(), totals(3, 3));
+    assert_eq!(acct_keys_tagged(&store, b'w').len(), 3);
+    assert!(
+        acct_keys_tagged(&store, b'l').is_empty(),
+        "the count kept LRU too"
+    );
+}
+
 /// The LFU index keys the records of `store` call for (hits and accessed of each).
 fn lfu_keys_from_records(store: &LmdbStore) -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = acct_keys_tagged(store, b'r')
