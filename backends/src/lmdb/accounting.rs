@@ -39,6 +39,8 @@
 //! as the record stands in the walk's own transaction: a record the walk has not reached yet
 //! is indexed (or re-indexed, the same key) when it does, and one it has passed is kept up by
 //! the writes. Orders are never dropped: a store used by caches of two policies keeps both.
+//! An interrupted build stays in `building` (writes keep that order up) and is resumed from
+//! its place by the next cache of that policy, or the next eviction in that order.
 //!
 //! Stamps come from the state's counter, taken in the writing transaction: LMDB has one
 //! writer at a time, so stamps are unique and ordered across processes, and no clock is
