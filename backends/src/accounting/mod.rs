@@ -139,6 +139,11 @@ impl Described {
 /// let mut gone = Vec::new();
 /// acct.evict(&EvictPlan::new(Some(2), None, Order::Lru), &mut |k| gone.push(k.to_vec()))?;
 /// assert_eq!(gone, vec![b"b".to_vec()]);
+/// // enable() kept the LRU order only; FIFO is built from the records once, then kept.
+/// acct.keep_order(Order::Fifo, &mut |_| {})?;
+/// gone.clear();
+/// acct.evict(&EvictPlan::new(Some(1), None, Order::Fifo), &mut |k| gone.push(k.to_vec()))?;
+/// assert_eq!(gone, vec![b"a".to_vec()]);
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -163,20 +168,7 @@ pub trait Accounting: Send + Sync {
     /// entries are indexed so far). A store may keep only the orders it was asked for, so a
     /// write pays for those alone; [`Accounting::evict`] builds a missing order itself, but a
     /// limited `Cache` calls this at open so its first eviction does not. The default turns
-    /// accounting on, for a store that always keeps every order.
-    ///
-    /// ```
-    /// # #[cfg(feature = "lmdb")] {
-    /// use cacher_store::accounting::{Accounting, Order};
-    /// use cacher_store::LmdbStore;
-    ///
-    /// let dir = tempfile::tempdir()?;
-    /// let store = LmdbStore::open(dir.path())?;
-    /// store.keep_order(Order::Fifo, &mut |_| {})?; // on, keeping the FIFO order only
-    /// store.keep_order(Order::Lru, &mut |_| {})?; // now LRU too, built from the records
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
+    /// accounting on, for a store that always keeps every order. (Example: the trait's.)
     fn keep_order(&self, order: Order, progress: &mut dyn FnMut(u64)) -> Result<()> {
         let _ = (order, progress);
         self.enable()
