@@ -11,7 +11,7 @@
 //! cargo run --release --example limits_scale -- keep-all DIR 1000000 lmdb   # all three orders, as v1
 //! cargo run --release --example limits_scale -- put    DIR 20000 lmdb off|on|on-all|raw
 //! cargo run --release --example limits_scale -- memo   DIR 100000 lmdb no-limit|limit
-//! cargo run --release --example limits_scale -- memo-ab DIR 10000 lmdb   # both, interleaved
+//! cargo run --release --example limits_scale -- memo-ab DIR 10000 lmdb [THREADS]   # both, interleaved
 //! ```
 //! Values are 200 B (`raw` format), `Durability::None`. `memo` makes N memoized hits of one
 //! key (100 B value), with or without `max_entries`, for an instruction count under
@@ -173,14 +173,25 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                 Ok(memo)
             };
             let (plain, limited) = (open(None)?, open(Some(1_000_000))?);
+            // Threads hitting the one key at once (the read log is one mutex per handle).
+            let threads: u64 = args.get(5).map_or(Ok(1), |t| t.parse())?;
             let mut times = [Vec::new(), Vec::new()];
             for round in 0..82 {
                 let memo = if round % 2 == 0 { &plain } else { &limited };
                 let t = Instant::now();
-                for _ in 0..n {
-                    std::hint::black_box(memo.call(std::hint::black_box((42u64, 7u32))));
-                }
-                times[round % 2].push(t.elapsed().as_nanos() as f64 / n.max(1) as f64);
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            for _ in 0..n {
+                                std::hint::black_box(
+                                    memo.call(std::hint::black_box((42u64, 7u32))),
+                                );
+                            }
+                        });
+                    }
+                });
+                let hits = (n * threads).max(1) as f64;
+                times[round % 2].push(t.elapsed().as_nanos() as f64 / hits);
             }
             let median = |v: &mut Vec<f64>| {
                 v.sort_by(f64::total_cmp);
@@ -188,7 +199,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             };
             let (a, b) = (median(&mut times[0]), median(&mut times[1]));
             println!(
-                "memo hit, median of 41 rounds of {n}: no limit {a:.0} ns, max_entries {b:.0} ns, ratio {:.3}",
+                "memo hit, {threads} thread(s), median of 41 rounds of {n} each: no limit {a:.0} ns, max_entries {b:.0} ns a hit, ratio {:.3}",
                 b / a
             );
             return Ok(());
