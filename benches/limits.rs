@@ -22,34 +22,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use cacher::store::accounting::Accounting;
-use cacher::store::{Blob, Durability, HybridStore, KeyIter, LmdbStore, Result, Store};
+use cacher::store::{Durability, HybridStore, LmdbStore, Store};
 use cacher::Cache;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_bytes::ByteBuf;
 
-/// A store whose accounting is hidden: a limited cache on it scans at open.
-struct Hidden(Arc<dyn Store>);
-
-impl Store for Hidden {
-    fn read(&self, key: &[u8]) -> Result<Option<Blob>> {
-        self.0.read(key)
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.0.put(key, value)
-    }
-    fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.0.delete(key)
-    }
-    fn keys(&self) -> Result<KeyIter<'_>> {
-        self.0.keys()
-    }
-    fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
-        self.0.with_value(key, f)
-    }
-    fn flush(&self) -> Result<()> {
-        self.0.flush()
-    }
-}
+#[path = "support/limits_fill.rs"]
+mod limits_fill;
+use limits_fill::{fill, Hidden};
 
 fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Store>)> {
     let lmdb = cacher::store::lmdb::LmdbOptions::default().with_durability(Durability::None);
@@ -70,30 +50,13 @@ fn stores(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Store>)> {
     ]
 }
 
-fn fill(store: &Arc<dyn Store>, n: u64) {
-    // Counted as it is written, as under a limited cache (accounting is off until one opens,
-    // and the first would then count the store once, inside the measured open).
-    if let Some(acct) = store.accounting() {
-        acct.enable().unwrap();
-    }
-    let cache = Cache::builder()
-        .store(store.clone())
-        .format("raw")
-        .build()
-        .unwrap();
-    let value = ByteBuf::from(vec![0x5a; 200]);
-    for i in 0..n {
-        cache.put(format!("key-{i:010}"), &value).unwrap();
-    }
-}
-
 fn build(c: &mut Criterion) {
     for n in [10_000u64, 100_000] {
         let mut group = c.benchmark_group(format!("build/{n}"));
         group.sample_size(10);
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         for (name, store) in stores(dir.path()) {
-            fill(&store, n);
+            fill(&store, n).unwrap();
             group.bench_function(BenchmarkId::new(name, "accounting"), |b| {
                 b.iter(|| {
                     let cache = Cache::builder()

@@ -21,10 +21,21 @@ impl Cache {
             .ok_or_else(|| Error::Config("the store stopped offering its accounting".into()))
     }
 
-    /// Opens the books: counts a store written before accounting once, then evicts down to the
-    /// limits if the stored totals are over them.
+    /// Opens the books: has the store keep this cache's eviction order (turning accounting on
+    /// for that order, or building the order once when the store keeps others only), counts a
+    /// store written before accounting once, then evicts down to the limits if the stored
+    /// totals are over them.
     pub(super) fn open_books(&self) -> Result<()> {
         let acct = self.accounting()?;
+        if let Some(books) = &self.inner.books {
+            let mut next_report = PROGRESS_EVERY;
+            acct.keep_order(books.eviction.order(), &mut |indexed| {
+                if indexed >= next_report {
+                    tracing::info!(entries = indexed, "building the store's eviction order");
+                    next_report = indexed + PROGRESS_EVERY;
+                }
+            })?;
+        }
         if !acct.totals()?.built {
             tracing::info!("counting the entries of a store written before accounting (once)");
             let codec = &self.inner.codec;
@@ -148,5 +159,54 @@ impl Drop for Inner {
         if let Err(e) = acct.record_access(&borrowed) {
             tracing::warn!(error = %e, "the last reads of a cache handle could not be recorded");
         }
+    }
+}
+
+#[cfg(all(test, feature = "lmdb"))]
+mod tests {
+    use cacher_store::lmdb::{LmdbOptions, LmdbStore};
+    use cacher_store::Durability;
+
+    use crate::{Cache, Eviction};
+
+    /// The keys of the store's accounting database that start with `tag` (an order index).
+    fn order_keys(store: &LmdbStore, tag: u8) -> usize {
+        let env = store.env();
+        let db = env.create_database("cacher-store-acct").unwrap();
+        env.read(|r| Ok::<_, cacher_store::lmdb::TxnError>(db.prefix_iter(r, &[tag])?.count()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_cache_opening_with_another_policy_has_its_order_built_and_evicts_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LmdbOptions::default().with_durability(Durability::None);
+        let store = LmdbStore::open_with(dir.path(), &options).unwrap();
+        let lru = Cache::builder()
+            .store(store.clone())
+            .max_entries(10)
+            .build()
+            .unwrap();
+        for i in 0..5 {
+            lru.put(format!("k{i}"), &i).unwrap();
+        }
+        assert_eq!(lru.get::<i32>("k0").unwrap(), Some(0));
+        drop(lru);
+        // An LRU cache keeps the LRU order only.
+        assert_eq!(order_keys(&store, b'l'), 5);
+        assert_eq!(order_keys(&store, b'w'), 0, "no FIFO order kept for LRU");
+        let fifo = Cache::builder()
+            .store(store.clone())
+            .max_entries(3)
+            .eviction(Eviction::Fifo)
+            .build()
+            .unwrap();
+        // The open built the FIFO order, then evicted the two oldest writes (LRU would have
+        // kept k0, read last).
+        assert_eq!(order_keys(&store, b'w'), 3);
+        assert_eq!(order_keys(&store, b'f'), 0, "LFU never asked for");
+        assert_eq!(fifo.get::<i32>("k0").unwrap(), None);
+        assert_eq!(fifo.get::<i32>("k1").unwrap(), None);
+        assert_eq!(fifo.get::<i32>("k2").unwrap(), Some(2));
     }
 }

@@ -10,7 +10,10 @@
 //! keeps no accounting (and its writes pay for none) until the first limited cache opens on
 //! it: that open turns accounting on for every handle and process and counts the entries
 //! already there once, by one scan reported through `tracing` (as for a store written before
-//! accounting existed); every later open reads the total. A handle holds no per-entry memory
+//! accounting existed); every later open reads the total. The store keeps the eviction order
+//! of the policies in use only (LRU, FIFO or LFU: one order index per write, not three); a
+//! cache with another policy opening on it has that order built once from the stored
+//! bookkeeping, in chunks, while others go on writing, and from then on the store keeps both. A handle holds no per-entry memory
 //! beyond its pending reads. Each write that takes the store over a limit evicts in the store,
 //! in chunks, one write transaction each; an entry written by anyone after that pass began is
 //! never taken. With several writers at once the

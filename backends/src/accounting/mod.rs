@@ -139,6 +139,11 @@ impl Described {
 /// let mut gone = Vec::new();
 /// acct.evict(&EvictPlan::new(Some(2), None, Order::Lru), &mut |k| gone.push(k.to_vec()))?;
 /// assert_eq!(gone, vec![b"b".to_vec()]);
+/// // enable() kept the LRU order only; FIFO is built from the records once, then kept.
+/// acct.keep_order(Order::Fifo, &mut |_| {})?;
+/// gone.clear();
+/// acct.evict(&EvictPlan::new(Some(1), None, Order::Fifo), &mut |k| gone.push(k.to_vec()))?;
+/// assert_eq!(gone, vec![b"a".to_vec()]);
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -147,12 +152,26 @@ pub trait Accounting: Send + Sync {
     fn totals(&self) -> Result<Totals>;
 
     /// Turns accounting on in the store, for every handle and process (each sees it in its
-    /// next write); a no-op when it is on. Entries already stored are counted only by
+    /// next write), keeping the LRU order ([`Accounting::keep_order`] picks another); a
+    /// no-op when it is on. Entries already stored are counted only by
     /// [`Accounting::build`], which turns it on too. Until then the store writes no
     /// bookkeeping, and the other methods find nothing: no totals, no entry, nothing to evict.
     /// The default does nothing, for a store whose accounting is always on.
     fn enable(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Makes the store keep `order` up to date, for every handle and process: turns
+    /// accounting on ([`Accounting::enable`]) keeping that order when it is off; otherwise,
+    /// when the store keeps other orders only, builds this one once from the stored
+    /// bookkeeping (bounded chunks, safe while others write; `progress` is told how many
+    /// entries are indexed so far). A store may keep only the orders it was asked for, so a
+    /// write pays for those alone; [`Accounting::evict`] builds a missing order itself, but a
+    /// limited `Cache` calls this at open so its first eviction does not. The default turns
+    /// accounting on, for a store that always keeps every order. (Example: the trait's.)
+    fn keep_order(&self, order: Order, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        let _ = (order, progress);
+        self.enable()
     }
 
     /// Turns accounting on ([`Accounting::enable`]) and counts every entry written before it

@@ -4,7 +4,7 @@
 
 use super::record::{Record, TAG_FILE, TAG_INLINE};
 use super::HybridStore;
-use crate::accounting::{Accounting, Described, EntryAccount, EvictPlan, Totals};
+use crate::accounting::{Accounting, Described, EntryAccount, EvictPlan, Order, Totals};
 use crate::lmdb::Removed;
 use crate::Result;
 
@@ -49,6 +49,10 @@ impl Accounting for HybridStore {
 
     fn enable(&self) -> Result<()> {
         self.index.enable()
+    }
+
+    fn keep_order(&self, order: Order, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        self.index.keep_order(order, progress)
     }
 
     fn build(

@@ -1,7 +1,7 @@
 //! Eviction accounting of an [`LmdbStore`]: the `cacher-store-acct` database, written in the same
 //! write transaction as each value, so every process sees one total and one order.
 //!
-//! # Layout (accounting version 1)
+//! # Layout (accounting version 2)
 //! One named database, `cacher-store-acct` (named under `cacher-store` so tools that tell an
 //! unmarked LmdbStore by its database names still do), whose keys start with a one-byte tag. An entry is named
 //! by its *id*: its stored key in `cacher-store` (tag byte and key) when that is at most
@@ -10,17 +10,37 @@
 //!
 //! ```text
 //! key                                          value
-//! b"m" b"state"                                b"cacherAC" ‖ version u32 LE (1) ‖ built u8 ‖
-//!                                              entries u64 LE ‖ bytes u64 LE ‖ next stamp u64 LE
+//! b"m" b"state"                                b"cacherAC" ‖ version u32 LE (2) ‖ built u8 ‖
+//!                                              entries u64 LE ‖ bytes u64 LE ‖ next stamp u64 LE ‖
+//!                                              kept u8 ‖ building u8
 //! b"m" b"cursor"                               the last stored key a running migration counted
+//! b"m" b"o" ‖ order tag                        the last record key a running index build indexed
 //! b"r" ‖ id                                    version u8 (1) ‖ flags u8 (bit 0: has deadline) ‖
 //!                                              size u64 LE ‖ written u64 LE ‖ accessed u64 LE ‖
 //!                                              hits u32 LE ‖ deadline u64 LE ‖ stored key
-//! b"l" ‖ accessed u64 BE ‖ id                  (empty)   LRU order
-//! b"w" ‖ written u64 BE ‖ id                   (empty)   FIFO order
-//! b"f" ‖ hits u32 BE ‖ accessed u64 BE ‖ id    (empty)   LFU order
+//! b"l" ‖ accessed u64 BE ‖ id                  (empty)   LRU order   (when kept: bit 0)
+//! b"w" ‖ written u64 BE ‖ id                   (empty)   FIFO order  (when kept: bit 1)
+//! b"f" ‖ hits u32 BE ‖ accessed u64 BE ‖ id    (empty)   LFU order   (when kept: bit 2)
 //! b"x" ‖ deadline u64 BE ‖ id                  (empty)   expiry order (entries with one)
 //! ```
+//!
+//! Version 1 (read, never written; fixture `fixtures/lmdb/acct-v1-store`) is the same without
+//! `kept` and `building`: a 37-byte state whose store keeps all three orders. A version-1
+//! store is rewritten as version 2 (keeping all three) by its first write.
+//!
+//! # Only the orders in use
+//! `kept` says which order indexes are complete and kept up by every write; `building`, which
+//! are being built. Accounting turned on for one policy keeps that policy's order only
+//! ([`AcctDb::keep_order`]), so a write updates the state, the record and one order (not
+//! three). A cache with another policy that opens later builds that order once
+//! ([`Books::build_order`]): chunks of [`BUILD_CHUNK`] records, one write transaction each,
+//! with its place saved under `b"mo" ‖ tag`. It is safe while any process writes, because
+//! every write keeps up the orders in `kept | building` and the walk puts each record's key
+//! as the record stands in the walk's own transaction: a record the walk has not reached yet
+//! is indexed (or re-indexed, the same key) when it does, and one it has passed is kept up by
+//! the writes. Orders are never dropped: a store used by caches of two policies keeps both.
+//! An interrupted build stays in `building` (writes keep that order up) and is resumed from
+//! its place by the next cache of that policy, or the next eviction in that order.
 //!
 //! Stamps come from the state's counter, taken in the writing transaction: LMDB has one
 //! writer at a time, so stamps are unique and ordered across processes, and no clock is
@@ -62,12 +82,22 @@ use crate::{Error, Result};
 
 /// The database's name.
 pub(super) const ACCT_DB: &str = "cacher-store-acct";
-/// The version of the accounting layout this build writes and reads.
-pub(crate) const ACCT_VERSION: u32 = 1;
+/// The version of the accounting layout this build writes (and the newest it reads).
+/// 1: every store kept all three orders. 2: the state records which orders are kept.
+pub(crate) const ACCT_VERSION: u32 = 2;
 const STATE_MAGIC: &[u8; 8] = b"cacherAC";
 const STATE_KEY: &[u8] = b"mstate";
 const CURSOR_KEY: &[u8] = b"mcursor";
-const STATE_LEN: usize = 8 + 4 + 1 + 8 + 8 + 8;
+/// A version-1 state: magic, version, built, entries, bytes, next stamp.
+const STATE_LEN_V1: usize = 8 + 4 + 1 + 8 + 8 + 8;
+/// A version-2 state: version 1's fields, then the kept and building order bits.
+const STATE_LEN: usize = STATE_LEN_V1 + 2;
+/// The order bits of a state's `kept` and `building`.
+const KEEP_LRU: u8 = 1;
+const KEEP_FIFO: u8 = 2;
+const KEEP_LFU: u8 = 4;
+/// Every order: what a version-1 store keeps.
+const KEEP_ALL: u8 = KEEP_LRU | KEEP_FIFO | KEEP_LFU;
 const RECORD_VERSION: u8 = 1;
 const RECORD_HEADER: usize = 2 + 8 + 8 + 8 + 4 + 8;
 const TAG_RECORD: u8 = b'r';
@@ -119,6 +149,15 @@ fn id_of(stored: &[u8]) -> Vec<u8> {
     id
 }
 
+/// An order's bit in a state's `kept` and `building`, and the tag of its index keys.
+fn order_bit(order: Order) -> (u8, u8) {
+    match order {
+        Order::Lru => (KEEP_LRU, TAG_LRU),
+        Order::Fifo => (KEEP_FIFO, TAG_FIFO),
+        Order::Lfu => (KEEP_LFU, TAG_LFU),
+    }
+}
+
 fn tagged(tag: u8, parts: &[&[u8]], id: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + 12 + id.len());
     k.push(tag);
@@ -136,6 +175,10 @@ struct State {
     entries: u64,
     bytes: u64,
     next: u64,
+    /// The order indexes that are complete and kept up (`KEEP_*` bits).
+    kept: u8,
+    /// The order indexes being built ([`Books::build_order`]), kept up by writes too.
+    building: u8,
 }
 
 impl State {
@@ -147,6 +190,8 @@ impl State {
         out[13..21].copy_from_slice(&self.entries.to_le_bytes());
         out[21..29].copy_from_slice(&self.bytes.to_le_bytes());
         out[29..37].copy_from_slice(&self.next.to_le_bytes());
+        out[37] = self.kept;
+        out[38] = self.building;
         out
     }
 
@@ -159,7 +204,12 @@ impl State {
         if version > ACCT_VERSION {
             return Err(Refusal::Newer(version));
         }
-        if version == 0 || raw.len() != STATE_LEN || raw[12] > 1 {
+        let (kept, building) = match (version, raw.len()) {
+            (1, STATE_LEN_V1) => (KEEP_ALL, 0),
+            (2, STATE_LEN) => (raw[37], raw[38]),
+            _ => (0, 0),
+        };
+        if kept == 0 || kept & !KEEP_ALL != 0 || building & !KEEP_ALL != 0 || raw[12] > 1 {
             return Err(Refusal::corrupt(format!(
                 "accounting state of {} bytes, version {version}",
                 raw.len()
@@ -171,7 +221,14 @@ impl State {
             entries: at(13),
             bytes: at(21),
             next: at(29),
+            kept,
+            building,
         })
+    }
+
+    /// The orders every write keeps up: the complete ones and those being built.
+    fn indexed(&self) -> u8 {
+        self.kept | self.building
     }
 
     fn take_stamp(&mut self) -> u64 {
@@ -370,9 +427,41 @@ impl AcctDb {
         }
     }
 
-    /// Turns accounting on (see the module docs): creates the database if missing and
-    /// writes a state, counted as built only when the store holds nothing yet.
+    /// Turns accounting on keeping the LRU order ([`AcctDb::keep_order`]).
     pub(crate) fn enable(&self, env: &LmdbEnv) -> Result<()> {
+        self.keep_order(env, Order::Lru, BUILD_CHUNK, &mut |_| {})
+    }
+
+    /// Makes the store keep `order` (see the module docs): turns accounting on keeping only
+    /// `order` when it is off, else builds `order`'s index once if the store does not keep it
+    /// yet, in chunks of `chunk` records, telling `progress` how many are indexed so far. A
+    /// read transaction and nothing more when the order is kept already.
+    pub(crate) fn keep_order(
+        &self,
+        env: &LmdbEnv,
+        order: Order,
+        chunk: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let (bit, _) = order_bit(order);
+        if let Some(books) = self.find(env)? {
+            let kept =
+                env.read(|r| Ok::<_, TxnError>(books.state_if_on(env, r)?.map(|s| s.kept)))?;
+            if kept.is_some_and(|k| k & bit != 0) {
+                return Ok(());
+            }
+        }
+        let (books, missing) = self.turn_on(env, bit)?;
+        if missing {
+            books.build_order(env, order, chunk, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Turns accounting on keeping the orders of `bits` when it is off: creates the database
+    /// if missing and writes a state, counted as built only when the store holds nothing yet.
+    /// Answers the books, and whether accounting was on already without all of `bits` kept.
+    fn turn_on(&self, env: &LmdbEnv, bits: u8) -> Result<(Books, bool)> {
         let books = match self.find(env)? {
             Some(books) => books,
             None => {
@@ -383,18 +472,22 @@ impl AcctDb {
             }
         };
         let data = self.data;
-        env.write(|w| -> Result<(), TxnError> {
-            if books.state_if_on(env, w)?.is_some() {
-                return Ok(());
+        let missing = env.write(|w| -> Result<bool, TxnError> {
+            if let Some(st) = books.state_if_on(env, w)? {
+                return Ok(st.kept & bits != bits);
             }
             let state = State {
                 built: data.is_empty(w)?,
                 entries: 0,
                 bytes: 0,
                 next: 1,
+                kept: bits,
+                building: 0,
             };
-            books.put_state(w, &state)
-        })
+            books.put_state(w, &state)?;
+            Ok(false)
+        })?;
+        Ok((books, missing))
     }
 
     /// The put hook: `stored` now holds a value of `size` bytes with `deadline`.
@@ -448,7 +541,8 @@ impl AcctDb {
         }
     }
 
-    /// The eviction pass of [`Accounting::evict`]: nothing while accounting is off.
+    /// The eviction pass of [`Accounting::evict`]: nothing while accounting is off. An order
+    /// the store does not keep is built first ([`Books::build_order`]), once.
     pub(crate) fn evict(
         &self,
         store: &LmdbStore,
@@ -456,9 +550,23 @@ impl AcctDb {
         extract: Extract<'_>,
         on_removed: &mut dyn FnMut(Removed),
     ) -> Result<u64> {
-        match self.find(&store.env)? {
-            Some(books) => books.evict(store, plan, extract, on_removed),
-            None => Ok(0),
+        let Some(books) = self.find(&store.env)? else {
+            return Ok(0);
+        };
+        match books.evict(store, plan, extract, on_removed)? {
+            Some(n) => Ok(n),
+            None => {
+                books.build_order(&store.env, plan.order, BUILD_CHUNK, &mut |_| {})?;
+                books
+                    .evict(store, plan, extract, on_removed)?
+                    .ok_or_else(|| {
+                        Error::corrupt(
+                            store.env.path(),
+                            None,
+                            "an order index was built but is not kept",
+                        )
+                    })
+            }
         }
     }
 
@@ -484,10 +592,8 @@ impl AcctDb {
         describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
-        self.enable(&store.env)?;
-        let books = self.find(&store.env)?.ok_or_else(|| {
-            Error::corrupt(store.env.path(), None, "the accounting database vanished")
-        })?;
+        // On if off (keeping LRU); the orders kept already are the ones the count fills.
+        let (books, _) = self.turn_on(&store.env, KEEP_LRU)?;
         books.build(store, view, describe, progress)
     }
 }
@@ -533,18 +639,34 @@ impl Books {
         }
     }
 
-    fn order_keys(id: &[u8], rec: &Record) -> [Vec<u8>; 3] {
-        [
-            tagged(TAG_LRU, &[&be64(rec.accessed)], id),
-            tagged(TAG_FIFO, &[&be64(rec.written)], id),
-            tagged(TAG_LFU, &[&be32(rec.hits), &be64(rec.accessed)], id),
-        ]
+    /// The keys of `rec` in the order indexes of `orders` (`KEEP_*` bits).
+    fn order_keys<'a>(
+        id: &'a [u8],
+        rec: &Record,
+        orders: u8,
+    ) -> impl Iterator<Item = Vec<u8>> + 'a {
+        let (accessed, written, hits) = (rec.accessed, rec.written, rec.hits);
+        [KEEP_LRU, KEEP_FIFO, KEEP_LFU]
+            .into_iter()
+            .filter(move |bit| orders & bit != 0)
+            .map(move |bit| match bit {
+                KEEP_LRU => tagged(TAG_LRU, &[&be64(accessed)], id),
+                KEEP_FIFO => tagged(TAG_FIFO, &[&be64(written)], id),
+                _ => tagged(TAG_LFU, &[&be32(hits), &be64(accessed)], id),
+            })
     }
 
-    fn index(&self, w: &mut RwTxn<'_>, id: &[u8], rec: &Record) -> Result<(), TxnError> {
+    /// Writes `rec` and its keys in the orders of `orders` and in the expiry index.
+    fn index(
+        &self,
+        w: &mut RwTxn<'_>,
+        id: &[u8],
+        rec: &Record,
+        orders: u8,
+    ) -> Result<(), TxnError> {
         self.db
             .put(w, &tagged(TAG_RECORD, &[], id), &rec.encode())?;
-        for k in Self::order_keys(id, rec) {
+        for k in Self::order_keys(id, rec, orders) {
             self.db.put(w, &k, &[])?;
         }
         if let Some(e) = rec.expires {
@@ -553,8 +675,15 @@ impl Books {
         Ok(())
     }
 
-    fn unindex(&self, w: &mut RwTxn<'_>, id: &[u8], rec: &Record) -> Result<(), TxnError> {
-        for k in Self::order_keys(id, rec) {
+    /// Deletes `rec`'s keys in the orders of `orders` and in the expiry index.
+    fn unindex(
+        &self,
+        w: &mut RwTxn<'_>,
+        id: &[u8],
+        rec: &Record,
+        orders: u8,
+    ) -> Result<(), TxnError> {
+        for k in Self::order_keys(id, rec, orders) {
             self.db.delete(w, &k)?;
         }
         if let Some(e) = rec.expires {
@@ -578,7 +707,7 @@ impl Books {
         let id = id_of(stored);
         let hits = match self.record(env, w, &id)? {
             Some(old) => {
-                self.unindex(w, &id, &old)?;
+                self.unindex(w, &id, &old, st.indexed())?;
                 st.sub(old.size);
                 // An overwrite keeps its read count (LFU), as the in-memory tracker does.
                 old.hits
@@ -594,7 +723,7 @@ impl Books {
             expires: deadline,
             stored: stored.to_vec(),
         };
-        self.index(w, &id, &rec)?;
+        self.index(w, &id, &rec, st.indexed())?;
         st.add(size);
         self.put_state(w, &st)
     }
@@ -606,7 +735,7 @@ impl Books {
         };
         let id = id_of(stored);
         if let Some(old) = self.record(env, w, &id)? {
-            self.unindex(w, &id, &old)?;
+            self.unindex(w, &id, &old, st.indexed())?;
             self.db.delete(w, &tagged(TAG_RECORD, &[], &id))?;
             st.sub(old.size);
             self.put_state(w, &st)?;
@@ -641,7 +770,7 @@ impl Books {
             }
         }
         store.data.delete(w, &rec.stored)?;
-        self.unindex(w, id, rec)?;
+        self.unindex(w, id, rec, st.indexed())?;
         self.db.delete(w, &tagged(TAG_RECORD, &[], id))?;
         st.sub(rec.size);
         Ok(removed)
@@ -665,14 +794,16 @@ impl Books {
                 let Some(mut rec) = self.record(env, w, &id)? else {
                     continue;
                 };
-                for k in Self::order_keys(&id, &rec) {
+                // FIFO's key holds the write stamp, which a read leaves alone.
+                let moved = st.indexed() & !KEEP_FIFO;
+                for k in Self::order_keys(&id, &rec, moved) {
                     self.db.delete(w, &k)?;
                 }
                 rec.accessed = st.take_stamp();
                 rec.hits = rec.hits.saturating_add(*hits);
                 self.db
                     .put(w, &tagged(TAG_RECORD, &[], &id), &rec.encode())?;
-                for k in Self::order_keys(&id, &rec) {
+                for k in Self::order_keys(&id, &rec, moved) {
                     self.db.put(w, &k, &[])?;
                 }
             }
@@ -681,28 +812,30 @@ impl Books {
     }
 
     /// The eviction pass of [`Accounting::evict`], chunked; `extract` runs on each victim's
-    /// value before it goes, `on_removed` after each chunk commits.
+    /// value before it goes, `on_removed` after each chunk commits. `None` (nothing done)
+    /// when the store does not keep `plan.order`.
     fn evict(
         &self,
         store: &LmdbStore,
         plan: &EvictPlan<'_>,
         extract: Extract<'_>,
         on_removed: &mut dyn FnMut(Removed),
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
         let env = &store.env;
         let keep = plan.keep.map(|k| id_of(StoredKey::new(k).bytes()));
-        let tag = match plan.order {
-            Order::Lru => TAG_LRU,
-            Order::Lfu => TAG_LFU,
-            Order::Fifo => TAG_FIFO,
-        };
+        let (bit, tag) = order_bit(plan.order);
+        let mut unkept = false;
         // Entries stamped from here on were written after the eviction began: never ours to
         // take (the compare of the issue: a writer's fresh value survives a concurrent pass).
         let mut began: Option<u64> = None;
-        in_chunks(env, on_removed, |w, victims| {
+        let n = in_chunks(env, on_removed, |w, victims| {
             let Some(mut st) = self.state_if_on(env, w)? else {
                 return Ok(false);
             };
+            if st.kept & bit == 0 {
+                unkept = true;
+                return Ok(false);
+            }
             if !plan.is_over(&st.totals()) {
                 return Ok(false);
             }
@@ -734,7 +867,79 @@ impl Books {
             }
             self.put_state(w, &st)?;
             Ok(plan.is_over(&st.totals()) && full_chunk && !victims.is_empty())
-        })
+        })?;
+        Ok((!unkept).then_some(n))
+    }
+
+    /// Builds `order`'s index from the records (see "Only the orders in use" in the module
+    /// docs): `chunk` records per write transaction, resumed from its saved place, safe while
+    /// other handles and processes write. A no-op once the order is kept.
+    fn build_order(
+        &self,
+        env: &LmdbEnv,
+        order: Order,
+        chunk: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let (bit, tag) = order_bit(order);
+        let cursor_key = [b'm', b'o', tag];
+        let mut indexed = 0;
+        loop {
+            let mut this_chunk = 0;
+            let done = env.write(|w| -> Result<bool, TxnError> {
+                let mut st = self.state(env, w)?;
+                if st.kept & bit != 0 {
+                    return Ok(true);
+                }
+                // From this transaction on every write keeps the order up as well.
+                st.building |= bit;
+                let cursor = self.db.get(w, &cursor_key)?.map(<[u8]>::to_vec);
+                let first = [TAG_RECORD];
+                let start = match &cursor {
+                    Some(c) => std::ops::Bound::Excluded(&c[..]),
+                    None => std::ops::Bound::Included(&first[..]),
+                };
+                let range = (start, std::ops::Bound::<&[u8]>::Unbounded);
+                let mut found: Vec<(Vec<u8>, Record)> = Vec::new();
+                for item in self.db.range(w, &range)? {
+                    let (k, raw) = item?;
+                    if k.first() != Some(&TAG_RECORD) {
+                        break;
+                    }
+                    let rec = Record::decode(raw).map_err(|r| {
+                        TxnError::Store(r.into_error(env.path(), None, ACCT_VERSION))
+                    })?;
+                    found.push((k[1..].to_vec(), rec));
+                    if found.len() >= chunk {
+                        break;
+                    }
+                }
+                let full = found.len() >= chunk;
+                for (id, rec) in &found {
+                    for k in Self::order_keys(id, rec, bit) {
+                        self.db.put(w, &k, &[])?;
+                    }
+                }
+                this_chunk = found.len() as u64;
+                match found.last() {
+                    Some((id, _)) if full => {
+                        self.db.put(w, &cursor_key, &tagged(TAG_RECORD, &[], id))?;
+                    }
+                    _ => {
+                        st.kept |= bit;
+                        st.building &= !bit;
+                        self.db.delete(w, &cursor_key)?;
+                    }
+                }
+                self.put_state(w, &st)?;
+                Ok(!full)
+            })?;
+            indexed += this_chunk;
+            if done {
+                return Ok(());
+            }
+            progress(indexed);
+        }
     }
 
     /// The expiry pass of [`Accounting::remove_expired`], chunked like [`AcctDb::evict`].
@@ -843,7 +1048,7 @@ impl Books {
                         expires: described.expires_ms,
                         stored,
                     };
-                    self.index(w, &id, &rec)?;
+                    self.index(w, &id, &rec, st.indexed())?;
                     st.add(size);
                     added += 1;
                 }
@@ -942,6 +1147,11 @@ impl Accounting for LmdbStore {
         self.acct.enable(&self.env)
     }
 
+    fn keep_order(&self, order: Order, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        self.acct
+            .keep_order(&self.env, order, BUILD_CHUNK, progress)
+    }
+
     fn build(
         &self,
         describe: &mut dyn FnMut(&[u8], &[u8]) -> Described,
@@ -985,13 +1195,26 @@ mod tests {
             entries: 3,
             bytes: 99,
             next: 7,
+            kept: KEEP_LFU,
+            building: KEEP_FIFO,
         };
         assert_eq!(State::decode(&st.encode()), Ok(st));
+        // Version 1 (no order bits) keeps every order.
+        let mut v1 = st.encode()[..STATE_LEN_V1].to_vec();
+        v1[8] = 1;
+        let read = State::decode(&v1).unwrap();
+        assert_eq!((read.kept, read.building, read.next), (KEEP_ALL, 0, 7));
+        let mut no_order = st.encode();
+        no_order[37] = 0;
+        assert!(
+            State::decode(&no_order).is_err(),
+            "a state keeping no order"
+        );
         let mut newer = st.encode();
-        newer[8] = 2;
+        newer[8] = 3;
         assert_eq!(
             State::decode(&newer),
-            Err(crate::version::Refusal::Newer(2))
+            Err(crate::version::Refusal::Newer(3))
         );
         assert!(State::decode(&newer[..20]).is_err());
         let rec = Record {

@@ -1,5 +1,6 @@
-//! LmdbStore's accounting through the public trait: totals, orders, expiry, migration, and
-//! the golden fixture of accounting version 1 (`fixtures/lmdb/acct-v1-store`).
+//! LmdbStore's accounting through the public trait: totals, orders, expiry, migration, only
+//! the orders in use, and the golden fixtures of accounting versions 1 and 2
+//! (`fixtures/lmdb/acct-v1-store`, `acct-v2-store`).
 
 use std::path::Path;
 
@@ -32,6 +33,29 @@ fn acct_keys(store: &LmdbStore) -> u64 {
         None => 0,
         Some(db) => env.read(|r| db.len(r)).unwrap(),
     }
+}
+
+/// The keys of `cacher-store-acct` that start with `tag`, in order.
+fn acct_keys_tagged(store: &LmdbStore, tag: u8) -> Vec<Vec<u8>> {
+    let env = store.env();
+    let Some(db) = env.existing_database(ACCT_DB).unwrap() else {
+        return Vec::new();
+    };
+    env.read(|r| {
+        db.prefix_iter(r, &[tag])?
+            .map(|item| item.map(|(k, _)| k.to_vec()))
+            .collect::<heed::Result<Vec<_>>>()
+    })
+    .unwrap()
+}
+
+/// The accounting state's version (bytes 8..12 of the state).
+fn state_version(store: &LmdbStore) -> u32 {
+    let env = store.env();
+    let db = env.existing_database(ACCT_DB).unwrap().unwrap();
+    env.read(|r| Ok::<_, crate::lmdb::TxnError>(db.get(r, STATE_KEY)?.unwrap().to_vec()))
+        .map(|raw| u32::from_le_bytes(raw[8..12].try_into().unwrap()))
+        .unwrap()
 }
 
 fn totals(entries: u64, bytes: u64) -> Totals {
@@ -263,13 +287,14 @@ fn a_newer_accounting_state_is_refused_as_upgrade_required() {
     let mut raw = env
         .read(|r| Ok::<_, crate::lmdb::TxnError>(db.get(r, STATE_KEY)?.unwrap().to_vec()))
         .unwrap();
-    raw[8] = 2;
+    // (Version 3 since this build writes 2; it was 2 of 1 before accounting version 2.)
+    raw[8] = 3;
     env.write(|w| db.put(w, STATE_KEY, &raw)).unwrap();
     drop(store);
     match LmdbStore::from_env(env) {
         Err(Error::UpgradeRequired {
-            found: 2,
-            supported: 1,
+            found: 3,
+            supported: 2,
             ..
         }) => {}
         other => panic!("expected UpgradeRequired, got {other:?}"),
@@ -288,12 +313,14 @@ fn acct_v1_contents(store: &LmdbStore) {
     store.record_access(&[(&b"a"[..], 1)]).unwrap();
 }
 
-/// Writes `fixtures/lmdb/acct-v1-store` if missing (by hand: `cargo test -p cacher-store
-/// --features testkit,lmdb generate_accounting_fixture -- --ignored`); never rewritten.
+/// Writes `fixtures/lmdb/acct-v{ACCT_VERSION}-store` if missing (by hand: `cargo test -p
+/// cacher-store --features testkit,lmdb generate_accounting_fixture -- --ignored`); never
+/// rewritten. `acct-v1-store` was written so by the build of accounting version 1 (keeping
+/// every order); `acct-v2-store` by version 2, keeping the LRU order only.
 #[test]
 #[ignore = "writes the committed fixture; run by hand"]
 fn generate_accounting_fixture() {
-    let out = fixture_dir("acct-v1-store");
+    let out = fixture_dir(&format!("acct-v{}-store", super::ACCT_VERSION));
     if out.join("data.mdb").exists() {
         return;
     }
@@ -311,6 +338,11 @@ fn generate_accounting_fixture() {
 #[test]
 fn accounting_v1_fixture_is_read() {
     let (_dir, store) = open_fixture_copy("acct-v1-store");
+    assert_acct_fixture(&store);
+}
+
+/// What both accounting fixtures hold (`acct_v1_contents`), read through the trait.
+fn assert_acct_fixture(store: &LmdbStore) {
     assert_eq!(store.totals().unwrap(), totals(4, 5 + 7 + 10 + 7));
     let a = store.entry(b"a").unwrap().unwrap();
     assert_eq!((a.size, a.written, a.accessed, a.hits), (5, 1, 5, 1));
@@ -319,9 +351,9 @@ fn accounting_v1_fixture_is_read() {
     assert_eq!(store.entry(&[b'L'; 600]).unwrap().unwrap().size, 10);
     // The orders read back: LRU b first (a was read), FIFO a first, expiry finds t.
     let lru = EvictPlan::new(Some(3), None, Order::Lru);
-    assert_eq!(evict(&store, lru), vec![b"b".to_vec()]);
+    assert_eq!(evict(store, lru), vec![b"b".to_vec()]);
     let fifo = EvictPlan::new(Some(2), None, Order::Fifo);
-    assert_eq!(evict(&store, fifo), vec![b"a".to_vec()]);
+    assert_eq!(evict(store, fifo), vec![b"a".to_vec()]);
     let mut gone = Vec::new();
     store
         .remove_expired(4242, &mut |k| gone.push(k.to_vec()))
@@ -330,6 +362,140 @@ fn accounting_v1_fixture_is_read() {
     // A write continues the stamps after the fixture's.
     store.put(b"new", b"x").unwrap();
     assert_eq!(store.entry(b"new").unwrap().unwrap().written, 6);
+}
+
+#[test]
+fn accounting_v2_fixture_is_read_and_keeps_only_lru_until_fifo_is_asked_for() {
+    let (_dir, store) = open_fixture_copy("acct-v2-store");
+    assert_eq!(state_version(&store), 2);
+    assert_eq!(acct_keys_tagged(&store, b'l').len(), 4);
+    assert!(acct_keys_tagged(&store, b'w').is_empty());
+    assert!(acct_keys_tagged(&store, b'f').is_empty());
+    // The FIFO eviction of assert_acct_fixture builds the FIFO order from the records.
+    assert_acct_fixture(&store);
+    assert_eq!(acct_keys_tagged(&store, b'w').len(), 2, "FIFO: b and new");
+    assert!(acct_keys_tagged(&store, b'f').is_empty());
+}
+
+#[test]
+fn a_version_1_store_is_rewritten_as_version_2_keeping_every_order() {
+    let (_dir, store) = open_fixture_copy("acct-v1-store");
+    assert_eq!(state_version(&store), 1);
+    store.put(b"new", b"x").unwrap();
+    assert_eq!(state_version(&store), 2);
+    for tag in [b'l', b'w', b'f'] {
+        assert_eq!(
+            acct_keys_tagged(&store, tag).len(),
+            5,
+            "order {}",
+            tag as char
+        );
+    }
+}
+
+#[test]
+fn a_store_keeps_only_the_order_index_of_its_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_counting(dir.path());
+    for k in [b"a", b"b", b"c"] {
+        store.put(k, b"x").unwrap();
+    }
+    store.put(b"a", b"yy").unwrap();
+    store.record_access(&[(&b"b"[..], 2)]).unwrap();
+    store.delete(b"c").unwrap();
+    // enable() keeps LRU: one key per entry there, none in FIFO or LFU.
+    assert_eq!(acct_keys_tagged(&store, b'l').len(), 2);
+    assert!(acct_keys_tagged(&store, b'w').is_empty());
+    assert!(acct_keys_tagged(&store, b'f').is_empty());
+    let fifo_only = tempfile::tempdir().unwrap();
+    let store = open(fifo_only.path());
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    store.put(b"a", b"x").unwrap();
+    store.record_access(&[(&b"a"[..], 1)]).unwrap();
+    assert_eq!(acct_keys_tagged(&store, b'w').len(), 1);
+    assert!(acct_keys_tagged(&store, b'l').is_empty());
+    assert!(acct_keys_tagged(&store, b'f').is_empty());
+}
+
+#[test]
+fn the_count_of_existing_entries_fills_only_the_orders_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for k in [b"a", b"b", b"c"] {
+        store.put(k, b"x").unwrap();
+    }
+    // A FIFO cache's open: keep FIFO (turning accounting on), then count what is there.
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    store
+        .build(&mut |_, _| Default::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(store.totals().unwrap(), totals(3, 3));
+    assert_eq!(acct_keys_tagged(&store, b'w').len(), 3);
+    assert!(
+        acct_keys_tagged(&store, b'l').is_empty(),
+        "the count kept LRU too"
+    );
+}
+
+/// The LFU index keys the records of `store` call for (hits and accessed of each).
+fn lfu_keys_from_records(store: &LmdbStore) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = acct_keys_tagged(store, b'r')
+        .into_iter()
+        .map(|k| {
+            let id = &k[1..];
+            let e = store.entry(&id[1..]).unwrap().unwrap();
+            let mut key = vec![b'f'];
+            key.extend_from_slice(&super::be32(e.hits));
+            key.extend_from_slice(&super::be64(e.accessed));
+            key.extend_from_slice(id);
+            key
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn an_order_built_while_another_handle_writes_matches_the_records_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_counting(dir.path());
+    for i in 0..20u8 {
+        store.put(&[b'k', i], &[i; 3]).unwrap();
+    }
+    store.record_access(&[(&b"k\x05"[..], 4)]).unwrap();
+    // Another handle (its own view, as another process has) writes between the chunks of
+    // the build: new keys before and after the walk's place, overwrites, deletes and reads.
+    let other = LmdbStore::from_env(store.env().clone()).unwrap();
+    let mut step = 0u8;
+    let mut between = |_indexed: u64| {
+        step += 1;
+        other.put(&[b'k', 100 + step], b"new").unwrap();
+        other
+            .put(&[b'a', step], b"before the walk's place")
+            .unwrap();
+        other.put(&[b'k', step], b"overwritten").unwrap();
+        other.delete(&[b'k', 19 - step]).unwrap();
+        other
+            .record_access(&[(&[b'k', step * 2][..], 1), (&[b'a', step][..], 2)])
+            .unwrap();
+    };
+    store
+        .acct
+        .keep_order(store.env(), Order::Lfu, 4, &mut between)
+        .unwrap();
+    assert!(
+        step >= 4,
+        "the build ran in chunks with writes between them"
+    );
+    // Kept from now on by every write, through either handle.
+    other.put(b"after", b"1").unwrap();
+    store.record_access(&[(&b"after"[..], 3)]).unwrap();
+    let want = lfu_keys_from_records(&store);
+    assert_eq!(acct_keys_tagged(&store, b'f'), want);
+    assert_eq!(want.len() as u64, store.totals().unwrap().entries);
+    // LRU is still kept, FIFO was never asked for.
+    assert_eq!(acct_keys_tagged(&store, b'l').len(), want.len());
+    assert!(acct_keys_tagged(&store, b'w').is_empty());
 }
 
 #[test]
