@@ -12,11 +12,13 @@
 //! lets go of what it gathered, waits for the taken keys, and tries again (at most
 //! [`ROUNDS`] times, then computes the rest itself — a duplicate, never a deadlock). So two
 //! batches wanting `[1, 2]` and `[2, 1]` cannot each hold one key and wait for the other.
+//! All its waits share one deadline, one [wait timeout](crate::CacheBuilder::wait_timeout)
+//! away: a stuck leader holds a batch up for one timeout, whatever the number of its keys.
 
 use std::collections::HashMap;
 
 use crate::clock::duration_ms;
-use crate::flight::{FlightGuard, Ticket};
+use crate::flight::{Awaited, FlightGuard, Ticket};
 use crate::memo::{Call, Mode, Site, Status, StorePolicy};
 use crate::report::ErrorKind;
 use crate::stats::timed;
@@ -254,22 +256,33 @@ impl<'a> Site<'a> {
         late: &mut [Option<T>],
     ) -> Vec<FlightGuard<'a>> {
         let flights = &self.cache.inner.flights;
+        // One deadline for the whole batch: a stuck leader costs it one wait timeout, however
+        // many keys the leader holds and however many rounds the batch gathers.
+        let deadline = flights.deadline();
         // The ticket stays the one taken before the batch's lookup: a key not waited for
         // was last looked up then, so a flight that ended since must make the leader look
         // again.
         let mut led: Vec<FlightGuard<'a>> = Vec::new();
+        let mut timed_out = false;
         for round in 0..ROUNDS {
             // Wait for the keys others compute, holding nothing, then look them up again.
             let mut waited = Vec::new();
             for (i, key) in keys.iter().enumerate() {
-                if late[i].is_none() && flights.wait_for(key) {
-                    waited.push(i);
+                if late[i].is_some() || timed_out {
+                    continue;
+                }
+                match flights.wait_until(key, deadline) {
+                    Awaited::Nobody => {}
+                    Awaited::Finished => waited.push(i),
+                    Awaited::TimedOut => timed_out = true,
                 }
             }
             if !waited.is_empty() {
                 self.recheck_into(keys, &waited, late);
             }
-            // Gather every key still missing; let go of all of them if one is taken.
+            // Gather every key still missing; let go of all of them if one is taken, unless
+            // this is the last gathering (then the taken ones are computed without a flight).
+            let last = round + 1 == ROUNDS || timed_out;
             let mut taken = false;
             for (i, key) in keys.iter().enumerate() {
                 if late[i].is_some() {
@@ -279,13 +292,13 @@ impl<'a> Site<'a> {
                     Some(guard) => led.push(guard),
                     None => {
                         taken = true;
-                        if round + 1 < ROUNDS {
+                        if !last {
                             break;
                         }
                     }
                 }
             }
-            if taken && round + 1 < ROUNDS {
+            if taken && !last {
                 led.clear();
                 continue;
             }
@@ -358,5 +371,52 @@ impl<'a> Site<'a> {
             }
         }
         self.cache.put_many_encoded(&encoded, &self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use crate::store::MemoryStore;
+    use crate::Cache;
+
+    /// A stuck in-process leader used to hold a batch for a wait timeout per key and round
+    /// (three rounds): six timed-out waits for two stuck keys before the batch computed them.
+    #[test]
+    fn a_batch_whose_keys_stuck_leaders_hold_waits_one_timeout_in_all_then_computes_them() {
+        let cache = Cache::builder()
+            .store(MemoryStore::new())
+            .wait_timeout(Some(Duration::from_millis(20)))
+            .build()
+            .unwrap();
+        let computed = Mutex::new(Vec::<Vec<u64>>::new());
+        let memo = cache
+            .memoize("stuck")
+            .wrap_batch(|xs: Vec<u64>| {
+                computed.lock().unwrap().push(xs.clone());
+                xs.iter().map(|x| x * 10).collect::<Vec<_>>()
+            })
+            .unwrap();
+        let flights = &cache.inner.flights;
+        // Two leaders that never finish (held by this thread; the batch runs on another).
+        let keys = [memo.key_for(&1).unwrap(), memo.key_for(&2).unwrap()];
+        let stuck: Vec<_> = keys.iter().map(|k| flights.try_lead(k).unwrap()).collect();
+        let out = std::thread::scope(|s| s.spawn(|| memo.call_many([1, 2, 3])).join())
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, vec![10, 20, 30]);
+        assert_eq!(
+            *computed.lock().unwrap(),
+            vec![vec![1, 2, 3]],
+            "the batch computed the stuck keys itself, in its one call"
+        );
+        assert_eq!(
+            flights.timed_out(),
+            1,
+            "one wait gave up, for the whole batch"
+        );
+        drop(stuck);
     }
 }
