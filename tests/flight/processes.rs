@@ -2,15 +2,13 @@
 //! once (the per-key lease under the store), the others wait and read it. Before leases each
 //! process computed. Children are this test binary re-executed with `CACHER_FLIGHT_CHILD`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cacher::store::{DirStore, Store};
 use cacher::Cache;
 
-const PROCESSES: usize = 4;
+use crate::children::{ask_for_one_key, assert_one_computed, spawn, PROCESSES};
 
 fn store(kind: &str, dir: &Path) -> Box<dyn Store> {
     match kind {
@@ -23,16 +21,6 @@ fn store(kind: &str, dir: &Path) -> Box<dyn Store> {
     }
 }
 
-fn count(dir: &Path, prefix: &str) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        })
-        .count()
-}
-
 /// Not a test of its own: a child process's body when `CACHER_FLIGHT_CHILD` is set.
 #[test]
 fn memo_child_entry_point() {
@@ -42,26 +30,7 @@ fn memo_child_entry_point() {
     let dir = PathBuf::from(std::env::var("CACHER_FLIGHT_DIR").unwrap());
     let work = PathBuf::from(std::env::var("CACHER_FLIGHT_WORK").unwrap());
     let cache = Cache::builder().store(store(&kind, &dir)).build().unwrap();
-    let memo = cache
-        .memoize("fetch")
-        .wrap(|x: u64| {
-            let pid = std::process::id();
-            std::fs::write(work.join(format!("computed-{pid}")), b"").unwrap();
-            // Held until every process has missed, so without leases each would compute.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while count(&work, "missed-") < PROCESSES && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            x * 3
-        })
-        .unwrap();
-    let key = memo.key_for(&14).unwrap();
-    if !cache.contains(&key).unwrap() {
-        std::fs::write(work.join(format!("missed-{}", std::process::id())), b"").unwrap();
-    }
-    let value = memo.call(14);
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "value {value} waits {}", cache.stats().total.waits).unwrap();
+    ask_for_one_key(&cache, &work, false);
 }
 
 fn four_processes_compute_once(kind: &str) {
@@ -70,41 +39,17 @@ fn four_processes_compute_once(kind: &str) {
     drop(store(kind, dir.path()));
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "processes::memo_child_entry_point",
-                    "--nocapture",
-                ])
-                .env("CACHER_FLIGHT_CHILD", kind)
-                .env("CACHER_FLIGHT_DIR", dir.path())
-                .env("CACHER_FLIGHT_WORK", work.path())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn(
+                "processes::memo_child_entry_point",
+                &[
+                    ("CACHER_FLIGHT_CHILD", kind.as_ref()),
+                    ("CACHER_FLIGHT_DIR", dir.path().as_os_str()),
+                    ("CACHER_FLIGHT_WORK", work.path().as_os_str()),
+                ],
+            )
         })
         .collect();
-    let outputs: Vec<String> = children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            assert!(out.status.success());
-            String::from_utf8(out.stdout).unwrap()
-        })
-        .collect();
-    let said: Vec<&str> = outputs
-        .iter()
-        .flat_map(|o| o.lines().filter(|l| l.starts_with("value ")))
-        .collect();
-    assert_eq!(said.len(), PROCESSES, "{outputs:?}");
-    assert!(said.iter().all(|l| l.starts_with("value 42 ")), "{said:?}");
-    assert_eq!(count(work.path(), "missed-"), PROCESSES);
-    assert_eq!(count(work.path(), "computed-"), 1, "{said:?}");
-    assert_eq!(
-        said.iter().filter(|l| l.ends_with("waits 1")).count(),
-        PROCESSES - 1,
-        "{said:?}"
-    );
+    assert_one_computed(children, work.path());
 }
 
 #[test]

@@ -1,0 +1,116 @@
+//! The child processes of the cross-process tests (`processes`, `shared_redis`): this test
+//! binary re-run on one `#[test]` that does nothing unless its environment gives it a role,
+//! and the marker files in a work directory by which children say what they did.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cacher::Cache;
+
+/// How many processes ask at once.
+pub(crate) const PROCESSES: usize = 4;
+
+/// This test binary re-run on the test `test` alone (its module path, as `cargo test --exact`
+/// names it) with `env` set and its stdout piped.
+pub(crate) fn spawn(test: &str, env: &[(&str, &OsStr)]) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--nocapture"])
+        .stdout(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().unwrap()
+}
+
+/// How many files in `dir` have a name starting with `prefix`.
+pub(crate) fn count(dir: &Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+        .count()
+}
+
+/// Leaves `<what>-<pid>` in `work`.
+pub(crate) fn mark(work: &Path, what: &str) {
+    std::fs::write(work.join(format!("{what}-{}", std::process::id())), b"").unwrap();
+}
+
+/// Holds a computation until `n` processes have marked `missed`, so that without leases each
+/// of them would compute. Bounded, so a broken build fails a count instead of hanging.
+pub(crate) fn until_all_missed(work: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(work, "missed-") < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until some process has marked `what`, at most 30 s.
+pub(crate) fn until_marked(work: &Path, what: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while count(work, &format!("{what}-")) == 0 {
+        assert!(Instant::now() < end, "no process marked {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A child's part in "processes ask one missing key": memoizes `fetch` (`x * 3`) on `cache`,
+/// marks `missed` if 14 is not cached, asks for 14 and prints `value <v> waits <waits>`. The
+/// process that computes marks `computed` and, if `hold`, computes until it is killed.
+pub(crate) fn ask_for_one_key(cache: &Cache, work: &Path, hold: bool) {
+    let memo = cache
+        .memoize("fetch")
+        .wrap(|x: u64| {
+            mark(work, "computed");
+            if hold {
+                std::thread::sleep(Duration::from_secs(120));
+            }
+            until_all_missed(work, PROCESSES);
+            x * 3
+        })
+        .unwrap();
+    let key = memo.key_for(&14).unwrap();
+    if !cache.contains(&key).unwrap() {
+        mark(work, "missed");
+    }
+    let value = memo.call(14);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "value {value} waits {}", cache.stats().total.waits).unwrap();
+}
+
+/// Waits for every child, checks each succeeded, and returns what they printed.
+pub(crate) fn outputs(children: Vec<Child>) -> Vec<String> {
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect()
+}
+
+/// What [`PROCESSES`] children that ran [`ask_for_one_key`] must have done: each got 42 and
+/// missed, one computed, and each of the others waited for it once.
+pub(crate) fn assert_one_computed(children: Vec<Child>, work: &Path) {
+    let outputs = outputs(children);
+    let said: Vec<&str> = outputs
+        .iter()
+        .flat_map(|o| o.lines().filter(|l| l.starts_with("value ")))
+        .collect();
+    assert_eq!(said.len(), PROCESSES, "{outputs:?}");
+    assert!(said.iter().all(|l| l.starts_with("value 42 ")), "{said:?}");
+    assert_eq!(count(work, "missed-"), PROCESSES);
+    assert_eq!(count(work, "computed-"), 1, "{said:?}");
+    assert_eq!(
+        said.iter().filter(|l| l.ends_with("waits 1")).count(),
+        PROCESSES - 1,
+        "{said:?}"
+    );
+}
