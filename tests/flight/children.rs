@@ -114,3 +114,20 @@ pub(crate) fn assert_one_computed(children: Vec<Child>, work: &Path) {
         "{said:?}"
     );
 }
+
+/// A child killed (`SIGKILL`) when dropped, so a failed test leaves no holder behind.
+pub(crate) struct KillOnDrop(pub(crate) Child);
+
+impl KillOnDrop {
+    /// Kills the child now and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

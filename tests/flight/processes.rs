@@ -1,6 +1,8 @@
 //! Four processes asking a memoized function for one missing key on a shared store compute it
-//! once (the per-key lease under the store), the others wait and read it. Before leases each
-//! process computed. Children are this test binary re-executed with `CACHER_FLIGHT_CHILD`.
+//! once (the per-key lease under the store), the others wait and read it; four processes
+//! asking for overlapping batches compute each key once, and a batch's holder killed while it
+//! computes leaves its keys to the next. Before leases each process computed. Children are
+//! this test binary re-executed with `CACHER_FLIGHT_CHILD` or `CACHER_BATCH_CHILD`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +10,10 @@ use std::time::Duration;
 use cacher::store::{DirStore, Store};
 use cacher::Cache;
 
-use crate::children::{ask_for_one_key, assert_one_computed, spawn, PROCESSES};
+use crate::children::{
+    ask_for_one_key, assert_one_computed, count, mark, outputs, spawn, until_all_missed,
+    until_marked, KillOnDrop, PROCESSES,
+};
 
 fn store(kind: &str, dir: &Path) -> Box<dyn Store> {
     match kind {
@@ -19,6 +24,15 @@ fn store(kind: &str, dir: &Path) -> Box<dyn Store> {
         "hybrid" => Box::new(cacher::store::HybridStore::open(dir).unwrap()),
         other => panic!("unknown store kind {other}"),
     }
+}
+
+/// A cache on the store `kind` in `dir`; `default` is `Cache::open`'s.
+fn cache_on(kind: &str, dir: &Path) -> Cache {
+    #[cfg(feature = "lmdb")]
+    if kind == "default" {
+        return Cache::open(dir).unwrap();
+    }
+    Cache::builder().store(store(kind, dir)).build().unwrap()
 }
 
 /// Not a test of its own: a child process's body when `CACHER_FLIGHT_CHILD` is set.
@@ -110,4 +124,176 @@ fn lock_files_left_by_dead_holders_are_cleaned_by_the_next_miss() {
         assert!(!f.exists(), "{} was left", f.display());
     }
     assert!(lease_dir.join("notes.txt").exists(), "not ours, kept");
+}
+
+/// The batch function of the batch children: marks `computed-<x>-<pid>` for each input, then
+/// holds until every child has missed (or, for the `hold` role, until killed).
+fn batch_fn(work: &Path, hold: bool) -> impl Fn(Vec<u64>) -> Vec<u64> + '_ {
+    move |xs: Vec<u64>| {
+        for x in &xs {
+            mark(work, &format!("computed-{x}"));
+        }
+        if hold {
+            mark(work, "holding");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        until_all_missed(work, PROCESSES);
+        xs.iter().map(|x| x * 3).collect()
+    }
+}
+
+fn inputs(list: &str) -> Vec<u64> {
+    list.split(',').map(|x| x.parse().unwrap()).collect()
+}
+
+/// Not a test of its own: a batch child's body when `CACHER_BATCH_CHILD` is set.
+#[test]
+fn batch_child_entry_point() {
+    let Ok(kind) = std::env::var("CACHER_BATCH_CHILD") else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var("CACHER_BATCH_DIR").unwrap());
+    let work = PathBuf::from(std::env::var("CACHER_BATCH_WORK").unwrap());
+    let inputs = inputs(&std::env::var("CACHER_BATCH_INPUTS").unwrap());
+    let hold = std::env::var("CACHER_BATCH_ROLE").is_ok_and(|r| r == "hold");
+    let cache = cache_on(&kind, &dir);
+    let memo = cache
+        .memoize("fetch_many")
+        .wrap_batch(batch_fn(&work, hold))
+        .unwrap();
+    let missing = inputs
+        .iter()
+        .any(|x| !cache.contains(memo.key_for(x).unwrap()).unwrap());
+    if missing {
+        mark(&work, "missed");
+    }
+    let values = memo.call_many(inputs).unwrap();
+    println!("values {values:?}");
+}
+
+fn batch_child(
+    kind: &str,
+    dir: &Path,
+    work: &Path,
+    inputs: &str,
+    role: &str,
+) -> std::process::Child {
+    spawn(
+        "processes::batch_child_entry_point",
+        &[
+            ("CACHER_BATCH_CHILD", kind.as_ref()),
+            ("CACHER_BATCH_DIR", dir.as_os_str()),
+            ("CACHER_BATCH_WORK", work.as_os_str()),
+            ("CACHER_BATCH_INPUTS", inputs.as_ref()),
+            ("CACHER_BATCH_ROLE", role.as_ref()),
+        ],
+    )
+}
+
+/// Four processes ask for overlapping batches, two of them the same keys in opposite orders:
+/// every key is computed by one process, none deadlocks. Before batches took leases, each
+/// process computed its whole batch.
+fn overlapping_batches_of_four_processes_compute_each_key_once(kind: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    drop(cache_on(kind, dir.path()));
+    let batches = ["1,2,3,4", "4,3,2,1", "3,4,5,6", "6,5,4,3"];
+    assert_eq!(batches.len(), PROCESSES);
+    let children: Vec<_> = batches
+        .iter()
+        .map(|b| batch_child(kind, dir.path(), work.path(), b, "ask"))
+        .collect();
+    let outputs = outputs(children);
+    for (batch, output) in batches.iter().zip(&outputs) {
+        let want: Vec<u64> = inputs(batch).iter().map(|x| x * 3).collect();
+        assert!(
+            output.lines().any(|l| l == format!("values {want:?}")),
+            "{batch}: {output}"
+        );
+    }
+    assert_eq!(count(work.path(), "missed-"), PROCESSES);
+    for x in 1..=6 {
+        assert_eq!(count(work.path(), &format!("computed-{x}-")), 1, "key {x}");
+    }
+}
+
+#[test]
+fn overlapping_batches_of_four_processes_on_a_dir_store_compute_each_key_once() {
+    overlapping_batches_of_four_processes_compute_each_key_once("dir");
+}
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn overlapping_batches_of_four_processes_on_an_lmdb_store_compute_each_key_once() {
+    overlapping_batches_of_four_processes_compute_each_key_once("lmdb");
+}
+
+/// The default store behind `Cache::open`.
+#[cfg(feature = "lmdb")]
+#[test]
+fn overlapping_batches_of_four_processes_on_the_default_store_compute_each_key_once() {
+    overlapping_batches_of_four_processes_compute_each_key_once("default");
+}
+
+/// A process killed (`SIGKILL`) while it computes a batch holds its keys' leases only until
+/// the OS drops its locks: another process's batch then takes them over and computes the keys
+/// under their leases, not once the 30 s lease timeout let it compute without them.
+#[test]
+fn a_batch_holder_killed_mid_compute_leaves_its_keys_to_the_next_batch_under_their_leases() {
+    let kind = if cfg!(feature = "lmdb") {
+        "default"
+    } else {
+        "dir"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cache = cache_on(kind, dir.path());
+    let leases = cacher::store::lease::Leases::open(cache.store().lease_dir().unwrap()).unwrap();
+    let mut holder = KillOnDrop(batch_child(
+        kind,
+        dir.path(),
+        work.path(),
+        "1,2,3,4",
+        "hold",
+    ));
+    until_marked(work.path(), "holding");
+    let probe = cache
+        .memoize("fetch_many")
+        .wrap_batch(batch_fn(work.path(), false))
+        .unwrap();
+    let key = |x: u64| probe.key_for(&x).unwrap();
+    for x in 1..=4 {
+        assert!(
+            leases.try_acquire(&key(x)).unwrap().is_none(),
+            "the holder holds the lease of {x} while it computes"
+        );
+    }
+    holder.kill();
+
+    let calls = std::sync::Mutex::new(Vec::<Vec<u64>>::new());
+    let held_by_us = std::sync::Mutex::new(Vec::<bool>::new());
+    let memo = cache
+        .memoize("fetch_many")
+        .wrap_batch(|xs: Vec<u64>| {
+            calls.lock().unwrap().push(xs.clone());
+            for x in &xs {
+                let free = leases.try_acquire(&key(*x)).unwrap().is_some();
+                held_by_us.lock().unwrap().push(!free);
+            }
+            xs.iter().map(|x| x * 3).collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert_eq!(memo.call_many([3, 4, 5, 6]).unwrap(), vec![9, 12, 15, 18]);
+    assert_eq!(*calls.lock().unwrap(), vec![vec![3, 4, 5, 6]]);
+    assert_eq!(
+        *held_by_us.lock().unwrap(),
+        vec![true; 4],
+        "computed under the leases the dead holder had, not after the lease timeout"
+    );
+    for x in 3..=6 {
+        assert!(
+            leases.try_acquire(&key(x)).unwrap().is_some(),
+            "the lease of {x} is released once its value is stored"
+        );
+    }
 }
