@@ -363,10 +363,13 @@ impl<'a> Site<'a> {
         led.sort_unstable_by(|a, b| a.key().cmp(b.key()));
         let deadline = Instant::now().checked_add(terms.wait());
         let mut leases = Vec::with_capacity(led.len());
-        for guard in led.iter() {
-            let wait = deadline.map_or(terms.wait(), |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+        for (i, guard) in led.iter().enumerate() {
+            // The first claim waits the whole timeout (its own deadline is no earlier than
+            // the batch's); the others what is left of it.
+            let wait = match deadline {
+                Some(d) if i > 0 => d.saturating_duration_since(Instant::now()),
+                _ => terms.wait(),
+            };
             let claim = self
                 .cache
                 .store()

@@ -103,6 +103,87 @@ fn a_waiter_computes_itself_once_the_lease_timeout_passes() {
     assert_eq!(cache.stats().total.stores, 1);
 }
 
+/// A DirStore that records how long each lease claim may wait.
+struct Recorded {
+    inner: DirStore,
+    waits: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl Store for Recorded {
+    fn read(&self, key: &[u8]) -> cacher::store::Result<Option<cacher::store::Blob>> {
+        self.inner.read(key)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> cacher::store::Result<()> {
+        self.inner.put(key, value)
+    }
+    fn delete(&self, key: &[u8]) -> cacher::store::Result<bool> {
+        self.inner.delete(key)
+    }
+    fn keys(&self) -> cacher::store::Result<cacher::store::KeyIter<'_>> {
+        self.inner.keys()
+    }
+    fn flush(&self) -> cacher::store::Result<()> {
+        self.inner.flush()
+    }
+    fn lease_dir(&self) -> Option<PathBuf> {
+        self.inner.lease_dir()
+    }
+    fn lease(
+        &self,
+        key: &[u8],
+        terms: &cacher::store::lease::Terms,
+    ) -> cacher::store::Result<Option<cacher::store::lease::Claim>> {
+        self.waits.lock().unwrap().push(terms.wait());
+        self.inner.lease(key, terms)
+    }
+}
+
+/// A batch whose keys' leases another holder keeps (as another process would) waits one
+/// lease timeout in all, not one per key: its second claim has no wait left. Then it computes
+/// both keys itself, in one call. Before, batches took no lease at all.
+#[test]
+fn a_batch_whose_leases_another_holder_keeps_waits_one_lease_timeout_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Recorded {
+        inner: DirStore::open(dir.path()).unwrap(),
+        waits: std::sync::Mutex::default(),
+    });
+    let leases = cacher::store::lease::Leases::open(store.lease_dir().unwrap()).unwrap();
+    let timeout = Duration::from_millis(20);
+    let cache = Cache::builder()
+        .store(store.clone())
+        .lease_timeout(Some(timeout))
+        .build()
+        .unwrap();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let memo = cache
+        .memoize("held")
+        .wrap_batch(|xs: Vec<u64>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            xs.iter().map(|x| x + 1).collect::<Vec<_>>()
+        })
+        .unwrap();
+    let held: Vec<_> = [1, 2]
+        .iter()
+        .map(|x| {
+            leases
+                .try_acquire(&memo.key_for(x).unwrap())
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(memo.call_many([1, 2]).unwrap(), vec![2, 3]);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(*store.waits.lock().unwrap(), vec![timeout, Duration::ZERO]);
+    drop(held);
+    assert_eq!(
+        memo.call_many([1, 2]).unwrap(),
+        vec![2, 3],
+        "stored: hits now"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[test]
 fn lock_files_left_by_dead_holders_are_cleaned_by_the_next_miss() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,17 +238,33 @@ fn batch_child_entry_point() {
     let inputs = inputs(&std::env::var("CACHER_BATCH_INPUTS").unwrap());
     let hold = std::env::var("CACHER_BATCH_ROLE").is_ok_and(|r| r == "hold");
     let cache = cache_on(&kind, &dir);
-    let memo = cache
-        .memoize("fetch_many")
-        .wrap_batch(batch_fn(&work, hold))
-        .unwrap();
-    let missing = inputs
-        .iter()
-        .any(|x| !cache.contains(memo.key_for(x).unwrap()).unwrap());
-    if missing {
-        mark(&work, "missed");
-    }
-    let values = memo.call_many(inputs).unwrap();
+    let values = if std::env::var("CACHER_BATCH_FORM").is_ok_and(|f| f == "items") {
+        // The per-item form: the missing inputs computed one by one, on two threads.
+        let f = batch_fn(&work, hold);
+        let memo = cache
+            .memoize("fetch_items")
+            .wrap(|x: u64| f(vec![x])[0])
+            .unwrap();
+        let missing = inputs
+            .iter()
+            .any(|x| !cache.contains(memo.key_for(x).unwrap()).unwrap());
+        if missing {
+            mark(&work, "missed");
+        }
+        memo.call_many_on_threads(inputs, 2).unwrap()
+    } else {
+        let memo = cache
+            .memoize("fetch_many")
+            .wrap_batch(batch_fn(&work, hold))
+            .unwrap();
+        let missing = inputs
+            .iter()
+            .any(|x| !cache.contains(memo.key_for(x).unwrap()).unwrap());
+        if missing {
+            mark(&work, "missed");
+        }
+        memo.call_many(inputs).unwrap()
+    };
     println!("values {values:?}");
 }
 
@@ -177,6 +274,7 @@ fn batch_child(
     work: &Path,
     inputs: &str,
     role: &str,
+    form: &str,
 ) -> std::process::Child {
     spawn(
         "processes::batch_child_entry_point",
@@ -186,6 +284,7 @@ fn batch_child(
             ("CACHER_BATCH_WORK", work.as_os_str()),
             ("CACHER_BATCH_INPUTS", inputs.as_ref()),
             ("CACHER_BATCH_ROLE", role.as_ref()),
+            ("CACHER_BATCH_FORM", form.as_ref()),
         ],
     )
 }
@@ -193,7 +292,7 @@ fn batch_child(
 /// Four processes ask for overlapping batches, two of them the same keys in opposite orders:
 /// every key is computed by one process, none deadlocks. Before batches took leases, each
 /// process computed its whole batch.
-fn overlapping_batches_of_four_processes_compute_each_key_once(kind: &str) {
+fn overlapping_batches_of_four_processes_compute_each_key_once(kind: &str, form: &str) {
     let dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     drop(cache_on(kind, dir.path()));
@@ -201,7 +300,7 @@ fn overlapping_batches_of_four_processes_compute_each_key_once(kind: &str) {
     assert_eq!(batches.len(), PROCESSES);
     let children: Vec<_> = batches
         .iter()
-        .map(|b| batch_child(kind, dir.path(), work.path(), b, "ask"))
+        .map(|b| batch_child(kind, dir.path(), work.path(), b, "ask", form))
         .collect();
     let outputs = outputs(children);
     for (batch, output) in batches.iter().zip(&outputs) {
@@ -219,20 +318,27 @@ fn overlapping_batches_of_four_processes_compute_each_key_once(kind: &str) {
 
 #[test]
 fn overlapping_batches_of_four_processes_on_a_dir_store_compute_each_key_once() {
-    overlapping_batches_of_four_processes_compute_each_key_once("dir");
+    overlapping_batches_of_four_processes_compute_each_key_once("dir", "batch");
 }
 
 #[cfg(feature = "lmdb")]
 #[test]
 fn overlapping_batches_of_four_processes_on_an_lmdb_store_compute_each_key_once() {
-    overlapping_batches_of_four_processes_compute_each_key_once("lmdb");
+    overlapping_batches_of_four_processes_compute_each_key_once("lmdb", "batch");
 }
 
 /// The default store behind `Cache::open`.
 #[cfg(feature = "lmdb")]
 #[test]
 fn overlapping_batches_of_four_processes_on_the_default_store_compute_each_key_once() {
-    overlapping_batches_of_four_processes_compute_each_key_once("default");
+    overlapping_batches_of_four_processes_compute_each_key_once("default", "batch");
+}
+
+/// The per-item form (`Memo::call_many_on_threads`) shares the batch path's leases.
+#[cfg(feature = "lmdb")]
+#[test]
+fn overlapping_per_item_batches_of_four_processes_on_an_lmdb_store_compute_each_key_once() {
+    overlapping_batches_of_four_processes_compute_each_key_once("lmdb", "items");
 }
 
 /// A process killed (`SIGKILL`) while it computes a batch holds its keys' leases only until
@@ -255,6 +361,7 @@ fn a_batch_holder_killed_mid_compute_leaves_its_keys_to_the_next_batch_under_the
         work.path(),
         "1,2,3,4",
         "hold",
+        "batch",
     ));
     until_marked(work.path(), "holding");
     let probe = cache
