@@ -356,7 +356,8 @@ impl<'a> Site<'a> {
     /// of their keys, so two batches never each hold a key the other waits for (the one
     /// holding the lower key never waits for it). All the claims share one deadline, one
     /// [lease timeout](crate::CacheBuilder::lease_timeout) away; a key whose lease it does
-    /// not win in time (or whose claim fails) is computed without one. `None`: no leases
+    /// not win in time is computed without one, and so is every key from the first claim
+    /// that fails (counted once). `None`: no leases
     /// (the store has none, or the cache turned them off); the leases won otherwise, by key.
     fn lease_led(&self, led: &mut [FlightGuard<'a>]) -> Option<Vec<(Vec<u8>, lease::Held)>> {
         let terms = turn::terms(self.cache)?;
@@ -374,13 +375,20 @@ impl<'a> Site<'a> {
                 .cache
                 .store()
                 .lease(guard.key(), &Terms::new(terms.ttl(), wait));
-            if matches!(claim, Ok(None)) {
+            let failed = match claim {
                 // A store no other process sees: nothing to share.
-                return None;
-            }
+                Ok(None) => return None,
+                Ok(_) => false,
+                Err(_) => true,
+            };
             match turn::lease_claimed(&self.stats, claim) {
                 LeaseStep::Won { lease, .. } => leases.push((guard.key().to_vec(), lease)),
                 LeaseStep::Without => {}
+            }
+            if failed {
+                // The store cannot lease now (a server down, a directory not writable): the
+                // other keys would fail alike, one error each. Computed without leases.
+                break;
             }
         }
         Some(leases)

@@ -103,10 +103,12 @@ fn a_waiter_computes_itself_once_the_lease_timeout_passes() {
     assert_eq!(cache.stats().total.stores, 1);
 }
 
-/// A DirStore that records how long each lease claim may wait.
+/// A DirStore that records how long each lease claim may wait, and whose claims fail if
+/// `fail_leases` (as a lease directory that cannot be written would).
 struct Recorded {
     inner: DirStore,
     waits: std::sync::Mutex<Vec<Duration>>,
+    fail_leases: bool,
 }
 
 impl Store for Recorded {
@@ -134,6 +136,13 @@ impl Store for Recorded {
         terms: &cacher::store::lease::Terms,
     ) -> cacher::store::Result<Option<cacher::store::lease::Claim>> {
         self.waits.lock().unwrap().push(terms.wait());
+        if self.fail_leases {
+            return Err(cacher::store::Error::Io {
+                op: "creating",
+                path: self.lease_dir().unwrap(),
+                source: std::io::ErrorKind::PermissionDenied.into(),
+            });
+        }
         self.inner.lease(key, terms)
     }
 }
@@ -147,6 +156,7 @@ fn a_batch_whose_leases_another_holder_keeps_waits_one_lease_timeout_in_all() {
     let store = std::sync::Arc::new(Recorded {
         inner: DirStore::open(dir.path()).unwrap(),
         waits: std::sync::Mutex::default(),
+        fail_leases: false,
     });
     let leases = cacher::store::lease::Leases::open(store.lease_dir().unwrap()).unwrap();
     let timeout = Duration::from_millis(20);
@@ -180,6 +190,38 @@ fn a_batch_whose_leases_another_holder_keeps_waits_one_lease_timeout_in_all() {
         memo.call_many([1, 2]).unwrap(),
         vec![2, 3],
         "stored: hits now"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A batch on a store whose lease claims fail stops claiming at the first failure: one error
+/// counted, every key computed (without a lease) in the batch's one call. Before, each key's
+/// claim was tried and counted.
+#[test]
+fn a_batch_whose_lease_claims_fail_counts_one_error_and_computes_without_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Recorded {
+        inner: DirStore::open(dir.path()).unwrap(),
+        waits: std::sync::Mutex::default(),
+        fail_leases: true,
+    });
+    let cache = Cache::builder().store(store.clone()).build().unwrap();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let memo = cache
+        .memoize("unleased")
+        .wrap_batch(|xs: Vec<u64>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            xs.iter().map(|x| x + 1).collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert_eq!(memo.call_many([1, 2, 3]).unwrap(), vec![2, 3, 4]);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(store.waits.lock().unwrap().len(), 1, "one claim tried");
+    assert_eq!(cache.stats().total.errors, 1);
+    assert_eq!(
+        memo.call_many([1, 2, 3]).unwrap(),
+        vec![2, 3, 4],
+        "stored all the same"
     );
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
