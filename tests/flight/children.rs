@@ -84,6 +84,65 @@ pub(crate) fn ask_for_one_key(cache: &Cache, work: &Path, hold: bool) {
     writeln!(out, "value {value} waits {}", cache.stats().total.waits).unwrap();
 }
 
+/// The batch function of the batch children: marks `computed-<x>-<pid>` for each input, then
+/// holds until every child has missed (or, if `hold`, until killed: after marking `holding`).
+pub(crate) fn batch_fn(work: &Path, hold: bool) -> impl Fn(Vec<u64>) -> Vec<u64> + '_ {
+    move |xs: Vec<u64>| {
+        for x in &xs {
+            mark(work, &format!("computed-{x}"));
+        }
+        if hold {
+            mark(work, "holding");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        until_all_missed(work, PROCESSES);
+        xs.iter().map(|x| x * 3).collect()
+    }
+}
+
+/// The inputs of a batch child, given as `1,2,3`.
+pub(crate) fn inputs(list: &str) -> Vec<u64> {
+    list.split(',').map(|x| x.parse().unwrap()).collect()
+}
+
+/// The overlapping batches of four children, two of them the same keys in opposite orders.
+pub(crate) const BATCHES: [&str; PROCESSES] = ["1,2,3,4", "4,3,2,1", "3,4,5,6", "6,5,4,3"];
+
+/// A batch child's part: memoizes [`batch_fn`] as the batch function `fetch_many` on `cache`,
+/// marks `missed` if any input is not cached, asks for `inputs` and prints `values [..]`.
+pub(crate) fn ask_for_batch(cache: &Cache, work: &Path, inputs: Vec<u64>, hold: bool) {
+    let memo = cache
+        .memoize("fetch_many")
+        .wrap_batch(batch_fn(work, hold))
+        .unwrap();
+    let missing = inputs
+        .iter()
+        .any(|x| !cache.contains(memo.key_for(x).unwrap()).unwrap());
+    if missing {
+        mark(work, "missed");
+    }
+    let values = memo.call_many(inputs).unwrap();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "values {values:?}").unwrap();
+}
+
+/// What [`PROCESSES`] children asking for [`BATCHES`] (in that order) must have done: each
+/// got its values and missed, and each of the keys 1 to 6 was computed by one of them.
+pub(crate) fn assert_each_key_computed_once(children: Vec<Child>, work: &Path) {
+    let outputs = outputs(children);
+    for (batch, output) in BATCHES.iter().zip(&outputs) {
+        let want: Vec<u64> = inputs(batch).iter().map(|x| x * 3).collect();
+        assert!(
+            output.lines().any(|l| l == format!("values {want:?}")),
+            "{batch}: {output}"
+        );
+    }
+    assert_eq!(count(work, "missed-"), PROCESSES);
+    for x in 1..=6 {
+        assert_eq!(count(work, &format!("computed-{x}-")), 1, "key {x}");
+    }
+}
+
 /// Waits for every child, checks each succeeded, and returns what they printed.
 pub(crate) fn outputs(children: Vec<Child>) -> Vec<String> {
     children

@@ -11,8 +11,8 @@ use cacher::store::{DirStore, Store};
 use cacher::Cache;
 
 use crate::children::{
-    ask_for_one_key, assert_one_computed, count, mark, outputs, spawn, until_all_missed,
-    until_marked, KillOnDrop, PROCESSES,
+    ask_for_batch, ask_for_one_key, assert_each_key_computed_once, assert_one_computed, batch_fn,
+    inputs, mark, spawn, until_marked, KillOnDrop, BATCHES, PROCESSES,
 };
 
 fn store(kind: &str, dir: &Path) -> Box<dyn Store> {
@@ -249,26 +249,6 @@ fn lock_files_left_by_dead_holders_are_cleaned_by_the_next_miss() {
     assert!(lease_dir.join("notes.txt").exists(), "not ours, kept");
 }
 
-/// The batch function of the batch children: marks `computed-<x>-<pid>` for each input, then
-/// holds until every child has missed (or, for the `hold` role, until killed).
-fn batch_fn(work: &Path, hold: bool) -> impl Fn(Vec<u64>) -> Vec<u64> + '_ {
-    move |xs: Vec<u64>| {
-        for x in &xs {
-            mark(work, &format!("computed-{x}"));
-        }
-        if hold {
-            mark(work, "holding");
-            std::thread::sleep(Duration::from_secs(120));
-        }
-        until_all_missed(work, PROCESSES);
-        xs.iter().map(|x| x * 3).collect()
-    }
-}
-
-fn inputs(list: &str) -> Vec<u64> {
-    list.split(',').map(|x| x.parse().unwrap()).collect()
-}
-
 /// Not a test of its own: a batch child's body when `CACHER_BATCH_CHILD` is set.
 #[test]
 fn batch_child_entry_point() {
@@ -280,7 +260,7 @@ fn batch_child_entry_point() {
     let inputs = inputs(&std::env::var("CACHER_BATCH_INPUTS").unwrap());
     let hold = std::env::var("CACHER_BATCH_ROLE").is_ok_and(|r| r == "hold");
     let cache = cache_on(&kind, &dir);
-    let values = if std::env::var("CACHER_BATCH_FORM").is_ok_and(|f| f == "items") {
+    if std::env::var("CACHER_BATCH_FORM").is_ok_and(|f| f == "items") {
         // The per-item form: the missing inputs computed one by one, on two threads.
         let f = batch_fn(&work, hold);
         let memo = cache
@@ -293,21 +273,11 @@ fn batch_child_entry_point() {
         if missing {
             mark(&work, "missed");
         }
-        memo.call_many_on_threads(inputs, 2).unwrap()
+        let values = memo.call_many_on_threads(inputs, 2).unwrap();
+        println!("values {values:?}");
     } else {
-        let memo = cache
-            .memoize("fetch_many")
-            .wrap_batch(batch_fn(&work, hold))
-            .unwrap();
-        let missing = inputs
-            .iter()
-            .any(|x| !cache.contains(memo.key_for(x).unwrap()).unwrap());
-        if missing {
-            mark(&work, "missed");
-        }
-        memo.call_many(inputs).unwrap()
-    };
-    println!("values {values:?}");
+        ask_for_batch(&cache, &work, inputs, hold);
+    }
 }
 
 fn batch_child(
@@ -331,31 +301,18 @@ fn batch_child(
     )
 }
 
-/// Four processes ask for overlapping batches, two of them the same keys in opposite orders:
-/// every key is computed by one process, none deadlocks. Before batches took leases, each
-/// process computed its whole batch.
+/// Four processes ask for overlapping batches ([`BATCHES`]), two of them the same keys in
+/// opposite orders: every key is computed by one process, none deadlocks. Before batches took
+/// leases, each process computed its whole batch.
 fn overlapping_batches_of_four_processes_compute_each_key_once(kind: &str, form: &str) {
     let dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     drop(cache_on(kind, dir.path()));
-    let batches = ["1,2,3,4", "4,3,2,1", "3,4,5,6", "6,5,4,3"];
-    assert_eq!(batches.len(), PROCESSES);
-    let children: Vec<_> = batches
+    let children: Vec<_> = BATCHES
         .iter()
         .map(|b| batch_child(kind, dir.path(), work.path(), b, "ask", form))
         .collect();
-    let outputs = outputs(children);
-    for (batch, output) in batches.iter().zip(&outputs) {
-        let want: Vec<u64> = inputs(batch).iter().map(|x| x * 3).collect();
-        assert!(
-            output.lines().any(|l| l == format!("values {want:?}")),
-            "{batch}: {output}"
-        );
-    }
-    assert_eq!(count(work.path(), "missed-"), PROCESSES);
-    for x in 1..=6 {
-        assert_eq!(count(work.path(), &format!("computed-{x}-")), 1, "key {x}");
-    }
+    assert_each_key_computed_once(children, work.path());
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! is taken over once its lease's TTL runs out, while a live holder slower than the TTL keeps
 //! its lease by renewing it; and with the server down, calls compute without the cache and
 //! count the error, then use it again once it is back. Before `Store::lease`, the Cache's
-//! single-flight took only file leases, so processes on Redis each computed. Children are this
+//! single-flight took only file leases, so processes on Redis each computed. Batches take the
+//! same leases: four processes with overlapping batches compute each key once. Children are this
 //! test binary re-executed with `CACHER_REDIS_CHILD`; each test starts its own server.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,10 @@ use std::time::Duration;
 use cacher::store::redis::{RedisOptions, RedisStore};
 use cacher::Cache;
 
-use crate::children::{ask_for_one_key, assert_one_computed, spawn, until_marked, PROCESSES};
+use crate::children::{
+    ask_for_batch, ask_for_one_key, assert_each_key_computed_once, assert_one_computed, inputs,
+    spawn, until_marked, BATCHES, PROCESSES,
+};
 use crate::redis_server::{unique_prefix as prefix, Server};
 
 fn cache_on(url: &str, prefix: &str, lease_ttl: Duration) -> Cache {
@@ -36,11 +40,26 @@ fn redis_child_entry_point() {
     let prefix = std::env::var("CACHER_REDIS_PREFIX").unwrap();
     let work = PathBuf::from(std::env::var("CACHER_REDIS_WORK").unwrap());
     let cache = cache_on(&url, &prefix, Duration::from_secs(2));
+    if role == "batch" {
+        let inputs = inputs(&std::env::var("CACHER_REDIS_INPUTS").unwrap());
+        ask_for_batch(&cache, &work, inputs, false);
+        return;
+    }
     // A holder computes until killed.
     ask_for_one_key(&cache, &work, role == "hold");
 }
 
 fn child(role: &str, server: &Server, prefix: &str, work: &Path) -> std::process::Child {
+    batch_child(role, server, prefix, work, "")
+}
+
+fn batch_child(
+    role: &str,
+    server: &Server,
+    prefix: &str,
+    work: &Path,
+    inputs: &str,
+) -> std::process::Child {
     spawn(
         "shared_redis::redis_child_entry_point",
         &[
@@ -48,6 +67,7 @@ fn child(role: &str, server: &Server, prefix: &str, work: &Path) -> std::process
             ("CACHER_REDIS_URL", server.url().as_ref()),
             ("CACHER_REDIS_PREFIX", prefix.as_ref()),
             ("CACHER_REDIS_WORK", work.as_os_str()),
+            ("CACHER_REDIS_INPUTS", inputs.as_ref()),
         ],
     )
 }
@@ -63,6 +83,22 @@ fn four_processes_sharing_a_redis_cache_compute_one_key_once() {
         .map(|_| child("ask", &server, &prefix, work.path()))
         .collect();
     assert_one_computed(children, work.path());
+}
+
+/// Batches take the store's leases too (here Redis's, renewed while held): four processes
+/// asking for overlapping batches compute each key once. Before, each computed its batch.
+#[test]
+fn four_processes_sharing_a_redis_cache_with_overlapping_batches_compute_each_key_once() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix("batches");
+    let children: Vec<_> = BATCHES
+        .iter()
+        .map(|b| batch_child("batch", &server, &prefix, work.path(), b))
+        .collect();
+    assert_each_key_computed_once(children, work.path());
 }
 
 #[test]
