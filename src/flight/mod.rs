@@ -242,6 +242,18 @@ impl Flights {
 
     /// [`wait_for`](Flights::wait_for) with a deadline of the caller's (`None`: none), so
     /// that one caller waiting for many keys (a batch) waits at most one timeout in all.
+    ///
+    /// ```
+    /// use cacher::flight::{Awaited, Flights};
+    /// use std::time::{Duration, Instant};
+    /// let flights = Flights::new();
+    /// assert_eq!(flights.wait_until(b"k", None), Awaited::Nobody);
+    /// let _stuck = flights.try_lead(b"k").unwrap(); // a leader that never finishes
+    /// let deadline = Instant::now().checked_add(Duration::from_millis(1));
+    /// let waited = std::thread::scope(|s| s.spawn(|| flights.wait_until(b"k", deadline)).join());
+    /// assert_eq!(waited.unwrap(), Awaited::TimedOut);
+    /// assert_eq!(flights.timed_out(), 1);
+    /// ```
     pub fn wait_until(&self, key: &[u8], deadline: Option<Instant>) -> Awaited {
         let Some(flight) = lock(&self.map).get(key).cloned() else {
             return Awaited::Nobody;
