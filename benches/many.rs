@@ -88,6 +88,24 @@ fn batch_vs_single(c: &mut Criterion) {
             )
         });
         if label == "none" {
+            // What the cross-process leases cost a batch (one lock file per missing key):
+            // the same batch on a cache that takes none.
+            let unleased = Cache::builder()
+                .store(store.clone())
+                .lease_timeout(None)
+                .build()
+                .unwrap();
+            let unleased_batch = unleased
+                .memoize("value")
+                .wrap_batch(|xs: Vec<u64>| xs.into_iter().map(value).collect::<Vec<_>>())
+                .unwrap();
+            group.bench_function("batch-fn/no-leases", |b| {
+                b.iter_batched(
+                    forget,
+                    |()| black_box(unleased_batch.call_many(inputs.iter().copied()).unwrap()),
+                    BatchSize::PerIteration,
+                )
+            });
             // The floor of any batch: making the 10,000 keys, and one raw get_many of them.
             group.bench_function("parts/keys-only", |b| {
                 b.iter(|| {

@@ -3,6 +3,8 @@
 
 #[path = "flight/background.rs"]
 mod background;
+#[path = "flight/children.rs"]
+mod children;
 #[path = "flight/processes.rs"]
 mod processes;
 /// The private `redis-server` of each test, shared with cacher-store's Redis tests.

@@ -67,6 +67,8 @@ pub struct Flights {
     pub(crate) lease_ttl: Duration,
     /// Leases claimed so far, which paces the cleaning of dead holders' lock files.
     pub(crate) claims: AtomicU64,
+    /// Waits that gave up on a leader of this process; see [`Flights::timed_out`].
+    timed_out: AtomicU64,
 }
 
 impl Default for Flights {
@@ -78,6 +80,7 @@ impl Default for Flights {
             lease_timeout: Some(DEFAULT_LEASE_TIMEOUT),
             lease_ttl: DEFAULT_LEASE_TTL,
             claims: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
         }
     }
 }
@@ -99,6 +102,17 @@ pub enum Role<'a> {
     Reentrant,
     /// The leader kept the key past [`Flights::wait_timeout`]: compute without single-flight
     /// (the leader may be stuck; a duplicate computation is the price of not hanging).
+    TimedOut,
+}
+
+/// How [`Flights::wait_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// Nobody (else) was computing the key: nothing to wait for.
+    Nobody,
+    /// The flight ended: look the cache up again.
+    Finished,
+    /// The deadline passed first; the flight goes on.
     TimedOut,
 }
 
@@ -177,8 +191,14 @@ impl Flights {
         self.wait_timeout
     }
 
+    /// How many waits for a leader of this process gave up at the wait timeout so far (each
+    /// one a caller that then computed itself): a stuck leader shows here.
+    pub fn timed_out(&self) -> u64 {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
     /// When a wait starting now ends (`None`: never).
-    fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.wait_timeout
             .and_then(|t| Instant::now().checked_add(t))
     }
@@ -217,26 +237,56 @@ impl Flights {
     /// while leading other keys (a batch: see `src/memo/batch.rs`), so waits never form a
     /// cycle.
     pub fn wait_for(&self, key: &[u8]) -> bool {
+        self.wait_until(key, self.deadline()) != Awaited::Nobody
+    }
+
+    /// [`wait_for`](Flights::wait_for) with a deadline of the caller's (`None`: none), so
+    /// that one caller waiting for many keys (a batch) waits at most one timeout in all.
+    ///
+    /// ```
+    /// use cacher::flight::{Awaited, Flights};
+    /// use std::time::{Duration, Instant};
+    /// let flights = Flights::new();
+    /// assert_eq!(flights.wait_until(b"k", None), Awaited::Nobody);
+    /// let _stuck = flights.try_lead(b"k").unwrap(); // a leader that never finishes
+    /// let deadline = Instant::now().checked_add(Duration::from_millis(1));
+    /// let waited = std::thread::scope(|s| s.spawn(|| flights.wait_until(b"k", deadline)).join());
+    /// assert_eq!(waited.unwrap(), Awaited::TimedOut);
+    /// assert_eq!(flights.timed_out(), 1);
+    /// ```
+    pub fn wait_until(&self, key: &[u8], deadline: Option<Instant>) -> Awaited {
         let Some(flight) = lock(&self.map).get(key).cloned() else {
-            return false;
+            return Awaited::Nobody;
         };
         let state = lock(&flight.state);
         if state.running_on == Some(std::thread::current().id()) {
-            return false;
+            return Awaited::Nobody;
         }
-        let _ = self.wait_on(&flight, state);
-        true
+        if self.wait_on_until(&flight, state, deadline) {
+            Awaited::Finished
+        } else {
+            Awaited::TimedOut
+        }
     }
 
     /// Blocks until `flight` finishes or the wait times out; returns whether it finished.
-    fn wait_on(&self, flight: &Flight, mut state: MutexGuard<'_, State>) -> bool {
-        let deadline = self.deadline();
+    fn wait_on(&self, flight: &Flight, state: MutexGuard<'_, State>) -> bool {
+        self.wait_on_until(flight, state, self.deadline())
+    }
+
+    fn wait_on_until(
+        &self,
+        flight: &Flight,
+        mut state: MutexGuard<'_, State>,
+        deadline: Option<Instant>,
+    ) -> bool {
         while !state.finished {
             state = match deadline {
                 None => flight.done.wait(state).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        self.timed_out.fetch_add(1, Ordering::Relaxed);
                         return false;
                     }
                     flight

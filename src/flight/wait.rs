@@ -73,6 +73,9 @@ impl<'a> Future for Wait<'a> {
             return Poll::Ready(Role::Reentrant);
         }
         if this.deadline.is_some_and(|d| Instant::now() >= d) {
+            this.flights
+                .timed_out
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Poll::Ready(Role::TimedOut);
         }
         if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {

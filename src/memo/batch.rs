@@ -12,11 +12,28 @@
 //! lets go of what it gathered, waits for the taken keys, and tries again (at most
 //! [`ROUNDS`] times, then computes the rest itself — a duplicate, never a deadlock). So two
 //! batches wanting `[1, 2]` and `[2, 1]` cannot each hold one key and wait for the other.
+//! All its waits share one deadline, one [wait timeout](crate::CacheBuilder::wait_timeout)
+//! away: a stuck leader holds a batch up for one timeout, whatever the number of its keys.
+//!
+//! # Single-flight across processes
+//! On a store processes share ([`Store::lease`](cacher_store::Store::lease): LmdbStore,
+//! HybridStore, DirStore, LogStore, RedisStore), a batch then takes the lease of each key it
+//! leads, as a single call does, in the order of the keys: a batch waits only for a lease
+//! whose key is above every key it holds, so two batches (of any processes) cannot each hold
+//! a lease the other waits for. Its claims share one deadline, one
+//! [lease timeout](crate::CacheBuilder::lease_timeout) away, after which it computes the keys
+//! it has no lease for itself. Once it holds its leases it looks all its led keys up again
+//! (one `get_many`), so a key another process stored meanwhile is read, not computed. A
+//! holder that dies (even by `SIGKILL`) loses its file leases with its process.
 
 use std::collections::HashMap;
+use std::time::Instant;
+
+use cacher_store::lease::{self, Terms};
 
 use crate::clock::duration_ms;
-use crate::flight::{FlightGuard, Ticket};
+use crate::flight::turn::{self, LeaseStep};
+use crate::flight::{Awaited, FlightGuard, Ticket};
 use crate::memo::{Call, Mode, Site, Status, StorePolicy};
 use crate::report::ErrorKind;
 use crate::stats::timed;
@@ -25,6 +42,16 @@ use crate::Error;
 
 /// How many times a batch gathers its keys before it computes without the ones others hold.
 const ROUNDS: usize = 3;
+
+/// What a batch holds while it computes the keys it leads; dropped once their values are
+/// stored (or the batch failed).
+#[derive(Default)]
+struct Held<'a> {
+    // Field order is drop order: the leases are released before this process's waiters wake,
+    // so they never find a lease still held by their own process.
+    _leases: Vec<lease::Held>,
+    _flights: Vec<FlightGuard<'a>>,
+}
 
 /// Why a batch call failed: the cache, or the batch function itself.
 #[derive(Debug, thiserror::Error)]
@@ -185,10 +212,10 @@ impl<'a> Site<'a> {
         // Values other callers stored while this batch waited for them, by slot.
         let mut late: Vec<Option<P::Stored>> = Vec::new();
         late.resize_with(todo.len(), || None);
-        let _guards = if opts.mode == Mode::Normal && !todo.is_empty() {
+        let _held = if opts.mode == Mode::Normal && !todo.is_empty() {
             self.lead_batch::<P::Stored>(&todo_keys, ticket, &mut late)
         } else {
-            Vec::new()
+            Held::default()
         };
         let mut computed: Vec<Option<(R, Status)>> = Vec::new();
         computed.resize_with(todo.len(), || None);
@@ -243,33 +270,45 @@ impl<'a> Site<'a> {
         Ok(out)
     }
 
-    /// Leads the batch's missing `keys` (see the [module docs](self)): returns the guards of
-    /// the keys this batch computes, and fills `late` with the values of the keys others
-    /// computed meanwhile (counted as waits). Keys neither led nor found are computed
-    /// without single-flight.
+    /// Leads the batch's missing `keys` (see the [module docs](self)), in this process and
+    /// then among the processes sharing the store: returns the flights and leases of the keys
+    /// this batch computes, and fills `late` with the values of the keys others computed
+    /// meanwhile (counted as waits). Keys neither led nor found are computed without
+    /// single-flight (in this process), or without a lease (among processes).
     fn lead_batch<T: serde::de::DeserializeOwned>(
         &self,
         keys: &[&[u8]],
         ticket: Ticket,
         late: &mut [Option<T>],
-    ) -> Vec<FlightGuard<'a>> {
+    ) -> Held<'a> {
         let flights = &self.cache.inner.flights;
+        // One deadline for the whole batch: a stuck leader costs it one wait timeout, however
+        // many keys the leader holds and however many rounds the batch gathers.
+        let deadline = flights.deadline();
         // The ticket stays the one taken before the batch's lookup: a key not waited for
         // was last looked up then, so a flight that ended since must make the leader look
         // again.
         let mut led: Vec<FlightGuard<'a>> = Vec::new();
+        let mut timed_out = false;
         for round in 0..ROUNDS {
             // Wait for the keys others compute, holding nothing, then look them up again.
             let mut waited = Vec::new();
             for (i, key) in keys.iter().enumerate() {
-                if late[i].is_none() && flights.wait_for(key) {
-                    waited.push(i);
+                if late[i].is_some() || timed_out {
+                    continue;
+                }
+                match flights.wait_until(key, deadline) {
+                    Awaited::Nobody => {}
+                    Awaited::Finished => waited.push(i),
+                    Awaited::TimedOut => timed_out = true,
                 }
             }
             if !waited.is_empty() {
                 self.recheck_into(keys, &waited, late);
             }
-            // Gather every key still missing; let go of all of them if one is taken.
+            // Gather every key still missing; let go of all of them if one is taken, unless
+            // this is the last gathering (then the taken ones are computed without a flight).
+            let last = round + 1 == ROUNDS || timed_out;
             let mut taken = false;
             for (i, key) in keys.iter().enumerate() {
                 if late[i].is_some() {
@@ -279,27 +318,80 @@ impl<'a> Site<'a> {
                     Some(guard) => led.push(guard),
                     None => {
                         taken = true;
-                        if round + 1 < ROUNDS {
+                        if !last {
                             break;
                         }
                     }
                 }
             }
-            if taken && round + 1 < ROUNDS {
+            if taken && !last {
                 led.clear();
                 continue;
             }
             break;
         }
-        // A flight that ended since the lookup may have stored one of the led keys.
-        if led.iter().any(FlightGuard::needs_recheck) {
-            let index: HashMap<&[u8], usize> =
-                keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        if led.is_empty() {
+            return Held::default();
+        }
+        let index: HashMap<&[u8], usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        let leases = self.lease_led(&mut led);
+        // After leases, always look again: another process may have stored a led key since
+        // this batch's lookup (under its lease, which it released before this batch took it).
+        // Without leases, only when a flight of this process ended since the lookup.
+        if leases.is_some() || led.iter().any(FlightGuard::needs_recheck) {
             let led_slots: Vec<usize> = led.iter().map(|g| index[g.key()]).collect();
             self.recheck_into(keys, &led_slots, late);
-            led.retain(|g| late[index[g.key()]].is_none());
         }
-        led
+        let mut leases = leases.unwrap_or_default();
+        // Keys found are not computed: let their leases go, then their flights.
+        leases.retain(|(key, _)| late[index[key.as_slice()]].is_none());
+        led.retain(|g| late[index[g.key()]].is_none());
+        Held {
+            _leases: leases.into_iter().map(|(_, lease)| lease).collect(),
+            _flights: led,
+        }
+    }
+
+    /// Takes the leases of the led keys among the processes sharing the store, in the order
+    /// of their keys, so two batches never each hold a key the other waits for (the one
+    /// holding the lower key never waits for it). All the claims share one deadline, one
+    /// [lease timeout](crate::CacheBuilder::lease_timeout) away; a key whose lease it does
+    /// not win in time is computed without one, and so is every key from the first claim
+    /// that fails (counted once). `None`: no leases
+    /// (the store has none, or the cache turned them off); the leases won otherwise, by key.
+    fn lease_led(&self, led: &mut [FlightGuard<'a>]) -> Option<Vec<(Vec<u8>, lease::Held)>> {
+        let terms = turn::terms(self.cache)?;
+        led.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+        let deadline = Instant::now().checked_add(terms.wait());
+        let mut leases = Vec::with_capacity(led.len());
+        for (i, guard) in led.iter().enumerate() {
+            // The first claim waits the whole timeout (its own deadline is no earlier than
+            // the batch's); the others what is left of it.
+            let wait = match deadline {
+                Some(d) if i > 0 => d.saturating_duration_since(Instant::now()),
+                _ => terms.wait(),
+            };
+            let claim = self
+                .cache
+                .store()
+                .lease(guard.key(), &Terms::new(terms.ttl(), wait));
+            let failed = match claim {
+                // A store no other process sees: nothing to share.
+                Ok(None) => return None,
+                Ok(_) => false,
+                Err(_) => true,
+            };
+            match turn::lease_claimed(&self.stats, claim) {
+                LeaseStep::Won { lease, .. } => leases.push((guard.key().to_vec(), lease)),
+                LeaseStep::Without => {}
+            }
+            if failed {
+                // The store cannot lease now (a server down, a directory not writable): the
+                // other keys would fail alike, one error each. Computed without leases.
+                break;
+            }
+        }
+        Some(leases)
     }
 
     /// Looks the keys at `slots` up again after a wait; found values go to `late` and count
@@ -358,5 +450,52 @@ impl<'a> Site<'a> {
             }
         }
         self.cache.put_many_encoded(&encoded, &self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use crate::store::MemoryStore;
+    use crate::Cache;
+
+    /// A stuck in-process leader used to hold a batch for a wait timeout per key and round
+    /// (three rounds): six timed-out waits for two stuck keys before the batch computed them.
+    #[test]
+    fn a_batch_whose_keys_stuck_leaders_hold_waits_one_timeout_in_all_then_computes_them() {
+        let cache = Cache::builder()
+            .store(MemoryStore::new())
+            .wait_timeout(Some(Duration::from_millis(20)))
+            .build()
+            .unwrap();
+        let computed = Mutex::new(Vec::<Vec<u64>>::new());
+        let memo = cache
+            .memoize("stuck")
+            .wrap_batch(|xs: Vec<u64>| {
+                computed.lock().unwrap().push(xs.clone());
+                xs.iter().map(|x| x * 10).collect::<Vec<_>>()
+            })
+            .unwrap();
+        let flights = &cache.inner.flights;
+        // Two leaders that never finish (held by this thread; the batch runs on another).
+        let keys = [memo.key_for(&1).unwrap(), memo.key_for(&2).unwrap()];
+        let stuck: Vec<_> = keys.iter().map(|k| flights.try_lead(k).unwrap()).collect();
+        let out = std::thread::scope(|s| s.spawn(|| memo.call_many([1, 2, 3])).join())
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, vec![10, 20, 30]);
+        assert_eq!(
+            *computed.lock().unwrap(),
+            vec![vec![1, 2, 3]],
+            "the batch computed the stuck keys itself, in its one call"
+        );
+        assert_eq!(
+            flights.timed_out(),
+            1,
+            "one wait gave up, for the whole batch"
+        );
+        drop(stuck);
     }
 }

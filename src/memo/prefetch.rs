@@ -1,6 +1,7 @@
 //! Background work of a memoized function shared in an `Arc`: [`Memo::prefetch`] computes
 //! missing values on a few threads, and [`Memo::call_stale_while_revalidate`] serves an
-//! expired value while one refresh runs in the background.
+//! expired value while one refresh runs in the background (one among the processes sharing
+//! the store, too: a refresh whose key's lease another process holds is left to it).
 //!
 //! Both need the function and its arguments to move to other threads, hence the receiver
 //! `self: &Arc<Memo>` and the `Send + 'static` bounds; the plain calls keep none of them.
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use cacher_store::lease::Claim;
 use serde::de::DeserializeOwned;
 
 use crate::clock::duration_ms;
@@ -102,7 +104,8 @@ pub struct Refresh(JoinHandle<bool>);
 
 impl Refresh {
     /// Blocks until the refresh ends; `true` when it stored a new value (or found one that
-    /// another caller stored), `false` when it failed (counted in `refresh_failures`).
+    /// another caller stored, or left the refresh to another process holding the key's
+    /// lease), `false` when it failed (counted in `refresh_failures`).
     pub fn wait(self) -> bool {
         self.0.join().unwrap_or(false)
     }
@@ -243,11 +246,28 @@ where
         Ok((P::restore(stale), Freshness::Stale { refresh }))
     }
 
-    /// The background refresh of `key`: leads its flight (or leaves it to whoever does),
-    /// looks again, computes and stores.
+    /// The background refresh of `key`: leads its flight and takes its lease (or leaves it to
+    /// whoever holds either), looks again, computes and stores.
     fn refresh(&self, key: &[u8], args: A) -> bool {
         let Some(_flight) = self.id.cache.inner.flights.try_lead(key) else {
             return true;
+        };
+        // Among processes too, without waiting: one holding the key's lease is refreshing it
+        // (or computing it), so the stale value stays until that one stores. Declared after
+        // the flight, so it is released first.
+        let _lease = match crate::flight::turn::terms(&self.id.cache) {
+            None => None,
+            Some(terms) => match self.id.cache.store().lease(key, &terms.without_waiting()) {
+                Ok(Some(Claim::Won { lease, .. })) => Some(lease),
+                Ok(Some(Claim::TimedOut)) => return true,
+                Ok(None) => None,
+                Err(e) => {
+                    // Refreshing without the lease risks a duplicate, not a wrong value.
+                    self.id.stats.errors.fetch_add(1, RELAXED);
+                    tracing::debug!(error = %e, "cacher: no lease for a refresh");
+                    None
+                }
+            },
         };
         let now = self.id.cache.now_ms();
         if let Some((_, expiry)) = read_any::<P::Stored>(&self.id.cache, key, self.id.fingerprint) {

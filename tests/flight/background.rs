@@ -1,6 +1,7 @@
 //! Background work: prefetch computes only the missing inputs on a bounded pool and can be
 //! cancelled; stale-while-revalidate serves an expired value while one refresh runs, and a
-//! failed refresh keeps the stale value for the grace period only. Time is a `ManualClock`.
+//! failed refresh keeps the stale value for the grace period only, and a refresh is left to
+//! another process holding the key's lease. Time is a `ManualClock`.
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -197,4 +198,59 @@ fn a_failed_refresh_keeps_the_stale_value_for_the_grace_period_only() {
     let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
     assert_eq!(v, Err("upstream down"));
     assert!(matches!(f, Freshness::Computed), "{f:?}");
+}
+
+/// A stale call on a store processes share leaves the refresh to another process already
+/// refreshing the key (holding its lease): no second computation, the stale value served. Once
+/// the lease is free, the next stale call refreshes. Before, every process refreshed.
+#[test]
+fn a_refresh_is_left_to_another_process_holding_the_keys_lease() {
+    use cacher::store::{DirStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::open(dir.path()).unwrap();
+    let leases = cacher::store::lease::Leases::open(store.lease_dir().unwrap()).unwrap();
+    let clock = ManualClock::new(0);
+    let cache = Cache::builder()
+        .store(store)
+        .clock(clock.clone())
+        .ttl(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let memo = Arc::new(
+        cache
+            .memoize("shared_version")
+            .wrap({
+                let calls = calls.clone();
+                move |_: ()| calls.fetch_add(1, SeqCst)
+            })
+            .unwrap(),
+    );
+    let grace = Duration::from_secs(60);
+    assert_eq!(memo.call_stale_while_revalidate((), grace).unwrap().0, 0);
+    clock.advance(Duration::from_secs(11));
+    let key = memo.key_for(&()).unwrap();
+    let other = leases.try_acquire(&key).unwrap().expect("free");
+    let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
+    assert_eq!(v, 0, "the stale value");
+    let Freshness::Stale {
+        refresh: Some(refresh),
+    } = f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(refresh.wait(), "left to the other process, not failed");
+    assert_eq!(calls.load(SeqCst), 1, "no second refresh");
+    drop(other);
+    let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
+    assert_eq!(v, 0);
+    let Freshness::Stale {
+        refresh: Some(refresh),
+    } = f
+    else {
+        panic!("{f:?}")
+    };
+    assert!(refresh.wait());
+    assert_eq!(calls.load(SeqCst), 2, "refreshed once the lease was free");
+    assert_eq!(memo.call_stale_while_revalidate((), grace).unwrap().0, 1);
 }

@@ -3,31 +3,22 @@
 //! is taken over once its lease's TTL runs out, while a live holder slower than the TTL keeps
 //! its lease by renewing it; and with the server down, calls compute without the cache and
 //! count the error, then use it again once it is back. Before `Store::lease`, the Cache's
-//! single-flight took only file leases, so processes on Redis each computed. Children are this
+//! single-flight took only file leases, so processes on Redis each computed. Batches take the
+//! same leases: four processes with overlapping batches compute each key once. Children are this
 //! test binary re-executed with `CACHER_REDIS_CHILD`; each test starts its own server.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cacher::store::redis::{RedisOptions, RedisStore};
 use cacher::Cache;
 
+use crate::children::{
+    ask_for_batch, ask_for_one_key, assert_each_key_computed_once, assert_one_computed, inputs,
+    spawn, until_marked, BATCHES, PROCESSES,
+};
 use crate::redis_server::{unique_prefix as prefix, Server};
-
-const PROCESSES: usize = 4;
-
-fn count(dir: &Path, prefix: &str) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        })
-        .count()
-}
 
 fn cache_on(url: &str, prefix: &str, lease_ttl: Duration) -> Cache {
     let options = RedisOptions::new(prefix).with_timeout(Duration::from_millis(500));
@@ -49,46 +40,36 @@ fn redis_child_entry_point() {
     let prefix = std::env::var("CACHER_REDIS_PREFIX").unwrap();
     let work = PathBuf::from(std::env::var("CACHER_REDIS_WORK").unwrap());
     let cache = cache_on(&url, &prefix, Duration::from_secs(2));
-    let memo = cache
-        .memoize("fetch")
-        .wrap(|x: u64| {
-            let pid = std::process::id();
-            std::fs::write(work.join(format!("computed-{pid}")), b"").unwrap();
-            if role == "hold" {
-                // Computes until killed.
-                std::thread::sleep(Duration::from_secs(120));
-            }
-            // Held until every process has missed, so without leases each would compute.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while count(&work, "missed-") < PROCESSES && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            x * 3
-        })
-        .unwrap();
-    let key = memo.key_for(&14).unwrap();
-    if !cache.contains(&key).unwrap() {
-        std::fs::write(work.join(format!("missed-{}", std::process::id())), b"").unwrap();
+    if role == "batch" {
+        let inputs = inputs(&std::env::var("CACHER_REDIS_INPUTS").unwrap());
+        ask_for_batch(&cache, &work, inputs, false);
+        return;
     }
-    let value = memo.call(14);
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "value {value} waits {}", cache.stats().total.waits).unwrap();
+    // A holder computes until killed.
+    ask_for_one_key(&cache, &work, role == "hold");
 }
 
 fn child(role: &str, server: &Server, prefix: &str, work: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "shared_redis::redis_child_entry_point",
-            "--nocapture",
-        ])
-        .env("CACHER_REDIS_CHILD", role)
-        .env("CACHER_REDIS_URL", server.url())
-        .env("CACHER_REDIS_PREFIX", prefix)
-        .env("CACHER_REDIS_WORK", work)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
+    batch_child(role, server, prefix, work, "")
+}
+
+fn batch_child(
+    role: &str,
+    server: &Server,
+    prefix: &str,
+    work: &Path,
+    inputs: &str,
+) -> std::process::Child {
+    spawn(
+        "shared_redis::redis_child_entry_point",
+        &[
+            ("CACHER_REDIS_CHILD", role.as_ref()),
+            ("CACHER_REDIS_URL", server.url().as_ref()),
+            ("CACHER_REDIS_PREFIX", prefix.as_ref()),
+            ("CACHER_REDIS_WORK", work.as_os_str()),
+            ("CACHER_REDIS_INPUTS", inputs.as_ref()),
+        ],
+    )
 }
 
 #[test]
@@ -101,27 +82,23 @@ fn four_processes_sharing_a_redis_cache_compute_one_key_once() {
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| child("ask", &server, &prefix, work.path()))
         .collect();
-    let outputs: Vec<String> = children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            assert!(out.status.success());
-            String::from_utf8(out.stdout).unwrap()
-        })
-        .collect();
-    let said: Vec<&str> = outputs
+    assert_one_computed(children, work.path());
+}
+
+/// Batches take the store's leases too (here Redis's, renewed while held): four processes
+/// asking for overlapping batches compute each key once. Before, each computed its batch.
+#[test]
+fn four_processes_sharing_a_redis_cache_with_overlapping_batches_compute_each_key_once() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix("batches");
+    let children: Vec<_> = BATCHES
         .iter()
-        .flat_map(|o| o.lines().filter(|l| l.starts_with("value ")))
+        .map(|b| batch_child("batch", &server, &prefix, work.path(), b))
         .collect();
-    assert_eq!(said.len(), PROCESSES, "{outputs:?}");
-    assert!(said.iter().all(|l| l.starts_with("value 42 ")), "{said:?}");
-    assert_eq!(count(work.path(), "missed-"), PROCESSES);
-    assert_eq!(count(work.path(), "computed-"), 1, "{said:?}");
-    assert_eq!(
-        said.iter().filter(|l| l.ends_with("waits 1")).count(),
-        PROCESSES - 1,
-        "{said:?}"
-    );
+    assert_each_key_computed_once(children, work.path());
 }
 
 #[test]
@@ -133,11 +110,7 @@ fn a_holder_killed_mid_compute_is_taken_over_once_its_lease_ttl_runs_out() {
     let prefix = prefix("killed");
     let ttl = Duration::from_secs(2);
     let mut holder = child("hold", &server, &prefix, work.path());
-    let end = Instant::now() + Duration::from_secs(30);
-    while count(work.path(), "computed-") == 0 {
-        assert!(Instant::now() < end, "the holder never started computing");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    until_marked(work.path(), "computed");
     let cache = cache_on(&server.url(), &prefix, ttl);
     let probe = RedisStore::open(&server.url(), &prefix).unwrap();
     let memo_key = cache
