@@ -3,7 +3,7 @@ use super::*;
 #[test]
 fn a_held_lease_is_not_given_twice_and_its_file_goes_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let leases = Leases::by_key_files(dir.path().join("leases")).unwrap();
     let lease = leases.try_acquire(b"k").unwrap().expect("free");
     assert!(
         leases.try_acquire(b"k").unwrap().is_none(),
@@ -27,7 +27,7 @@ fn a_held_lease_is_not_given_twice_and_its_file_goes_with_it() {
 #[test]
 fn a_lock_file_left_unlocked_is_taken_over_and_cleaned() {
     let dir = tempfile::tempdir().unwrap();
-    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let leases = Leases::by_key_files(dir.path().join("leases")).unwrap();
     // What a holder killed before it could remove its file leaves behind.
     std::fs::write(leases.file_of(b"dead"), b"").unwrap();
     std::fs::write(leases.file_of(b"dead2"), b"").unwrap();
@@ -44,7 +44,7 @@ fn a_lock_file_left_unlocked_is_taken_over_and_cleaned() {
 #[test]
 fn a_planted_symlink_is_refused_not_followed() {
     let dir = tempfile::tempdir().unwrap();
-    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let leases = Leases::by_key_files(dir.path().join("leases")).unwrap();
     let target = dir.path().join("target");
     std::fs::write(&target, b"user data").unwrap();
     std::os::unix::fs::symlink(&target, leases.file_of(b"k")).unwrap();
@@ -109,4 +109,94 @@ fn a_claim_through_the_store_hook_is_one_holder_at_a_time() {
         .lease(b"k", &terms)
         .unwrap()
         .is_none());
+}
+
+/// Range locks (Linux): the same exclusion as key files, two handles of one process
+/// included, with no file per key.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_range_lease_is_not_given_twice_and_leaves_no_file_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let other_handle = Leases::open(dir.path().join("leases")).unwrap();
+    let lease = leases.try_acquire(b"k").unwrap().expect("free");
+    assert!(leases.try_acquire(b"k").unwrap().is_none(), "same handle");
+    assert!(
+        other_handle.try_acquire(b"k").unwrap().is_none(),
+        "other handle"
+    );
+    let other = other_handle
+        .try_acquire(b"other")
+        .unwrap()
+        .expect("another key");
+    assert!(matches!(
+        other_handle
+            .acquire(b"k", Duration::from_millis(5))
+            .unwrap(),
+        Acquired::TimedOut
+    ));
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(leases.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(), ["ranges.lock"]);
+    assert!(!leases.file_of(b"k").exists());
+    drop(lease);
+    match other_handle.acquire(b"k", Duration::from_secs(1)).unwrap() {
+        Acquired::Won { waited, .. } => assert!(!waited),
+        Acquired::TimedOut => panic!("released"),
+    }
+    drop(other);
+    assert_eq!(names(), ["ranges.lock"]);
+    assert_eq!(
+        std::fs::metadata(leases.path().join("ranges.lock"))
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+/// A thousand keys leased at once take a thousand bytes of one file, not a thousand files.
+#[cfg(target_os = "linux")]
+#[test]
+fn many_keys_held_at_once_are_each_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let other = Leases::open(dir.path().join("leases")).unwrap();
+    let held: Vec<Lease> = (0..1000u32)
+        .map(|i| leases.try_acquire(&i.to_le_bytes()).unwrap().expect("free"))
+        .collect();
+    for i in (0..1000u32).step_by(97) {
+        assert!(
+            other.try_acquire(&i.to_le_bytes()).unwrap().is_none(),
+            "{i}"
+        );
+    }
+    assert!(other.try_acquire(b"not held").unwrap().is_some());
+    drop(held);
+    for i in (0..1000u32).step_by(97) {
+        assert!(
+            other.try_acquire(&i.to_le_bytes()).unwrap().is_some(),
+            "{i}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(leases.path()).unwrap().count(), 1);
+}
+
+/// A symlink planted at `ranges.lock` is refused, not followed.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_symlink_at_the_range_file_is_refused_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = Leases::open(dir.path().join("leases")).unwrap();
+    let target = dir.path().join("target");
+    std::fs::write(&target, b"user data").unwrap();
+    std::os::unix::fs::symlink(&target, leases.path().join("ranges.lock")).unwrap();
+    let err = leases.try_acquire(b"k").unwrap_err();
+    assert!(matches!(err, Error::NotOwned { .. }), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"user data");
 }
