@@ -52,7 +52,7 @@ pub(super) const SUFFIX: &str = ".index";
 const TEMP_SUFFIX: &str = ".index.tmp";
 
 const MAGIC: [u8; 8] = *b"CACHEIDX";
-const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 1;
 const HEADER_LEN: usize = 80;
 /// Bytes of an entry before its key.
 const ENTRY_HEAD: usize = 20;

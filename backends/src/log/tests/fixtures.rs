@@ -410,3 +410,54 @@ fn fixture_v2_damaged_key_and_record_crc_names_the_key() {
     want.remove(&b"alpha"[..]);
     assert_eq!(contents(&store), want);
 }
+
+/// Writes this build's index checkpoint of `v2-mixed.log` as
+/// `v2-mixed.log.checkpoint-v<checkpoint version>` (added with each checkpoint layout, issue
+/// 15; the older ones stay):
+/// `cargo test -p cacher-store log::tests::fixtures::generate_checkpoint_fixture -- --ignored`
+#[test]
+#[ignore = "writes fixtures/log; run explicitly"]
+fn generate_checkpoint_fixture() {
+    let (_dir, path) = fixture_copy("v2-mixed.log");
+    let store = LogStore::open(&path).unwrap();
+    store.write_checkpoint().unwrap();
+    drop(store);
+    let version = super::super::checkpoint::VERSION;
+    std::fs::copy(
+        sibling(&path, super::super::checkpoint::SUFFIX).unwrap(),
+        fixture_dir().join(format!("v2-mixed.log.checkpoint-v{version}")),
+    )
+    .unwrap();
+}
+
+/// Opens `v2-mixed.log` beside the golden checkpoint of `version`, as a writer and read-only.
+fn open_with_checkpoint(version: u32) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = fixture_copy("v2-mixed.log");
+    std::fs::copy(
+        fixture_dir().join(format!("v2-mixed.log.checkpoint-v{version}")),
+        sibling(&path, super::super::checkpoint::SUFFIX).unwrap(),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+#[test]
+fn fixture_checkpoint_v1_is_read_and_gives_the_scanned_contents() {
+    let (_dir, path) = open_with_checkpoint(1);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let r = reader(&path);
+    assert_eq!(r.open_report().checkpoint, Some(len), "the checkpoint was used");
+    assert_eq!(r.open_report().records, 12);
+    assert_eq!(contents(&r), mixed_contents());
+    drop(r);
+    let store = LogStore::open(&path).unwrap();
+    assert_eq!(store.open_report().checkpoint, Some(len));
+    assert_eq!(contents(&store), mixed_contents());
+    assert_eq!(store.get(b"all-bytes").unwrap(), None);
+    store.put(b"gamma", b"three").unwrap();
+    assert!(store.delete(b"alpha").unwrap());
+    let mut want = mixed_contents();
+    want.insert(b"gamma".to_vec(), b"three".to_vec());
+    want.remove(&b"alpha"[..]);
+    assert_eq!(contents(&store), want);
+}
