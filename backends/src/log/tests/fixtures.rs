@@ -441,12 +441,17 @@ fn open_with_checkpoint(version: u32) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-#[test]
-fn fixture_checkpoint_v1_is_read_and_gives_the_scanned_contents() {
-    let (_dir, path) = open_with_checkpoint(1);
+/// Opens `v2-mixed.log` from the golden checkpoint of `version`: it is used, gives what a scan
+/// gives, and the writer goes on from it; returns the log and what it then holds.
+fn opens_from_checkpoint(version: u32) -> (tempfile::TempDir, PathBuf, BTreeMap<Vec<u8>, Vec<u8>>) {
+    let (dir, path) = open_with_checkpoint(version);
     let len = std::fs::metadata(&path).unwrap().len();
     let r = reader(&path);
-    assert_eq!(r.open_report().checkpoint, Some(len), "the checkpoint was used");
+    assert_eq!(
+        r.open_report().checkpoint,
+        Some(len),
+        "the checkpoint was used"
+    );
     assert_eq!(r.open_report().records, 12);
     assert_eq!(contents(&r), mixed_contents());
     drop(r);
@@ -460,4 +465,39 @@ fn fixture_checkpoint_v1_is_read_and_gives_the_scanned_contents() {
     want.insert(b"gamma".to_vec(), b"three".to_vec());
     want.remove(&b"alpha"[..]);
     assert_eq!(contents(&store), want);
+    drop(store);
+    (dir, path, want)
+}
+
+fn checkpoint_version(log: &Path) -> u32 {
+    let cp = std::fs::read(sibling(log, super::super::checkpoint::SUFFIX).unwrap()).unwrap();
+    u32::from_le_bytes(cp[8..12].try_into().unwrap())
+}
+
+#[test]
+fn fixture_checkpoint_v1_is_read_and_replaced_by_the_writers_close() {
+    let (_dir, path, want) = opens_from_checkpoint(1);
+    // An older layout counts as no checkpoint: the writer's close wrote this build's.
+    assert_eq!(checkpoint_version(&path), super::super::checkpoint::VERSION);
+    let r = reader(&path);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(r.open_report().checkpoint, Some(len));
+    assert_eq!(contents(&r), want);
+}
+
+#[test]
+fn fixture_checkpoint_v2_is_read_and_gives_the_scanned_contents() {
+    let (_dir, path, want) = opens_from_checkpoint(2);
+    assert_eq!(checkpoint_version(&path), 2);
+    // Two records past it: below the threshold, so the close left it as it was.
+    let r = reader(&path);
+    assert_eq!(
+        r.open_report().checkpoint,
+        Some(
+            std::fs::metadata(fixture_dir().join("v2-mixed.log"))
+                .unwrap()
+                .len()
+        )
+    );
+    assert_eq!(contents(&r), want);
 }
