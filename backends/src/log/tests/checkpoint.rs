@@ -189,3 +189,23 @@ fn a_writer_closing_past_many_unvouched_records_leaves_a_checkpoint() {
     fast(&small).put(b"k", b"v").unwrap();
     assert!(!cp_path(&small).exists());
 }
+
+/// A version 2 checkpoint whose header is intact (its checksum recomputed) but whose hash seed
+/// is not the one its tables were laid out under: every slot's key hashes elsewhere, so the
+/// tables are refused and the log is scanned (the body checksum alone would have passed).
+#[test]
+fn a_checkpoint_whose_slots_do_not_hash_to_their_places_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    let (model, at) = checkpointed_log(&path);
+    assert_eq!(reader(&path).open_report().checkpoint, Some(at));
+    let mut bytes = std::fs::read(cp_path(&path)).unwrap();
+    assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
+    bytes[72] ^= 1;
+    let crc = crc32fast::hash(&bytes[..92]);
+    bytes[92..96].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(cp_path(&path), &bytes).unwrap();
+    let r = reader(&path);
+    assert_eq!(r.open_report().checkpoint, None);
+    assert_eq!(contents(&r), model);
+}
