@@ -40,10 +40,10 @@
 //! 32  8  entries u64                72  8  hash seed u64
 //! 40  8  live bytes u64             80  8  slots u64 (all tables' lengths)
 //!                                   88  4  chunks u32; 92 4 header crc = crc32(bytes 0..92)
-//! body: table lengths, 64 x u64 | chunk lengths, chunks x u64 |
-//!       slots, 3 x u64 each (value offset and 16 hash bits | value len, v2 bit and 15 hash
-//!       bits | key's chunk, offset and length; all zero: empty), table after table |
-//!       key bytes, chunk after chunk
+//! body: per shard (64): its table's slots, 3 x u64 each (value offset and 16 hash bits |
+//!       value len, v2 bit and 15 hash bits | key's chunk, offset and length; all zero:
+//!       empty), then its key chunks' bytes (a chunk holds one shard's keys);
+//!       then per shard: slots u64, chunks u64; then every chunk's length u64
 //!
 //! <log>.index, version 1 (still read)
 //! header (80 bytes): as above up to byte 72, then reserved u32 = 0, header crc over 0..76
@@ -55,7 +55,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::index::{Index, Loc, Slot, State, CHUNK_MAX, SHARDS};
+use super::index::{ImageReader, Index, Loc, Slot, State, CHUNK_MAX, SHARDS};
 use super::open::{remove_stale_temp, sibling};
 use super::positioned::{hash_section, read_full_at, write_all_at};
 use super::record::{Layout, FILE_HEADER_LEN, MAX_KEY_LEN};
@@ -190,7 +190,7 @@ impl Header {
                 .checked_mul(ENTRY_HEAD as u64)?
                 .checked_add(self.key_bytes);
         }
-        (SHARDS as u64 * 8 + u64::from(self.chunks) * 8)
+        (SHARDS as u64 * 16 + u64::from(self.chunks) * 8)
             .checked_add(self.slots.checked_mul(SLOT_LEN as u64)?)?
             .checked_add(self.key_bytes)
     }
@@ -242,13 +242,39 @@ pub(super) fn load(path: &Path, file: &File, generation: u64, len: u64) -> Resul
     let loaded = if h.version == VERSION_1 {
         load_v1(&cp, &h, cp_len)
     } else {
-        load_v2(&cp, &h)
+        load_v2(&cp, &h, cp_len)
     };
     loaded.map_err(io_err)
 }
 
-/// Reads version 2: the tables and the key chunks, straight into the index's own storage.
-fn load_v2(cp: &File, h: &Header) -> io::Result<Option<Loaded>> {
+/// Reads version 2: shard by shard, each table and its key chunks straight into the index's
+/// own storage, checked while they are in the cache.
+fn load_v2(cp: &File, h: &Header, cp_len: u64) -> io::Result<Option<Loaded>> {
+    // The lengths at the end of the file come first.
+    let lens_len = (SHARDS * 2 + h.chunks as usize) * 8;
+    let mut lens = vec![0u8; lens_len];
+    let lens_at = cp_len - lens_len as u64;
+    if read_full_at(cp, &mut lens, lens_at)? != lens_len {
+        return Ok(None);
+    }
+    let lens_bytes = lens;
+    let lens: Vec<u64> = lens_bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    let (shards, chunk_lens) = lens.split_at(SHARDS * 2);
+    let (mut slots_sum, mut chunks_sum) = (0u64, 0u64);
+    for pair in shards.chunks_exact(2) {
+        slots_sum = slots_sum.saturating_add(pair[0]);
+        chunks_sum = chunks_sum.saturating_add(pair[1]);
+    }
+    if slots_sum != h.slots
+        || chunks_sum != u64::from(h.chunks)
+        || chunk_lens.iter().any(|&l| l > CHUNK_MAX as u64)
+        || chunk_lens.iter().sum::<u64>() != h.key_bytes
+    {
+        return Ok(None);
+    }
     let mut body = crc32fast::Hasher::new();
     let mut at = HEADER_LEN as u64;
     let mut read = |buf: &mut [u8], body: &mut crc32fast::Hasher| -> io::Result<bool> {
@@ -257,27 +283,13 @@ fn load_v2(cp: &File, h: &Header) -> io::Result<Option<Loaded>> {
         at += got as u64;
         Ok(got == buf.len())
     };
-    let mut lens = vec![0u8; (SHARDS + h.chunks as usize) * 8];
-    if !read(&mut lens, &mut body)? {
-        return Ok(None);
-    }
-    let lens: Vec<u64> = lens
-        .chunks_exact(8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect();
-    let (table_lens, chunk_lens) = lens.split_at(SHARDS);
-    if table_lens.iter().try_fold(0u64, |a, &l| a.checked_add(l)) != Some(h.slots)
-        || chunk_lens.iter().any(|&l| l > CHUNK_MAX as u64)
-        || chunk_lens.iter().sum::<u64>() != h.key_bytes
-    {
-        return Ok(None);
-    }
-    let mut tables = Vec::with_capacity(SHARDS);
+    let mut image = ImageReader::new(h.seed);
+    let mut chunk_lens = chunk_lens.iter();
     let mut buf = Vec::new();
-    for &n in table_lens {
-        // A table's slots, decoded a piece at a time (a shard is a 64th of the index).
-        let mut slots = Vec::with_capacity(n as usize);
-        let mut left = n as usize;
+    for pair in shards.chunks_exact(2) {
+        // The table's slots, decoded a piece at a time (a shard is a 64th of the index).
+        let mut slots = Vec::with_capacity(pair[0] as usize);
+        let mut left = pair[0] as usize;
         while left > 0 {
             let take = left.min(CHUNK / SLOT_LEN);
             buf.resize(take * SLOT_LEN, 0);
@@ -295,29 +307,30 @@ fn load_v2(cp: &File, h: &Header) -> io::Result<Option<Loaded>> {
             }
             left -= take;
         }
-        tables.push(slots);
-    }
-    drop(buf);
-    let mut chunks = Vec::with_capacity(chunk_lens.len());
-    for &n in chunk_lens {
-        let mut chunk = vec![0u8; n as usize];
-        if !read(&mut chunk, &mut body)? {
+        for &n in chunk_lens.by_ref().take(pair[1] as usize) {
+            let mut chunk = vec![0u8; n as usize];
+            if !read(&mut chunk, &mut body)? {
+                return Ok(None);
+            }
+            image.chunk(chunk);
+        }
+        if !image.table(slots) {
             return Ok(None);
         }
-        chunks.push(chunk);
     }
-    if body.finalize() != h.body_crc {
+    body.update(&lens_bytes);
+    if at != lens_at || body.finalize() != h.body_crc {
         return Ok(None);
     }
-    let Some((index, sums)) = Index::from_image(h.seed, tables, chunks, h.key_bytes) else {
+    let Some((index, live_bytes)) = image.finish() else {
         return Ok(None);
     };
-    if index.len() as u64 != h.entries || sums.live_bytes != h.live_bytes {
+    if index.len() as u64 != h.entries || live_bytes != h.live_bytes {
         return Ok(None);
     }
     Ok(Some(Loaded {
         index,
-        live_bytes: sums.live_bytes,
+        live_bytes,
         end: h.end,
         records: h.records,
         outdated: false,
@@ -397,58 +410,47 @@ fn write(path: &Path, st: &State, records: u64) -> Result<()> {
             .map_err(|e| Error::io("reading the metadata of", path, e))?;
         keep_mode(&tmp, &log_meta, &tmp_path)?;
         let index = &st.index;
-        // A first pass lays the tables out only to learn the key chunks' lengths, which come
-        // before the slots in the file; the second writes slots and keys, each to its place.
-        let chunks = index.image(|_| Ok(())).map_err(io_err)?;
-        let table_lens = index.image_caps();
-        let slots: u64 = table_lens.iter().sum();
-        let mut lens = Vec::with_capacity((table_lens.len() + chunks.len()) * 8);
-        for l in table_lens.iter().chain(&chunks) {
-            lens.extend_from_slice(&l.to_le_bytes());
-        }
-        let slots_at = (HEADER_LEN + lens.len()) as u64;
-        let keys_at = slots_at + slots * SLOT_LEN as u64;
-        write_all_at(&tmp, &lens, HEADER_LEN as u64).map_err(io_err)?;
-        let (mut slot_crc, mut key_crc) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
-        let mut slot_out = io::BufWriter::with_capacity(
+        let mut out = io::BufWriter::with_capacity(
             CHUNK,
             Positioned {
                 file: &tmp,
-                at: slots_at,
+                at: HEADER_LEN as u64,
             },
         );
-        let mut key_out = io::BufWriter::with_capacity(
-            CHUNK,
-            Positioned {
-                file: &tmp,
-                at: keys_at,
-            },
-        );
-        let mut key_bytes = 0u64;
+        let mut body = crc32fast::Hasher::new();
+        let (mut shard_lens, mut chunk_lens) = (Vec::new(), Vec::new());
+        let (mut slots, mut key_bytes) = (0u64, 0u64);
+        let mut b = Vec::new();
         index
-            .image(|slot| {
-                let words = slot.map_or([0; 3], |(s, _)| s.to_words());
-                let mut b = [0u8; SLOT_LEN];
-                for (i, w) in words.iter().enumerate() {
-                    b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+            .image(|shard| {
+                b.clear();
+                for s in shard.slots {
+                    for w in s.to_words() {
+                        b.extend_from_slice(&w.to_le_bytes());
+                    }
                 }
-                slot_crc.update(&b);
-                slot_out.write_all(&b)?;
-                if let Some((_, key)) = slot {
-                    key_crc.update(key);
-                    key_out.write_all(key)?;
-                    key_bytes += key.len() as u64;
+                body.update(&b);
+                body.update(shard.keys);
+                out.write_all(&b)?;
+                out.write_all(shard.keys)?;
+                shard_lens.extend_from_slice(&(shard.slots.len() as u64).to_le_bytes());
+                shard_lens.extend_from_slice(&(shard.chunk_lens.len() as u64).to_le_bytes());
+                for l in shard.chunk_lens {
+                    chunk_lens.extend_from_slice(&l.to_le_bytes());
                 }
+                slots += shard.slots.len() as u64;
+                key_bytes += shard.keys.len() as u64;
                 Ok(())
             })
             .map_err(io_err)?;
-        slot_out.flush().map_err(io_err)?;
-        key_out.flush().map_err(io_err)?;
-        drop((slot_out, key_out));
-        let mut body = crc32fast::Hasher::new();
-        body.update(&lens);
-        body.combine(&slot_crc);
-        body.combine(&key_crc);
+        body.update(&shard_lens);
+        body.update(&chunk_lens);
+        out.write_all(&shard_lens)
+            .and_then(|()| out.write_all(&chunk_lens))
+            .and_then(|()| out.flush())
+            .map_err(io_err)?;
+        drop(out);
+        let chunks = chunk_lens.len() / 8;
         let header = Header {
             version: VERSION,
             generation: st.generation,
@@ -461,7 +463,7 @@ fn write(path: &Path, st: &State, records: u64) -> Result<()> {
             records,
             seed: index.seed(),
             slots,
-            chunks: u32::try_from(chunks.len()).map_err(|_| {
+            chunks: u32::try_from(chunks).map_err(|_| {
                 io_err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "too many key chunks",

@@ -332,14 +332,8 @@ impl Table {
     }
 }
 
-/// The longest probe run [`Index::from_image`] walks before it rejects the checkpoint.
+/// The longest probe run [`ImageReader::table`] walks before it rejects the checkpoint.
 const MAX_RUN: usize = 1 << 12;
-
-/// What [`Index::from_image`] found in a checkpoint's table, for the checkpoint to compare
-/// with its header.
-pub(super) struct ImageSums {
-    pub(super) live_bytes: u64,
-}
 
 /// The live keys and where their values sit.
 pub(super) struct Index {
@@ -513,134 +507,172 @@ impl Index {
         self.seed
     }
 
-    /// The index as a checkpoint stores it, table by table: each shard laid out afresh in a
-    /// table of [`Table::cap_for`] its count (so a reopened index starts at a load of 2/3,
-    /// whatever growth and removals left in memory), its keys packed in slot order into
-    /// chunks of at most [`CHUNK_MAX`] bytes. Gives `slot` each of a shard's slots in order
-    /// (empty ones too) and `key` each key in that order; returns the chunks' lengths.
+    /// The index as a checkpoint stores it, shard by shard: each laid out afresh in a table of
+    /// [`Table::cap_for`] its count (so a reopened index starts at a load of 2/3, whatever
+    /// growth and removals left in memory), its keys packed in slot order into chunks of at
+    /// most [`CHUNK_MAX`] bytes that hold only this shard's keys (so an open checks a shard
+    /// while its slots and keys are still in the cache).
     pub(super) fn image(
         &self,
-        mut slot: impl FnMut(Option<(Slot, &[u8])>) -> std::io::Result<()>,
-    ) -> std::io::Result<Vec<u64>> {
-        let mut chunks: Vec<u64> = Vec::new();
-        let mut cur = 0usize;
+        mut each: impl FnMut(ShardImage<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut chunks_before = 0usize;
+        let (mut slots, mut keys, mut chunk_lens) = (Vec::new(), Vec::new(), Vec::new());
         for shard in &self.shards {
             let mut fresh = Table::with_capacity(shard.len);
             for s in shard.iter() {
                 fresh.place(*s);
             }
+            slots.clear();
+            keys.clear();
+            chunk_lens.clear();
+            let mut cur = 0usize;
             for s in &fresh.slots {
                 if s.is_empty() {
-                    slot(None)?;
+                    slots.push(Slot::EMPTY);
                     continue;
                 }
                 let key = self.keys.get(s.key);
-                if chunks.is_empty() || cur + key.len() > CHUNK_MAX {
-                    if !chunks.is_empty() {
-                        *chunks.last_mut().expect("a chunk") = cur as u64;
+                if chunk_lens.is_empty() || cur + key.len() > CHUNK_MAX {
+                    if let Some(last) = chunk_lens.last_mut() {
+                        *last = cur as u64;
                     }
-                    chunks.push(0);
+                    chunk_lens.push(0);
                     cur = 0;
                 }
-                let packed = KeyRef::new(chunks.len() - 1, cur, key.len());
+                let packed = KeyRef::new(chunks_before + chunk_lens.len() - 1, cur, key.len());
                 cur += key.len();
-                slot(Some((Slot { key: packed, ..*s }, key)))?;
+                keys.extend_from_slice(key);
+                slots.push(Slot { key: packed, ..*s });
             }
+            if let Some(last) = chunk_lens.last_mut() {
+                *last = cur as u64;
+            }
+            chunks_before += chunk_lens.len();
+            each(ShardImage {
+                slots: &slots,
+                keys: &keys,
+                chunk_lens: &chunk_lens,
+            })?;
         }
-        if let Some(last) = chunks.last_mut() {
-            *last = cur as u64;
+        Ok(())
+    }
+}
+
+/// One shard of an [`Index::image`].
+pub(super) struct ShardImage<'a> {
+    /// The table, slot by slot ([`Slot::EMPTY`] for an empty one).
+    pub(super) slots: &'a [Slot],
+    /// The shard's keys, chunk after chunk.
+    pub(super) keys: &'a [u8],
+    /// The lengths of the shard's key chunks.
+    pub(super) chunk_lens: &'a [u64],
+}
+
+/// Builds an [`Index`] from a checkpoint's image, shard by shard: [`ImageReader::chunk`] for
+/// each key chunk, then [`ImageReader::table`] for the shard's table, which checks it.
+pub(super) struct ImageReader {
+    seed: u64,
+    hasher: FixedState,
+    shards: Vec<Table>,
+    keys: Arena,
+    len: usize,
+    live_bytes: u64,
+    key_bytes: u64,
+}
+
+impl ImageReader {
+    pub(super) fn new(seed: u64) -> ImageReader {
+        ImageReader {
+            seed,
+            hasher: FixedState::with_seed(seed),
+            shards: Vec::with_capacity(SHARDS),
+            keys: Arena::default(),
+            len: 0,
+            live_bytes: 0,
+            key_bytes: 0,
         }
-        Ok(chunks)
     }
 
-    /// The lengths of the tables [`Index::image`] writes for an index of these shard counts.
-    pub(super) fn image_caps(&self) -> Vec<u64> {
-        self.shards
-            .iter()
-            .map(|s| Table::cap_for(s.len) as u64)
-            .collect()
+    pub(super) fn chunk(&mut self, chunk: Vec<u8>) {
+        self.keys.live += chunk.len() as u64;
+        self.keys.chunks.push(chunk);
     }
 
-    /// An index from a checkpoint's tables (one per shard, in slot order, `None` for an empty
-    /// slot), key chunks and seed, or `None` unless every slot holds: its key lies inside
-    /// the chunks and is at most [`MAX_KEY_LEN`] long, the key hashes (under `seed`) to the
-    /// slot's shard and kept bits, the slot sits on its key's probe run (every slot from the
-    /// key's home to it is taken) with no earlier slot there holding the same key, no table
-    /// is loaded past [`over_max_load`], and the keys add up to `key_bytes`. So the index
-    /// finds exactly the keys the checkpoint lists, once each. (Each value's place is checked
-    /// by the checkpoint, which knows the log's length.)
-    pub(super) fn from_image(
-        seed: u64,
-        tables: Vec<Vec<Slot>>,
-        chunks: Vec<Vec<u8>>,
-        key_bytes: u64,
-    ) -> Option<(Index, ImageSums)> {
-        if tables.len() != SHARDS {
-            return None;
+    /// Takes the next shard's table, or `false` unless every slot holds: its key lies inside
+    /// the chunks and is at most [`MAX_KEY_LEN`] long, the key hashes (under the seed) to
+    /// this shard and the slot's kept bits, the slot sits on its key's probe run (every slot
+    /// from the key's home to it is taken) with no earlier slot there holding the same key,
+    /// and the table is not loaded past [`over_max_load`]. So the index finds exactly the
+    /// keys the checkpoint lists, once each. (Each value's place is checked by the
+    /// checkpoint, which knows the log's length.)
+    pub(super) fn table(&mut self, slots: Vec<Slot>) -> bool {
+        let no = self.shards.len();
+        if no == SHARDS {
+            return false;
         }
-        let hasher = FixedState::with_seed(seed);
-        let keys = Arena {
-            chunks,
-            garbage: 0,
-            live: key_bytes,
-        };
-        let mut shards = Vec::with_capacity(SHARDS);
-        let (mut len, mut live_bytes, mut seen_key_bytes) = (0usize, 0u64, 0u64);
-        for (no, slots) in tables.into_iter().enumerate() {
-            let table = Table { slots, len: 0 };
-            let mut taken = 0usize;
-            for (i, s) in table.slots.iter().enumerate() {
-                if s.is_empty() {
-                    continue;
-                }
-                let key = keys.checked_get(s.key)?;
-                if key.len() > MAX_KEY_LEN as usize {
-                    return None;
-                }
-                let (shard, h32) = Self::hash(&hasher, key);
-                if shard != no || h32 != s.hash() {
-                    return None;
-                }
-                let mut j = table.home(h32);
-                let mut steps = 0usize;
-                while j != i {
-                    // A run this long is not what a table at 2/3 load holds under a random
-                    // seed; bounding the walk bounds the check's time on a crafted file.
-                    steps += 1;
-                    if steps > MAX_RUN {
-                        return None;
-                    }
-                    let t = &table.slots[j];
-                    if t.is_empty() || (t.hash() == h32 && keys.checked_get(t.key) == Some(key)) {
-                        return None;
-                    }
-                    j = table.next(j);
-                }
-                taken += 1;
-                live_bytes += s.loc().record_len(key.len());
-                seen_key_bytes += key.len() as u64;
+        let table = Table { slots, len: 0 };
+        let keys = &self.keys;
+        let mut taken = 0usize;
+        for (i, s) in table.slots.iter().enumerate() {
+            if s.is_empty() {
+                continue;
             }
-            if over_max_load(taken, table.slots.len()) {
-                return None;
+            let Some(key) = keys.checked_get(s.key) else {
+                return false;
+            };
+            if key.len() > MAX_KEY_LEN as usize {
+                return false;
             }
-            len += taken;
-            shards.push(Table {
-                len: taken,
-                ..table
-            });
+            let (shard, h32) = Index::hash(&self.hasher, key);
+            if shard != no || h32 != s.hash() {
+                return false;
+            }
+            let mut j = table.home(h32);
+            let mut steps = 0usize;
+            while j != i {
+                // A run this long is not what a table at 2/3 load holds under a random seed;
+                // bounding the walk bounds the check's time on a crafted file.
+                steps += 1;
+                let t = &table.slots[j];
+                if steps > MAX_RUN
+                    || t.is_empty()
+                    || (t.hash() == h32 && keys.checked_get(t.key) == Some(key))
+                {
+                    return false;
+                }
+                j = table.next(j);
+            }
+            taken += 1;
+            self.live_bytes += s.loc().record_len(key.len());
+            self.key_bytes += key.len() as u64;
         }
-        if seen_key_bytes != key_bytes {
+        if over_max_load(taken, table.slots.len()) {
+            return false;
+        }
+        self.len += taken;
+        self.shards.push(Table {
+            len: taken,
+            ..table
+        });
+        true
+    }
+
+    /// The index, once every shard's table is in and the keys add up to the chunks' bytes;
+    /// with the live bytes of log its entries point at.
+    pub(super) fn finish(self) -> Option<(Index, u64)> {
+        if self.shards.len() != SHARDS || self.key_bytes != self.keys.live {
             return None;
         }
         Some((
             Index {
-                shards,
-                keys,
-                seed,
-                hasher,
-                len,
+                shards: self.shards,
+                keys: self.keys,
+                seed: self.seed,
+                hasher: self.hasher,
+                len: self.len,
             },
-            ImageSums { live_bytes },
+            self.live_bytes,
         ))
     }
 }
@@ -794,36 +826,42 @@ mod tests {
         assert_eq!(index.get(&key(5)), None);
     }
 
-    /// The image [`Index::image`] writes, split back into tables and chunks as a checkpoint
-    /// reads them; and the key bytes.
-    fn image_of(index: &Index) -> (Vec<Vec<Slot>>, Vec<Vec<u8>>, u64) {
-        let (mut flat, mut keys) = (Vec::new(), Vec::new());
-        let chunk_lens = index
-            .image(|s| {
-                flat.push(s.map_or(Slot::EMPTY, |(s, _)| s));
-                if let Some((_, k)) = s {
-                    keys.extend_from_slice(k);
-                }
+    /// The image [`Index::image`] writes: per shard, its table and its key chunks.
+    type Image = Vec<(Vec<Slot>, Vec<Vec<u8>>)>;
+
+    fn image_of(index: &Index) -> Image {
+        let mut image = Vec::new();
+        index
+            .image(|shard| {
+                let mut at = 0;
+                let chunks = shard
+                    .chunk_lens
+                    .iter()
+                    .map(|&n| {
+                        at += n as usize;
+                        shard.keys[at - n as usize..at].to_vec()
+                    })
+                    .collect();
+                assert_eq!(at, shard.keys.len());
+                image.push((shard.slots.to_vec(), chunks));
                 Ok(())
             })
             .unwrap();
-        let mut flat = flat.into_iter();
-        let tables = index
-            .image_caps()
-            .iter()
-            .map(|&n| flat.by_ref().take(n as usize).collect())
-            .collect();
-        assert!(flat.next().is_none(), "the caps count every slot");
-        let mut at = 0;
-        let chunks = chunk_lens
-            .iter()
-            .map(|&n| {
-                at += n as usize;
-                keys[at - n as usize..at].to_vec()
-            })
-            .collect();
-        assert_eq!(at, keys.len());
-        (tables, chunks, keys.len() as u64)
+        image
+    }
+
+    /// Reads an image back as a checkpoint does.
+    fn read_back(seed: u64, image: Image) -> Option<(Index, u64)> {
+        let mut reader = ImageReader::new(seed);
+        for (slots, chunks) in image {
+            for c in chunks {
+                reader.chunk(c);
+            }
+            if !reader.table(slots) {
+                return None;
+            }
+        }
+        reader.finish()
     }
 
     fn sample_index() -> (Index, std::collections::HashMap<Vec<u8>, Loc>) {
@@ -847,12 +885,10 @@ mod tests {
     #[test]
     fn an_image_reads_back_to_the_same_index_with_no_inserts() {
         let (index, model) = sample_index();
-        let (tables, chunks, key_bytes) = image_of(&index);
-        assert!(chunks.len() > 1 || key_bytes < CHUNK_MAX as u64);
-        let (back, sums) = Index::from_image(index.seed(), tables, chunks, key_bytes).unwrap();
+        let (back, live_bytes) = read_back(index.seed(), image_of(&index)).unwrap();
         assert_eq!(back.len(), model.len());
         let live: u64 = model.iter().map(|(k, l)| l.record_len(k.len())).sum();
-        assert_eq!(sums.live_bytes, live);
+        assert_eq!(live_bytes, live);
         for (k, l) in &model {
             assert_eq!(back.get(k), Some(*l), "{k:?}");
         }
@@ -878,9 +914,9 @@ mod tests {
         assert_eq!(back.len(), model.len() + 1_500);
     }
 
-    /// The first full slot of `tables` that has an empty slot right after it: (table, slot).
-    fn full_before_empty(tables: &[Vec<Slot>]) -> (usize, usize) {
-        for (t, slots) in tables.iter().enumerate() {
+    /// The first shard with a full slot that has an empty slot right after it: (shard, slot).
+    fn full_before_empty(image: &Image) -> (usize, usize) {
+        for (t, (slots, _)) in image.iter().enumerate() {
             for i in 0..slots.len().saturating_sub(1) {
                 if !slots[i].is_empty() && slots[i + 1].is_empty() {
                     return (t, i);
@@ -893,39 +929,44 @@ mod tests {
     #[test]
     fn an_image_that_does_not_hold_is_refused() {
         let (index, _) = sample_index();
-        let (tables, chunks, key_bytes) = image_of(&index);
+        let image = image_of(&index);
         let seed = index.seed();
-        let refused = |tables: Vec<Vec<Slot>>, chunks: Vec<Vec<u8>>, key_bytes: u64, seed: u64| {
-            Index::from_image(seed, tables, chunks, key_bytes).is_none()
-        };
-        assert!(!refused(tables.clone(), chunks.clone(), key_bytes, seed));
+        let refused = |image: Image, seed: u64| read_back(seed, image).is_none();
+        assert!(!refused(image.clone(), seed));
         // Another seed: the keys hash elsewhere.
-        assert!(refused(tables.clone(), chunks.clone(), key_bytes, seed ^ 1));
-        // Keys that do not add up, or that lie outside the chunks.
-        assert!(refused(tables.clone(), chunks.clone(), key_bytes + 1, seed));
-        let mut short = chunks.clone();
-        short.last_mut().unwrap().pop();
-        assert!(refused(tables.clone(), short, key_bytes - 1, seed));
+        assert!(refused(image.clone(), seed ^ 1));
+        // Keys that lie outside the chunks, or chunks with bytes no key uses.
+        let mut short = image.clone();
+        let last = short.iter_mut().rev().find(|(_, c)| !c.is_empty()).unwrap();
+        last.1.last_mut().unwrap().pop();
+        assert!(refused(short, seed));
+        let mut extra = image.clone();
+        extra[0].1.push(b"no key's bytes".to_vec());
+        assert!(refused(extra, seed));
         // A key listed twice: a copy of a slot just past its run.
-        let (t, i) = full_before_empty(&tables);
-        let mut twice = tables.clone();
-        twice[t][i + 1] = twice[t][i];
-        assert!(refused(twice, chunks.clone(), key_bytes, seed));
+        let (t, i) = full_before_empty(&image);
+        let mut twice = image.clone();
+        twice[t].0[i + 1] = twice[t].0[i];
+        assert!(refused(twice, seed));
         // A slot moved off its key's run (past an empty slot): a lookup would miss it.
-        let mut moved = tables.clone();
-        let (from, to) = (i, moved[t].iter().rposition(Slot::is_empty).unwrap());
-        if to > from + 1 {
-            moved[t][to] = moved[t][from];
-            moved[t][from] = Slot::EMPTY;
-            assert!(refused(moved, chunks.clone(), key_bytes, seed));
+        let mut moved = image.clone();
+        let to = moved[t].0.iter().rposition(Slot::is_empty).unwrap();
+        if to > i + 1 {
+            moved[t].0[to] = moved[t].0[i];
+            moved[t].0[i] = Slot::EMPTY;
+            assert!(refused(moved, seed));
         }
         // A table loaded past 4/5: its slots squeezed into a shorter table (a probe might
         // then find no empty slot).
-        let mut full = tables.clone();
-        let taken: Vec<Slot> = full[t].iter().copied().filter(|s| !s.is_empty()).collect();
-        full[t] = vec![Slot::EMPTY; taken.len()];
+        let mut full = image.clone();
+        let taken: Vec<Slot> = full[t]
+            .0
+            .iter()
+            .copied()
+            .filter(|s| !s.is_empty())
+            .collect();
         let mut squeezed = Table {
-            slots: std::mem::take(&mut full[t]),
+            slots: vec![Slot::EMPTY; taken.len()],
             len: 0,
         };
         for s in taken {
@@ -935,11 +976,16 @@ mod tests {
             }
             squeezed.slots[j] = s;
         }
-        full[t] = squeezed.slots;
-        assert!(refused(full, chunks.clone(), key_bytes, seed));
-        // A table missing.
-        let mut fewer = tables.clone();
+        full[t].0 = squeezed.slots;
+        assert!(refused(full, seed));
+        // A shard's table given as another's, or a table missing.
+        let mut swapped = image.clone();
+        let (a, b) = (swapped[t].0.clone(), swapped[(t + 1) % SHARDS].0.clone());
+        swapped[t].0 = b;
+        swapped[(t + 1) % SHARDS].0 = a;
+        assert!(refused(swapped, seed));
+        let mut fewer = image;
         fewer.pop();
-        assert!(refused(fewer, chunks, key_bytes, seed));
+        assert!(refused(fewer, seed));
     }
 }
