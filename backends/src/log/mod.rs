@@ -264,12 +264,13 @@ use crate::{Blob, Durability, Error, Result, Store};
 ///
 /// # Index memory
 /// The index (`backends/src/log/index.rs`) is an open-addressing table of 24-byte slots —
-/// the value's offset and length, where the key sits, 31 bits of the key's hash — split into
-/// 64 shards by hash, plus one arena holding every live key's bytes back to back (in chunks of
-/// up to 1 MiB that never move). There is no allocation per key. A table stays between a load
-/// of 2/5 (just after it doubles) and 4/5, and an open from the checkpoint starts it at 2/3:
-/// 30 to 60 bytes per entry plus the key itself (36 B at 2/3: a million 44-byte keys cost about
-/// 81 MB; [`LogStats::index_bytes`] tells the figure for a live store). Removed keys' bytes
+/// the value's offset and length, where the key sits, 31 bits of the key's hash — with a tag
+/// byte per slot (so a lookup of an absent key reads only the tags), split into 64 shards by
+/// hash, plus one arena holding every live key's bytes back to back (in chunks of up to 1 MiB
+/// that never move). There is no allocation per key. A table stays between a load of 2/5
+/// (just after it doubles) and 4/5, and an open from the checkpoint starts it at 2/3: 31 to 63
+/// bytes per entry plus the key itself (37.5 B at 2/3: a million 44-byte keys cost about
+/// 82 MB; [`LogStats::index_bytes`] tells the figure for a live store). Removed keys' bytes
 /// stay in the arena until they outweigh the live ones, then the arena is repacked.
 ///
 /// Opening never holds two copies of the index: a shard that grows reallocates a 64th of the
