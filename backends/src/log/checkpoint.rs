@@ -55,7 +55,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::index::{ImageReader, Index, Loc, Slot, State, CHUNK_MAX, SHARDS};
+use super::index::{ImageReader, Index, Loc, Slot, State, CHUNK_MAX, MAX_CHUNKS, SHARDS};
 use super::open::{remove_stale_temp, sibling};
 use super::positioned::{hash_section, read_full_at, write_all_at};
 use super::record::{Layout, FILE_HEADER_LEN, MAX_KEY_LEN};
@@ -250,6 +250,11 @@ pub(super) fn load(path: &Path, file: &File, generation: u64, len: u64) -> Resul
 /// Reads version 2: shard by shard, each table and its key chunks straight into the index's
 /// own storage, checked while they are in the cache.
 fn load_v2(cp: &File, h: &Header, cp_len: u64) -> io::Result<Option<Loaded>> {
+    // Room is left for the chunks an index adds as it grows (a key reference numbers at most
+    // `MAX_CHUNKS`): 32 TiB of keys, more than any index holds in memory.
+    if u64::from(h.chunks) > MAX_CHUNKS / 2 {
+        return Ok(None);
+    }
     // The lengths at the end of the file come first.
     let lens_len = (SHARDS * 2 + h.chunks as usize) * 8;
     let mut lens = vec![0u8; lens_len];
@@ -377,7 +382,7 @@ fn load_v1(cp: &File, h: &Header, cp_len: u64) -> io::Result<Option<Loaded>> {
         if !sound(loc, key_len, h.end) || index.insert(key, loc).is_some() {
             return Ok(None);
         }
-        live_bytes += loc.record_len(key_len);
+        live_bytes = live_bytes.saturating_add(loc.record_len(key_len));
         used += ENTRY_HEAD + key_len;
     }
     if used != held || at != cp_len || body.finalize() != h.body_crc || live_bytes != h.live_bytes {

@@ -162,6 +162,9 @@ impl KeyRef {
     }
 }
 
+/// Chunk numbers a [`KeyRef`] holds.
+pub(super) const MAX_CHUNKS: u64 = 1 << 26;
+
 /// Chunks never exceed this (a key of up to 64 KiB always fits in one).
 pub(super) const CHUNK_MAX: usize = 1 << 20;
 /// The first chunk's size: a small store does not reserve a whole MiB.
@@ -676,7 +679,11 @@ impl ImageReader {
                 j = table.next(j);
             }
             taken += 1;
-            self.live_bytes += s.loc().record_len(key.len());
+            // Saturating: a crafted checkpoint over a sparse log must not overflow (the sum is
+            // then compared with the header's).
+            self.live_bytes = self
+                .live_bytes
+                .saturating_add(s.loc().record_len(key.len()));
             self.key_bytes += key.len() as u64;
         }
         if over_max_load(taken, table.slots.len()) {
