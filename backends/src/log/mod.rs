@@ -263,23 +263,23 @@ use crate::{Blob, Durability, Error, Result, Store};
 /// them all.
 ///
 /// # Index memory
-/// The index (`backends/src/log/index.rs`) is a table of 24-byte slots — the value's offset
-/// and length, where the key sits, 32 bits of the key's hash — split into 64 shards by hash,
-/// plus one arena holding every live key's bytes back to back (in chunks of up to 1 MiB that
-/// never move). There is no allocation per key. A slot costs 25 bytes of table (with its tag
-/// byte) at hashbrown's load factor of 7/16 to 7/8, so 29 to 57 bytes per entry plus the key
-/// itself: a million 44-byte keys cost 92 MB (96.5 B per entry, the table at its emptiest just
-/// after a doubling; [`LogStats::index_bytes`] tells the figure for a live store). Removed
-/// keys' bytes stay in the arena until they outweigh the live ones, then the arena is
-/// repacked.
+/// The index (`backends/src/log/index.rs`) is an open-addressing table of 24-byte slots —
+/// the value's offset and length, where the key sits, 31 bits of the key's hash — with a tag
+/// byte per slot (so a lookup of an absent key reads only the tags), split into 64 shards by
+/// hash, plus one arena holding every live key's bytes back to back (in chunks of up to 1 MiB
+/// that never move). There is no allocation per key. A table stays between a load of 2/5
+/// (just after it doubles) and 4/5, and an open from the checkpoint starts it at 2/3: 31 to 63
+/// bytes per entry plus the key itself (37.5 B at 2/3: a million 44-byte keys cost about
+/// 82 MB; [`LogStats::index_bytes`] tells the figure for a live store). Removed keys' bytes
+/// stay in the arena until they outweigh the live ones, then the arena is repacked.
 ///
 /// Opening never holds two copies of the index: a shard that grows reallocates a 64th of the
-/// table (and an open from the checkpoint sizes the tables up front and stages at most
-/// 65,536 keys at a time), so the open's peak memory stays within a few percent of the index
-/// it builds
-/// (`backends/benches/log_open.rs` measures both, `benches/RESULTS.md` has the figures). Keys
-/// are hashed with foldhash under a random seed per index, so no key set — however chosen —
-/// makes lookups degrade; a lookup compares the whole key, never only its hash.
+/// table, and an open from the checkpoint reads the tables and keys straight into the index
+/// (no inserts, no growth), so the open's peak memory stays within a few percent of the index
+/// it builds (`backends/benches/log_open.rs` measures both, `benches/RESULTS.md` has the
+/// figures). Keys are hashed with foldhash under a random seed per index (kept in its
+/// checkpoint), so no key set chosen without knowing the seed makes lookups degrade; a lookup
+/// compares the whole key, never only its hash.
 pub struct LogStore {
     path: PathBuf,
     options: LogOptions,

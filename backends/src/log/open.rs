@@ -277,10 +277,10 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
     }
     let strict_until = periodic::strict_until(path, header.generation)?;
     // An index checkpoint that holds for this log spares the scan of the records it covers.
-    let (mut index, mut live_bytes, start, covered) =
+    let (mut index, mut live_bytes, start, covered, outdated) =
         match checkpoint::load(path, &file, header.generation, len)? {
-            Some(c) => (c.index, c.live_bytes, c.end, c.records),
-            None => (Index::new(), 0, FILE_HEADER_LEN, 0),
+            Some(c) => (c.index, c.live_bytes, c.end, c.records, c.outdated),
+            None => (Index::new(), 0, FILE_HEADER_LEN, 0, false),
         };
     let scanned = scan(&file, path, start, len, role, strict_until, &mut |e| {
         apply(&mut index, &mut live_bytes, e)
@@ -362,7 +362,12 @@ pub(super) fn load(file: File, path: &Path, role: Role) -> Result<(State, OpenRe
         generation: header.generation,
         strict_until,
         records: report.records,
-        unvouched: scanned.records,
+        // A checkpoint of an older layout counts as none: the writer's close replaces it.
+        unvouched: if outdated {
+            scanned.records.max(checkpoint::MIN_RECORDS)
+        } else {
+            scanned.records
+        },
     };
     Ok((state, report))
 }

@@ -410,3 +410,94 @@ fn fixture_v2_damaged_key_and_record_crc_names_the_key() {
     want.remove(&b"alpha"[..]);
     assert_eq!(contents(&store), want);
 }
+
+/// Writes this build's index checkpoint of `v2-mixed.log` as
+/// `v2-mixed.log.checkpoint-v<checkpoint version>` (added with each checkpoint layout, issue
+/// 15; the older ones stay):
+/// `cargo test -p cacher-store log::tests::fixtures::generate_checkpoint_fixture -- --ignored`
+#[test]
+#[ignore = "writes fixtures/log; run explicitly"]
+fn generate_checkpoint_fixture() {
+    let (_dir, path) = fixture_copy("v2-mixed.log");
+    let store = LogStore::open(&path).unwrap();
+    store.write_checkpoint().unwrap();
+    drop(store);
+    let version = super::super::checkpoint::VERSION;
+    std::fs::copy(
+        sibling(&path, super::super::checkpoint::SUFFIX).unwrap(),
+        fixture_dir().join(format!("v2-mixed.log.checkpoint-v{version}")),
+    )
+    .unwrap();
+}
+
+/// Opens `v2-mixed.log` beside the golden checkpoint of `version`, as a writer and read-only.
+fn open_with_checkpoint(version: u32) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = fixture_copy("v2-mixed.log");
+    std::fs::copy(
+        fixture_dir().join(format!("v2-mixed.log.checkpoint-v{version}")),
+        sibling(&path, super::super::checkpoint::SUFFIX).unwrap(),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+/// Opens `v2-mixed.log` from the golden checkpoint of `version`: it is used, gives what a scan
+/// gives, and the writer goes on from it; returns the log and what it then holds.
+fn opens_from_checkpoint(version: u32) -> (tempfile::TempDir, PathBuf, BTreeMap<Vec<u8>, Vec<u8>>) {
+    let (dir, path) = open_with_checkpoint(version);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let r = reader(&path);
+    assert_eq!(
+        r.open_report().checkpoint,
+        Some(len),
+        "the checkpoint was used"
+    );
+    assert_eq!(r.open_report().records, 12);
+    assert_eq!(contents(&r), mixed_contents());
+    drop(r);
+    let store = LogStore::open(&path).unwrap();
+    assert_eq!(store.open_report().checkpoint, Some(len));
+    assert_eq!(contents(&store), mixed_contents());
+    assert_eq!(store.get(b"all-bytes").unwrap(), None);
+    store.put(b"gamma", b"three").unwrap();
+    assert!(store.delete(b"alpha").unwrap());
+    let mut want = mixed_contents();
+    want.insert(b"gamma".to_vec(), b"three".to_vec());
+    want.remove(&b"alpha"[..]);
+    assert_eq!(contents(&store), want);
+    drop(store);
+    (dir, path, want)
+}
+
+fn checkpoint_version(log: &Path) -> u32 {
+    let cp = std::fs::read(sibling(log, super::super::checkpoint::SUFFIX).unwrap()).unwrap();
+    u32::from_le_bytes(cp[8..12].try_into().unwrap())
+}
+
+#[test]
+fn fixture_checkpoint_v1_is_read_and_replaced_by_the_writers_close() {
+    let (_dir, path, want) = opens_from_checkpoint(1);
+    // An older layout counts as no checkpoint: the writer's close wrote this build's.
+    assert_eq!(checkpoint_version(&path), super::super::checkpoint::VERSION);
+    let r = reader(&path);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(r.open_report().checkpoint, Some(len));
+    assert_eq!(contents(&r), want);
+}
+
+#[test]
+fn fixture_checkpoint_v2_is_read_and_gives_the_scanned_contents() {
+    let (_dir, path, want) = opens_from_checkpoint(2);
+    assert_eq!(checkpoint_version(&path), 2);
+    // Two records past it: below the threshold, so the close left it as it was.
+    let r = reader(&path);
+    assert_eq!(
+        r.open_report().checkpoint,
+        Some(
+            std::fs::metadata(fixture_dir().join("v2-mixed.log"))
+                .unwrap()
+                .len()
+        )
+    );
+    assert_eq!(contents(&r), want);
+}
