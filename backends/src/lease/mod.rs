@@ -5,15 +5,15 @@
 //!
 //! ```text
 //! <lease dir>/                 DirStore and LmdbStore: <root>/leases/; LogStore: <log>.leases/
-//! ├── ranges.lock              Linux: empty; a key's lease is a lock on one byte of it
+//! ├── ranges-<2 hex>.lock      Linux: 64 empty files; a key's lease is a lock on one byte of one
 //! └── <64 hex>.lock            elsewhere (or where the file system has no record locks):
 //!                              hex of blake3(key); empty; exists only while leased (or left
 //!                              by a holder that died, and then unlocked)
 //! ```
 //!
-//! - On Linux a lease is an exclusive open-file-description lock on one byte of
-//!   `ranges.lock`, at an offset from the key's hash (`ranges.rs`): one `open`, one `fcntl` and
-//!   one `close` per lease, and no file per key. A batch of 1,000 misses spent 91 % of its
+//! - On Linux a lease is an exclusive open-file-description lock on one byte of a
+//!   `ranges-<2 hex>.lock`, file and offset from the key's hash (`ranges.rs`): one `open`, two
+//!   `fcntl`s and one `close` per lease, and no file per key. A batch of 1,000 misses spent 91 % of its
 //!   time creating and removing lock files on this project's ext4 disk.
 //! - Elsewhere a lease is an exclusive `flock` on the key's own lock file ([`File::try_lock`]).
 //!   Either way the OS drops it when the holder's process dies, even by `SIGKILL`, so a crashed
@@ -193,8 +193,8 @@ impl Leases {
     /// refuses range locks.
     #[cfg(target_os = "linux")]
     fn acquire_range(&self, key: &[u8], timeout: Duration) -> Result<Option<Acquired>> {
-        let path = self.dir.join(ranges::FILE_NAME);
-        let offset = ranges::offset_of(key);
+        let (shard, offset) = ranges::place_of(key);
+        let path = self.dir.join(ranges::file_name(shard));
         // A file of the lease's own, opened anew (an open file description of its own), so
         // two handles of one process exclude each other as two processes do.
         let file = loop {
