@@ -44,8 +44,8 @@ enum Opened<T> {
 
 /// How often a hit is timed for [`Stats::read_time`](crate::Stats::read_time): two clock
 /// reads on every hit cost about as much as the rest of the bookkeeping, so one hit in
-/// `READ_SAMPLE` is timed and counted `READ_SAMPLE` times (the first hit of a namespace is
-/// always timed).
+/// `READ_SAMPLE` is timed and counted `READ_SAMPLE` times (the first hit of a namespace on
+/// each thread is always timed).
 const READ_SAMPLE: u32 = 16;
 
 /// A read's start time, when this read is one of the timed ones, and its weight.
@@ -53,12 +53,10 @@ const READ_SAMPLE: u32 = 16;
 struct ReadTimer(Option<(Instant, u32)>);
 
 impl ReadTimer {
-    /// Times one lookup in [`READ_SAMPLE`], chosen by the namespace's hit count.
+    /// Times one lookup in [`READ_SAMPLE`], chosen by the hits this thread's stripe of the
+    /// namespace counted (its own cache line: reading the shared total would bounce it).
     fn sampled(stats: &Atomics) -> Self {
-        let timed = stats
-            .hits
-            .load(RELAXED)
-            .is_multiple_of(u64::from(READ_SAMPLE));
+        let timed = stats.local_hits().is_multiple_of(u64::from(READ_SAMPLE));
         ReadTimer(timed.then(|| (Instant::now(), READ_SAMPLE)))
     }
 

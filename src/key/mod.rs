@@ -167,6 +167,15 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 /// The namespace part of a store key written by [`store_key`] (or of a slot's key,
 /// `name@slot`), if it has that shape.
 pub fn namespace_of(key: &[u8]) -> Option<&str> {
+    // Most keys given to `Cache::get` are plain: refuse them on bytes before validating UTF-8
+    // (a key of this shape has its last ':' exactly 33 bytes from the end, or ends in "@slot").
+    let n = key.len();
+    let hash_shaped = n > 2 * HASH_BYTES
+        && key[n - 2 * HASH_BYTES - 1] == b':'
+        && !key[n - 2 * HASH_BYTES..].contains(&b':');
+    if !hash_shaped && !key.ends_with(b"@slot") {
+        return None;
+    }
     let text = std::str::from_utf8(key).ok()?;
     if let Some(slot) = text.strip_suffix("@slot") {
         return Some(slot);
@@ -337,6 +346,51 @@ mod tests {
         assert!(canonical_args(&vec![1u32, 2, 3], &[0]).is_err());
         assert!(canonical_args(&(1, 2), &[2]).is_err());
         assert!(canonical_args(&vec![1u32, 2, 3], &[]).is_ok());
+    }
+
+    /// The byte-level refusal in `namespace_of` agrees with the text parse it shortcuts.
+    #[test]
+    fn namespace_of_agrees_with_the_plain_text_parse_on_near_miss_keys() {
+        fn by_text(key: &[u8]) -> Option<&str> {
+            let text = std::str::from_utf8(key).ok()?;
+            if let Some(slot) = text.strip_suffix("@slot") {
+                return Some(slot);
+            }
+            let (head, hash) = text.rsplit_once(':')?;
+            if hash.len() != HASH_BYTES * 2 {
+                return None;
+            }
+            let (ns, version) = head.rsplit_once('@')?;
+            version.parse::<u32>().ok()?;
+            Some(ns)
+        }
+        let good = store_key("ns", 3, &[b"x"]);
+        let mut keys: Vec<Vec<u8>> = vec![
+            good.clone(),
+            b"x@slot".to_vec(),
+            b"@slot".to_vec(),
+            b"peers-key-000042".to_vec(),
+            b":".repeat(40),
+            vec![],
+        ];
+        for cut in 0..good.len() {
+            keys.push(good[..cut].to_vec());
+            keys.push(good[cut..].to_vec());
+            let mut colon = good.clone();
+            colon[cut] = b':';
+            keys.push(colon);
+            let mut bad_utf8 = good.clone();
+            bad_utf8[cut] = 0xff;
+            keys.push(bad_utf8);
+        }
+        for key in &keys {
+            assert_eq!(
+                namespace_of(key),
+                by_text(key),
+                "{:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
     }
 
     #[test]
