@@ -65,10 +65,7 @@ pub const HASH_BYTES: usize = 16;
 /// The canonical encoding of `value` (see the module docs).
 pub fn canonical_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, KeyError> {
     let mut out = Vec::with_capacity(64);
-    value.serialize(&mut Canonical {
-        out: &mut out,
-        skip: &[],
-    })?;
+    canonical_bytes_into(value, &mut out)?;
     Ok(out)
 }
 
@@ -79,10 +76,17 @@ pub fn canonical_args<T: Serialize + ?Sized>(
     skip: &[usize],
 ) -> Result<Vec<u8>, KeyError> {
     let mut out = Vec::with_capacity(64);
-    let mut enc = Canonical {
-        out: &mut out,
-        skip,
-    };
+    canonical_args_into(args, skip, &mut out)?;
+    Ok(out)
+}
+
+/// [`canonical_args`] appended to `out` (a key's hash input), without a buffer of its own.
+pub(crate) fn canonical_args_into<T: Serialize + ?Sized>(
+    args: &T,
+    skip: &[usize],
+    out: &mut Vec<u8>,
+) -> Result<(), KeyError> {
+    let mut enc = Canonical { out, skip };
     args.serialize(&mut enc)?;
     if !enc.skip.is_empty() {
         // Ignoring "position 0" of a plain value (or of a Vec) would silently key on it, or
@@ -91,7 +95,15 @@ pub fn canonical_args<T: Serialize + ?Sized>(
             "arguments {skip:?} are ignored, but the arguments are not a tuple"
         )));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// [`canonical_bytes`] appended to `out`.
+pub(crate) fn canonical_bytes_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), KeyError> {
+    value.serialize(&mut Canonical { out, skip: &[] })
 }
 
 /// Domain separation for the key hash; a new key algorithm gets a new tag.
@@ -106,48 +118,149 @@ pub(crate) fn key_from_parts(
     deps: &[Vec<u8>],
 ) -> Vec<u8> {
     let parts = std::iter::once(args).chain(deps.iter().map(|d| &d[..]));
-    key_of(namespace, version, parts)
+    KeyPrefix::new(namespace, version)
+        .of_parts(parts)
+        .into_vec()
 }
 
 /// Builds the store key for `namespace`, `version` and already-encoded parts.
 pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
-    key_of(namespace, version, parts.iter().copied())
+    KeyPrefix::new(namespace, version)
+        .of_parts(parts.iter().copied())
+        .into_vec()
 }
 
-/// The one key builder: one allocation, the hash input first, then reused for the key.
-fn key_of<'p>(
-    namespace: &str,
-    version: u32,
-    parts: impl Iterator<Item = &'p [u8]> + Clone,
-) -> Vec<u8> {
-    // One contiguous input and one `blake3::hash` call: for inputs this small the streaming
-    // `Hasher` costs more than the hashing itself.
-    let input_len = KEY_ALGORITHM.len() + parts.clone().map(|p| 8 + p.len()).sum::<usize>();
-    // `{namespace}@{version}:` and the hex digits; the version is at most 10 digits.
-    let key_len = namespace.len() + 12 + 2 * HASH_BYTES;
-    let mut input = Vec::with_capacity(input_len.max(key_len));
-    input.extend_from_slice(KEY_ALGORITHM);
-    for part in parts {
+/// A store key held inline when it is short (every key but those of very long namespaces),
+/// so a memoized hit allocates nothing for its key.
+pub(crate) type KeyBuf = smallvec::SmallVec<[u8; 128]>;
+
+/// The part of a key that is the same for every call of one function: `{namespace}@{version}:`.
+/// A [`Memo`](crate::Memo) makes it once.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyPrefix(Box<[u8]>);
+
+impl KeyPrefix {
+    pub(crate) fn new(namespace: &str, version: u32) -> Self {
+        let mut prefix = Vec::with_capacity(namespace.len() + 12);
+        prefix.extend_from_slice(namespace.as_bytes());
+        prefix.push(b'@');
+        push_decimal(&mut prefix, version);
+        prefix.push(b':');
+        KeyPrefix(prefix.into_boxed_slice())
+    }
+
+    /// The key of parts already encoded.
+    pub(crate) fn of_parts<'p>(&self, parts: impl Iterator<Item = &'p [u8]>) -> KeyBuf {
+        let key = self.hashed(|input| {
+            parts.for_each(|part| input.part(part));
+            Ok(())
+        });
+        match key {
+            Ok(key) => key,
+            // `hashed` fails only with `fill`'s error, and this `fill` has none.
+            Err(_) => unreachable!("hashing encoded parts cannot fail"),
+        }
+    }
+
+    /// The key whose hash input `fill` writes (length-prefixed parts, in order): the hash
+    /// input goes into this thread's scratch buffer, so building a key allocates at most the
+    /// key itself, and only when it is longer than [`KeyBuf`] holds inline.
+    pub(crate) fn hashed(
+        &self,
+        fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
+    ) -> Result<KeyBuf, KeyError> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> =
+                std::cell::RefCell::new(Vec::with_capacity(256));
+        }
+        let mut fill = Some(fill);
+        let from_scratch = SCRATCH
+            .try_with(|scratch| {
+                // Busy when a `Serialize` of the arguments builds another key (it may call a
+                // memoized function): that one gets a buffer of its own.
+                let mut buf = scratch.try_borrow_mut().ok()?;
+                let fill = fill.take()?;
+                Some(self.hash_into(&mut buf, fill))
+            })
+            .ok()
+            .flatten();
+        match (from_scratch, fill) {
+            (Some(key), _) => key,
+            (None, Some(fill)) => self.hash_into(&mut Vec::with_capacity(128), fill),
+            // `fill` is taken only on the way to `Some`.
+            (None, None) => unreachable!("the key builder ran without a result"),
+        }
+    }
+
+    fn hash_into(
+        &self,
+        buf: &mut Vec<u8>,
+        fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
+    ) -> Result<KeyBuf, KeyError> {
+        buf.clear();
+        buf.extend_from_slice(KEY_ALGORITHM);
+        let filled = fill(&mut HashInput(buf));
+        let hash = blake3::hash(buf);
+        // A big argument leaves a big buffer: keep at most 64 KiB for the next key.
+        if buf.capacity() > 1 << 16 {
+            *buf = Vec::with_capacity(256);
+        }
+        filled?;
+        let mut key = KeyBuf::with_capacity(self.0.len() + 2 * HASH_BYTES);
+        key.extend_from_slice(&self.0);
+        key.extend_from_slice(&hex(hash.as_bytes()));
+        Ok(key)
+    }
+}
+
+/// The hash input of one key as it is written: [`KEY_ALGORITHM`], then each part as its
+/// length (u64 LE) and its bytes.
+pub(crate) struct HashInput<'a>(&'a mut Vec<u8>);
+
+impl HashInput<'_> {
+    /// Appends a part given as bytes.
+    pub(crate) fn part(&mut self, bytes: &[u8]) {
         // Length-prefix each part so (ab, c) and (a, bc) differ.
-        input.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        input.extend_from_slice(part);
+        self.0
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(bytes);
     }
-    let hash = blake3::hash(&input);
-    let mut key = input; // reuse the allocation
-    key.clear();
-    key.extend_from_slice(namespace.as_bytes());
-    key.push(b'@');
-    push_decimal(&mut key, version);
-    key.push(b':');
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Into a fixed array, then one copy: pushing digit by digit checks the capacity 32 times.
-    let mut hex = [0u8; 2 * HASH_BYTES];
-    for (pair, b) in hex.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 15)];
+
+    /// Appends a part that `write` encodes in place (no buffer of its own); its length is
+    /// filled in after.
+    pub(crate) fn part_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; 8]);
+        write(self.0)?;
+        let len = (self.0.len() - at - 8) as u64;
+        self.0[at..at + 8].copy_from_slice(&len.to_le_bytes());
+        Ok(())
     }
-    key.extend_from_slice(&hex);
-    key
+}
+
+/// The first [`HASH_BYTES`] of `hash` as lowercase hex, eight digits at a time: each byte's
+/// two nibbles are spread into two bytes of a u64, and `'0'` or `'a' - 10` added to all eight
+/// at once (a digit loop was about a fifth of building a key).
+fn hex(hash: &[u8; 32]) -> [u8; 2 * HASH_BYTES] {
+    let mut out = [0u8; 2 * HASH_BYTES];
+    for (digits, bytes) in out
+        .chunks_exact_mut(8)
+        .zip(hash[..HASH_BYTES].chunks_exact(4))
+    {
+        let mut nibbles = 0u64;
+        for (i, &b) in bytes.iter().enumerate() {
+            // Little-endian lanes: the high nibble first in memory.
+            nibbles |= u64::from(b >> 4) << (16 * i) | u64::from(b & 15) << (16 * i + 8);
+        }
+        // 0x06 added to a nibble carries into bit 4 exactly when it is 10..=15.
+        let letters = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        let ascii = nibbles + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64;
+        digits.copy_from_slice(&ascii.to_le_bytes());
+    }
+    out
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
@@ -391,6 +504,51 @@ mod tests {
                 String::from_utf8_lossy(key)
             );
         }
+    }
+
+    #[test]
+    fn hex_digits_match_a_digit_by_digit_encoding() {
+        let mut hash = [0u8; 32];
+        for round in 0..64u8 {
+            for (i, b) in hash.iter_mut().enumerate() {
+                *b = round
+                    .wrapping_mul(37)
+                    .wrapping_add((i as u8).wrapping_mul(11))
+                    ^ (round << 3);
+            }
+            let slow: String = hash[..HASH_BYTES]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(std::str::from_utf8(&hex(&hash)).unwrap(), slow);
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        for chunk in all.chunks(HASH_BYTES) {
+            hash[..HASH_BYTES].copy_from_slice(chunk);
+            let slow: String = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(std::str::from_utf8(&hex(&hash)).unwrap(), slow);
+        }
+    }
+
+    /// A `Serialize` that builds another key while its own is being built (a memoized call
+    /// inside the arguments' serialization) gets the same keys as built one after the other.
+    #[test]
+    fn a_key_built_while_another_is_being_built_is_the_same_key() {
+        struct Nested;
+        impl Serialize for Nested {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let inner = KeyPrefix::new("inner", 1)
+                    .hashed(|input| input.part_with(|out| canonical_bytes_into(&7u8, out)))
+                    .unwrap();
+                s.serialize_bytes(&inner)
+            }
+        }
+        let outer = KeyPrefix::new("outer", 2)
+            .hashed(|input| input.part_with(|out| canonical_args_into(&Nested, &[], out)))
+            .unwrap();
+        let inner = store_key("inner", 1, &[&canonical_bytes(&7u8).unwrap()]);
+        let nested = canonical_bytes(&serde_bytes::Bytes::new(&inner)).unwrap();
+        assert_eq!(&outer[..], &store_key("outer", 2, &[&nested])[..]);
     }
 
     #[test]
