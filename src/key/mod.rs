@@ -130,9 +130,47 @@ pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
         .into_vec()
 }
 
-/// A store key held inline when it is short (every key but those of very long namespaces),
-/// so a memoized hit allocates nothing for its key.
-pub(crate) type KeyBuf = smallvec::SmallVec<[u8; 128]>;
+/// How long a key [`KeyBuf`] holds without allocating.
+const INLINE_KEY: usize = 128;
+
+/// A store key held inline when it is short (every key but those of namespaces over 80
+/// bytes or so), so a memoized hit allocates nothing for its key.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyBuf {
+    Inline { bytes: [u8; INLINE_KEY], len: usize },
+    Heap(Vec<u8>),
+}
+
+impl Default for KeyBuf {
+    fn default() -> Self {
+        KeyBuf::Inline {
+            bytes: [0; INLINE_KEY],
+            len: 0,
+        }
+    }
+}
+
+impl KeyBuf {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBuf::Inline { bytes, len } => &bytes[..*len],
+            KeyBuf::Heap(key) => key,
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            KeyBuf::Inline { bytes, len } => bytes[..len].to_vec(),
+            KeyBuf::Heap(key) => key,
+        }
+    }
+}
+
+impl AsRef<[u8]> for KeyBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
 
 /// The part of a key that is the same for every call of one function: `{namespace}@{version}:`.
 /// A [`Memo`](crate::Memo) makes it once.
@@ -151,66 +189,84 @@ impl KeyPrefix {
 
     /// The key of parts already encoded.
     pub(crate) fn of_parts<'p>(&self, parts: impl Iterator<Item = &'p [u8]>) -> KeyBuf {
-        let key = self.hashed(|input| {
+        let mut key = KeyBuf::default();
+        let done = self.hashed(&mut key, |input| {
             parts.for_each(|part| input.part(part));
             Ok(())
         });
-        match key {
-            Ok(key) => key,
+        match done {
+            Ok(()) => key,
             // `hashed` fails only with `fill`'s error, and this `fill` has none.
             Err(_) => unreachable!("hashing encoded parts cannot fail"),
         }
     }
 
-    /// The key whose hash input `fill` writes (length-prefixed parts, in order): the hash
-    /// input goes into this thread's scratch buffer, so building a key allocates at most the
-    /// key itself, and only when it is longer than [`KeyBuf`] holds inline.
+    /// Writes into `key` the key whose hash input `fill` writes (length-prefixed parts, in
+    /// order): the hash input goes into this thread's scratch buffer, so building a key
+    /// allocates at most the key itself, and only when it is longer than [`KeyBuf`] holds
+    /// inline.
     pub(crate) fn hashed(
         &self,
+        key: &mut KeyBuf,
         fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
-    ) -> Result<KeyBuf, KeyError> {
+    ) -> Result<(), KeyError> {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> =
                 std::cell::RefCell::new(Vec::with_capacity(256));
         }
         let mut fill = Some(fill);
-        let from_scratch = SCRATCH
+        let hash = SCRATCH
             .try_with(|scratch| {
                 // Busy when a `Serialize` of the arguments builds another key (it may call a
                 // memoized function): that one gets a buffer of its own.
                 let mut buf = scratch.try_borrow_mut().ok()?;
                 let fill = fill.take()?;
-                Some(self.hash_into(&mut buf, fill))
+                Some(hash_input(&mut buf, fill))
             })
             .ok()
             .flatten();
-        match (from_scratch, fill) {
-            (Some(key), _) => key,
-            (None, Some(fill)) => self.hash_into(&mut Vec::with_capacity(128), fill),
+        let hash = match (hash, fill) {
+            (Some(hash), _) => hash?,
+            (None, Some(fill)) => hash_input(&mut Vec::with_capacity(128), fill)?,
             // `fill` is taken only on the way to `Some`.
             (None, None) => unreachable!("the key builder ran without a result"),
+        };
+        let prefix = &self.0[..];
+        let len = prefix.len() + 2 * HASH_BYTES;
+        if len <= INLINE_KEY {
+            if !matches!(key, KeyBuf::Inline { .. }) {
+                *key = KeyBuf::default();
+            }
+            if let KeyBuf::Inline { bytes, len: used } = key {
+                // In place: the buffer is the caller's stack slot, not moved.
+                bytes[..prefix.len()].copy_from_slice(prefix);
+                write_hex(&mut bytes[prefix.len()..len], &hash);
+                *used = len;
+            }
+        } else {
+            let mut heap = vec![0; len];
+            heap[..prefix.len()].copy_from_slice(prefix);
+            write_hex(&mut heap[prefix.len()..], &hash);
+            *key = KeyBuf::Heap(heap);
         }
+        Ok(())
     }
+}
 
-    fn hash_into(
-        &self,
-        buf: &mut Vec<u8>,
-        fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
-    ) -> Result<KeyBuf, KeyError> {
-        buf.clear();
-        buf.extend_from_slice(KEY_ALGORITHM);
-        let filled = fill(&mut HashInput(buf));
-        let hash = blake3::hash(buf);
-        // A big argument leaves a big buffer: keep at most 64 KiB for the next key.
-        if buf.capacity() > 1 << 16 {
-            *buf = Vec::with_capacity(256);
-        }
-        filled?;
-        let mut key = KeyBuf::with_capacity(self.0.len() + 2 * HASH_BYTES);
-        key.extend_from_slice(&self.0);
-        key.extend_from_slice(&hex(hash.as_bytes()));
-        Ok(key)
+/// Hashes what `fill` writes after [`KEY_ALGORITHM`] in `buf`.
+fn hash_input(
+    buf: &mut Vec<u8>,
+    fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
+) -> Result<blake3::Hash, KeyError> {
+    buf.clear();
+    buf.extend_from_slice(KEY_ALGORITHM);
+    let filled = fill(&mut HashInput(buf));
+    let hash = blake3::hash(buf);
+    // A big argument leaves a big buffer: keep at most 64 KiB for the next key.
+    if buf.capacity() > 1 << 16 {
+        *buf = Vec::with_capacity(256);
     }
+    filled.map(|()| hash)
 }
 
 /// The hash input of one key as it is written: [`KEY_ALGORITHM`], then each part as its
@@ -241,26 +297,24 @@ impl HashInput<'_> {
     }
 }
 
-/// The first [`HASH_BYTES`] of `hash` as lowercase hex, eight digits at a time: each byte's
-/// two nibbles are spread into two bytes of a u64, and `'0'` or `'a' - 10` added to all eight
-/// at once (a digit loop was about a fifth of building a key).
-fn hex(hash: &[u8; 32]) -> [u8; 2 * HASH_BYTES] {
-    let mut out = [0u8; 2 * HASH_BYTES];
-    for (digits, bytes) in out
-        .chunks_exact_mut(8)
-        .zip(hash[..HASH_BYTES].chunks_exact(4))
-    {
-        let mut nibbles = 0u64;
-        for (i, &b) in bytes.iter().enumerate() {
-            // Little-endian lanes: the high nibble first in memory.
-            nibbles |= u64::from(b >> 4) << (16 * i) | u64::from(b & 15) << (16 * i + 8);
-        }
-        // 0x06 added to a nibble carries into bit 4 exactly when it is 10..=15.
-        let letters = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-        let ascii = nibbles + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64;
-        digits.copy_from_slice(&ascii.to_le_bytes());
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [HEX[b >> 4], HEX[b & 15]];
+        b += 1;
     }
-    out
+    pairs
+};
+
+/// Writes the first [`HASH_BYTES`] of `hash` into `out` (2 * HASH_BYTES long) as lowercase
+/// hex, one table lookup per byte (a digit-by-digit loop was a fifth of building a key).
+fn write_hex(out: &mut [u8], hash: &blake3::Hash) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+    }
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
@@ -506,6 +560,12 @@ mod tests {
         }
     }
 
+    fn hex_of(hash: [u8; 32]) -> String {
+        let mut out = [0u8; 2 * HASH_BYTES];
+        write_hex(&mut out, &blake3::Hash::from(hash));
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
     #[test]
     fn hex_digits_match_a_digit_by_digit_encoding() {
         let mut hash = [0u8; 32];
@@ -520,13 +580,13 @@ mod tests {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            assert_eq!(std::str::from_utf8(&hex(&hash)).unwrap(), slow);
+            assert_eq!(hex_of(hash), slow);
         }
         let all: Vec<u8> = (0..=255).collect();
         for chunk in all.chunks(HASH_BYTES) {
             hash[..HASH_BYTES].copy_from_slice(chunk);
             let slow: String = chunk.iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(std::str::from_utf8(&hex(&hash)).unwrap(), slow);
+            assert_eq!(hex_of(hash), slow);
         }
     }
 
@@ -537,18 +597,29 @@ mod tests {
         struct Nested;
         impl Serialize for Nested {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let inner = KeyPrefix::new("inner", 1)
-                    .hashed(|input| input.part_with(|out| canonical_bytes_into(&7u8, out)))
+                let mut inner = KeyBuf::default();
+                KeyPrefix::new("inner", 1)
+                    .hashed(&mut inner, |input| {
+                        input.part_with(|out| canonical_bytes_into(&7u8, out))
+                    })
                     .unwrap();
-                s.serialize_bytes(&inner)
+                s.serialize_bytes(inner.as_slice())
             }
         }
-        let outer = KeyPrefix::new("outer", 2)
-            .hashed(|input| input.part_with(|out| canonical_args_into(&Nested, &[], out)))
+        let mut outer = KeyBuf::default();
+        KeyPrefix::new("outer", 2)
+            .hashed(&mut outer, |input| {
+                input.part_with(|out| canonical_args_into(&Nested, &[], out))
+            })
             .unwrap();
         let inner = store_key("inner", 1, &[&canonical_bytes(&7u8).unwrap()]);
         let nested = canonical_bytes(&serde_bytes::Bytes::new(&inner)).unwrap();
-        assert_eq!(&outer[..], &store_key("outer", 2, &[&nested])[..]);
+        assert_eq!(outer.as_slice(), &store_key("outer", 2, &[&nested])[..]);
+        // And a namespace too long to keep inline gives the same key on the heap.
+        let long = "n".repeat(200);
+        let key = KeyPrefix::new(&long, 1).of_parts(std::iter::once(&b"x"[..]));
+        assert!(matches!(key, KeyBuf::Heap(_)));
+        assert_eq!(key.into_vec(), store_key(&long, 1, &[b"x"]));
     }
 
     #[test]

@@ -55,17 +55,22 @@ impl Identity {
     }
 
     /// The store key for `args` as `f` keys them, the same bytes as [`Identity::key`] gives,
-    /// built in place: the arguments are encoded straight into the hash input and the key
-    /// is held inline, so a hit allocates nothing for it.
-    pub(super) fn key_in_place<A, R>(&self, f: &impl MemoFn<A, R>, args: &A) -> Result<KeyBuf> {
-        let key = self.prefix.hashed(|input| {
+    /// built in place into `key`: the arguments are encoded straight into the hash input and
+    /// the key is held inline, so a hit allocates nothing for it.
+    pub(super) fn key_in_place<'k, A, R>(
+        &self,
+        f: &impl MemoFn<A, R>,
+        args: &A,
+        key: &'k mut KeyBuf,
+    ) -> Result<&'k [u8]> {
+        self.prefix.hashed(key, |input| {
             input.part_with(|out| f.key_bytes_into(args, &self.skip, out))?;
             for dep in &self.deps {
                 input.part(&dep()?);
             }
             Ok(())
         })?;
-        Ok(key)
+        Ok(key.as_slice())
     }
 }
 
@@ -124,7 +129,8 @@ where
     /// error is counted in the stats (`errors`) and the first of each kind is logged through
     /// `tracing`.
     pub fn call(&self, args: A) -> R {
-        let key = self.id.key_in_place(&self.f, &args);
+        let mut key = KeyBuf::default();
+        let key = self.id.key_in_place(&self.f, &args, &mut key);
         self.site()
             .call_keyed::<P, R, A, _>(key, args, &|a| self.f.call_fn(a))
     }
@@ -157,7 +163,8 @@ where
     /// # Ok::<(), cacher::Error>(())
     /// ```
     pub fn call_with_status(&self, args: A, opts: Call) -> Result<(R, Status)> {
-        let key = self.id.key_in_place(&self.f, &args);
+        let mut key = KeyBuf::default();
+        let key = self.id.key_in_place(&self.f, &args, &mut key);
         self.site()
             .call_with_keyed::<P, R, A, _>(key, opts, args, &|a| self.f.call_fn(a))
     }
