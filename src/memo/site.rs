@@ -190,7 +190,7 @@ impl<'a> Site<'a> {
             Err(e) => return Outcome::NotComputed(args, e),
         };
         let key = key.as_ref();
-        debug_assert_eq!(namespace_of(&key), Some(self.namespace));
+        debug_assert_eq!(namespace_of(key), Some(self.namespace));
         // Taken before the lookup, so a leader knows whether a flight ended after it.
         let ticket = self.cache.inner.flights.ticket();
         if opts.mode == Mode::Bypass {
