@@ -193,13 +193,22 @@ impl std::ops::Deref for Atomics {
 }
 
 /// The calling thread's stripe, given in turn the first time a thread asks.
+#[inline]
 fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+        // Const-initialized and without a destructor: a plain thread-local load on every
+        // counter bump, usable even while the thread's other locals are torn down.
+        static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    // A thread being torn down (a counter bumped from a TLS destructor) uses stripe 0.
-    STRIPE.try_with(|s| *s).unwrap_or(0)
+    STRIPE.with(|s| match s.get() {
+        usize::MAX => {
+            let given = NEXT.fetch_add(1, Relaxed) % STRIPES;
+            s.set(given);
+            given
+        }
+        given => given,
+    })
 }
 
 impl Atomics {

@@ -6,12 +6,14 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+#[inline]
 pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut le = [0u8; 8];
     le.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(le)
 }
 
+#[inline]
 pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut le = [0u8; 4];
     le.copy_from_slice(&bytes[at..at + 4]);
@@ -251,26 +253,33 @@ impl<'a> Fields<'a> {
         let mac = mac
             .transpose()
             .map_err(|_| Error::corrupt("truncated MAC"))?;
+        // Fixed offsets into arrays of known length: no bounds check per field.
+        let v1: &[u8; FIXED_LEN_V1] = bytes[..FIXED_LEN_V1]
+            .try_into()
+            .map_err(|_| Error::corrupt("truncated header"))?;
         let (type_fingerprint, key_crc) = if version == ENVELOPE_VERSION_1 {
             (None, None)
         } else {
-            let fingerprint = u64_at(bytes, 44);
+            let v2: &[u8; FIXED_LEN_V2] = bytes[..FIXED_LEN_V2]
+                .try_into()
+                .map_err(|_| Error::corrupt("truncated header"))?;
+            let fingerprint = u64_at(v2, 44);
             (
                 (fingerprint != 0).then_some(fingerprint),
-                Some(u32_at(bytes, 52)),
+                Some(u32_at(v2, 52)),
             )
         };
         Ok(Fields {
             version,
             meta: EnvelopeMeta {
-                created_ms: u64_at(bytes, 8),
+                created_ms: u64_at(v1, 8),
                 expires_ms,
-                revision: u64_at(bytes, 24),
+                revision: u64_at(v1, 24),
                 type_fingerprint,
             },
             header_len,
-            payload_len: u64_at(bytes, 32),
-            payload_crc: u32_at(bytes, 40),
+            payload_len: u64_at(v1, 32),
+            payload_crc: u32_at(v1, 40),
             key_crc,
             pipeline,
             mac,
