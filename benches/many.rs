@@ -148,6 +148,42 @@ fn hammer(
     .elapsed()
 }
 
+/// This thread's CPU time.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Like [`hammer`], but the CPU time all threads spent, divided by `threads`: with throughput
+/// set to one element this reads as CPU time per hit. On a loaded 2-core machine wall clock
+/// cannot show scaling (the threads wait for a core); what contention costs shows here
+/// anyway, as CPU time per hit rising with the thread count (a cache line bouncing between
+/// cores, a contended lock), as long as the threads overlap at all.
+fn hammer_cpu(
+    memo: &cacher::Memo<u64, String, fn(u64) -> String, cacher::memo::Always>,
+    threads: usize,
+    iters: u64,
+) -> Duration {
+    let start_line = Barrier::new(threads);
+    let total: Duration = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let start_line = &start_line;
+                s.spawn(move || {
+                    start_line.wait();
+                    let start = thread_cpu();
+                    for i in 0..iters {
+                        black_box(memo.call((i + t as u64 * 37) % 100));
+                    }
+                    thread_cpu() - start
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total / threads as u32
+}
+
 /// The store alone, without the cache in front: `threads` threads each making `iters` gets
 /// over the same 100 keys. Beside the memoized rows it tells the store's scaling (LMDB's read
 /// transactions) from the cache front-end's (key hashing, decoding, the shared counters).
@@ -197,6 +233,13 @@ fn hot_keys_on_threads(c: &mut Criterion) {
             });
             group.bench_function(BenchmarkId::new("store-only-threads", threads), |b| {
                 b.iter_custom(|iters| hammer_store(cache.store(), &keys, threads, iters))
+            });
+        }
+        // CPU time per hit (one element = one hit), 1 against 4 threads.
+        group.throughput(Throughput::Elements(1));
+        for threads in [1usize, 4] {
+            group.bench_function(BenchmarkId::new("cpu-per-hit-threads", threads), |b| {
+                b.iter_custom(|iters| hammer_cpu(&memo, threads, iters))
             });
         }
         group.finish();

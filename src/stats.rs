@@ -2,8 +2,10 @@
 //! possible at any time from any thread.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crossbeam_utils::CachePadded;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 /// Counters of one namespace (or of the whole cache), as read at one moment.
@@ -107,22 +109,106 @@ impl std::fmt::Display for Stats {
     }
 }
 
-/// The live counters of one namespace.
+/// How many stripes a namespace's counters are split into. Threads are given stripes in turn,
+/// so up to this many threads never write the same cache line; more share a stripe (still
+/// exact, just contended again). 16 stripes of 128 bytes cost 2 KiB per namespace.
+const STRIPES: usize = 16;
+
+/// One counter of one stripe. It can only be added to (or taken from): the value of a counter is the sum
+/// over every stripe, which only [`Atomics::snapshot`] reads, so no caller can mistake one
+/// thread's share for the total.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n` (with the ordering of [`AtomicU64::fetch_add`], whose shape this keeps so the
+    /// call sites read as before).
+    pub fn fetch_add(&self, n: u64, order: std::sync::atomic::Ordering) {
+        self.0.fetch_add(n, order);
+    }
+
+    /// Takes back `n` added earlier, maybe by another thread into another stripe: this
+    /// stripe's share may wrap below zero, the sum over stripes does not.
+    pub fn fetch_sub(&self, n: u64, order: std::sync::atomic::Ordering) {
+        self.0.fetch_sub(n, order);
+    }
+}
+
+/// One thread's share of a namespace's counters, on its own cache lines.
+#[derive(Debug, Default)]
+pub(crate) struct Stripe {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub stores: Counter,
+    pub evictions: Counter,
+    pub expirations: Counter,
+    pub bytes_read: Counter,
+    pub bytes_written: Counter,
+    pub compute_nanos: Counter,
+    pub read_nanos: Counter,
+    pub errors: Counter,
+    pub mismatches: Counter,
+    pub waits: Counter,
+    pub refresh_failures: Counter,
+}
+
+impl Stripe {
+    fn counters(&self) -> [&AtomicU64; 13] {
+        [
+            &self.hits.0,
+            &self.misses.0,
+            &self.stores.0,
+            &self.evictions.0,
+            &self.expirations.0,
+            &self.bytes_read.0,
+            &self.bytes_written.0,
+            &self.compute_nanos.0,
+            &self.read_nanos.0,
+            &self.errors.0,
+            &self.mismatches.0,
+            &self.waits.0,
+            &self.refresh_failures.0,
+        ]
+    }
+}
+
+/// The live counters of one namespace, striped: each thread adds to its own stripe (one
+/// cache-padded block, see [`STRIPES`]), and a snapshot sums the stripes. With one shared
+/// block, every hit of every thread wrote the same cache line, which then bounced between
+/// cores: 4 threads of memoized hits scaled 1.17x where the store alone scaled 1.65x (issue
+/// 10). Every add is still an atomic add, so the sums are exact.
+///
+/// `stats.hits.fetch_add(1, RELAXED)` reads as before: [`Deref`](std::ops::Deref) gives the
+/// calling thread's stripe.
 #[derive(Debug, Default)]
 pub(crate) struct Atomics {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub stores: AtomicU64,
-    pub evictions: AtomicU64,
-    pub expirations: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub compute_nanos: AtomicU64,
-    pub read_nanos: AtomicU64,
-    pub errors: AtomicU64,
-    pub mismatches: AtomicU64,
-    pub waits: AtomicU64,
-    pub refresh_failures: AtomicU64,
+    stripes: [CachePadded<Stripe>; STRIPES],
+}
+
+impl std::ops::Deref for Atomics {
+    type Target = Stripe;
+    fn deref(&self) -> &Stripe {
+        &self.stripes[stripe_index()]
+    }
+}
+
+/// The calling thread's stripe, given in turn the first time a thread asks.
+#[inline]
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        // Const-initialized and without a destructor: a plain thread-local load on every
+        // counter bump, usable even while the thread's other locals are torn down.
+        static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|s| match s.get() {
+        usize::MAX => {
+            let given = NEXT.fetch_add(1, Relaxed) % STRIPES;
+            s.set(given);
+            given
+        }
+        given => given,
+    })
 }
 
 impl Atomics {
@@ -132,54 +218,75 @@ impl Atomics {
     pub fn add_read(&self, d: Duration) {
         self.read_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
     }
+
+    /// Hits counted by the calling thread's stripe: a cheap, uncontended count to sample on
+    /// (not the namespace's total, which only [`Atomics::snapshot`] gives).
+    pub fn local_hits(&self) -> u64 {
+        self.hits.0.load(Relaxed)
+    }
+
     fn reset(&self) {
-        for c in [
-            &self.hits,
-            &self.misses,
-            &self.stores,
-            &self.evictions,
-            &self.expirations,
-            &self.bytes_read,
-            &self.bytes_written,
-            &self.compute_nanos,
-            &self.read_nanos,
-            &self.errors,
-            &self.mismatches,
-            &self.waits,
-            &self.refresh_failures,
-        ] {
-            c.store(0, Relaxed);
+        for stripe in &self.stripes {
+            for c in stripe.counters() {
+                c.store(0, Relaxed);
+            }
         }
     }
 
     fn snapshot(&self) -> Counters {
+        // Wrapping: a stripe may hold a "negative" share (one thread's `fetch_sub` of what
+        // another thread's stripe added); the sum over stripes is exact.
+        let mut sums = [0u64; 13];
+        for stripe in &self.stripes {
+            for (sum, c) in sums.iter_mut().zip(stripe.counters()) {
+                *sum = sum.wrapping_add(c.load(Relaxed));
+            }
+        }
+        let [hits, misses, stores, evictions, expirations, bytes_read, bytes_written, compute_nanos, read_nanos, errors, mismatches, waits, refresh_failures] =
+            sums;
         Counters {
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            stores: self.stores.load(Relaxed),
-            evictions: self.evictions.load(Relaxed),
-            expirations: self.expirations.load(Relaxed),
-            bytes_read: self.bytes_read.load(Relaxed),
-            bytes_written: self.bytes_written.load(Relaxed),
-            compute_time: Duration::from_nanos(self.compute_nanos.load(Relaxed)),
-            read_time: Duration::from_nanos(self.read_nanos.load(Relaxed)),
-            errors: self.errors.load(Relaxed),
-            mismatches: self.mismatches.load(Relaxed),
-            waits: self.waits.load(Relaxed),
-            refresh_failures: self.refresh_failures.load(Relaxed),
+            hits,
+            misses,
+            stores,
+            evictions,
+            expirations,
+            bytes_read,
+            bytes_written,
+            compute_time: Duration::from_nanos(compute_nanos),
+            read_time: Duration::from_nanos(read_nanos),
+            errors,
+            mismatches,
+            waits,
+            refresh_failures,
         }
     }
 }
 
-/// The registry of per-namespace counters. Looking up a namespace takes a read lock once per
-/// call; the counters themselves are lock-free.
+/// The registry of per-namespace counters. Looking up a namespace takes a read lock and a hash
+/// (foldhash: the names are the program's own, not an attacker's); a memoized function looks
+/// its namespace up once, when it is made, and plain keys (namespace `""`) have theirs held
+/// apart, so a hit takes no lock. The counters themselves are lock-free.
 #[derive(Debug, Default)]
 pub(crate) struct StatsRegistry {
-    map: RwLock<HashMap<String, Arc<Atomics>>>,
+    map: RwLock<HashMap<String, Arc<Atomics>, foldhash::fast::RandomState>>,
+    /// The `""` namespace's counters, registered in `map` the first time they are asked for.
+    plain: OnceLock<Arc<Atomics>>,
 }
 
 impl StatsRegistry {
     pub fn namespace(&self, ns: &str) -> Arc<Atomics> {
+        if ns.is_empty() {
+            return self.plain().clone();
+        }
+        self.lookup(ns)
+    }
+
+    /// The counters of plain keys (namespace `""`), without a lock once they exist.
+    pub fn plain(&self) -> &Arc<Atomics> {
+        self.plain.get_or_init(|| self.lookup(""))
+    }
+
+    fn lookup(&self, ns: &str) -> Arc<Atomics> {
         if let Some(a) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(ns) {
             return a.clone();
         }
@@ -219,4 +326,77 @@ pub(crate) fn timed<T>(stats: &Atomics, f: impl FnOnce() -> T) -> T {
     let v = f();
     stats.add_compute(start.elapsed());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_more_threads_than_stripes_sum_exactly() {
+        let stats = Atomics::default();
+        std::thread::scope(|s| {
+            for t in 0..(2 * STRIPES as u64 + 3) {
+                let stats = &stats;
+                s.spawn(move || {
+                    for _ in 0..1000 {
+                        stats.hits.fetch_add(1, RELAXED);
+                        stats.bytes_read.fetch_add(t, RELAXED);
+                    }
+                    stats.add_read(Duration::from_nanos(7));
+                });
+            }
+        });
+        let n = 2 * STRIPES as u64 + 3;
+        let c = stats.snapshot();
+        assert_eq!(c.hits, 1000 * n);
+        assert_eq!(c.bytes_read, 1000 * (0..n).sum::<u64>());
+        assert_eq!(c.read_time, Duration::from_nanos(7 * n));
+        stats.reset();
+        assert_eq!(stats.snapshot(), Counters::default());
+    }
+
+    #[test]
+    fn a_count_taken_back_on_another_thread_sums_to_what_is_left() {
+        let stats = Atomics::default();
+        std::thread::scope(|s| {
+            s.spawn(|| stats.hits.fetch_add(5, RELAXED));
+        });
+        // This thread's stripe goes below zero; the total does not.
+        for _ in 0..3 {
+            std::thread::scope(|s| {
+                s.spawn(|| stats.hits.fetch_sub(1, RELAXED));
+            });
+        }
+        assert_eq!(stats.snapshot().hits, 2);
+    }
+
+    /// What lets hits scale on threads: two threads bump counters on different cache lines,
+    /// where before every thread wrote the one `AtomicU64` of the namespace.
+    #[test]
+    fn two_threads_count_on_different_cache_lines() {
+        let stats = Atomics::default();
+        let here = &stats.hits as *const Counter as usize;
+        // Stripes are given in turn, so the next thread gets another one unless exactly a
+        // multiple of STRIPES threads started meanwhile (other tests): three tries.
+        let there: Vec<usize> = (0..3)
+            .map(|_| {
+                std::thread::scope(|s| {
+                    s.spawn(|| &stats.hits as *const Counter as usize)
+                        .join()
+                        .unwrap()
+                })
+            })
+            .collect();
+        assert!(
+            there.iter().any(|t| here.abs_diff(*t) >= 64),
+            "{here:#x} {there:x?}"
+        );
+        // And reading it from one thread still gives the other's counts.
+        std::thread::scope(|s| {
+            s.spawn(|| stats.hits.fetch_add(1, RELAXED));
+        });
+        stats.hits.fetch_add(1, RELAXED);
+        assert_eq!(stats.snapshot().hits, 2);
+    }
 }

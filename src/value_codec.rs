@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cacher_formats::envelope::Header;
+use cacher_formats::envelope::{self, HeaderView};
 use cacher_formats::{EnvelopeMeta, Pipeline, Registry};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -55,17 +55,30 @@ impl ValueCodec {
         Ok(self.registry.peek_value(key, bytes)?.meta())
     }
 
-    /// Checks the value stored under `key` (header, checksum, key binding, MAC) and lends its
-    /// header and payload.
-    pub fn open<'a>(&self, key: &[u8], bytes: &'a [u8]) -> Result<(Header, &'a [u8]), FormatError> {
-        self.registry.open_value(key, bytes)
+    /// Checks the value stored under `key` (header, checksums, key binding, MAC) and lends its
+    /// header and payload. Without a MAC key the envelope is checked in place
+    /// ([`envelope::open_view`]: nothing copied); with one, or when that refuses the bytes,
+    /// the registry checks them as always, so every refusal keeps its wording.
+    pub fn open<'a>(
+        &self,
+        key: &[u8],
+        bytes: &'a [u8],
+    ) -> Result<(HeaderView<'a>, &'a [u8]), FormatError> {
+        if !self.registry.has_mac_key() {
+            if let Ok(opened) = envelope::open_view(bytes, key) {
+                return Ok(opened);
+            }
+        }
+        self.registry.open_value(key, bytes)?;
+        // The registry accepted the bytes, MAC included; lend them the same way.
+        envelope::open_view(bytes, key)
     }
 
     /// Decodes a payload opened by [`ValueCodec::open`]. The common case (written by this cache's
     /// own pipeline) skips resolving the pipeline name again.
     pub fn decode<T: DeserializeOwned>(
         &self,
-        header: &Header,
+        header: &HeaderView<'_>,
         payload: &[u8],
     ) -> Result<T, FormatError> {
         if header.pipeline() == self.pipeline.name() {

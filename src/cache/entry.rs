@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Cache;
 use crate::limits::Tracker;
-use crate::stats::{Atomics, RELAXED};
+use crate::stats::{Atomics, Stripe, RELAXED};
 use crate::{Error, Result};
 
 /// An envelope made by [`Cache::encode_entry`], with the expiry deadline it records: the
@@ -44,8 +44,8 @@ enum Opened<T> {
 
 /// How often a hit is timed for [`Stats::read_time`](crate::Stats::read_time): two clock
 /// reads on every hit cost about as much as the rest of the bookkeeping, so one hit in
-/// `READ_SAMPLE` is timed and counted `READ_SAMPLE` times (the first hit of a namespace is
-/// always timed).
+/// `READ_SAMPLE` is timed and counted `READ_SAMPLE` times (the first hit of a namespace on
+/// each thread is always timed).
 const READ_SAMPLE: u32 = 16;
 
 /// A read's start time, when this read is one of the timed ones, and its weight.
@@ -53,12 +53,10 @@ const READ_SAMPLE: u32 = 16;
 struct ReadTimer(Option<(Instant, u32)>);
 
 impl ReadTimer {
-    /// Times one lookup in [`READ_SAMPLE`], chosen by the namespace's hit count.
+    /// Times one lookup in [`READ_SAMPLE`], chosen by the hits this thread's stripe of the
+    /// namespace counted (its own cache line: reading the shared total would bounce it).
     fn sampled(stats: &Atomics) -> Self {
-        let timed = stats
-            .hits
-            .load(RELAXED)
-            .is_multiple_of(u64::from(READ_SAMPLE));
+        let timed = stats.local_hits().is_multiple_of(u64::from(READ_SAMPLE));
         ReadTimer(timed.then(|| (Instant::now(), READ_SAMPLE)))
     }
 
@@ -67,9 +65,10 @@ impl ReadTimer {
         ReadTimer(Some((start, 1)))
     }
 
-    fn record(self, stats: &Atomics) {
+    fn record(self, stats: &Stripe) {
         if let Some((start, weight)) = self.0 {
-            stats.add_read(start.elapsed() * weight);
+            let nanos = (start.elapsed() * weight).as_nanos() as u64;
+            stats.read_nanos.fetch_add(nanos, RELAXED);
         }
     }
 }
@@ -227,9 +226,11 @@ impl Cache {
     ) -> Result<Option<T>> {
         match opened {
             Opened::Hit(value) => {
-                stats.hits.fetch_add(1, RELAXED);
-                stats.bytes_read.fetch_add(len as u64, RELAXED);
-                timer.record(stats);
+                // This thread's stripe, found once for the three counts.
+                let stripe: &Stripe = stats;
+                stripe.hits.fetch_add(1, RELAXED);
+                stripe.bytes_read.fetch_add(len as u64, RELAXED);
+                timer.record(stripe);
                 self.with_tracker(|t| t.touch(key));
                 self.note_read(key);
                 Ok(Some(value))

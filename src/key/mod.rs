@@ -65,10 +65,7 @@ pub const HASH_BYTES: usize = 16;
 /// The canonical encoding of `value` (see the module docs).
 pub fn canonical_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, KeyError> {
     let mut out = Vec::with_capacity(64);
-    value.serialize(&mut Canonical {
-        out: &mut out,
-        skip: &[],
-    })?;
+    canonical_bytes_into(value, &mut out)?;
     Ok(out)
 }
 
@@ -79,10 +76,17 @@ pub fn canonical_args<T: Serialize + ?Sized>(
     skip: &[usize],
 ) -> Result<Vec<u8>, KeyError> {
     let mut out = Vec::with_capacity(64);
-    let mut enc = Canonical {
-        out: &mut out,
-        skip,
-    };
+    canonical_args_into(args, skip, &mut out)?;
+    Ok(out)
+}
+
+/// [`canonical_args`] appended to `out` (a key's hash input), without a buffer of its own.
+pub(crate) fn canonical_args_into<T: Serialize + ?Sized>(
+    args: &T,
+    skip: &[usize],
+    out: &mut Vec<u8>,
+) -> Result<(), KeyError> {
+    let mut enc = Canonical { out, skip };
     args.serialize(&mut enc)?;
     if !enc.skip.is_empty() {
         // Ignoring "position 0" of a plain value (or of a Vec) would silently key on it, or
@@ -91,7 +95,15 @@ pub fn canonical_args<T: Serialize + ?Sized>(
             "arguments {skip:?} are ignored, but the arguments are not a tuple"
         )));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// [`canonical_bytes`] appended to `out`.
+pub(crate) fn canonical_bytes_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), KeyError> {
+    value.serialize(&mut Canonical { out, skip: &[] })
 }
 
 /// Domain separation for the key hash; a new key algorithm gets a new tag.
@@ -106,48 +118,203 @@ pub(crate) fn key_from_parts(
     deps: &[Vec<u8>],
 ) -> Vec<u8> {
     let parts = std::iter::once(args).chain(deps.iter().map(|d| &d[..]));
-    key_of(namespace, version, parts)
+    KeyPrefix::new(namespace, version)
+        .of_parts(parts)
+        .into_vec()
 }
 
 /// Builds the store key for `namespace`, `version` and already-encoded parts.
 pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
-    key_of(namespace, version, parts.iter().copied())
+    KeyPrefix::new(namespace, version)
+        .of_parts(parts.iter().copied())
+        .into_vec()
 }
 
-/// The one key builder: one allocation, the hash input first, then reused for the key.
-fn key_of<'p>(
-    namespace: &str,
-    version: u32,
-    parts: impl Iterator<Item = &'p [u8]> + Clone,
-) -> Vec<u8> {
-    // One contiguous input and one `blake3::hash` call: for inputs this small the streaming
-    // `Hasher` costs more than the hashing itself.
-    let input_len = KEY_ALGORITHM.len() + parts.clone().map(|p| 8 + p.len()).sum::<usize>();
-    // `{namespace}@{version}:` and the hex digits; the version is at most 10 digits.
-    let key_len = namespace.len() + 12 + 2 * HASH_BYTES;
-    let mut input = Vec::with_capacity(input_len.max(key_len));
-    input.extend_from_slice(KEY_ALGORITHM);
-    for part in parts {
+/// How long a key [`KeyBuf`] holds without allocating.
+const INLINE_KEY: usize = 128;
+
+/// A store key held inline when it is short (every key but those of namespaces over 80
+/// bytes or so), so a memoized hit allocates nothing for its key.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyBuf {
+    Inline { bytes: [u8; INLINE_KEY], len: usize },
+    Heap(Vec<u8>),
+}
+
+impl Default for KeyBuf {
+    fn default() -> Self {
+        KeyBuf::Inline {
+            bytes: [0; INLINE_KEY],
+            len: 0,
+        }
+    }
+}
+
+impl KeyBuf {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBuf::Inline { bytes, len } => &bytes[..*len],
+            KeyBuf::Heap(key) => key,
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            KeyBuf::Inline { bytes, len } => bytes[..len].to_vec(),
+            KeyBuf::Heap(key) => key,
+        }
+    }
+}
+
+impl AsRef<[u8]> for KeyBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+/// The part of a key that is the same for every call of one function: `{namespace}@{version}:`.
+/// A [`Memo`](crate::Memo) makes it once.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyPrefix(Box<[u8]>);
+
+impl KeyPrefix {
+    pub(crate) fn new(namespace: &str, version: u32) -> Self {
+        let mut prefix = Vec::with_capacity(namespace.len() + 12);
+        prefix.extend_from_slice(namespace.as_bytes());
+        prefix.push(b'@');
+        push_decimal(&mut prefix, version);
+        prefix.push(b':');
+        KeyPrefix(prefix.into_boxed_slice())
+    }
+
+    /// The key of parts already encoded.
+    pub(crate) fn of_parts<'p>(&self, parts: impl Iterator<Item = &'p [u8]>) -> KeyBuf {
+        let mut key = KeyBuf::default();
+        let done = self.hashed(&mut key, |input| {
+            parts.for_each(|part| input.part(part));
+            Ok(())
+        });
+        match done {
+            Ok(()) => key,
+            // `hashed` fails only with `fill`'s error, and this `fill` has none.
+            Err(_) => unreachable!("hashing encoded parts cannot fail"),
+        }
+    }
+
+    /// Writes into `key` the key whose hash input `fill` writes (length-prefixed parts, in
+    /// order): the hash input goes into this thread's scratch buffer, so building a key
+    /// allocates at most the key itself, and only when it is longer than [`KeyBuf`] holds
+    /// inline.
+    pub(crate) fn hashed(
+        &self,
+        key: &mut KeyBuf,
+        fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> =
+                std::cell::RefCell::new(Vec::with_capacity(256));
+        }
+        let mut fill = Some(fill);
+        let hash = SCRATCH
+            .try_with(|scratch| {
+                // Busy when a `Serialize` of the arguments builds another key (it may call a
+                // memoized function): that one gets a buffer of its own.
+                let mut buf = scratch.try_borrow_mut().ok()?;
+                let fill = fill.take()?;
+                Some(hash_input(&mut buf, fill))
+            })
+            .ok()
+            .flatten();
+        let hash = match (hash, fill) {
+            (Some(hash), _) => hash?,
+            (None, Some(fill)) => hash_input(&mut Vec::with_capacity(128), fill)?,
+            // `fill` is taken only on the way to `Some`.
+            (None, None) => unreachable!("the key builder ran without a result"),
+        };
+        let prefix = &self.0[..];
+        let len = prefix.len() + 2 * HASH_BYTES;
+        if len <= INLINE_KEY {
+            if !matches!(key, KeyBuf::Inline { .. }) {
+                *key = KeyBuf::default();
+            }
+            if let KeyBuf::Inline { bytes, len: used } = key {
+                // In place: the buffer is the caller's stack slot, not moved.
+                bytes[..prefix.len()].copy_from_slice(prefix);
+                write_hex(&mut bytes[prefix.len()..len], &hash);
+                *used = len;
+            }
+        } else {
+            let mut heap = vec![0; len];
+            heap[..prefix.len()].copy_from_slice(prefix);
+            write_hex(&mut heap[prefix.len()..], &hash);
+            *key = KeyBuf::Heap(heap);
+        }
+        Ok(())
+    }
+}
+
+/// Hashes what `fill` writes after [`KEY_ALGORITHM`] in `buf`.
+fn hash_input(
+    buf: &mut Vec<u8>,
+    fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
+) -> Result<blake3::Hash, KeyError> {
+    buf.clear();
+    buf.extend_from_slice(KEY_ALGORITHM);
+    let filled = fill(&mut HashInput(buf));
+    let hash = blake3::hash(buf);
+    // A big argument leaves a big buffer: keep at most 64 KiB for the next key.
+    if buf.capacity() > 1 << 16 {
+        *buf = Vec::with_capacity(256);
+    }
+    filled.map(|()| hash)
+}
+
+/// The hash input of one key as it is written: [`KEY_ALGORITHM`], then each part as its
+/// length (u64 LE) and its bytes.
+pub(crate) struct HashInput<'a>(&'a mut Vec<u8>);
+
+impl HashInput<'_> {
+    /// Appends a part given as bytes.
+    pub(crate) fn part(&mut self, bytes: &[u8]) {
         // Length-prefix each part so (ab, c) and (a, bc) differ.
-        input.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        input.extend_from_slice(part);
+        self.0
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(bytes);
     }
-    let hash = blake3::hash(&input);
-    let mut key = input; // reuse the allocation
-    key.clear();
-    key.extend_from_slice(namespace.as_bytes());
-    key.push(b'@');
-    push_decimal(&mut key, version);
-    key.push(b':');
+
+    /// Appends a part that `write` encodes in place (no buffer of its own); its length is
+    /// filled in after.
+    pub(crate) fn part_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; 8]);
+        write(self.0)?;
+        let len = (self.0.len() - at - 8) as u64;
+        self.0[at..at + 8].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
+}
+
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Into a fixed array, then one copy: pushing digit by digit checks the capacity 32 times.
-    let mut hex = [0u8; 2 * HASH_BYTES];
-    for (pair, b) in hex.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 15)];
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [HEX[b >> 4], HEX[b & 15]];
+        b += 1;
     }
-    key.extend_from_slice(&hex);
-    key
+    pairs
+};
+
+/// Writes the first [`HASH_BYTES`] of `hash` into `out` (2 * HASH_BYTES long) as lowercase
+/// hex, one table lookup per byte (a digit-by-digit loop was a fifth of building a key).
+fn write_hex(out: &mut [u8], hash: &blake3::Hash) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+    }
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
@@ -167,6 +334,15 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
 /// The namespace part of a store key written by [`store_key`] (or of a slot's key,
 /// `name@slot`), if it has that shape.
 pub fn namespace_of(key: &[u8]) -> Option<&str> {
+    // Most keys given to `Cache::get` are plain: refuse them on bytes before validating UTF-8
+    // (a key of this shape has its last ':' exactly 33 bytes from the end, or ends in "@slot").
+    let n = key.len();
+    let hash_shaped = n > 2 * HASH_BYTES
+        && key[n - 2 * HASH_BYTES - 1] == b':'
+        && !key[n - 2 * HASH_BYTES..].contains(&b':');
+    if !hash_shaped && !key.ends_with(b"@slot") {
+        return None;
+    }
     let text = std::str::from_utf8(key).ok()?;
     if let Some(slot) = text.strip_suffix("@slot") {
         return Some(slot);
@@ -337,6 +513,113 @@ mod tests {
         assert!(canonical_args(&vec![1u32, 2, 3], &[0]).is_err());
         assert!(canonical_args(&(1, 2), &[2]).is_err());
         assert!(canonical_args(&vec![1u32, 2, 3], &[]).is_ok());
+    }
+
+    /// The byte-level refusal in `namespace_of` agrees with the text parse it shortcuts.
+    #[test]
+    fn namespace_of_agrees_with_the_plain_text_parse_on_near_miss_keys() {
+        fn by_text(key: &[u8]) -> Option<&str> {
+            let text = std::str::from_utf8(key).ok()?;
+            if let Some(slot) = text.strip_suffix("@slot") {
+                return Some(slot);
+            }
+            let (head, hash) = text.rsplit_once(':')?;
+            if hash.len() != HASH_BYTES * 2 {
+                return None;
+            }
+            let (ns, version) = head.rsplit_once('@')?;
+            version.parse::<u32>().ok()?;
+            Some(ns)
+        }
+        let good = store_key("ns", 3, &[b"x"]);
+        let mut keys: Vec<Vec<u8>> = vec![
+            good.clone(),
+            b"x@slot".to_vec(),
+            b"@slot".to_vec(),
+            b"peers-key-000042".to_vec(),
+            b":".repeat(40),
+            vec![],
+        ];
+        for cut in 0..good.len() {
+            keys.push(good[..cut].to_vec());
+            keys.push(good[cut..].to_vec());
+            let mut colon = good.clone();
+            colon[cut] = b':';
+            keys.push(colon);
+            let mut bad_utf8 = good.clone();
+            bad_utf8[cut] = 0xff;
+            keys.push(bad_utf8);
+        }
+        for key in &keys {
+            assert_eq!(
+                namespace_of(key),
+                by_text(key),
+                "{:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+
+    fn hex_of(hash: [u8; 32]) -> String {
+        let mut out = [0u8; 2 * HASH_BYTES];
+        write_hex(&mut out, &blake3::Hash::from(hash));
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn hex_digits_match_a_digit_by_digit_encoding() {
+        let mut hash = [0u8; 32];
+        for round in 0..64u8 {
+            for (i, b) in hash.iter_mut().enumerate() {
+                *b = round
+                    .wrapping_mul(37)
+                    .wrapping_add((i as u8).wrapping_mul(11))
+                    ^ (round << 3);
+            }
+            let slow: String = hash[..HASH_BYTES]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(hex_of(hash), slow);
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        for chunk in all.chunks(HASH_BYTES) {
+            hash[..HASH_BYTES].copy_from_slice(chunk);
+            let slow: String = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex_of(hash), slow);
+        }
+    }
+
+    /// A `Serialize` that builds another key while its own is being built (a memoized call
+    /// inside the arguments' serialization) gets the same keys as built one after the other.
+    #[test]
+    fn a_key_built_while_another_is_being_built_is_the_same_key() {
+        struct Nested;
+        impl Serialize for Nested {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut inner = KeyBuf::default();
+                KeyPrefix::new("inner", 1)
+                    .hashed(&mut inner, |input| {
+                        input.part_with(|out| canonical_bytes_into(&7u8, out))
+                    })
+                    .unwrap();
+                s.serialize_bytes(inner.as_slice())
+            }
+        }
+        let mut outer = KeyBuf::default();
+        KeyPrefix::new("outer", 2)
+            .hashed(&mut outer, |input| {
+                input.part_with(|out| canonical_args_into(&Nested, &[], out))
+            })
+            .unwrap();
+        let inner = store_key("inner", 1, &[&canonical_bytes(&7u8).unwrap()]);
+        let nested = canonical_bytes(&serde_bytes::Bytes::new(&inner)).unwrap();
+        assert_eq!(outer.as_slice(), &store_key("outer", 2, &[&nested])[..]);
+        // And a namespace too long to keep inline gives the same key on the heap.
+        let long = "n".repeat(200);
+        let key = KeyPrefix::new(&long, 1).of_parts(std::iter::once(&b"x"[..]));
+        assert!(matches!(key, KeyBuf::Heap(_)));
+        assert_eq!(key.into_vec(), store_key(&long, 1, &[b"x"]));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::future::Future;
 
 use serde::ser::{Serialize, SerializeTuple, Serializer};
 
-use crate::key::{canonical_args, canonical_bytes, KeyError};
+use crate::key::{
+    canonical_args, canonical_args_into, canonical_bytes, canonical_bytes_into, KeyError,
+};
 
 /// An argument left out of the key, which therefore need not be `Serialize`: a client
 /// handle, a logger, a progress bar.
@@ -54,6 +56,12 @@ pub trait KeyArg {
     /// The key encoding of the argument as a function's only argument, leaving out the
     /// tuple positions in `skip` (see [`MemoBuilder::ignore`](super::MemoBuilder::ignore)).
     fn key_alone(&self, skip: &[usize]) -> Result<Vec<u8>, KeyError>;
+    /// [`KeyArg::key_alone`] appended to `out` (a key's hash input), without a buffer of its
+    /// own.
+    fn key_alone_into(&self, skip: &[usize], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        out.extend_from_slice(&self.key_alone(skip)?);
+        Ok(())
+    }
 }
 
 impl<T: Serialize + ?Sized> KeyArg for T {
@@ -63,6 +71,9 @@ impl<T: Serialize + ?Sized> KeyArg for T {
     }
     fn key_alone(&self, skip: &[usize]) -> Result<Vec<u8>, KeyError> {
         canonical_args(self, skip)
+    }
+    fn key_alone_into(&self, skip: &[usize], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        canonical_args_into(self, skip, out)
     }
 }
 
@@ -85,6 +96,12 @@ pub trait MemoFn<A, R> {
     /// The canonical encoding of the arguments that join the key, leaving out the positions
     /// in `skip`.
     fn key_bytes(&self, args: &A, skip: &[usize]) -> Result<Vec<u8>, KeyError>;
+    /// [`MemoFn::key_bytes`] appended to `out` (a key's hash input): the same bytes, without
+    /// a buffer of their own, which is what a memoized hit uses.
+    fn key_bytes_into(&self, args: &A, skip: &[usize], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        out.extend_from_slice(&self.key_bytes(args, skip)?);
+        Ok(())
+    }
 }
 
 impl<F, A, R> MemoFn<A, R> for F
@@ -97,6 +114,9 @@ where
     }
     fn key_bytes(&self, args: &A, skip: &[usize]) -> Result<Vec<u8>, KeyError> {
         args.key_alone(skip)
+    }
+    fn key_bytes_into(&self, args: &A, skip: &[usize], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        args.key_alone_into(skip, out)
     }
 }
 
@@ -192,6 +212,16 @@ macro_rules! arities {
                 (self.0)($(args.$i),+)
             }
             fn key_bytes(&self, args: &($($a,)+), skip: &[usize]) -> Result<Vec<u8>, KeyError> {
+                let mut out = Vec::with_capacity(64);
+                <Self as MemoFn<($($a,)+), R>>::key_bytes_into(self, args, skip, &mut out)?;
+                Ok(out)
+            }
+            fn key_bytes_into(
+                &self,
+                args: &($($a,)+),
+                skip: &[usize],
+                out: &mut Vec<u8>,
+            ) -> Result<(), KeyError> {
                 let arity = [$($i),+].len();
                 if let Some(p) = skip.iter().find(|&&p| p >= arity) {
                     // Ignoring a position the function does not have would key on everything
@@ -200,7 +230,7 @@ macro_rules! arities {
                         "argument position {p} is ignored, but the function has {arity} arguments"
                     )));
                 }
-                canonical_bytes(&KeyTuple(args, skip))
+                canonical_bytes_into(&KeyTuple(args, skip), out)
             }
         }
 
@@ -289,5 +319,8 @@ where
     }
     fn key_bytes(&self, args: &A, _: &[usize]) -> Result<Vec<u8>, KeyError> {
         canonical_bytes(&(self.key)(args))
+    }
+    fn key_bytes_into(&self, args: &A, _: &[usize], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        canonical_bytes_into(&(self.key)(args), out)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::key::{canonical_bytes, KeyError};
+use crate::key::{canonical_bytes, KeyError, KeyPrefix};
 use cacher_formats::type_fingerprint;
 
 use crate::memo::args::IntoMemoFn;
@@ -247,7 +247,9 @@ impl MemoBuilder {
     /// Where the results of a function stored by policy `P` live.
     pub(super) fn identity<R, P: StorePolicy<R>>(self, skip: Vec<usize>) -> Identity {
         let stats = self.cache.inner.stats.namespace(&self.namespace);
+        let prefix = KeyPrefix::new(&self.namespace, self.version);
         Identity {
+            prefix,
             cache: self.cache,
             namespace: self.namespace,
             version: self.version,

@@ -94,7 +94,20 @@ impl<'a> Site<'a> {
     where
         P: StorePolicy<R>,
     {
-        match self.run::<P, R, A>(key, Call::default(), false, args, compute) {
+        self.call_keyed::<P, R, A, _>(key, args, compute)
+    }
+
+    /// [`Site::call`] with the key in any buffer (a [`Memo`](super::Memo)'s is inline).
+    pub(super) fn call_keyed<P, R, A, K: AsRef<[u8]>>(
+        &self,
+        key: Result<K>,
+        args: A,
+        compute: &impl Fn(A) -> R,
+    ) -> R
+    where
+        P: StorePolicy<R>,
+    {
+        match self.run::<P, R, A, K>(key, Call::default(), false, args, compute) {
             Outcome::Done(value, _) => value,
             Outcome::WriteFailed(value, e) => {
                 self.swallowed(ErrorKind::Write, &e);
@@ -119,7 +132,21 @@ impl<'a> Site<'a> {
     where
         P: StorePolicy<R>,
     {
-        match self.run::<P, R, A>(key, opts, true, args, compute) {
+        self.call_with_keyed::<P, R, A, _>(key, opts, args, compute)
+    }
+
+    /// [`Site::call_with`] with the key in any buffer.
+    pub(super) fn call_with_keyed<P, R, A, K: AsRef<[u8]>>(
+        &self,
+        key: Result<K>,
+        opts: Call,
+        args: A,
+        compute: &impl Fn(A) -> R,
+    ) -> Result<(R, Status)>
+    where
+        P: StorePolicy<R>,
+    {
+        match self.run::<P, R, A, K>(key, opts, true, args, compute) {
             Outcome::Done(value, status) => Ok((value, status)),
             Outcome::WriteFailed(_, e) | Outcome::NotComputed(_, e) => Err(e),
         }
@@ -146,9 +173,9 @@ impl<'a> Site<'a> {
     /// Looks `key` up, or computes `compute(args)`, stores what `P` keeps and returns it.
     /// With `strict == false` a failed read is counted and the function runs (and its value
     /// overwrites the unreadable one).
-    fn run<P, R, A>(
+    fn run<P, R, A, K: AsRef<[u8]>>(
         &self,
-        key: Result<Vec<u8>>,
+        key: Result<K>,
         opts: Call,
         strict: bool,
         args: A,
@@ -162,7 +189,8 @@ impl<'a> Site<'a> {
             Ok(k) => k,
             Err(e) => return Outcome::NotComputed(args, e),
         };
-        debug_assert_eq!(namespace_of(&key), Some(self.namespace));
+        let key = key.as_ref();
+        debug_assert_eq!(namespace_of(key), Some(self.namespace));
         // Taken before the lookup, so a leader knows whether a flight ended after it.
         let ticket = self.cache.inner.flights.ticket();
         if opts.mode == Mode::Bypass {
@@ -171,7 +199,7 @@ impl<'a> Site<'a> {
         if opts.mode != Mode::Refresh {
             match self
                 .cache
-                .lookup::<P::Stored>(&key, stats, Some(self.fingerprint))
+                .lookup::<P::Stored>(key, stats, Some(self.fingerprint))
             {
                 Ok(Some(v)) => return Outcome::Done(P::restore(v), Status::Hit),
                 Ok(None) => {}
@@ -179,7 +207,7 @@ impl<'a> Site<'a> {
                 Err(e) => self.swallowed(ErrorKind::Read, &e),
             }
             if opts.mode == Mode::CacheOnly {
-                let key = cacher_store::KeyDisplay::new(&key);
+                let key = cacher_store::KeyDisplay::new(key);
                 return Outcome::NotComputed(args, Error::Miss { key });
             }
         }
@@ -187,7 +215,7 @@ impl<'a> Site<'a> {
         // regardless, since it was asked to.
         let _holds = match opts.mode {
             Mode::Normal => {
-                match turn::<P::Stored>(self.cache, &key, ticket, Some(self.fingerprint), stats) {
+                match turn::<P::Stored>(self.cache, key, ticket, Some(self.fingerprint), stats) {
                     Turn::Found(v) => return Outcome::Done(P::restore(v), Status::Hit),
                     Turn::Compute(holds) => Some(holds),
                 }
@@ -203,7 +231,7 @@ impl<'a> Site<'a> {
             let fingerprint = Some(self.fingerprint);
             if let Err(e) = self
                 .cache
-                .store_value(&key, stored, expires, fingerprint, stats)
+                .store_value(key, stored, expires, fingerprint, stats)
             {
                 return Outcome::WriteFailed(result, e);
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::key::KeyError;
+use crate::key::{KeyBuf, KeyError, KeyPrefix};
 use crate::memo::args::{Keyed, MemoFn};
 use crate::memo::builder::DepFn;
 use crate::memo::{Call, Site, Status, StorePolicy};
@@ -29,6 +29,8 @@ pub(super) struct Identity {
     pub(super) fingerprint: u64,
     pub(super) ttl: Option<Duration>,
     pub(super) stats: Arc<Atomics>,
+    /// `{namespace}@{version}:`, the part of every key that is the same.
+    pub(super) prefix: KeyPrefix,
 }
 
 impl Identity {
@@ -45,7 +47,30 @@ impl Identity {
 
     /// The store key for canonically encoded arguments: the dependencies join them.
     pub(super) fn key(&self, encoded: std::result::Result<Vec<u8>, KeyError>) -> Result<Vec<u8>> {
-        self.site().key(encoded, self.deps.iter().map(|d| d()))
+        let args = encoded?;
+        if self.deps.is_empty() {
+            return Ok(self.prefix.of_parts(std::iter::once(&args[..])).into_vec());
+        }
+        self.site().key(Ok(args), self.deps.iter().map(|d| d()))
+    }
+
+    /// The store key for `args` as `f` keys them, the same bytes as [`Identity::key`] gives,
+    /// built in place into `key`: the arguments are encoded straight into the hash input and
+    /// the key is held inline, so a hit allocates nothing for it.
+    pub(super) fn key_in_place<'k, A, R>(
+        &self,
+        f: &impl MemoFn<A, R>,
+        args: &A,
+        key: &'k mut KeyBuf,
+    ) -> Result<&'k [u8]> {
+        self.prefix.hashed(key, |input| {
+            input.part_with(|out| f.key_bytes_into(args, &self.skip, out))?;
+            for dep in &self.deps {
+                input.part(&dep()?);
+            }
+            Ok(())
+        })?;
+        Ok(key.as_slice())
     }
 }
 
@@ -104,9 +129,10 @@ where
     /// error is counted in the stats (`errors`) and the first of each kind is logged through
     /// `tracing`.
     pub fn call(&self, args: A) -> R {
-        let key = self.key_for(&args);
+        let mut key = KeyBuf::default();
+        let key = self.id.key_in_place(&self.f, &args, &mut key);
         self.site()
-            .call::<P, R, A>(key, args, &|a| self.f.call_fn(a))
+            .call_keyed::<P, R, A, _>(key, args, &|a| self.f.call_fn(a))
     }
 
     /// The memoized function as a plain closure, for APIs that take an `Fn(A) -> R`.
@@ -137,9 +163,10 @@ where
     /// # Ok::<(), cacher::Error>(())
     /// ```
     pub fn call_with_status(&self, args: A, opts: Call) -> Result<(R, Status)> {
-        let key = self.key_for(&args);
+        let mut key = KeyBuf::default();
+        let key = self.id.key_in_place(&self.f, &args, &mut key);
         self.site()
-            .call_with::<P, R, A>(key, opts, args, &|a| self.f.call_fn(a))
+            .call_with_keyed::<P, R, A, _>(key, opts, args, &|a| self.f.call_fn(a))
     }
 
     /// Removes the cached result for `args`; returns whether there was one.

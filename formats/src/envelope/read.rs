@@ -6,12 +6,14 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+#[inline]
 pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut le = [0u8; 8];
     le.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(le)
 }
 
+#[inline]
 pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut le = [0u8; 4];
     le.copy_from_slice(&bytes[at..at + 4]);
@@ -39,7 +41,7 @@ pub(super) fn check_header_bytes(
         )));
     }
     let stored_crc = u32_at(bytes, header_len - CRC_LEN);
-    let actual_crc = crc32fast::hash(&bytes[..header_len - CRC_LEN]);
+    let actual_crc = super::crc32(&bytes[..header_len - CRC_LEN]);
     if stored_crc != actual_crc {
         return Err(Error::corrupt(format!(
             "{what} checksum mismatch (stored {stored_crc:08x}, computed {actual_crc:08x})"
@@ -50,12 +52,16 @@ pub(super) fn check_header_bytes(
 
 /// The pipeline name of `name_len` bytes at `at` (never empty, UTF-8).
 pub(super) fn pipeline_name(bytes: &[u8], at: usize, name_len: usize) -> Result<PipelineName> {
+    pipeline_str(bytes, at, name_len).map(PipelineName::new)
+}
+
+/// The pipeline name of `name_len` bytes at `at`, borrowed (never empty, UTF-8).
+fn pipeline_str(bytes: &[u8], at: usize, name_len: usize) -> Result<&str> {
     if name_len == 0 {
         return Err(Error::corrupt("empty pipeline name"));
     }
-    let name = std::str::from_utf8(&bytes[at..at + name_len])
-        .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))?;
-    Ok(PipelineName::new(name))
+    std::str::from_utf8(&bytes[at..at + name_len])
+        .map_err(|_| Error::corrupt("pipeline name is not UTF-8"))
 }
 
 /// The expiry field at offset 16, which must be 0 unless its flag is set.
@@ -90,73 +96,16 @@ impl Header {
         if bytes[..4] == super::stream::STREAM_MAGIC {
             return super::stream::peek(bytes);
         }
-        if bytes[..4] != MAGIC {
-            return Err(Error::corrupt(format!(
-                "bad magic {:02x?} (expected {:02x?})",
-                &bytes[..4],
-                MAGIC
-            )));
-        }
-        let version = bytes[4];
-        if version > CURRENT_VERSION {
-            return Err(Error::UpgradeRequired {
-                found: version,
-                supported: CURRENT_VERSION,
-            });
-        }
-        if version == 0 {
-            return Err(Error::corrupt("envelope version 0"));
-        }
-        let fixed_len = if version == ENVELOPE_VERSION_1 {
-            FIXED_LEN_V1
-        } else {
-            FIXED_LEN_V2
-        };
-        if bytes.len() < fixed_len {
-            return Err(Error::corrupt(format!(
-                "truncated header: {} bytes, the fixed part of version {version} is {fixed_len}",
-                bytes.len()
-            )));
-        }
-        let flags = bytes[5];
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(Error::corrupt(format!("unknown flags 0x{flags:02x}")));
-        }
-        let header_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
-        let name_len = usize::from(bytes[fixed_len - 1]);
-        let mac_len = if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 };
-        let expected_len = fixed_len + name_len + mac_len + CRC_LEN;
-        check_header_bytes(bytes, header_len, expected_len, "header")?;
-        let pipeline = pipeline_name(bytes, fixed_len, name_len)?;
-        let expires_ms = expiry(bytes, flags)?;
-        let mac = (mac_len > 0).then(|| {
-            let mut mac = [0u8; MAC_LEN];
-            mac.copy_from_slice(&bytes[fixed_len + name_len..fixed_len + name_len + MAC_LEN]);
-            mac
-        });
-        let (type_fingerprint, key_crc) = if version == ENVELOPE_VERSION_1 {
-            (None, None)
-        } else {
-            let fingerprint = u64_at(bytes, 44);
-            (
-                (fingerprint != 0).then_some(fingerprint),
-                Some(u32_at(bytes, 52)),
-            )
-        };
+        let fields = Fields::parse(bytes)?;
         Ok(Header {
-            version,
-            meta: EnvelopeMeta {
-                created_ms: u64_at(bytes, 8),
-                expires_ms,
-                revision: u64_at(bytes, 24),
-                type_fingerprint,
-            },
-            header_len,
-            payload_len: u64_at(bytes, 32),
-            payload_crc: u32_at(bytes, 40),
-            key_crc,
-            pipeline,
-            mac,
+            version: fields.version,
+            meta: fields.meta,
+            header_len: fields.header_len,
+            payload_len: fields.payload_len,
+            payload_crc: fields.payload_crc,
+            key_crc: fields.key_crc,
+            pipeline: PipelineName::new(fields.pipeline),
+            mac: fields.mac.copied(),
             stream: false,
         })
     }
@@ -231,7 +180,7 @@ pub fn payload(bytes: &[u8]) -> Result<(Header, &[u8])> {
         )));
     }
     let payload = &bytes[header.header_len..];
-    let actual = crc32fast::hash(payload);
+    let actual = super::crc32(payload);
     if actual != header.payload_crc {
         return Err(Error::corrupt(format!(
             "payload checksum mismatch (stored {:08x}, computed {actual:08x})",
@@ -239,4 +188,202 @@ pub fn payload(bytes: &[u8]) -> Result<(Header, &[u8])> {
         )));
     }
     Ok((header, payload))
+}
+
+/// The fields of a value envelope's header (not a stream's), borrowed from its bytes and
+/// checked as [`Header::peek`] checks them: the one parser behind the owned [`Header`] and
+/// the lent [`HeaderView`].
+struct Fields<'a> {
+    version: u8,
+    meta: EnvelopeMeta,
+    header_len: usize,
+    payload_len: u64,
+    payload_crc: u32,
+    key_crc: Option<u32>,
+    pipeline: &'a str,
+    mac: Option<&'a [u8; MAC_LEN]>,
+}
+
+impl<'a> Fields<'a> {
+    /// Parses `bytes`, at least 5 long and not starting with the stream magic.
+    fn parse(bytes: &'a [u8]) -> Result<Self> {
+        if bytes[..4] != MAGIC {
+            return Err(Error::corrupt(format!(
+                "bad magic {:02x?} (expected {:02x?})",
+                &bytes[..4],
+                MAGIC
+            )));
+        }
+        let version = bytes[4];
+        if version > CURRENT_VERSION {
+            return Err(Error::UpgradeRequired {
+                found: version,
+                supported: CURRENT_VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(Error::corrupt("envelope version 0"));
+        }
+        let fixed_len = if version == ENVELOPE_VERSION_1 {
+            FIXED_LEN_V1
+        } else {
+            FIXED_LEN_V2
+        };
+        if bytes.len() < fixed_len {
+            return Err(Error::corrupt(format!(
+                "truncated header: {} bytes, the fixed part of version {version} is {fixed_len}",
+                bytes.len()
+            )));
+        }
+        let flags = bytes[5];
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(Error::corrupt(format!("unknown flags 0x{flags:02x}")));
+        }
+        let header_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+        let name_len = usize::from(bytes[fixed_len - 1]);
+        let mac_len = if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 };
+        let expected_len = fixed_len + name_len + mac_len + CRC_LEN;
+        check_header_bytes(bytes, header_len, expected_len, "header")?;
+        let pipeline = pipeline_str(bytes, fixed_len, name_len)?;
+        let expires_ms = expiry(bytes, flags)?;
+        let mac = (mac_len > 0).then(|| {
+            let at = fixed_len + name_len;
+            <&[u8; MAC_LEN]>::try_from(&bytes[at..at + MAC_LEN])
+        });
+        let mac = mac
+            .transpose()
+            .map_err(|_| Error::corrupt("truncated MAC"))?;
+        // Fixed offsets into arrays of known length: no bounds check per field.
+        let v1: &[u8; FIXED_LEN_V1] = bytes[..FIXED_LEN_V1]
+            .try_into()
+            .map_err(|_| Error::corrupt("truncated header"))?;
+        let (type_fingerprint, key_crc) = if version == ENVELOPE_VERSION_1 {
+            (None, None)
+        } else {
+            let v2: &[u8; FIXED_LEN_V2] = bytes[..FIXED_LEN_V2]
+                .try_into()
+                .map_err(|_| Error::corrupt("truncated header"))?;
+            let fingerprint = u64_at(v2, 44);
+            (
+                (fingerprint != 0).then_some(fingerprint),
+                Some(u32_at(v2, 52)),
+            )
+        };
+        Ok(Fields {
+            version,
+            meta: EnvelopeMeta {
+                created_ms: u64_at(v1, 8),
+                expires_ms,
+                revision: u64_at(v1, 24),
+                type_fingerprint,
+            },
+            header_len,
+            payload_len: u64_at(v1, 32),
+            payload_crc: u32_at(v1, 40),
+            key_crc,
+            pipeline,
+            mac,
+        })
+    }
+
+    /// The payload, checked against the header's length and checksum.
+    fn payload(&self, bytes: &'a [u8]) -> Result<&'a [u8]> {
+        let available = (bytes.len() - self.header_len) as u64;
+        if available != self.payload_len {
+            return Err(Error::corrupt(format!(
+                "payload is {available} bytes, the header says {}",
+                self.payload_len
+            )));
+        }
+        let payload = &bytes[self.header_len..];
+        let actual = super::crc32(payload);
+        if actual != self.payload_crc {
+            return Err(Error::corrupt(format!(
+                "payload checksum mismatch (stored {:08x}, computed {actual:08x})",
+                self.payload_crc
+            )));
+        }
+        Ok(payload)
+    }
+}
+
+/// A checked envelope header lent from the stored bytes by [`open_view`]: what a cache hit
+/// needs (expiry, type fingerprint, pipeline name) without copying the name or the MAC into
+/// an owned [`Header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderView<'a> {
+    version: u8,
+    meta: EnvelopeMeta,
+    key_bound: bool,
+    pipeline: &'a str,
+}
+
+impl HeaderView<'_> {
+    /// The envelope version the value was written with.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Created time, expiry, revision and type fingerprint.
+    pub fn meta(&self) -> EnvelopeMeta {
+        self.meta
+    }
+
+    /// The fingerprint of the Rust type the value was written as, if recorded.
+    pub fn type_fingerprint(&self) -> Option<u64> {
+        self.meta.type_fingerprint
+    }
+
+    /// Whether the value is bound to the store key it was read under (version 2 and later;
+    /// [`open_view`] has checked the binding).
+    pub fn is_key_bound(&self) -> bool {
+        self.key_bound
+    }
+
+    /// The full pipeline name the value was written with (e.g. `cbor+zstd:3`).
+    pub fn pipeline(&self) -> &str {
+        self.pipeline
+    }
+}
+
+/// Checks a stored value of `store_key` as [`payload`] and the key check of
+/// [`Registry::open_value`](crate::Registry::open_value) do — header, lengths, header and
+/// payload checksums, and (version 2) that it was written under `store_key` — and lends its
+/// header and payload without copying anything. **It does not check a MAC**: a registry with
+/// a MAC key must read through [`Registry::open_value`](crate::Registry::open_value).
+///
+/// ```
+/// use cacher_formats::{envelope, EnvelopeMeta, Registry};
+///
+/// let raw = Registry::with_builtins().resolve("raw")?;
+/// let stored = raw.encode_value_bytes(b"key", b"hello", &EnvelopeMeta::default())?;
+/// let (header, payload) = envelope::open_view(&stored, b"key")?;
+/// assert_eq!((header.pipeline(), payload), ("raw", &b"hello"[..]));
+/// assert!(envelope::open_view(&stored, b"another key").is_err());
+/// # Ok::<(), cacher_formats::Error>(())
+/// ```
+pub fn open_view<'a>(bytes: &'a [u8], store_key: &[u8]) -> Result<(HeaderView<'a>, &'a [u8])> {
+    if bytes.len() < 5 || bytes[..4] == super::stream::STREAM_MAGIC {
+        // Too short, or a streamed blob: refused, in the words `payload` uses.
+        return Err(match payload(bytes) {
+            Err(e) => e,
+            Ok(_) => Error::corrupt("not a value envelope"),
+        });
+    }
+    let fields = Fields::parse(bytes)?;
+    let payload = fields.payload(bytes)?;
+    if let Some(stored) = fields.key_crc {
+        if stored != super::crc32(store_key) {
+            return Err(Error::corrupt(
+                "the value was written under another key (key checksum mismatch)",
+            ));
+        }
+    }
+    let view = HeaderView {
+        version: fields.version,
+        meta: fields.meta,
+        key_bound: fields.key_crc.is_some(),
+        pipeline: fields.pipeline,
+    };
+    Ok((view, payload))
 }

@@ -258,7 +258,7 @@ impl BodyCheck {
             out.extend_from_slice(mac.as_bytes());
         }
         out.extend_from_slice(&TRAILER_MAGIC);
-        let crc = crc32fast::hash(&out);
+        let crc = super::crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -276,7 +276,7 @@ impl BodyCheck {
         }
         let (body, seal) = trailer.split_at(trailer.len() - CRC_LEN);
         let stored_crc = u32_at(seal, 0);
-        if crc32fast::hash(body) != stored_crc {
+        if super::crc32(body) != stored_crc {
             return Err(Error::corrupt("stream trailer checksum mismatch"));
         }
         if body[body.len() - 4..] != TRAILER_MAGIC {
@@ -374,12 +374,12 @@ impl Registry {
         front.extend_from_slice(&meta.expires_ms.unwrap_or(0).to_le_bytes());
         front.extend_from_slice(&meta.revision.to_le_bytes());
         front.extend_from_slice(&meta.type_fingerprint.unwrap_or(0).to_le_bytes());
-        front.extend_from_slice(&crc32fast::hash(store_key).to_le_bytes());
+        front.extend_from_slice(&super::crc32(store_key).to_le_bytes());
         front.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
         front.push(name.len() as u8);
         front.extend_from_slice(name.as_bytes());
         front.extend_from_slice(&encoded);
-        let crc = crc32fast::hash(&front);
+        let crc = super::crc32(&front);
         front.extend_from_slice(&crc.to_le_bytes());
         debug_assert_eq!(front.len(), header_len);
         let check = BodyCheck::new(&front, store_key, mac_key);

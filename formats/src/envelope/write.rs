@@ -54,7 +54,7 @@ pub(crate) fn begin(
     out.extend_from_slice(&meta.revision.to_le_bytes());
     out.extend_from_slice(&[0u8; 12]); // payload_len + payload_crc, filled by seal
     out.extend_from_slice(&meta.type_fingerprint.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(store_key).to_le_bytes());
+    out.extend_from_slice(&super::crc32(store_key).to_le_bytes());
     out.push(name_len as u8);
     out.extend_from_slice(&pipeline.as_bytes()[..name_len]);
     out.resize(header_len, 0); // MAC and header_crc, filled by seal
@@ -71,13 +71,13 @@ pub(crate) fn seal(
 ) {
     let (header, payload) = out.split_at_mut(header_len);
     header[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    header[40..44].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header[40..44].copy_from_slice(&super::crc32(payload).to_le_bytes());
     let crc_at = header_len - CRC_LEN;
     if let Some(key) = mac_key {
         let mac_at = crc_at - MAC_LEN;
         let mac = mac(key, &header[..mac_at], store_key, payload);
         header[mac_at..crc_at].copy_from_slice(mac.as_bytes());
     }
-    let crc = crc32fast::hash(&header[..crc_at]);
+    let crc = super::crc32(&header[..crc_at]);
     header[crc_at..].copy_from_slice(&crc.to_le_bytes());
 }
