@@ -343,6 +343,11 @@ pub fn namespace_of(key: &[u8]) -> Option<&str> {
     if !hash_shaped && !key.ends_with(b"@slot") {
         return None;
     }
+    namespace_of_text(key)
+}
+
+/// [`namespace_of`] without the shortcut on bytes: the parse of the key as text.
+fn namespace_of_text(key: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(key).ok()?;
     if let Some(slot) = text.strip_suffix("@slot") {
         return Some(slot);
@@ -518,19 +523,7 @@ mod tests {
     /// The byte-level refusal in `namespace_of` agrees with the text parse it shortcuts.
     #[test]
     fn namespace_of_agrees_with_the_plain_text_parse_on_near_miss_keys() {
-        fn by_text(key: &[u8]) -> Option<&str> {
-            let text = std::str::from_utf8(key).ok()?;
-            if let Some(slot) = text.strip_suffix("@slot") {
-                return Some(slot);
-            }
-            let (head, hash) = text.rsplit_once(':')?;
-            if hash.len() != HASH_BYTES * 2 {
-                return None;
-            }
-            let (ns, version) = head.rsplit_once('@')?;
-            version.parse::<u32>().ok()?;
-            Some(ns)
-        }
+        let by_text = namespace_of_text;
         let good = store_key("ns", 3, &[b"x"]);
         let mut keys: Vec<Vec<u8>> = vec![
             good.clone(),

@@ -197,17 +197,7 @@ impl Leases {
         let path = self.dir.join(ranges::file_name(shard));
         // A file of the lease's own, opened anew (an open file description of its own), so
         // two handles of one process exclude each other as two processes do.
-        let file = loop {
-            match open_regular(&path, Access::ReadWrite)? {
-                Some(f) => break f,
-                None => match create_new(&path, FileMode::Umask) {
-                    Ok(f) => break f,
-                    Err(Error::Io { source, .. })
-                        if source.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                },
-            }
-        };
+        let file = open_or_create(&path)?;
         let mut backoff = Backoff::new(timeout);
         let mut waited = false;
         loop {
@@ -313,17 +303,7 @@ impl Leases {
         let path = self
             .dir
             .join(format!("{}.stamp", blake3::hash(name).to_hex()));
-        let mut file = loop {
-            match open_regular(&path, Access::ReadWrite)? {
-                Some(f) => break f,
-                None => match create_new(&path, FileMode::Umask) {
-                    Ok(f) => break f,
-                    Err(Error::Io { source, .. })
-                        if source.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                },
-            }
-        };
+        let mut file = open_or_create(&path)?;
         // Held for a read and a write of 8 bytes: blocking is brief, so no timeout.
         file.lock().map_err(|e| Error::io("locking", &path, e))?;
         let mut buf = Vec::with_capacity(8);
@@ -394,6 +374,22 @@ impl Drop for Lease {
         // reuses, so it is not worth a panic.
         let _ = remove(&self.path);
         let _ = self.file.unlock();
+    }
+}
+
+/// The regular file at `path` opened for reading and writing, created (`O_EXCL`) if missing;
+/// a file another process creates meanwhile is opened instead. Kept files only: the range lock
+/// files and the stamps.
+fn open_or_create(path: &Path) -> Result<File> {
+    loop {
+        match open_regular(path, Access::ReadWrite)? {
+            Some(f) => return Ok(f),
+            None => match create_new(path, FileMode::Umask) {
+                Ok(f) => return Ok(f),
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            },
+        }
     }
 }
 
