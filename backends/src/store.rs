@@ -299,8 +299,8 @@ pub trait Store: Send + Sync {
     /// `Ok(None)`: this store has no leases (no other process can see it), and the caller
     /// computes without one.
     ///
-    /// The default keeps a lock file per key under [`lease_dir`](Store::lease_dir)
-    /// ([`crate::lease::Leases`]); a store with leases of its own (Redis `SET NX PX`)
+    /// The default locks under [`lease_dir`](Store::lease_dir) ([`crate::lease::Leases`]: on
+    /// Linux one byte of one of 64 files per key, elsewhere a lock file per key); a store with leases of its own (Redis `SET NX PX`)
     /// overrides it, and a wrapper ([`crate::Tiered`]) forwards it to the store processes share.
     ///
     /// ```

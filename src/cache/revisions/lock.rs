@@ -3,7 +3,7 @@
 //! writes it back, so two writers at once would each start from the same manifest and one's
 //! change would be lost (an overwritten value that never became a revision). They take this
 //! lock first: a stripe mutex for the threads of this process, then the store's lease on the
-//! key's manifest key (a lock file per key on disk stores, `SET NX` on Redis) for other
+//! key's manifest key (a lock under `leases/` on disk stores, `SET NX` on Redis) for other
 //! processes. The manifest key is not the key itself: a memoized call holds the key's own
 //! lease (single-flight) while it stores its value.
 
