@@ -48,10 +48,16 @@ impl Identity {
     /// The store key for canonically encoded arguments: the dependencies join them.
     pub(super) fn key(&self, encoded: std::result::Result<Vec<u8>, KeyError>) -> Result<Vec<u8>> {
         let args = encoded?;
-        if self.deps.is_empty() {
-            return Ok(self.prefix.of_parts(std::iter::once(&args[..])).into_vec());
-        }
-        self.site().key(Ok(args), self.deps.iter().map(|d| d()))
+        // The same construction as `key_in_place`, with the arguments already encoded.
+        let mut key = KeyBuf::default();
+        self.prefix.hashed(&mut key, |input| {
+            input.part(&args);
+            for dep in &self.deps {
+                input.part(&dep()?);
+            }
+            Ok(())
+        })?;
+        Ok(key.into_vec())
     }
 
     /// The store key for `args` as `f` keys them, the same bytes as [`Identity::key`] gives,

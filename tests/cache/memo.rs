@@ -105,6 +105,22 @@ fn depends_on_and_version_invalidate_old_results() {
     assert_ne!(g1.key_for(&1).unwrap(), g2.key_for(&1).unwrap());
 }
 
+/// `key_for` (keys from encoded arguments, as batches use) and a call (keys built in place)
+/// give one key, dependencies included.
+#[test]
+fn key_for_names_the_entry_a_call_with_dependencies_stored() {
+    let t = env();
+    let cache = t.cache();
+    let g = cache
+        .memoize("g-deps")
+        .depends_on(|| 7u32)
+        .wrap(|x: u32| x + 1)
+        .unwrap();
+    assert_eq!(g.call(1), 2);
+    assert!(t.store.get(&g.key_for(&1).unwrap()).unwrap().is_some());
+    assert!(t.store.get(&g.key_for(&2).unwrap()).unwrap().is_none());
+}
+
 #[test]
 fn errors_are_never_cached_but_none_and_unit_are() {
     let cache = env().cache();

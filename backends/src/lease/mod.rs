@@ -54,8 +54,10 @@ pub use claim::{Claim, Held, Hold, Terms};
 #[derive(Debug, Clone)]
 pub struct Leases {
     dir: PathBuf,
-    /// Whether leases are byte-range locks in `ranges.lock` (Linux) rather than key files;
-    /// turned off for good by the first refusal of range locks by the kernel or file system.
+    /// Whether leases are byte-range locks in the `ranges-XX.lock` files (Linux) rather than
+    /// key files; turned off for this handle and its clones by the first refusal of range
+    /// locks by the kernel or file system. (`Store::lease` opens a handle per claim, so there
+    /// each claim tries a range lock first: one failed `fcntl` on such a file system.)
     by_range: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -81,7 +83,7 @@ pub enum Acquired {
 pub struct Lease {
     file: File,
     path: PathBuf,
-    /// The locked byte of `ranges.lock`; `None` for a key file.
+    /// The locked byte of the range file at `path`; `None` for a key file.
     range: Option<u64>,
 }
 
