@@ -152,6 +152,8 @@ pub struct DirStore {
     file_mode: FileMode,
     /// Fan-out directories seen to be real directories, shared by clones of this handle.
     fanouts: Arc<Fanouts>,
+    /// The leases under the lease dir, opened on the first claim (`lease::claim_kept`).
+    leases: std::sync::OnceLock<crate::lease::Leases>,
 }
 
 impl DirStore {
@@ -201,6 +203,13 @@ impl DirStore {
 impl Store for DirStore {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         Some(self.root.join("leases"))
+    }
+    fn lease(
+        &self,
+        key: &[u8],
+        terms: &crate::lease::Terms,
+    ) -> Result<Option<crate::lease::Claim>> {
+        crate::lease::claim_kept(&self.leases, || self.lease_dir(), key, terms)
     }
     /// Checked: a mapped value's checksum is verified (one streamed pass over the file)
     /// before the view is returned. [`Store::read_unchecked`] skips that pass.

@@ -99,6 +99,7 @@ impl DirStoreOptions {
             mmap_threshold: self.mmap_threshold.max(HEADER_LEN as u64 + 1),
             file_mode: self.file_mode,
             fanouts: Arc::default(),
+            leases: Default::default(),
         };
         let has_marker = store.check_marker()?;
         for dir in [&store.tmp, &store.entries] {

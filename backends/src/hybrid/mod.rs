@@ -144,6 +144,8 @@ pub struct HybridStore {
     inline_max: usize,
     durability: Durability,
     file_mode: FileMode,
+    /// The leases under the lease dir, opened on the first claim (`lease::claim_kept`).
+    leases: std::sync::OnceLock<crate::lease::Leases>,
 }
 
 impl std::fmt::Debug for HybridStore {
@@ -193,6 +195,7 @@ impl HybridStore {
             inline_max: options.inline_max,
             durability: options.durability,
             file_mode: options.file_mode,
+            leases: Default::default(),
         })
     }
 
@@ -356,6 +359,13 @@ impl Store for HybridStore {
     /// per-key leases (single-flight) there.
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         self.files.parent().map(|root| root.join("leases"))
+    }
+    fn lease(
+        &self,
+        key: &[u8],
+        terms: &crate::lease::Terms,
+    ) -> Result<Option<crate::lease::Claim>> {
+        crate::lease::claim_kept(&self.leases, || self.lease_dir(), key, terms)
     }
     /// Inline values are copied out of the index; file values are mapped, their checksum
     /// checked before the view is returned (through the file for values over 32 MiB, so the

@@ -38,6 +38,8 @@
 use std::fs::{File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -51,14 +53,21 @@ mod ranges;
 pub use claim::{Claim, Held, Hold, Terms};
 
 /// The lease directory of one store: see the [module docs](self).
+///
+/// Open it once and keep it: [`Leases::open`] creates or checks the directory (a `mkdir` and a
+/// `stat`), and the handle remembers whether range locks work there. The stores of this crate
+/// keep one per store handle ([`claim_kept`]).
 #[derive(Debug, Clone)]
 pub struct Leases {
     dir: PathBuf,
     /// Whether leases are byte-range locks in the `ranges-XX.lock` files (Linux) rather than
     /// key files; turned off for this handle and its clones by the first refusal of range
-    /// locks by the kernel or file system. (`Store::lease` opens a handle per claim, so there
-    /// each claim tries a range lock first: one failed `fcntl` on such a file system.)
-    by_range: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// locks by the kernel or file system, so only the first claim on such a file system
+    /// pays a failed `fcntl`.
+    by_range: Arc<AtomicBool>,
+    /// The range files' paths, each joined on its first use by this handle or a clone.
+    #[cfg(target_os = "linux")]
+    range_files: Arc<[OnceLock<PathBuf>; ranges::SHARDS as usize]>,
 }
 
 /// How [`Leases::acquire`] ended.
@@ -82,9 +91,17 @@ pub enum Acquired {
 #[derive(Debug)]
 pub struct Lease {
     file: File,
-    path: PathBuf,
-    /// The locked byte of the range file at `path`; `None` for a key file.
-    range: Option<u64>,
+    held: HeldBy,
+}
+
+/// What a [`Lease`] locks.
+#[derive(Debug)]
+enum HeldBy {
+    /// The byte at this offset of its (kept) range file.
+    #[cfg(target_os = "linux")]
+    Range(u64),
+    /// The key's own lock file, at this path, removed on release.
+    KeyFile(PathBuf),
 }
 
 /// The shortest and longest pause between two tries of a held lease. Short first, so a
@@ -140,9 +157,13 @@ impl Leases {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Leases> {
         let dir = dir.into();
         ensure_dir(&dir, FileMode::Umask)?;
+        #[cfg(test)]
+        tests::OPENS.with(|n| n.set(n.get() + 1));
         Ok(Leases {
             dir,
-            by_range: std::sync::Arc::new(cfg!(target_os = "linux").into()),
+            by_range: Arc::new(cfg!(target_os = "linux").into()),
+            #[cfg(target_os = "linux")]
+            range_files: Arc::new(std::array::from_fn(|_| OnceLock::new())),
         })
     }
 
@@ -151,9 +172,7 @@ impl Leases {
     #[cfg(test)]
     pub(crate) fn by_key_files(dir: impl Into<PathBuf>) -> Result<Leases> {
         let leases = Leases::open(dir)?;
-        leases
-            .by_range
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        leases.by_range.store(false, Ordering::Relaxed);
         Ok(leases)
     }
 
@@ -181,12 +200,11 @@ impl Leases {
     /// process waits like any other: a caller must not ask again for a key it holds.
     pub fn acquire(&self, key: &[u8], timeout: Duration) -> Result<Acquired> {
         #[cfg(target_os = "linux")]
-        if self.by_range.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.by_range.load(Ordering::Relaxed) {
             if let Some(acquired) = self.acquire_range(key, timeout)? {
                 return Ok(acquired);
             }
-            self.by_range
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+            self.by_range.store(false, Ordering::Relaxed);
         }
         self.acquire_file(key, timeout)
     }
@@ -196,10 +214,11 @@ impl Leases {
     #[cfg(target_os = "linux")]
     fn acquire_range(&self, key: &[u8], timeout: Duration) -> Result<Option<Acquired>> {
         let (shard, offset) = ranges::place_of(key);
-        let path = self.dir.join(ranges::file_name(shard));
+        let path = self.range_files[usize::from(shard)]
+            .get_or_init(|| self.dir.join(ranges::file_name(shard)));
         // A file of the lease's own, opened anew (an open file description of its own), so
-        // two handles of one process exclude each other as two processes do.
-        let file = open_or_create(&path)?;
+        // two claims of one process exclude each other as two processes do.
+        let file = open_or_create(path)?;
         let mut backoff = Backoff::new(timeout);
         let mut waited = false;
         loop {
@@ -208,15 +227,14 @@ impl Leases {
                     return Ok(Some(Acquired::Won {
                         lease: Lease {
                             file,
-                            path,
-                            range: Some(offset),
+                            held: HeldBy::Range(offset),
                         },
                         waited,
                     }))
                 }
                 Ok(false) => waited = true,
                 Err(e) if ranges::unsupported(&e) => return Ok(None),
-                Err(e) => return Err(Error::io("locking", &path, e)),
+                Err(e) => return Err(Error::io("locking", path, e)),
             }
             if !backoff.pause() {
                 return Ok(Some(Acquired::TimedOut));
@@ -249,8 +267,7 @@ impl Leases {
                         return Ok(Acquired::Won {
                             lease: Lease {
                                 file,
-                                path,
-                                range: None,
+                                held: HeldBy::KeyFile(path),
                             },
                             waited,
                         });
@@ -364,18 +381,52 @@ impl Leases {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        #[cfg(target_os = "linux")]
-        if let Some(offset) = self.range {
-            // Closing the file would release it too; unlocking first also covers a copy of the
-            // descriptor a child holds between `fork` and `exec`.
-            let _ = ranges::unlock(&self.file, offset);
-            return;
+        match &self.held {
+            #[cfg(target_os = "linux")]
+            HeldBy::Range(offset) => {
+                // Closing the file would release it too; unlocking first also covers a copy
+                // of the descriptor a child holds between `fork` and `exec`.
+                let _ = ranges::unlock(&self.file, *offset);
+            }
+            HeldBy::KeyFile(path) => {
+                // Removed while still locked: a waiter that locks it afterwards sees it is
+                // gone and starts again on a new file (see `acquire`). A failure leaves a file
+                // the next holder reuses, so it is not worth a panic.
+                let _ = remove(path);
+                let _ = self.file.unlock();
+            }
         }
-        // Removed while still locked: a waiter that locks it afterwards sees it is gone and
-        // starts again on a new file (see `acquire`). A failure leaves a file the next holder
-        // reuses, so it is not worth a panic.
-        let _ = remove(&self.path);
-        let _ = self.file.unlock();
+    }
+}
+
+/// [`Store::lease`](crate::Store::lease) for a store handle that keeps its [`Leases`] in
+/// `kept`: opened under `dir()` (the store's [`lease_dir`](crate::Store::lease_dir)) on the
+/// handle's first claim, then reused, so a claim costs no `mkdir`/`stat` of the directory and
+/// the range-lock fallback is remembered for the handle. A directory removed meanwhile (a
+/// user's cleanup) is made again and the claim retried once.
+pub(crate) fn claim_kept(
+    kept: &OnceLock<Leases>,
+    dir: impl FnOnce() -> Option<PathBuf>,
+    key: &[u8],
+    terms: &Terms,
+) -> Result<Option<Claim>> {
+    let leases = match kept.get() {
+        Some(leases) => leases,
+        None => {
+            let Some(dir) = dir() else {
+                return Ok(None);
+            };
+            let opened = Leases::open(dir)?;
+            // Two first claims racing both open; one handle is kept, the other dropped.
+            kept.get_or_init(|| opened)
+        }
+    };
+    match leases.claim(key, terms) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            ensure_dir(&leases.dir, FileMode::Umask)?;
+            leases.claim(key, terms).map(Some)
+        }
+        claimed => claimed.map(Some),
     }
 }
 

@@ -1,5 +1,11 @@
 use super::*;
 
+thread_local! {
+    /// How many times [`Leases::open`] ran on this thread: a store handle that opens its
+    /// leases per claim pays a `mkdir` and a `stat` of the directory each time.
+    pub(super) static OPENS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 #[test]
 fn a_held_lease_is_not_given_twice_and_its_file_goes_with_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,4 +213,56 @@ fn a_symlink_at_the_range_file_is_refused_not_followed() {
     let err = leases.try_acquire(b"k").unwrap_err();
     assert!(matches!(err, Error::NotOwned { .. }), "{err}");
     assert_eq!(std::fs::read(&target).unwrap(), b"user data");
+}
+
+/// A store handle opens its lease directory once (one `mkdir` + `stat`), not once per claim,
+/// and its claims still exclude each other; a directory removed meanwhile is made again.
+#[test]
+fn a_store_handle_opens_its_leases_once_for_all_its_claims() {
+    use crate::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let terms = Terms::new(Duration::from_secs(1), Duration::ZERO);
+    let log_dir = tempfile::tempdir().unwrap();
+    let stores: Vec<(&str, Box<dyn Store>)> = vec![
+        (
+            "dir",
+            Box::new(crate::DirStore::open(dir.path().join("dir")).unwrap()),
+        ),
+        (
+            "log",
+            Box::new(crate::LogStore::open(log_dir.path().join("log")).unwrap()),
+        ),
+        #[cfg(feature = "lmdb")]
+        (
+            "lmdb",
+            Box::new(crate::LmdbStore::open(dir.path().join("lmdb")).unwrap()),
+        ),
+        #[cfg(feature = "lmdb")]
+        (
+            "hybrid",
+            Box::new(crate::HybridStore::open(dir.path().join("hybrid")).unwrap()),
+        ),
+    ];
+    for (store_name, store) in &stores {
+        let before = OPENS.with(|n| n.get());
+        for round in 0..10u8 {
+            let key = [round];
+            let Some(Claim::Won { lease, .. }) = store.lease(&key, &terms).unwrap() else {
+                panic!("{store_name}: key {round} is free");
+            };
+            assert!(
+                matches!(store.lease(&key, &terms).unwrap(), Some(Claim::TimedOut)),
+                "{store_name}: held"
+            );
+            drop(lease);
+        }
+        assert_eq!(OPENS.with(|n| n.get()) - before, 1, "{store_name}");
+        let leases_dir = store.lease_dir().unwrap();
+        std::fs::remove_dir_all(&leases_dir).unwrap();
+        assert!(matches!(
+            store.lease(b"again", &terms).unwrap(),
+            Some(Claim::Won { .. })
+        ));
+        assert!(leases_dir.is_dir(), "{store_name}");
+    }
 }

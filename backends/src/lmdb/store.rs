@@ -198,6 +198,8 @@ pub struct LmdbStore {
     pub(super) upgraded: Arc<AtomicBool>,
     /// Eviction accounting, written in each put's and delete's transaction (`accounting.rs`).
     pub(super) acct: AcctDb,
+    /// The leases under the lease dir, opened on the first claim (`lease::claim_kept`).
+    leases: std::sync::OnceLock<crate::lease::Leases>,
 }
 
 impl LmdbStore {
@@ -276,6 +278,7 @@ impl LmdbStore {
             layout,
             upgraded: Arc::new(AtomicBool::new(false)),
             acct,
+            leases: Default::default(),
         })
     }
 
@@ -483,6 +486,13 @@ fn refuse_other_programs(env: &LmdbEnv) -> Result<()> {
 impl Store for LmdbStore {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         Some(self.env.path().join("leases"))
+    }
+    fn lease(
+        &self,
+        key: &[u8],
+        terms: &crate::lease::Terms,
+    ) -> Result<Option<crate::lease::Claim>> {
+        crate::lease::claim_kept(&self.leases, || self.lease_dir(), key, terms)
     }
     /// Copies the value out (see the type docs: a [`Blob`] cannot borrow from a
     /// transaction); [`Store::with_value`] is the zero-copy read.

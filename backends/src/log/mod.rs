@@ -293,6 +293,8 @@ pub struct LogStore {
     #[cfg(test)]
     fault: Mutex<Option<WriteFault>>,
     report: OpenReport,
+    /// The leases under the lease dir, opened on the first claim (`lease::claim_kept`).
+    leases: std::sync::OnceLock<crate::lease::Leases>,
 }
 
 /// A test hook run before each append write, with its offset and length; an error stands

@@ -72,6 +72,7 @@ impl LogStore {
             #[cfg(test)]
             fault: Mutex::new(None),
             report,
+            leases: Default::default(),
         })
     }
 }
