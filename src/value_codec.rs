@@ -43,9 +43,15 @@ impl ValueCodec {
         self.pipeline.encode_value(key, value, meta)
     }
 
-    /// `bytes` (a value encoded for `key`) with revision number `revision` in its header.
-    pub fn restamp(&self, key: &[u8], bytes: &[u8], revision: u64) -> Result<Vec<u8>, FormatError> {
-        self.registry.restamp_value(key, bytes, revision)
+    /// Writes revision number `revision` into `bytes` (a value just encoded for `key`) in
+    /// place: header only, plus the MAC when the registry has a key.
+    pub fn restamp_in_place(
+        &self,
+        key: &[u8],
+        bytes: &mut [u8],
+        revision: u64,
+    ) -> Result<(), FormatError> {
+        self.registry.restamp_value_in_place(key, bytes, revision)
     }
 
     /// The header of the value stored under `key`, checked as far as a read checks it before

@@ -370,6 +370,43 @@ impl Registry {
         Ok(out)
     }
 
+    /// Writes revision number `revision` into `bytes`, a value this registry's pipelines have
+    /// just encoded for `store_key`, **in place**: no copy and, without a MAC key, no pass over
+    /// the payload (only the header is checked and its checksum recomputed); with a MAC key
+    /// the MAC is recomputed, one pass. The cheap form of
+    /// [`restamp_value`](Registry::restamp_value) for a writer that learns the number after
+    /// encoding (a `Cache` that keeps revisions numbers an overwrite under its per-key lock).
+    /// The payload is not checked, so use it on bytes you sealed, not on bytes read back.
+    ///
+    /// Errors: [`Error::Corrupt`] for a damaged or truncated header, a version-1 or streamed
+    /// envelope, or one written for another key; [`Error::Unauthenticated`] when the value's
+    /// MAC flag disagrees with whether this registry has a MAC key.
+    ///
+    /// ```
+    /// # #[cfg(feature = "cbor")]
+    /// # fn main() -> Result<(), cacher_formats::Error> {
+    /// use cacher_formats::{EnvelopeMeta, Registry};
+    ///
+    /// let registry = Registry::with_builtins().with_mac_key([7; 32]);
+    /// let mut stored = registry.resolve("cbor")?.encode_value(b"k", &5u32, &EnvelopeMeta::now())?;
+    /// registry.restamp_value_in_place(b"k", &mut stored, 9)?;
+    /// let (header, _) = registry.open_value(b"k", &stored)?;
+    /// assert_eq!(header.revision(), 9);
+    /// assert_eq!(registry.decode_value::<u32>(b"k", &stored)?.1, 5);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "cbor"))]
+    /// # fn main() {}
+    /// ```
+    pub fn restamp_value_in_place(
+        &self,
+        store_key: &[u8],
+        bytes: &mut [u8],
+        revision: u64,
+    ) -> Result<()> {
+        envelope::restamp_in_place(bytes, store_key, revision, self.mac_key.as_ref())
+    }
+
     /// The header of a stored value, checked exactly as far as a read would check it before
     /// decoding: what `contains` or an expiry check should use so they agree with `get`.
     ///

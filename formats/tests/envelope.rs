@@ -361,3 +361,62 @@ fn raw_values_are_lent_from_the_stored_bytes() {
     let (_, payload) = envelope::payload(&stored).unwrap();
     assert_eq!(payload.as_ptr(), lent.as_ptr());
 }
+
+#[test]
+fn restamping_in_place_gives_the_bytes_encoding_with_that_number_gives() {
+    for registry in [registry(), registry().with_mac_key([7; 32])] {
+        for pipeline in ["cbor", "cbor+zstd:3", "json"] {
+            let encode = |revision| {
+                let meta = EnvelopeMeta { revision, ..META };
+                let pipeline = registry.resolve(pipeline).unwrap();
+                pipeline.encode_value(KEY, &sample_doc(), &meta).unwrap()
+            };
+            let mut bytes = encode(0);
+            let at = bytes.as_ptr();
+            registry.restamp_value_in_place(KEY, &mut bytes, 9).unwrap();
+            assert_eq!(bytes.as_ptr(), at, "{pipeline}: restamped where it lay");
+            assert_eq!(
+                bytes,
+                encode(9),
+                "{pipeline}, MAC {}",
+                registry.has_mac_key()
+            );
+            let (header, doc) = registry.decode_value::<Doc>(KEY, &bytes).unwrap();
+            assert_eq!((header.revision(), doc), (9, sample_doc()));
+        }
+    }
+}
+
+#[test]
+fn restamping_in_place_refuses_what_it_cannot_reseal() {
+    let plain = registry();
+    let keyed = registry().with_mac_key([7; 32]);
+    let sealed = |registry: &Registry| {
+        let pipeline = registry.resolve("cbor").unwrap();
+        pipeline.encode_value(KEY, &sample_doc(), &META).unwrap()
+    };
+
+    let mut damaged = sealed(&plain);
+    damaged[20] ^= 1; // the expiry, under the header checksum
+    assert_corrupt(
+        plain.restamp_value_in_place(KEY, &mut damaged, 1),
+        "checksum",
+    );
+    let mut truncated = sealed(&plain);
+    truncated.pop();
+    assert_corrupt(
+        plain.restamp_value_in_place(KEY, &mut truncated, 1),
+        "payload is",
+    );
+    assert_corrupt(
+        plain.restamp_value_in_place(b"another key", &mut sealed(&plain), 1),
+        "another key",
+    );
+    for (registry, bytes) in [(&keyed, sealed(&plain)), (&plain, sealed(&keyed))] {
+        let mut bytes = bytes;
+        match registry.restamp_value_in_place(KEY, &mut bytes, 1) {
+            Err(Error::Unauthenticated { reason }) => assert!(reason.contains("MAC"), "{reason}"),
+            other => panic!("expected Unauthenticated, got {other:?}"),
+        }
+    }
+}

@@ -277,8 +277,8 @@ impl Cache {
         fingerprint: Option<u64>,
         stats: &Atomics,
     ) -> Result<()> {
-        let entry = self.encode_entry(key, value, expires_ms, fingerprint)?;
-        self.put_encoded(key, &entry, stats)
+        let mut entry = self.encode_entry(key, value, expires_ms, fingerprint)?;
+        self.put_encoded(key, &mut entry, stats)
     }
 
     /// The envelope of `value` as [`Cache::store_value`] would write it, without writing:
@@ -296,7 +296,7 @@ impl Cache {
             created_ms: now,
             expires_ms: self.expiry_of_new_value(now, expires_ms),
             // A cache keeping revisions numbers the value in `put_revised`, under the key's
-            // lock (where the manifest is read anyway), by restamping this header.
+            // lock (where the manifest is read anyway), by restamping this header in place.
             revision: 0,
             type_fingerprint: fingerprint.filter(|&f| f != 0),
         };
@@ -312,12 +312,18 @@ impl Cache {
     }
 
     /// Writes an entry made by [`Cache::encode_entry`], counts it and enforces the limits.
-    pub(crate) fn put_encoded(&self, key: &[u8], entry: &Encoded, stats: &Atomics) -> Result<()> {
-        let bytes = &entry.bytes[..];
+    /// (Mutable so a cache keeping revisions numbers it in place.)
+    pub(crate) fn put_encoded(
+        &self,
+        key: &[u8],
+        entry: &mut Encoded,
+        stats: &Atomics,
+    ) -> Result<()> {
         Self::refuse_reserved(key)?;
         if self.keeps_revisions(key) {
-            return self.put_revised(key, bytes, entry.deadline_ms, stats);
+            return self.put_revised(key, &mut entry.bytes, entry.deadline_ms, stats);
         }
+        let bytes = &entry.bytes[..];
         self.inner
             .store
             .put_with_deadline(key, bytes, entry.deadline_ms)?;
@@ -331,19 +337,19 @@ impl Cache {
     /// the limits once per entry.
     pub(crate) fn put_many_encoded(
         &self,
-        entries: &[(&[u8], Encoded)],
+        entries: &mut [(&[u8], Encoded)],
         stats: &Atomics,
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        for (key, _) in entries {
+        for (key, _) in entries.iter() {
             Self::refuse_reserved(key)?;
         }
         if self.inner.revisions.any() {
             // Each overwrite moves the old value first (revisions/write.rs): one at a time.
             return entries
-                .iter()
+                .iter_mut()
                 .try_for_each(|(key, entry)| self.put_encoded(key, entry, stats));
         }
         let with_deadlines: Vec<(&[u8], &[u8], Option<u64>)> = entries

@@ -293,11 +293,11 @@ impl<'a> Site<'a> {
             .ttl
             .or(self.ttl)
             .map(|t| self.cache.now_ms().saturating_add(duration_ms(t)));
-        let entry = self
+        let mut entry = self
             .cache
             .encode_entry(&key, stored, expires, Some(self.fingerprint))?;
         let Some(offload) = offload else {
-            return self.cache.put_encoded(&key, &entry, &self.stats);
+            return self.cache.put_encoded(&key, &mut entry, &self.stats);
         };
         let done: Arc<Mutex<Option<Result<()>>>> = Arc::default();
         let job: BlockingJob = {
@@ -305,7 +305,7 @@ impl<'a> Site<'a> {
             let stats: Arc<Atomics> = Arc::clone(&self.stats);
             let done = done.clone();
             Box::new(move || {
-                let r = cache.put_encoded(&key, &entry, &stats);
+                let r = cache.put_encoded(&key, &mut entry, &stats);
                 *done.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             })
         };

@@ -449,7 +449,7 @@ impl<'a> Site<'a> {
                 encoded.push((*key, entry));
             }
         }
-        self.cache.put_many_encoded(&encoded, &self.stats)
+        self.cache.put_many_encoded(&mut encoded, &self.stats)
     }
 }
 

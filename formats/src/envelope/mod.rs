@@ -139,7 +139,7 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     hasher.update(bytes);
     hasher.finalize()
 }
-pub(crate) use write::{begin, header_len, seal};
+pub(crate) use write::{begin, header_len, restamp_in_place, seal};
 
 /// The magic bytes every envelope starts with.
 pub const MAGIC: [u8; 4] = *b"CCHV";

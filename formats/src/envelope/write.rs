@@ -81,3 +81,58 @@ pub(crate) fn seal(
     let crc = super::crc32(&header[..crc_at]);
     header[crc_at..].copy_from_slice(&crc.to_le_bytes());
 }
+
+/// Writes `revision` into `bytes`, a version-2 value envelope sealed for `store_key`, in
+/// place: the header is checked as [`Header::peek`](super::Header::peek) checks it and for
+/// `store_key`, then the revision field, the MAC (with `mac_key`, over header, key and payload
+/// as [`seal`] computes it) and the header checksum are rewritten. Nothing is copied and,
+/// without a MAC, the payload is not read at all: its checksum does not cover the header, so
+/// it stays exactly as valid as it was. Meant for bytes this process has just sealed (a
+/// writer that learns the revision number only after encoding); a stored value from elsewhere
+/// goes through `Registry::restamp_value`, which checks the payload first.
+pub(crate) fn restamp_in_place(
+    bytes: &mut [u8],
+    store_key: &[u8],
+    revision: u64,
+    mac_key: Option<&[u8; 32]>,
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    let header = super::Header::peek(bytes)?;
+    if header.stream || header.version() != CURRENT_VERSION {
+        return Err(Error::corrupt(format!(
+            "only a version-{CURRENT_VERSION} value envelope is restamped in place, not a \
+             version-{} {}",
+            header.version(),
+            if header.stream { "stream" } else { "value" }
+        )));
+    }
+    header.check_key(store_key)?;
+    let header_len = header.header_len();
+    if (bytes.len() - header_len) as u64 != header.payload_len() {
+        return Err(Error::corrupt(format!(
+            "payload is {} bytes, the header says {}",
+            bytes.len() - header_len,
+            header.payload_len()
+        )));
+    }
+    if header.has_mac() != mac_key.is_some() {
+        return Err(Error::Unauthenticated {
+            reason: if header.has_mac() {
+                "the value carries a MAC but the registry has no MAC key to recompute it".into()
+            } else {
+                "the registry has a MAC key but the value carries no MAC".into()
+            },
+        });
+    }
+    let (head, payload) = bytes.split_at_mut(header_len);
+    head[24..32].copy_from_slice(&revision.to_le_bytes());
+    let crc_at = header_len - CRC_LEN;
+    if let Some(key) = mac_key {
+        let mac_at = crc_at - MAC_LEN;
+        let mac = mac(key, &head[..mac_at], store_key, payload);
+        head[mac_at..crc_at].copy_from_slice(mac.as_bytes());
+    }
+    let crc = super::crc32(&head[..crc_at]);
+    head[crc_at..].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}

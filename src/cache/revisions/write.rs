@@ -42,18 +42,19 @@ impl Cache {
 
     /// Writes `bytes` (encoded by `encode_entry`, with revision 0) as the new value of `key`,
     /// keeping the value it replaces as a revision. The new value's number is given here,
-    /// under the key's lock: one above the last the manifest or the replaced value names.
+    /// under the key's lock: one above the last the manifest or the replaced value names,
+    /// written into `bytes` in place (the header, and the MAC with a MAC key: no second pass
+    /// over the value, no copy).
     pub(crate) fn put_revised(
         &self,
         key: &[u8],
-        bytes: &[u8],
+        bytes: &mut [u8],
         deadline: Option<u64>,
         stats: &Atomics,
     ) -> Result<()> {
         let _lock = self.lock_revisions(key)?;
         let keep = self.inner.revisions.keep_for(key) as usize;
         let store = &self.inner.store;
-        let mut new_number = self.inner.codec.peek(key, bytes).map_or(0, |m| m.revision);
         let mut manifest = self
             .load_manifest(key)?
             .unwrap_or_else(|| Manifest::new(key));
@@ -75,21 +76,13 @@ impl Cache {
             }
         }
         // The new value gets the next free number, so numbers stay unique and count up in
-        // the order values became current. (A caller that stamped a number of its own keeps
-        // it only if it is free.)
-        let taken = manifest.last.max(moved.as_ref().map_or(0, |(n, _)| *n));
-        let restamped;
-        let bytes = if new_number <= taken {
-            new_number = taken + 1;
-            restamped = self
-                .inner
-                .codec
-                .restamp(key, bytes, new_number)
-                .map_err(|e| Error::format(key, e))?;
-            &restamped[..]
-        } else {
-            bytes
-        };
+        // the order values became current.
+        let new_number = manifest.last.max(moved.as_ref().map_or(0, |(n, _)| *n)) + 1;
+        self.inner
+            .codec
+            .restamp_in_place(key, bytes, new_number)
+            .map_err(|e| Error::format(key, e))?;
+        let bytes = &bytes[..];
         manifest.last = manifest.last.max(new_number);
         let pruned = prune(&mut manifest, keep);
         let manifest_bytes = manifest.encode();
