@@ -204,13 +204,7 @@ impl Store for DirStore {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         Some(self.root.join("leases"))
     }
-    fn lease(
-        &self,
-        key: &[u8],
-        terms: &crate::lease::Terms,
-    ) -> Result<Option<crate::lease::Claim>> {
-        crate::lease::claim_kept(&self.leases, || self.lease_dir(), key, terms)
-    }
+    crate::lease::lease_from_kept!(leases);
     /// Checked: a mapped value's checksum is verified (one streamed pass over the file)
     /// before the view is returned. [`Store::read_unchecked`] skips that pass.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {

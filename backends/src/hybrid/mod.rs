@@ -360,13 +360,7 @@ impl Store for HybridStore {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         self.files.parent().map(|root| root.join("leases"))
     }
-    fn lease(
-        &self,
-        key: &[u8],
-        terms: &crate::lease::Terms,
-    ) -> Result<Option<crate::lease::Claim>> {
-        crate::lease::claim_kept(&self.leases, || self.lease_dir(), key, terms)
-    }
+    crate::lease::lease_from_kept!(leases);
     /// Inline values are copied out of the index; file values are mapped, their checksum
     /// checked before the view is returned (through the file for values over 32 MiB, so the
     /// check leaves no pages resident).

@@ -399,6 +399,21 @@ impl Drop for Lease {
     }
 }
 
+/// Writes the [`Store::lease`](crate::Store::lease) of a store whose `OnceLock<Leases>` field
+/// is named `$field`, through [`claim_kept`] under the store's own `lease_dir`.
+macro_rules! lease_from_kept {
+    ($field:ident) => {
+        fn lease(
+            &self,
+            key: &[u8],
+            terms: &$crate::lease::Terms,
+        ) -> $crate::Result<Option<$crate::lease::Claim>> {
+            $crate::lease::claim_kept(&self.$field, || self.lease_dir(), key, terms)
+        }
+    };
+}
+pub(crate) use lease_from_kept;
+
 /// [`Store::lease`](crate::Store::lease) for a store handle that keeps its [`Leases`] in
 /// `kept`: opened under `dir()` (the store's [`lease_dir`](crate::Store::lease_dir)) on the
 /// handle's first claim, then reused, so a claim costs no `mkdir`/`stat` of the directory and

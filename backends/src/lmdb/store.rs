@@ -487,13 +487,7 @@ impl Store for LmdbStore {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         Some(self.env.path().join("leases"))
     }
-    fn lease(
-        &self,
-        key: &[u8],
-        terms: &crate::lease::Terms,
-    ) -> Result<Option<crate::lease::Claim>> {
-        crate::lease::claim_kept(&self.leases, || self.lease_dir(), key, terms)
-    }
+    crate::lease::lease_from_kept!(leases);
     /// Copies the value out (see the type docs: a [`Blob`] cannot borrow from a
     /// transaction); [`Store::with_value`] is the zero-copy read.
     fn read(&self, key: &[u8]) -> Result<Option<Blob>> {

@@ -10,13 +10,7 @@ impl Store for LogStore {
     fn lease_dir(&self) -> Option<std::path::PathBuf> {
         Some(crate::lease::beside(&self.path))
     }
-    fn lease(
-        &self,
-        key: &[u8],
-        terms: &crate::lease::Terms,
-    ) -> Result<Option<crate::lease::Claim>> {
-        crate::lease::claim_kept(&self.leases, || self.lease_dir(), key, terms)
-    }
+    crate::lease::lease_from_kept!(leases);
     /// Lends the value from the map after checking its record checksum (straight from the
     /// map for values up to 1 MiB, with positioned reads beyond, so no page of a large value
     /// is faulted in by the check).
