@@ -42,16 +42,9 @@ fn generate_fixtures() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.log");
     let store = LogStore::open(&path).unwrap();
-    store.put(b"alpha", b"one").unwrap();
-    store.put(b"doomed", b"to be deleted").unwrap();
-    for (k, v) in v1_contents() {
-        store.put(&k, &v).unwrap();
-    }
-    assert!(store.delete(b"doomed").unwrap());
+    write_v1_contents(&store);
     drop(store);
-    let mut v1 = std::fs::read(&path).unwrap();
-    // A fixed generation keeps the fixture byte-for-byte reproducible.
-    v1[..FILE_HEADER_LEN as usize].copy_from_slice(&FileHeader { generation: 1 }.encode());
+    let v1 = with_generation_1(&path);
     std::fs::write(out.join("v1.log"), &v1).unwrap();
 
     // The value of the second record ("doomed") with one bit flipped: damage in the middle.
@@ -64,14 +57,11 @@ fn generate_fixtures() {
     magic[0] = b'X';
     std::fs::write(out.join("v1-bad-magic.log"), &magic).unwrap();
 
-    let mut future = v1.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let future = with_version(&v1, 2);
     std::fs::write(out.join("v1-future-version.log"), &future).unwrap();
 
     // A put of "late" cut short 5 bytes before its end, as a crash mid-append leaves it.
-    let mut data = crc32fast::Hasher::new();
-    data.update(b"late");
-    data.update(b"never acknowledged");
+    let data = data_crc(b"late", b"never acknowledged");
     let mut torn = v1.clone();
     torn.extend_from_slice(&RecordHeader::encode_v1(Kind::Put, 4, 18, &data));
     torn.extend_from_slice(b"latenever acknowl");
@@ -214,7 +204,30 @@ fn fixture_v1_zero_filled_tail_is_torn_and_cut() {
     assert_eq!(contents(&store), v1_contents());
 }
 
-/// The writes `v2.log` holds, as `v1.log`'s: the same contents in the v2 layout.
+/// The log at `path` with generation 1 in its file header: a fixed generation keeps a
+/// fixture byte-for-byte reproducible.
+fn with_generation_1(path: &Path) -> Vec<u8> {
+    let mut log = std::fs::read(path).unwrap();
+    log[..FILE_HEADER_LEN as usize].copy_from_slice(&FileHeader { generation: 1 }.encode());
+    log
+}
+
+/// `log` with `version` in its file header's version field (as a newer build would write).
+fn with_version(log: &[u8], version: u32) -> Vec<u8> {
+    let mut log = log.to_vec();
+    log[8..12].copy_from_slice(&version.to_le_bytes());
+    log
+}
+
+/// A record's data checksum over `key` then `value`, as an append computes it.
+fn data_crc(key: &[u8], value: &[u8]) -> crc32fast::Hasher {
+    let mut data = crc32fast::Hasher::new();
+    data.update(key);
+    data.update(value);
+    data
+}
+
+/// The writes `v1.log` holds, and `v2.log` too: the same contents in the v2 layout.
 fn write_v1_contents(store: &LogStore) {
     store.put(b"alpha", b"one").unwrap();
     store.put(b"doomed", b"to be deleted").unwrap();
@@ -252,19 +265,15 @@ fn generate_v2_fixtures() {
     let store = LogStore::open(&path).unwrap();
     write_v1_contents(&store);
     drop(store);
-    let mut v2 = std::fs::read(&path).unwrap();
-    v2[..FILE_HEADER_LEN as usize].copy_from_slice(&FileHeader { generation: 1 }.encode());
+    let v2 = with_generation_1(&path);
     std::fs::write(out.join("v2.log"), &v2).unwrap();
 
-    let mut future = v2.clone();
-    future[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let future = with_version(&v2, 3);
     std::fs::write(out.join("v2-future-version.log"), &future).unwrap();
 
     // The hole v2 closes: an overwrite of "alpha" whose record checksum field and key bytes
     // were both damaged on disk, so nothing in a v1 record would name its key.
-    let mut data = crc32fast::Hasher::new();
-    data.update(b"alpha");
-    data.update(b"acknowledged overwrite");
+    let data = data_crc(b"alpha", b"acknowledged overwrite");
     let mut damaged = v2.clone();
     let at = damaged.len();
     damaged.extend_from_slice(&RecordHeader::encode(Kind::Put, b"alpha", 22, &data));

@@ -2,6 +2,40 @@
 
 use super::*;
 
+/// The bytes of a log at `path` holding `other` = "stays", `key` = "old value" and the
+/// `neighbours`, whose last record then overwrites `key` with "new value" (or, `deleting`,
+/// deletes it), and where that last record starts: the base every damage-to-the-last-record
+/// test damages.
+pub(super) fn log_ending_in_a_write_of_key(
+    path: &Path,
+    neighbours: &[(&[u8], &[u8])],
+    deleting: bool,
+) -> (Vec<u8>, usize) {
+    let store = fast(path);
+    store.put(b"other", b"stays").unwrap();
+    store.put(b"key", b"old value").unwrap();
+    for (key, value) in neighbours {
+        store.put(key, value).unwrap();
+    }
+    let start = store.stats().file_bytes as usize;
+    if deleting {
+        store.delete(b"key").unwrap();
+    } else {
+        store.put(b"key", b"new value").unwrap();
+    }
+    store.flush().unwrap();
+    drop(store);
+    (std::fs::read(path).unwrap(), start)
+}
+
+/// `bytes` written as `store.log` in a directory of its own (kept while the guard lives).
+pub(super) fn log_of(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let sub = tempfile::tempdir().unwrap();
+    let path = sub.path().join("store.log");
+    std::fs::write(&path, bytes).unwrap();
+    (sub, path)
+}
+
 #[test]
 fn torn_tail_is_cut_on_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,25 +449,12 @@ fn one_flipped_bit_anywhere_in_the_last_record_never_brings_the_older_value_back
     let dir = tempfile::tempdir().unwrap();
     for deleting in [false, true] {
         let path = dir.path().join(format!("base-{deleting}.log"));
-        let store = fast(&path);
-        store.put(b"other", b"stays").unwrap();
-        store.put(b"key", b"old value").unwrap();
-        let start = store.stats().file_bytes;
-        if deleting {
-            store.delete(b"key").unwrap();
-        } else {
-            store.put(b"key", b"new value").unwrap();
-        }
-        store.flush().unwrap();
-        drop(store);
-        let clean = std::fs::read(&path).unwrap();
-        for at in start as usize..clean.len() {
+        let (clean, start) = log_ending_in_a_write_of_key(&path, &[], deleting);
+        for at in start..clean.len() {
             for bit in [0x01u8, 0x10, 0x80] {
                 let mut bytes = clean.clone();
                 bytes[at] ^= bit;
-                let sub = tempfile::tempdir().unwrap();
-                let damaged = sub.path().join("store.log");
-                std::fs::write(&damaged, &bytes).unwrap();
+                let (_sub, damaged) = log_of(&bytes);
                 let what = format!("deleting={deleting} flip {bit:#x} at {at}");
                 // A reader alongside changes nothing and reads the key as corrupt.
                 let r = reader(&damaged);

@@ -4,6 +4,7 @@
 //! survived, and when nothing tells it, no key that may have been the record's reads its
 //! older value: the writer tombstones them, a reader reads them as corrupt.
 
+use super::recovery::{log_ending_in_a_write_of_key, log_of};
 use super::*;
 
 /// Damages a record header in place.
@@ -56,19 +57,8 @@ fn a_last_record_with_multi_bit_header_damage_never_brings_the_older_value_back(
     let dir = tempfile::tempdir().unwrap();
     for deleting in [false, true] {
         let path = dir.path().join(format!("base-{deleting}.log"));
-        let store = fast(&path);
-        store.put(b"other", b"stays").unwrap();
-        store.put(b"key", b"old value").unwrap();
-        store.put(b"k", b"a prefix of the key").unwrap();
-        let start = store.stats().file_bytes as usize;
-        if deleting {
-            store.delete(b"key").unwrap();
-        } else {
-            store.put(b"key", b"new value").unwrap();
-        }
-        store.flush().unwrap();
-        drop(store);
-        let clean = std::fs::read(&path).unwrap();
+        let neighbours: &[(&[u8], &[u8])] = &[(b"k", b"a prefix of the key")];
+        let (clean, start) = log_ending_in_a_write_of_key(&path, neighbours, deleting);
         for (what, damage) in header_damage() {
             let what = format!("deleting={deleting}, {what}");
             let mut bytes = clean.clone();
@@ -76,9 +66,7 @@ fn a_last_record_with_multi_bit_header_damage_never_brings_the_older_value_back(
             if bytes == clean {
                 continue;
             }
-            let sub = tempfile::tempdir().unwrap();
-            let damaged = sub.path().join("store.log");
-            std::fs::write(&damaged, &bytes).unwrap();
+            let (_sub, damaged) = log_of(&bytes);
             let never_old = |store: &LogStore, who: &str| match store.get(b"key") {
                 Ok(Some(v)) => assert!(
                     !deleting && v == b"new value",
@@ -208,19 +196,8 @@ fn damage_to_the_record_checksum_and_the_key_never_brings_the_older_value_back()
     let dir = tempfile::tempdir().unwrap();
     for deleting in [false, true] {
         let path = dir.path().join(format!("base-{deleting}.log"));
-        let store = fast(&path);
-        store.put(b"other", b"stays").unwrap();
-        store.put(b"key", b"old value").unwrap();
-        store.put(b"kex", b"same length, another key").unwrap();
-        let start = store.stats().file_bytes as usize;
-        if deleting {
-            store.delete(b"key").unwrap();
-        } else {
-            store.put(b"key", b"new value").unwrap();
-        }
-        store.flush().unwrap();
-        drop(store);
-        let clean = std::fs::read(&path).unwrap();
+        let neighbours: &[(&[u8], &[u8])] = &[(b"kex", b"same length, another key")];
+        let (clean, start) = log_ending_in_a_write_of_key(&path, neighbours, deleting);
         let key_at = clean[start..]
             .windows(3)
             .position(|w| w == b"key")
@@ -229,9 +206,7 @@ fn damage_to_the_record_checksum_and_the_key_never_brings_the_older_value_back()
             let what = format!("deleting={deleting}, {what}");
             let mut bytes = clean.clone();
             damage(&mut bytes[start..], key_at);
-            let sub = tempfile::tempdir().unwrap();
-            let damaged = sub.path().join("store.log");
-            std::fs::write(&damaged, &bytes).unwrap();
+            let (_sub, damaged) = log_of(&bytes);
             let never_old = |store: &LogStore, who: &str| match store.get(b"key") {
                 Ok(Some(v)) => panic!(
                     "{what}, {who}: read {:?} from a damaged record's key",
