@@ -420,14 +420,20 @@ fn a_blob_round_trips_on_every_disk_store_streamed_and_mapped() {
     }
 }
 
-#[test]
-fn a_streamed_blob_read_through_tiered_does_not_fill_the_memory_tier() {
+/// A cache on a `Tiered` store (64 MiB memory tier) over a `DirStore` in a fresh directory.
+fn on_tiered_dir_store() -> (tempfile::TempDir, Arc<cacher::Tiered<DirStore>>, Cache) {
     let temp = tempfile::tempdir().unwrap();
     let tiered = Arc::new(cacher::Tiered::new(
         DirStore::open(temp.path()).unwrap(),
         64 << 20,
     ));
     let cache = Cache::builder().store(tiered.clone()).build().unwrap();
+    (temp, tiered, cache)
+}
+
+#[test]
+fn a_streamed_blob_read_through_tiered_does_not_fill_the_memory_tier() {
+    let (_temp, tiered, cache) = on_tiered_dir_store();
     let data = body(4 << 20);
     cache.put_blob("k", &(), &mut &data[..]).unwrap();
     let entry = cache.get_blob::<()>("k").unwrap().unwrap();
@@ -443,12 +449,7 @@ fn a_streamed_blob_read_through_tiered_does_not_fill_the_memory_tier() {
 fn mapped_blobs_and_large_values_read_through_tiered_stay_out_of_the_memory_tier() {
     // A mapped blob read went through Tiered's default `read_unchecked`, a promoting `read`:
     // a copy of the whole blob landed in the memory tier. A large ordinary value did too.
-    let temp = tempfile::tempdir().unwrap();
-    let tiered = Arc::new(cacher::Tiered::new(
-        DirStore::open(temp.path()).unwrap(),
-        64 << 20,
-    ));
-    let cache = Cache::builder().store(tiered.clone()).build().unwrap();
+    let (_temp, tiered, cache) = on_tiered_dir_store();
     let data = body(4 << 20);
     cache.put_blob("blob", &(), &mut &data[..]).unwrap();
     let mapped = cache.get_blob_mapped::<()>("blob").unwrap().unwrap();

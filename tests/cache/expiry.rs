@@ -155,19 +155,24 @@ impl Store for DeadlineRecorder {
     }
 }
 
-#[test]
-fn the_store_is_given_each_values_expiry_deadline() {
-    let clock = ManualClock::new(T0);
+/// A cache at `T0` with `ttl`, on a store that records the deadline of each write.
+fn recording_deadlines(ttl: Duration) -> (Cache, Arc<DeadlineRecorder>) {
     let store = Arc::new(DeadlineRecorder {
         inner: MemoryStore::new(),
         deadlines: Default::default(),
     });
     let cache = Cache::builder()
         .store(store.clone())
-        .clock(clock)
-        .ttl(Duration::from_secs(3600))
+        .clock(ManualClock::new(T0))
+        .ttl(ttl)
         .build()
         .unwrap();
+    (cache, store)
+}
+
+#[test]
+fn the_store_is_given_each_values_expiry_deadline() {
+    let (cache, store) = recording_deadlines(Duration::from_secs(3600));
     cache.put("a", &1u32).unwrap();
     cache
         .put_with_ttl("b", &2u32, Duration::from_secs(10))
@@ -186,17 +191,7 @@ fn the_store_is_given_each_values_expiry_deadline() {
 
 #[test]
 fn a_batch_store_gives_the_store_each_values_expiry_deadline() {
-    let clock = ManualClock::new(T0);
-    let store = Arc::new(DeadlineRecorder {
-        inner: MemoryStore::new(),
-        deadlines: Default::default(),
-    });
-    let cache = Cache::builder()
-        .store(store.clone())
-        .clock(clock)
-        .ttl(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let (cache, store) = recording_deadlines(Duration::from_secs(60));
     let double = cache
         .memoize("deadline_batch")
         .wrap_batch(|xs: Vec<u32>| xs.iter().map(|x| x * 2).collect::<Vec<_>>())

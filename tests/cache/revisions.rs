@@ -14,6 +14,12 @@ fn numbers(cache: &Cache, key: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Where each of `key`'s revisions is, oldest first.
+fn places_of(cache: &Cache, key: &str) -> Vec<RevisionPlace> {
+    let revisions = cache.revisions(key).unwrap();
+    revisions.into_iter().map(|r| r.place).collect()
+}
+
 /// The revision field of the envelope stored under `key`.
 fn envelope_revision(store: &dyn Store, key: &[u8]) -> u64 {
     let bytes = store.get(key).unwrap().unwrap();
@@ -338,12 +344,7 @@ fn archived_revisions_stay_readable_and_restore_brings_one_back() {
     assert_eq!((report.keys, report.revisions), (2, 5));
     let path = report.archive.clone().unwrap();
     assert!(path.starts_with(dir.path().join("store").join("archives")));
-    let places: Vec<_> = cache
-        .revisions("a")
-        .unwrap()
-        .into_iter()
-        .map(|r| r.place)
-        .collect();
+    let places = places_of(&cache, "a");
     assert_eq!(
         places,
         [
@@ -401,12 +402,7 @@ fn archive_older_than_moves_only_old_revisions() {
         .archive(ArchivePolicy::older_than(Duration::from_secs(3 * 3600)))
         .unwrap();
     assert_eq!(report.revisions, 2);
-    let places: Vec<_> = cache
-        .revisions("k")
-        .unwrap()
-        .into_iter()
-        .map(|r| r.place)
-        .collect();
+    let places = places_of(&cache, "k");
     assert!(matches!(places[0], RevisionPlace::Archive(_)));
     assert!(matches!(places[1], RevisionPlace::Archive(_)));
     assert_eq!(places[2], RevisionPlace::Store);
@@ -495,16 +491,32 @@ fn the_default_store_archives_beside_its_index_without_an_archive_dir() {
     assert_eq!(cache.get_revision::<u32>("k", 1).unwrap(), Some(1));
     let path = report.archive.clone().unwrap();
     assert!(path.starts_with(dir.path().join("archives")));
-    let places: Vec<_> = cache
-        .revisions("k")
-        .unwrap()
-        .into_iter()
-        .map(|r| r.place)
-        .collect();
+    let places = places_of(&cache, "k");
     assert_eq!(
         places,
         [RevisionPlace::Archive(path), RevisionPlace::Current]
     );
+}
+
+/// Runs this binary's test `child` on the cache in `dir`, with `CACHER_<what>_ABORT_AT=step`
+/// so it aborts after that step; its exit status.
+fn run_crash_child(
+    child: &str,
+    dir: &std::path::Path,
+    (what, step): (&str, &str),
+) -> std::process::ExitStatus {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            &format!("revisions::{child}"),
+            "--test-threads=1",
+        ])
+        .env("CACHER_CRASH_DIR", dir)
+        .env(format!("CACHER_{what}_ABORT_AT"), step)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
 }
 
 /// The child of the crash tests: archives everything, with `CACHER_ARCHIVE_ABORT_AT` set by the
@@ -530,18 +542,7 @@ fn a_crash_at_any_step_of_archival_leaves_every_revision_readable() {
                 }
             }
         }
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "revisions::archive_crash_child",
-                "--test-threads=1",
-            ])
-            .env("CACHER_CRASH_DIR", dir.path())
-            .env("CACHER_ARCHIVE_ABORT_AT", step)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
+        let status = run_crash_child("archive_crash_child", dir.path(), ("ARCHIVE", step));
         assert_eq!(status.success(), step == "none", "{step}: {status}");
         let check = |cache: &Cache| {
             for key in ["a", "b", "c"] {
@@ -563,12 +564,7 @@ fn a_crash_at_any_step_of_archival_leaves_every_revision_readable() {
         cache.archive(ArchivePolicy::beyond_count(0)).unwrap();
         check(&cache);
         for key in ["a", "b", "c"] {
-            let places: Vec<_> = cache
-                .revisions(key)
-                .unwrap()
-                .into_iter()
-                .map(|r| r.place)
-                .collect();
+            let places = places_of(&cache, key);
             assert!(
                 places[..3]
                     .iter()
@@ -619,18 +615,7 @@ fn a_crash_during_an_overwrite_never_loses_the_current_or_the_old_value() {
             cache.put("k", &1u32).unwrap();
             cache.put("k", &2u32).unwrap();
         }
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "revisions::overwrite_crash_child",
-                "--test-threads=1",
-            ])
-            .env("CACHER_CRASH_DIR", dir.path())
-            .env("CACHER_REVISION_ABORT_AT", step)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
+        let status = run_crash_child("overwrite_crash_child", dir.path(), ("REVISION", step));
         assert!(!status.success(), "{step}: the child should have aborted");
         let cache = archive_cache(dir.path());
         assert_eq!(cache.get::<u32>("k").unwrap(), Some(current), "{step}");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use cacher::memo::Freshness;
+use cacher::memo::{Freshness, Refresh};
 use cacher::store::MemoryStore;
 use cacher::{Cache, Call, ManualClock};
 
@@ -33,6 +33,29 @@ fn until(what: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !what() && Instant::now() < deadline {
         std::thread::yield_now();
+    }
+}
+
+/// A cache on `store` whose values expire after 10 s of a `ManualClock` at 0, and the clock.
+fn ten_second_cache(store: impl cacher::store::Store + 'static) -> (Cache, ManualClock) {
+    let clock = ManualClock::new(0);
+    let cache = Cache::builder()
+        .store(store)
+        .clock(clock.clone())
+        .ttl(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    (cache, clock)
+}
+
+/// The refresh a stale-while-revalidate call started: it must have been served stale and
+/// have started one.
+fn started_refresh(f: Freshness) -> Refresh {
+    match f {
+        Freshness::Stale {
+            refresh: Some(refresh),
+        } => refresh,
+        f => panic!("expected a stale value with a refresh started, got {f:?}"),
     }
 }
 
@@ -101,13 +124,7 @@ fn a_cancelled_prefetch_skips_what_it_has_not_started() {
 
 #[test]
 fn a_stale_value_is_served_while_one_refresh_runs() {
-    let clock = ManualClock::new(0);
-    let cache = Cache::builder()
-        .store(MemoryStore::new())
-        .clock(clock.clone())
-        .ttl(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (cache, clock) = ten_second_cache(MemoryStore::new());
     let calls = Arc::new(AtomicU32::new(0));
     let gate = Arc::new(Gate::default());
     let memo = Arc::new(
@@ -131,12 +148,7 @@ fn a_stale_value_is_served_while_one_refresh_runs() {
     clock.advance(Duration::from_secs(11));
     let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
     assert_eq!(v, 0, "the expired value, served at once");
-    let Freshness::Stale {
-        refresh: Some(refresh),
-    } = f
-    else {
-        panic!("{f:?}")
-    };
+    let refresh = started_refresh(f);
     until(|| calls.load(SeqCst) == 2);
     // While the refresh runs, others get the stale value and start no second refresh.
     let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
@@ -150,13 +162,7 @@ fn a_stale_value_is_served_while_one_refresh_runs() {
 
 #[test]
 fn a_failed_refresh_keeps_the_stale_value_for_the_grace_period_only() {
-    let clock = ManualClock::new(0);
-    let cache = Cache::builder()
-        .store(MemoryStore::new())
-        .clock(clock.clone())
-        .ttl(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (cache, clock) = ten_second_cache(MemoryStore::new());
     let calls = Arc::new(AtomicU32::new(0));
     let memo = Arc::new(
         cache
@@ -178,12 +184,7 @@ fn a_failed_refresh_keeps_the_stale_value_for_the_grace_period_only() {
     clock.advance(Duration::from_secs(11));
     let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
     assert_eq!(v, Ok("first".into()));
-    let Freshness::Stale {
-        refresh: Some(refresh),
-    } = f
-    else {
-        panic!("{f:?}")
-    };
+    let refresh = started_refresh(f);
     assert!(!refresh.wait(), "the refresh failed");
     assert_eq!(cache.stats().total.refresh_failures, 1);
     // Still within the grace: still the stale value.
@@ -209,13 +210,7 @@ fn a_refresh_is_left_to_another_process_holding_the_keys_lease() {
     let dir = tempfile::tempdir().unwrap();
     let store = DirStore::open(dir.path()).unwrap();
     let leases = cacher::store::lease::Leases::open(store.lease_dir().unwrap()).unwrap();
-    let clock = ManualClock::new(0);
-    let cache = Cache::builder()
-        .store(store)
-        .clock(clock.clone())
-        .ttl(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (cache, clock) = ten_second_cache(store);
     let calls = Arc::new(AtomicU32::new(0));
     let memo = Arc::new(
         cache
@@ -233,23 +228,13 @@ fn a_refresh_is_left_to_another_process_holding_the_keys_lease() {
     let other = leases.try_acquire(&key).unwrap().expect("free");
     let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
     assert_eq!(v, 0, "the stale value");
-    let Freshness::Stale {
-        refresh: Some(refresh),
-    } = f
-    else {
-        panic!("{f:?}")
-    };
+    let refresh = started_refresh(f);
     assert!(refresh.wait(), "left to the other process, not failed");
     assert_eq!(calls.load(SeqCst), 1, "no second refresh");
     drop(other);
     let (v, f) = memo.call_stale_while_revalidate((), grace).unwrap();
     assert_eq!(v, 0);
-    let Freshness::Stale {
-        refresh: Some(refresh),
-    } = f
-    else {
-        panic!("{f:?}")
-    };
+    let refresh = started_refresh(f);
     assert!(refresh.wait());
     assert_eq!(calls.load(SeqCst), 2, "refreshed once the lease was free");
     assert_eq!(memo.call_stale_while_revalidate((), grace).unwrap().0, 1);

@@ -68,6 +68,20 @@ fn generate_fixtures() {
     std::fs::write(out.join("v1-torn-tail.log"), &torn).unwrap();
 }
 
+/// `store`, opened from the fixture copy at `path` (`bytes` before the open), holds what
+/// `v1.log` holds at generation 1, and the open changed no byte of the file.
+fn assert_holds_the_v1_contents_unchanged(store: LogStore, path: &Path, bytes: &[u8]) {
+    assert_eq!(contents(&store), v1_contents());
+    assert_eq!(store.get(b"doomed").unwrap(), None);
+    assert_eq!(store.stats().generation, 1);
+    drop(store);
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        bytes,
+        "opening changed nothing"
+    );
+}
+
 #[test]
 fn fixture_v1_opens_with_exact_contents() {
     let (_dir, path) = fixture_copy("v1.log");
@@ -83,15 +97,7 @@ fn fixture_v1_opens_with_exact_contents() {
             checkpoint: None,
         }
     );
-    assert_eq!(contents(&store), v1_contents());
-    assert_eq!(store.get(b"doomed").unwrap(), None);
-    assert_eq!(store.stats().generation, 1);
-    drop(store);
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        bytes,
-        "opening changed nothing"
-    );
+    assert_holds_the_v1_contents_unchanged(store, &path, &bytes);
     let r = reader(&fixture_dir().join("v1.log"));
     assert_eq!(contents(&r), v1_contents());
 }
@@ -301,15 +307,7 @@ fn fixture_v2_opens_with_exact_contents() {
     let store = LogStore::open(&path).unwrap();
     assert_eq!(store.open_report().records, 9);
     assert!(!store.open_report().recovered());
-    assert_eq!(contents(&store), v1_contents());
-    assert_eq!(store.get(b"doomed").unwrap(), None);
-    assert_eq!(store.stats().generation, 1);
-    drop(store);
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        bytes,
-        "opening changed nothing"
-    );
+    assert_holds_the_v1_contents_unchanged(store, &path, &bytes);
     assert_eq!(
         contents(&reader(&fixture_dir().join("v2.log"))),
         v1_contents()
