@@ -334,7 +334,7 @@ impl<'a> Site<'a> {
             return Held::default();
         }
         let index: HashMap<&[u8], usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-        let leases = self.lease_led(&mut led);
+        let leases = self.lease_led(&mut led, &index);
         // After leases, always look again: another process may have stored a led key since
         // this batch's lookup (under its lease, which it released before this batch took it).
         // Without leases, only when a flight of this process ended since the lookup.
@@ -344,7 +344,7 @@ impl<'a> Site<'a> {
         }
         let mut leases = leases.unwrap_or_default();
         // Keys found are not computed: let their leases go, then their flights.
-        leases.retain(|(key, _)| late[index[key.as_slice()]].is_none());
+        leases.retain(|&(slot, _)| late[slot].is_none());
         led.retain(|g| late[index[g.key()]].is_none());
         Held {
             _leases: leases.into_iter().map(|(_, lease)| lease).collect(),
@@ -358,8 +358,13 @@ impl<'a> Site<'a> {
     /// [lease timeout](crate::CacheBuilder::lease_timeout) away; a key whose lease it does
     /// not win in time is computed without one, and so is every key from the first claim
     /// that fails (counted once). `None`: no leases
-    /// (the store has none, or the cache turned them off); the leases won otherwise, by key.
-    fn lease_led(&self, led: &mut [FlightGuard<'a>]) -> Option<Vec<(Vec<u8>, lease::Held)>> {
+    /// (the store has none, or the cache turned them off); the leases won otherwise, each
+    /// with its key's slot in the batch (`index`), so no key is copied.
+    fn lease_led(
+        &self,
+        led: &mut [FlightGuard<'a>],
+        index: &HashMap<&[u8], usize>,
+    ) -> Option<Vec<(usize, lease::Held)>> {
         let terms = turn::terms(self.cache)?;
         led.sort_unstable_by(|a, b| a.key().cmp(b.key()));
         let deadline = Instant::now().checked_add(terms.wait());
@@ -382,7 +387,7 @@ impl<'a> Site<'a> {
                 Err(_) => true,
             };
             match turn::lease_claimed(&self.stats, claim) {
-                LeaseStep::Won { lease, .. } => leases.push((guard.key().to_vec(), lease)),
+                LeaseStep::Won { lease, .. } => leases.push((index[guard.key()], lease)),
                 LeaseStep::Without => {}
             }
             if failed {
