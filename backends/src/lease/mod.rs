@@ -56,7 +56,7 @@ pub use claim::{Claim, Held, Hold, Terms};
 ///
 /// Open it once and keep it: [`Leases::open`] creates or checks the directory (a `mkdir` and a
 /// `stat`), and the handle remembers whether range locks work there. The stores of this crate
-/// keep one per store handle ([`claim_kept`]).
+/// keep one per store handle (see `claim_kept` in this module).
 #[derive(Debug, Clone)]
 pub struct Leases {
     dir: PathBuf,
