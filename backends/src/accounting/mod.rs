@@ -166,9 +166,10 @@ pub trait Accounting: Send + Sync {
     /// when the store keeps other orders only, builds this one once from the stored
     /// bookkeeping (bounded chunks, safe while others write; `progress` is told how many
     /// entries are indexed so far). A store may keep only the orders it was asked for, so a
-    /// write pays for those alone; [`Accounting::evict`] builds a missing order itself, but a
-    /// limited `Cache` calls this at open so its first eviction does not. The default turns
-    /// accounting on, for a store that always keeps every order. (Example: the trait's.)
+    /// write pays for those alone; [`Accounting::evict`] in an order the store does not keep
+    /// is refused rather than built inside a write's eviction (a limited `Cache` calls this
+    /// at open). The default turns accounting on, for a store that always keeps every order.
+    /// (Example: the trait's.)
     fn keep_order(&self, order: Order, progress: &mut dyn FnMut(u64)) -> Result<()> {
         let _ = (order, progress);
         self.enable()
@@ -193,7 +194,9 @@ pub trait Accounting: Send + Sync {
     /// Deletes entries in `plan.order` until the totals are within the plan's limits, calling
     /// `on_evicted` with each deleted key after its deletion committed. Never deletes an entry
     /// written after the eviction began (another writer's new value), nor `plan.keep`. Works
-    /// in bounded chunks, one transaction each. Returns how many were deleted.
+    /// in bounded chunks, one transaction each. Returns how many were deleted. An order the
+    /// store does not keep ([`Accounting::keep_order`] was not called for it) is refused
+    /// with [`crate::Error::Unsupported`] and deletes nothing.
     fn evict(&self, plan: &EvictPlan<'_>, on_evicted: &mut dyn FnMut(&[u8])) -> Result<u64>;
 
     /// Deletes every entry whose deadline is at or before `now_ms`, walking the expiry index;

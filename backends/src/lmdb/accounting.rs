@@ -542,7 +542,10 @@ impl AcctDb {
     }
 
     /// The eviction pass of [`Accounting::evict`]: nothing while accounting is off. An order
-    /// the store does not keep is built first ([`Books::build_order`]), once.
+    /// the store does not keep is refused ([`Error::Unsupported`], nothing deleted): building
+    /// it walks every record, which must not happen inside a write's eviction (a latency
+    /// spike on the write path); [`AcctDb::keep_order`] builds it, once, and a limited
+    /// `Cache` calls it at open.
     pub(crate) fn evict(
         &self,
         store: &LmdbStore,
@@ -553,21 +556,17 @@ impl AcctDb {
         let Some(books) = self.find(&store.env)? else {
             return Ok(0);
         };
-        match books.evict(store, plan, extract, on_removed)? {
-            Some(n) => Ok(n),
-            None => {
-                books.build_order(&store.env, plan.order, BUILD_CHUNK, &mut |_| {})?;
-                books
-                    .evict(store, plan, extract, on_removed)?
-                    .ok_or_else(|| {
-                        Error::corrupt(
-                            store.env.path(),
-                            None,
-                            "an order index was built but is not kept",
-                        )
-                    })
-            }
-        }
+        books
+            .evict(store, plan, extract, on_removed)?
+            .ok_or_else(|| Error::Unsupported {
+                op: "evict",
+                path: store.env.path().to_path_buf(),
+                reason: format!(
+                    "the store does not keep the {:?} order: call Accounting::keep_order \
+                     first (a limited Cache does at open), which builds it once",
+                    plan.order
+                ),
+            })
     }
 
     /// The expiry pass of [`Accounting::remove_expired`]: nothing while accounting is off.

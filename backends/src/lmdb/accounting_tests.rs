@@ -124,6 +124,9 @@ fn eviction_takes_entries_in_lru_lfu_and_fifo_order() {
     store
         .record_access(&[(&b"a"[..], 3), (&b"c"[..], 1)])
         .unwrap();
+    // An eviction asks for orders the store keeps (setup: evict refuses others).
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    store.keep_order(Order::Lfu, &mut |_| {}).unwrap();
     // LRU: b (never read) first; FIFO: a (oldest write) whatever the reads.
     let lru = EvictPlan::new(Some(2), None, Order::Lru);
     assert_eq!(evict(&store, lru), vec![b"b".to_vec()]);
@@ -158,6 +161,7 @@ fn the_kept_key_is_never_evicted_and_byte_limits_count_sizes() {
 fn a_value_written_while_an_eviction_runs_is_never_taken() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_counting(dir.path());
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
     let n = super::EVICT_CHUNK as u64 * 2 + 10;
     for i in 0..n {
         store.put(&i.to_le_bytes(), b"v").unwrap();
@@ -371,7 +375,9 @@ fn accounting_v2_fixture_is_read_and_keeps_only_lru_until_fifo_is_asked_for() {
     assert_eq!(acct_keys_tagged(&store, b'l').len(), 4);
     assert!(acct_keys_tagged(&store, b'w').is_empty());
     assert!(acct_keys_tagged(&store, b'f').is_empty());
-    // The FIFO eviction of assert_acct_fixture builds the FIFO order from the records.
+    // Asked for (as a FIFO cache's open does), the FIFO order is built from the records for
+    // the FIFO eviction of assert_acct_fixture.
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
     assert_acct_fixture(&store);
     assert_eq!(acct_keys_tagged(&store, b'w').len(), 2, "FIFO: b and new");
     assert!(acct_keys_tagged(&store, b'f').is_empty());
@@ -588,4 +594,36 @@ fn a_handle_opened_while_accounting_was_off_keeps_the_totals_exact_once_another_
         assert_eq!(store.totals().unwrap(), totals(live.len() as u64, bytes));
     }
     drop((early, late, dir));
+}
+
+#[test]
+fn an_eviction_in_an_order_the_store_does_not_keep_is_refused_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_counting(dir.path());
+    for k in [b"a", b"b", b"c"] {
+        store.put(k, b"x").unwrap();
+    }
+    // enable() kept LRU only: a FIFO eviction must not build the order on a write's path.
+    let mut gone = Vec::new();
+    let refused = store
+        .evict(&EvictPlan::new(Some(1), None, Order::Fifo), &mut |k| {
+            gone.push(k.to_vec())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::Unsupported { op: "evict", .. }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("keep_order"), "{refused}");
+    assert!(gone.is_empty());
+    assert_eq!(store.totals().unwrap(), totals(3, 3));
+    assert!(acct_keys_tagged(&store, b'w').is_empty(), "built anyway");
+    // Once kept, the same plan evicts the two oldest writes.
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    store
+        .evict(&EvictPlan::new(Some(1), None, Order::Fifo), &mut |k| {
+            gone.push(k.to_vec())
+        })
+        .unwrap();
+    assert_eq!(gone, vec![b"a".to_vec(), b"b".to_vec()]);
 }
