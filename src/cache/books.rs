@@ -129,11 +129,16 @@ impl Cache {
         }
         self.flush_reads()?;
         let mut report = CleanupReport::default();
-        let now = self.now_ms();
-        report.expired = acct.remove_expired(now, &mut |key| {
-            self.ns_stats(key).expirations.fetch_add(1, RELAXED);
-        })?;
-        report.scanned = report.expired;
+        if acct.keeps_deadlines() {
+            let now = self.now_ms();
+            report.expired = acct.remove_expired(now, &mut |key| {
+                self.ns_stats(key).expirations.fetch_add(1, RELAXED);
+            })?;
+            report.scanned = report.expired;
+        } else {
+            // No expiry index (LogStore): the headers tell, as without accounting.
+            self.expire_by_scan(&mut report)?;
+        }
         if let Some(books) = &self.inner.books {
             let plan = EvictPlan::new(
                 self.inner.max_entries,
@@ -208,5 +213,70 @@ mod tests {
         assert_eq!(fifo.get::<i32>("k0").unwrap(), None);
         assert_eq!(fifo.get::<i32>("k1").unwrap(), None);
         assert_eq!(fifo.get::<i32>("k2").unwrap(), Some(2));
+    }
+}
+
+/// A limited cache on a `LogStore`: the writer's books (`backends/src/log/books.rs`).
+#[cfg(test)]
+mod log_tests {
+    use std::time::Duration;
+
+    use cacher_store::{Durability, LogStore};
+
+    use crate::{Cache, ManualClock};
+
+    fn log(path: &std::path::Path) -> LogStore {
+        LogStore::options()
+            .durability(Durability::None)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_limited_cache_on_a_log_store_keeps_read_history_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let cache = Cache::builder()
+            .store(log(&path))
+            .max_entries(5)
+            .build()
+            .unwrap();
+        for i in 0..5 {
+            cache.put(format!("k{i}"), &i).unwrap();
+        }
+        assert_eq!(cache.get::<i32>("k0").unwrap(), Some(0));
+        drop(cache); // the last handle flushes its reads to the store
+                     // A new process: the store's books say k0 was read after k1 was written, so the
+                     // write of k5 evicts k1. Books rebuilt per handle from write times would take k0.
+        let cache = Cache::builder()
+            .store(log(&path))
+            .max_entries(5)
+            .build()
+            .unwrap();
+        cache.put("k5", &5).unwrap();
+        assert_eq!(cache.get::<i32>("k0").unwrap(), Some(0));
+        assert_eq!(cache.get::<i32>("k1").unwrap(), None);
+        assert_eq!(cache.stats().total.evictions, 1);
+    }
+
+    #[test]
+    fn cleanup_on_a_log_store_finds_expired_entries_by_their_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000);
+        let cache = Cache::builder()
+            .store(log(&dir.path().join("store.log")))
+            .max_entries(10)
+            .ttl(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        cache.put("old", &1).unwrap();
+        clock.advance(Duration::from_secs(2));
+        cache.put("new", &2).unwrap();
+        // The store keeps no deadlines: its books must not be asked for an expiry index.
+        let report = cache.cleanup().unwrap();
+        assert_eq!(report.expired, 1);
+        assert_eq!(report.scanned, 2);
+        assert_eq!(cache.store().len().unwrap(), 1);
     }
 }

@@ -204,6 +204,13 @@ pub trait Accounting: Send + Sync {
     /// kept. Calls `on_removed` with each deleted key. Returns how many were deleted.
     fn remove_expired(&self, now_ms: u64, on_removed: &mut dyn FnMut(&[u8])) -> Result<u64>;
 
+    /// Whether the store keeps deadlines in an expiry index ([`Accounting::remove_expired`]);
+    /// when `false` (LogStore) a `Cache` finds expired entries by reading their headers. The
+    /// default is `true`.
+    fn keeps_deadlines(&self) -> bool {
+        true
+    }
+
     /// One entry's bookkeeping (`None`: not stored, or not counted yet).
     fn entry(&self, key: &[u8]) -> Result<Option<EntryAccount>>;
 }

@@ -9,7 +9,9 @@
 //! checksum check), `append` (puts, batches, streamed puts), `compact`, `store` (the [`Store`]
 //! methods), `positioned` (`pread`/`pwrite`), `fuzz` (fuzz entry points, tests only).
 
+mod access;
 mod append;
+mod books;
 mod checkpoint;
 mod compact;
 #[cfg(test)]
@@ -289,6 +291,8 @@ pub struct LogStore {
     writer: Mutex<Option<File>>,
     /// The background syncer of a [`Durability::Periodic`] writer.
     syncer: Option<periodic::Syncer>,
+    /// The writer's eviction books (`books`), loaded on first use by a limited cache.
+    books: Mutex<Option<books::Books>>,
     /// Tests inject a failure (or a reader's refresh) before an append's write at an offset.
     #[cfg(test)]
     fault: Mutex<Option<WriteFault>>,
