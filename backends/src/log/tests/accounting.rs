@@ -222,3 +222,48 @@ fn a_read_only_handle_offers_no_accounting() {
     let reader = LogStore::options().read_only(true).open(&path).unwrap();
     assert!(reader.accounting().is_none());
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/log")
+        .join(name)
+}
+
+/// Writes `fixtures/log/acct-v1.log` and its access sidecar (version 1): a, b, c written in
+/// that order, then two reads of a and one of c.
+#[test]
+#[ignore = "writes fixtures/log; run explicitly"]
+fn generate_access_fixture() {
+    let log = fixture("acct-v1.log");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(fixture("acct-v1.log.access"));
+    let store = open(&log);
+    for k in [b"a", b"b", b"c"] {
+        store.put(k, b"x").unwrap();
+    }
+    store
+        .record_access(&[(&b"a"[..], 2), (&b"c"[..], 1)])
+        .unwrap();
+    drop(store);
+    let _ = std::fs::remove_file(fixture("acct-v1.log.lock"));
+}
+
+#[test]
+fn fixture_access_sidecar_v1_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.log");
+    std::fs::copy(fixture("acct-v1.log"), &path).unwrap();
+    std::fs::copy(
+        fixture("acct-v1.log.access"),
+        dir.path().join("store.log.access"),
+    )
+    .unwrap();
+    let store = open(&path);
+    assert_eq!(store.entry(b"a").unwrap().map(|e| e.hits), Some(2));
+    assert_eq!(store.entry(b"c").unwrap().map(|e| e.hits), Some(1));
+    // LRU: b (never read), then a (read before c in the batch), then c.
+    assert_eq!(
+        evict(&store, EvictPlan::new(Some(1), None, Order::Lru)),
+        vec![b"b".to_vec(), b"a".to_vec()]
+    );
+}
