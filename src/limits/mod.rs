@@ -30,8 +30,10 @@
 //! later than every write before the flush: an entry read and flushed is never evicted before
 //! one that was never read since it was written earlier. History survives restarts (it is in
 //! the store). [`crate::Cache::cleanup`] walks the store's expiry index instead of every
-//! key; it finds entries by the deadline they were written with (a cache TTL set only later,
-//! on entries written without one, is still enforced by every read, not by cleanup).
+//! key, finding entries by the deadline they were written with; under a cache TTL (or
+//! deadline) it also walks the store's undated index (entries written with no deadline,
+//! oldest write first, built once by the first such cleanup) and stops at the first value
+//! the TTL leaves fresh.
 //!
 //! A `LogStore` keeps them its own way (`backends/src/log/books.rs`): one writer process
 //! holds the log, its index counts entries and value bytes, the log's record order is the

@@ -204,6 +204,25 @@ pub trait Accounting: Send + Sync {
     /// kept. Calls `on_removed` with each deleted key. Returns how many were deleted.
     fn remove_expired(&self, now_ms: u64, on_removed: &mut dyn FnMut(&[u8])) -> Result<u64>;
 
+    /// Up to `limit` entries written with **no** deadline, oldest write first, whose write
+    /// stamp ([`EntryAccount::written`]) is after `after`, as `(key, write stamp)`: for the
+    /// cleanup of a cache whose TTL (or deadline) also covers values written without one,
+    /// which the expiry index does not hold. A store may build the index this walks once,
+    /// on the first call. The default lists nothing (a store whose accounting keeps no
+    /// deadlines, which a cache cleans by reading headers).
+    fn undated(&self, after: Option<u64>, limit: usize) -> Result<Vec<(Vec<u8>, u64)>> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
+
+    /// Deletes `key` when its value is still the undated one written at stamp `written` (as
+    /// [`Accounting::undated`] listed it), compared in the deleting transaction so a value
+    /// rewritten since is kept. Returns whether it was deleted. The default deletes nothing.
+    fn remove_if_written(&self, key: &[u8], written: u64) -> Result<bool> {
+        let _ = (key, written);
+        Ok(false)
+    }
+
     /// Whether the store keeps deadlines in an expiry index ([`Accounting::remove_expired`]);
     /// when `false` (LogStore) a `Cache` finds expired entries by reading their headers. The
     /// default is `true`.

@@ -291,14 +291,14 @@ fn a_newer_accounting_state_is_refused_as_upgrade_required() {
     let mut raw = env
         .read(|r| Ok::<_, crate::lmdb::TxnError>(db.get(r, STATE_KEY)?.unwrap().to_vec()))
         .unwrap();
-    // (Version 3 since this build writes 2; it was 2 of 1 before accounting version 2.)
-    raw[8] = 3;
+    // (Version 4 since this build writes 3; it was 3 of 2 before accounting version 3.)
+    raw[8] = 4;
     env.write(|w| db.put(w, STATE_KEY, &raw)).unwrap();
     drop(store);
     match LmdbStore::from_env(env) {
         Err(Error::UpgradeRequired {
-            found: 3,
-            supported: 2,
+            found: 4,
+            supported: 3,
             ..
         }) => {}
         other => panic!("expected UpgradeRequired, got {other:?}"),
@@ -320,7 +320,8 @@ fn acct_v1_contents(store: &LmdbStore) {
 /// Writes `fixtures/lmdb/acct-v{ACCT_VERSION}-store` if missing (by hand: `cargo test -p
 /// cacher-store --features testkit,lmdb generate_accounting_fixture -- --ignored`); never
 /// rewritten. `acct-v1-store` was written so by the build of accounting version 1 (keeping
-/// every order); `acct-v2-store` by version 2, keeping the LRU order only.
+/// every order); `acct-v2-store` by version 2, keeping the LRU order only; `acct-v3-store`
+/// by version 3, keeping LRU and the undated index (built by one `undated` call).
 #[test]
 #[ignore = "writes the committed fixture; run by hand"]
 fn generate_accounting_fixture() {
@@ -331,6 +332,9 @@ fn generate_accounting_fixture() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_counting(dir.path());
     acct_v1_contents(&store);
+    if super::ACCT_VERSION >= 3 {
+        store.undated(None, 100).unwrap();
+    }
     std::fs::create_dir_all(&out).unwrap();
     store
         .env()
@@ -626,4 +630,63 @@ fn an_eviction_in_an_order_the_store_does_not_keep_is_refused_and_deletes_nothin
         })
         .unwrap();
     assert_eq!(gone, vec![b"a".to_vec(), b"b".to_vec()]);
+}
+
+#[test]
+fn accounting_v3_fixture_is_read_with_its_undated_index() {
+    let (_dir, store) = open_fixture_copy("acct-v3-store");
+    assert_eq!(state_version(&store), 3);
+    // a, b and the long key were written with no deadline; t with one.
+    assert_eq!(acct_keys_tagged(&store, b'u').len(), 3);
+    let listed: Vec<Vec<u8>> = store
+        .undated(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(listed, vec![b"a".to_vec(), b"b".to_vec(), vec![b'L'; 600]]);
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    assert_acct_fixture(&store);
+}
+
+#[test]
+fn the_undated_index_is_built_once_then_kept_and_a_rewritten_value_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_counting(dir.path());
+    store.put(b"a", b"1").unwrap();
+    store.put_with_deadline(b"d", b"2", Some(10)).unwrap();
+    store.put(b"b", b"3").unwrap();
+    assert!(
+        acct_keys_tagged(&store, b'u').is_empty(),
+        "not kept before asked"
+    );
+    assert_eq!(state_version(&store), 2);
+    let listed = store.undated(None, 10).unwrap();
+    assert_eq!(
+        listed.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
+    assert_eq!(state_version(&store), 3);
+    // Kept by writes from now on: a dated rewrite leaves it, an undated write joins it.
+    store.put_with_deadline(b"a", b"4", Some(20)).unwrap();
+    store.put(b"c", b"5").unwrap();
+    let after_b = listed[1].1;
+    assert_eq!(
+        store
+            .undated(None, 10)
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>(),
+        vec![b"b".to_vec(), b"c".to_vec()]
+    );
+    assert_eq!(store.undated(Some(after_b), 10).unwrap().len(), 1);
+    // "a" as listed was rewritten (with a deadline): not removed by the stale listing.
+    assert!(!store.remove_if_written(b"a", listed[0].1).unwrap());
+    assert!(store.get(b"a").unwrap().is_some());
+    store.put(b"b", b"6").unwrap(); // rewritten undated: a new stamp
+    assert!(!store.remove_if_written(b"b", listed[1].1).unwrap());
+    let b_now = store.entry(b"b").unwrap().unwrap().written;
+    assert!(store.remove_if_written(b"b", b_now).unwrap());
+    assert_eq!(store.totals().unwrap(), totals(3, 3));
 }
