@@ -553,6 +553,9 @@ impl Accounting for LogStore {
         if !plan.is_over(&self.totals()?) {
             return Ok(0);
         }
+        // An order not kept yet is built from the reads held in memory: no walk of the log,
+        // so it is cheap enough for a write's eviction.
+        self.keep_order(plan.order, &mut |_| {})?;
         self.evict_pass(plan, on_evicted)
     }
 

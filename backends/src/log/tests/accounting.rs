@@ -267,3 +267,23 @@ fn fixture_access_sidecar_v1_is_read() {
         vec![b"b".to_vec(), b"a".to_vec()]
     );
 }
+
+#[test]
+fn an_order_not_asked_for_is_built_from_the_reads_by_the_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::options()
+        .durability(Durability::None)
+        .open(dir.path().join("store.log"))
+        .unwrap();
+    for k in [b"a", b"b", b"c"] {
+        store.put(k, b"x").unwrap();
+    }
+    store
+        .record_access(&[(&b"a"[..], 2), (&b"b"[..], 1)])
+        .unwrap();
+    // No keep_order(Lfu): the read keys must still be ranked, c (unread) then b then a.
+    assert_eq!(
+        evict(&store, EvictPlan::new(Some(1), None, Order::Lfu)),
+        vec![b"c".to_vec(), b"b".to_vec()]
+    );
+}
