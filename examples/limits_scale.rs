@@ -2,7 +2,7 @@
 //! each peak RSS (`VmHWM`) is the step's own:
 //!
 //! ```text
-//! cargo run --release --example limits_scale -- fill   DIR 1000000 [lmdb|hybrid]
+//! cargo run --release --example limits_scale -- fill   DIR 1000000 [lmdb|hybrid|log|dir]
 //! cargo run --release --example limits_scale -- open   DIR 1000000 [lmdb|hybrid]   # accounting
 //! cargo run --release --example limits_scale -- scan   DIR 1000000 [lmdb|hybrid]   # hidden: the old path
 //! cargo run --release --example limits_scale -- evict  DIR 1000000 [lmdb|hybrid]   # 10 % down
@@ -13,6 +13,10 @@
 //! cargo run --release --example limits_scale -- memo   DIR 100000 lmdb no-limit|limit
 //! cargo run --release --example limits_scale -- memo-ab DIR 10000 lmdb [THREADS]   # both, interleaved
 //! ```
+//! `log` is a `LogStore` at `DIR/store.log` (its own accounting: `open` against `scan`, the
+//! per-handle books it had before); `dir` a `DirStore` at `DIR` (no accounting: `scan` is
+//! what it does). The store is opened before the clock starts, so `open`/`scan` time the
+//! `Cache::build()` alone; the peak RSS includes the store (a LogStore's index).
 //! Values are 200 B (`raw` format), `Durability::None`. `memo` makes N memoized hits of one
 //! key (100 B value), with or without `max_entries`, for an instruction count under
 //! `valgrind --tool=callgrind`: run it at N and at 0 and subtract, so the setup drops out.
@@ -25,7 +29,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cacher::store::{Durability, HybridStore, LmdbStore, Store};
+use cacher::store::{DirStore, Durability, HybridStore, LmdbStore, LogStore, Store};
 use cacher::Cache;
 
 #[path = "../benches/support/limits_fill.rs"]
@@ -57,6 +61,15 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                 .durability(Durability::None)
                 .open(&dir)?,
         ),
+        "log" => {
+            std::fs::create_dir_all(&dir)?;
+            Arc::new(
+                LogStore::options()
+                    .durability(Durability::None)
+                    .open(std::path::Path::new(&dir).join("store.log"))?,
+            )
+        }
+        "dir" => Arc::new(DirStore::open(&dir)?),
         _ => Arc::new(LmdbStore::open_with(
             &dir,
             &cacher::store::lmdb::LmdbOptions::default().with_durability(Durability::None),

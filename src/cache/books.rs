@@ -129,11 +129,19 @@ impl Cache {
         }
         self.flush_reads()?;
         let mut report = CleanupReport::default();
-        let now = self.now_ms();
-        report.expired = acct.remove_expired(now, &mut |key| {
-            self.ns_stats(key).expirations.fetch_add(1, RELAXED);
-        })?;
-        report.scanned = report.expired;
+        if acct.keeps_deadlines() {
+            let now = self.now_ms();
+            report.expired = acct.remove_expired(now, &mut |key| {
+                self.ns_stats(key).expirations.fetch_add(1, RELAXED);
+            })?;
+            report.scanned = report.expired;
+            if self.inner.ttl.is_some() || self.inner.deadline_ms.is_some() {
+                self.expire_undated(acct, now, &mut report)?;
+            }
+        } else {
+            // No expiry index (LogStore): the headers tell, as without accounting.
+            self.expire_by_scan(&mut report)?;
+        }
         if let Some(books) = &self.inner.books {
             let plan = EvictPlan::new(
                 self.inner.max_entries,
@@ -145,6 +153,54 @@ impl Cache {
             })?;
         }
         Ok(Some(report))
+    }
+}
+
+/// Undated entries looked at per [`Accounting::undated`] call.
+const UNDATED_CHUNK: usize = 1024;
+
+impl Cache {
+    /// The part of cleanup the expiry index cannot do: values written with no deadline, which
+    /// this cache's TTL (or deadline) makes stale all the same (written before the TTL was
+    /// set, or by a cache without one). Walks them oldest write first, reading each header,
+    /// and stops at the first that is not stale under the TTL alone: every later one was
+    /// written after it. (Write order follows `created_ms` as far as the writers' clocks
+    /// agree; one stepped back stops the walk early, and the next cleanup goes on.) A value
+    /// rewritten since it was listed is kept (compared in the deleting transaction).
+    fn expire_undated(
+        &self,
+        acct: &dyn Accounting,
+        now: u64,
+        report: &mut CleanupReport,
+    ) -> Result<()> {
+        let mut after = None;
+        loop {
+            let listed = acct.undated(after, UNDATED_CHUNK)?;
+            for (key, written) in &listed {
+                after = Some(*written);
+                if super::revisions::is_revision_key(key) {
+                    continue;
+                }
+                report.scanned += 1;
+                let Some((header, _)) = self.peek(key)? else {
+                    continue;
+                };
+                match header {
+                    Ok(h) if h.expires_ms.is_some() => {}
+                    Ok(h) if self.is_expired(&h, now) => {
+                        if acct.remove_if_written(key, *written)? {
+                            self.ns_stats(key).expirations.fetch_add(1, RELAXED);
+                            report.expired += 1;
+                        }
+                    }
+                    Ok(_) => return Ok(()),
+                    Err(_) => report.unreadable += 1,
+                }
+            }
+            if listed.len() < UNDATED_CHUNK {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -208,5 +264,119 @@ mod tests {
         assert_eq!(fifo.get::<i32>("k0").unwrap(), None);
         assert_eq!(fifo.get::<i32>("k1").unwrap(), None);
         assert_eq!(fifo.get::<i32>("k2").unwrap(), Some(2));
+    }
+
+    #[test]
+    fn cleanup_under_a_ttl_set_later_removes_values_written_without_a_deadline() {
+        use std::time::Duration;
+
+        use crate::ManualClock;
+        for hybrid in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let open = || -> Box<dyn cacher_store::Store> {
+                if hybrid {
+                    Box::new(cacher_store::HybridStore::open(dir.path()).unwrap())
+                } else {
+                    let options = LmdbOptions::default().with_durability(Durability::None);
+                    Box::new(LmdbStore::open_with(dir.path(), &options).unwrap())
+                }
+            };
+            let clock = ManualClock::new(1_000);
+            // A limited cache with no TTL turns the store's accounting on and writes values
+            // with no deadline.
+            let untimed = Cache::builder()
+                .store(open())
+                .max_entries(100)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            untimed.put("old", &1).unwrap();
+            untimed.put("older-rewritten", &1).unwrap();
+            clock.set(4_500);
+            untimed.put("young", &2).unwrap();
+            untimed.put("older-rewritten", &3).unwrap();
+            clock.set(5_000);
+            let timed = Cache::builder()
+                .store(open())
+                .max_entries(100)
+                .ttl(Duration::from_secs(1))
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            timed.put("dated", &4).unwrap();
+            let report = timed.cleanup().unwrap();
+            assert_eq!(report.expired, 1, "hybrid: {hybrid}");
+            assert_eq!(timed.store().len().unwrap(), 3, "hybrid: {hybrid}");
+            assert_eq!(timed.get::<i32>("young").unwrap(), Some(2));
+            assert_eq!(timed.get::<i32>("older-rewritten").unwrap(), Some(3));
+            assert_eq!(timed.get::<i32>("dated").unwrap(), Some(4));
+            // Nothing left to find: the walk stops at the first fresh value.
+            assert_eq!(timed.cleanup().unwrap().expired, 0);
+        }
+    }
+}
+
+/// A limited cache on a `LogStore`: the writer's books (`backends/src/log/books.rs`).
+#[cfg(test)]
+mod log_tests {
+    use std::time::Duration;
+
+    use cacher_store::{Durability, LogStore};
+
+    use crate::{Cache, ManualClock};
+
+    fn log(path: &std::path::Path) -> LogStore {
+        LogStore::options()
+            .durability(Durability::None)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_limited_cache_on_a_log_store_keeps_read_history_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let cache = Cache::builder()
+            .store(log(&path))
+            .max_entries(5)
+            .build()
+            .unwrap();
+        for i in 0..5 {
+            cache.put(format!("k{i}"), &i).unwrap();
+        }
+        assert_eq!(cache.get::<i32>("k0").unwrap(), Some(0));
+        drop(cache); // the last handle flushes its reads to the store
+                     // A new process: the store's books say k0 was read after k1 was written, so the
+                     // write of k5 evicts k1. Books rebuilt per handle from write times would take k0.
+        let cache = Cache::builder()
+            .store(log(&path))
+            .max_entries(5)
+            .build()
+            .unwrap();
+        cache.put("k5", &5).unwrap();
+        assert_eq!(cache.get::<i32>("k0").unwrap(), Some(0));
+        assert_eq!(cache.get::<i32>("k1").unwrap(), None);
+        assert_eq!(cache.stats().total.evictions, 1);
+    }
+
+    #[test]
+    fn cleanup_on_a_log_store_finds_expired_entries_by_their_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000);
+        let cache = Cache::builder()
+            .store(log(&dir.path().join("store.log")))
+            .max_entries(10)
+            .ttl(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        cache.put("old", &1).unwrap();
+        clock.advance(Duration::from_secs(2));
+        cache.put("new", &2).unwrap();
+        // The store keeps no deadlines: its books must not be asked for an expiry index.
+        let report = cache.cleanup().unwrap();
+        assert_eq!(report.expired, 1);
+        assert_eq!(report.scanned, 2);
+        assert_eq!(cache.store().len().unwrap(), 1);
     }
 }

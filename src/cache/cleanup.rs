@@ -27,14 +27,39 @@ pub struct CleanupReport {
 
 impl Cache {
     /// Removes expired entries and evicts down to the limits. On a store that keeps
-    /// accounting (`LmdbStore`, `HybridStore`), walks its expiry index and evicts by its totals
-    /// (`scanned` is then the entries found due); on any other store, rescans the store so
-    /// entries written by other processes are counted, reading headers only, never payloads.
+    /// accounting with deadlines (`LmdbStore`, `HybridStore`), walks its expiry index and
+    /// evicts by its totals (`scanned` is then the entries found due); on a store whose
+    /// accounting keeps no deadlines (`LogStore`), reads every header for expiry, then evicts
+    /// by its totals; on any other store, rescans the store so entries written by other
+    /// processes are counted, reading headers only, never payloads.
     pub fn cleanup(&self) -> Result<CleanupReport> {
         if let Some(report) = self.cleanup_in_store()? {
             return Ok(report);
         }
         let mut report = CleanupReport::default();
+        let mut live = self.expire_by_scan(&mut report)?;
+        if let Some(tracker) = &self.inner.tracker {
+            let victims = {
+                let mut t = lock(tracker);
+                live.sort();
+                t.sync(&live);
+                t.over_limits(self.inner.max_entries, self.inner.max_bytes, None)
+            };
+            for key in victims {
+                self.inner.store.delete(&key)?;
+                self.ns_stats(&key).evictions.fetch_add(1, RELAXED);
+                report.evicted += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes expired entries by reading every key's header (never a payload), counting in
+    /// `report`; returns the live entries as `(created_ms, key, size)`.
+    pub(super) fn expire_by_scan(
+        &self,
+        report: &mut CleanupReport,
+    ) -> Result<Vec<(u64, Vec<u8>, u64)>> {
         let now = self.now_ms();
         let keys: Vec<Vec<u8>> = self.inner.store.keys()?.collect::<Result<_, _>>()?;
         let mut live = Vec::with_capacity(keys.len());
@@ -58,20 +83,7 @@ impl Cache {
                 Err(_) => report.unreadable += 1,
             }
         }
-        if let Some(tracker) = &self.inner.tracker {
-            let victims = {
-                let mut t = lock(tracker);
-                live.sort();
-                t.sync(&live);
-                t.over_limits(self.inner.max_entries, self.inner.max_bytes, None)
-            };
-            for key in victims {
-                self.inner.store.delete(&key)?;
-                self.ns_stats(&key).evictions.fetch_add(1, RELAXED);
-                report.evicted += 1;
-            }
-        }
-        Ok(report)
+        Ok(live)
     }
 
     /// Runs [`Cache::cleanup`] on a background thread at once and then every `interval`,

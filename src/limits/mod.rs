@@ -2,7 +2,8 @@
 //! is exceeded.
 //!
 //! # Two ways to keep the books
-//! **In the store** (`LmdbStore`, `HybridStore` — the default store — and any store whose
+//! **In the store** (`LmdbStore`, `HybridStore` — the default store —, a `LogStore`'s writer,
+//! and any store whose
 //! [`Store::accounting`](cacher_store::Store::accounting) is `Some`): sizes, stamps, read
 //! counts, deadlines and the totals live in the store and are updated in each write's own
 //! transaction ([`cacher_store::accounting`]). Every process and handle sees one total and
@@ -29,16 +30,38 @@
 //! later than every write before the flush: an entry read and flushed is never evicted before
 //! one that was never read since it was written earlier. History survives restarts (it is in
 //! the store). [`crate::Cache::cleanup`] walks the store's expiry index instead of every
-//! key; it finds entries by the deadline they were written with (a cache TTL set only later,
-//! on entries written without one, is still enforced by every read, not by cleanup).
+//! key, finding entries by the deadline they were written with; under a cache TTL (or
+//! deadline) it also walks the store's undated index (entries written with no deadline,
+//! oldest write first, built once by the first such cleanup) and stops at the first value
+//! the TTL leaves fresh.
 //!
-//! **In memory** (every other store: `MemoryStore`, `DirStore`, `LogStore`, …): the order
+//! A `LogStore` keeps them its own way (`backends/src/log/books.rs`): one writer process
+//! holds the log, its index counts entries and value bytes, the log's record order is the
+//! write order (evictions walk it from a cursor), and reads are kept by the writer in memory
+//! and in the `<log>.access` sidecar, one batch per flush, so history survives a restart.
+//! It keeps no deadlines: `cleanup` reads headers for expiry, then evicts by the totals. A
+//! read-only `LogStore` handle offers no accounting and keeps its books in memory, as below.
+//!
+//! **In memory** (every other store): the order
 //! is kept per handle: a hit updates a `BTreeSet` (O(log n), no disk write). Memory: about
 //! `2 × key length + 80` bytes per tracked entry. When a cache is opened, the tracker is
 //! rebuilt by one scan of the store (keys, sizes and the envelope headers, not the payloads):
 //! LRU and FIFO order then start from write time, and LFU counts start at zero. Entries
 //! written by other processes after the scan are not tracked by this handle until
 //! [`crate::Cache::cleanup`] rescans; each handle enforces the limits on what it knows.
+//! What that means per store:
+//! - `MemoryStore` lives in one process, so one handle's books are the store's (several
+//!   handles on one `MemoryStore` each keep their own and each enforce the limits on what
+//!   they wrote or found at open).
+//! - `DirStore` is shared by processes with no books of its own yet: each handle enforces the
+//!   limits on what it knows, and `cleanup` rescans the directory (issue 18: a journal
+//!   sidecar is the planned way to share one total).
+//! - `TieredStore` offers no accounting (its cold store's books would evict from the cold
+//!   tier only, while the hot copy went on answering): books in memory per handle, over
+//!   what its `keys` lists (the cold store's).
+//! - `RedisStore` has no accounting: bound the server with `maxmemory` and a
+//!   `maxmemory-policy` such as `allkeys-lru` (README, "Sharing a cache between machines"),
+//!   which evicts across every client; a cache limit on it is per handle, as above.
 
 pub(crate) mod access;
 

@@ -166,9 +166,10 @@ pub trait Accounting: Send + Sync {
     /// when the store keeps other orders only, builds this one once from the stored
     /// bookkeeping (bounded chunks, safe while others write; `progress` is told how many
     /// entries are indexed so far). A store may keep only the orders it was asked for, so a
-    /// write pays for those alone; [`Accounting::evict`] builds a missing order itself, but a
-    /// limited `Cache` calls this at open so its first eviction does not. The default turns
-    /// accounting on, for a store that always keeps every order. (Example: the trait's.)
+    /// write pays for those alone; [`Accounting::evict`] in an order the store does not keep
+    /// is refused rather than built inside a write's eviction (a limited `Cache` calls this
+    /// at open). The default turns accounting on, for a store that always keeps every order.
+    /// (Example: the trait's.)
     fn keep_order(&self, order: Order, progress: &mut dyn FnMut(u64)) -> Result<()> {
         let _ = (order, progress);
         self.enable()
@@ -193,13 +194,41 @@ pub trait Accounting: Send + Sync {
     /// Deletes entries in `plan.order` until the totals are within the plan's limits, calling
     /// `on_evicted` with each deleted key after its deletion committed. Never deletes an entry
     /// written after the eviction began (another writer's new value), nor `plan.keep`. Works
-    /// in bounded chunks, one transaction each. Returns how many were deleted.
+    /// in bounded chunks, one transaction each. Returns how many were deleted. An order the
+    /// store does not keep ([`Accounting::keep_order`] was not called for it) is refused
+    /// with [`crate::Error::Unsupported`] and deletes nothing.
     fn evict(&self, plan: &EvictPlan<'_>, on_evicted: &mut dyn FnMut(&[u8])) -> Result<u64>;
 
     /// Deletes every entry whose deadline is at or before `now_ms`, walking the expiry index;
     /// the deadline is compared in the deleting transaction, so a value rewritten since is
     /// kept. Calls `on_removed` with each deleted key. Returns how many were deleted.
     fn remove_expired(&self, now_ms: u64, on_removed: &mut dyn FnMut(&[u8])) -> Result<u64>;
+
+    /// Up to `limit` entries written with **no** deadline, oldest write first, whose write
+    /// stamp ([`EntryAccount::written`]) is after `after`, as `(key, write stamp)`: for the
+    /// cleanup of a cache whose TTL (or deadline) also covers values written without one,
+    /// which the expiry index does not hold. A store may build the index this walks once,
+    /// on the first call. The default lists nothing (a store whose accounting keeps no
+    /// deadlines, which a cache cleans by reading headers).
+    fn undated(&self, after: Option<u64>, limit: usize) -> Result<Vec<(Vec<u8>, u64)>> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
+
+    /// Deletes `key` when its value is still the undated one written at stamp `written` (as
+    /// [`Accounting::undated`] listed it), compared in the deleting transaction so a value
+    /// rewritten since is kept. Returns whether it was deleted. The default deletes nothing.
+    fn remove_if_written(&self, key: &[u8], written: u64) -> Result<bool> {
+        let _ = (key, written);
+        Ok(false)
+    }
+
+    /// Whether the store keeps deadlines in an expiry index ([`Accounting::remove_expired`]);
+    /// when `false` (LogStore) a `Cache` finds expired entries by reading their headers. The
+    /// default is `true`.
+    fn keeps_deadlines(&self) -> bool {
+        true
+    }
 
     /// One entry's bookkeeping (`None`: not stored, or not counted yet).
     fn entry(&self, key: &[u8]) -> Result<Option<EntryAccount>>;

@@ -77,6 +77,17 @@ impl Accounting for HybridStore {
             .remove_expired_extracting(now_ms, Some(&file_id), &mut |r| self.removed(r, on_removed))
     }
 
+    fn undated(&self, after: Option<u64>, limit: usize) -> Result<Vec<(Vec<u8>, u64)>> {
+        self.index.undated(after, limit)
+    }
+
+    fn remove_if_written(&self, key: &[u8], written: u64) -> Result<bool> {
+        self.index
+            .remove_if_written_extracting(key, written, Some(&file_id), &mut |r| {
+                self.removed(r, &mut |_| {})
+            })
+    }
+
     fn entry(&self, key: &[u8]) -> Result<Option<EntryAccount>> {
         self.index.entry(key)
     }

@@ -1,7 +1,7 @@
 //! Eviction accounting of an [`LmdbStore`]: the `cacher-store-acct` database, written in the same
 //! write transaction as each value, so every process sees one total and one order.
 //!
-//! # Layout (accounting version 2)
+//! # Layout (accounting version 3; 2 while no undated index is kept)
 //! One named database, `cacher-store-acct` (named under `cacher-store` so tools that tell an
 //! unmarked LmdbStore by its database names still do), whose keys start with a one-byte tag. An entry is named
 //! by its *id*: its stored key in `cacher-store` (tag byte and key) when that is at most
@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! key                                          value
-//! b"m" b"state"                                b"cacherAC" ‖ version u32 LE (2) ‖ built u8 ‖
+//! b"m" b"state"                                b"cacherAC" ‖ version u32 LE (2|3) ‖ built u8 ‖
 //!                                              entries u64 LE ‖ bytes u64 LE ‖ next stamp u64 LE ‖
 //!                                              kept u8 ‖ building u8
 //! b"m" b"cursor"                               the last stored key a running migration counted
@@ -22,7 +22,17 @@
 //! b"w" ‖ written u64 BE ‖ id                   (empty)   FIFO order  (when kept: bit 1)
 //! b"f" ‖ hits u32 BE ‖ accessed u64 BE ‖ id    (empty)   LFU order   (when kept: bit 2)
 //! b"x" ‖ deadline u64 BE ‖ id                  (empty)   expiry order (entries with one)
+//! b"u" ‖ written u64 BE ‖ id                   (empty)   undated order (entries without
+//!                                                        one; when kept: bit 3, version 3)
 //! ```
+//!
+//! Version 3 is version 2 whose `kept`/`building` may hold bit 3, the undated index: the
+//! entries written with no deadline, by write stamp, which the cleanup of a cache whose TTL
+//! was set after they were written walks ([`AcctDb::undated`]). It is built once (like an
+//! order, in chunks) when first asked for, and a state is written as version 3 only when it
+//! keeps it, so a store no TTL cache cleans stays readable by version-2 builds; a version-2
+//! build refuses a version-3 state as "upgrade required" rather than not keeping the index
+//! up. Fixture `fixtures/lmdb/acct-v3-store`.
 //!
 //! Version 1 (read, never written; fixture `fixtures/lmdb/acct-v1-store`) is the same without
 //! `kept` and `building`: a 37-byte state whose store keeps all three orders. A version-1
@@ -84,7 +94,9 @@ use crate::{Error, Result};
 pub(super) const ACCT_DB: &str = "cacher-store-acct";
 /// The version of the accounting layout this build writes (and the newest it reads).
 /// 1: every store kept all three orders. 2: the state records which orders are kept.
-pub(crate) const ACCT_VERSION: u32 = 2;
+/// 3: version 2 with the undated index (`KEEP_UNDATED`) among them; written only by a store
+/// that keeps it, so a store no TTL cache cleans stays version 2 for older builds.
+pub(crate) const ACCT_VERSION: u32 = 3;
 const STATE_MAGIC: &[u8; 8] = b"cacherAC";
 const STATE_KEY: &[u8] = b"mstate";
 const CURSOR_KEY: &[u8] = b"mcursor";
@@ -98,6 +110,8 @@ const KEEP_FIFO: u8 = 2;
 const KEEP_LFU: u8 = 4;
 /// Every order: what a version-1 store keeps.
 const KEEP_ALL: u8 = KEEP_LRU | KEEP_FIFO | KEEP_LFU;
+/// The undated index: entries written with no deadline, by write stamp (version 3).
+const KEEP_UNDATED: u8 = 8;
 const RECORD_VERSION: u8 = 1;
 const RECORD_HEADER: usize = 2 + 8 + 8 + 8 + 4 + 8;
 const TAG_RECORD: u8 = b'r';
@@ -105,6 +119,7 @@ const TAG_LRU: u8 = b'l';
 const TAG_FIFO: u8 = b'w';
 const TAG_LFU: u8 = b'f';
 const TAG_EXPIRY: u8 = b'x';
+const TAG_UNDATED: u8 = b'u';
 const TAG_HASHED_ID: u8 = 0x02;
 /// Longest stored key used as its own id: tag (1) + hits (4) + stamp (8) + id fits in 511.
 const MAX_PLAIN_ID: usize = 480;
@@ -185,7 +200,12 @@ impl State {
     fn encode(&self) -> [u8; STATE_LEN] {
         let mut out = [0u8; STATE_LEN];
         out[..8].copy_from_slice(STATE_MAGIC);
-        out[8..12].copy_from_slice(&ACCT_VERSION.to_le_bytes());
+        let version: u32 = if self.indexed() & KEEP_UNDATED != 0 {
+            3
+        } else {
+            2
+        };
+        out[8..12].copy_from_slice(&version.to_le_bytes());
         out[12] = u8::from(self.built);
         out[13..21].copy_from_slice(&self.entries.to_le_bytes());
         out[21..29].copy_from_slice(&self.bytes.to_le_bytes());
@@ -206,10 +226,15 @@ impl State {
         }
         let (kept, building) = match (version, raw.len()) {
             (1, STATE_LEN_V1) => (KEEP_ALL, 0),
-            (2, STATE_LEN) => (raw[37], raw[38]),
+            (2 | 3, STATE_LEN) => (raw[37], raw[38]),
             _ => (0, 0),
         };
-        if kept == 0 || kept & !KEEP_ALL != 0 || building & !KEEP_ALL != 0 || raw[12] > 1 {
+        let known = if version >= 3 {
+            KEEP_ALL | KEEP_UNDATED
+        } else {
+            KEEP_ALL
+        };
+        if kept & KEEP_ALL == 0 || kept & !known != 0 || building & !known != 0 || raw[12] > 1 {
             return Err(Refusal::corrupt(format!(
                 "accounting state of {} bytes, version {version}",
                 raw.len()
@@ -453,7 +478,7 @@ impl AcctDb {
         }
         let (books, missing) = self.turn_on(env, bit)?;
         if missing {
-            books.build_order(env, order, chunk, progress)?;
+            books.build_order(env, order_bit(order), chunk, progress)?;
         }
         Ok(())
     }
@@ -542,7 +567,10 @@ impl AcctDb {
     }
 
     /// The eviction pass of [`Accounting::evict`]: nothing while accounting is off. An order
-    /// the store does not keep is built first ([`Books::build_order`]), once.
+    /// the store does not keep is refused ([`Error::Unsupported`], nothing deleted): building
+    /// it walks every record, which must not happen inside a write's eviction (a latency
+    /// spike on the write path); [`AcctDb::keep_order`] builds it, once, and a limited
+    /// `Cache` calls it at open.
     pub(crate) fn evict(
         &self,
         store: &LmdbStore,
@@ -553,21 +581,17 @@ impl AcctDb {
         let Some(books) = self.find(&store.env)? else {
             return Ok(0);
         };
-        match books.evict(store, plan, extract, on_removed)? {
-            Some(n) => Ok(n),
-            None => {
-                books.build_order(&store.env, plan.order, BUILD_CHUNK, &mut |_| {})?;
-                books
-                    .evict(store, plan, extract, on_removed)?
-                    .ok_or_else(|| {
-                        Error::corrupt(
-                            store.env.path(),
-                            None,
-                            "an order index was built but is not kept",
-                        )
-                    })
-            }
-        }
+        books
+            .evict(store, plan, extract, on_removed)?
+            .ok_or_else(|| Error::Unsupported {
+                op: "evict",
+                path: store.env.path().to_path_buf(),
+                reason: format!(
+                    "the store does not keep the {:?} order: call Accounting::keep_order \
+                     first (a limited Cache does at open), which builds it once",
+                    plan.order
+                ),
+            })
     }
 
     /// The expiry pass of [`Accounting::remove_expired`]: nothing while accounting is off.
@@ -582,6 +606,71 @@ impl AcctDb {
             Some(books) => books.remove_expired(store, now_ms, extract, on_removed),
             None => Ok(0),
         }
+    }
+
+    /// Up to `limit` entries written with no deadline, oldest write first, after the write
+    /// stamp `after`, as (key, write stamp): what a cache whose TTL (or deadline) also covers
+    /// values written without one cleans up. The undated index is built once, in chunks, the
+    /// first time it is asked for (the cleanup of a TTL cache, not a write), then kept by
+    /// every write. Nothing while accounting is off.
+    pub(crate) fn undated(
+        &self,
+        store: &LmdbStore,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64)>> {
+        let env = &store.env;
+        let Some(books) = self.find(env)? else {
+            return Ok(Vec::new());
+        };
+        let kept = env.read(|r| Ok::<_, TxnError>(books.state_if_on(env, r)?.map(|s| s.kept)))?;
+        match kept {
+            None => return Ok(Vec::new()),
+            Some(k) if k & KEEP_UNDATED == 0 => {
+                books.build_order(env, (KEEP_UNDATED, TAG_UNDATED), BUILD_CHUNK, &mut |_| {})?;
+            }
+            Some(_) => {}
+        }
+        books.undated(store, after, limit)
+    }
+
+    /// Deletes `key` when its value is still the undated one written at stamp `written`
+    /// (compared in the deleting transaction, so a value rewritten since is kept); reports it
+    /// to `on_removed` after the commit. Returns whether it was deleted.
+    pub(crate) fn remove_if_written(
+        &self,
+        store: &LmdbStore,
+        key: &[u8],
+        written: u64,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<bool> {
+        let env = &store.env;
+        let Some(books) = self.find(env)? else {
+            return Ok(false);
+        };
+        let id = id_of(StoredKey::new(key).bytes());
+        let removed = env.write(|w| -> Result<Option<Removed>, TxnError> {
+            let Some(mut st) = books.state_if_on(env, w)? else {
+                return Ok(None);
+            };
+            let Some(rec) = books.record(env, w, &id)? else {
+                return Ok(None);
+            };
+            if rec.written != written || rec.expires.is_some() {
+                return Ok(None);
+            }
+            let removed = books.remove_entry(store, w, &mut st, &id, &rec, extract)?;
+            books.put_state(w, &st)?;
+            Ok(Some(removed))
+        })?;
+        Ok(match removed {
+            Some(r) => {
+                on_removed(r);
+                true
+            }
+            None => false,
+        })
     }
 
     /// Turns accounting on, then counts what is stored ([`Books::build`]).
@@ -646,13 +735,15 @@ impl Books {
         orders: u8,
     ) -> impl Iterator<Item = Vec<u8>> + 'a {
         let (accessed, written, hits) = (rec.accessed, rec.written, rec.hits);
-        [KEEP_LRU, KEEP_FIFO, KEEP_LFU]
+        let undated = rec.expires.is_none();
+        [KEEP_LRU, KEEP_FIFO, KEEP_LFU, KEEP_UNDATED]
             .into_iter()
             .filter(move |bit| orders & bit != 0)
-            .map(move |bit| match bit {
-                KEEP_LRU => tagged(TAG_LRU, &[&be64(accessed)], id),
-                KEEP_FIFO => tagged(TAG_FIFO, &[&be64(written)], id),
-                _ => tagged(TAG_LFU, &[&be32(hits), &be64(accessed)], id),
+            .filter_map(move |bit| match bit {
+                KEEP_LRU => Some(tagged(TAG_LRU, &[&be64(accessed)], id)),
+                KEEP_FIFO => Some(tagged(TAG_FIFO, &[&be64(written)], id)),
+                KEEP_LFU => Some(tagged(TAG_LFU, &[&be32(hits), &be64(accessed)], id)),
+                _ => undated.then(|| tagged(TAG_UNDATED, &[&be64(written)], id)),
             })
     }
 
@@ -794,8 +885,9 @@ impl Books {
                 let Some(mut rec) = self.record(env, w, &id)? else {
                     continue;
                 };
-                // FIFO's key holds the write stamp, which a read leaves alone.
-                let moved = st.indexed() & !KEEP_FIFO;
+                // FIFO's and the undated index's keys hold the write stamp, which a read
+                // leaves alone.
+                let moved = st.indexed() & !(KEEP_FIFO | KEEP_UNDATED);
                 for k in Self::order_keys(&id, &rec, moved) {
                     self.db.delete(w, &k)?;
                 }
@@ -877,11 +969,10 @@ impl Books {
     fn build_order(
         &self,
         env: &LmdbEnv,
-        order: Order,
+        (bit, tag): (u8, u8),
         chunk: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<()> {
-        let (bit, tag) = order_bit(order);
         let cursor_key = [b'm', b'o', tag];
         let mut indexed = 0;
         loop {
@@ -940,6 +1031,54 @@ impl Books {
             }
             progress(indexed);
         }
+    }
+
+    /// [`AcctDb::undated`] once the index is kept: one read transaction.
+    fn undated(
+        &self,
+        store: &LmdbStore,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64)>> {
+        let env = &store.env;
+        env.read(|r| -> Result<Vec<(Vec<u8>, u64)>, TxnError> {
+            let from = after.map_or(0, |a| a.saturating_add(1));
+            let start = tagged(TAG_UNDATED, &[&be64(from)], &[]);
+            let range = (
+                std::ops::Bound::Included(&start[..]),
+                std::ops::Bound::<&[u8]>::Unbounded,
+            );
+            let mut out = Vec::new();
+            for item in self.db.range(r, &range)? {
+                let (k, _) = item?;
+                if k.first() != Some(&TAG_UNDATED) || out.len() >= limit {
+                    break;
+                }
+                let Some(written) = from_be64(&k[1..]) else {
+                    continue;
+                };
+                let Some(rec) = self.record(env, r, id_in(TAG_UNDATED, k))? else {
+                    continue;
+                };
+                if rec.written != written || rec.expires.is_some() {
+                    continue;
+                }
+                let key = if rec.stored.first() == Some(&TAG_PLAIN) {
+                    rec.stored[1..].to_vec()
+                } else {
+                    // A long key is stored hashed; its bytes are in the entry.
+                    match store.data.get(r, &rec.stored)? {
+                        Some(raw) => match store.layout.decode_entry(&rec.stored, raw) {
+                            Ok((key, _)) => key.to_vec(),
+                            Err(_) => continue,
+                        },
+                        None => continue,
+                    }
+                };
+                out.push((key, written));
+            }
+            Ok(out)
+        })
     }
 
     /// The expiry pass of [`Accounting::remove_expired`], chunked like [`AcctDb::evict`].
@@ -1127,6 +1266,18 @@ impl LmdbStore {
         self.acct.remove_expired(self, now_ms, extract, on_removed)
     }
 
+    /// [`Accounting::remove_if_written`], taking `extract` of the removed value.
+    pub(crate) fn remove_if_written_extracting(
+        &self,
+        key: &[u8],
+        written: u64,
+        extract: Extract<'_>,
+        on_removed: &mut dyn FnMut(Removed),
+    ) -> Result<bool> {
+        self.acct
+            .remove_if_written(self, key, written, extract, on_removed)
+    }
+
     /// [`Accounting::build`], sizing each value through `view`.
     pub(crate) fn build_viewing(
         &self,
@@ -1175,6 +1326,15 @@ impl Accounting for LmdbStore {
             .remove_expired(self, now_ms, None, &mut |(k, _)| on_removed(&k))
     }
 
+    fn undated(&self, after: Option<u64>, limit: usize) -> Result<Vec<(Vec<u8>, u64)>> {
+        self.acct.undated(self, after, limit)
+    }
+
+    fn remove_if_written(&self, key: &[u8], written: u64) -> Result<bool> {
+        self.acct
+            .remove_if_written(self, key, written, None, &mut |_| {})
+    }
+
     fn entry(&self, key: &[u8]) -> Result<Option<EntryAccount>> {
         self.acct.entry(&self.env, key)
     }
@@ -1211,11 +1371,24 @@ mod tests {
             "a state keeping no order"
         );
         let mut newer = st.encode();
-        newer[8] = 3;
+        newer[8] = 4;
         assert_eq!(
             State::decode(&newer),
-            Err(crate::version::Refusal::Newer(3))
+            Err(crate::version::Refusal::Newer(4))
         );
+        // The undated index is a version-3 bit: a state keeping it says so, and a version-2
+        // state claiming it is damage (a version-2 build would not keep it up).
+        let undated = State {
+            kept: KEEP_LFU | KEEP_UNDATED,
+            ..st
+        };
+        let raw = undated.encode();
+        assert_eq!(crate::le::u32_at(&raw, 8), Some(3));
+        assert_eq!(State::decode(&raw), Ok(undated));
+        assert_eq!(crate::le::u32_at(&st.encode(), 8), Some(2));
+        let mut v2_claiming = raw;
+        v2_claiming[8] = 2;
+        assert!(State::decode(&v2_claiming).is_err());
         assert!(State::decode(&newer[..20]).is_err());
         let rec = Record {
             size: 5,

@@ -124,6 +124,9 @@ fn eviction_takes_entries_in_lru_lfu_and_fifo_order() {
     store
         .record_access(&[(&b"a"[..], 3), (&b"c"[..], 1)])
         .unwrap();
+    // An eviction asks for orders the store keeps (setup: evict refuses others).
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    store.keep_order(Order::Lfu, &mut |_| {}).unwrap();
     // LRU: b (never read) first; FIFO: a (oldest write) whatever the reads.
     let lru = EvictPlan::new(Some(2), None, Order::Lru);
     assert_eq!(evict(&store, lru), vec![b"b".to_vec()]);
@@ -158,6 +161,7 @@ fn the_kept_key_is_never_evicted_and_byte_limits_count_sizes() {
 fn a_value_written_while_an_eviction_runs_is_never_taken() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_counting(dir.path());
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
     let n = super::EVICT_CHUNK as u64 * 2 + 10;
     for i in 0..n {
         store.put(&i.to_le_bytes(), b"v").unwrap();
@@ -287,14 +291,14 @@ fn a_newer_accounting_state_is_refused_as_upgrade_required() {
     let mut raw = env
         .read(|r| Ok::<_, crate::lmdb::TxnError>(db.get(r, STATE_KEY)?.unwrap().to_vec()))
         .unwrap();
-    // (Version 3 since this build writes 2; it was 2 of 1 before accounting version 2.)
-    raw[8] = 3;
+    // (Version 4 since this build writes 3; it was 3 of 2 before accounting version 3.)
+    raw[8] = 4;
     env.write(|w| db.put(w, STATE_KEY, &raw)).unwrap();
     drop(store);
     match LmdbStore::from_env(env) {
         Err(Error::UpgradeRequired {
-            found: 3,
-            supported: 2,
+            found: 4,
+            supported: 3,
             ..
         }) => {}
         other => panic!("expected UpgradeRequired, got {other:?}"),
@@ -316,7 +320,8 @@ fn acct_v1_contents(store: &LmdbStore) {
 /// Writes `fixtures/lmdb/acct-v{ACCT_VERSION}-store` if missing (by hand: `cargo test -p
 /// cacher-store --features testkit,lmdb generate_accounting_fixture -- --ignored`); never
 /// rewritten. `acct-v1-store` was written so by the build of accounting version 1 (keeping
-/// every order); `acct-v2-store` by version 2, keeping the LRU order only.
+/// every order); `acct-v2-store` by version 2, keeping the LRU order only; `acct-v3-store`
+/// by version 3, keeping LRU and the undated index (built by one `undated` call).
 #[test]
 #[ignore = "writes the committed fixture; run by hand"]
 fn generate_accounting_fixture() {
@@ -327,6 +332,9 @@ fn generate_accounting_fixture() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_counting(dir.path());
     acct_v1_contents(&store);
+    if super::ACCT_VERSION >= 3 {
+        store.undated(None, 100).unwrap();
+    }
     std::fs::create_dir_all(&out).unwrap();
     store
         .env()
@@ -371,7 +379,9 @@ fn accounting_v2_fixture_is_read_and_keeps_only_lru_until_fifo_is_asked_for() {
     assert_eq!(acct_keys_tagged(&store, b'l').len(), 4);
     assert!(acct_keys_tagged(&store, b'w').is_empty());
     assert!(acct_keys_tagged(&store, b'f').is_empty());
-    // The FIFO eviction of assert_acct_fixture builds the FIFO order from the records.
+    // Asked for (as a FIFO cache's open does), the FIFO order is built from the records for
+    // the FIFO eviction of assert_acct_fixture.
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
     assert_acct_fixture(&store);
     assert_eq!(acct_keys_tagged(&store, b'w').len(), 2, "FIFO: b and new");
     assert!(acct_keys_tagged(&store, b'f').is_empty());
@@ -588,4 +598,95 @@ fn a_handle_opened_while_accounting_was_off_keeps_the_totals_exact_once_another_
         assert_eq!(store.totals().unwrap(), totals(live.len() as u64, bytes));
     }
     drop((early, late, dir));
+}
+
+#[test]
+fn an_eviction_in_an_order_the_store_does_not_keep_is_refused_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_counting(dir.path());
+    for k in [b"a", b"b", b"c"] {
+        store.put(k, b"x").unwrap();
+    }
+    // enable() kept LRU only: a FIFO eviction must not build the order on a write's path.
+    let mut gone = Vec::new();
+    let refused = store
+        .evict(&EvictPlan::new(Some(1), None, Order::Fifo), &mut |k| {
+            gone.push(k.to_vec())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::Unsupported { op: "evict", .. }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("keep_order"), "{refused}");
+    assert!(gone.is_empty());
+    assert_eq!(store.totals().unwrap(), totals(3, 3));
+    assert!(acct_keys_tagged(&store, b'w').is_empty(), "built anyway");
+    // Once kept, the same plan evicts the two oldest writes.
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    store
+        .evict(&EvictPlan::new(Some(1), None, Order::Fifo), &mut |k| {
+            gone.push(k.to_vec())
+        })
+        .unwrap();
+    assert_eq!(gone, vec![b"a".to_vec(), b"b".to_vec()]);
+}
+
+#[test]
+fn accounting_v3_fixture_is_read_with_its_undated_index() {
+    let (_dir, store) = open_fixture_copy("acct-v3-store");
+    assert_eq!(state_version(&store), 3);
+    // a, b and the long key were written with no deadline; t with one.
+    assert_eq!(acct_keys_tagged(&store, b'u').len(), 3);
+    let listed: Vec<Vec<u8>> = store
+        .undated(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(listed, vec![b"a".to_vec(), b"b".to_vec(), vec![b'L'; 600]]);
+    store.keep_order(Order::Fifo, &mut |_| {}).unwrap();
+    assert_acct_fixture(&store);
+}
+
+#[test]
+fn the_undated_index_is_built_once_then_kept_and_a_rewritten_value_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_counting(dir.path());
+    store.put(b"a", b"1").unwrap();
+    store.put_with_deadline(b"d", b"2", Some(10)).unwrap();
+    store.put(b"b", b"3").unwrap();
+    assert!(
+        acct_keys_tagged(&store, b'u').is_empty(),
+        "not kept before asked"
+    );
+    assert_eq!(state_version(&store), 2);
+    let listed = store.undated(None, 10).unwrap();
+    assert_eq!(
+        listed.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
+    assert_eq!(state_version(&store), 3);
+    // Kept by writes from now on: a dated rewrite leaves it, an undated write joins it.
+    store.put_with_deadline(b"a", b"4", Some(20)).unwrap();
+    store.put(b"c", b"5").unwrap();
+    let after_b = listed[1].1;
+    assert_eq!(
+        store
+            .undated(None, 10)
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>(),
+        vec![b"b".to_vec(), b"c".to_vec()]
+    );
+    assert_eq!(store.undated(Some(after_b), 10).unwrap().len(), 1);
+    // "a" as listed was rewritten (with a deadline): not removed by the stale listing.
+    assert!(!store.remove_if_written(b"a", listed[0].1).unwrap());
+    assert!(store.get(b"a").unwrap().is_some());
+    store.put(b"b", b"6").unwrap(); // rewritten undated: a new stamp
+    assert!(!store.remove_if_written(b"b", listed[1].1).unwrap());
+    let b_now = store.entry(b"b").unwrap().unwrap().written;
+    assert!(store.remove_if_written(b"b", b_now).unwrap());
+    assert_eq!(store.totals().unwrap(), totals(3, 3));
 }

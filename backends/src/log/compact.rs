@@ -128,6 +128,8 @@ impl LogStore {
         st.unvouched = st.records;
         let file = st.file.clone();
         drop(st);
+        // Read stamps are offsets of the old file: moved with the records.
+        self.remap_books(&moves, pos, header.generation);
         crate::fs::sync_parent(&self.path)?;
         // The new file was synced whole before the rename.
         if let Some(syncer) = &self.syncer {

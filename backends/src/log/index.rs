@@ -378,6 +378,9 @@ pub(super) struct Index {
     seed: u64,
     hasher: FixedState,
     len: usize,
+    /// Bytes of the live values: the store's total for a limited cache (`super::books`),
+    /// kept here so no open or eviction sums it.
+    value_bytes: u64,
 }
 
 impl std::fmt::Debug for Index {
@@ -422,6 +425,7 @@ impl Index {
             seed,
             hasher: FixedState::with_seed(seed),
             len: 0,
+            value_bytes: 0,
         }
     }
 
@@ -436,6 +440,11 @@ impl Index {
 
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Bytes of the live values.
+    pub(super) fn value_bytes(&self) -> u64 {
+        self.value_bytes
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Option<Loc> {
@@ -455,13 +464,19 @@ impl Index {
     pub(super) fn insert(&mut self, key: &[u8], loc: Loc) -> Option<Loc> {
         let (shard, h32) = Self::hash(&self.hasher, key);
         let Index {
-            shards, keys, len, ..
+            shards,
+            keys,
+            len,
+            value_bytes,
+            ..
         } = self;
         let table = &mut shards[shard];
+        *value_bytes = value_bytes.saturating_add(loc.value_len);
         match table.probe(h32, |s| s.key.len() == key.len() && keys.get(s.key) == key) {
             Ok(i) => {
                 let old = table.slots[i].loc();
                 table.slots[i].set_loc(loc);
+                *value_bytes = value_bytes.saturating_sub(old.value_len);
                 Some(old)
             }
             Err(_) => {
@@ -483,6 +498,7 @@ impl Index {
             .ok()?;
         let slot = table.remove_at(i);
         self.len -= 1;
+        self.value_bytes = self.value_bytes.saturating_sub(slot.loc().value_len);
         self.keys.live -= key.len() as u64;
         self.keys.garbage += key.len() as u64;
         if self.keys.garbage > (CHUNK_MAX as u64).max(self.keys.live) {
@@ -613,6 +629,7 @@ pub(super) struct ImageReader {
     keys: Arena,
     len: usize,
     live_bytes: u64,
+    value_bytes: u64,
     key_bytes: u64,
 }
 
@@ -625,6 +642,7 @@ impl ImageReader {
             keys: Arena::default(),
             len: 0,
             live_bytes: 0,
+            value_bytes: 0,
             key_bytes: 0,
         }
     }
@@ -684,6 +702,7 @@ impl ImageReader {
             self.live_bytes = self
                 .live_bytes
                 .saturating_add(s.loc().record_len(key.len()));
+            self.value_bytes = self.value_bytes.saturating_add(s.loc().value_len);
             self.key_bytes += key.len() as u64;
         }
         if over_max_load(taken, table.slots.len()) {
@@ -710,6 +729,7 @@ impl ImageReader {
                 seed: self.seed,
                 hasher: self.hasher,
                 len: self.len,
+                value_bytes: self.value_bytes,
             },
             self.live_bytes,
         ))
@@ -928,6 +948,11 @@ mod tests {
         assert_eq!(back.len(), model.len());
         let live: u64 = model.iter().map(|(k, l)| l.record_len(k.len())).sum();
         assert_eq!(live_bytes, live);
+        // The value bytes a limited cache reads as the store's total, kept by the inserts and
+        // removals of `sample_index` and summed again by the read back.
+        let values: u64 = model.values().map(|l| l.value_len).sum();
+        assert_eq!(index.value_bytes(), values);
+        assert_eq!(back.value_bytes(), values);
         for (k, l) in &model {
             assert_eq!(back.get(k), Some(*l), "{k:?}");
         }

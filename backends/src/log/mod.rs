@@ -9,7 +9,9 @@
 //! checksum check), `append` (puts, batches, streamed puts), `compact`, `store` (the [`Store`]
 //! methods), `positioned` (`pread`/`pwrite`), `fuzz` (fuzz entry points, tests only).
 
+mod access;
 mod append;
+mod books;
 mod checkpoint;
 mod compact;
 #[cfg(test)]
@@ -174,7 +176,10 @@ use crate::{Blob, Durability, Error, Result, Store};
 ///   removed by the next writer of another durability, after it synced the whole log);
 /// - `store.log.index`, `store.log.index.tmp` — the index checkpoint a writer leaves on close
 ///   when at least 100,000 records lie past the last one, and its temp file (see "Opening
-///   fast").
+///   fast");
+/// - `store.log.access`, `store.log.access.tmp` — the reads a limited cache recorded, for its
+///   eviction order across restarts (`backends/src/log/access.rs`), written only by a writer
+///   whose [`Store::accounting`] a limited `Cache` uses, and its temp file.
 ///
 /// The store touches nothing else, and only regular files of its own: every file it creates
 /// is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, every file it opens with `O_NOFOLLOW |
@@ -289,6 +294,8 @@ pub struct LogStore {
     writer: Mutex<Option<File>>,
     /// The background syncer of a [`Durability::Periodic`] writer.
     syncer: Option<periodic::Syncer>,
+    /// The writer's eviction books (`books`), loaded on first use by a limited cache.
+    books: Mutex<Option<books::Books>>,
     /// Tests inject a failure (or a reader's refresh) before an append's write at an offset.
     #[cfg(test)]
     fault: Mutex<Option<WriteFault>>,

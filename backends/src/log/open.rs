@@ -69,6 +69,7 @@ impl LogStore {
             state: RwLock::new(state),
             writer: Mutex::new(lock),
             syncer,
+            books: Mutex::new(None),
             #[cfg(test)]
             fault: Mutex::new(None),
             report,

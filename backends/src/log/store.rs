@@ -145,6 +145,12 @@ impl Store for LogStore {
         Ok(report)
     }
 
+    /// The writer's books (`backends/src/log/books.rs`): totals and write order from the log,
+    /// reads in the access sidecar. A read-only handle has none.
+    fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
+        (!self.options.read_only).then_some(self as &dyn crate::accounting::Accounting)
+    }
+
     fn len(&self) -> Result<u64> {
         self.refresh()?;
         Ok(self.state().index.len() as u64)

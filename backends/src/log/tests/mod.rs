@@ -1,6 +1,7 @@
 //! LogStore tests that need the crate's internals (record codec, file layout); tests that need
 //! only the public API live in `backends/tests/log_*.rs`.
 
+mod accounting;
 #[cfg(unix)]
 mod checked_reads;
 mod checkpoint;
