@@ -153,6 +153,12 @@ pub(crate) struct Stripe {
 }
 
 impl Stripe {
+    /// Hits counted by this stripe: a cheap, uncontended count for the calling thread to
+    /// sample on (not the namespace's total, which only [`Atomics::snapshot`] gives).
+    pub fn local_hits(&self) -> u64 {
+        self.hits.0.load(Relaxed)
+    }
+
     fn counters(&self) -> [&AtomicU64; 13] {
         [
             &self.hits.0,
@@ -179,7 +185,9 @@ impl Stripe {
 /// 10). Every add is still an atomic add, so the sums are exact.
 ///
 /// `stats.hits.fetch_add(1, RELAXED)` reads as before: [`Deref`](std::ops::Deref) gives the
-/// calling thread's stripe.
+/// calling thread's stripe, found again at every field access (a thread-local load and an
+/// index). An operation that bumps several counters takes the stripe once with
+/// [`Atomics::local`].
 #[derive(Debug, Default)]
 pub(crate) struct Atomics {
     stripes: [CachePadded<Stripe>; STRIPES],
@@ -188,7 +196,7 @@ pub(crate) struct Atomics {
 impl std::ops::Deref for Atomics {
     type Target = Stripe;
     fn deref(&self) -> &Stripe {
-        &self.stripes[stripe_index()]
+        self.local()
     }
 }
 
@@ -212,17 +220,19 @@ fn stripe_index() -> usize {
 }
 
 impl Atomics {
+    /// The calling thread's stripe, found once: for an operation that adds to several
+    /// counters (a hit's three, a store's two, a miss's two), where each access through
+    /// `Deref` would find it again.
+    #[inline]
+    pub fn local(&self) -> &Stripe {
+        &self.stripes[stripe_index()]
+    }
+
     pub fn add_compute(&self, d: Duration) {
         self.compute_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
     }
     pub fn add_read(&self, d: Duration) {
         self.read_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
-    }
-
-    /// Hits counted by the calling thread's stripe: a cheap, uncontended count to sample on
-    /// (not the namespace's total, which only [`Atomics::snapshot`] gives).
-    pub fn local_hits(&self) -> u64 {
-        self.hits.0.load(Relaxed)
     }
 
     fn reset(&self) {
@@ -369,6 +379,23 @@ mod tests {
             });
         }
         assert_eq!(stats.snapshot().hits, 2);
+    }
+
+    /// `local` is the stripe `Deref` gives on the same thread, and counts through it are
+    /// the namespace's like any other.
+    #[test]
+    fn the_local_stripe_is_the_threads_own_and_counts_into_the_total() {
+        let stats = Atomics::default();
+        let local = stats.local();
+        assert!(std::ptr::eq(local, &*stats));
+        local.hits.fetch_add(2, RELAXED);
+        local.bytes_read.fetch_add(10, RELAXED);
+        assert_eq!(local.local_hits(), 2);
+        std::thread::scope(|s| {
+            s.spawn(|| stats.local().hits.fetch_add(1, RELAXED));
+        });
+        let c = stats.snapshot();
+        assert_eq!((c.hits, c.bytes_read), (3, 10));
     }
 
     /// What lets hits scale on threads: two threads bump counters on different cache lines,
