@@ -6,14 +6,12 @@ use super::{
 };
 use crate::error::{Error, Result};
 
-#[inline]
 pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut le = [0u8; 8];
     le.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(le)
 }
 
-#[inline]
 pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut le = [0u8; 4];
     le.copy_from_slice(&bytes[at..at + 4]);
@@ -119,12 +117,39 @@ impl Header {
         payload: &[u8],
         mac_key: &[u8; 32],
     ) -> Result<()> {
+        let covered = MacCovered {
+            version: self.version,
+            key_bound: self.key_crc.is_some(),
+            header_len: self.header_len,
+            mac: self.mac.as_ref(),
+        };
+        covered.verify(bytes, store_key, payload, mac_key)
+    }
+}
+
+/// What a MAC check needs from a parsed header, owned or lent.
+struct MacCovered<'a> {
+    version: u8,
+    key_bound: bool,
+    header_len: usize,
+    mac: Option<&'a [u8; MAC_LEN]>,
+}
+
+impl MacCovered<'_> {
+    /// The one MAC check behind [`Header::verify_mac`] and [`open_view_checked`].
+    fn verify(
+        &self,
+        bytes: &[u8],
+        store_key: &[u8],
+        payload: &[u8],
+        mac_key: &[u8; 32],
+    ) -> Result<()> {
         let Some(stored) = self.mac else {
             return Err(Error::Unauthenticated {
                 reason: "the registry has a MAC key but the value carries no MAC".into(),
             });
         };
-        if self.key_crc.is_none() {
+        if !self.key_bound {
             return Err(Error::Unauthenticated {
                 reason: format!(
                     "envelope version {} MACs do not cover the store key; the value must be \
@@ -135,7 +160,7 @@ impl Header {
         }
         let covered = &bytes[..self.header_len - CRC_LEN - MAC_LEN];
         // blake3::Hash compares in constant time.
-        if write::mac(mac_key, covered, store_key, payload) != blake3::Hash::from(stored) {
+        if write::mac(mac_key, covered, store_key, payload) != blake3::Hash::from(*stored) {
             return Err(Error::Unauthenticated {
                 reason: "MAC mismatch: the value was not written under this key with this \
                          cache's MAC key"
@@ -287,7 +312,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The payload, checked against the header's length and checksum.
-    fn payload(&self, bytes: &'a [u8]) -> Result<&'a [u8]> {
+        fn payload(&self, bytes: &'a [u8]) -> Result<&'a [u8]> {
         let available = (bytes.len() - self.header_len) as u64;
         if available != self.payload_len {
             return Err(Error::corrupt(format!(
@@ -363,6 +388,18 @@ impl HeaderView<'_> {
 /// # Ok::<(), cacher_formats::Error>(())
 /// ```
 pub fn open_view<'a>(bytes: &'a [u8], store_key: &[u8]) -> Result<(HeaderView<'a>, &'a [u8])> {
+    open_view_checked(bytes, store_key, None)
+}
+
+/// [`open_view`], and with `mac_key` the MAC as well, checked in the order
+/// [`Registry::open_value`](crate::Registry::open_value) checks them (header and payload,
+/// then the MAC, then the key binding), so each refusal is the one `open_value` gives: the
+/// one pass behind [`Registry::open_value_view`](crate::Registry::open_value_view).
+pub(crate) fn open_view_checked<'a>(
+    bytes: &'a [u8],
+    store_key: &[u8],
+    mac_key: Option<&[u8; 32]>,
+) -> Result<(HeaderView<'a>, &'a [u8])> {
     if bytes.len() < 5 || bytes[..4] == super::stream::STREAM_MAGIC {
         // Too short, or a streamed blob: refused, in the words `payload` uses.
         return Err(match payload(bytes) {
@@ -372,6 +409,15 @@ pub fn open_view<'a>(bytes: &'a [u8], store_key: &[u8]) -> Result<(HeaderView<'a
     }
     let fields = Fields::parse(bytes)?;
     let payload = fields.payload(bytes)?;
+    if let Some(mac_key) = mac_key {
+        let covered = MacCovered {
+            version: fields.version,
+            key_bound: fields.key_crc.is_some(),
+            header_len: fields.header_len,
+            mac: fields.mac,
+        };
+        covered.verify(bytes, store_key, payload, mac_key)?;
+    }
     if let Some(stored) = fields.key_crc {
         if stored != super::crc32(store_key) {
             return Err(Error::corrupt(
