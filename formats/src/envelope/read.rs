@@ -6,12 +6,14 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+#[inline]
 pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut le = [0u8; 8];
     le.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(le)
 }
 
+#[inline]
 pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut le = [0u8; 4];
     le.copy_from_slice(&bytes[at..at + 4]);
@@ -21,6 +23,7 @@ pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
 /// The checks every header kind shares (`what` names it in messages: "header", "stream
 /// header"): its stated length matches its fields, the bytes hold all of it, and its trailing
 /// crc32 matches.
+#[inline]
 pub(super) fn check_header_bytes(
     bytes: &[u8],
     header_len: usize,
@@ -54,6 +57,7 @@ pub(super) fn pipeline_name(bytes: &[u8], at: usize, name_len: usize) -> Result<
 }
 
 /// The pipeline name of `name_len` bytes at `at`, borrowed (never empty, UTF-8).
+#[inline]
 fn pipeline_str(bytes: &[u8], at: usize, name_len: usize) -> Result<&str> {
     if name_len == 0 {
         return Err(Error::corrupt("empty pipeline name"));
@@ -63,6 +67,7 @@ fn pipeline_str(bytes: &[u8], at: usize, name_len: usize) -> Result<&str> {
 }
 
 /// The expiry field at offset 16, which must be 0 unless its flag is set.
+#[inline]
 pub(super) fn expiry(bytes: &[u8], flags: u8) -> Result<Option<u64>> {
     let raw = u64_at(bytes, 16);
     if flags & FLAG_EXPIRES != 0 {
@@ -230,7 +235,9 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Parses `bytes`, at least 5 long and not starting with the stream magic.
+    /// Parses `bytes`, at least 5 long and not starting with the stream magic. Inlined into
+    /// the hit's one caller: its `Result` (with the error's room) is then never moved.
+    #[inline]
     fn parse(bytes: &'a [u8]) -> Result<Self> {
         if bytes[..4] != MAGIC {
             return Err(Error::corrupt(format!(
@@ -312,7 +319,8 @@ impl<'a> Fields<'a> {
     }
 
     /// The payload, checked against the header's length and checksum.
-        fn payload(&self, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    #[inline]
+    fn payload(&self, bytes: &'a [u8]) -> Result<&'a [u8]> {
         let available = (bytes.len() - self.header_len) as u64;
         if available != self.payload_len {
             return Err(Error::corrupt(format!(
