@@ -80,6 +80,10 @@ const ENGINES: &[(&str, &str)] = &[
     ("dir", "DirStore, Durability::None"),
     ("cache-lmdb", "Cache::get/put/remove on LmdbStore"),
     (
+        "cache-lmdb-mac",
+        "Cache::get/put/remove on LmdbStore, values MACed (a registry MAC key)",
+    ),
+    (
         "memo-lmdb",
         "memoized call on LmdbStore (get = hit, set = refresh)",
     ),
@@ -268,6 +272,13 @@ fn open_engine(name: &str, dir: &Path) -> Box<dyn Engine> {
         "cache-lmdb" => Box::new(Front(
             Cache::builder()
                 .store(lmdb_store(dir))
+                .build()
+                .expect("cache"),
+        )),
+        "cache-lmdb-mac" => Box::new(Front(
+            Cache::builder()
+                .store(lmdb_store(dir))
+                .registry(cacher::formats::Registry::with_builtins().with_mac_key([7; 32]))
                 .build()
                 .expect("cache"),
         )),
