@@ -34,6 +34,8 @@ impl CacheRef for LazyLock<Cache> {
 pub use crate::key::canonical_bytes;
 /// The one memoized-call path, for the macro's generated code.
 pub use crate::memo::site::Site;
+/// A `#[memoize]` call site's cell of namespace counters, for [`Site::at`].
+pub use crate::stats::SiteStats;
 
 /// Runs the function body handed to [`Site::call`] (a closure the compiler would otherwise ask
 /// to be `mut` when the body mutates `self`).

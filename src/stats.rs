@@ -153,6 +153,12 @@ pub(crate) struct Stripe {
 }
 
 impl Stripe {
+    /// Hits counted by this stripe: a cheap, uncontended count for the calling thread to
+    /// sample on (not the namespace's total, which only [`Atomics::snapshot`] gives).
+    pub fn local_hits(&self) -> u64 {
+        self.hits.0.load(Relaxed)
+    }
+
     fn counters(&self) -> [&AtomicU64; 13] {
         [
             &self.hits.0,
@@ -179,7 +185,9 @@ impl Stripe {
 /// 10). Every add is still an atomic add, so the sums are exact.
 ///
 /// `stats.hits.fetch_add(1, RELAXED)` reads as before: [`Deref`](std::ops::Deref) gives the
-/// calling thread's stripe.
+/// calling thread's stripe, found again at every field access (a thread-local load and an
+/// index). An operation that bumps several counters takes the stripe once with
+/// [`Atomics::local`].
 #[derive(Debug, Default)]
 pub(crate) struct Atomics {
     stripes: [CachePadded<Stripe>; STRIPES],
@@ -188,7 +196,7 @@ pub(crate) struct Atomics {
 impl std::ops::Deref for Atomics {
     type Target = Stripe;
     fn deref(&self) -> &Stripe {
-        &self.stripes[stripe_index()]
+        self.local()
     }
 }
 
@@ -212,17 +220,19 @@ fn stripe_index() -> usize {
 }
 
 impl Atomics {
+    /// The calling thread's stripe, found once: for an operation that adds to several
+    /// counters (a hit's three, a store's two, a miss's two), where each access through
+    /// `Deref` would find it again.
+    #[inline]
+    pub fn local(&self) -> &Stripe {
+        &self.stripes[stripe_index()]
+    }
+
     pub fn add_compute(&self, d: Duration) {
         self.compute_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
     }
     pub fn add_read(&self, d: Duration) {
         self.read_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
-    }
-
-    /// Hits counted by the calling thread's stripe: a cheap, uncontended count to sample on
-    /// (not the namespace's total, which only [`Atomics::snapshot`] gives).
-    pub fn local_hits(&self) -> u64 {
-        self.hits.0.load(Relaxed)
     }
 
     fn reset(&self) {
@@ -266,11 +276,61 @@ impl Atomics {
 /// (foldhash: the names are the program's own, not an attacker's); a memoized function looks
 /// its namespace up once, when it is made, and plain keys (namespace `""`) have theirs held
 /// apart, so a hit takes no lock. The counters themselves are lock-free.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StatsRegistry {
     map: RwLock<HashMap<String, Arc<Atomics>, foldhash::fast::RandomState>>,
     /// The `""` namespace's counters, registered in `map` the first time they are asked for.
     plain: OnceLock<Arc<Atomics>>,
+    /// Unique in the process (never reused, unlike an address): what a `#[memoize]` call
+    /// site's cell ([`SiteStats`]) recognises its cache's counters by.
+    id: u64,
+}
+
+impl Default for StatsRegistry {
+    fn default() -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        StatsRegistry {
+            map: RwLock::default(),
+            plain: OnceLock::new(),
+            id: NEXT_ID.fetch_add(1, Relaxed),
+        }
+    }
+}
+
+/// One `#[memoize]` call site's namespace counters: looked up on its first call, then lent to
+/// every later call of the same cache and namespace, so a call takes no lock, no hash and no
+/// `Arc` count (a read-modify-write on a line every thread shares). A call through another
+/// cache, or another namespace from the same site (a generic function's other
+/// instantiations, a `Self` type's name), looks its counters up as before.
+#[derive(Debug, Default)]
+pub struct SiteStats(OnceLock<(u64, Box<str>, Arc<Atomics>)>);
+
+impl SiteStats {
+    /// An empty cell, for a `static` in the generated code.
+    pub const fn new() -> Self {
+        SiteStats(OnceLock::new())
+    }
+
+    /// The counters of `ns` in `registry`: the cell's when they are the ones it holds (or it
+    /// is still empty and now keeps them), else looked up.
+    pub(crate) fn get<'a>(
+        &'a self,
+        registry: &StatsRegistry,
+        ns: &str,
+    ) -> std::borrow::Cow<'a, Arc<Atomics>> {
+        use std::borrow::Cow;
+        let held = match self.0.get() {
+            Some(held) => held,
+            None => self
+                .0
+                .get_or_init(|| (registry.id, ns.into(), registry.namespace(ns))),
+        };
+        if held.0 == registry.id && *held.1 == *ns {
+            Cow::Borrowed(&held.2)
+        } else {
+            Cow::Owned(registry.namespace(ns))
+        }
+    }
 }
 
 impl StatsRegistry {
@@ -369,6 +429,42 @@ mod tests {
             });
         }
         assert_eq!(stats.snapshot().hits, 2);
+    }
+
+    /// `local` is the stripe `Deref` gives on the same thread, and counts through it are
+    /// the namespace's like any other.
+    #[test]
+    fn the_local_stripe_is_the_threads_own_and_counts_into_the_total() {
+        let stats = Atomics::default();
+        let local = stats.local();
+        assert!(std::ptr::eq(local, &*stats));
+        local.hits.fetch_add(2, RELAXED);
+        local.bytes_read.fetch_add(10, RELAXED);
+        assert_eq!(local.local_hits(), 2);
+        std::thread::scope(|s| {
+            s.spawn(|| stats.local().hits.fetch_add(1, RELAXED));
+        });
+        let c = stats.snapshot();
+        assert_eq!((c.hits, c.bytes_read), (3, 10));
+    }
+
+    /// A call site's cell lends its first cache's counters of its first namespace, and
+    /// never another cache's or another namespace's (each gets its own, looked up).
+    #[test]
+    fn a_site_cell_lends_only_the_counters_it_was_filled_for() {
+        let (one, two) = (StatsRegistry::default(), StatsRegistry::default());
+        let cell = SiteStats::new();
+        let first = cell.get(&one, "f");
+        assert!(Arc::ptr_eq(&first, &one.namespace("f")));
+        assert!(matches!(first, std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(cell.get(&one, "f"), std::borrow::Cow::Borrowed(_)));
+        for (registry, ns) in [(&two, "f"), (&one, "g"), (&two, "g")] {
+            let got = cell.get(registry, ns);
+            assert!(Arc::ptr_eq(&got, &registry.namespace(ns)), "{ns}");
+        }
+        cell.get(&two, "f").hits.fetch_add(1, RELAXED);
+        assert_eq!(one.snapshot().total.hits, 0);
+        assert_eq!(two.snapshot().namespaces["f"].hits, 1);
     }
 
     /// What lets hits scale on threads: two threads bump counters on different cache lines,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cacher_formats::envelope::{self, HeaderView};
+use cacher_formats::envelope::HeaderView;
 use cacher_formats::{EnvelopeMeta, Pipeline, Registry};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -62,22 +62,15 @@ impl ValueCodec {
     }
 
     /// Checks the value stored under `key` (header, checksums, key binding, MAC) and lends its
-    /// header and payload. Without a MAC key the envelope is checked in place
-    /// ([`envelope::open_view`]: nothing copied); with one, or when that refuses the bytes,
-    /// the registry checks them as always, so every refusal keeps its wording.
+    /// header and payload, in one pass over the envelope with or without a MAC key
+    /// ([`Registry::open_value_view`]: the checks and errors of `open_value`, nothing
+    /// copied).
     pub fn open<'a>(
         &self,
         key: &[u8],
         bytes: &'a [u8],
     ) -> Result<(HeaderView<'a>, &'a [u8]), FormatError> {
-        if !self.registry.has_mac_key() {
-            if let Ok(opened) = envelope::open_view(bytes, key) {
-                return Ok(opened);
-            }
-        }
-        self.registry.open_value(key, bytes)?;
-        // The registry accepted the bytes, MAC included; lend them the same way.
-        envelope::open_view(bytes, key)
+        self.registry.open_value_view(key, bytes)
     }
 
     /// Decodes a payload opened by [`ValueCodec::open`]. The common case (written by this cache's

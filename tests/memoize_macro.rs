@@ -301,3 +301,60 @@ fn a_batch_function_returning_the_wrong_count_is_reported_and_stores_nothing() {
         "nothing was cached: two runs per call"
     );
 }
+
+/// A method whose cache is the receiver's: one call site, as many caches as receivers.
+struct Holder {
+    cache: Cache,
+}
+
+impl Holder {
+    #[memoize(cache = self.cache, skip_self, namespace = "per_site_counters")]
+    fn double(&self, x: u32) -> u32 {
+        x * 2
+    }
+}
+
+/// A generic function: one call site, a namespace per instantiation.
+#[memoize(cache = CACHE)]
+fn describe_site_counted<T: serde::Serialize + std::fmt::Debug>(value: T) -> String {
+    format!("{value:?}")
+}
+
+/// A call site keeps its namespace's counters from its first call (no lookup per call); the
+/// counts of a call through another cache, or under another namespace from the same site,
+/// still go to that cache's and that namespace's counters.
+#[test]
+fn a_call_sites_counts_go_to_the_cache_and_namespace_it_was_called_for() {
+    let one = Holder {
+        cache: Cache::builder().store(MemoryStore::new()).build().unwrap(),
+    };
+    let two = Holder {
+        cache: Cache::builder().store(MemoryStore::new()).build().unwrap(),
+    };
+    for _ in 0..3 {
+        one.double(1);
+    }
+    two.double(1);
+    two.double(2);
+    let (a, b) = (one.cache.stats(), two.cache.stats());
+    let (a, b) = (
+        a.namespaces["per_site_counters"],
+        b.namespaces["per_site_counters"],
+    );
+    assert_eq!((a.hits, a.misses), (2, 1));
+    assert_eq!((b.hits, b.misses), (0, 2));
+
+    describe_site_counted(1u8);
+    describe_site_counted(1u8);
+    describe_site_counted("x");
+    let stats = CACHE.stats();
+    let by_type = |t: &str| {
+        stats
+            .namespaces
+            .iter()
+            .find(|(ns, _)| ns.contains("describe_site_counted") && ns.contains(t))
+            .map(|(_, c)| (c.hits, c.misses))
+    };
+    assert_eq!(by_type("<u8>"), Some((1, 1)));
+    assert_eq!(by_type("<&str>"), Some((0, 1)));
+}

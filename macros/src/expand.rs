@@ -87,8 +87,13 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         let __cacher_ns: ::std::borrow::Cow<'static, str> = #namespace;
         let __cacher_site = {
             static __CACHER_FINGERPRINT: ::std::sync::OnceLock<u64> = ::std::sync::OnceLock::new();
+            // The namespace's counters, kept from the first call: no lookup per call.
+            static __CACHER_STATS: ::cacher::__private::SiteStats =
+                ::cacher::__private::SiteStats::new();
             let fingerprint = ::cacher::__private::fingerprint(&__CACHER_FINGERPRINT, #ret_text);
-            ::cacher::__private::Site::new(&__cacher_cache, &__cacher_ns, #version, #ttl, fingerprint)
+            ::cacher::__private::Site::at(
+                &__CACHER_STATS, &__cacher_cache, &__cacher_ns, #version, #ttl, fingerprint,
+            )
         };
     };
     if let Some(shape) = batch {

@@ -55,7 +55,7 @@ struct ReadTimer(Option<(Instant, u32)>);
 impl ReadTimer {
     /// Times one lookup in [`READ_SAMPLE`], chosen by the hits this thread's stripe of the
     /// namespace counted (its own cache line: reading the shared total would bounce it).
-    fn sampled(stats: &Atomics) -> Self {
+    fn sampled(stats: &Stripe) -> Self {
         let timed = stats.local_hits().is_multiple_of(u64::from(READ_SAMPLE));
         ReadTimer(timed.then(|| (Instant::now(), READ_SAMPLE)))
     }
@@ -103,7 +103,9 @@ impl Cache {
         stats: &Atomics,
         expect: Option<u64>,
     ) -> Result<Option<T>> {
-        let timer = ReadTimer::sampled(stats);
+        // This thread's stripe, found once for the whole lookup (sample, then counts).
+        let stripe = stats.local();
+        let timer = ReadTimer::sampled(stripe);
         let store = &self.inner.store;
         let mut opened = None;
         store.with_value_unchecked(key, &mut |bytes| {
@@ -128,10 +130,10 @@ impl Cache {
         match opened {
             // Missing, or deleted between the unchecked and the checked read.
             None => {
-                self.missing(key, stats);
+                self.missing(key, stripe);
                 Ok(None)
             }
-            Some((opened, len)) => self.finish_found(key, opened?, len, stats, timer),
+            Some((opened, len)) => self.finish_found(key, opened?, len, stripe, timer),
         }
     }
 
@@ -145,6 +147,7 @@ impl Cache {
         expect: Option<u64>,
     ) -> Result<Vec<Option<T>>> {
         let timer = ReadTimer::every(Instant::now());
+        let stats = stats.local();
         let found = self.inner.store.get_many(keys)?;
         if found.len() != keys.len() {
             // A store breaking the get_many contract must not shift values onto other keys.
@@ -169,7 +172,7 @@ impl Cache {
             .collect()
     }
 
-    fn missing(&self, key: &[u8], stats: &Atomics) {
+    fn missing(&self, key: &[u8], stats: &Stripe) {
         stats.misses.fetch_add(1, RELAXED);
         // Deleted behind our back (another process, a store-level delete).
         self.with_tracker(|t| t.remove(key));
@@ -221,16 +224,14 @@ impl Cache {
         key: &[u8],
         opened: Opened<T>,
         len: usize,
-        stats: &Atomics,
+        stats: &Stripe,
         timer: ReadTimer,
     ) -> Result<Option<T>> {
         match opened {
             Opened::Hit(value) => {
-                // This thread's stripe, found once for the three counts.
-                let stripe: &Stripe = stats;
-                stripe.hits.fetch_add(1, RELAXED);
-                stripe.bytes_read.fetch_add(len as u64, RELAXED);
-                timer.record(stripe);
+                stats.hits.fetch_add(1, RELAXED);
+                stats.bytes_read.fetch_add(len as u64, RELAXED);
+                timer.record(stats);
                 self.with_tracker(|t| t.touch(key));
                 self.note_read(key);
                 Ok(Some(value))
@@ -327,6 +328,7 @@ impl Cache {
         self.inner
             .store
             .put_with_deadline(key, bytes, entry.deadline_ms)?;
+        let stats = stats.local();
         stats.stores.fetch_add(1, RELAXED);
         stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);
         self.enforce_limits(key, bytes.len() as u64)
@@ -357,6 +359,7 @@ impl Cache {
             .map(|(key, e)| (*key, &e.bytes[..], e.deadline_ms))
             .collect();
         self.inner.store.put_many_with_deadlines(&with_deadlines)?;
+        let stats = stats.local();
         for (key, bytes, _) in with_deadlines {
             stats.stores.fetch_add(1, RELAXED);
             stats.bytes_written.fetch_add(bytes.len() as u64, RELAXED);

@@ -10,7 +10,7 @@ use crate::flight::turn::{turn, Turn};
 use crate::key::{key_from_parts, namespace_of, KeyError};
 use crate::memo::{Call, Mode, Status, StorePolicy};
 use crate::report::ErrorKind;
-use crate::stats::{timed, Atomics};
+use crate::stats::{timed, Atomics, SiteStats};
 use crate::{Cache, Error, Result};
 
 /// One memoized function as the cache sees it: where its results live (namespace and
@@ -49,6 +49,27 @@ impl<'a> Site<'a> {
     ) -> Self {
         Site {
             stats: Cow::Owned(cache.inner.stats.namespace(namespace)),
+            cache,
+            namespace,
+            version,
+            ttl,
+            fingerprint,
+        }
+    }
+
+    /// Like [`Site::new`] for a `#[memoize]` call site, whose namespace counters `cell` (a
+    /// `static` of the generated code) keeps from the first call: later calls of the same
+    /// cache and namespace look nothing up.
+    pub fn at(
+        cell: &'static SiteStats,
+        cache: &'a Cache,
+        namespace: &'a str,
+        version: u32,
+        ttl: Option<Duration>,
+        fingerprint: u64,
+    ) -> Self {
+        Site {
+            stats: cell.get(&cache.inner.stats, namespace),
             cache,
             namespace,
             version,

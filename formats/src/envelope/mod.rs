@@ -128,6 +128,7 @@ impl PipelineName {
 
 use crate::error::Error;
 
+pub(crate) use read::open_view_checked;
 pub use read::{open_view, payload, HeaderView};
 
 /// CRC-32 (ISO-HDLC) of `bytes`, as `crc32fast::hash` computes it. `crc32fast::Hasher::new`
@@ -424,6 +425,56 @@ mod tests {
                     }
                     (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
                     (a, b) => panic!("owned {:?}, view {:?}", a.map(|_| ()), b.map(|_| ())),
+                }
+            }
+        }
+    }
+
+    /// With and without a MAC key, the one-pass view a cache hit reads through refuses
+    /// exactly what `Registry::open_value` refuses (every single-byte flip and truncation,
+    /// another key's value, a MAC made with another key), with the same errors, and lends
+    /// the same header fields and payload otherwise.
+    #[test]
+    fn open_value_view_checks_what_open_value_checks_mac_included() {
+        let meta = EnvelopeMeta {
+            created_ms: 5,
+            expires_ms: Some(9),
+            revision: 2,
+            type_fingerprint: Some(77),
+        };
+        let plain = crate::Registry::with_builtins();
+        let keyed = crate::Registry::with_builtins().with_mac_key([3; 32]);
+        let other_mac = crate::Registry::with_builtins().with_mac_key([4; 32]);
+        for writer in [&plain, &keyed, &other_mac] {
+            let out = writer
+                .resolve("raw")
+                .unwrap()
+                .encode_value_bytes(b"the key", b"some payload bytes", &meta)
+                .unwrap();
+            let mut variants = vec![(out.clone(), b"the key".to_vec())];
+            variants.push((out.clone(), b"another key".to_vec()));
+            for at in 0..out.len() {
+                let mut flipped = out.clone();
+                flipped[at] ^= 0x20;
+                variants.push((flipped, b"the key".to_vec()));
+                variants.push((out[..at].to_vec(), b"the key".to_vec()));
+            }
+            for reader in [&plain, &keyed] {
+                for (bytes, key) in &variants {
+                    match (
+                        reader.open_value(key, bytes),
+                        reader.open_value_view(key, bytes),
+                    ) {
+                        (Ok((h, p)), Ok((v, q))) => {
+                            assert_eq!(
+                                (h.meta(), h.pipeline(), h.version(), h.is_key_bound()),
+                                (v.meta(), v.pipeline(), v.version(), v.is_key_bound())
+                            );
+                            assert_eq!(p, q);
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                        (a, b) => panic!("owned {:?}, view {:?}", a.map(|_| ()), b.map(|_| ())),
+                    }
                 }
             }
         }

@@ -23,6 +23,7 @@ pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
 /// The checks every header kind shares (`what` names it in messages: "header", "stream
 /// header"): its stated length matches its fields, the bytes hold all of it, and its trailing
 /// crc32 matches.
+#[inline]
 pub(super) fn check_header_bytes(
     bytes: &[u8],
     header_len: usize,
@@ -56,6 +57,7 @@ pub(super) fn pipeline_name(bytes: &[u8], at: usize, name_len: usize) -> Result<
 }
 
 /// The pipeline name of `name_len` bytes at `at`, borrowed (never empty, UTF-8).
+#[inline]
 fn pipeline_str(bytes: &[u8], at: usize, name_len: usize) -> Result<&str> {
     if name_len == 0 {
         return Err(Error::corrupt("empty pipeline name"));
@@ -65,6 +67,7 @@ fn pipeline_str(bytes: &[u8], at: usize, name_len: usize) -> Result<&str> {
 }
 
 /// The expiry field at offset 16, which must be 0 unless its flag is set.
+#[inline]
 pub(super) fn expiry(bytes: &[u8], flags: u8) -> Result<Option<u64>> {
     let raw = u64_at(bytes, 16);
     if flags & FLAG_EXPIRES != 0 {
@@ -119,12 +122,39 @@ impl Header {
         payload: &[u8],
         mac_key: &[u8; 32],
     ) -> Result<()> {
+        let covered = MacCovered {
+            version: self.version,
+            key_bound: self.key_crc.is_some(),
+            header_len: self.header_len,
+            mac: self.mac.as_ref(),
+        };
+        covered.verify(bytes, store_key, payload, mac_key)
+    }
+}
+
+/// What a MAC check needs from a parsed header, owned or lent.
+struct MacCovered<'a> {
+    version: u8,
+    key_bound: bool,
+    header_len: usize,
+    mac: Option<&'a [u8; MAC_LEN]>,
+}
+
+impl MacCovered<'_> {
+    /// The one MAC check behind [`Header::verify_mac`] and [`open_view_checked`].
+    fn verify(
+        &self,
+        bytes: &[u8],
+        store_key: &[u8],
+        payload: &[u8],
+        mac_key: &[u8; 32],
+    ) -> Result<()> {
         let Some(stored) = self.mac else {
             return Err(Error::Unauthenticated {
                 reason: "the registry has a MAC key but the value carries no MAC".into(),
             });
         };
-        if self.key_crc.is_none() {
+        if !self.key_bound {
             return Err(Error::Unauthenticated {
                 reason: format!(
                     "envelope version {} MACs do not cover the store key; the value must be \
@@ -135,7 +165,7 @@ impl Header {
         }
         let covered = &bytes[..self.header_len - CRC_LEN - MAC_LEN];
         // blake3::Hash compares in constant time.
-        if write::mac(mac_key, covered, store_key, payload) != blake3::Hash::from(stored) {
+        if write::mac(mac_key, covered, store_key, payload) != blake3::Hash::from(*stored) {
             return Err(Error::Unauthenticated {
                 reason: "MAC mismatch: the value was not written under this key with this \
                          cache's MAC key"
@@ -205,7 +235,9 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Parses `bytes`, at least 5 long and not starting with the stream magic.
+    /// Parses `bytes`, at least 5 long and not starting with the stream magic. Inlined into
+    /// the hit's one caller: its `Result` (with the error's room) is then never moved.
+    #[inline]
     fn parse(bytes: &'a [u8]) -> Result<Self> {
         if bytes[..4] != MAGIC {
             return Err(Error::corrupt(format!(
@@ -287,6 +319,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The payload, checked against the header's length and checksum.
+    #[inline]
     fn payload(&self, bytes: &'a [u8]) -> Result<&'a [u8]> {
         let available = (bytes.len() - self.header_len) as u64;
         if available != self.payload_len {
@@ -363,6 +396,18 @@ impl HeaderView<'_> {
 /// # Ok::<(), cacher_formats::Error>(())
 /// ```
 pub fn open_view<'a>(bytes: &'a [u8], store_key: &[u8]) -> Result<(HeaderView<'a>, &'a [u8])> {
+    open_view_checked(bytes, store_key, None)
+}
+
+/// [`open_view`], and with `mac_key` the MAC as well, checked in the order
+/// [`Registry::open_value`](crate::Registry::open_value) checks them (header and payload,
+/// then the MAC, then the key binding), so each refusal is the one `open_value` gives: the
+/// one pass behind [`Registry::open_value_view`](crate::Registry::open_value_view).
+pub(crate) fn open_view_checked<'a>(
+    bytes: &'a [u8],
+    store_key: &[u8],
+    mac_key: Option<&[u8; 32]>,
+) -> Result<(HeaderView<'a>, &'a [u8])> {
     if bytes.len() < 5 || bytes[..4] == super::stream::STREAM_MAGIC {
         // Too short, or a streamed blob: refused, in the words `payload` uses.
         return Err(match payload(bytes) {
@@ -372,6 +417,15 @@ pub fn open_view<'a>(bytes: &'a [u8], store_key: &[u8]) -> Result<(HeaderView<'a
     }
     let fields = Fields::parse(bytes)?;
     let payload = fields.payload(bytes)?;
+    if let Some(mac_key) = mac_key {
+        let covered = MacCovered {
+            version: fields.version,
+            key_bound: fields.key_crc.is_some(),
+            header_len: fields.header_len,
+            mac: fields.mac,
+        };
+        covered.verify(bytes, store_key, payload, mac_key)?;
+    }
     if let Some(stored) = fields.key_crc {
         if stored != super::crc32(store_key) {
             return Err(Error::corrupt(
