@@ -40,7 +40,9 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 ///   doubled (up to [`LmdbOptions::max_map_size`], past which the write fails with
 ///   [`Error::Full`]) and the write is run again. LMDB only allows a resize while this process
 ///   has no transaction open, so every transaction made through [`LmdbEnv::read`] and
-///   [`LmdbEnv::write`] holds a process-wide gate shared, and a resize holds it exclusive; a
+///   [`LmdbEnv::write`] holds a process-wide gate shared, and a resize holds it exclusive (the
+///   gate is striped by thread, so concurrent readers write no shared lock word; a resize
+///   takes every stripe); a
 ///   file lock (`cacher-resize.lock`, beside `data.mdb`) keeps two processes from resizing at
 ///   once. A process that finds the map grown by another one (`MDB_MAP_RESIZED`) adopts the new
 ///   size and retries.

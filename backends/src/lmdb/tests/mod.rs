@@ -2,6 +2,7 @@
 //! golden fixtures. Tests of the public API alone live in `backends/tests/lmdb_*.rs`.
 
 mod fixtures;
+mod gate;
 mod periodic;
 mod unchecked;
 
