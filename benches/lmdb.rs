@@ -6,6 +6,11 @@
 //! map so neither grows during the run, `MDB_NOSYNC` so an fsync does not hide the
 //! per-operation cost being compared), and hold 10,000 keys.
 //!
+//! `lmdb/read-threads`: 1 and 4 threads reading 100 hot keys, `LmdbStore::with_value` beside
+//! raw heed opened without TLS (as the store) with 4 and with 16 named databases, and with TLS
+//! reader slots: the wall-clock throughput, and the CPU time per read, which shows contention
+//! (a lock word or a reader slot bouncing between cores) even on a loaded machine.
+//!
 //! With `CACHER_LMDB_PROCS=1,2,4` set, the binary runs the multi-process driver instead of
 //! criterion: for each count N, N processes run get, set and delete phases against raw heed
 //! and `LmdbStore` side by side and the parent prints medians, p99 and the ratios (see
@@ -18,6 +23,7 @@
 
 use std::hint::black_box;
 
+use cacher_store::lmdb::heed::RoTxn;
 use cacher_store::lmdb::{LmdbOptions, LmdbStore};
 use cacher_store::{Durability, Store};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
@@ -35,7 +41,7 @@ fn value(len: usize, seed: usize) -> Vec<u8> {
 
 #[path = "support/raw_heed.rs"]
 mod raw_heed;
-use raw_heed::{open_raw, Raw};
+use raw_heed::{open_raw, open_raw_with, Raw};
 
 fn open_store(dir: &std::path::Path, durability: Durability) -> LmdbStore {
     LmdbStore::open_with(
@@ -117,8 +123,12 @@ fn fill(store: &LmdbStore, raw: &Raw, keys: &[Vec<u8>], values: &[Vec<u8>]) {
         .map(|(k, v)| (&k[..], &v[..]))
         .collect();
     store.put_many(&entries).expect("fill store");
+    fill_raw(raw, keys, values);
+}
+
+fn fill_raw<T>(raw: &Raw<T>, keys: &[Vec<u8>], values: &[Vec<u8>]) {
     let mut wtxn = raw.env.write_txn().expect("wtxn");
-    for (k, v) in &entries {
+    for (k, v) in keys.iter().zip(values) {
         raw.db.put(&mut wtxn, k, v).expect("fill raw");
     }
     wtxn.commit().expect("commit");
@@ -449,11 +459,111 @@ mod procs {
     }
 }
 
+/// This thread's CPU time.
+fn thread_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// `threads` threads each making `iters` reads `read(i)` over 100 hot keys: the wall time
+/// (`cpu` false) or the CPU time all threads spent divided by `threads` (`cpu` true).
+fn hammer(
+    threads: usize,
+    iters: u64,
+    cpu: bool,
+    read: &(dyn Fn(usize) + Sync),
+) -> std::time::Duration {
+    let start_line = std::sync::Barrier::new(threads + 1);
+    let (wall, spent) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let start_line = &start_line;
+                s.spawn(move || {
+                    start_line.wait();
+                    // Not read for wall time: rustix's vDSO lookup crashes under valgrind.
+                    let start = cpu.then(thread_cpu);
+                    for i in 0..iters as usize {
+                        read((i + t * 37) % 100);
+                    }
+                    start.map_or(std::time::Duration::ZERO, |s| thread_cpu() - s)
+                })
+            })
+            .collect();
+        start_line.wait();
+        let start = std::time::Instant::now();
+        let spent: std::time::Duration =
+            handles.into_iter().map(|h| h.join().expect("reader")).sum();
+        (start.elapsed(), spent)
+    });
+    match cpu {
+        true => spent / threads as u32,
+        false => wall,
+    }
+}
+
+/// One zero-copy raw read, looking at one byte of the value.
+#[inline(never)]
+fn raw_read<T>(raw: &Raw<T>, key: &[u8]) -> u8
+where
+    for<'e> RoTxn<'e, T>: std::ops::Deref<Target = RoTxn<'e>>,
+{
+    let rtxn = raw.env.read_txn().expect("rtxn");
+    raw.db.get(&rtxn, key).expect("get").map_or(0, |v| v[0])
+}
+
+fn bench_read_threads(c: &mut Criterion) {
+    use cacher_store::lmdb::heed::EnvOpenOptions;
+    let dirs: Vec<_> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let store = open_store(dirs[0].path(), Durability::None);
+    let notls4 = open_raw(dirs[1].path());
+    let notls16 = open_raw_with(
+        dirs[2].path(),
+        EnvOpenOptions::new().read_txn_without_tls(),
+        16,
+    );
+    let tls4 = open_raw_with(dirs[3].path(), EnvOpenOptions::new(), 4);
+    let keys: Vec<Vec<u8>> = (0..100).map(key).collect();
+    let values: Vec<Vec<u8>> = (0..100).map(|i| value(100, i)).collect();
+    fill(&store, &notls4, &keys, &values);
+    fill_raw(&notls16, &keys, &values);
+    fill_raw(&tls4, &keys, &values);
+    let readers: [(&str, &(dyn Fn(usize) + Sync)); 4] = [
+        ("LmdbStore::with_value", &|i| {
+            black_box(store_with_value(&store, &keys[i]));
+        }),
+        ("raw heed notls max_dbs=4", &|i| {
+            black_box(raw_read(&notls4, &keys[i]));
+        }),
+        ("raw heed notls max_dbs=16", &|i| {
+            black_box(raw_read(&notls16, &keys[i]));
+        }),
+        ("raw heed tls max_dbs=4", &|i| {
+            black_box(raw_read(&tls4, &keys[i]));
+        }),
+    ];
+    for (metric, cpu) in [("wall", false), ("cpu-per-read", true)] {
+        let mut group = c.benchmark_group(format!("lmdb/read-threads/{metric}"));
+        for threads in [1usize, 4] {
+            // Wall: one iteration is one read on each thread; CPU: one read.
+            group.throughput(Throughput::Elements(if cpu { 1 } else { threads as u64 }));
+            for (name, read) in readers {
+                group.bench_function(BenchmarkId::new(name, threads), |b| {
+                    b.iter_custom(|iters| hammer(threads, iters, cpu, read))
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
 fn main() {
     if procs::run_if_asked() {
         return;
     }
     let mut c = Criterion::default().configure_from_args();
+    bench_read_threads(&mut c);
     bench(&mut c);
     bench_durability(&mut c);
     c.final_summary();

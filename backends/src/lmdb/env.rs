@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, RoTxn, RwTxn, WithoutTls};
+use heed::{CommitOrAbort, Database, MdbError, RoTxn, RwTxn, WithoutTls};
 
 use super::error::TxnError;
 use super::files;
@@ -40,7 +40,9 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 ///   doubled (up to [`LmdbOptions::max_map_size`], past which the write fails with
 ///   [`Error::Full`]) and the write is run again. LMDB only allows a resize while this process
 ///   has no transaction open, so every transaction made through [`LmdbEnv::read`] and
-///   [`LmdbEnv::write`] holds a process-wide gate shared, and a resize holds it exclusive; a
+///   [`LmdbEnv::write`] holds a process-wide gate shared, and a resize holds it exclusive (the
+///   gate is striped by thread, so concurrent readers write no shared lock word; a resize
+///   takes every stripe); a
 ///   file lock (`cacher-resize.lock`, beside `data.mdb`) keeps two processes from resizing at
 ///   once. A process that finds the map grown by another one (`MDB_MAP_RESIZED`) adopts the new
 ///   size and retries.
@@ -307,11 +309,13 @@ impl LmdbEnv {
         self.shared.with_retry(|| {
             let env = &self.shared.env;
             let rtxn = env.read_txn()?;
-            let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| {
-                opener
-                    .open_database::<Bytes, Bytes>(rtxn, name)
-                    .map(CommitOrAbort::<_, ()>::Commit)
-            })?;
+            let opened = env
+                .open_databases_and_commit(rtxn, |opener, rtxn| {
+                    opener
+                        .open_database::<Bytes, Bytes>(rtxn, name)
+                        .map(CommitOrAbort::<_, ()>::Commit)
+                })
+                .map_err(|e| self.too_many_databases(name, e))?;
             match opened {
                 CommitOrAbort::Commit(db) => Ok(db),
                 CommitOrAbort::Abort(()) => unreachable!("the closure always commits"),
@@ -329,11 +333,13 @@ impl LmdbEnv {
         let created = self.shared.with_retry(|| {
             let env = &self.shared.env;
             let wtxn = env.write_txn()?;
-            let created = env.create_databases_and_commit(wtxn, |opener, wtxn| {
-                opener
-                    .create_database::<Bytes, Bytes>(wtxn, name)
-                    .map(CommitOrAbort::<_, ()>::Commit)
-            })?;
+            let created = env
+                .create_databases_and_commit(wtxn, |opener, wtxn| {
+                    opener
+                        .create_database::<Bytes, Bytes>(wtxn, name)
+                        .map(CommitOrAbort::<_, ()>::Commit)
+                })
+                .map_err(|e| self.too_many_databases(name, e))?;
             // Under the gate: it reads the meta pages through the map.
             self.shared.record_commit();
             match created {
@@ -342,6 +348,24 @@ impl LmdbEnv {
             }
         })?;
         Ok(created)
+    }
+
+    /// `MDB_DBS_FULL` as an error naming the option that sets the limit; other errors as they
+    /// are.
+    fn too_many_databases(&self, name: Option<&str>, e: heed::Error) -> TxnError {
+        match e {
+            heed::Error::Mdb(MdbError::DbsFull) => TxnError::Store(Error::InvalidArgument {
+                op: "create_database",
+                path: self.shared.path.clone(),
+                reason: format!(
+                    "cannot open the database {name:?}: this process may open at most {} named \
+                     databases in the environment (LmdbOptions::max_dbs); open it with a \
+                     larger max_dbs",
+                    self.shared.options.max_dbs
+                ),
+            }),
+            e => e.into(),
+        }
     }
 
     /// Runs `f` in a write transaction and commits it. On `MDB_MAP_FULL` the map grows and

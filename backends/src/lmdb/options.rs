@@ -38,7 +38,14 @@ pub struct LmdbOptions {
     /// A cap on the map size in bytes (rounded down to 64 KiB): a write that would need a
     /// bigger map fails with [`Error::Full`](crate::Error::Full). Default `None`: grow without limit.
     pub max_map_size: Option<u64>,
-    /// Named databases the environment may hold. Default 16.
+    /// Named databases this process may open in the environment (LMDB keeps the count per
+    /// process, not in the files). Default 4: every store of this crate opens 3 (LmdbStore: its
+    /// data, its format record and its eviction accounting; ArrayStore: its arrays, their long
+    /// keys and their shapes; a HybridStore's index is an LmdbStore in its own environment),
+    /// which leaves one for a database of the caller's own beside a store. LMDB allocates and
+    /// zeroes about 49 bytes per database at every read transaction, so a larger default costs
+    /// every read (`benches/RESULTS.md`, "LMDB reads on threads"). One more than this is refused
+    /// with [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming this option.
     pub max_dbs: u32,
     /// [`Durability::Flush`] (default): LMDB syncs data and meta page at every commit.
     /// [`Durability::None`]: `MDB_NOSYNC | MDB_NOMETASYNC`, the OS writes back when it likes;
@@ -74,7 +81,7 @@ impl Default for LmdbOptions {
             max_readers: 1024,
             initial_map_size: 64 << 20,
             max_map_size: None,
-            max_dbs: 16,
+            max_dbs: 4,
             durability: Durability::Flush,
             periodic_interval: std::time::Duration::from_millis(100),
             file_mode: FileMode::Umask,

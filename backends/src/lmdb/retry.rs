@@ -70,14 +70,15 @@ impl Shared {
         )
     }
 
-    /// Takes the resize gate exclusive and the inter-process resize lock, then runs `resize`
+    /// Takes the resize gate exclusive (waiting for every thread's shared hold to end) and the
+    /// inter-process resize lock, then runs `resize`
     /// with the map size seen by the failed attempt, unless another thread changed it since.
     fn resize_exclusively(
         &self,
         size_seen: usize,
         resize: impl FnOnce(&heed::Env<WithoutTls>) -> Result<()>,
     ) -> Result<()> {
-        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.gate_exclusive();
         if self.map_size.load(Ordering::Acquire) != size_seen {
             // Another thread of this process resized while we waited: just retry.
             return Ok(());
@@ -111,10 +112,12 @@ impl Shared {
                     .fetch_add(cleared as u64, Ordering::Relaxed);
                 return Ok(());
             }
-            // SAFETY (both resizes): we hold the gate exclusive, so no transaction made
-            // through this environment is open in this process, and nothing reads through the
-            // map (every read of it, `mdb_env_info` included, takes the gate shared). The one
-            // exception is a `Periodic` pin, which only holds a reader slot and never reads.
+            // SAFETY (both resizes): we hold the gate exclusive, which locks every stripe of
+            // the `ShardedLock`, whichever stripe a reader's thread maps to: so no
+            // transaction made through this environment is open in this process, and nothing
+            // reads through the map (every read of it, `mdb_env_info` included, takes the gate
+            // shared). The one exception is a `Periodic` pin, which only holds a reader slot
+            // and never reads.
             #[expect(
                 unsafe_code,
                 reason = "heed Env::resize with no open transaction (see SAFETY)"
@@ -160,8 +163,8 @@ impl Shared {
     /// Adopts the map size recorded by another process after `MDB_MAP_RESIZED`.
     fn adopt_size(&self, size_seen: usize) -> Result<()> {
         self.resize_exclusively(size_seen, |env| {
-            // SAFETY: we hold the gate exclusive, so nothing in this process reads through
-            // the map (as in `grow`, the `Periodic` pin only holds a reader slot).
+            // SAFETY: we hold the gate exclusive (every stripe), so nothing in this process
+            // reads through the map (as in `grow`, the `Periodic` pin only holds a reader slot).
             #[expect(
                 unsafe_code,
                 reason = "heed Env::resize with no open transaction (see SAFETY)"

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{RwLock, RwLockReadGuard};
+
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 
 use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
 
@@ -21,8 +22,12 @@ pub(super) struct Shared {
     /// The canonical directory path.
     pub(super) path: PathBuf,
     pub(super) options: LmdbOptions,
-    /// Held shared by every transaction made through this handle, exclusive by a resize.
-    pub(super) gate: RwLock<()>,
+    /// The resize gate: held shared by every transaction made through this handle and by every
+    /// other read through the map (`mdb_env_info`), exclusive by a resize. A `ShardedLock`, so
+    /// a reader locks only its own thread's cache-padded stripe (a shared `RwLock` makes every
+    /// read write one counter, whose cache line then bounces between the cores of concurrent
+    /// readers), and the exclusive side locks every stripe, so it still excludes every reader.
+    gate: ShardedLock<()>,
     /// The current map size of this process's mapping; changes only under the exclusive gate.
     pub(super) map_size: AtomicUsize,
     /// How many stale reader slots the open cleared.
@@ -133,7 +138,7 @@ impl Shared {
             env,
             path,
             options,
-            gate: RwLock::new(()),
+            gate: ShardedLock::new(()),
             map_size,
             cleared_on_open,
             commit_record,
@@ -143,9 +148,23 @@ impl Shared {
         })
     }
 
-    pub(super) fn gate_shared(&self) -> RwLockReadGuard<'_, ()> {
+    pub(super) fn gate_shared(&self) -> ShardedLockReadGuard<'_, ()> {
         // The gate guards no data, so a panic while it was held leaves nothing inconsistent.
         self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The gate exclusive, for a resize: returns once no thread of this process holds it shared
+    /// (every stripe is locked), so no transaction made through this handle is open and nothing
+    /// reads through the map.
+    pub(super) fn gate_exclusive(&self) -> ShardedLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the gate could be taken exclusive right now (without waiting), for the tests
+    /// of its exclusion.
+    #[cfg(test)]
+    pub(super) fn gate_is_free(&self) -> bool {
+        self.gate.try_write().is_ok()
     }
 
     /// The newest commit of the environment, read under the resize gate: `mdb_env_info`

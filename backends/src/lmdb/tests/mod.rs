@@ -2,6 +2,7 @@
 //! golden fixtures. Tests of the public API alone live in `backends/tests/lmdb_*.rs`.
 
 mod fixtures;
+mod gate;
 mod periodic;
 mod unchecked;
 
@@ -325,4 +326,26 @@ mod decoder_never_panics {
             fuzz_entry(&stored, &raw);
         }
     }
+}
+
+/// The default `max_dbs` holds every store's databases and one of the caller's; one more is
+/// refused with an error that names the option, and a larger `max_dbs` lets it open.
+#[test]
+fn a_database_past_max_dbs_is_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    // Turns the accounting on: the store's third database.
+    crate::accounting::Accounting::enable(&store).unwrap();
+    let env = store.env();
+    env.create_database("callers-own").unwrap();
+    let err = env.create_database("one-too-many").unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    assert!(
+        text.contains("LmdbOptions::max_dbs") && text.contains("one-too-many"),
+        "{text}"
+    );
+    drop(store);
+    let env = LmdbEnv::open(dir.path(), &small().with_max_dbs(5)).unwrap();
+    env.create_database("one-too-many").unwrap();
 }
