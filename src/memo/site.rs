@@ -47,14 +47,8 @@ impl<'a> Site<'a> {
         ttl: Option<Duration>,
         fingerprint: u64,
     ) -> Self {
-        Site {
-            stats: Cow::Owned(cache.inner.stats.namespace(namespace)),
-            cache,
-            namespace,
-            version,
-            ttl,
-            fingerprint,
-        }
+        let stats = Cow::Owned(cache.inner.stats.namespace(namespace));
+        Site::with(stats, cache, namespace, version, ttl, fingerprint)
     }
 
     /// Like [`Site::new`] for a `#[memoize]` call site, whose namespace counters `cell` (a
@@ -68,14 +62,8 @@ impl<'a> Site<'a> {
         ttl: Option<Duration>,
         fingerprint: u64,
     ) -> Self {
-        Site {
-            stats: cell.get(&cache.inner.stats, namespace),
-            cache,
-            namespace,
-            version,
-            ttl,
-            fingerprint,
-        }
+        let stats = cell.get(&cache.inner.stats, namespace);
+        Site::with(stats, cache, namespace, version, ttl, fingerprint)
     }
 
     /// Like [`Site::new`] with the namespace's counters already looked up.
@@ -87,13 +75,33 @@ impl<'a> Site<'a> {
         fingerprint: u64,
         stats: &'a Arc<Atomics>,
     ) -> Self {
-        Site {
+        Site::with(
+            Cow::Borrowed(stats),
             cache,
             namespace,
             version,
             ttl,
             fingerprint,
-            stats: Cow::Borrowed(stats),
+        )
+    }
+
+    /// The one place a site is put together; the constructors differ only in where the
+    /// namespace's counters come from.
+    fn with(
+        stats: Cow<'a, Arc<Atomics>>,
+        cache: &'a Cache,
+        namespace: &'a str,
+        version: u32,
+        ttl: Option<Duration>,
+        fingerprint: u64,
+    ) -> Self {
+        Site {
+            stats,
+            cache,
+            namespace,
+            version,
+            ttl,
+            fingerprint,
         }
     }
 

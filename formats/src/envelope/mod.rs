@@ -380,6 +380,21 @@ impl Header {
 mod tests {
     use super::{begin, seal, EnvelopeMeta, Header, PipelineName};
 
+    /// `out` (sealed under `b"the key"`) read as itself and as another key's, then every
+    /// single-byte flip and every truncation of it: what a check must refuse or accept
+    /// alike on two read paths.
+    fn damaged_variants(out: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut variants = vec![(out.to_vec(), b"the key".to_vec())];
+        variants.push((out.to_vec(), b"another key".to_vec()));
+        for at in 0..out.len() {
+            let mut flipped = out.to_vec();
+            flipped[at] ^= 0x20;
+            variants.push((flipped, b"the key".to_vec()));
+            variants.push((out[..at].to_vec(), b"the key".to_vec()));
+        }
+        variants
+    }
+
     /// The lent view refuses exactly what the owned path refuses (every single-byte flip and
     /// every truncation of a value, and another key), and reads the same fields otherwise.
     #[test]
@@ -405,15 +420,7 @@ mod tests {
                 h.check_key(key)?;
                 Ok::<_, crate::Error>((h, p.to_vec()))
             };
-            let mut variants = vec![(out.clone(), b"the key".to_vec())];
-            variants.push((out.clone(), b"another key".to_vec()));
-            for at in 0..out.len() {
-                let mut flipped = out.clone();
-                flipped[at] ^= 0x20;
-                variants.push((flipped, b"the key".to_vec()));
-                variants.push((out[..at].to_vec(), b"the key".to_vec()));
-            }
-            for (bytes, key) in &variants {
+            for (bytes, key) in &damaged_variants(&out) {
                 match (owned(bytes, key), super::open_view(bytes, key)) {
                     (Ok((h, p)), Ok((v, q))) => {
                         assert_eq!(
@@ -451,14 +458,7 @@ mod tests {
                 .unwrap()
                 .encode_value_bytes(b"the key", b"some payload bytes", &meta)
                 .unwrap();
-            let mut variants = vec![(out.clone(), b"the key".to_vec())];
-            variants.push((out.clone(), b"another key".to_vec()));
-            for at in 0..out.len() {
-                let mut flipped = out.clone();
-                flipped[at] ^= 0x20;
-                variants.push((flipped, b"the key".to_vec()));
-                variants.push((out[..at].to_vec(), b"the key".to_vec()));
-            }
+            let variants = damaged_variants(&out);
             for reader in [&plain, &keyed] {
                 for (bytes, key) in &variants {
                     match (
