@@ -437,9 +437,17 @@ fn a_reader_slot_left_by_a_killed_process_is_cleared_when_readers_are_full() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The parent keeps the environment open throughout: when no process has it open, LMDB
     // resets the whole reader table at the next open, and there would be no stale slot left
-    // to clear.
-    let store = LmdbStore::open_with(dir.path().join("env"), &one_reader()).expect("create");
-    store.put(b"k", b"v").expect("put");
+    // to clear. Reader slots are thread-local (a thread keeps its slot until it exits), so
+    // the open and the put, which read, run in a thread that has exited (freeing the only
+    // slot) before the child claims it.
+    let env_dir = dir.path().join("env");
+    let store = std::thread::spawn(move || {
+        let store = LmdbStore::open_with(env_dir, &one_reader()).expect("create");
+        store.put(b"k", b"v").expect("put");
+        store
+    })
+    .join()
+    .expect("opening thread");
     let name = "a_reader_slot_left_by_a_killed_process_is_cleared_when_readers_are_full";
     kill_once_blocked(spawn_child("reader", name, dir.path(), true));
     match store.env().heed().read_txn() {

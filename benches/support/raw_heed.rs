@@ -1,7 +1,7 @@
 //! The raw heed baseline the LMDB benchmarks compare against: `benches/lmdb.rs` (criterion and
 //! its multi-process driver) and `benches/peers.rs` (the peer benchmark) include this file with
-//! `#[path]`, so both open the environment the same way: read transactions without TLS (as
-//! `LmdbStore`), a 1 GiB map so it never grows during a run, 4 named databases at most, and
+//! `#[path]`, so both open the environment the same way: read transactions with TLS reader
+//! slots (as `LmdbStore`), a 1 GiB map so it never grows during a run, 4 named databases at most, and
 //! `MDB_NOSYNC | MDB_NOMETASYNC`, so an fsync does not hide the per-operation cost being
 //! compared. [`open_raw_with`] varies the TLS mode and `max_dbs`, for the read-transaction
 //! figures of `benches/lmdb.rs` (`lmdb/read-threads`).
@@ -12,16 +12,16 @@ use cacher_store::lmdb::heed::{self, CommitOrAbort, Database, EnvFlags, EnvOpenO
 /// The map size of the raw environment (the stores under comparison use the same).
 const RAW_MAP: usize = 1 << 30;
 
-/// An environment and its one database, opened by [`open_raw`] (read transactions without
-/// TLS) or [`open_raw_with`].
-pub struct Raw<T = heed::WithoutTls> {
+/// An environment and its one database, opened by [`open_raw`] (read transactions with TLS
+/// reader slots) or [`open_raw_with`].
+pub struct Raw<T = heed::WithTls> {
     pub env: heed::Env<T>,
     pub db: Database<'static, Bytes, Bytes>,
 }
 
 /// Opens (creating) the raw environment in `dir`, creating the directory if needed.
 pub fn open_raw(dir: &std::path::Path) -> Raw {
-    open_raw_with(dir, EnvOpenOptions::new().read_txn_without_tls(), 4)
+    open_raw_with(dir, EnvOpenOptions::new().read_txn_with_tls(), 4)
 }
 
 /// [`open_raw`] with the TLS mode of `options` (heed's `WithTls` or `WithoutTls`) and room for

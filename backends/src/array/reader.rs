@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
-use heed::{RoTxn, WithoutTls};
+use heed::RoTxn;
 
 use super::dtype::Element;
 use super::info::ArrayInfo;
@@ -40,7 +40,7 @@ impl ArrayStore {
 /// are by every path.
 pub struct ArrayReader<'t> {
     pub(super) store: &'t ArrayStore,
-    pub(super) txn: &'t RoTxn<'t, WithoutTls>,
+    pub(super) txn: &'t RoTxn<'t>,
 }
 
 /// Whether a read checks the element data against its CRC.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use heed::types::Bytes;
-use heed::{Database, RoTxn, RwTxn, WithoutTls};
+use heed::{Database, RoTxn, RwTxn};
 
 use super::dtype::DType;
 use super::kind;
@@ -245,7 +245,7 @@ impl ArrayStore {
     /// The whole array value stored under `key` (header and data), lent from the map.
     pub(super) fn raw_value<'t>(
         &self,
-        txn: &'t RoTxn<'_, WithoutTls>,
+        txn: &'t RoTxn<'_>,
         key: &[u8],
     ) -> Result<Option<&'t [u8]>, TxnError> {
         match self.slot(key) {

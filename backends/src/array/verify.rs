@@ -2,7 +2,7 @@
 //! checked against their CRCs in one read transaction, each damaged key reported.
 
 use heed::types::Bytes;
-use heed::{Database, RoTxn, WithoutTls};
+use heed::{Database, RoTxn};
 
 use super::layout;
 use super::store::{split_long_entry, ArrayStore};
@@ -30,7 +30,7 @@ impl ArrayStore {
 
     fn verify_db<'t>(
         &self,
-        txn: &'t RoTxn<'_, WithoutTls>,
+        txn: &'t RoTxn<'_>,
         db: Database<'static, Bytes, Bytes>,
         report: &mut VerifyReport,
         split: impl Fn(&'t [u8], &'t [u8]) -> Option<(&'t [u8], &'t [u8])>,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, MdbError, RoTxn, RwTxn, WithoutTls};
+use heed::{CommitOrAbort, Database, MdbError, RoTxn, RwTxn, WithTls};
 
 use super::error::TxnError;
 use super::files;
@@ -46,9 +46,21 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 ///   file lock (`cacher-resize.lock`, beside `data.mdb`) keeps two processes from resizing at
 ///   once. A process that finds the map grown by another one (`MDB_MAP_RESIZED`) adopts the new
 ///   size and retries.
-/// - **Reader slots.** Read transactions are opened without thread-local storage
-///   (`MDB_NOTLS`, heed's `WithoutTls`), so a read transaction may move between threads and
-///   each one frees its slot when it ends. Slots left by processes that died are cleared when
+/// - **Reader slots.** Read transactions use LMDB's thread-local reader slots (heed's
+///   `WithTls`; not `MDB_NOTLS`): a thread claims a slot in the reader table at its first
+///   read of the environment and keeps it, idle between its transactions, until the thread
+///   exits (or the environment closes). Beginning a read then writes only the thread's own
+///   slot, where `MDB_NOTLS` takes the table's process-shared mutex to claim a slot at every
+///   transaction, which made concurrent readers slower than one (issue 15). So
+///   [`LmdbOptions::max_readers`] bounds the *threads* of all processes that have read the
+///   environment and are still alive, not the transactions open at once: a program that reads
+///   from many short-lived threads frees their slots as they exit, but one with more live
+///   reading threads than slots gets `MDB_READERS_FULL` (after the cleanup below). Background
+///   durable points of a [`Durability::Periodic`](crate::Durability::Periodic) environment
+///   hold one or two more slots, in threads of their own. A read transaction cannot move
+///   between threads (the closure of [`LmdbEnv::read`] runs on the calling thread), and a
+///   thread may hold one at a time (a nested read fails with `MDB_BAD_RSLOT`; see below).
+///   Slots left by processes that died are cleared when
 ///   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
 ///   the call is retried once. (When no process has the environment open, LMDB itself resets
 ///   the whole reader table at the next open.) A full map is also a moment to clear them: a
@@ -62,7 +74,8 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 /// - **Do not nest**: no [`LmdbEnv::read`] or [`LmdbEnv::write`] (nor any store method) from
 ///   inside the closure of another one on the same environment. The nested call would take the
 ///   resize gate a second time on one thread and deadlock as soon as another thread waits to
-///   resize. Finish the outer transaction first, or do the work in the same one.
+///   resize, and a read inside a read fails with `MDB_BAD_RSLOT` (one reader slot per
+///   thread). Finish the outer transaction first, or do the work in the same one.
 /// - **Do not open transactions on [`LmdbEnv::heed`] directly** while other threads use the
 ///   environment: they bypass the gate, and a resize in another thread would unmap the pages
 ///   they read. Use the raw handle for what needs no transaction (stats, `force_sync`).
@@ -255,7 +268,7 @@ impl LmdbEnv {
 
     /// The raw heed environment, for what needs no transaction (stats, info). Transactions
     /// opened on it bypass the resize gate: see [what a caller must not do](LmdbEnv#what-a-caller-must-not-do).
-    pub fn heed(&self) -> &heed::Env<WithoutTls> {
+    pub fn heed(&self) -> &heed::Env<WithTls> {
         &self.shared.env
     }
 
@@ -390,9 +403,12 @@ impl LmdbEnv {
     }
 
     /// Runs `f` in a read transaction, which ends when `f` returns: bytes read from the map
-    /// are valid only inside `f`. `f` may run again after the map was resized by another
+    /// are valid only inside `f`. The transaction uses this thread's reader slot (claimed at
+    /// its first read, kept until it exits: see [reader slots](LmdbEnv)); `f` is given it as
+    /// heed's `RoTxn<'_, AnyTls>`, the type every `Database` method takes and a `RwTxn`
+    /// dereferences to, so one helper can read in either. `f` may run again after the map was resized by another
     /// process or stale readers were cleared. Errors are mapped as for [`LmdbEnv::write`].
-    pub fn read<T, E>(&self, mut f: impl FnMut(&RoTxn<'_, WithoutTls>) -> Result<T, E>) -> Result<T>
+    pub fn read<T, E>(&self, mut f: impl FnMut(&RoTxn<'_>) -> Result<T, E>) -> Result<T>
     where
         E: Into<TxnError>,
     {

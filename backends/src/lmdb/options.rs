@@ -28,8 +28,12 @@ pub(super) const MAP_ROUNDING: u64 = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LmdbOptions {
-    /// Reader slots in the lock table: concurrent read transactions across all processes.
-    /// Default 1024 (LMDB's own default is 126).
+    /// Reader slots in the lock table. Slots are thread-local (see
+    /// [`LmdbEnv`](super::LmdbEnv), "Reader slots"): this bounds the live threads, across all
+    /// processes, that have read the environment, not the transactions open at once. Default
+    /// 1024 (LMDB's own default is 126): twice tokio's default blocking pool (512 threads),
+    /// and a slot costs 64 bytes of `lock.mdb`. Set by the first process to open the
+    /// environment while no other has it open.
     pub max_readers: u32,
     /// The map size the environment starts with, in bytes (rounded up to 64 KiB). The map is
     /// address space, not disk: the file only grows as data is written. Default 64 MiB. An

@@ -53,7 +53,10 @@
 use std::io;
 use std::path::Path;
 
-use heed::{RoTxn, WithoutTls};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use heed::WithTls;
 
 use super::error::TxnError;
 use super::files::{self, COMMIT_FILE, DATA_FILE};
@@ -215,7 +218,7 @@ pub(super) struct Periodic {
     /// The read transaction that keeps the last durable point's pages from reuse. It never
     /// reads: it only holds a reader slot, so a resize of the map while it is open unmaps
     /// nothing it uses (LMDB reads pages through the current map at each access).
-    pin: std::sync::Mutex<Option<RoTxn<'static, WithoutTls>>>,
+    pin: std::sync::Mutex<Option<Pin>>,
     /// Whether this process committed since its last durable point.
     pub(super) dirty: std::sync::atomic::AtomicBool,
     /// Whether this process has made its first durable point (made before its first write).
@@ -302,20 +305,20 @@ impl Shared {
         periodic.dirty.store(false, Ordering::Release);
         let (pin, txn, meta) = self.with_retry(|| {
             let wtxn = self.env.write_txn()?;
-            let pin = self.env.clone().static_read_txn()?;
+            let pin = Pin::begin(&self.env)?;
             let metas = meta_pages::newest_meta(&periodic.data)
                 .map_err(|e| TxnError::Heed(heed::Error::Io(e)))?;
             drop(wtxn);
             Ok((pin, metas.0, metas.1))
         })?;
-        if pin.id() as u64 != txn {
+        if pin.txn != txn {
             // Cannot happen under the writer lock; never record a point the pin does not hold.
             return Err(Error::io(
                 "making a durable point in",
                 &self.path,
                 io::Error::other(format!(
                     "the pin reads commit {} but the newest meta page is {txn}",
-                    pin.id()
+                    pin.txn
                 )),
             ));
         }
@@ -353,6 +356,75 @@ impl Shared {
         periodic.pinned_txn.store(txn, Ordering::Release);
         periodic.started.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+/// A durable point's pin: a read transaction held open by a thread of its own until the pin
+/// is dropped.
+///
+/// The environment keeps its reader slots in thread-local storage (see
+/// [`LmdbEnv`](super::LmdbEnv)), so a thread may hold one read transaction at a time and a
+/// read transaction may not move between threads. The pin outlives the call that makes it and
+/// overlaps the next one (the new pin must be open before the old one is released), so
+/// neither the thread that makes a durable point nor any one thread could hold it: each pin
+/// gets a thread that begins the transaction, waits to be released, ends the transaction and
+/// exits (which frees its reader slot). Dropping the pin joins that thread, so no pin thread
+/// outlives the environment (LMDB frees a thread's slot at its exit, which must not race the
+/// environment's close).
+struct Pin {
+    /// The commit the pin's snapshot reads.
+    txn: u64,
+    /// Dropped to release the pin.
+    release: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pin {
+    /// Begins a read transaction on `env` in a new thread and returns once it is open.
+    fn begin(env: &heed::Env<WithTls>) -> std::result::Result<Pin, TxnError> {
+        let (opened, opened_rx) = mpsc::sync_channel::<heed::Result<u64>>(1);
+        let (release, released) = mpsc::channel::<()>();
+        let env = env.clone();
+        let thread = std::thread::Builder::new()
+            .name("cacher-lmdb-pin".into())
+            .spawn(move || {
+                let rtxn = match env.read_txn() {
+                    Ok(rtxn) => rtxn,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = opened.send(Ok(rtxn.id() as u64));
+                // Until the pin is dropped (its sender with it).
+                let _ = released.recv();
+                drop(rtxn);
+            })
+            .map_err(|e| TxnError::Heed(heed::Error::Io(e)))?;
+        let mut pin = Pin {
+            txn: 0,
+            release: Some(release),
+            thread: Some(thread),
+        };
+        match opened_rx.recv() {
+            Ok(Ok(txn)) => {
+                pin.txn = txn;
+                Ok(pin)
+            }
+            Ok(Err(e)) => Err(TxnError::Heed(e)),
+            Err(_) => Err(TxnError::Heed(heed::Error::Io(io::Error::other(
+                "the thread holding a durable point's pin ended before opening it",
+            )))),
+        }
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

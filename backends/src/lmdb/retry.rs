@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use heed::{MdbError, WithoutTls};
+use heed::{MdbError, WithTls};
 
 use super::error::TxnError;
 use super::files::RESIZE_LOCK_FILE;
@@ -76,7 +76,7 @@ impl Shared {
     fn resize_exclusively(
         &self,
         size_seen: usize,
-        resize: impl FnOnce(&heed::Env<WithoutTls>) -> Result<()>,
+        resize: impl FnOnce(&heed::Env<WithTls>) -> Result<()>,
     ) -> Result<()> {
         let _gate = self.gate_exclusive();
         if self.map_size.load(Ordering::Acquire) != size_seen {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 
-use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
+use heed::{EnvFlags, EnvOpenOptions, WithTls};
 
 use super::error::engine_error;
 use super::files;
@@ -18,7 +18,7 @@ use crate::{Durability, Error, Result};
 
 /// One open environment: the heed handle, its gate and counters.
 pub(super) struct Shared {
-    pub(super) env: heed::Env<WithoutTls>,
+    pub(super) env: heed::Env<WithTls>,
     /// The canonical directory path.
     pub(super) path: PathBuf,
     pub(super) options: LmdbOptions,
@@ -68,7 +68,7 @@ impl Shared {
         if options.durability == Durability::None || options.periodic() {
             flags |= EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC;
         }
-        let mut builder = EnvOpenOptions::new().read_txn_without_tls();
+        let mut builder = EnvOpenOptions::new().read_txn_with_tls();
         builder
             .map_size(initial)
             .max_readers(options.max_readers)

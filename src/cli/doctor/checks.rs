@@ -34,8 +34,9 @@ pub(super) fn facts_check(opened: &Opened, checks: &mut Checks) {
             status,
             format!("{used} of {max} LMDB reader slots in use"),
             (status == Status::Problem).then(|| {
-                "nearly out of reader slots: look for processes that hold read transactions \
-                 open, or raise max_readers in the store's options"
+                "nearly out of reader slots (each live thread that has read holds one): look \
+                 for processes with many reading threads or long read transactions, or raise \
+                 max_readers in the store's options"
                     .to_owned()
             }),
         );

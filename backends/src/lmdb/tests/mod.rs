@@ -4,6 +4,7 @@
 mod fixtures;
 mod gate;
 mod periodic;
+mod reader_slots;
 mod unchecked;
 
 use std::path::Path;
