@@ -90,9 +90,17 @@ pub(super) struct Books {
     seq: u64,
     generation: u64,
     sidecar: Sidecar,
+    /// What the live history takes in a rewritten sidecar (each key's bytes plus 24), kept
+    /// as keys enter and leave `reads` so a flush need not sum them.
+    live_bytes: u64,
 }
 
 impl Books {
+    /// A key's share of [`Books::live_bytes`].
+    fn live_len(key: &[u8]) -> u64 {
+        key.len() as u64 + 24
+    }
+
     fn access_rank(a: &Access1) -> (u64, u64) {
         (a.pos, a.seq)
     }
@@ -116,6 +124,7 @@ impl Books {
     /// Forgets `key` (deleted).
     fn forget(&mut self, key: &[u8]) {
         if let Some((k, read)) = self.reads.remove_entry(key) {
+            self.live_bytes -= Self::live_len(&k);
             self.remove_sets(&k, &read);
         }
     }
@@ -125,7 +134,10 @@ impl Books {
     fn set(&mut self, key: &[u8], access: Access1, start: u64) {
         let (k, old) = match self.reads.remove_entry(key) {
             Some((k, old)) => (k, Some(old)),
-            None => (Arc::from(key), None),
+            None => {
+                self.live_bytes += Self::live_len(key);
+                (Arc::from(key), None)
+            }
         };
         if let Some(old) = &old {
             self.remove_sets(&k, old);
@@ -289,6 +301,7 @@ impl Books {
             *c = new_of(*c);
         }
         let reads: Vec<(Arc<[u8]>, Read)> = self.reads.drain().collect();
+        self.live_bytes = 0;
         self.lru.clear();
         self.lfu.clear();
         for (key, read) in reads {
@@ -340,6 +353,7 @@ impl LogStore {
                 seq: 0,
                 generation: st.generation,
                 sidecar,
+                live_bytes: 0,
             };
             let end2 = 2 * st.end;
             for (key, mut a) in found {
@@ -536,8 +550,7 @@ impl Accounting for LogStore {
         let batch = access::batch(written.into_iter());
         books.sidecar.append(&batch)?;
         // Rewritten whole once it holds much more than the live history.
-        let live: u64 = books.reads.keys().map(|k| k.len() as u64 + 24).sum::<u64>();
-        if books.sidecar.len() > 4 * live + (1 << 20) {
+        if books.sidecar.len() > 4 * books.live_bytes + (1 << 20) {
             let side = Sidecar::rewrite(
                 &self.path,
                 books.generation,
