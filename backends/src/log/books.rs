@@ -39,8 +39,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, MutexGuard};
 
 use super::access::{self, Access1, Sidecar};
-use super::index::{remap_to, State};
 use super::record::{Kind, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use super::state::{remap_to, State};
 use super::LogStore;
 use crate::accounting::{Accounting, Described, EntryAccount, EvictPlan, Order, Totals};
 use crate::{Error, Result};

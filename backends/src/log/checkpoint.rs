@@ -55,10 +55,11 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::index::{ImageReader, Index, Loc, Slot, State, CHUNK_MAX, MAX_CHUNKS, SHARDS};
+use super::index::{ImageReader, Index, Loc, Slot, CHUNK_MAX, MAX_CHUNKS, SHARDS};
 use super::open::{remove_stale_temp, sibling};
 use super::positioned::{hash_section, read_full_at, write_all_at};
 use super::record::{Layout, FILE_HEADER_LEN, MAX_KEY_LEN};
+use super::state::State;
 use super::LogStore;
 use crate::fs::{create_new, keep_mode, open_regular, Access};
 use crate::le::{u32_at, u64_at};

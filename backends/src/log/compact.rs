@@ -4,9 +4,9 @@ use std::io;
 use std::sync::Arc;
 
 use super::append::STREAM_CHUNK;
-use super::index::{map_file, remap_to};
 use super::open::{remove_stale_temp, sibling, COMPACTING};
 use super::record::{FileHeader, RecordHeader, FILE_HEADER_LEN, V1_HEADER_LEN};
+use super::state::{map_file, remap_to};
 use super::{LogStats, LogStore};
 use crate::fs::{create_new, keep_mode};
 use crate::{Error, Result};

@@ -28,6 +28,7 @@ mod recover;
 mod refresh;
 mod report;
 mod scan;
+mod state;
 mod store;
 
 #[cfg(test)]
@@ -37,9 +38,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use self::index::State;
 pub use self::options::LogOptions;
 pub use self::report::{Damage, DamagedTail, LogStats, OpenReport, TornReason, TornTail};
+use self::state::State;
 #[allow(unused_imports, reason = "named by the docs")]
 use crate::{Blob, Durability, Error, Result, Store};
 

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::checkpoint;
 use super::identify::damaged_key;
-use super::index::{apply, map_file, Index, State, MAX_OFFSET};
+use super::index::{Index, MAX_OFFSET};
 use super::periodic::{self, Syncer};
 use super::positioned::{read_full_at, write_all_at};
 use super::record::{self, FileHeader, FILE_HEADER_LEN};
 use super::recover::{quarantine, recover_damaged_tail};
 use super::scan::{scan, Role, Tail, TailKind};
+use super::state::{apply, map_file, State};
 use super::{DamagedTail, LogOptions, LogStore, OpenReport, TornReason, TornTail};
 use crate::fs::{create_new, open_regular, refuse_unless_file, Access, FileMode};
 use crate::marker::{self, refuse_foreign};

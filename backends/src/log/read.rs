@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use super::index::{remap_to, Loc};
+use super::index::Loc;
 use super::positioned::{hash_section, OwnedSection};
 use super::record::{Kind, RecordHeader};
+use super::state::remap_to;
 use super::LogStore;
 use crate::value_reader::{CrcChecked, ValueReader};
 use crate::{Error, Result};

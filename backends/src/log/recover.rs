@@ -5,11 +5,12 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::index::{apply, Index};
+use super::index::Index;
 use super::open::sibling;
 use super::positioned::{write_all_at, Section};
 use super::record::RecordHeader;
 use super::scan::Entry;
+use super::state::apply;
 use super::DamagedTail;
 use crate::fs::{copy_checksummed, create_new, keep_mode, FileMode};
 use crate::{Error, Result};
