@@ -117,6 +117,43 @@ impl DirStore {
             .map_err(|e| Error::io("renaming into place", dest, e.error))
     }
 
+    /// [`DirStore::publish`], and with accounting on, the entry's record in the same sidecar
+    /// write transaction as the rename (see `sidecar.rs`: the record then always names the
+    /// file last renamed there, whichever process wrote it).
+    pub(super) fn publish_counted(
+        &self,
+        tmp: NamedTempFile,
+        dest: &Path,
+        key: &[u8],
+        size: u64,
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        #[cfg(all(feature = "lmdb", unix))]
+        if let Some(side) = self.sidecar()? {
+            use super::sidecar::FileId;
+            use crate::lmdb::RecordOp;
+            let id = FileId::of_file(tmp.as_file(), tmp.path())?;
+            let mut tmp = Some(tmp);
+            return side.write_record(key, &mut |_| {
+                match tmp.take() {
+                    Some(t) => self.publish(t, dest)?,
+                    // A transaction run again: the file was renamed by the first run, and is
+                    // recorded only if no other writer replaced it since.
+                    None if FileId::at(dest)? != Some(id) => return Ok((RecordOp::Keep, ())),
+                    None => {}
+                }
+                let put = RecordOp::Put {
+                    value: id.encode(),
+                    size,
+                    deadline,
+                };
+                Ok((put, ()))
+            });
+        }
+        let _ = (key, size, deadline);
+        self.publish(tmp, dest)
+    }
+
     pub(super) fn write_entry(&self, key: &[u8], value: &[u8]) -> Result<NamedTempFile> {
         let (tmp, _) = self.write_temp(key, |file, path, _| {
             let header = Header::encode(key, value.len() as u64, crc32fast::hash(value));

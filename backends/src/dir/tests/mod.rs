@@ -127,3 +127,6 @@ fn store_with_threshold(dir: &Path, threshold: u64) -> DirStore {
 mod fixtures;
 mod mapped;
 mod writes;
+
+#[cfg(all(feature = "lmdb", unix))]
+mod accounting;
