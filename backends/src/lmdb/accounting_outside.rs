@@ -59,11 +59,7 @@ impl LmdbStore {
     /// the record is damaged), then does what `f` answers to the record and its bookkeeping
     /// in the same transaction. `f` may run more than once (a retried transaction) and must
     /// then find its own part done.
-    pub(crate) fn write_record<T>(
-        &self,
-        key: &[u8],
-        f: &mut RecordStep<'_, T>,
-    ) -> Result<T> {
+    pub(crate) fn write_record<T>(&self, key: &[u8], f: &mut RecordStep<'_, T>) -> Result<T> {
         self.acct.write(&self.env, |w| -> Result<T, TxnError> {
             let current = match self.lookup_in(w, key, Check::Crc) {
                 Ok(found) => found.map(<[u8]>::to_vec),
