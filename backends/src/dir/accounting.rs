@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use super::read::{Check, Target};
-use super::sidecar::{record_size, FileId};
+use super::sidecar::{record_size, EntryRecord, FileId};
 use super::{DirStore, EVICT_PREFIX};
 use crate::accounting::{Accounting, Described, EntryAccount, EvictPlan, Order, Totals};
 use crate::lmdb::{Adopted, LmdbStore, RecordOp, Removed};
@@ -62,7 +62,7 @@ impl DirStore {
                 hook(&key);
             }
         });
-        if let Some(id) = record.as_deref().and_then(FileId::decode) {
+        if let Some(id) = record.as_deref().and_then(EntryRecord::file_of) {
             // Best effort: a file left behind is counted again by a rebuild.
             let _ = self.remove_recorded(side, &key, &id);
         }
@@ -81,7 +81,7 @@ impl DirStore {
         }
         // A newer file: back in place if it is still the key's recorded one.
         side.write_record(key, &mut |current| {
-            let recorded = current.and_then(FileId::decode);
+            let recorded = current.and_then(EntryRecord::file_of);
             if recorded.is_some() && recorded == taken {
                 put_back(&away, &path)?;
             } else {
@@ -105,7 +105,7 @@ impl DirStore {
         let mut still_there = |item: &Adopted| {
             let path = self.entry_path(&item.key);
             let now = FileId::at(&path).ok().flatten();
-            now.is_some() && now == FileId::decode(&item.value)
+            now.is_some() && now == EntryRecord::file_of(&item.value)
         };
         for path in self.entry_files()? {
             // A fan-out that is not a directory holds nothing of ours to count.
@@ -144,9 +144,13 @@ impl DirStore {
         };
         let described = describe(&key, &value);
         let size = value.len() as u64;
+        let record = EntryRecord {
+            file: id,
+            value_len: size,
+        };
         Ok(Some(Adopted {
             key,
-            value: id.encode(),
+            value: record.encode(),
             size,
             described,
         }))
@@ -183,7 +187,7 @@ impl DirStore {
         for key in side.keys()? {
             let Ok(key) = key else { continue };
             let mut record = None;
-            side.with_value(&key, &mut |raw| record = FileId::decode(raw))?;
+            side.with_value(&key, &mut |raw| record = EntryRecord::file_of(raw))?;
             let now = FileId::at(&self.entry_path(&key))?;
             if record.is_none() || now != record {
                 stale.push(key);
@@ -192,7 +196,7 @@ impl DirStore {
         for key in stale {
             side.write_record(&key, &mut |current| {
                 let now = FileId::at(&self.entry_path(&key))?;
-                let recorded = current.and_then(FileId::decode);
+                let recorded = current.and_then(EntryRecord::file_of);
                 let op = if recorded.is_some() && now == recorded {
                     RecordOp::Keep
                 } else {
@@ -207,7 +211,7 @@ impl DirStore {
             let Some(item) = self.describe_file(&path, &mut |_, _| Described::default())? else {
                 continue;
             };
-            let (key, id) = (item.key.clone(), FileId::decode(&item.value));
+            let (key, id) = (item.key.clone(), EntryRecord::file_of(&item.value));
             added += side.write_record(&key, &mut |current| {
                 let now = FileId::at(&self.entry_path(&key))?;
                 if current.is_some() || now.is_none() || now != id {
@@ -240,7 +244,10 @@ impl Accounting for DirStore {
 
     fn keep_order(&self, order: Order, progress: &mut dyn FnMut(u64)) -> Result<()> {
         let side = self.ensure_sidecar()?;
-        let unbuilt = side.totals()?.entries == 0 && self.has_entry_files()?;
+        // Only a state written now takes this: one that is on already (built, or holding
+        // entries) keeps its own, so an open of a counted store looks at no file.
+        let t = side.totals()?;
+        let unbuilt = !t.built && t.entries == 0 && self.has_entry_files()?;
         side.keep_order_outside(order, unbuilt, progress)
     }
 
@@ -251,7 +258,8 @@ impl Accounting for DirStore {
     ) -> Result<u64> {
         let side = self.ensure_sidecar()?;
         // On if off, counted as built only when there is nothing to count.
-        let unbuilt = self.has_entry_files()?;
+        let t = side.totals()?;
+        let unbuilt = !t.built && t.entries == 0 && self.has_entry_files()?;
         side.keep_order_outside(Order::Lru, unbuilt, &mut |_| {})?;
         if side.totals()?.built {
             return Ok(0);

@@ -5,13 +5,14 @@
 //!
 //! ```text
 //! version u8 (1) ‖ inode u64 LE ‖ mtime seconds i64 LE ‖ mtime nanoseconds u32 LE ‖
-//! file length u64 LE                                                    = 29 bytes
+//! file length u64 LE ‖ value length u64 LE                              = 37 bytes
 //! ```
 //!
 //! The record names the entry file its key's path held when the record was written: the
 //! inode, modification time and length of the file, which the store compares before it
 //! removes a file for an eviction, so a file renamed there since (another writer's newer
-//! value) is never the one taken. The sidecar's accounting counts each entry as its value's
+//! value) is never the one taken. (An inode freed and reused within one timestamp tick for a
+//! file of the very same length is the one case the compare cannot tell apart.) The sidecar's accounting counts each entry as its value's
 //! length, not the record's.
 //!
 //! # One order for files and records
@@ -43,7 +44,7 @@ use crate::{Durability, Error, Result};
 /// The sidecar's directory under the store's root.
 pub(super) const ACCT_DIR: &str = "acct";
 const RECORD_VERSION: u8 = 1;
-const RECORD_LEN: usize = 1 + 8 + 8 + 4 + 8;
+const RECORD_LEN: usize = 1 + 8 + 8 + 4 + 8 + 8;
 
 /// Which file an entry's record names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,50 @@ pub(super) struct FileId {
     mtime: i64,
     mtime_ns: u32,
     len: u64,
+}
+
+/// A record: the file it names and its value's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct EntryRecord {
+    pub file: FileId,
+    pub value_len: u64,
+}
+
+impl EntryRecord {
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_LEN);
+        out.push(RECORD_VERSION);
+        out.extend_from_slice(&self.file.ino.to_le_bytes());
+        out.extend_from_slice(&self.file.mtime.to_le_bytes());
+        out.extend_from_slice(&self.file.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.file.len.to_le_bytes());
+        out.extend_from_slice(&self.value_len.to_le_bytes());
+        out
+    }
+
+    /// A record as stored; `None` for one of another version or length (never trusted to
+    /// name a file, so never the reason a file is removed).
+    pub(super) fn decode(raw: &[u8]) -> Option<EntryRecord> {
+        if raw.len() != RECORD_LEN || raw[0] != RECORD_VERSION {
+            return None;
+        }
+        let u64_at = |i| crate::le::u64_at(raw, i);
+        let file = FileId {
+            ino: u64_at(1)?,
+            mtime: u64_at(9)? as i64,
+            mtime_ns: crate::le::u32_at(raw, 17)?,
+            len: u64_at(21)?,
+        };
+        Some(EntryRecord {
+            file,
+            value_len: u64_at(29)?,
+        })
+    }
+
+    /// The file a stored record names.
+    pub(super) fn file_of(raw: &[u8]) -> Option<FileId> {
+        EntryRecord::decode(raw).map(|r| r.file)
+    }
 }
 
 impl FileId {
@@ -81,40 +126,12 @@ impl FileId {
             Err(e) => Err(Error::io("reading the metadata of", path, e)),
         }
     }
-
-    pub(super) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RECORD_LEN);
-        out.push(RECORD_VERSION);
-        out.extend_from_slice(&self.ino.to_le_bytes());
-        out.extend_from_slice(&self.mtime.to_le_bytes());
-        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
-        out
-    }
-
-    /// A record as stored; `None` for one of another version or length (never trusted to
-    /// name a file, so never the reason a file is removed).
-    pub(super) fn decode(raw: &[u8]) -> Option<FileId> {
-        if raw.len() != RECORD_LEN || raw[0] != RECORD_VERSION {
-            return None;
-        }
-        let u64_at = |i| crate::le::u64_at(raw, i);
-        Some(FileId {
-            ino: u64_at(1)?,
-            mtime: u64_at(9)? as i64,
-            mtime_ns: crate::le::u32_at(raw, 17)?,
-            len: u64_at(21)?,
-        })
-    }
 }
 
-/// How long a record's value is (what the accounting counts) when a migration counts the
-/// records written while accounting was off: the entry file's length less its header and key
-/// is not known from the record, so the file length stands in (exact for the totals' purpose
-/// of bounding disk use; such records are those of the few writes between `acct/` appearing
-/// and the count).
+/// A record's value length (what the accounting counts), for the count of the records
+/// written while accounting was off; a damaged record counts as its own length.
 pub(super) fn record_size(raw: &[u8]) -> u64 {
-    FileId::decode(raw).map_or(raw.len() as u64, |id| id.len)
+    EntryRecord::decode(raw).map_or(raw.len() as u64, |r| r.value_len)
 }
 
 impl DirStore {
@@ -161,6 +178,11 @@ impl DirStore {
             return Ok(side);
         }
         self.write_marker(super::marker::LAYOUT_VERSION)?;
-        self.open_sidecar()
+        let side = self.open_sidecar()?;
+        // An opener of a brand-new store may have written its layout-1 marker over ours.
+        if self.check_marker()? != Some(super::marker::LAYOUT_VERSION) {
+            self.write_marker(super::marker::LAYOUT_VERSION)?;
+        }
+        Ok(side)
     }
 }

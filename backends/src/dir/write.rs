@@ -130,9 +130,13 @@ impl DirStore {
     ) -> Result<()> {
         #[cfg(all(feature = "lmdb", unix))]
         if let Some(side) = self.sidecar()? {
-            use super::sidecar::FileId;
+            use super::sidecar::{EntryRecord, FileId};
             use crate::lmdb::RecordOp;
             let id = FileId::of_file(tmp.as_file(), tmp.path())?;
+            let record = EntryRecord {
+                file: id,
+                value_len: size,
+            };
             let mut tmp = Some(tmp);
             return side.write_record(key, &mut |_| {
                 match tmp.take() {
@@ -143,7 +147,7 @@ impl DirStore {
                     None => {}
                 }
                 let put = RecordOp::Put {
-                    value: id.encode(),
+                    value: record.encode(),
                     size,
                     deadline,
                 };
