@@ -49,11 +49,6 @@ fn view(raw: &[u8]) -> (u64, Option<&[u8]>) {
 }
 
 impl DirStore {
-    /// The sidecar, or the error of an accounting call before accounting was turned on.
-    fn books(&self) -> Result<Option<&LmdbStore>> {
-        self.sidecar()
-    }
-
     /// Removes the file an evicted record named, then reports its key (see the module docs).
     fn removed(&self, side: &LmdbStore, (key, record): Removed, report: &mut dyn FnMut(&[u8])) {
         #[cfg(test)]
@@ -231,7 +226,7 @@ impl DirStore {
 
 impl Accounting for DirStore {
     fn totals(&self) -> Result<Totals> {
-        match self.books()? {
+        match self.sidecar()? {
             Some(side) => side.totals(),
             None => Ok(Totals::default()),
         }
@@ -271,14 +266,14 @@ impl Accounting for DirStore {
     }
 
     fn record_access(&self, reads: &[(&[u8], u32)]) -> Result<()> {
-        match self.books()? {
+        match self.sidecar()? {
             Some(side) => side.record_access(reads),
             None => Ok(()),
         }
     }
 
     fn evict(&self, plan: &EvictPlan<'_>, on_evicted: &mut dyn FnMut(&[u8])) -> Result<u64> {
-        let Some(side) = self.books()? else {
+        let Some(side) = self.sidecar()? else {
             return Ok(0);
         };
         side.evict_extracting(plan, Some(&keep_record), &mut |r| {
@@ -287,7 +282,7 @@ impl Accounting for DirStore {
     }
 
     fn remove_expired(&self, now_ms: u64, on_removed: &mut dyn FnMut(&[u8])) -> Result<u64> {
-        let Some(side) = self.books()? else {
+        let Some(side) = self.sidecar()? else {
             return Ok(0);
         };
         side.remove_expired_extracting(now_ms, Some(&keep_record), &mut |r| {
@@ -296,14 +291,14 @@ impl Accounting for DirStore {
     }
 
     fn undated(&self, after: Option<u64>, limit: usize) -> Result<Vec<(Vec<u8>, u64)>> {
-        match self.books()? {
+        match self.sidecar()? {
             Some(side) => side.undated(after, limit),
             None => Ok(Vec::new()),
         }
     }
 
     fn remove_if_written(&self, key: &[u8], written: u64) -> Result<bool> {
-        let Some(side) = self.books()? else {
+        let Some(side) = self.sidecar()? else {
             return Ok(false);
         };
         side.remove_if_written_extracting(key, written, Some(&keep_record), &mut |r| {
@@ -312,7 +307,7 @@ impl Accounting for DirStore {
     }
 
     fn entry(&self, key: &[u8]) -> Result<Option<EntryAccount>> {
-        match self.books()? {
+        match self.sidecar()? {
             Some(side) => side.entry(key),
             None => Ok(None),
         }
