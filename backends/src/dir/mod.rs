@@ -129,6 +129,19 @@ const PUT_MANY_CHUNK: usize = 256;
 /// truncates an entry file while it is mapped makes the next access to the missing pages raise
 /// `SIGBUS`. Do not edit a store's files by hand while it is in use.
 ///
+/// Accounting (feature `lmdb`, on by default; Unix): [`Store::accounting`] is the books of a
+/// sidecar `LmdbStore` in `<root>/acct/`, made when a limited cache first opens the store
+/// (which then marks it layout 2, refused by builds that do not know the sidecar). Every
+/// handle of every process records its writes and deletes there from its next write on, in
+/// the same sidecar transaction as the rename or unlink, so there is one total and one
+/// eviction order, and a limited cache opens in O(1); an eviction removes an entry file only
+/// when it is still the one its record names. A store written before is counted once by
+/// [`Accounting::build`](crate::accounting::Accounting::build); a crash between a rename and
+/// its record can leave the totals off by that entry until `DirStore::rebuild_accounting`.
+/// Without the feature a DirStore offers no accounting (a limited cache keeps per-handle books
+/// in memory). The sidecar is described in `backends/src/dir/sidecar.rs` and
+/// `docs/layouts.md`.
+///
 /// Deleting a key whose file is damaged removes the damaged file. On Windows an entry cannot be
 /// replaced while another handle maps it; the store is built and tested on Unix.
 ///

@@ -30,7 +30,10 @@
 //! leaves the new file in place with the old record, or none. The value read is always the
 //! file's, so always right; the totals are off by that one entry (its size difference) until
 //! [`DirStore::rebuild_accounting`] recounts. A write by a handle that looked for `acct/` just
-//! before another process created it is not recorded either (the same one-entry drift).
+//! before another process created it is not recorded either (the same one-entry drift), nor
+//! are the writes of a handle of a build that does not know the sidecar (or was built
+//! without the `lmdb` feature) that was already open when the sidecar appeared: such builds
+//! refuse the store from their next open on (layout 2), but cannot be stopped mid-run.
 
 use std::fs::{File, Metadata};
 use std::io;
