@@ -115,6 +115,44 @@ fn a_store_written_before_accounting_is_counted_once_by_build() {
 }
 
 #[test]
+fn writes_and_deletes_by_another_handle_during_the_count_leave_the_totals_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = open(dir.path());
+    for i in 0..300u32 {
+        before.put(&i.to_le_bytes(), &[1; 10]).unwrap();
+    }
+    let store = open(dir.path());
+    let other = open(dir.path());
+    let mut described = 0;
+    acct(&store)
+        .build(
+            &mut |key, _| {
+                described += 1;
+                if described == 1 {
+                    // The file just described goes before its chunk is adopted; a new one
+                    // and an overwrite are recorded by their own writes.
+                    other.delete(key).unwrap();
+                    other.put(b"during", b"12345").unwrap();
+                    other.put(&7u32.to_le_bytes(), &[2; 30]).unwrap();
+                }
+                Default::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let real: Vec<(Vec<u8>, Vec<u8>)> = store.scan().unwrap().map(|e| e.unwrap()).collect();
+    let t = acct(&store).totals().unwrap();
+    assert!(t.built);
+    assert_eq!(
+        (t.entries, t.bytes),
+        (
+            real.len() as u64,
+            real.iter().map(|(_, v)| v.len() as u64).sum()
+        )
+    );
+}
+
+#[test]
 fn a_value_written_while_an_eviction_runs_is_never_taken() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
