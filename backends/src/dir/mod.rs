@@ -411,11 +411,11 @@ impl Store for DirStore {
                     sync_file(tmp)?;
                 }
             }
-            // In order, so a later duplicate key is renamed last and wins.
-            for ((tmp, dest), (key, value)) in written.into_iter().zip(chunk) {
-                self.publish_counted(tmp, &dest, key, value.len() as u64, None)?;
+            for (_, dest) in &written {
                 touched.insert(dest.parent().expect("fan-out directory").to_path_buf());
             }
+            // In order, so a later duplicate key is renamed last and wins.
+            self.publish_chunk(written, chunk)?;
         }
         if self.durability == Durability::Flush {
             for dir in &touched {

@@ -31,6 +31,9 @@ pub(crate) enum RecordOp {
 /// part of the write and answers what becomes of the record.
 pub(crate) type RecordStep<'a, T> = dyn FnMut(Option<&[u8]>) -> Result<(RecordOp, T)> + 'a;
 
+/// The closure of [`LmdbStore::write_records`]: given a key's index and current record.
+pub(crate) type RecordsStep<'a> = dyn FnMut(usize, Option<&[u8]>) -> Result<RecordOp> + 'a;
+
 /// A value written before its store kept records, as a migration adopts it.
 #[derive(Debug)]
 pub(crate) struct Adopted {
@@ -61,28 +64,59 @@ impl LmdbStore {
     /// then find its own part done.
     pub(crate) fn write_record<T>(&self, key: &[u8], f: &mut RecordStep<'_, T>) -> Result<T> {
         self.acct.write(&self.env, |w| -> Result<T, TxnError> {
-            let current = match self.lookup_in(w, key, Check::Crc) {
-                Ok(found) => found.map(<[u8]>::to_vec),
-                Err(TxnError::Store(e)) if e.is_corrupt() => Some(Vec::new()),
-                Err(e) => return Err(e),
-            };
+            let current = self.current_record(w, key)?;
             let (op, out) = f(current.as_deref()).map_err(TxnError::Store)?;
-            match op {
-                RecordOp::Keep => {}
-                RecordOp::Put {
-                    value,
-                    size,
-                    deadline,
-                } => self.put_in_accounted(w, key, &value, size, deadline)?,
-                RecordOp::Delete if current.is_some() => {
-                    let stored = StoredKey::new(key);
-                    self.acct.on_delete(&self.env, w, stored.bytes())?;
-                    self.data.delete(w, stored.bytes())?;
-                }
-                RecordOp::Delete => {}
-            }
+            self.apply_record(w, key, current.is_some(), op)?;
             Ok(out)
         })
+    }
+
+    /// [`LmdbStore::write_record`] for several keys in one write transaction (one commit, so
+    /// one sync under `Durability::Flush`): `f` is given each key's index and current record
+    /// in turn.
+    pub(crate) fn write_records(&self, keys: &[&[u8]], f: &mut RecordsStep<'_>) -> Result<()> {
+        self.acct.write(&self.env, |w| -> Result<(), TxnError> {
+            for (i, key) in keys.iter().enumerate() {
+                let current = self.current_record(w, key)?;
+                let op = f(i, current.as_deref()).map_err(TxnError::Store)?;
+                self.apply_record(w, key, current.is_some(), op)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `key`'s record in `w`; `Some(empty)` when it is damaged.
+    fn current_record(&self, w: &heed::RwTxn<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, TxnError> {
+        match self.lookup_in(w, key, Check::Crc) {
+            Ok(found) => Ok(found.map(<[u8]>::to_vec)),
+            Err(TxnError::Store(e)) if e.is_corrupt() => Ok(Some(Vec::new())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Does `op` to `key`'s record (which exists when `present`) and its bookkeeping.
+    fn apply_record(
+        &self,
+        w: &mut heed::RwTxn<'_>,
+        key: &[u8],
+        present: bool,
+        op: RecordOp,
+    ) -> Result<(), TxnError> {
+        match op {
+            RecordOp::Keep => {}
+            RecordOp::Put {
+                value,
+                size,
+                deadline,
+            } => self.put_in_accounted(w, key, &value, size, deadline)?,
+            RecordOp::Delete if present => {
+                let stored = StoredKey::new(key);
+                self.acct.on_delete(&self.env, w, stored.bytes())?;
+                self.data.delete(w, stored.bytes())?;
+            }
+            RecordOp::Delete => {}
+        }
+        Ok(())
     }
 
     /// Adds, in one write transaction, each of `items` whose key has no record yet and that

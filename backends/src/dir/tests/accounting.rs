@@ -47,6 +47,24 @@ fn a_put_through_one_handle_is_in_the_totals_of_another() {
 }
 
 #[test]
+fn a_batch_is_recorded_in_one_transaction_a_later_duplicate_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    acct(&store).enable().unwrap();
+    let big: Vec<(Vec<u8>, Vec<u8>)> = (0..300u32)
+        .map(|i| (i.to_le_bytes().to_vec(), vec![3; 4]))
+        .collect();
+    let mut batch: Vec<(&[u8], &[u8])> = big.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    batch.push((b"dup", b"first value"));
+    batch.push((b"dup", b"2nd"));
+    store.put_many(&batch).unwrap();
+    let t = acct(&store).totals().unwrap();
+    assert_eq!((t.entries, t.bytes), (301, 300 * 4 + 3));
+    assert_eq!(store.get(b"dup").unwrap().as_deref(), Some(&b"2nd"[..]));
+    assert_eq!(acct(&store).entry(b"dup").unwrap().unwrap().size, 3);
+}
+
+#[test]
 fn turning_accounting_on_makes_acct_and_layout_2_and_a_store_without_it_stays_1() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
