@@ -14,8 +14,9 @@
 //! cargo run --release --example limits_scale -- memo-ab DIR 10000 lmdb [THREADS]   # both, interleaved
 //! ```
 //! `log` is a `LogStore` at `DIR/store.log` (its own accounting: `open` against `scan`, the
-//! per-handle books it had before); `dir` a `DirStore` at `DIR` (no accounting: `scan` is
-//! what it does). The store is opened before the clock starts, so `open`/`scan` time the
+//! per-handle books it had before); `dir` a `DirStore` at `DIR` (its `acct/` sidecar's
+//! accounting: `open` against `scan`, which is what a limited open on a DirStore did before
+//! the sidecar, and still does without the `lmdb` feature). The store is opened before the clock starts, so `open`/`scan` time the
 //! `Cache::build()` alone; the peak RSS includes the store (a LogStore's index).
 //! Values are 200 B (`raw` format), `Durability::None`. `memo` makes N memoized hits of one
 //! key (100 B value), with or without `max_entries`, for an instruction count under
@@ -69,7 +70,11 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                     .open(std::path::Path::new(&dir).join("store.log"))?,
             )
         }
-        "dir" => Arc::new(DirStore::open(&dir)?),
+        "dir" => Arc::new(
+            DirStore::options()
+                .durability(Durability::None)
+                .open(&dir)?,
+        ),
         _ => Arc::new(LmdbStore::open_with(
             &dir,
             &cacher::store::lmdb::LmdbOptions::default().with_durability(Durability::None),
@@ -213,6 +218,49 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             let (a, b) = (median(&mut times[0]), median(&mut times[1]));
             println!(
                 "memo hit, {threads} thread(s), median of 41 rounds of {n} each: no limit {a:.0} ns, max_entries {b:.0} ns a hit, ratio {:.3}",
+                b / a
+            );
+            return Ok(());
+        }
+        "dir-put" => {
+            use cacher::store::accounting::Accounting;
+            let open = |name: &str| {
+                DirStore::options()
+                    .durability(Durability::None)
+                    .open(std::path::Path::new(&dir).join(name))
+            };
+            let (plain, counted) = (open("plain")?, open("counted")?);
+            counted.enable()?;
+            let value = vec![0x5a; 200];
+            let keys: Vec<Vec<u8>> = (0..1_000u32)
+                .map(|i| format!("key-{i:06}").into_bytes())
+                .collect();
+            let rounds = 21;
+            let per_round = (n / rounds).max(1);
+            let mut times = [Vec::new(), Vec::new(), Vec::new()];
+            let missing = std::path::Path::new(&dir).join("plain").join("acct");
+            for round in 0..rounds * 3 {
+                let t = Instant::now();
+                for i in 0..per_round as usize {
+                    let key = &keys[i % keys.len()];
+                    match round % 3 {
+                        0 => plain.put(key, &value)?,
+                        1 => counted.put(key, &value)?,
+                        _ => {
+                            std::hint::black_box(std::fs::symlink_metadata(&missing).is_err());
+                        }
+                    }
+                }
+                times[(round % 3) as usize].push(t.elapsed().as_nanos() as f64 / per_round as f64);
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let [a, b, c] = &mut times;
+            let (a, b, c) = (median(a), median(b), median(c));
+            println!(
+                "DirStore put, median of {rounds} rounds of {per_round}: without accounting {a:.0} ns, with {b:.0} ns (ratio {:.2}); statx of a missing acct/ {c:.0} ns",
                 b / a
             );
             return Ok(());

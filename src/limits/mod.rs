@@ -3,7 +3,7 @@
 //!
 //! # Two ways to keep the books
 //! **In the store** (`LmdbStore`, `HybridStore` — the default store —, a `LogStore`'s writer,
-//! and any store whose
+//! `DirStore` with the `lmdb` feature (on by default), and any store whose
 //! [`Store::accounting`](cacher_store::Store::accounting) is `Some`): sizes, stamps, read
 //! counts, deadlines and the totals live in the store and are updated in each write's own
 //! transaction ([`cacher_store::accounting`]). Every process and handle sees one total and
@@ -53,9 +53,12 @@
 //! - `MemoryStore` lives in one process, so one handle's books are the store's (several
 //!   handles on one `MemoryStore` each keep their own and each enforce the limits on what
 //!   they wrote or found at open).
-//! - `DirStore` is shared by processes with no books of its own yet: each handle enforces the
-//!   limits on what it knows, and `cleanup` rescans the directory (issue 18: a journal
-//!   sidecar is the planned way to share one total).
+//! - `DirStore` built without the `lmdb` feature: each handle enforces the limits on what it
+//!   knows, and `cleanup` rescans the directory. With it (the default), a DirStore keeps its
+//!   books in a sidecar `LmdbStore` under `<root>/acct/` (one record per entry file, its
+//!   renames and unlinks inside the sidecar's transactions), made by the first limited cache
+//!   on the store (which also marks the store layout 2, so older builds refuse it rather
+//!   than write past its records): one total for every process, as above.
 //! - `TieredStore` offers no accounting (its cold store's books would evict from the cold
 //!   tier only, while the hot copy went on answering): books in memory per handle, over
 //!   what its `keys` lists (the cold store's).

@@ -23,13 +23,14 @@ fn lmdb(dir: &Path) -> LmdbStore {
     .unwrap()
 }
 
-/// An `LmdbStore` that counts the calls a scan makes (`keys`, `with_value`, `read`).
-struct Counting {
-    inner: LmdbStore,
+/// A store (an `LmdbStore` unless said) that counts the calls a scan makes (`keys`,
+/// `with_value`, `read`).
+struct Counting<S = LmdbStore> {
+    inner: S,
     scans: Arc<AtomicU64>,
 }
 
-impl Store for Counting {
+impl<S: Store> Store for Counting<S> {
     fn read(&self, key: &[u8]) -> StoreResult<Option<Blob>> {
         self.scans.fetch_add(1, SeqCst);
         self.inner.read(key)
@@ -317,3 +318,6 @@ fn a_store_only_unlimited_caches_use_keeps_no_accounting_until_a_limited_one_ope
 
 /// Real processes: see `tests/cache/store_limits/processes.rs`.
 mod processes;
+
+/// The same books kept by a DirStore's sidecar.
+mod dir;

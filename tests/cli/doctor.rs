@@ -98,7 +98,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn doctor_says_to_upgrade_for_a_newer_layout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("future");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dir/v1-future-layout");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dir/v2-future-layout");
     copy_dir(&fixture, &path);
     let report = json(&["doctor", path.to_str().unwrap()], 1);
     let layout = checks(&report, "layout");

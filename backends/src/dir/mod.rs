@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! <root>/
-//! ├── cacher-dir.toml          layout version marker (format = "cacher-dir", version = 1)
-//! ├── tmp/                     values being written: put-XXXXXX, renamed into v1/ when whole
+//! ├── cacher-dir.toml          layout version marker (format = "cacher-dir", version = 1,
+//! │                            or 2 once the accounting sidecar exists)
+//! ├── tmp/                     values being written: put-XXXXXX, renamed into v1/ when whole;
+//! │                            evict-XXXXXX, an evicted file being compared and removed
+//! ├── acct/                    the accounting sidecar (feature `lmdb`), an LmdbStore made
+//! │                            when a limited cache turns accounting on (see `sidecar.rs`)
 //! └── v1/
 //!     ├── 00/ … ff/            fan-out on the first byte of blake3(key)
 //!     │   └── <64 hex>         hex of blake3(key): one entry file (see `format.rs`)
@@ -29,6 +33,8 @@
 //!   Anything else at those paths (a symlink, FIFO, socket, device) is refused with
 //!   [`Error::NotOwned`](crate::Error::NotOwned) naming the path, without blocking.
 
+#[cfg(all(feature = "lmdb", unix))]
+mod accounting;
 mod format;
 #[cfg(feature = "fuzzing")]
 pub(crate) use format::fuzz_entry;
@@ -36,6 +42,8 @@ mod marker;
 mod options;
 mod path;
 mod read;
+#[cfg(all(feature = "lmdb", unix))]
+mod sidecar;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -75,6 +83,9 @@ const TMP_DIR: &str = "tmp";
 /// Every temp file the store makes is named `put-` and six random characters from
 /// `[A-Za-z0-9]`; cleanup removes nothing else.
 const TMP_PREFIX: &str = "put-";
+/// The temp names an eviction takes a file away under before comparing it with its record
+/// (`accounting.rs`); cleanup removes these too.
+const EVICT_PREFIX: &str = "evict-";
 const TMP_RANDOM_LEN: usize = 6;
 /// Temp files `put_many` holds open at once.
 const PUT_MANY_CHUNK: usize = 256;
@@ -118,6 +129,19 @@ const PUT_MANY_CHUNK: usize = 256;
 /// truncates an entry file while it is mapped makes the next access to the missing pages raise
 /// `SIGBUS`. Do not edit a store's files by hand while it is in use.
 ///
+/// Accounting (feature `lmdb`, on by default; Unix): [`Store::accounting`] is the books of a
+/// sidecar `LmdbStore` in `<root>/acct/`, made when a limited cache first opens the store
+/// (which then marks it layout 2, refused by builds that do not know the sidecar). Every
+/// handle of every process records its writes and deletes there from its next write on, in
+/// the same sidecar transaction as the rename or unlink, so there is one total and one
+/// eviction order, and a limited cache opens in O(1); an eviction removes an entry file only
+/// when it is still the one its record names. A store written before is counted once by
+/// [`Accounting::build`](crate::accounting::Accounting::build); a crash between a rename and
+/// its record can leave the totals off by that entry until `DirStore::rebuild_accounting`.
+/// Without the feature a DirStore offers no accounting (a limited cache keeps per-handle books
+/// in memory). The sidecar is described in `backends/src/dir/sidecar.rs` and
+/// `docs/layouts.md`.
+///
 /// Deleting a key whose file is damaged removes the damaged file. On Windows an entry cannot be
 /// replaced while another handle maps it; the store is built and tested on Unix.
 ///
@@ -154,6 +178,10 @@ pub struct DirStore {
     fanouts: Arc<Fanouts>,
     /// The leases under the lease dir, opened on the first claim (`lease::claim_kept`).
     leases: std::sync::OnceLock<crate::lease::Leases>,
+    /// The accounting sidecar in `acct/`, once it exists and this handle has opened it
+    /// (shared by clones).
+    #[cfg(all(feature = "lmdb", unix))]
+    sidecar: Arc<std::sync::OnceLock<crate::LmdbStore>>,
 }
 
 impl DirStore {
@@ -236,12 +264,17 @@ impl Store for DirStore {
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_with_deadline(key, value, None)
+    }
+
+    /// Like `put`; with accounting on, the deadline goes into the sidecar's expiry index.
+    fn put_with_deadline(&self, key: &[u8], value: &[u8], deadline_ms: Option<u64>) -> Result<()> {
         let dest = self.entry_path(key);
         let tmp = self.write_entry(key, value)?;
         if self.durability == Durability::Flush {
             sync_file(&tmp)?;
         }
-        self.publish(tmp, &dest)?;
+        self.publish_counted(tmp, &dest, key, value.len() as u64, deadline_ms)?;
         self.sync_entry_dir(&dest)
     }
 
@@ -251,31 +284,32 @@ impl Store for DirStore {
         if self.durability == Durability::Flush {
             sync_file(&tmp)?;
         }
-        self.publish(tmp, &dest)?;
+        self.publish_counted(tmp, &dest, key, n, None)?;
         self.sync_entry_dir(&dest)?;
         Ok(n)
+    }
+
+    /// With the `lmdb` feature: the books of `acct/` (see `sidecar.rs`), off until a limited
+    /// cache turns them on.
+    #[cfg(all(feature = "lmdb", unix))]
+    fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
+        Some(self)
     }
 
     /// Removes `key`'s entry file. Something at its path that is not a regular file (a
     /// planted symlink, FIFO, ...) is refused with [`Error::NotOwned`] and left in place.
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        let Some((path, mut file)) = self.open_key(key)? else {
-            return Ok(false);
-        };
-        // A file that provably holds another key is left alone; a damaged one at this key's
-        // path is removed, since it can only have been this key's.
-        match self.load_head(&mut file, &path, None) {
-            Ok((_, stored)) if stored != key => return Ok(false),
-            _ => {}
+        #[cfg(all(feature = "lmdb", unix))]
+        if let Some(side) = self.sidecar()? {
+            // Unlinked inside the sidecar's transaction, so no other handle's rename and
+            // record come between the unlink and the record's removal.
+            let mut removed = false;
+            return side.write_record(key, &mut |_| {
+                removed |= self.remove_entry_file(key)?;
+                Ok((crate::lmdb::RecordOp::Delete, removed))
+            });
         }
-        drop(file);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io("removing", &path, e)),
-        }
-        self.sync_entry_dir(&path)?;
-        Ok(true)
+        self.remove_entry_file(key)
     }
 
     /// Every key; an entry file that cannot be read (damaged, or not a regular file) is an
@@ -377,11 +411,11 @@ impl Store for DirStore {
                     sync_file(tmp)?;
                 }
             }
-            // In order, so a later duplicate key is renamed last and wins.
-            for (tmp, dest) in written {
-                self.publish(tmp, &dest)?;
+            for (_, dest) in &written {
                 touched.insert(dest.parent().expect("fan-out directory").to_path_buf());
             }
+            // In order, so a later duplicate key is renamed last and wins.
+            self.publish_chunk(written, chunk)?;
         }
         if self.durability == Durability::Flush {
             for dir in &touched {
@@ -434,6 +468,29 @@ impl Store for DirStore {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+impl DirStore {
+    /// Removes `key`'s entry file; whether there was one.
+    fn remove_entry_file(&self, key: &[u8]) -> Result<bool> {
+        let Some((path, mut file)) = self.open_key(key)? else {
+            return Ok(false);
+        };
+        // A file that provably holds another key is left alone; a damaged one at this key's
+        // path is removed, since it can only have been this key's.
+        match self.load_head(&mut file, &path, None) {
+            Ok((_, stored)) if stored != key => return Ok(false),
+            _ => {}
+        }
+        drop(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("removing", &path, e)),
+        }
+        self.sync_entry_dir(&path)?;
+        Ok(true)
     }
 }
 

@@ -100,14 +100,20 @@ impl DirStoreOptions {
             file_mode: self.file_mode,
             fanouts: Arc::default(),
             leases: Default::default(),
+            #[cfg(all(feature = "lmdb", unix))]
+            sidecar: Arc::default(),
         };
-        let has_marker = store.check_marker()?;
+        let has_marker = store.check_marker()?.is_some();
         for dir in [&store.tmp, &store.entries] {
             fs::ensure_dir(dir, store.file_mode)?;
         }
         if !has_marker {
-            store.write_marker()?;
+            store.write_marker(super::marker::LAYOUT_PLAIN)?;
         }
+        // A store whose accounting is on opens its sidecar now (a symlinked `acct/` is
+        // refused here); one without looks for it again before each write.
+        #[cfg(all(feature = "lmdb", unix))]
+        store.sidecar()?;
         let _ = store.remove_stale_temp_files(self.stale_temp_age);
         Ok(store)
     }

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::time::{Duration, SystemTime};
 
-use super::{DirStore, TMP_PREFIX, TMP_RANDOM_LEN};
+use super::{DirStore, EVICT_PREFIX, TMP_PREFIX, TMP_RANDOM_LEN};
 use crate::{Error, Result};
 
 impl DirStore {
@@ -156,11 +156,14 @@ impl DirStore {
     }
 }
 
-/// Whether `name` has the shape of a temp file the store makes: `put-` and six characters
+/// Whether `name` has the shape of a temp file the store makes: `put-` (a value being
+/// written) or `evict-` (an evicted file being compared, left by a crash) and six characters
 /// from `[A-Za-z0-9]`.
 fn is_own_temp_name(name: &str) -> bool {
-    name.strip_prefix(TMP_PREFIX).is_some_and(|rest| {
-        rest.len() == TMP_RANDOM_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    [TMP_PREFIX, EVICT_PREFIX].into_iter().any(|prefix| {
+        name.strip_prefix(prefix).is_some_and(|rest| {
+            rest.len() == TMP_RANDOM_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
     })
 }
 
@@ -171,7 +174,10 @@ mod tests {
     #[test]
     fn only_the_names_new_temp_makes_are_the_stores() {
         assert!(is_own_temp_name("put-aB3xY9"));
+        assert!(is_own_temp_name("evict-aB3xY9"));
         for name in [
+            "evict-",
+            "evict-aB3xY9z",
             "put-",
             "put-abc",
             "put-aB3xY9z",

@@ -117,6 +117,91 @@ impl DirStore {
             .map_err(|e| Error::io("renaming into place", dest, e.error))
     }
 
+    /// [`DirStore::publish`], and with accounting on, the entry's record in the same sidecar
+    /// write transaction as the rename (see `sidecar.rs`: the record then always names the
+    /// file last renamed there, whichever process wrote it).
+    pub(super) fn publish_counted(
+        &self,
+        tmp: NamedTempFile,
+        dest: &Path,
+        key: &[u8],
+        size: u64,
+        deadline: Option<u64>,
+    ) -> Result<()> {
+        #[cfg(all(feature = "lmdb", unix))]
+        if let Some(side) = self.sidecar()? {
+            use super::sidecar::{EntryRecord, FileId};
+            use crate::lmdb::RecordOp;
+            let id = FileId::of_file(tmp.as_file(), tmp.path())?;
+            let record = EntryRecord {
+                file: id,
+                value_len: size,
+            };
+            let mut tmp = Some(tmp);
+            return side.write_record(key, &mut |_| {
+                match tmp.take() {
+                    Some(t) => self.publish(t, dest)?,
+                    // A transaction run again: the file was renamed by the first run, and is
+                    // recorded only if no other writer replaced it since.
+                    None if FileId::at(dest)? != Some(id) => return Ok((RecordOp::Keep, ())),
+                    None => {}
+                }
+                let put = RecordOp::Put {
+                    value: record.encode(),
+                    size,
+                    deadline,
+                };
+                Ok((put, ()))
+            });
+        }
+        let _ = (key, size, deadline);
+        self.publish(tmp, dest)
+    }
+
+    /// Publishes a chunk of [`Store::put_many`](crate::Store::put_many) in order; with
+    /// accounting on, every rename and its record in one sidecar write transaction (one
+    /// commit for the chunk, as the file syncs are one round).
+    pub(super) fn publish_chunk(
+        &self,
+        written: Vec<(NamedTempFile, std::path::PathBuf)>,
+        chunk: &[(&[u8], &[u8])],
+    ) -> Result<()> {
+        #[cfg(all(feature = "lmdb", unix))]
+        if let Some(side) = self.sidecar()? {
+            use super::sidecar::{EntryRecord, FileId};
+            use crate::lmdb::RecordOp;
+            let mut pending = Vec::with_capacity(written.len());
+            for ((tmp, dest), (_, value)) in written.into_iter().zip(chunk) {
+                let record = EntryRecord {
+                    file: FileId::of_file(tmp.as_file(), tmp.path())?,
+                    value_len: value.len() as u64,
+                };
+                pending.push((Some(tmp), dest, record));
+            }
+            let keys: Vec<&[u8]> = chunk.iter().map(|(k, _)| *k).collect();
+            return side.write_records(&keys, &mut |i, _| {
+                let (tmp, dest, record) = &mut pending[i];
+                match tmp.take() {
+                    Some(t) => self.publish(t, dest)?,
+                    // As in `publish_counted`: a transaction run again records only what is
+                    // still there (a later duplicate key replaced the earlier file).
+                    None if FileId::at(dest)? != Some(record.file) => return Ok(RecordOp::Keep),
+                    None => {}
+                }
+                Ok(RecordOp::Put {
+                    value: record.encode(),
+                    size: record.value_len,
+                    deadline: None,
+                })
+            });
+        }
+        let _ = chunk;
+        for (tmp, dest) in written {
+            self.publish(tmp, &dest)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn write_entry(&self, key: &[u8], value: &[u8]) -> Result<NamedTempFile> {
         let (tmp, _) = self.write_temp(key, |file, path, _| {
             let header = Header::encode(key, value.len() as u64, crc32fast::hash(value));

@@ -468,6 +468,20 @@ impl AcctDb {
         chunk: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<()> {
+        self.keep_order_as(env, order, chunk, progress, false)
+    }
+
+    /// [`AcctDb::keep_order`]; a state written now is counted as built only when the
+    /// database is empty and `unbuilt` is false (a store whose values live outside LMDB,
+    /// DirStore's sidecar, knows of values its records do not hold yet).
+    pub(crate) fn keep_order_as(
+        &self,
+        env: &LmdbEnv,
+        order: Order,
+        chunk: usize,
+        progress: &mut dyn FnMut(u64),
+        unbuilt: bool,
+    ) -> Result<()> {
         let (bit, _) = order_bit(order);
         if let Some(books) = self.find(env)? {
             let kept =
@@ -476,7 +490,7 @@ impl AcctDb {
                 return Ok(());
             }
         }
-        let (books, missing) = self.turn_on(env, bit)?;
+        let (books, missing) = self.turn_on(env, bit, unbuilt)?;
         if missing {
             books.build_order(env, order_bit(order), chunk, progress)?;
         }
@@ -486,7 +500,7 @@ impl AcctDb {
     /// Turns accounting on keeping the orders of `bits` when it is off: creates the database
     /// if missing and writes a state, counted as built only when the store holds nothing yet.
     /// Answers the books, and whether accounting was on already without all of `bits` kept.
-    fn turn_on(&self, env: &LmdbEnv, bits: u8) -> Result<(Books, bool)> {
+    fn turn_on(&self, env: &LmdbEnv, bits: u8, unbuilt: bool) -> Result<(Books, bool)> {
         let books = match self.find(env)? {
             Some(books) => books,
             None => {
@@ -502,7 +516,7 @@ impl AcctDb {
                 return Ok(st.kept & bits != bits);
             }
             let state = State {
-                built: data.is_empty(w)?,
+                built: !unbuilt && data.is_empty(w)?,
                 entries: 0,
                 bytes: 0,
                 next: 1,
@@ -682,7 +696,7 @@ impl AcctDb {
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
         // On if off (keeping LRU); the orders kept already are the ones the count fills.
-        let (books, _) = self.turn_on(&store.env, KEEP_LRU)?;
+        let (books, _) = self.turn_on(&store.env, KEEP_LRU, false)?;
         books.build(store, view, describe, progress)
     }
 }
@@ -1343,6 +1357,10 @@ impl Accounting for LmdbStore {
 #[cfg(test)]
 #[path = "accounting_tests.rs"]
 mod store_tests;
+
+#[path = "accounting_outside.rs"]
+mod outside;
+pub(crate) use outside::{Adopted, RecordOp};
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,7 @@ mod stream;
 mod upgrade;
 mod verify;
 
-pub(crate) use accounting::Removed;
+pub(crate) use accounting::{Adopted, RecordOp, Removed};
 pub use env::{LmdbEnv, LmdbEnvStats};
 pub use error::TxnError;
 pub use heed;

@@ -336,7 +336,7 @@ impl LmdbStore {
     }
 
     /// Looks `key` up in an open transaction, checking as much as `check` says.
-    fn lookup_in<'t>(
+    pub(super) fn lookup_in<'t>(
         &self,
         txn: &'t RoTxn<'_>,
         key: &[u8],
@@ -441,6 +441,19 @@ impl LmdbStore {
         size: u64,
         deadline: Option<u64>,
     ) -> Result<(), TxnError> {
+        let stored = self.put_data_in(wtxn, key, value)?;
+        self.acct
+            .on_put(&self.env, wtxn, stored.bytes(), size, deadline)
+    }
+
+    /// Writes `value` under `key` in `cacher-store` alone, leaving the accounting to the
+    /// caller; returns the stored key.
+    pub(super) fn put_data_in(
+        &self,
+        wtxn: &mut RwTxn<'_>,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<StoredKey, TxnError> {
         let layout = self.layout_in(wtxn)?;
         self.check_len_in(layout, key, value.len() as u64)?;
         let stored = StoredKey::new(key);
@@ -454,8 +467,7 @@ impl LmdbStore {
             space.write_all(&prefix)?;
             space.write_all(value)
         })?;
-        self.acct
-            .on_put(&self.env, wtxn, stored.bytes(), size, deadline)
+        Ok(stored)
     }
 }
 

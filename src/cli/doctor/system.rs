@@ -19,6 +19,10 @@ pub(super) fn permissions_check(path: &Path, kind: Kind, checks: &mut Checks) {
             if let Ok(shards) = fs::read_dir(path.join("v1")) {
                 files.extend(shards.flatten().map(|e| e.path()));
             }
+            // The accounting sidecar, once a limited cache has made it: every write
+            // records there.
+            let acct = path.join("acct");
+            files.extend([acct.join("data.mdb"), acct.join("lock.mdb"), acct]);
         }
         Kind::Log => files.push(sibling(path, ".lock")),
         Kind::Hybrid => {

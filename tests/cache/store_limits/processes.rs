@@ -1,8 +1,9 @@
-//! Four real processes write different keys into one `HybridStore` with `max_bytes`; a reader
-//! checks the store's total all along. (That an eviction never takes a value written while
+//! Four real processes write different keys into one store with `max_bytes` (a
+//! `HybridStore`, then a `DirStore` whose books are its `acct/` sidecar); a reader checks the
+//! store's total all along. (That an eviction never takes a value written while
 //! it ran is `a_value_written_while_an_eviction_runs_is_never_taken` in
-//! `backends/src/lmdb/accounting_tests.rs`: deterministic, where processes here could only
-//! race.) The test binary re-executes itself with
+//! `backends/src/lmdb/accounting_tests.rs` and `backends/src/dir/tests/accounting.rs`:
+//! deterministic, where processes here could only race.) The test binary re-executes itself with
 //! `CACHER_LIMITS_CHILD` set to run the child role (the `child_role_writes_its_keys` test,
 //! which does nothing in a normal run).
 
@@ -11,11 +12,13 @@ use std::time::Duration;
 
 use cacher::store::accounting::Accounting;
 use cacher::store::lmdb::{LmdbOptions, LmdbStore};
-use cacher::store::{Durability, HybridStore, Store};
+use cacher::store::{DirStore, Durability, HybridStore, Store};
 use cacher::Cache;
 
 const CHILD_ENV: &str = "CACHER_LIMITS_CHILD";
 const DIR_ENV: &str = "CACHER_LIMITS_DIR";
+/// Which store the children open: `hybrid` or `dir`.
+const KIND_ENV: &str = "CACHER_LIMITS_STORE";
 /// The store the `child_role_turns_accounting_on` role opens a limited cache on.
 const ENABLE_ENV: &str = "CACHER_LIMITS_ENABLE_DIR";
 const CHILDREN: usize = 4;
@@ -23,13 +26,27 @@ const PUTS: usize = 300;
 const VALUE: usize = 1000;
 const MAX_BYTES: u64 = 64 << 10;
 
-fn open(dir: &str) -> Cache {
-    let store = HybridStore::options()
-        .durability(Durability::None)
-        .open(dir)
-        .unwrap();
+/// The store of `kind` at `dir`, written without syncs.
+fn store(kind: &str, dir: &str) -> Box<dyn Store> {
+    match kind {
+        "dir" => Box::new(
+            DirStore::options()
+                .durability(Durability::None)
+                .open(dir)
+                .unwrap(),
+        ),
+        _ => Box::new(
+            HybridStore::options()
+                .durability(Durability::None)
+                .open(dir)
+                .unwrap(),
+        ),
+    }
+}
+
+fn open(kind: &str, dir: &str) -> Cache {
     Cache::builder()
-        .store(store)
+        .store(store(kind, dir))
         .format("raw")
         .max_bytes(MAX_BYTES)
         .build()
@@ -43,7 +60,7 @@ fn child_role_writes_its_keys() {
         return;
     };
     let dir = std::env::var(DIR_ENV).unwrap();
-    let cache = open(&dir);
+    let cache = open(&std::env::var(KIND_ENV).unwrap(), &dir);
     for i in 0..PUTS {
         let key = format!("c{child}-{i}");
         let value = vec![child.as_bytes()[0]; VALUE];
@@ -54,10 +71,20 @@ fn child_role_writes_its_keys() {
 
 #[test]
 fn four_processes_keep_one_byte_limit_at_every_check() {
+    four_processes_keep_one_byte_limit("hybrid");
+}
+
+/// Failed before the sidecar: each DirStore handle counted only what it wrote.
+#[test]
+fn four_processes_keep_one_byte_limit_on_a_dir_store_at_every_check() {
+    four_processes_keep_one_byte_limit("dir");
+}
+
+fn four_processes_keep_one_byte_limit(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap().to_string();
     // Created once before the children race to open it.
-    drop(open(&path));
+    drop(open(kind, &path));
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..CHILDREN)
         .map(|c| {
@@ -70,12 +97,13 @@ fn four_processes_keep_one_byte_limit_at_every_check() {
                 ])
                 .env(CHILD_ENV, c.to_string())
                 .env(DIR_ENV, &path)
+                .env(KIND_ENV, kind)
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    let store = HybridStore::open(&path).unwrap();
+    let store = store(kind, &path);
     let acct = store.accounting().unwrap();
     // One batch per writer: a put commits before its eviction does.
     let entry = VALUE as u64 + 64;

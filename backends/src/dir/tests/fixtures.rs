@@ -45,6 +45,12 @@ fn generate_dir_fixtures() {
     let marker = dir.join(crate::marker::Kind::Dir.file_name());
     let text = fs::read_to_string(&marker).unwrap();
     fs::write(&marker, text.replace("version = 1", "version = 2")).unwrap();
+    // Layout 2 exists now (the accounting sidecar); the future is 3.
+    let (dir, store) = fresh("v2-future-layout");
+    store.put(b"hello", b"world").unwrap();
+    let marker = dir.join(crate::marker::Kind::Dir.file_name());
+    let text = fs::read_to_string(&marker).unwrap();
+    fs::write(&marker, text.replace("version = 1", "version = 3")).unwrap();
     for name in fs::read_dir(&root).unwrap() {
         let _ = fs::remove_dir(name.unwrap().path().join("tmp"));
     }
@@ -185,9 +191,26 @@ fn fixture_future_entry_version_requires_upgrade() {
     }
 }
 
+/// `v1-future-layout` was written as "a layout this build does not know" when only 1
+/// existed; its version 2 is now the layout with the accounting sidecar, which this build
+/// reads (a version-2 marker without `acct/` is a store whose sidecar was never made).
+#[cfg(all(feature = "lmdb", unix))]
+#[test]
+fn fixture_layout_2_written_before_it_existed_opens_now() {
+    let (_t, dir) = fixture_copy("v1-future-layout");
+    let store = DirStore::open(&dir).unwrap();
+    assert_eq!(store.get(b"hello").unwrap().as_deref(), Some(&b"world"[..]));
+}
+
+/// Was `v1-future-layout` (version 2, supported 1) alone before layout 2 existed: a build
+/// with the sidecar refuses 3; one without it (no `lmdb` feature) still refuses 2.
 #[test]
 fn fixture_future_layout_requires_upgrade_on_open() {
-    let (_t, dir) = fixture_copy("v1-future-layout");
+    #[cfg(all(feature = "lmdb", unix))]
+    let (fixture, newer, newest) = ("v2-future-layout", 3, 2);
+    #[cfg(not(all(feature = "lmdb", unix)))]
+    let (fixture, newer, newest) = ("v1-future-layout", 2, 1);
+    let (_t, dir) = fixture_copy(fixture);
     match DirStore::open(&dir).unwrap_err() {
         Error::UpgradeRequired {
             path,
@@ -195,7 +218,7 @@ fn fixture_future_layout_requires_upgrade_on_open() {
             supported,
         } => assert_eq!(
             (path, found, supported),
-            (dir.join("cacher-dir.toml"), 2, 1)
+            (dir.join("cacher-dir.toml"), newer, newest)
         ),
         other => panic!("expected UpgradeRequired, got {other:?}"),
     }

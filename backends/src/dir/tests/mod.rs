@@ -28,6 +28,25 @@ mod flush {
     );
 }
 
+/// The kit again with accounting on: every write and delete then goes through the sidecar's
+/// transactions (`acct/`).
+#[cfg(all(feature = "lmdb", unix))]
+mod counted {
+    use super::*;
+
+    crate::conformance_tests!(
+        |dir: &std::path::Path| {
+            let store = DirStore::options()
+                .durability(Durability::None)
+                .open(dir)
+                .unwrap();
+            store.accounting().unwrap().enable().unwrap();
+            store
+        },
+        persistent = true
+    );
+}
+
 /// `Durability::Periodic` fell between the store's `== Flush` and `!= None` checks: entry
 /// data was not synced before the rename while directories were, weaker than the `Flush`
 /// it is documented to be. It is now taken as `Flush` when the options are set.
@@ -127,3 +146,6 @@ fn store_with_threshold(dir: &Path, threshold: u64) -> DirStore {
 mod fixtures;
 mod mapped;
 mod writes;
+
+#[cfg(all(feature = "lmdb", unix))]
+mod accounting;
