@@ -22,6 +22,9 @@ from .store import StoreReader, _key
 MARKER = "cacher-dir.toml"
 MAGIC = b"CACHRDIR"
 FORMAT_VERSION = 1
+# The store layout (`cacher-dir.toml`): 2 is layout 1 plus the accounting sidecar `acct/`,
+# which a limited cache keeps and this reader never needs (it reads entry files only).
+LAYOUT_VERSION = 2
 HEADER_LEN = 32
 MAX_KEY_LEN = 1 << 20
 _NAME = re.compile(r"^[0-9a-f]{64}$")
@@ -37,8 +40,8 @@ def _check_marker(path: str) -> None:
     if fields.get("format") != "cacher-dir":
         raise DamagedError(f"{path}/{MARKER} does not name a cacher DirStore")
     version = int(fields.get("version", "0"))
-    if version > FORMAT_VERSION:
-        raise UpgradeRequiredError(f"{path} has DirStore layout {version}, this reader knows {FORMAT_VERSION}")
+    if version > LAYOUT_VERSION:
+        raise UpgradeRequiredError(f"{path} has DirStore layout {version}, this reader knows {LAYOUT_VERSION}")
 
 
 class DirStoreReader(StoreReader):

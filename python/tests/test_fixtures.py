@@ -177,9 +177,16 @@ class DirStoreFixtures(unittest.TestCase):
             with self.assertRaises(cr.DamagedError, msg=name):
                 store.get_raw(b"hello")
 
+    def test_a_store_with_the_accounting_sidecar_reads_as_layout_1(self):
+        store = cr.open_store(fixture("dir", "acct-v2-store"))
+        self.assertEqual(
+            {k: store.get_raw(k) for k in store.keys()},
+            {b"alpha": b"first", b"beta": b"second", b"gamma": b"third!!"},
+        )
+
     def test_future_layouts_are_upgrade_required(self):
         with self.assertRaises(cr.UpgradeRequiredError):
-            cr.open_store(fixture("dir", "v1-future-layout"))
+            cr.open_store(fixture("dir", "v2-future-layout"))
         store = cr.open_store(fixture("dir", "v1-future-version"))
         with self.assertRaises(cr.UpgradeRequiredError):
             store.get_raw(b"hello")
