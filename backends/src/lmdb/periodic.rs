@@ -49,6 +49,35 @@
 //!   `Flush` writer keeps no pin, so its commits may reuse the pages of the durable point);
 //!   the file system keeps a sector-sized write whole (LMDB's own assumption for meta pages);
 //!   and Linux (the boot id). Elsewhere `Periodic` is `Flush`.
+//!
+//! # What it costs, and why LMDB 0.9 cannot make it cheaper
+//! A put costs 3-5x what it costs under `Durability::None` (in the putting thread's CPU time;
+//! `benches/RESULTS.md`, "`Periodic` on LMDB 0.9"), against 1.5x wanted, and the file grows
+//! with the write rate. The syncs are not the cost (`None` beside a thread syncing every
+//! millisecond costs what `None` does); the pin is:
+//! - LMDB 0.9 may reuse a page freed by commit `T` only once no reader is older than `T`
+//!   (`mdb_page_alloc` stops at the oldest reader's id), and its pages carry no id of the
+//!   commit that wrote them. So while the pin holds `D`, no page freed after `D` is reused,
+//!   even one written and freed again after `D` that `D` never used: every commit of an
+//!   interval writes pages of its own (about 8 per 100 B put here, against 5 without a pin:
+//!   the free-page database keeps one record per commit of the interval and is deeper).
+//! - Those pages are the ones the previous durable point's sync made clean, so every put
+//!   dirties about 8 clean page-cache pages (ext4: `ext4_block_write_begin`,
+//!   `mark_buffer_dirty`), where a `None` put rewrites the same few dirty pages; and each
+//!   durable point must write all of them to the disk, so the file holds about an interval
+//!   (plus one sync) of commits times their pages: 200-900 MB for 1.4 MB of data in a tight
+//!   loop of 100 B puts.
+//! - Measured and rejected: `MDB_WRITEMAP` (no copy through `pwrite`, but a write fault and
+//!   `page_mkwrite` per clean page instead: no gain on ext4; it also makes `data.mdb` as big
+//!   as the map, and LMDB's `ftruncate` to a smaller map of another process would cut the
+//!   file under this one's), `MDB_NOMETASYNC` (one `fdatasync` per commit: hundreds of times
+//!   `None`), shorter or longer intervals (the same pages per commit; only the file size
+//!   changes). Holding the pin in two long-lived threads instead of one spawned per point
+//!   removed a spawn per interval, too little to show in the figures.
+//! - What would reach it: reusing the pages written after `D`, which needs each page to say
+//!   which commit wrote it (libmdbx's page header has `mp_txnid`; neither LMDB 0.9 nor its
+//!   development branch `mdb.master` has one), or a log-structured store: LogStore's
+//!   `Periodic` is 1.34x its `None`.
 
 use std::io;
 use std::path::Path;
