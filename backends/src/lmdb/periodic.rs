@@ -43,7 +43,9 @@
 //! - A process crash loses nothing.
 //! - A power loss (or any restart) loses at most the commits made since the last durable
 //!   point: about one interval plus the time of one `fdatasync`, and never leaves a corrupt
-//!   store. A clean restart rolls back the same way (the last durable point is made when the
+//!   store. Under a steady stream of writes that `fdatasync` is long (it writes every page
+//!   the interval's commits wrote: see below), so the bound is loose in time, never in
+//!   consistency. A clean restart rolls back the same way (the last durable point is made when the
 //!   environment closes, so a store closed before the restart loses nothing).
 //! - Conditions: every process that *writes* the environment uses `Periodic` (a `None` or
 //!   `Flush` writer keeps no pin, so its commits may reuse the pages of the durable point);
