@@ -57,7 +57,8 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 ///   from many short-lived threads frees their slots as they exit, but one with more live
 ///   reading threads than slots gets `MDB_READERS_FULL` (after the cleanup below). Background
 ///   durable points of a [`Durability::Periodic`](crate::Durability::Periodic) environment
-///   hold one or two more slots, in threads of their own. A read transaction cannot move
+///   hold two more slots, in two threads of their own that take turns holding the pin and
+///   live as long as the environment. A read transaction cannot move
 ///   between threads (the closure of [`LmdbEnv::read`] runs on the calling thread), and a
 ///   thread may hold one at a time (a nested read fails with `MDB_BAD_RSLOT`; see below).
 ///   Slots left by processes that died are cleared when

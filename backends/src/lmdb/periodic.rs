@@ -43,17 +43,49 @@
 //! - A process crash loses nothing.
 //! - A power loss (or any restart) loses at most the commits made since the last durable
 //!   point: about one interval plus the time of one `fdatasync`, and never leaves a corrupt
-//!   store. A clean restart rolls back the same way (the last durable point is made when the
+//!   store. Under a steady stream of writes that `fdatasync` is long (it writes every page
+//!   the interval's commits wrote: see below), so the bound is loose in time, never in
+//!   consistency. A clean restart rolls back the same way (the last durable point is made when the
 //!   environment closes, so a store closed before the restart loses nothing).
 //! - Conditions: every process that *writes* the environment uses `Periodic` (a `None` or
 //!   `Flush` writer keeps no pin, so its commits may reuse the pages of the durable point);
 //!   the file system keeps a sector-sized write whole (LMDB's own assumption for meta pages);
 //!   and Linux (the boot id). Elsewhere `Periodic` is `Flush`.
+//!
+//! # What it costs, and why LMDB 0.9 cannot make it cheaper
+//! A put costs 3-5x what it costs under `Durability::None` (in the putting thread's CPU time;
+//! `benches/RESULTS.md`, "`Periodic` on LMDB 0.9"), against 1.5x wanted, and the file grows
+//! with the write rate. The syncs are not the cost (`None` beside a thread syncing every
+//! millisecond costs what `None` does); the pin is:
+//! - LMDB 0.9 may reuse a page freed by commit `T` only once no reader is older than `T`
+//!   (`mdb_page_alloc` stops at the oldest reader's id), and its pages carry no id of the
+//!   commit that wrote them. So while the pin holds `D`, no page freed after `D` is reused,
+//!   even one written and freed again after `D` that `D` never used: every commit of an
+//!   interval writes pages of its own (about 8 per 100 B put here, against 5 without a pin:
+//!   the free-page database keeps one record per commit of the interval and is deeper).
+//! - Those pages are the ones the previous durable point's sync made clean, so every put
+//!   dirties about 8 clean page-cache pages (ext4: `ext4_block_write_begin`,
+//!   `mark_buffer_dirty`), where a `None` put rewrites the same few dirty pages; and each
+//!   durable point must write all of them to the disk, so the file holds about an interval
+//!   (plus one sync) of commits times their pages: 200-900 MB for 1.4 MB of data in a tight
+//!   loop of 100 B puts.
+//! - Measured and rejected: `MDB_WRITEMAP` (no copy through `pwrite`, but a write fault and
+//!   `page_mkwrite` per clean page instead: no gain on ext4; it also makes `data.mdb` as big
+//!   as the map, and LMDB's `ftruncate` to a smaller map of another process would cut the
+//!   file under this one's), `MDB_NOMETASYNC` (one `fdatasync` per commit: hundreds of times
+//!   `None`), shorter or longer intervals (the same pages per commit; only the file size
+//!   changes). Holding the pin in two long-lived threads instead of one spawned per point
+//!   removed a spawn per interval, too little to show in the figures.
+//! - What would reach it: reusing the pages written after `D`, which needs each page to say
+//!   which commit wrote it (libmdbx's page header has `mp_txnid`; neither LMDB 0.9 nor its
+//!   development branch `mdb.master` has one), or a log-structured store: LogStore's
+//!   `Periodic` is 1.34x its `None`.
 
 use std::io;
 use std::path::Path;
 
 use std::sync::mpsc;
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use heed::WithTls;
@@ -215,10 +247,12 @@ pub(super) struct Periodic {
     record: std::fs::File,
     /// `data.mdb`, for reading the meta pages.
     data: std::fs::File,
-    /// The read transaction that keeps the last durable point's pages from reuse. It never
-    /// reads: it only holds a reader slot, so a resize of the map while it is open unmaps
-    /// nothing it uses (LMDB reads pages through the current map at each access).
-    pin: std::sync::Mutex<Option<Pin>>,
+    /// The two threads that hold, in turn, the read transaction (the *pin*) that keeps the
+    /// last durable point's pages from reuse. Locked for the whole of a durable point, so
+    /// points are made one at a time. A pin never reads: it only holds a reader slot, so a
+    /// resize of the map while it is open unmaps nothing it uses (LMDB reads pages through
+    /// the current map at each access).
+    pins: Mutex<Pins>,
     /// Whether this process committed since its last durable point.
     pub(super) dirty: std::sync::atomic::AtomicBool,
     /// Whether this process has made its first durable point (made before its first write).
@@ -244,13 +278,22 @@ impl Periodic {
         Ok(Periodic {
             record,
             data,
-            pin: std::sync::Mutex::new(None),
+            pins: Mutex::new(Pins::default()),
             dirty: false.into(),
             started: false.into(),
             pinned_txn: 0.into(),
             boot,
             stop: std::sync::Mutex::new(None),
         })
+    }
+}
+
+impl Periodic {
+    /// How many pin holder threads this environment has started (for the tests of their
+    /// reuse).
+    #[cfg(test)]
+    pub(super) fn pin_threads_started(&self) -> usize {
+        self.pins.lock().unwrap_or_else(|p| p.into_inner()).started
     }
 }
 
@@ -302,26 +345,31 @@ impl Shared {
         let Some(periodic) = &self.periodic else {
             return Ok(());
         };
+        // One point at a time: the holder that does not hold the current pin opens the next.
+        let mut pins = periodic.pins.lock().unwrap_or_else(|p| p.into_inner());
         periodic.dirty.store(false, Ordering::Release);
-        let (pin, txn, meta) = self.with_retry(|| {
+        let next = pins.spare();
+        let (pinned, txn, meta) = self.with_retry(|| {
             let wtxn = self.env.write_txn()?;
-            let pin = Pin::begin(&self.env)?;
+            let pinned = pins.hold(next, &self.env)?;
             let metas = meta_pages::newest_meta(&periodic.data)
                 .map_err(|e| TxnError::Heed(heed::Error::Io(e)))?;
             drop(wtxn);
-            Ok((pin, metas.0, metas.1))
+            Ok((pinned, metas.0, metas.1))
         })?;
-        if pin.txn != txn {
+        if pinned != txn {
             // Cannot happen under the writer lock; never record a point the pin does not hold.
+            pins.release(next);
             return Err(Error::io(
                 "making a durable point in",
                 &self.path,
                 io::Error::other(format!(
-                    "the pin reads commit {} but the newest meta page is {txn}",
-                    pin.txn
+                    "the pin reads commit {pinned} but the newest meta page is {txn}"
                 )),
             ));
         }
+        // On an error from here the new pin stays held beside the old one (both keep their
+        // pages); the next point releases whichever it does not reopen.
         self.env.force_sync().map_err(|e| self.engine_error(e))?;
         let path = self.path.join(DURABLE_FILE);
         let io_err = |e| Error::io("recording a durable point in", &path, e);
@@ -347,81 +395,147 @@ impl Shared {
         let _ = periodic.record.unlock();
         written.map_err(io_err)?;
         // Only now is the new point on record: the old pin may go.
-        let old = periodic
-            .pin
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(pin);
-        drop(old);
+        pins.current = Some(next);
+        pins.release(1 - next);
         periodic.pinned_txn.store(txn, Ordering::Release);
         periodic.started.store(true, Ordering::Release);
         Ok(())
     }
 }
 
-/// A durable point's pin: a read transaction held open by a thread of its own until the pin
-/// is dropped.
+/// The two threads that hold durable points' pins, in turn.
 ///
 /// The environment keeps its reader slots in thread-local storage (see
 /// [`LmdbEnv`](super::LmdbEnv)), so a thread may hold one read transaction at a time and a
-/// read transaction may not move between threads. The pin outlives the call that makes it and
-/// overlaps the next one (the new pin must be open before the old one is released), so
-/// neither the thread that makes a durable point nor any one thread could hold it: each pin
-/// gets a thread that begins the transaction, waits to be released, ends the transaction and
-/// exits (which frees its reader slot). Dropping the pin joins that thread, so no pin thread
+/// read transaction may not move between threads. A pin outlives the durable point that opens
+/// it and overlaps the next one (the new pin must be open before the old one is released), so
+/// neither the thread that makes a point nor any one thread could hold them: two holder
+/// threads take turns, the one not holding the current pin opening the next. Each is started
+/// at the first point that needs it and lives, with its reader slot, as long as the
+/// environment: a point costs two messages to threads already running, not a thread spawn
+/// (one spawn per interval before). Dropping [`Pins`] ends and joins both, so no holder
 /// outlives the environment (LMDB frees a thread's slot at its exit, which must not race the
 /// environment's close).
-struct Pin {
-    /// The commit the pin's snapshot reads.
-    txn: u64,
-    /// Dropped to release the pin.
-    release: Option<mpsc::Sender<()>>,
+#[derive(Default)]
+struct Pins {
+    holders: [Option<Holder>; 2],
+    /// The holder whose pin is the recorded durable point.
+    current: Option<usize>,
+    /// Holder threads started so far (two for the life of the environment, unless one died).
+    #[cfg(test)]
+    started: usize,
+}
+
+/// What a holder thread is asked to do; it answers each order on the channel it carries.
+enum Order {
+    /// End the transaction held, if any, and begin a new one: its id is the answer.
+    Hold(mpsc::SyncSender<heed::Result<u64>>),
+    /// End the transaction held, if any.
+    Release(mpsc::SyncSender<()>),
+}
+
+/// One holder thread and the channel of its orders.
+struct Holder {
+    orders: Option<mpsc::Sender<Order>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Pin {
-    /// Begins a read transaction on `env` in a new thread and returns once it is open.
-    fn begin(env: &heed::Env<WithTls>) -> std::result::Result<Pin, TxnError> {
-        let (opened, opened_rx) = mpsc::sync_channel::<heed::Result<u64>>(1);
-        let (release, released) = mpsc::channel::<()>();
-        let env = env.clone();
-        let thread = std::thread::Builder::new()
-            .name("cacher-lmdb-pin".into())
-            .spawn(move || {
-                let rtxn = match env.read_txn() {
-                    Ok(rtxn) => rtxn,
-                    Err(e) => {
-                        let _ = opened.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = opened.send(Ok(rtxn.id() as u64));
-                // Until the pin is dropped (its sender with it).
-                let _ = released.recv();
-                drop(rtxn);
-            })
-            .map_err(|e| TxnError::Heed(heed::Error::Io(e)))?;
-        let mut pin = Pin {
-            txn: 0,
-            release: Some(release),
-            thread: Some(thread),
+impl Pins {
+    /// The holder that does not hold the current pin.
+    fn spare(&self) -> usize {
+        match self.current {
+            Some(i) => 1 - i,
+            None => 0,
+        }
+    }
+
+    /// Has holder `i` (started if it is not running) end what it holds and begin a read
+    /// transaction on `env`; returns the commit the new transaction reads.
+    fn hold(&mut self, i: usize, env: &heed::Env<WithTls>) -> std::result::Result<u64, TxnError> {
+        let thread_gone = || {
+            TxnError::Heed(heed::Error::Io(io::Error::other(
+                "the thread holding a durable point's pin ended",
+            )))
         };
-        match opened_rx.recv() {
-            Ok(Ok(txn)) => {
-                pin.txn = txn;
-                Ok(pin)
+        let (reply, answer) = mpsc::sync_channel(1);
+        let order = Order::Hold(reply);
+        // The order comes back when the holder is not running.
+        let unsent = match self.holders[i].as_ref().and_then(|h| h.orders.as_ref()) {
+            Some(orders) => orders.send(order).err().map(|mpsc::SendError(back)| back),
+            None => Some(order),
+        };
+        if let Some(order) = unsent {
+            // Not started yet, or it died: (re)start it and give it the order.
+            let holder = Holder::start(env).map_err(|e| TxnError::Heed(heed::Error::Io(e)))?;
+            #[cfg(test)]
+            {
+                self.started += 1;
             }
+            let orders = holder.orders.as_ref().ok_or_else(thread_gone)?;
+            orders.send(order).map_err(|_| thread_gone())?;
+            self.holders[i] = Some(holder);
+        }
+        match answer.recv() {
+            Ok(Ok(txn)) => Ok(txn),
             Ok(Err(e)) => Err(TxnError::Heed(e)),
-            Err(_) => Err(TxnError::Heed(heed::Error::Io(io::Error::other(
-                "the thread holding a durable point's pin ended before opening it",
-            )))),
+            Err(_) => Err(thread_gone()),
+        }
+    }
+
+    /// Has holder `i` end what it holds (nothing to do if it is not running), and waits for it.
+    fn release(&mut self, i: usize) {
+        if self.current == Some(i) {
+            self.current = None;
+        }
+        let Some(orders) = self.holders[i].as_ref().and_then(|h| h.orders.as_ref()) else {
+            return;
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        if orders.send(Order::Release(reply)).is_err() || answer.recv().is_err() {
+            // A holder that ended holds nothing: its transaction ended with it.
+            self.holders[i] = None;
         }
     }
 }
 
-impl Drop for Pin {
+impl Holder {
+    /// Starts a holder thread on `env`; it runs until its order channel is dropped.
+    fn start(env: &heed::Env<WithTls>) -> io::Result<Holder> {
+        let (orders, inbox) = mpsc::channel::<Order>();
+        let env = env.clone();
+        let thread = std::thread::Builder::new()
+            .name("cacher-lmdb-pin".into())
+            .spawn(move || {
+                let mut held = None;
+                while let Ok(order) = inbox.recv() {
+                    // End the transaction held first: one read transaction per thread.
+                    drop(held.take());
+                    match order {
+                        Order::Hold(reply) => {
+                            let answer = env.read_txn().map(|rtxn| {
+                                let id = rtxn.id() as u64;
+                                held = Some(rtxn);
+                                id
+                            });
+                            let _ = reply.send(answer);
+                        }
+                        Order::Release(reply) => {
+                            let _ = reply.send(());
+                        }
+                    }
+                }
+                drop(held);
+            })?;
+        Ok(Holder {
+            orders: Some(orders),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Holder {
     fn drop(&mut self) {
-        drop(self.release.take());
+        drop(self.orders.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -279,3 +279,43 @@ fn asking_for_a_durable_point_while_another_thread_resizes_the_map_is_safe() {
     });
     assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// A durable point used to spawn a thread to hold its pin (one spawn per interval while a
+/// process writes); two holder threads now take turns for the life of the environment.
+#[test]
+fn durable_points_are_pinned_by_two_threads_for_the_life_of_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LmdbStore::open_with(dir.path(), &periodic(Duration::from_secs(3600))).unwrap();
+    let mut points = Vec::new();
+    for i in 0..20u8 {
+        store.put(b"k", &[i]).unwrap();
+        store.flush().unwrap();
+        let record = std::fs::File::open(dir.path().join(DURABLE_FILE)).unwrap();
+        points.push(read_point(&record).unwrap().expect("a point").txn);
+    }
+    // Every flush made a new point...
+    assert!(points.windows(2).all(|w| w[0] < w[1]), "{points:?}");
+    // ...and the pins were held by the same two threads throughout.
+    let periodic = store.env().shared().periodic.as_ref().unwrap();
+    assert_eq!(periodic.pin_threads_started(), 2);
+    // Each holder keeps one reader slot: a point never takes a third.
+    assert!(store.env().info().number_of_readers <= 3);
+}
+
+/// The holder threads keep clones of the environment: they must have ended when the last
+/// handle drops, or opening the directory again in this process would find it still open.
+#[test]
+fn a_periodic_environment_opens_again_at_once_after_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..5u8 {
+        let store = LmdbStore::open_with(dir.path(), &periodic(Duration::from_millis(1))).unwrap();
+        if round > 0 {
+            assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&[round - 1][..]));
+        }
+        for i in 0..20u8 {
+            store.put(&[i], &[round]).unwrap();
+        }
+        store.put(b"k", &[round]).unwrap();
+        store.flush().unwrap();
+    }
+}
