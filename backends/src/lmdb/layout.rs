@@ -193,7 +193,7 @@ impl Layout {
     /// [`Layout::decode`], checking the CRC or not (`check`); the framing (the checksum
     /// field's presence, a long key's header and length) is checked either way, so an
     /// unchecked read never reaches outside the LMDB value nor hands out another key's value.
-    #[inline]
+    #[inline(always)]
     fn decode_as<'s, 'a>(
         self,
         stored: &'s [u8],
@@ -273,7 +273,7 @@ impl Layout {
 
     /// Looks up `key`'s value in the LMDB value `raw` found under its stored key: `None` when
     /// a long key's entry belongs to another key with the same hash.
-    #[inline]
+    #[inline(always)]
     pub(super) fn lookup<'a>(
         self,
         key: &[u8],

@@ -343,8 +343,10 @@ impl LmdbStore {
         self.lookup_in(txn, key, Check::Crc)
     }
 
-    /// Looks `key` up in an open transaction, checking as much as `check` says.
-    #[inline]
+    /// Looks `key` up in an open transaction, checking as much as `check` says. Inlined into
+    /// each read's transaction closure: a call frame per layer was a tenth of the store's own
+    /// cost on a 100-byte read (benches/RESULTS.md, issue 15).
+    #[inline(always)]
     fn lookup_in<'t>(
         &self,
         txn: &'t RoTxn<'_>,
