@@ -155,8 +155,11 @@ impl Layout {
         if self == Layout::V2 {
             let mut crc = fresh_crc();
             crc.update(stored);
-            crc.update(&head[crc_len..head_len]);
-            crc.update(long_key);
+            if !long_key.is_empty() {
+                // A short key's framing is the checksum field alone: nothing more to feed.
+                crc.update(&head[crc_len..head_len]);
+                crc.update(long_key);
+            }
             crc.update(value);
             head[..CRC_LEN].copy_from_slice(&crc.finalize().to_le_bytes());
         }
