@@ -137,6 +137,39 @@ impl Layout {
         }
     }
 
+    /// The framing `put` writes before `value` under `key` (stored as `stored`), checksum
+    /// sealed: the same bytes as [`Layout::prefix`] sealed by [`Layout::seal_prefix`], built on
+    /// the stack (a put of a short key allocates nothing for it).
+    #[inline]
+    pub(super) fn framing<'k>(self, key: &'k [u8], stored: &[u8], value: &[u8]) -> Framing<'k> {
+        let mut head = [0u8; CRC_LEN + LONG_HEADER];
+        let crc_len = self.crc_len();
+        let (head_len, long_key) = match key.len() > MAX_PLAIN_KEY {
+            true => {
+                head[crc_len..crc_len + LONG_HEADER]
+                    .copy_from_slice(&(key.len() as u64).to_le_bytes());
+                (crc_len + LONG_HEADER, key)
+            }
+            false => (crc_len, &[][..]),
+        };
+        if self == Layout::V2 {
+            let mut crc = fresh_crc();
+            crc.update(stored);
+            if !long_key.is_empty() {
+                // A short key's framing is the checksum field alone: nothing more to feed.
+                crc.update(&head[crc_len..head_len]);
+                crc.update(long_key);
+            }
+            crc.update(value);
+            head[..CRC_LEN].copy_from_slice(&crc.finalize().to_le_bytes());
+        }
+        Framing {
+            head,
+            head_len,
+            long_key,
+        }
+    }
+
     /// The whole LMDB value for `key` and `value`, as `put` writes it (the layout upgrade
     /// rewrites entries with it; tests plant entries with it).
     pub(super) fn encode(self, key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -163,6 +196,7 @@ impl Layout {
     /// [`Layout::decode`], checking the CRC or not (`check`); the framing (the checksum
     /// field's presence, a long key's header and length) is checked either way, so an
     /// unchecked read never reaches outside the LMDB value nor hands out another key's value.
+    #[inline(always)]
     fn decode_as<'s, 'a>(
         self,
         stored: &'s [u8],
@@ -242,6 +276,7 @@ impl Layout {
 
     /// Looks up `key`'s value in the LMDB value `raw` found under its stored key: `None` when
     /// a long key's entry belongs to another key with the same hash.
+    #[inline(always)]
     pub(super) fn lookup<'a>(
         self,
         key: &[u8],
@@ -260,9 +295,35 @@ impl Layout {
 /// A fresh CRC-32 state. `crc32fast::Hasher::new` detects the CPU's features at every call
 /// (37 instructions in callgrind, half of the rest of a value's decode on a 100-byte read);
 /// a state made once is copied instead.
+#[inline]
 fn fresh_crc() -> crc32fast::Hasher {
     static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
     FRESH.get_or_init(crc32fast::Hasher::new).clone()
+}
+
+/// The bytes of an LMDB value before the caller's value, as [`Layout::framing`] seals them:
+/// the checksum field and a long key's length (`head`), then a long key's bytes.
+pub(super) struct Framing<'k> {
+    head: [u8; CRC_LEN + LONG_HEADER],
+    head_len: usize,
+    long_key: &'k [u8],
+}
+
+impl Framing<'_> {
+    /// The checksum field and, for a long key, its length.
+    pub(super) fn head(&self) -> &[u8] {
+        &self.head[..self.head_len]
+    }
+
+    /// A long key's full bytes (empty for a short key).
+    pub(super) fn long_key(&self) -> &[u8] {
+        self.long_key
+    }
+
+    /// The framing's length in bytes.
+    pub(super) fn len(&self) -> usize {
+        self.head_len + self.long_key.len()
+    }
 }
 
 /// How much of an LMDB value a read checks.
@@ -315,6 +376,7 @@ pub(super) struct StoredKey {
 const INLINE_KEY: usize = 64;
 
 impl StoredKey {
+    #[inline]
     pub(super) fn new(key: &[u8]) -> Self {
         let mut inline = [0u8; INLINE_KEY];
         if key.len() > MAX_PLAIN_KEY {
@@ -345,6 +407,7 @@ impl StoredKey {
         }
     }
 
+    #[inline]
     pub(super) fn bytes(&self) -> &[u8] {
         if self.spilled.is_empty() {
             &self.inline[..self.len]

@@ -298,10 +298,17 @@ impl LmdbStore {
     /// handle opened before an upgrade (in this process or another) never reads a checksum as
     /// the value's first bytes, nor writes a value without one under the new record. It costs
     /// layout-1 stores one lookup per transaction until this handle has seen the upgrade.
+    #[inline]
     pub(super) fn layout_in(&self, txn: &RoTxn<'_>) -> Result<Layout, TxnError> {
         if self.layout == Layout::V2 || self.upgraded.load(Ordering::Acquire) {
             return Ok(Layout::V2);
         }
+        self.layout_of_record(txn)
+    }
+
+    /// [`LmdbStore::layout_in`] for a store opened at layout 1: the format record's layout.
+    #[cold]
+    fn layout_of_record(&self, txn: &RoTxn<'_>) -> Result<Layout, TxnError> {
         let raw = self.meta.get(txn, FORMAT_KEY)?.ok_or_else(|| {
             Error::corrupt(
                 self.env.path(),
@@ -331,11 +338,15 @@ impl LmdbStore {
     }
 
     /// Looks `key` up in an open transaction, checking its value.
+    #[inline]
     fn get_in<'t>(&self, txn: &'t RoTxn<'_>, key: &[u8]) -> Result<Option<&'t [u8]>, TxnError> {
         self.lookup_in(txn, key, Check::Crc)
     }
 
-    /// Looks `key` up in an open transaction, checking as much as `check` says.
+    /// Looks `key` up in an open transaction, checking as much as `check` says. Inlined into
+    /// each read's transaction closure: a call frame per layer was a tenth of the store's own
+    /// cost on a 100-byte read (benches/RESULTS.md, issue 15).
+    #[inline(always)]
     pub(super) fn lookup_in<'t>(
         &self,
         txn: &'t RoTxn<'_>,
@@ -396,29 +407,37 @@ impl LmdbStore {
     }
 
     /// [`LmdbStore::check_len`] in `layout`.
+    #[inline]
     pub(super) fn check_len_in(&self, layout: Layout, key: &[u8], len: u64) -> Result<()> {
         let max = self.value_limit(layout, key);
         if len <= max {
             return Ok(());
         }
+        Err(self.too_long(layout, key, len, max))
+    }
+
+    /// The refusal of a `len`-byte value over `key`'s limit `max` in `layout`.
+    #[cold]
+    fn too_long(&self, layout: Layout, key: &[u8], len: u64, max: u64) -> Error {
         let why = match self.env.options().max_value_len {
             Some(set) if set < layout.max_value(key) as u64 => {
                 format!("set by LmdbOptions::max_value_len = {set}")
             }
             _ => "LMDB cannot write one value of 2 GiB or more".to_string(),
         };
-        Err(Error::InvalidArgument {
+        Error::InvalidArgument {
             op: "put",
             path: self.env.path().to_path_buf(),
             reason: format!(
                 "a {len}-byte value is over the {max}-byte limit of one LmdbStore value \
                  ({why}); DirStore and LogStore hold values of any size"
             ),
-        })
+        }
     }
 
     /// The longest value `key` can hold in `layout`: LMDB's limit less the layout's bytes,
     /// or [`LmdbOptions::max_value_len`] when that is lower.
+    #[inline]
     pub(super) fn value_limit(&self, layout: Layout, key: &[u8]) -> u64 {
         let lmdb = layout.max_value(key) as u64;
         self.env
@@ -457,14 +476,12 @@ impl LmdbStore {
         let layout = self.layout_in(wtxn)?;
         self.check_len_in(layout, key, value.len() as u64)?;
         let stored = StoredKey::new(key);
-        let mut prefix = layout.prefix(key);
-        let mut crc = layout.hasher(stored.bytes(), &prefix);
-        crc.update(value);
-        layout.seal_prefix(&mut prefix, crc);
-        let len = prefix.len() + value.len();
+        let framing = layout.framing(key, stored.bytes(), value);
+        let len = framing.len() + value.len();
         self.data.put_reserved(wtxn, stored.bytes(), len, |space| {
             use std::io::Write;
-            space.write_all(&prefix)?;
+            space.write_all(framing.head())?;
+            space.write_all(framing.long_key())?;
             space.write_all(value)
         })?;
         Ok(stored)
