@@ -89,6 +89,14 @@ const ENGINES: &[(&str, &str)] = &[
     ),
     ("memo-log", "memoized call on LogStore (1 process only)"),
     (
+        "cache-log",
+        "Cache::get/put/remove on LogStore (1 process only)",
+    ),
+    (
+        "cache-hybrid",
+        "Cache::get/put/remove on HybridStore (the default store)",
+    ),
+    (
         "attr-lmdb",
         "#[memoize] function on LmdbStore (get = hit, set = refresh)",
     ),
@@ -284,6 +292,23 @@ fn open_engine(name: &str, dir: &Path) -> Box<dyn Engine> {
         )),
         "memo-lmdb" => Box::new(memoized(lmdb_store(dir))),
         "memo-log" => Box::new(memoized(log_store(dir))),
+        "cache-log" => Box::new(Front(
+            Cache::builder()
+                .store(log_store(dir))
+                .build()
+                .expect("cache"),
+        )),
+        "cache-hybrid" => Box::new(Front(
+            Cache::builder()
+                .store(
+                    cacher::store::HybridStore::options()
+                        .durability(Durability::None)
+                        .open(dir)
+                        .expect("open HybridStore"),
+                )
+                .build()
+                .expect("cache"),
+        )),
         "attr-lmdb" => {
             let cache = Cache::builder()
                 .store(lmdb_store(dir))
@@ -528,7 +553,7 @@ fn main() {
             if !args.engines.iter().any(|e| e == engine) {
                 continue;
             }
-            let single_writer = matches!(*engine, "log" | "memo-log");
+            let single_writer = matches!(*engine, "log" | "memo-log" | "cache-log");
             if (single_writer && procs > 1) || (*engine == "diskcache" && !diskcache) {
                 continue;
             }

@@ -32,6 +32,11 @@ impl CacheRef for LazyLock<Cache> {
 }
 
 pub use crate::key::canonical_bytes;
+
+/// The buffer a `#[memoize]` call builds its key in ([`Site::key_in_place`]): on the caller's
+/// stack, holding keys up to 128 bytes without allocating.
+#[derive(Default)]
+pub struct KeyBuf(pub(crate) crate::key::KeyBuf);
 /// The one memoized-call path, for the macro's generated code.
 pub use crate::memo::site::Site;
 /// A `#[memoize]` call site's cell of namespace counters, for [`Site::at`].

@@ -358,3 +358,57 @@ fn a_call_sites_counts_go_to_the_cache_and_namespace_it_was_called_for() {
     assert_eq!(by_type("<u8>"), Some((1, 1)));
     assert_eq!(by_type("<&str>"), Some((0, 1)));
 }
+
+static KEYED: LazyLock<(Cache, std::sync::Arc<MemoryStore>)> = LazyLock::new(|| {
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let cache = Cache::builder().store(store.clone()).build().unwrap();
+    (cache, store)
+});
+static REVISION: u32 = 3;
+
+#[memoize(cache = KEYED.0, namespace = "keyed::short", depends_on = REVISION)]
+fn keyed_short(a: u64, b: &str) -> String {
+    format!("{a}{b}")
+}
+
+/// A namespace long enough that its key (namespace, version, 32 hex digits) is over the
+/// 128 bytes a call's key buffer holds inline.
+#[memoize(
+    cache = KEYED.0,
+    namespace = "keyed::a_namespace_long_enough_to_push_the_key_past_the_inline_buffer_of_one_hundred_and_twenty_eight_bytes"
+)]
+fn keyed_long(a: u64) -> u64 {
+    a + 1
+}
+
+/// The key a call stores under is built in place on the call's stack; it must be the bytes
+/// `cacher::key::store_key` gives for the same parts (and `NAME_invalidate`, which builds its
+/// key the other way, must find it).
+#[test]
+fn a_call_stores_under_the_key_store_key_gives_inline_or_not() {
+    use cacher::key::{canonical_bytes, store_key};
+    use cacher::store::Store;
+    let (_, store) = &*KEYED;
+    assert_eq!(keyed_short(7, "x"), "7x");
+    let args = canonical_bytes(&(&7u64, &"x")).unwrap();
+    let dep = canonical_bytes(&REVISION).unwrap();
+    let short = store_key("keyed::short", 1, &[&args, &dep]);
+    assert!(
+        store.get(&short).unwrap().is_some(),
+        "stored under {short:?}"
+    );
+    assert_eq!(
+        keyed_short_with_status(Call::default(), 7, "x").unwrap().1,
+        cacher::memo::Status::Hit
+    );
+
+    assert_eq!(keyed_long(1), 2);
+    let ns = "keyed::a_namespace_long_enough_to_push_the_key_past_the_inline_buffer_of_one_hundred_and_twenty_eight_bytes";
+    let long = store_key(ns, 1, &[&canonical_bytes(&1u64).unwrap()]);
+    assert!(long.len() > 128, "{} bytes", long.len());
+    assert!(store.get(&long).unwrap().is_some(), "stored under {long:?}");
+
+    assert!(keyed_short_invalidate(7, "x").unwrap());
+    assert!(keyed_long_invalidate(1).unwrap());
+    assert!(store.is_empty().unwrap());
+}

@@ -115,6 +115,17 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         let __cacher_key = __cacher_site
             .key(::cacher::__private::canonical_bytes(&#key_expr), #deps);
     };
+    // A sync call builds the same key in a buffer on its stack (no `Vec` for the encoded
+    // arguments or the key); an async call's future and `NAME_invalidate` keep `Vec` keys.
+    let call_key = if is_async {
+        key.clone()
+    } else {
+        quote! {
+            let mut __cacher_key_buf = ::cacher::__private::KeyBuf::default();
+            let __cacher_key =
+                __cacher_site.key_in_place(&(#key_expr), #deps, &mut __cacher_key_buf);
+        }
+    };
 
     let call_arg: FnArg = syn::parse_quote!(__cacher_call: ::cacher::Call);
     let at = usize::from(has_self);
@@ -168,12 +179,12 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
     } else {
         (
             quote! {
-                __cacher_site.call::<#policy, #ret_ty, _>(
+                __cacher_site.call::<#policy, #ret_ty, _, _>(
                     __cacher_key, move || -> #ret_ty #body, &::cacher::__private::call_once,
                 )
             },
             quote! {
-                __cacher_site.call_with::<#policy, #ret_ty, _>(
+                __cacher_site.call_with::<#policy, #ret_ty, _, _>(
                     __cacher_key, __cacher_call, move || -> #ret_ty #body,
                     &::cacher::__private::call_once,
                 )
@@ -185,7 +196,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #(#attrs)*
         #vis #sig {
             #site
-            #key
+            #call_key
             #plain_call
         }
 
@@ -194,7 +205,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #[allow(dead_code, clippy::too_many_arguments)]
         #vis #with_sig {
             #site
-            #key
+            #call_key
             #with_call.map(|(__cacher_value, _)| __cacher_value)
         }
 
@@ -203,7 +214,7 @@ pub fn expand(opts: Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #[allow(dead_code, clippy::too_many_arguments)]
         #vis #status_sig {
             #site
-            #key
+            #call_key
             #with_call
         }
 

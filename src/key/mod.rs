@@ -210,47 +210,91 @@ impl KeyPrefix {
         key: &mut KeyBuf,
         fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
     ) -> Result<(), KeyError> {
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> =
-                std::cell::RefCell::new(Vec::with_capacity(256));
-        }
-        let mut fill = Some(fill);
-        let hash = SCRATCH
-            .try_with(|scratch| {
-                // Busy when a `Serialize` of the arguments builds another key (it may call a
-                // memoized function): that one gets a buffer of its own.
-                let mut buf = scratch.try_borrow_mut().ok()?;
-                let fill = fill.take()?;
-                Some(hash_input(&mut buf, fill))
-            })
-            .ok()
-            .flatten();
-        let hash = match (hash, fill) {
-            (Some(hash), _) => hash?,
-            (None, Some(fill)) => hash_input(&mut Vec::with_capacity(128), fill)?,
-            // `fill` is taken only on the way to `Some`.
-            (None, None) => unreachable!("the key builder ran without a result"),
-        };
+        let hash = hash_in_scratch(fill)?;
         let prefix = &self.0[..];
-        let len = prefix.len() + 2 * HASH_BYTES;
-        if len <= INLINE_KEY {
-            if !matches!(key, KeyBuf::Inline { .. }) {
-                *key = KeyBuf::default();
-            }
-            if let KeyBuf::Inline { bytes, len: used } = key {
-                // In place: the buffer is the caller's stack slot, not moved.
-                bytes[..prefix.len()].copy_from_slice(prefix);
-                write_hex(&mut bytes[prefix.len()..len], &hash);
-                *used = len;
-            }
-        } else {
-            let mut heap = vec![0; len];
-            heap[..prefix.len()].copy_from_slice(prefix);
-            write_hex(&mut heap[prefix.len()..], &hash);
-            *key = KeyBuf::Heap(heap);
-        }
+        write_key(key, prefix.len(), |out| out.copy_from_slice(prefix), &hash);
         Ok(())
     }
+}
+
+/// [`KeyPrefix::hashed`] for a caller that keeps no [`KeyPrefix`] (a `#[memoize]` call site,
+/// which has nowhere to keep one per cache): `{namespace}@{version}:` is written straight
+/// into `key`, the same bytes `KeyPrefix::new(namespace, version)` holds, with nothing
+/// allocated.
+pub(crate) fn hashed_in_place(
+    namespace: &str,
+    version: u32,
+    key: &mut KeyBuf,
+    fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
+) -> Result<(), KeyError> {
+    let hash = hash_in_scratch(fill)?;
+    let mut digits = [0u8; 10];
+    let version = decimal(&mut digits, version);
+    let (ns, n) = (namespace.as_bytes(), namespace.len());
+    let prefix_len = n + 1 + version.len() + 1;
+    let write_prefix = |out: &mut [u8]| {
+        out[..n].copy_from_slice(ns);
+        out[n] = b'@';
+        out[n + 1..prefix_len - 1].copy_from_slice(version);
+        out[prefix_len - 1] = b':';
+    };
+    write_key(key, prefix_len, write_prefix, &hash);
+    Ok(())
+}
+
+/// The hash of the key input `fill` writes, in this thread's scratch buffer, so building a
+/// key allocates nothing for its input.
+fn hash_in_scratch(
+    fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
+) -> Result<blake3::Hash, KeyError> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> =
+            std::cell::RefCell::new(Vec::with_capacity(256));
+    }
+    let mut fill = Some(fill);
+    let hash = SCRATCH
+        .try_with(|scratch| {
+            // Busy when a `Serialize` of the arguments builds another key (it may call a
+            // memoized function): that one gets a buffer of its own.
+            let mut buf = scratch.try_borrow_mut().ok()?;
+            let fill = fill.take()?;
+            Some(hash_input(&mut buf, fill))
+        })
+        .ok()
+        .flatten();
+    match (hash, fill) {
+        (Some(hash), _) => hash,
+        (None, Some(fill)) => hash_input(&mut Vec::with_capacity(128), fill),
+        // `fill` is taken only on the way to `Some`.
+        (None, None) => unreachable!("the key builder ran without a result"),
+    }
+}
+
+/// Writes into `key` the `prefix_len` bytes of prefix `write_prefix` writes, then the hex of
+/// `hash`: inline when it fits, so the caller's stack slot is written in place and not moved.
+#[inline(always)]
+fn write_key(
+    key: &mut KeyBuf,
+    prefix_len: usize,
+    write_prefix: impl FnOnce(&mut [u8]),
+    hash: &blake3::Hash,
+) {
+    let len = prefix_len + 2 * HASH_BYTES;
+    if len > INLINE_KEY {
+        *key = KeyBuf::Heap(vec![0; len]);
+    } else if !matches!(key, KeyBuf::Inline { .. }) {
+        *key = KeyBuf::default();
+    }
+    let out = match key {
+        KeyBuf::Inline { bytes, len: used } => {
+            *used = len;
+            &mut bytes[..len]
+        }
+        KeyBuf::Heap(heap) => &mut heap[..],
+    };
+    let (prefix, hex) = out.split_at_mut(prefix_len);
+    write_prefix(prefix);
+    write_hex(hex, hash);
 }
 
 /// Hashes what `fill` writes after [`KEY_ALGORITHM`] in `buf`.
@@ -317,8 +361,13 @@ fn write_hex(out: &mut [u8], hash: &blake3::Hash) {
     }
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+fn push_decimal(out: &mut Vec<u8>, n: u32) {
     let mut digits = [0u8; 10];
+    out.extend_from_slice(decimal(&mut digits, n));
+}
+
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(digits: &mut [u8; 10], mut n: u32) -> &[u8] {
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -328,7 +377,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 /// The namespace part of a store key written by [`store_key`] (or of a slot's key,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::clock::duration_ms;
 use crate::flight::turn::{turn, Turn};
-use crate::key::{key_from_parts, namespace_of, KeyError};
+use crate::key::{canonical_bytes_into, hashed_in_place, key_from_parts, namespace_of, KeyError};
 use crate::memo::{Call, Mode, Status, StorePolicy};
 use crate::report::ErrorKind;
 use crate::stats::{timed, Atomics, SiteStats};
@@ -117,13 +117,40 @@ impl<'a> Site<'a> {
         Ok(key_from_parts(self.namespace, self.version, &args, &deps))
     }
 
+    /// The store key [`Site::key`] makes of `args` (canonically encoded) and the encoded
+    /// dependencies, the same bytes, built in place into `buf`: the arguments are encoded
+    /// straight into the key's hash input and the key is held in `buf` (inline up to 128
+    /// bytes), so a `#[memoize]` call allocates nothing for its key, as a
+    /// [`Memo`](super::Memo) call does not.
+    pub fn key_in_place<'k, T: serde::Serialize + ?Sized>(
+        &self,
+        args: &T,
+        deps: impl IntoIterator<Item = std::result::Result<Vec<u8>, KeyError>>,
+        buf: &'k mut crate::__private::KeyBuf,
+    ) -> Result<&'k [u8]> {
+        hashed_in_place(self.namespace, self.version, &mut buf.0, |input| {
+            input.part_with(|out| canonical_bytes_into(args, out))?;
+            for dep in deps {
+                input.part(&dep?);
+            }
+            Ok(())
+        })?;
+        Ok(buf.0.as_slice())
+    }
+
     /// A call that behaves like the function: a cache error never fails it (it is counted,
-    /// and the first of each kind logged), the function's value is returned.
-    pub fn call<P, R, A>(&self, key: Result<Vec<u8>>, args: A, compute: &impl Fn(A) -> R) -> R
+    /// and the first of each kind logged), the function's value is returned. The key is any
+    /// buffer: [`Site::key`]'s `Vec`, or [`Site::key_in_place`]'s.
+    pub fn call<P, R, A, K: AsRef<[u8]>>(
+        &self,
+        key: Result<K>,
+        args: A,
+        compute: &impl Fn(A) -> R,
+    ) -> R
     where
         P: StorePolicy<R>,
     {
-        self.call_keyed::<P, R, A, _>(key, args, compute)
+        self.call_keyed::<P, R, A, K>(key, args, compute)
     }
 
     /// [`Site::call`] with the key in any buffer (a [`Memo`](super::Memo)'s is inline).
@@ -150,10 +177,10 @@ impl<'a> Site<'a> {
     }
 
     /// A call with per-call options that reports every cache error, a failed write of the
-    /// computed value included.
-    pub fn call_with<P, R, A>(
+    /// computed value included. The key is any buffer, as for [`Site::call`].
+    pub fn call_with<P, R, A, K: AsRef<[u8]>>(
         &self,
-        key: Result<Vec<u8>>,
+        key: Result<K>,
         opts: Call,
         args: A,
         compute: &impl Fn(A) -> R,
@@ -161,7 +188,7 @@ impl<'a> Site<'a> {
     where
         P: StorePolicy<R>,
     {
-        self.call_with_keyed::<P, R, A, _>(key, opts, args, compute)
+        self.call_with_keyed::<P, R, A, K>(key, opts, args, compute)
     }
 
     /// [`Site::call_with`] with the key in any buffer.

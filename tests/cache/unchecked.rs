@@ -172,3 +172,130 @@ mod lmdb_raw {
         assert!(got.is_err(), "another key's v1 value read as {got:?}");
     }
 }
+
+/// Damage at rest, on every disk store: each byte of a stored entry flipped in the files
+/// themselves (under the store's own checksum, while the store is open), then read through a
+/// `Cache`, whose hits lend the store's bytes unchecked where the store allows it (LogStore's
+/// map, HybridStore's inline records, LMDB) and leave every check to the envelope.
+mod at_rest {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::path::PathBuf;
+
+    /// Every regular file under `dir`.
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    /// The file under `dir` holding `needle` once, and where.
+    fn find(dir: &Path, needle: &[u8]) -> (PathBuf, usize) {
+        let mut found = Vec::new();
+        for path in files_under(dir) {
+            let bytes = std::fs::read(&path).unwrap();
+            let hits: Vec<usize> = bytes
+                .windows(needle.len())
+                .enumerate()
+                .filter(|(_, w)| *w == needle)
+                .map(|(at, _)| at)
+                .collect();
+            found.extend(hits.into_iter().map(|at| (path.clone(), at)));
+        }
+        assert_eq!(found.len(), 1, "the stored value under {dir:?}: {found:?}");
+        found.remove(0)
+    }
+
+    /// Flips bit 0 of the byte at `at` of `path` in place (the same inode, so a store's open
+    /// map sees it).
+    fn flip(path: &Path, at: u64) {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut byte = [0u8];
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.read_exact(&mut byte).unwrap();
+        byte[0] ^= 0x01;
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.write_all(&byte).unwrap();
+    }
+
+    /// Puts `value` under "k" through a cache on `store` (files under `dir`), then flips each
+    /// byte of the stored value and of up to `before` bytes in front of it (the store's
+    /// framing: its checksum, record header, key) in turn: a damaged value byte must be an
+    /// error or a miss, a damaged framing byte an error, a miss or the value as written —
+    /// never another value.
+    fn flip_each_byte<S: Store + 'static>(name: &str, dir: &Path, store: S, before: usize) {
+        let store = Arc::new(store);
+        let cache = Cache::builder().store(store.clone()).build().unwrap();
+        let value = Response {
+            status: 200,
+            body: "a body long enough to damage, and to find in a file".into(),
+        };
+        cache.put("k", &value).unwrap();
+        assert_eq!(cache.get::<Response>("k").unwrap(), Some(value.clone()));
+        let stored = store.get(b"k").unwrap().unwrap();
+        let (path, at) = find(dir, &stored);
+        let from = at.saturating_sub(before);
+        for pos in from..at + stored.len() {
+            flip(&path, pos as u64);
+            let got = cache.get::<Response>("k");
+            flip(&path, pos as u64);
+            let in_value = pos >= at;
+            match got {
+                Err(_) | Ok(None) => {}
+                Ok(Some(v)) if !in_value && v == value => {}
+                Ok(Some(v)) => panic!(
+                    "{name}: byte {pos} ({} the value) damaged on disk read as {v:?}",
+                    if in_value { "inside" } else { "in front of" }
+                ),
+            }
+        }
+        assert_eq!(
+            cache.get::<Response>("k").unwrap(),
+            Some(value),
+            "{name}: read again once every byte is restored"
+        );
+    }
+
+    #[test]
+    fn a_byte_damaged_on_disk_under_the_stores_checksum_is_never_read_as_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        std::fs::create_dir(&log).unwrap();
+        let store = cacher::store::LogOptions::new()
+            .durability(Durability::None)
+            .open(log.join("store.log"))
+            .unwrap();
+        flip_each_byte("log", &log, store, 64);
+        let dirstore = dir.path().join("dir");
+        let store = cacher::store::DirStoreOptions::new()
+            .durability(Durability::None)
+            .open(&dirstore)
+            .unwrap();
+        flip_each_byte("dir", &dirstore, store, 64);
+        #[cfg(feature = "lmdb")]
+        {
+            let path = dir.path().join("lmdb");
+            flip_each_byte("lmdb", &path, lmdb(&path), 8);
+            let path = dir.path().join("hybrid-inline");
+            let store = cacher::store::HybridStore::open(&path).unwrap();
+            flip_each_byte("hybrid, inline", &path, store, 8);
+            let path = dir.path().join("hybrid-file");
+            let store = cacher::store::HybridStore::options()
+                .inline_max(16)
+                .open(&path)
+                .unwrap();
+            flip_each_byte("hybrid, in a file", &path, store, 64);
+        }
+    }
+}

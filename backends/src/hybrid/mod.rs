@@ -373,8 +373,23 @@ impl Store for HybridStore {
         self.read_checked(key, false)
     }
 
-    /// Lends [`Store::read_unchecked`]'s view: a file value without its checksum pass.
+    /// Lends an inline value straight from the index's map without the index's CRC (its
+    /// [`LmdbStore::with_value_unchecked`], framing checked), and a file value as
+    /// [`Store::read_unchecked`] maps it, without its checksum pass: for the `Cache`, whose
+    /// envelope checks every byte of the value and its key binding, so a hit makes one pass
+    /// over the bytes instead of two (and no copy of an inline value). Anything but an inline
+    /// record is read again through the checked index.
     fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        let mut inline = false;
+        let found = self.index.with_value_unchecked(key, &mut |raw| {
+            if let Some((&record::TAG_INLINE, value)) = raw.split_first() {
+                inline = true;
+                f(value);
+            }
+        })?;
+        if !found || inline {
+            return Ok(found);
+        }
         match self.read_checked(key, false)? {
             Some(blob) => {
                 f(&blob);

@@ -494,4 +494,37 @@ mod tests {
             assert_eq!(header.format_name(), name);
         }
     }
+
+    /// A hit answers the common names from a table without the UTF-8 check: the names it
+    /// holds, names near them and others read back as written, and a name that is not UTF-8
+    /// is still refused.
+    #[test]
+    fn the_lent_view_reads_every_pipeline_name_as_written_and_refuses_one_not_utf8() {
+        let sealed = |name: &str, edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            let header_len = begin(&mut out, name, &EnvelopeMeta::default(), b"k", false);
+            edit(&mut out);
+            out.extend_from_slice(b"payload");
+            seal(&mut out, header_len, b"k", None);
+            out
+        };
+        for name in [
+            "cbor",
+            "raw",
+            "json",
+            "pickle",
+            "cbo",
+            "cborr",
+            "cbor+zstd:3",
+            "x",
+        ] {
+            let out = sealed(name, &|_| {});
+            let (view, payload) = super::open_view(&out, b"k").unwrap();
+            assert_eq!((view.pipeline(), payload), (name, &b"payload"[..]));
+        }
+        // The first byte of "cbor" made 0xff, under a valid header CRC.
+        let out = sealed("cbor", &|out| out[super::FIXED_LEN_V2] = 0xff);
+        let err = super::open_view(&out, b"k").unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
 }
