@@ -63,7 +63,7 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// - `cacher-store-acct`: the eviction accounting (sizes, stamps, LRU/LFU/FIFO and expiry
 ///   indexes, totals), written in the same transaction as each put and delete once a limited
 ///   cache has turned it on (until then absent or empty, and writes skip it); its layout and
-///   version are in `backends/src/lmdb/accounting.rs`, and [`Store::accounting`] hands it out.
+///   version are in `backends/src/lmdb/accounting/`, and [`Store::accounting`] hands it out.
 ///
 /// # Every value is checked (version 2)
 /// Every read path — `get`, `read`, `with_value` (before the bytes are lent), `get_many`,
@@ -196,7 +196,7 @@ pub struct LmdbStore {
     /// [`LmdbStore::upgrade_layout`] through any handle or process): shared by clones, and
     /// never unset, since no store goes back to layout 1.
     pub(super) upgraded: Arc<AtomicBool>,
-    /// Eviction accounting, written in each put's and delete's transaction (`accounting.rs`).
+    /// Eviction accounting, written in each put's and delete's transaction (`accounting/`).
     pub(super) acct: AcctDb,
     /// The leases under the lease dir, opened on the first claim (`lease::claim_kept`).
     leases: std::sync::OnceLock<crate::lease::Leases>,

@@ -2,7 +2,7 @@
 //! `HybridStore`, then a `DirStore` whose books are its `acct/` sidecar); a reader checks the
 //! store's total all along. (That an eviction never takes a value written while
 //! it ran is `a_value_written_while_an_eviction_runs_is_never_taken` in
-//! `backends/src/lmdb/accounting_tests.rs` and `backends/src/dir/tests/accounting.rs`:
+//! `backends/src/lmdb/accounting/store_tests.rs` and `backends/src/dir/tests/accounting.rs`:
 //! deterministic, where processes here could only race.) The test binary re-executes itself with
 //! `CACHER_LIMITS_CHILD` set to run the child role (the `child_role_writes_its_keys` test,
 //! which does nothing in a normal run).
