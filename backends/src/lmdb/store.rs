@@ -106,7 +106,7 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 /// | level | a `put` costs | after a power loss (or any restart of the machine) |
 /// |---|---|---|
 /// | [`Durability::Flush`] (default) | two `fdatasync`s (LMDB syncs data, then the meta page) | every returned write is there |
-/// | [`Durability::Periodic`] | no sync in `put`, and a background durable point every [`LmdbOptions::periodic_interval`] (100 ms); yet 3.7-7x `None` in a tight write loop, since LMDB may not reuse the pages freed after the pinned point (every commit writes cold pages; `benches/RESULTS.md`) | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
+/// | [`Durability::Periodic`] | no sync in `put`, and a background durable point every [`LmdbOptions::periodic_interval`] (100 ms); yet 3-6x `None` in the writing thread's CPU in a tight write loop, since LMDB 0.9 may not reuse the pages freed after the pinned point: every commit writes cold pages, and the file grows with the write rate times the interval (123–609 MiB for 1.4 MiB of data in `benches/RESULTS.md`, "`Periodic` on LMDB 0.9") | the store opens at its last durable point: it may lose the writes of about the last interval plus one `fdatasync`, never a corrupt store |
 /// | [`Durability::None`] | no sync (`MDB_NOSYNC`) | anything: LMDB may have reused the pages of the last snapshot on disk, so the store may be corrupt or rolled back, until [`Store::flush`] |
 ///
 /// `Periodic` holds a read transaction on its last durable point so LMDB never reuses that
