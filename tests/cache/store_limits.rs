@@ -100,7 +100,11 @@ fn two_handles_on_one_store_keep_one_limit() {
             .build()
             .unwrap()
     };
-    let (a, b) = (open(), open());
+    keep_one_limit_of_10(open(), open());
+}
+
+/// Two handles limited to 10 entries each write 10 keys: together they keep 10, the newest.
+fn keep_one_limit_of_10(a: Cache, b: Cache) {
     for i in 0..10 {
         a.put(format!("a{i}"), &i).unwrap();
         b.put(format!("b{i}"), &i).unwrap();

@@ -75,14 +75,7 @@ fn a_dir_store_written_before_accounting_is_counted_once_then_opens_without_scan
 #[test]
 fn two_handles_on_one_dir_store_keep_one_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (limited(dir.path(), 10), limited(dir.path(), 10));
-    for i in 0..10 {
-        a.put(format!("a{i}"), &i).unwrap();
-        b.put(format!("b{i}"), &i).unwrap();
-    }
-    // Each handle used to count only what it wrote: 20 entries.
-    assert_eq!(a.store().len().unwrap(), 10);
-    assert!(b.contains("a9").unwrap() && b.contains("b9").unwrap());
+    super::keep_one_limit_of_10(limited(dir.path(), 10), limited(dir.path(), 10));
 }
 
 #[test]

@@ -285,19 +285,6 @@ fn acct_v2_fixture_opens_with_its_totals_and_entries() {
     );
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Writes `fixtures/dir/acct-v2-store` (run by hand with `--ignored` when the layout changes
 /// by a new version; the committed fixture is what older stores look like).
 #[test]
