@@ -330,8 +330,8 @@ pub trait Store: Send + Sync {
 
     /// The eviction accounting this store keeps itself, shared by every process that opens it
     /// ([`crate::accounting`]); `None` (the default) for a store without it, on which a limited
-    /// `Cache` scans at open and tracks entries in memory instead. `LmdbStore` and
-    /// `HybridStore` keep it.
+    /// `Cache` scans at open and tracks entries in memory instead. `LmdbStore`, `HybridStore`,
+    /// `LogStore` (its writer handles) and `DirStore` (feature `lmdb`, unix) keep it.
     fn accounting(&self) -> Option<&dyn crate::accounting::Accounting> {
         None
     }
