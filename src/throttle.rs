@@ -107,7 +107,7 @@ impl<A> std::fmt::Debug for Throttle<A> {
 impl<A> Throttle<A> {
     /// One pace per group, the group of a call being `group(&args)` (a host, an API key, a
     /// tenant). `variance` must be in `[0, 2]` (see the type docs), else
-    /// [`Error::Config`](crate::Error::Config).
+    /// [`Error::Config`].
     pub fn per_group<G, F>(delay: Duration, variance: f64, group: F) -> Result<Self>
     where
         G: Into<String>,
@@ -167,7 +167,7 @@ impl<A> Throttle<A> {
 
     /// Keeps the pace across every process that uses `store` with a throttle of the same
     /// groups: the next start of each group is kept in a file beside the store's leases.
-    /// Fails with [`Error::Config`](crate::Error::Config) for a store no other process sees
+    /// Fails with [`Error::Config`] for a store no other process sees
     /// (one without [`Store::lease_dir`]).
     pub fn across_processes(mut self, store: &dyn Store) -> Result<Self> {
         let dir = store.lease_dir().ok_or_else(|| {

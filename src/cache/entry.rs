@@ -42,7 +42,7 @@ enum Opened<T> {
     Recheck,
 }
 
-/// How often a hit is timed for [`Stats::read_time`](crate::Stats::read_time): two clock
+/// How often a hit is timed for [`Counters::read_time`](crate::Counters::read_time): two clock
 /// reads on every hit cost about as much as the rest of the bookkeeping, so one hit in
 /// `READ_SAMPLE` is timed and counted `READ_SAMPLE` times (the first hit of a namespace on
 /// each thread is always timed).
@@ -395,7 +395,7 @@ impl Cache {
     }
 
     /// `key`'s envelope header (or why it does not parse) and stored size, read through
-    /// [`Store::with_value`] so no store copies the value just to look at its header.
+    /// [`Store::with_value`](cacher_store::Store::with_value) so no store copies the value just to look at its header.
     pub(super) fn peek(
         &self,
         key: &[u8],

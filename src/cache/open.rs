@@ -9,7 +9,7 @@ use crate::Result;
 
 impl Cache {
     /// Opens (or creates) a cache in the directory `path` on the default store,
-    /// [`HybridStore`](cacher_store::HybridStore): small values inline in an LMDB index, large
+    /// [`HybridStore`]: small values inline in an LMDB index, large
     /// values and blobs in their own files, streamed in and memory-mapped out. Default format
     /// and no expiry or limits; use [`Cache::builder`] with
     /// `.store(HybridStore::open(path)?)` to set them.

@@ -1,4 +1,4 @@
-//! The async twin of the memoized call ([`Site::call_async`]), shared by [`AsyncMemo`] and
+//! The async twin of the memoized call ([`Site::call_async`]), shared by [`AsyncMemo`](crate::memo::AsyncMemo) and
 //! `#[memoize] async fn`: same keys, modes, policies and stats as the sync path, and no
 //! runtime of its own, so it runs on any executor.
 //!
@@ -8,7 +8,7 @@
 //! `DirStore`; `benches/many.rs` measures an async hit against a sync one), far less than the
 //! cost of moving it to a blocking pool and back. The write after a miss can block longer
 //! (an fsync with [`Durability::Flush`](crate::store::Durability)): by default it runs inline
-//! too, and [`AsyncMemo::offload_writes`] hands it to a blocking pool of the caller's
+//! too, and [`AsyncMemo::offload_writes`](crate::memo::AsyncMemo::offload_writes) hands it to a blocking pool of the caller's
 //! executor instead (`tokio::task::spawn_blocking`, `blocking::unblock`, ...). Only the write
 //! moves: the value is encoded on the task, the pool gets bytes.
 //!

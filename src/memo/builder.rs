@@ -141,7 +141,7 @@ impl MemoBuilder {
 
     /// Leaves the named argument out of the key (a client handle, a logger, a progress bar).
     /// The name must be one given to [`MemoBuilder::args`]: `wrap` refuses an unknown name
-    /// with [`Error::Config`](crate::Error::Config) rather than silently keying on it.
+    /// with [`Error::Config`] rather than silently keying on it.
     pub fn ignore(mut self, name: impl Into<String>) -> Self {
         self.ignored.push(name.into());
         self
@@ -178,7 +178,7 @@ impl MemoBuilder {
     ///
     /// Like [`CacheBuilder::build`](crate::CacheBuilder::build), this last step checks the
     /// settings: an ignored name that is not among the [`args`](MemoBuilder::args) is an
-    /// [`Error::Config`](crate::Error::Config) here, not a silent recomputation on every call.
+    /// [`Error::Config`] here, not a silent recomputation on every call.
     pub fn wrap<M, R, F>(self, f: F) -> Result<Memo<F::Args, R, F::Fn, Always>>
     where
         R: Serialize + DeserializeOwned,

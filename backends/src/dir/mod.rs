@@ -31,7 +31,7 @@
 //!   when they are regular files, fan-out and temp directories only when they are real
 //!   directories (not symlinks), and it deletes from `tmp/` only its own `put-XXXXXX` files.
 //!   Anything else at those paths (a symlink, FIFO, socket, device) is refused with
-//!   [`Error::NotOwned`](crate::Error::NotOwned) naming the path, without blocking.
+//!   [`Error::NotOwned`] naming the path, without blocking.
 
 #[cfg(all(feature = "lmdb", unix))]
 mod accounting;
@@ -98,7 +98,7 @@ const PUT_MANY_CHUNK: usize = 256;
 /// to the OS until [`Store::flush`]. A process crash leaves each key with its old or its new
 /// value, never a torn one, under either setting; so does a power loss under `Flush`. After a
 /// power loss under `None` an entry renamed before its data reached the disk may be empty or
-/// short: it reads as [`Error::Corrupt`](crate::Error::Corrupt), never as a wrong value.
+/// short: it reads as [`Error::Corrupt`], never as a wrong value.
 ///
 /// [`Durability::Periodic`] is treated as `Flush`. Its promise — never corrupt after a power
 /// loss — needs each entry's data on disk before the rename that publishes it, and nothing

@@ -43,7 +43,7 @@ pub(super) struct Shared {
     /// Whether a non-`Periodic` environment has removed any durable-point record before its
     /// first write (see `periodic`).
     pub(super) durable_record_gone: std::sync::atomic::AtomicBool,
-    /// Counters behind [`LmdbEnv::stats`].
+    /// Counters behind [`super::LmdbEnv::stats`].
     pub(super) grown: AtomicU64,
     pub(super) adopted: AtomicU64,
     pub(super) readers_cleared: AtomicU64,
