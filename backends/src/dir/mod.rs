@@ -400,10 +400,18 @@ impl Store for DirStore {
     /// stay far below the open-file limit. Each entry is replaced atomically; the batch as a
     /// whole is not (a crash midway leaves some entries new and some old).
     fn put_many(&self, entries: &[(&[u8], &[u8])]) -> Result<()> {
+        let dated: Vec<(&[u8], &[u8], Option<u64>)> =
+            entries.iter().map(|&(k, v)| (k, v, None)).collect();
+        self.put_many_with_deadlines(&dated)
+    }
+
+    /// Like `put_many`; with accounting on, each deadline goes into the sidecar's expiry
+    /// index (so `Cache::cleanup` finds what a batch wrote with a TTL).
+    fn put_many_with_deadlines(&self, entries: &[(&[u8], &[u8], Option<u64>)]) -> Result<()> {
         let mut touched = BTreeSet::new();
         for chunk in entries.chunks(PUT_MANY_CHUNK) {
             let mut written = Vec::with_capacity(chunk.len());
-            for (key, value) in chunk {
+            for (key, value, _) in chunk {
                 written.push((self.write_entry(key, value)?, self.entry_path(key)));
             }
             if self.durability == Durability::Flush {

@@ -138,9 +138,23 @@ impl DirStore {
                 value_len: size,
             };
             let mut tmp = Some(tmp);
-            return side.write_record(key, &mut |_| {
+            // A rename that failed is reported after the transaction, which records nothing
+            // for it: had the closure failed instead, a run of it again (`AcctDb::write`
+            // retries when another handle made the books meanwhile) would find no temp file
+            // and answer as if the first run had renamed it, so `put` would return `Ok` for a
+            // value never stored.
+            let mut failed = None;
+            side.write_record(key, &mut |_| {
+                if failed.is_some() {
+                    return Ok((RecordOp::Keep, ()));
+                }
                 match tmp.take() {
-                    Some(t) => self.publish(t, dest)?,
+                    Some(t) => {
+                        if let Err(e) = self.publish(t, dest) {
+                            failed = Some(e);
+                            return Ok((RecordOp::Keep, ()));
+                        }
+                    }
                     // A transaction run again: the file was renamed by the first run, and is
                     // recorded only if no other writer replaced it since.
                     None if FileId::at(dest)? != Some(id) => return Ok((RecordOp::Keep, ())),
@@ -152,7 +166,8 @@ impl DirStore {
                     deadline,
                 };
                 Ok((put, ()))
-            });
+            })?;
+            return failed.map_or(Ok(()), Err);
         }
         let _ = (key, size, deadline);
         self.publish(tmp, dest)
@@ -164,25 +179,38 @@ impl DirStore {
     pub(super) fn publish_chunk(
         &self,
         written: Vec<(NamedTempFile, std::path::PathBuf)>,
-        chunk: &[(&[u8], &[u8])],
+        chunk: &[(&[u8], &[u8], Option<u64>)],
     ) -> Result<()> {
         #[cfg(all(feature = "lmdb", unix))]
         if let Some(side) = self.sidecar()? {
             use super::sidecar::{EntryRecord, FileId};
             use crate::lmdb::RecordOp;
             let mut pending = Vec::with_capacity(written.len());
-            for ((tmp, dest), (_, value)) in written.into_iter().zip(chunk) {
+            for ((tmp, dest), (_, value, deadline)) in written.into_iter().zip(chunk) {
                 let record = EntryRecord {
                     file: FileId::of_file(tmp.as_file(), tmp.path())?,
                     value_len: value.len() as u64,
                 };
-                pending.push((Some(tmp), dest, record));
+                pending.push((Some(tmp), dest, record, *deadline));
             }
-            let keys: Vec<&[u8]> = chunk.iter().map(|(k, _)| *k).collect();
-            return side.write_records(&keys, &mut |i, _| {
-                let (tmp, dest, record) = &mut pending[i];
+            let keys: Vec<&[u8]> = chunk.iter().map(|(k, _, _)| *k).collect();
+            // As in `publish_counted`, a failed rename is reported after the transaction: the
+            // entries renamed before it keep their records (failing the transaction would
+            // roll those back and leave their files uncounted), and those after it are not
+            // renamed (their temp files go when `pending` is dropped).
+            let mut failed: Option<(usize, Error)> = None;
+            side.write_records(&keys, &mut |i, _| {
+                if failed.as_ref().is_some_and(|(at, _)| i >= *at) {
+                    return Ok(RecordOp::Keep);
+                }
+                let (tmp, dest, record, deadline) = &mut pending[i];
                 match tmp.take() {
-                    Some(t) => self.publish(t, dest)?,
+                    Some(t) => {
+                        if let Err(e) = self.publish(t, dest) {
+                            failed = Some((i, e));
+                            return Ok(RecordOp::Keep);
+                        }
+                    }
                     // As in `publish_counted`: a transaction run again records only what is
                     // still there (a later duplicate key replaced the earlier file).
                     None if FileId::at(dest)? != Some(record.file) => return Ok(RecordOp::Keep),
@@ -191,9 +219,10 @@ impl DirStore {
                 Ok(RecordOp::Put {
                     value: record.encode(),
                     size: record.value_len,
-                    deadline: None,
+                    deadline: *deadline,
                 })
-            });
+            })?;
+            return failed.map_or(Ok(()), |(_, e)| Err(e));
         }
         let _ = chunk;
         for (tmp, dest) in written {

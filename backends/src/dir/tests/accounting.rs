@@ -303,3 +303,89 @@ fn write_acct_v2_fixture() {
     drop(store);
     let _ = fs::remove_dir_all(fixture.join("leases"));
 }
+
+/// Three keys whose entry files sit in three different fan-out directories.
+fn keys_in_three_fanouts(store: &DirStore) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut fanouts = Vec::new();
+    for i in 0u32.. {
+        let key = format!("key-{i}").into_bytes();
+        let (_, fanout) = store.locate(&key);
+        if !fanouts.contains(&fanout) {
+            fanouts.push(fanout);
+            keys.push(key);
+        }
+        if keys.len() == 3 {
+            return keys;
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_put_many_failing_part_way_keeps_the_records_of_the_files_it_renamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    acct(&store).enable().unwrap();
+    let keys = keys_in_three_fanouts(&store);
+    // The third key's fan-out directory is a planted file: its rename fails after the first
+    // two are in place. (The chunk's one transaction used to fail with it, rolling back the
+    // first two records while their files stayed: totals 0 for two live values.)
+    let (third, _) = store.locate(&keys[2]);
+    fs::write(third.parent().unwrap(), b"not a directory").unwrap();
+    let entries: Vec<(&[u8], &[u8])> = vec![
+        (&keys[0], b"one"),
+        (&keys[1], b"two!"),
+        (&keys[2], b"three"),
+    ];
+    assert!(store.put_many(&entries).is_err());
+    let t = acct(&store).totals().unwrap();
+    assert_eq!((t.entries, t.bytes), (2, 7));
+    assert_eq!(store.get(&keys[0]).unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(store.get(&keys[1]).unwrap().as_deref(), Some(&b"two!"[..]));
+    assert!(acct(&store).entry(&keys[2]).unwrap().is_none());
+}
+
+#[test]
+fn a_put_whose_rename_fails_is_an_error_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    acct(&store).enable().unwrap();
+    let key = b"planted".to_vec();
+    let (path, _) = store.locate(&key);
+    fs::write(path.parent().unwrap(), b"not a directory").unwrap();
+    assert!(store.put(&key, b"value").is_err());
+    let t = acct(&store).totals().unwrap();
+    assert_eq!((t.entries, t.bytes), (0, 0));
+    assert!(store.get(&key).is_err() || store.get(&key).unwrap().is_none());
+}
+
+#[test]
+fn a_batch_written_with_deadlines_enters_the_expiry_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    acct(&store).enable().unwrap();
+    // Used to be recorded with no deadline: `Cache::cleanup` never found what a batch wrote
+    // with a TTL.
+    store
+        .put_many_with_deadlines(&[(b"dated", b"v", Some(1_000)), (b"undated", b"w", None)])
+        .unwrap();
+    assert_eq!(
+        acct(&store).entry(b"dated").unwrap().unwrap().expires_ms,
+        Some(1_000)
+    );
+    assert_eq!(
+        acct(&store).entry(b"undated").unwrap().unwrap().expires_ms,
+        None
+    );
+    let mut removed = Vec::new();
+    assert_eq!(
+        acct(&store)
+            .remove_expired(2_000, &mut |k| removed.push(k.to_vec()))
+            .unwrap(),
+        1
+    );
+    assert_eq!(removed, vec![b"dated".to_vec()]);
+    assert!(store.get(b"dated").unwrap().is_none());
+    assert!(store.get(b"undated").unwrap().is_some());
+}
