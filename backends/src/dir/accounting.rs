@@ -70,6 +70,14 @@ impl DirStore {
         let Some(away) = take_away(&self.tmp, &path)? else {
             return Ok(());
         };
+        // Locked until it is removed or put back, so the stale-temp cleanup of another handle
+        // leaves it alone (a file taken by mistake may be another writer's new value).
+        let held = crate::fs::open_regular(&away, crate::fs::Access::Read)
+            .ok()
+            .flatten();
+        if let Some(file) = &held {
+            let _ = file.try_lock();
+        }
         let taken = FileId::at(&away)?;
         if taken.as_ref() == Some(id) {
             return remove(&away);

@@ -15,9 +15,9 @@ impl DirStore {
     /// Removes temp files left in `tmp/` by writers that died, and returns how many.
     ///
     /// A temp file is removed only when it is one the store made (a regular file named
-    /// `put-` and six letters or digits), has not been modified for `older_than`, *and* no
-    /// process holds the lock every writer takes on its temp file for as long as it writes
-    /// (`flock`, released by the kernel when the writer dies). The age guards the instant
+    /// `put-` or `evict-` and six letters or digits), has not been modified or renamed for
+    /// `older_than`, *and* no process holds the lock every writer takes on its temp file for
+    /// as long as it writes (`flock`, released by the kernel when the writer dies). The age guards the instant
     /// between a writer creating its file and locking it. If a live writer's file were removed
     /// anyway, its rename would fail and its `put` return an error: an entry is never damaged.
     ///
@@ -34,7 +34,7 @@ impl DirStore {
                 return Ok(false);
             }
             let age = now
-                .duration_since(meta.modified()?)
+                .duration_since(last_change(&meta)?)
                 .unwrap_or(Duration::ZERO);
             if age < older_than {
                 return Ok(false);
@@ -139,6 +139,26 @@ impl DirStore {
         }
         Ok(removed)
     }
+}
+
+/// When a temp file last changed: its modification time, or (unix) the later status change
+/// a rename makes. An `evict-` file keeps the entry's modification time, which may be old,
+/// but its rename into `tmp/` is new: the age guards the instant between that rename and the
+/// evicting handle's lock as it guards a writer's between creating and locking its file.
+fn last_change(meta: &std::fs::Metadata) -> std::io::Result<SystemTime> {
+    let modified = meta.modified()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
+            std::time::UNIX_EPOCH
+                + Duration::new(secs, u32::try_from(meta.ctime_nsec()).unwrap_or_default())
+        });
+        if let Some(changed) = changed.filter(|c| *c > modified) {
+            return Ok(changed);
+        }
+    }
+    Ok(modified)
 }
 
 impl DirStore {

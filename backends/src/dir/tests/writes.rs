@@ -22,6 +22,36 @@ fn iteration_skips_temp_and_foreign_files() {
     assert_eq!(store.scan().unwrap().count(), 1);
 }
 
+#[cfg(unix)]
+#[test]
+fn an_old_entry_file_just_renamed_into_tmp_is_not_stale() {
+    // An eviction renames an entry file, whose modification time may be hours old, to
+    // `tmp/evict-XXXXXX` before comparing it with its record; the cleanup judged it by that
+    // old time and could remove another writer's value in the instant before its lock.
+    let temp = tempfile::tempdir().unwrap();
+    let store = DirStore::open(temp.path()).unwrap();
+    let entry = temp.path().join("old-entry");
+    fs::write(&entry, b"written an hour ago").unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&entry)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let taken = temp.path().join("tmp/evict-Taken1");
+    fs::rename(&entry, &taken).unwrap();
+    assert_eq!(
+        store
+            .remove_stale_temp_files(Duration::from_secs(600))
+            .unwrap(),
+        0
+    );
+    assert!(taken.exists());
+    // Stale by the same rule once the rename is older than the age asked for.
+    assert_eq!(store.remove_stale_temp_files(Duration::ZERO).unwrap(), 1);
+}
+
 #[test]
 fn stale_temp_files_are_removed_unless_a_writer_holds_their_lock() {
     let temp = tempfile::tempdir().unwrap();
