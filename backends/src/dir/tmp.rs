@@ -27,14 +27,14 @@ impl DirStore {
     /// [`Error::NotOwned`].
     pub fn remove_stale_temp_files(&self, older_than: Duration) -> Result<u64> {
         let now = SystemTime::now();
-        let stale = |file: &File| -> std::io::Result<bool> {
+        let stale = |file: &File, renamed_in: bool| -> std::io::Result<bool> {
             let meta = file.metadata()?;
             // Checked on the open file: the name may have been swapped since the listing.
             if !meta.is_file() {
                 return Ok(false);
             }
             let age = now
-                .duration_since(last_change(&meta)?)
+                .duration_since(last_change(&meta, renamed_in)?)
                 .unwrap_or(Duration::ZERO);
             if age < older_than {
                 return Ok(false);
@@ -54,7 +54,7 @@ impl DirStore {
     #[cfg(unix)]
     fn remove_own_temp_files_unix(
         &self,
-        stale: &dyn Fn(&File) -> std::io::Result<bool>,
+        stale: &dyn Fn(&File, bool) -> std::io::Result<bool>,
     ) -> Result<u64> {
         use rustix::fs::{openat, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
         use rustix::io::Errno;
@@ -93,7 +93,10 @@ impl DirStore {
                 Err(Errno::NOENT | Errno::LOOP) => continue,
                 Err(e) => return Err(Error::io("opening a temp file", &path, e.into())),
             };
-            if !stale(&file).map_err(|e| Error::io("checking the temp file", &path, e))? {
+            let renamed_in = name.to_str().is_ok_and(is_evict_name);
+            if !stale(&file, renamed_in)
+                .map_err(|e| Error::io("checking the temp file", &path, e))?
+            {
                 continue;
             }
             match unlinkat(&dir, name, AtFlags::empty()) {
@@ -109,7 +112,7 @@ impl DirStore {
     #[cfg(not(unix))]
     fn remove_own_temp_files_by_path(
         &self,
-        stale: &dyn Fn(&File) -> std::io::Result<bool>,
+        stale: &dyn Fn(&File, bool) -> std::io::Result<bool>,
     ) -> Result<u64> {
         use std::io;
         crate::fs::check_dir(&self.tmp)?;
@@ -127,7 +130,10 @@ impl DirStore {
                 Ok(None) | Err(Error::NotOwned { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            if !stale(&file).map_err(|e| Error::io("checking the temp file", &path, e))? {
+            let renamed_in = entry.file_name().to_str().is_some_and(is_evict_name);
+            if !stale(&file, renamed_in)
+                .map_err(|e| Error::io("checking the temp file", &path, e))?
+            {
                 continue;
             }
             drop(file);
@@ -141,14 +147,17 @@ impl DirStore {
     }
 }
 
-/// When a temp file last changed: its modification time, or (unix) the later status change
-/// a rename makes. An `evict-` file keeps the entry's modification time, which may be old,
-/// but its rename into `tmp/` is new: the age guards the instant between that rename and the
-/// evicting handle's lock as it guards a writer's between creating and locking its file.
-fn last_change(meta: &std::fs::Metadata) -> std::io::Result<SystemTime> {
+/// When a temp file last changed: its modification time, or for a file renamed into `tmp/`
+/// (`renamed_in`: an `evict-` file) on unix the later status change the rename made. An
+/// `evict-` file keeps the entry's modification time, which may be old, but its rename into
+/// `tmp/` is new: the age guards the instant between that rename and the evicting handle's
+/// lock as it guards a writer's between creating and locking its `put-` file.
+fn last_change(meta: &std::fs::Metadata, renamed_in: bool) -> std::io::Result<SystemTime> {
     let modified = meta.modified()?;
+    #[cfg(not(unix))]
+    let _ = renamed_in;
     #[cfg(unix)]
-    {
+    if renamed_in {
         use std::os::unix::fs::MetadataExt;
         let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
             std::time::UNIX_EPOCH
@@ -174,6 +183,11 @@ impl DirStore {
     pub fn is_own_temp_name(name: &str) -> bool {
         is_own_temp_name(name)
     }
+}
+
+/// Whether `name` is an `evict-` temp file: an entry file an eviction renamed into `tmp/`.
+fn is_evict_name(name: &str) -> bool {
+    name.starts_with(EVICT_PREFIX) && is_own_temp_name(name)
 }
 
 /// Whether `name` has the shape of a temp file the store makes: `put-` (a value being
