@@ -25,6 +25,22 @@ fn lmdb(dir: &Path) -> LmdbStore {
 
 /// A store (an `LmdbStore` unless said) that counts the calls a scan makes (`keys`,
 /// `with_value`, `read`).
+/// A cache limited to 2,000 entries on `inner`, built without looking at entries one by one.
+fn limited_without_scanning<S: Store + 'static>(inner: S) -> Cache {
+    let scans = Arc::new(AtomicU64::new(0));
+    let store = Counting {
+        inner,
+        scans: scans.clone(),
+    };
+    let cache = Cache::builder()
+        .store(store)
+        .max_entries(2000)
+        .build()
+        .unwrap();
+    assert_eq!(scans.load(SeqCst), 0, "build looked at entries one by one");
+    cache
+}
+
 struct Counting<S = LmdbStore> {
     inner: S,
     scans: Arc<AtomicU64>,
@@ -67,17 +83,7 @@ fn a_limited_cache_opens_from_the_stored_total_without_scanning() {
     for i in 0..1000 {
         writer.put(format!("k{i}"), &i).unwrap();
     }
-    let scans = Arc::new(AtomicU64::new(0));
-    let store = Counting {
-        inner: lmdb(dir.path()),
-        scans: scans.clone(),
-    };
-    let cache = Cache::builder()
-        .store(store)
-        .max_entries(2000)
-        .build()
-        .unwrap();
-    assert_eq!(scans.load(SeqCst), 0, "build looked at entries one by one");
+    let cache = limited_without_scanning(lmdb(dir.path()));
     assert_eq!(
         cache
             .store()

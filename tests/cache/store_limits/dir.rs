@@ -4,13 +4,9 @@
 //! each handle counted only what it saw.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::Arc;
 
 use cacher::store::{DirStore, Durability};
 use cacher::Cache;
-
-use super::Counting;
 
 fn dir_store(dir: &Path) -> DirStore {
     DirStore::options()
@@ -35,17 +31,7 @@ fn a_limited_cache_on_a_dir_store_opens_from_the_stored_total_without_scanning()
         first.put(format!("k{i}"), &i).unwrap();
     }
     drop(first);
-    let scans = Arc::new(AtomicU64::new(0));
-    let store = Counting {
-        inner: dir_store(dir.path()),
-        scans: scans.clone(),
-    };
-    let cache = Cache::builder()
-        .store(store)
-        .max_entries(2000)
-        .build()
-        .unwrap();
-    assert_eq!(scans.load(SeqCst), 0, "build looked at entries one by one");
+    let cache = super::limited_without_scanning(dir_store(dir.path()));
     let totals = cache.store().accounting().unwrap().totals().unwrap();
     assert_eq!((totals.entries, totals.built), (300, true));
 }
