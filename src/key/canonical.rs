@@ -12,27 +12,40 @@ pub(super) struct Canonical<'a> {
 }
 
 impl Canonical<'_> {
+    #[inline]
     fn tag(&mut self, t: u8) {
         self.out.push(t);
     }
+    #[inline]
     fn len(&mut self, n: usize) {
         self.out.extend_from_slice(&(n as u64).to_le_bytes());
     }
+    #[inline]
     fn str(&mut self, s: &str) {
         self.tag(0x04);
         self.len(s.len());
         self.out.extend_from_slice(s.as_bytes());
     }
+    #[inline]
     fn int(&mut self, v: i128) {
         self.tag(0x02);
         self.out.extend_from_slice(&v.to_le_bytes());
     }
+    #[inline]
     fn nested(&mut self) -> Canonical<'_> {
         Canonical {
             out: self.out,
             skip: &[],
         }
     }
+}
+
+/// The error of an ignored position `bad` past a tuple of `len`: out of the inlined path.
+#[cold]
+fn ignored_past_the_end(bad: usize, len: usize) -> KeyError {
+    KeyError(format!(
+        "argument position {bad} is ignored, but there are only {len} arguments"
+    ))
 }
 
 /// Collects a sequence; `skip` drops top-level positions.
@@ -43,6 +56,7 @@ pub(super) struct SeqState<'a, 'b> {
 }
 
 impl SeqState<'_, '_> {
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
         let i = self.index;
         self.index += 1;
@@ -51,6 +65,7 @@ impl SeqState<'_, '_> {
         }
         value.serialize(&mut self.enc.nested())
     }
+    #[inline]
     fn end(self) -> Result<(), KeyError> {
         self.enc.tag(0x0D);
         Ok(())
@@ -65,9 +80,11 @@ pub(super) struct MapState<'a, 'b> {
 }
 
 impl MapState<'_, '_> {
+    #[inline]
     fn entry(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.entries.push((key, value));
     }
+    #[inline]
     fn end(mut self) -> Result<(), KeyError> {
         self.entries.sort();
         self.enc.tag(0x0E);
@@ -92,47 +109,58 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
     type SerializeStruct = MapState<'a, 'b>;
     type SerializeStructVariant = MapState<'a, 'b>;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), KeyError> {
         self.tag(0x01);
         self.tag(v as u8);
         Ok(())
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<(), KeyError> {
         self.int(v);
         Ok(())
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), KeyError> {
         self.int(v.into());
         Ok(())
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<(), KeyError> {
         match i128::try_from(v) {
             Ok(i) => self.int(i),
@@ -143,9 +171,11 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
         }
         Ok(())
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), KeyError> {
         self.serialize_f64(v.into())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), KeyError> {
         let bits = if v.is_nan() {
             0x7ff8_0000_0000_0000
@@ -156,37 +186,45 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
         self.out.extend_from_slice(&bits.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<(), KeyError> {
         self.str(v.encode_utf8(&mut [0; 4]));
         Ok(())
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), KeyError> {
         self.str(v);
         Ok(())
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), KeyError> {
         self.tag(0x05);
         self.len(v.len());
         self.out.extend_from_slice(v);
         Ok(())
     }
+    #[inline]
     fn serialize_none(self) -> Result<(), KeyError> {
         self.tag(0x06);
         Ok(())
     }
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), KeyError> {
         self.tag(0x07);
         value.serialize(&mut self.nested())
     }
+    #[inline]
     fn serialize_unit(self) -> Result<(), KeyError> {
         self.tag(0x08);
         Ok(())
     }
+    #[inline]
     fn serialize_unit_struct(self, name: &'static str) -> Result<(), KeyError> {
         self.tag(0x09);
         self.str(name);
         Ok(())
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,
@@ -197,6 +235,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
         self.str(variant);
         Ok(())
     }
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -204,6 +243,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
     ) -> Result<(), KeyError> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -215,6 +255,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
         self.str(variant);
         value.serialize(&mut self.nested())
     }
+    #[inline]
     fn serialize_seq(self, _len: Option<usize>) -> Result<SeqState<'a, 'b>, KeyError> {
         self.tag(0x0C);
         Ok(SeqState {
@@ -223,13 +264,12 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
             skip: &[],
         })
     }
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<SeqState<'a, 'b>, KeyError> {
         // Only the argument tuple itself has positions to ignore.
         let skip = std::mem::take(&mut self.skip);
         if let Some(&bad) = skip.iter().find(|&&i| i >= len) {
-            return Err(KeyError(format!(
-                "argument position {bad} is ignored, but there are only {len} arguments"
-            )));
+            return Err(ignored_past_the_end(bad, len));
         }
         self.tag(0x0C);
         Ok(SeqState {
@@ -238,6 +278,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
             skip,
         })
     }
+    #[inline]
     fn serialize_tuple_struct(
         self,
         _name: &'static str,
@@ -245,6 +286,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
     ) -> Result<SeqState<'a, 'b>, KeyError> {
         self.serialize_seq(Some(len))
     }
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -256,6 +298,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
         self.str(variant);
         self.serialize_seq(Some(len))
     }
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<MapState<'a, 'b>, KeyError> {
         Ok(MapState {
             enc: self,
@@ -263,6 +306,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
             pending_key: None,
         })
     }
+    #[inline]
     fn serialize_struct(
         self,
         _name: &'static str,
@@ -270,6 +314,7 @@ impl<'a, 'b> ser::Serializer for &'b mut Canonical<'a> {
     ) -> Result<MapState<'a, 'b>, KeyError> {
         self.serialize_map(Some(len))
     }
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -292,6 +337,7 @@ macro_rules! seq_like {
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
                 self.element(value)
             }
+            #[inline]
             fn end(self) -> Result<(), KeyError> {
                 SeqState::end(self)
             }
@@ -334,10 +380,12 @@ struct_like!(SerializeStruct, SerializeStructVariant);
 impl ser::SerializeMap for MapState<'_, '_> {
     type Ok = ();
     type Error = KeyError;
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), KeyError> {
         self.pending_key = Some(canonical_bytes(key)?);
         Ok(())
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
         let key = self
             .pending_key
@@ -347,6 +395,7 @@ impl ser::SerializeMap for MapState<'_, '_> {
         self.entry(key, value);
         Ok(())
     }
+    #[inline]
     fn end(self) -> Result<(), KeyError> {
         MapState::end(self)
     }

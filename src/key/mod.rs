@@ -151,6 +151,7 @@ impl Default for KeyBuf {
 }
 
 impl KeyBuf {
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             KeyBuf::Inline { bytes, len } => &bytes[..*len],
@@ -355,6 +356,7 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 
 /// Writes the first [`HASH_BYTES`] of `hash` into `out` (2 * HASH_BYTES long) as lowercase
 /// hex, one table lookup per byte (a digit-by-digit loop was a fifth of building a key).
+#[inline]
 fn write_hex(out: &mut [u8], hash: &blake3::Hash) {
     for (pair, &b) in out.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
         pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
