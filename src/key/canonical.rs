@@ -334,6 +334,7 @@ macro_rules! seq_like {
         impl ser::$trait for SeqState<'_, '_> {
             type Ok = ();
             type Error = KeyError;
+            #[inline]
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
                 self.element(value)
             }

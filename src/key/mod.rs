@@ -81,6 +81,7 @@ pub fn canonical_args<T: Serialize + ?Sized>(
 }
 
 /// [`canonical_args`] appended to `out` (a key's hash input), without a buffer of its own.
+#[inline]
 pub(crate) fn canonical_args_into<T: Serialize + ?Sized>(
     args: &T,
     skip: &[usize],
@@ -99,6 +100,7 @@ pub(crate) fn canonical_args_into<T: Serialize + ?Sized>(
 }
 
 /// [`canonical_bytes`] appended to `out`.
+#[inline]
 pub(crate) fn canonical_bytes_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
@@ -129,6 +131,9 @@ pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
         .of_parts(parts.iter().copied())
         .into_vec()
 }
+
+/// The part of a key's BLAKE3 hash a key keeps.
+type KeyHash = [u8; HASH_BYTES];
 
 /// How long a key [`KeyBuf`] holds without allocating.
 const INLINE_KEY: usize = 128;
@@ -247,10 +252,12 @@ pub(crate) fn hashed_in_place(
 /// key allocates nothing for its input.
 fn hash_in_scratch(
     fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
-) -> Result<blake3::Hash, KeyError> {
+) -> Result<KeyHash, KeyError> {
     thread_local! {
+        // Const-initialised: an access is a state check, not a lazy-init call; the buffer
+        // grows on the first key and keeps its capacity.
         static SCRATCH: std::cell::RefCell<Vec<u8>> =
-            std::cell::RefCell::new(Vec::with_capacity(256));
+            const { std::cell::RefCell::new(Vec::new()) };
     }
     let mut fill = Some(fill);
     let hash = SCRATCH
@@ -278,7 +285,7 @@ fn write_key(
     key: &mut KeyBuf,
     prefix_len: usize,
     write_prefix: impl FnOnce(&mut [u8]),
-    hash: &blake3::Hash,
+    hash: &KeyHash,
 ) {
     let len = prefix_len + 2 * HASH_BYTES;
     if len > INLINE_KEY {
@@ -302,11 +309,13 @@ fn write_key(
 fn hash_input(
     buf: &mut Vec<u8>,
     fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
-) -> Result<blake3::Hash, KeyError> {
+) -> Result<KeyHash, KeyError> {
     buf.clear();
     buf.extend_from_slice(KEY_ALGORITHM);
     let filled = fill(&mut HashInput(buf));
-    let hash = blake3::hash(buf);
+    let full = blake3::hash(buf);
+    let mut hash = [0u8; HASH_BYTES];
+    hash.copy_from_slice(&full.as_bytes()[..HASH_BYTES]);
     // A big argument leaves a big buffer: keep at most 64 KiB for the next key.
     if buf.capacity() > 1 << 16 {
         *buf = Vec::with_capacity(256);
@@ -357,9 +366,17 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 /// Writes the first [`HASH_BYTES`] of `hash` into `out` (2 * HASH_BYTES long) as lowercase
 /// hex, one table lookup per byte (a digit-by-digit loop was a fifth of building a key).
 #[inline]
-fn write_hex(out: &mut [u8], hash: &blake3::Hash) {
-    for (pair, &b) in out.chunks_exact_mut(2).zip(&hash.as_bytes()[..HASH_BYTES]) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+fn write_hex(out: &mut [u8], hash: &KeyHash) {
+    // Eight bytes at a time from a register: byte by byte, each was first spilled to the
+    // stack and loaded back.
+    for (half, word) in out.chunks_exact_mut(16).zip(hash.chunks_exact(8)) {
+        let mut w = u64::from_le_bytes([
+            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+        ]);
+        for pair in half.chunks_exact_mut(2) {
+            pair.copy_from_slice(&HEX_PAIRS[(w & 0xff) as usize]);
+            w >>= 8;
+        }
     }
 }
 
@@ -606,7 +623,9 @@ mod tests {
 
     fn hex_of(hash: [u8; 32]) -> String {
         let mut out = [0u8; 2 * HASH_BYTES];
-        write_hex(&mut out, &blake3::Hash::from(hash));
+        let mut kept = [0u8; HASH_BYTES];
+        kept.copy_from_slice(&hash[..HASH_BYTES]);
+        write_hex(&mut out, &kept);
         String::from_utf8(out.to_vec()).unwrap()
     }
 
