@@ -1,6 +1,7 @@
 //! The Cache front-end: typed values, memoization, per-call modes, expiry, limits, slots,
 //! stats. Time comes from a `ManualClock`: no test sleeps.
 
+mod allocations;
 mod arguments;
 mod batch;
 mod expiry;
