@@ -55,8 +55,10 @@
 use serde::ser::{self, Serialize};
 
 mod canonical;
+mod recent;
 
 use canonical::Canonical;
+use recent::RecentHashes;
 
 /// Length in bytes of the argument hash kept in a key (128 bits: collisions are not a concern
 /// below ~10^18 entries).
@@ -134,6 +136,8 @@ pub fn store_key(namespace: &str, version: u32, parts: &[&[u8]]) -> Vec<u8> {
 
 /// The part of a key's BLAKE3 hash a key keeps.
 type KeyHash = [u8; HASH_BYTES];
+/// [`KeyHash`] as the lowercase hex a key ends with.
+type KeyHex = [u8; 2 * HASH_BYTES];
 
 /// How long a key [`KeyBuf`] holds without allocating.
 const INLINE_KEY: usize = 128;
@@ -252,40 +256,47 @@ pub(crate) fn hashed_in_place(
 /// key allocates nothing for its input.
 fn hash_in_scratch(
     fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
-) -> Result<KeyHash, KeyError> {
+) -> Result<KeyHex, KeyError> {
+    /// A thread's key-building state: the hash input's buffer and the recent hashes.
+    struct Scratch {
+        buf: Vec<u8>,
+        /// Made on the thread's first key.
+        recent: Option<RecentHashes>,
+    }
     thread_local! {
         // Const-initialised: an access is a state check, not a lazy-init call; the buffer
         // grows on the first key and keeps its capacity.
-        static SCRATCH: std::cell::RefCell<Vec<u8>> =
-            const { std::cell::RefCell::new(Vec::new()) };
+        static SCRATCH: std::cell::RefCell<Scratch> =
+            const { std::cell::RefCell::new(Scratch { buf: Vec::new(), recent: None }) };
     }
     let mut fill = Some(fill);
     let hash = SCRATCH
         .try_with(|scratch| {
             // Busy when a `Serialize` of the arguments builds another key (it may call a
             // memoized function): that one gets a buffer of its own.
-            let mut buf = scratch.try_borrow_mut().ok()?;
+            let mut scratch = scratch.try_borrow_mut().ok()?;
             let fill = fill.take()?;
-            Some(hash_input(&mut buf, fill))
+            let Scratch { buf, recent } = &mut *scratch;
+            let recent = recent.get_or_insert_with(RecentHashes::new);
+            Some(hash_input(buf, Some(recent), fill))
         })
         .ok()
         .flatten();
     match (hash, fill) {
         (Some(hash), _) => hash,
-        (None, Some(fill)) => hash_input(&mut Vec::with_capacity(128), fill),
+        (None, Some(fill)) => hash_input(&mut Vec::with_capacity(128), None, fill),
         // `fill` is taken only on the way to `Some`.
         (None, None) => unreachable!("the key builder ran without a result"),
     }
 }
 
-/// Writes into `key` the `prefix_len` bytes of prefix `write_prefix` writes, then the hex of
-/// `hash`: inline when it fits, so the caller's stack slot is written in place and not moved.
+/// Writes into `key` the `prefix_len` bytes of prefix `write_prefix` writes, then `hex`: inline when it fits, so the caller's stack slot is written in place and not moved.
 #[inline(always)]
 fn write_key(
     key: &mut KeyBuf,
     prefix_len: usize,
     write_prefix: impl FnOnce(&mut [u8]),
-    hash: &KeyHash,
+    hex: &KeyHex,
 ) {
     let len = prefix_len + 2 * HASH_BYTES;
     if len > INLINE_KEY {
@@ -300,27 +311,42 @@ fn write_key(
         }
         KeyBuf::Heap(heap) => &mut heap[..],
     };
-    let (prefix, hex) = out.split_at_mut(prefix_len);
+    let (prefix, hex_out) = out.split_at_mut(prefix_len);
     write_prefix(prefix);
-    write_hex(hex, hash);
+    hex_out.copy_from_slice(hex);
 }
 
-/// Hashes what `fill` writes after [`KEY_ALGORITHM`] in `buf`.
+/// The key hash, as hex, of what `fill` writes after [`KEY_ALGORITHM`] in `buf`, through
+/// `recent` (the thread's recent hashes) when given.
 fn hash_input(
     buf: &mut Vec<u8>,
+    recent: Option<&mut RecentHashes>,
     fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
-) -> Result<KeyHash, KeyError> {
+) -> Result<KeyHex, KeyError> {
     buf.clear();
     buf.extend_from_slice(KEY_ALGORITHM);
     let filled = fill(&mut HashInput(buf));
-    let full = blake3::hash(buf);
-    let mut hash = [0u8; HASH_BYTES];
-    hash.copy_from_slice(&full.as_bytes()[..HASH_BYTES]);
+    let hash = match filled {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let blake3_of_buf = || {
+                let mut hash = [0u8; HASH_BYTES];
+                hash.copy_from_slice(&blake3::hash(buf).as_bytes()[..HASH_BYTES]);
+                let mut hex = [0u8; 2 * HASH_BYTES];
+                write_hex(&mut hex, &hash);
+                hex
+            };
+            Ok(match recent {
+                Some(recent) => recent.hex_of(&buf[KEY_ALGORITHM.len()..], blake3_of_buf),
+                None => blake3_of_buf(),
+            })
+        }
+    };
     // A big argument leaves a big buffer: keep at most 64 KiB for the next key.
     if buf.capacity() > 1 << 16 {
         *buf = Vec::with_capacity(256);
     }
-    filled.map(|()| hash)
+    hash
 }
 
 /// The hash input of one key as it is written: [`KEY_ALGORITHM`], then each part as its
@@ -489,6 +515,46 @@ mod tests {
             key_of("o", 1, &(Some(1), None::<u8>, vec![0u8; 3])),
         ];
         assert_eq!(keys, GOLDEN);
+    }
+
+    /// A key built again on the same thread comes from the thread's recent hashes
+    /// (`recent.rs`): the same bytes as the golden list, built through `KeyPrefix::hashed`
+    /// as a memoized call builds them, twice over.
+    #[test]
+    fn keys_built_again_on_one_thread_match_the_golden_list() {
+        let params = Params {
+            page: 2,
+            query: "rust".into(),
+            tags: vec!["a".into(), "b".into()],
+        };
+        let build = |ns: &str, v: u32, args: &dyn Fn(&mut Vec<u8>) -> Result<(), KeyError>| {
+            let mut key = KeyBuf::default();
+            KeyPrefix::new(ns, v)
+                .hashed(&mut key, |input| input.part_with(args))
+                .unwrap();
+            String::from_utf8(key.into_vec()).unwrap()
+        };
+        for _ in 0..3 {
+            let keys = [
+                build("f", 1, &|out| canonical_bytes_into(&(), out)),
+                build("fetch_from_api", 1, &|out| {
+                    canonical_bytes_into(&("users", &params), out)
+                }),
+                build("n", 3, &|out| {
+                    canonical_bytes_into(&(1u8, -1i64, u128::MAX), out)
+                }),
+                build("f", 1, &|out| {
+                    canonical_bytes_into(&(1.5f64, f64::NAN, "é"), out)
+                }),
+                build("e", 1, &|out| {
+                    canonical_bytes_into(&(Mode::Fast, Mode::Exact { tolerance: 0.1 }), out)
+                }),
+                build("o", 1, &|out| {
+                    canonical_bytes_into(&(Some(1), None::<u8>, vec![0u8; 3]), out)
+                }),
+            ];
+            assert_eq!(keys, GOLDEN);
+        }
     }
 
     /// Checked against an independent Python implementation of the documented algorithm
