@@ -6,7 +6,7 @@
 //! index hash alone. BLAKE3's one compression (~470 instructions, ~600 with its set-up) is
 //! most of a key's cost; a hit here costs an index hash and a compare of the input.
 //!
-//! Bounded: [`SETS`] × [`WAYS`] entries per thread (about 41 KiB, allocated on a thread's
+//! Bounded: [`SETS`] × [`WAYS`] entries per thread (about 44 KiB, allocated on a thread's
 //! first key), inputs longer than [`MAX_INPUT`] bytes are hashed every time (and evict
 //! nothing), and a set replaces its least recently used way. An input chosen to collide in
 //! the index costs at most the BLAKE3 it would have run anyway.
@@ -28,12 +28,16 @@ const WAYS: usize = 2;
 /// always holds at least one part's 8-byte length).
 #[derive(Clone, Copy)]
 struct Entry {
+    /// The upper half of the input's index hash: most inputs that are not this one are
+    /// told apart by it without comparing their bytes.
+    tag: u32,
     len: u8,
     input: [u8; MAX_INPUT],
     hex: KeyHex,
 }
 
 const EMPTY: Entry = Entry {
+    tag: 0,
     len: 0,
     input: [0; MAX_INPUT],
     hex: [0; 2 * super::HASH_BYTES],
@@ -59,24 +63,25 @@ impl RecentHashes {
             return compute();
         }
         // Not keyed against an adversary on purpose: a collision only costs the BLAKE3 pass.
-        let index = foldhash::fast::FixedState::with_seed(0).hash_one(input) as usize % SETS;
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(input);
+        let (tag, index) = ((hash >> 32) as u32, hash as usize % SETS);
         let set = &mut self.sets[index];
-        if usize::from(set[0].len) == n && set[0].input[..n] == *input {
+        let holds = |e: &Entry| e.tag == tag && usize::from(e.len) == n && e.input[..n] == *input;
+        if holds(&set[0]) {
             return set[0].hex;
         }
-        if usize::from(set[1].len) == n && set[1].input[..n] == *input {
+        if holds(&set[1]) {
             set.swap(0, 1);
             return set[0].hex;
         }
         let hex = compute();
+        // The older way goes; the input is written in place (bytes past `n` are not read).
         set[1] = set[0];
-        let mut entry = Entry {
-            len: n as u8,
-            input: [0; MAX_INPUT],
-            hex,
-        };
+        let entry = &mut set[0];
+        entry.tag = tag;
+        entry.len = n as u8;
         entry.input[..n].copy_from_slice(input);
-        set[0] = entry;
+        entry.hex = hex;
         hex
     }
 }
