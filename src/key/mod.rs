@@ -252,7 +252,7 @@ pub(crate) fn hashed_in_place(
     Ok(())
 }
 
-/// The hash of the key input `fill` writes, in this thread's scratch buffer, so building a
+/// The key hash, as hex, of the key input `fill` writes, in this thread's scratch buffer, so building a
 /// key allocates nothing for its input.
 fn hash_in_scratch(
     fill: impl FnOnce(&mut HashInput<'_>) -> Result<(), KeyError>,
@@ -260,14 +260,14 @@ fn hash_in_scratch(
     /// A thread's key-building state: the hash input's buffer and the recent hashes.
     struct Scratch {
         buf: Vec<u8>,
-        /// Made on the thread's first key.
-        recent: Option<RecentHashes>,
+        /// Its table is made on the thread's first key input that fits.
+        recent: RecentHashes,
     }
     thread_local! {
         // Const-initialised: an access is a state check, not a lazy-init call; the buffer
         // grows on the first key and keeps its capacity.
         static SCRATCH: std::cell::RefCell<Scratch> =
-            const { std::cell::RefCell::new(Scratch { buf: Vec::new(), recent: None }) };
+            const { std::cell::RefCell::new(Scratch { buf: Vec::new(), recent: RecentHashes::new() }) };
     }
     let mut fill = Some(fill);
     let hash = SCRATCH
@@ -277,7 +277,6 @@ fn hash_in_scratch(
             let mut scratch = scratch.try_borrow_mut().ok()?;
             let fill = fill.take()?;
             let Scratch { buf, recent } = &mut *scratch;
-            let recent = recent.get_or_insert_with(RecentHashes::new);
             Some(hash_input(buf, Some(recent), fill))
         })
         .ok()
@@ -290,7 +289,8 @@ fn hash_in_scratch(
     }
 }
 
-/// Writes into `key` the `prefix_len` bytes of prefix `write_prefix` writes, then `hex`: inline when it fits, so the caller's stack slot is written in place and not moved.
+/// Writes into `key` the `prefix_len` bytes of prefix `write_prefix` writes, then `hex`:
+/// inline when it fits, so the caller's stack slot is written in place and not moved.
 #[inline(always)]
 fn write_key(
     key: &mut KeyBuf,

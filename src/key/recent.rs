@@ -6,8 +6,8 @@
 //! index hash alone. BLAKE3's one compression (~470 instructions, ~600 with its set-up) is
 //! most of a key's cost; a hit here costs an index hash and a compare of the input.
 //!
-//! Bounded: [`SETS`] × [`WAYS`] entries per thread (about 44 KiB, allocated on a thread's
-//! first key), inputs longer than [`MAX_INPUT`] bytes are hashed every time (and evict
+//! Bounded: [`SETS`] × [`WAYS`] entries per thread (about 44 KiB, allocated on the thread's
+//! first key whose input fits, freed when the thread exits), inputs longer than [`MAX_INPUT`] bytes are hashed every time (and evict
 //! nothing), and a set replaces its least recently used way. An input chosen to collide in
 //! the index costs at most the BLAKE3 it would have run anyway.
 
@@ -22,10 +22,12 @@ const MAX_INPUT: usize = 48;
 const SETS: usize = 256;
 /// Inputs one set holds, most recently used first.
 const WAYS: usize = 2;
+// `hex_of` looks at the two ways by name.
+const _: () = assert!(WAYS == 2);
 
 /// One remembered input and the hex of its key hash (what the key ends with, so a hit writes
 /// no hex either); `len == 0` is an empty entry (a hash input
-/// always holds at least one part's 8-byte length).
+/// of no bytes is never looked up, see [`RecentHashes::hex_of`]).
 #[derive(Clone, Copy)]
 struct Entry {
     /// The upper half of the input's index hash: most inputs that are not this one are
@@ -45,27 +47,49 @@ const EMPTY: Entry = Entry {
 
 /// A thread's recent key hashes: a small set-associative table.
 pub(super) struct RecentHashes {
-    sets: Box<[[Entry; WAYS]]>,
+    /// Made on the first input that fits, so a thread whose inputs never do pays nothing.
+    sets: Option<Box<[[Entry; WAYS]]>>,
+    /// Tests put every input in one set under one tag, so only the byte compare tells
+    /// inputs apart.
+    #[cfg(test)]
+    collide: bool,
 }
 
 impl RecentHashes {
-    pub(super) fn new() -> Self {
+    pub(super) const fn new() -> Self {
         RecentHashes {
-            sets: vec![[EMPTY; WAYS]; SETS].into_boxed_slice(),
+            sets: None,
+            #[cfg(test)]
+            collide: false,
         }
+    }
+
+    /// The index hash of `input`. Not keyed against an adversary on purpose: a collision
+    /// only costs the BLAKE3 pass.
+    #[inline(always)]
+    fn index_hash(&self, input: &[u8]) -> u64 {
+        #[cfg(test)]
+        if self.collide {
+            return 0x5eed_0000_0000_0007;
+        }
+        foldhash::fast::FixedState::with_seed(0).hash_one(input)
     }
 
     /// The key hash (hex) of `input`: remembered, or `compute()` (and then remembered).
     #[inline]
     pub(super) fn hex_of(&mut self, input: &[u8], compute: impl FnOnce() -> KeyHex) -> KeyHex {
         let n = input.len();
+        // An empty input would match an empty entry (`len == 0`); `store_key` with no parts
+        // makes one.
         if n == 0 || n > MAX_INPUT {
             return compute();
         }
-        // Not keyed against an adversary on purpose: a collision only costs the BLAKE3 pass.
-        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(input);
+        let hash = self.index_hash(input);
         let (tag, index) = ((hash >> 32) as u32, hash as usize % SETS);
-        let set = &mut self.sets[index];
+        let sets = self
+            .sets
+            .get_or_insert_with(|| vec![[EMPTY; WAYS]; SETS].into_boxed_slice());
+        let set = &mut sets[index];
         let holds = |e: &Entry| e.tag == tag && usize::from(e.len) == n && e.input[..n] == *input;
         if holds(&set[0]) {
             return set[0].hex;
@@ -102,9 +126,24 @@ mod tests {
     /// Far more inputs than the table holds, of every length up to past the limit, asked for
     /// in several passes and orders: every answer is the BLAKE3 of that very input, whether
     /// it was remembered, evicted or never kept.
+    /// A table, with every input in one set under one tag when `collide`.
+    fn table(collide: bool) -> RecentHashes {
+        RecentHashes {
+            collide,
+            ..RecentHashes::new()
+        }
+    }
+
     #[test]
     fn every_answer_is_the_hash_of_that_input_remembered_or_not() {
-        let mut recent = RecentHashes::new();
+        for collide in [false, true] {
+            every_answer_is_the_hash_of_that_input(table(collide), collide);
+        }
+    }
+
+    /// (With every input in one set of two ways, the last pass's five inputs evict one
+    /// another, so only the answers are checked, not how many were computed.)
+    fn every_answer_is_the_hash_of_that_input(mut recent: RecentHashes, collide: bool) {
         let inputs: Vec<Vec<u8>> = (0..(3 * SETS * WAYS) as u32)
             .map(|i| {
                 let len = 1 + (i as usize * 7) % (MAX_INPUT + 8);
@@ -129,14 +168,22 @@ mod tests {
             computed >= 2 * long,
             "{computed} computed, {long} long inputs"
         );
-        assert!(computed <= 2 * inputs.len() + 5, "{computed} computed");
+        assert!(
+            collide || computed <= 2 * inputs.len() + 5,
+            "{computed} computed"
+        );
     }
 
     /// Inputs that differ only in a late byte, or that are prefixes of one another, are never
     /// taken for each other.
     #[test]
     fn inputs_differing_in_one_byte_or_length_get_their_own_hash() {
-        let mut recent = RecentHashes::new();
+        for collide in [false, true] {
+            inputs_differing_in_one_byte_or_length(table(collide));
+        }
+    }
+
+    fn inputs_differing_in_one_byte_or_length(mut recent: RecentHashes) {
         let base: Vec<u8> = (0..MAX_INPUT as u8).collect();
         let mut variants = vec![base.clone()];
         for cut in 1..base.len() {
@@ -152,5 +199,22 @@ mod tests {
                 assert_eq!(recent.hex_of(v, || blake3_of(v)), blake3_of(v));
             }
         }
+    }
+
+    /// An empty input is computed every time: it must never match an empty entry, whose
+    /// hex is all zero bytes.
+    #[test]
+    fn an_empty_input_is_never_answered_from_an_empty_entry() {
+        let mut recent = table(true);
+        for _ in 0..3 {
+            assert_eq!(recent.hex_of(&[], || blake3_of(&[])), blake3_of(&[]));
+        }
+        let mut computed = 0;
+        recent.hex_of(&[], || {
+            computed += 1;
+            blake3_of(&[])
+        });
+        assert_eq!(computed, 1);
+        assert!(recent.sets.is_none(), "an empty input makes no table");
     }
 }

@@ -250,3 +250,32 @@ fn the_wrapper_reports_hits_invalidates_and_clears_its_namespace() {
     );
     assert_eq!(calls.load(SeqCst), 3);
 }
+
+/// Calls alternating between many arguments on one thread (their key hashes come from the
+/// thread's recent hashes after the first round) each return their own argument's value,
+/// and every key is the one a fresh thread builds.
+#[test]
+fn alternating_arguments_on_one_thread_each_get_their_own_value() {
+    let cache = env().cache();
+    let calls = AtomicU32::new(0);
+    let square = cache
+        .memoize("square")
+        .wrap(|x: u64| {
+            calls.fetch_add(1, SeqCst);
+            x * x
+        })
+        .unwrap();
+    let args: Vec<u64> = (0..700).map(|i| i * 7919 % 1000).collect();
+    let fresh_keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+        s.spawn(|| args.iter().map(|x| square.key_for(x).unwrap()).collect())
+            .join()
+            .unwrap()
+    });
+    for round in 0..3 {
+        for (i, x) in args.iter().enumerate().rev().skip(round) {
+            assert_eq!(square.call(*x), x * x, "argument {x}, round {round}");
+            assert_eq!(square.key_for(x).unwrap(), fresh_keys[i], "key of {x}");
+        }
+    }
+    assert_eq!(calls.load(SeqCst) as usize, args.len());
+}
