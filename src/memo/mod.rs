@@ -16,6 +16,14 @@
 //! A memoized function's identity is its namespace and version, and each stored value
 //! records its type's fingerprint: see [`Cache::memoize`](crate::Cache::memoize) and
 //! [`#[memoize]`](crate::memoize).
+//!
+//! **Memory per thread.** Building a key hashes the arguments with BLAKE3, most of a hit's
+//! key cost. Each thread that builds keys remembers the hashes of its last 512 short inputs
+//! (encoded arguments up to 48 bytes, e.g. two `u64`s or a short string), matched on every
+//! byte, so a call repeating its arguments on that thread skips the hash and gets the same
+//! key. The table takes about 44 KiB per such thread, made on its first short key and freed
+//! when the thread exits; a key for arguments the thread has not seen costs about 10 % more
+//! than without it (`benches/RESULTS.md`).
 
 mod args;
 mod async_call;
