@@ -12,6 +12,7 @@ use heed::{CommitOrAbort, Database, MdbError, RoTxn, RwTxn, WithTls};
 use super::error::TxnError;
 use super::files;
 use super::options::LmdbOptions;
+use super::parked::{Dbi, Renewed};
 use super::shared::Shared;
 use crate::{Error, Result};
 
@@ -416,6 +417,39 @@ impl LmdbEnv {
         self.shared.with_retry(|| {
             let rtxn = self.shared.env.read_txn()?;
             f(&rtxn).map_err(Into::into)
+        })
+    }
+
+    /// Runs `f` in this thread's parked read transaction, renewed on a fresh snapshot (or begun,
+    /// at the thread's first read), and resets and parks it again when `f` returns: the hot
+    /// reads' [`LmdbEnv::read`], without the allocation and free of a transaction per read
+    /// (`parked`). `f` reads through [`Renewed::get`]; like `read`, it runs under the resize
+    /// gate and may run again after a resize by another process.
+    #[inline]
+    pub(crate) fn read_parked<T>(
+        &self,
+        mut f: impl FnMut(&Renewed<'_>) -> Result<T, TxnError>,
+    ) -> Result<T> {
+        self.shared.with_retry(|| {
+            let txn = self.shared.parked.renew()?;
+            f(&txn)
+        })
+    }
+
+    /// The LMDB handle of the named database `name`, which must exist (open it first with
+    /// [`LmdbEnv::create_database`]), for [`Renewed::get`].
+    pub(crate) fn raw_dbi(&self, name: &str) -> Result<Dbi> {
+        self.shared.with_retry(|| {
+            self.shared
+                .parked
+                .dbi(&self.shared.env, name)?
+                .ok_or_else(|| {
+                    TxnError::Store(Error::corrupt(
+                        &self.shared.path,
+                        None,
+                        format!("the database {name:?} is not in the environment"),
+                    ))
+                })
         })
     }
 

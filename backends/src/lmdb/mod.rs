@@ -18,6 +18,7 @@ pub(crate) use layout::fuzz_entry as fuzz_value;
 mod meta_pages;
 mod options;
 mod pages;
+mod parked;
 mod periodic;
 mod raw;
 mod retry;
