@@ -12,7 +12,7 @@
 //! Where the LMDB handles come from: heed keeps the `MDB_env` pointer private, but hands its
 //! address to every [`OnCommit`] value as the [`CommitToken`] of a database-opening
 //! transaction ([`env_address`]); a database's `MDB_dbi` is found by `mdb_dbi_open` of the same
-//! name inside that hook, while heed still holds its database-opening lock ([`raw_dbi`]).
+//! name inside that hook, while heed still holds its database-opening lock ([`Parked::dbi`]).
 //!
 //! What makes it sound, from the vendored LMDB 0.9.36 (`vendor/lmdb-master-sys/lmdb/
 //! libraries/liblmdb/mdb.c`); the environment is always opened with thread-local reader slots
