@@ -62,6 +62,13 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 ///   live as long as the environment. A read transaction cannot move
 ///   between threads (the closure of [`LmdbEnv::read`] runs on the calling thread), and a
 ///   thread may hold one at a time (a nested read fails with `MDB_BAD_RSLOT`; see below).
+///   `LmdbStore`'s hot reads (`get`, `with_value`, `meta`, `get_many`...) do not begin a
+///   transaction each: every thread keeps one reset read transaction per environment, renewed
+///   for each read and reset after it (`mdb_txn_renew`/`mdb_txn_reset`, no allocation); a
+///   reset transaction holds no reader slot, and all of them are aborted when the environment
+///   closes. Do not let a thread that has read an environment exit *while* another thread
+///   closes it (drops its last handle): LMDB releases the exiting thread's slot from a
+///   thread-exit destructor, which may then write to the reader table the close unmapped.
 ///   Slots left by processes that died are cleared when
 ///   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
 ///   the call is retried once. (When no process has the environment open, LMDB itself resets
