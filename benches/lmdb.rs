@@ -41,7 +41,7 @@ fn value(len: usize, seed: usize) -> Vec<u8> {
 
 #[path = "support/raw_heed.rs"]
 mod raw_heed;
-use raw_heed::{open_raw, open_raw_with, Raw};
+use raw_heed::{open_raw, open_raw_with, Raw, RawParked};
 
 fn open_store(dir: &std::path::Path, durability: Durability) -> LmdbStore {
     LmdbStore::open_with(
@@ -81,6 +81,22 @@ fn raw_get_borrowed_crc(raw: &Raw, key: &[u8]) -> (u8, u32) {
     crc.update(key);
     crc.update(v);
     (v[v.len() / 2], crc.finalize())
+}
+
+/// [`raw_get_copy`] in a parked transaction, renewed and reset around the get (what
+/// `LmdbStore`'s hot reads do since issue 15): no transaction allocated per read.
+#[inline(never)]
+fn raw_parked_get_copy(parked: &RawParked, key: &[u8]) -> Option<Vec<u8>> {
+    parked.get(key, |v| v.map(<[u8]>::to_vec))
+}
+
+/// [`raw_get_borrowed`] in a parked transaction.
+#[inline(never)]
+fn raw_parked_get_borrowed(parked: &RawParked, key: &[u8]) -> u8 {
+    parked.get(key, |v| {
+        let v = v.expect("present");
+        v[v.len() / 2]
+    })
 }
 
 #[inline(never)]
@@ -160,6 +176,8 @@ fn bench(c: &mut Criterion) {
         let keys: Vec<Vec<u8>> = (0..KEYS).map(key).collect();
         let values: Vec<Vec<u8>> = (0..KEYS).map(|i| value(len, i)).collect();
         fill(&store, &raw, &keys, &values);
+        // Declared after `raw`, so dropped before it.
+        let parked = RawParked::new(&raw);
 
         let label = match len {
             4096 => "4KiB".to_string(),
@@ -182,6 +200,9 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("raw heed get+copy", label), |b| {
             b.iter(|| black_box(raw_get_copy(&raw, &keys[next()])))
         });
+        group.bench_function(BenchmarkId::new("raw heed parked get+copy", label), |b| {
+            b.iter(|| black_box(raw_parked_get_copy(&parked, &keys[next()])))
+        });
         group.bench_function(BenchmarkId::new("LmdbStore::with_value", label), |b| {
             b.iter(|| black_box(store_with_value(&store, &keys[next()])))
         });
@@ -192,6 +213,10 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("raw heed get (borrowed)", label), |b| {
             b.iter(|| black_box(raw_get_borrowed(&raw, &keys[next()])))
         });
+        group.bench_function(
+            BenchmarkId::new("raw heed parked get (borrowed)", label),
+            |b| b.iter(|| black_box(raw_parked_get_borrowed(&parked, &keys[next()]))),
+        );
         group.bench_function(
             BenchmarkId::new("raw heed get (borrowed) + crc32", label),
             |b| b.iter(|| black_box(raw_get_borrowed_crc(&raw, &keys[next()]))),

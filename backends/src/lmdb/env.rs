@@ -12,6 +12,7 @@ use heed::{CommitOrAbort, Database, MdbError, RoTxn, RwTxn, WithTls};
 use super::error::TxnError;
 use super::files;
 use super::options::LmdbOptions;
+use super::parked::{Dbi, Renewed};
 use super::shared::Shared;
 use crate::{Error, Result};
 
@@ -61,6 +62,13 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 ///   live as long as the environment. A read transaction cannot move
 ///   between threads (the closure of [`LmdbEnv::read`] runs on the calling thread), and a
 ///   thread may hold one at a time (a nested read fails with `MDB_BAD_RSLOT`; see below).
+///   `LmdbStore`'s hot reads (`get`, `with_value`, `meta`, `get_many`...) do not begin a
+///   transaction each: every thread keeps one reset read transaction per environment, renewed
+///   for each read and reset after it (`mdb_txn_renew`/`mdb_txn_reset`, no allocation); a
+///   reset transaction holds no reader slot, and all of them are aborted when the environment
+///   closes. Do not let a thread that has read an environment exit *while* another thread
+///   closes it (drops its last handle): LMDB releases the exiting thread's slot from a
+///   thread-exit destructor, which may then write to the reader table the close unmapped.
 ///   Slots left by processes that died are cleared when
 ///   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
 ///   the call is retried once. (When no process has the environment open, LMDB itself resets
@@ -416,6 +424,39 @@ impl LmdbEnv {
         self.shared.with_retry(|| {
             let rtxn = self.shared.env.read_txn()?;
             f(&rtxn).map_err(Into::into)
+        })
+    }
+
+    /// Runs `f` in this thread's parked read transaction, renewed on a fresh snapshot (or begun,
+    /// at the thread's first read), and resets and parks it again when `f` returns: the hot
+    /// reads' [`LmdbEnv::read`], without the allocation and free of a transaction per read
+    /// (`parked`). `f` reads through [`Renewed::get`]; like `read`, it runs under the resize
+    /// gate and may run again after a resize by another process.
+    #[inline]
+    pub(crate) fn read_parked<T>(
+        &self,
+        mut f: impl FnMut(&Renewed<'_>) -> Result<T, TxnError>,
+    ) -> Result<T> {
+        self.shared.with_retry(|| {
+            let txn = self.shared.parked.renew()?;
+            f(&txn)
+        })
+    }
+
+    /// The LMDB handle of the named database `name`, which must exist (open it first with
+    /// [`LmdbEnv::create_database`]), for [`Renewed::get`].
+    pub(crate) fn raw_dbi(&self, name: &str) -> Result<Dbi> {
+        self.shared.with_retry(|| {
+            self.shared
+                .parked
+                .dbi(&self.shared.env, name)?
+                .ok_or_else(|| {
+                    TxnError::Store(Error::corrupt(
+                        &self.shared.path,
+                        None,
+                        format!("the database {name:?} is not in the environment"),
+                    ))
+                })
         })
     }
 

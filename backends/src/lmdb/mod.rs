@@ -1,7 +1,8 @@
 //! The LMDB layouts (feature `lmdb`), built on [`heed`].
 //!
 //! - [`LmdbEnv`]: one shared handle per environment directory per process, whose map grows by
-//!   itself, whose read transactions are not tied to a thread, and whose errors are this
+//!   itself, whose read transactions use thread-local reader slots (and, for `LmdbStore`'s hot reads,
+//!   a parked transaction per thread, renewed instead of allocated), and whose errors are this
 //!   crate's [`Error`](crate::Error). Every LMDB store here is built on it.
 //! - [`LmdbStore`]: the general byte store many processes share at once.
 //!
@@ -18,6 +19,7 @@ pub(crate) use layout::fuzz_entry as fuzz_value;
 mod meta_pages;
 mod options;
 mod pages;
+mod parked;
 mod periodic;
 mod raw;
 mod retry;

@@ -12,12 +12,17 @@ use super::error::engine_error;
 use super::files;
 use super::meta_pages;
 use super::options::{round_up, LmdbOptions, MAP_ROUNDING};
+use super::parked::Parked;
 use super::periodic::Periodic;
 use crate::fs::{open_regular, Access};
 use crate::{Durability, Error, Result};
 
 /// One open environment: the heed handle, its gate and counters.
 pub(super) struct Shared {
+    /// Every thread's parked read transaction (`parked`). Declared before `env`: fields drop
+    /// in declaration order, and every parked transaction must be aborted before the
+    /// environment closes.
+    pub(super) parked: Parked,
     pub(super) env: heed::Env<WithTls>,
     /// The canonical directory path.
     pub(super) path: PathBuf,
@@ -113,6 +118,7 @@ impl Shared {
             .clear_stale_readers()
             .map_err(|e| engine_error(&path, e))?;
         let map_size = AtomicUsize::new(env.info().map_size);
+        let parked = Parked::new(&env).map_err(|e| engine_error(&path, e))?;
         let periodic = match options.periodic() {
             true => Some(Periodic::open(&path)?),
             false => None,
@@ -132,6 +138,7 @@ impl Shared {
             None => None,
         };
         Ok(Shared {
+            parked,
             durable_record_gone: false.into(),
             periodic,
             data_file,

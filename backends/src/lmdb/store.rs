@@ -11,6 +11,7 @@ use heed::{Database, RoTxn, RwTxn};
 use super::accounting::{AcctDb, ACCT_DB};
 use super::layout::{Check, Layout, StoredKey, DATA_DB, FORMAT_KEY, FORMAT_VERSION, META_DB};
 use super::pages::{KEYS_PER_PAGE, SCAN_BYTES_PER_PAGE};
+use super::parked::{Dbi, Renewed};
 use super::{LmdbEnv, LmdbOptions, TxnError};
 use crate::marker::Kind;
 use crate::version::Refusal;
@@ -188,6 +189,8 @@ use crate::{Blob, Durability, EntryMeta, Error, Result, Store, VerifyReport};
 pub struct LmdbStore {
     pub(super) env: LmdbEnv,
     pub(super) data: Database<'static, Bytes, Bytes>,
+    /// `data`'s LMDB handle, for the hot reads through this thread's parked transaction.
+    data_dbi: Dbi,
     /// The `cacher-store-meta` database, holding the format record.
     pub(super) meta: Database<'static, Bytes, Bytes>,
     /// The value layout the store's format record named at open.
@@ -242,6 +245,7 @@ impl LmdbStore {
         }
         let meta = env.create_database(META_DB)?;
         let data = env.create_database(DATA_DB)?;
+        let data_dbi = env.raw_dbi(DATA_DB)?;
         let path = env.path().to_path_buf();
         let check = |raw: &[u8]| -> Result<Layout, TxnError> {
             Layout::from_record(raw)
@@ -274,6 +278,7 @@ impl LmdbStore {
         Ok(LmdbStore {
             env,
             data,
+            data_dbi,
             meta,
             layout,
             upgraded: Arc::new(AtomicBool::new(false)),
@@ -363,6 +368,63 @@ impl LmdbStore {
         }
     }
 
+    /// Whether every value is layout 2 in any transaction from now on (a store opened at layout
+    /// 2, or one this handle has seen upgraded): then a read needs no format record, and runs
+    /// in the thread's parked transaction.
+    #[inline(always)]
+    fn always_v2(&self) -> bool {
+        self.layout == Layout::V2 || self.upgraded.load(Ordering::Acquire)
+    }
+
+    /// [`LmdbStore::lookup_in`] in a parked transaction, for a store that is
+    /// [`LmdbStore::always_v2`].
+    #[inline(always)]
+    fn lookup_parked<'t>(
+        &self,
+        txn: &'t Renewed<'_>,
+        key: &[u8],
+        check: Check,
+    ) -> Result<Option<&'t [u8]>, TxnError> {
+        let stored = StoredKey::new(key);
+        match txn.get(self.data_dbi, stored.bytes())? {
+            None => Ok(None),
+            Some(raw) => Ok(Layout::V2
+                .lookup(key, &stored, raw, check)
+                .map_err(|r| self.refused(Some(key), r))?),
+        }
+    }
+
+    /// Reads `key` (checked as `check` says) and gives its bytes, or `None`, to `f`, in this
+    /// thread's parked transaction when the layout allows (`parked`), else in a heed read
+    /// transaction. `f` may run again after a resize by another process.
+    #[inline(always)]
+    fn read_value<T>(
+        &self,
+        key: &[u8],
+        check: Check,
+        mut f: impl FnMut(Option<&[u8]>) -> T,
+    ) -> Result<T> {
+        if self.always_v2() {
+            self.env
+                .read_parked(|txn| Ok(f(self.lookup_parked(txn, key, check)?)))
+        } else {
+            self.read_value_in_heed(key, check, f)
+        }
+    }
+
+    /// [`LmdbStore::read_value`] for a layout-1 store, whose format record every transaction
+    /// reads (`layout_in`).
+    #[cold]
+    fn read_value_in_heed<T>(
+        &self,
+        key: &[u8],
+        check: Check,
+        mut f: impl FnMut(Option<&[u8]>) -> T,
+    ) -> Result<T> {
+        self.env
+            .read(|txn| Ok::<_, TxnError>(f(self.lookup_in(txn, key, check)?)))
+    }
+
     /// Like [`Store::with_value`], lending `key`'s bytes straight from LMDB's map, but **without
     /// checking the value's CRC**: a damaged byte inside the value comes back as it is.
     ///
@@ -389,14 +451,12 @@ impl LmdbStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_value_unchecked(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
-        self.env.read(|rtxn| -> Result<bool, TxnError> {
-            match self.lookup_in(rtxn, key, Check::Framing)? {
-                Some(value) => {
-                    f(value);
-                    Ok(true)
-                }
-                None => Ok(false),
+        self.read_value(key, Check::Framing, |value| match value {
+            Some(value) => {
+                f(value);
+                true
             }
+            None => false,
         })
     }
 
@@ -528,27 +588,20 @@ impl Store for LmdbStore {
     /// value's CRC**: it saves the checksum pass, not the copy. The zero-copy unchecked read is
     /// [`LmdbStore::with_value_unchecked`]; what is still checked is listed there.
     fn read_unchecked(&self, key: &[u8]) -> Result<Option<Blob>> {
-        self.env.read(|rtxn| -> Result<_, TxnError> {
-            Ok(self
-                .lookup_in(rtxn, key, Check::Framing)?
-                .map(|v| Blob::from(v.to_vec())))
-        })
+        self.read_value(key, Check::Framing, |v| v.map(|v| Blob::from(v.to_vec())))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.env
-            .read(|rtxn| Ok::<_, TxnError>(self.get_in(rtxn, key)?.map(<[u8]>::to_vec)))
+        self.read_value(key, Check::Crc, |v| v.map(<[u8]>::to_vec))
     }
 
     fn with_value(&self, key: &[u8], f: &mut dyn FnMut(&[u8])) -> Result<bool> {
-        self.env.read(|rtxn| -> Result<bool, TxnError> {
-            match self.get_in(rtxn, key)? {
-                Some(value) => {
-                    f(value);
-                    Ok(true)
-                }
-                None => Ok(false),
+        self.read_value(key, Check::Crc, |value| match value {
+            Some(value) => {
+                f(value);
+                true
             }
+            None => false,
         })
     }
 
@@ -633,17 +686,22 @@ impl Store for LmdbStore {
     }
 
     fn meta(&self, key: &[u8]) -> Result<Option<EntryMeta>> {
-        self.env.read(|rtxn| -> Result<_, TxnError> {
-            Ok(self
-                .get_in(rtxn, key)?
-                .map(|v| EntryMeta::new(v.len() as u64)))
+        self.read_value(key, Check::Crc, |v| {
+            v.map(|v| EntryMeta::new(v.len() as u64))
         })
     }
 
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.env.read(|rtxn| -> Result<_, TxnError> {
+        if !self.always_v2() {
+            return self.env.read(|rtxn| -> Result<_, TxnError> {
+                keys.iter()
+                    .map(|k| Ok(self.get_in(rtxn, k)?.map(<[u8]>::to_vec)))
+                    .collect()
+            });
+        }
+        self.env.read_parked(|txn| -> Result<_, TxnError> {
             keys.iter()
-                .map(|k| Ok(self.get_in(rtxn, k)?.map(<[u8]>::to_vec)))
+                .map(|k| Ok(self.lookup_parked(txn, k, Check::Crc)?.map(<[u8]>::to_vec)))
                 .collect()
         })
     }

@@ -3,6 +3,7 @@
 
 mod fixtures;
 mod gate;
+mod parked;
 mod periodic;
 mod reader_slots;
 mod unchecked;
