@@ -130,6 +130,12 @@ fn reseal_header(bytes: &mut [u8]) {
     if header_len < 4 || header_len > bytes.len() {
         return;
     }
-    let crc = crc32fast::hash(&bytes[..header_len - 4]);
+    // The checksum of the version byte: CRC-32C from version 3, CRC-32 before.
+    let covered = &bytes[..header_len - 4];
+    let crc = if bytes[4] >= 3 {
+        crc32c::crc32c(covered)
+    } else {
+        crc32fast::hash(covered)
+    };
     bytes[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
 }
