@@ -11,8 +11,9 @@
 //! 188 / 202 / 260 (an alignment prologue a byte at a time and two 3-way passes set up on
 //! every call); `crc-fast` 1.10 113 / 111 / 139 / 147 / 681; this loop 54 / 65 / 85 / 99 /
 //! 157. The loop is latency-bound (one word per 3 cycles), so on long inputs `crc-fast`'s
-//! folding wins on the clock (side by side: about equal at 256 bytes, 2x faster from 512,
-//! 76-82 GB/s at 64 KiB-1 MiB, where crc32fast's CRC-32 made 62-66 and `crc32c` 17-19).
+//! folding wins on the clock (side by side, under load: about equal at 256-512 bytes, 2-5x
+//! faster at 1 KiB, 76-82 GB/s at 64 KiB-1 MiB, where crc32fast's CRC-32 made 62-66 and
+//! `crc32c` 17-19). The hand-over at 512 keeps a hit's short values on the loop.
 
 /// Which CRC-32 a header, payload, key binding or trailer is checked with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +101,7 @@ fn iso_hdlc(bytes: &[u8]) -> u32 {
 }
 
 /// Inputs shorter than this take the one-instruction-per-word loop; longer ones `crc-fast`'s
-/// folding (faster on the clock from here, see the module docs).
+/// folding (as fast on the clock from here, and faster beyond; see the module docs).
 const SHORT_INPUT: usize = 512;
 
 /// CRC-32C of `bytes` appended to `crc`, the CRC-32C of the bytes before them (0 for none).
