@@ -118,7 +118,7 @@ proptest! {
 
     #[test]
     fn envelope_entry_point_holds_behind_valid_magics(
-        version in prop::sample::select(vec![0u8, 1, 2, 3]),
+        version in prop::sample::select(vec![0u8, 1, 2, 3, 4]),
         rest in prop::collection::vec(any::<u8>(), 0..400),
     ) {
         let mut bytes = b"CCHV".to_vec();

@@ -1,7 +1,7 @@
 """The value envelope every value a cacher ``Cache`` stores starts with (layout owner:
 ``formats/src/envelope/mod.rs``; diagrams in ``docs/layouts.md``), and decoding its payload.
 
-Version 2 (written now)::
+Version 3 (written now) and version 2, the same layout::
 
     0  magic b"CCHV" | 4 version u8 | 5 flags u8 (bit 0 expires, bit 1 MAC) | 6 header_len u16
     8  created_ms u64 | 16 expires_ms u64 | 24 revision u64 | 32 payload_len u64
@@ -9,7 +9,9 @@ Version 2 (written now)::
     57 pipeline name (n bytes) | [MAC, 32 bytes] | header_crc u32 | payload
 
 Version 1 has no type fingerprint and no key checksum (the name length is at offset 44), and
-its MAC does not cover the store key. All integers little-endian; checksums CRC-32 (zlib's).
+its MAC does not cover the store key. All integers little-endian. Checksums (payload_crc,
+key_crc, header_crc) are CRC-32C in version 3 (:mod:`.castagnoli`), CRC-32 (zlib's) in
+versions 1 and 2.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import time
 import zlib
 from typing import Any, Mapping, Optional
 
-from . import blake3
+from . import blake3, castagnoli
 from .errors import DamagedError, UnauthenticatedError, UnsupportedError, UpgradeRequiredError
 
 MAGIC = b"CCHV"
-CURRENT_VERSION = 2
-_FIXED = {1: 45, 2: 57}
+CURRENT_VERSION = 3
+_FIXED = {1: 45, 2: 57, 3: 57}
 _FLAG_EXPIRES, _FLAG_MAC = 1, 2
 MAC_LEN = 32
 #: Decoded zstd payloads larger than this are refused (the Rust codec's default limit).
@@ -64,9 +66,14 @@ class Envelope:
         return now_ms >= self.expires_ms
 
 
+def _checksum(version: int):
+    """The CRC function of envelope ``version``: CRC-32C from version 3, zlib's CRC-32 before."""
+    return castagnoli.crc32c if version >= 3 else zlib.crc32
+
+
 def open_envelope(stored: bytes, key: Optional[bytes] = None, mac_key: Optional[bytes] = None) -> Envelope:
     """Parses and checks ``stored``: header checksum, payload length and checksum, and when
-    ``key`` is given the key checksum (version 2); with ``mac_key`` the MAC too (which needs
+    ``key`` is given the key checksum (versions 2 and 3); with ``mac_key`` the MAC too (which needs
     ``key``). Raises :class:`DamagedError`, :class:`UpgradeRequiredError` or
     :class:`UnauthenticatedError`; never returns unchecked bytes."""
     b = bytes(stored)
@@ -82,6 +89,7 @@ def open_envelope(stored: bytes, key: Optional[bytes] = None, mac_key: Optional[
     fixed = _FIXED[version]
     if len(b) < fixed:
         raise DamagedError(f"truncated envelope header: {len(b)} bytes")
+    crc = _checksum(version)
     flags = b[5]
     if flags & ~(_FLAG_EXPIRES | _FLAG_MAC):
         raise DamagedError(f"unknown envelope flags 0x{flags:02x}")
@@ -91,7 +99,7 @@ def open_envelope(stored: bytes, key: Optional[bytes] = None, mac_key: Optional[
     if header_len != fixed + name_len + mac_len + 4 or len(b) < header_len:
         raise DamagedError("envelope header length disagrees with its fields or the value")
     (stored_crc,) = struct.unpack_from("<I", b, header_len - 4)
-    if stored_crc != zlib.crc32(b[: header_len - 4]):
+    if stored_crc != crc(b[: header_len - 4]):
         raise DamagedError("envelope header checksum mismatch")
     if name_len == 0:
         raise DamagedError("empty pipeline name")
@@ -105,13 +113,13 @@ def open_envelope(stored: bytes, key: Optional[bytes] = None, mac_key: Optional[
     payload = b[header_len:]
     if len(payload) != payload_len:
         raise DamagedError(f"payload is {len(payload)} bytes, the header says {payload_len}")
-    if zlib.crc32(payload) != payload_crc:
+    if crc(payload) != payload_crc:
         raise DamagedError("payload checksum mismatch")
     fingerprint = key_crc = None
     if version >= 2:
         fingerprint, key_crc = struct.unpack_from("<QI", b, 44)
         fingerprint = fingerprint or None
-        if key is not None and zlib.crc32(bytes(key)) != key_crc:
+        if key is not None and crc(bytes(key)) != key_crc:
             raise DamagedError("the value was written under another key (key checksum mismatch)")
     mac = b[fixed + name_len : fixed + name_len + MAC_LEN] if mac_len else None
     if mac_key is not None:

@@ -2,19 +2,21 @@
 never rewritten). Run: ``python3 -m unittest discover -s python/tests`` from the repository
 root; ``cargo test --test python_reader`` runs it too."""
 
+import dataclasses
 import os
 import pickle
 import shutil
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(HERE)), "fixtures")
 
 import cacher_reader as cr  # noqa: E402
-from cacher_reader import blake3  # noqa: E402
+from cacher_reader import blake3, castagnoli  # noqa: E402
 from cacher_reader.envelope import decode_payload, open_envelope  # noqa: E402
 
 
@@ -129,12 +131,58 @@ class Envelopes(unittest.TestCase):
             if name.startswith("corrupt-"):
                 with self.assertRaises(cr.DamagedError, msg=name):
                     open_envelope(read("formats", "v2", name), key=self.KEY)
-        with self.assertRaises(cr.UpgradeRequiredError):
+        # Written as "a v2 body claiming version 3" when 3 was the future; version 3 exists now
+        # (CRC-32C checksums), so it is damaged, not newer (the newer case: v3/upgrade-v4.bin).
+        with self.assertRaises(cr.DamagedError):
             open_envelope(read("formats", "v2", "upgrade-v3.bin"))
         for name in sorted(os.listdir(fixture("formats", "v1"))):
             if name.startswith("corrupt-"):
                 with self.assertRaises(cr.DamagedError, msg=name):
                     open_envelope(read("formats", "v1", name))
+
+    V3_ENVELOPES = sorted(n for n in os.listdir(fixture("formats", "v3")) if n.startswith("envelope-"))
+
+    def test_v3_envelopes_read_as_their_v2_namesakes(self):
+        self.assertEqual(len(self.V3_ENVELOPES), 7)
+        for name in self.V3_ENVELOPES:
+            v2 = open_envelope(read("formats", "v2", name), key=self.KEY)
+            v3 = open_envelope(read("formats", "v3", name), key=self.KEY)
+            self.assertEqual((v2.version, v3.version), (2, 3), name)
+            # The MAC covers the version byte, so it differs too.
+            self.assertEqual(dataclasses.replace(v3, version=2, key_crc=v2.key_crc, mac=v2.mac), v2, name)
+            self.assertEqual(v3.key_crc, castagnoli.crc32c(self.KEY), name)
+        env = open_envelope(read("formats", "v3", "envelope-json.bin"), key=self.KEY)
+        self.check_sample(decode_payload(env), bytes_as=[0, 1, 2, 254, 255])
+
+    def test_v3_mac_is_checked_with_the_key(self):
+        stored = read("formats", "v3", "envelope-mac.bin")
+        self.assertEqual(len(open_envelope(stored, key=self.KEY, mac_key=self.MAC_KEY).mac), 32)
+        with self.assertRaises(cr.UnauthenticatedError):
+            open_envelope(stored, key=self.KEY, mac_key=bytes([2] * 32))
+        with self.assertRaises(cr.DamagedError):  # written under another key
+            open_envelope(stored, key=b"other", mac_key=self.MAC_KEY)
+
+    def test_damaged_v3_envelopes_are_refused_and_v4_is_upgrade_required(self):
+        names = [n for n in sorted(os.listdir(fixture("formats", "v3"))) if n.startswith("corrupt-")]
+        self.assertIn("corrupt-v2-checksums.bin", names)
+        for name in names:
+            with self.assertRaises(cr.DamagedError, msg=name):
+                open_envelope(read("formats", "v3", name), key=self.KEY)
+        with self.assertRaises(cr.UpgradeRequiredError):
+            open_envelope(read("formats", "v3", "upgrade-v4.bin"))
+        good = read("formats", "v3", "envelope-raw.bin")
+        for at in range(len(good)):
+            bad = bytearray(good)
+            bad[at] ^= 0x10
+            with self.assertRaises((cr.DamagedError, cr.UpgradeRequiredError), msg=f"byte {at}"):
+                open_envelope(bytes(bad), key=self.KEY)
+
+    def test_v3_envelopes_read_with_the_pure_python_crc32c_too(self):
+        with mock.patch.object(castagnoli, "_PACKAGE", None):
+            for name in self.V3_ENVELOPES:
+                open_envelope(read("formats", "v3", name), key=self.KEY)
+            with self.assertRaises(cr.DamagedError):
+                open_envelope(read("formats", "v3", "corrupt-payload-crc.bin"), key=self.KEY)
 
     def test_v1_envelopes_still_read(self):
         env = open_envelope(read("formats", "v1", "envelope-json.bin"), key=b"any key")
@@ -162,6 +210,22 @@ DIR_ENTRIES = {
     "ключ".encode(): "значение".encode(),
     b"large": bytes(i * 31 % 251 for i in range(70_000)),
 }
+
+
+class Castagnoli(unittest.TestCase):
+    def test_both_paths_give_the_check_value_and_agree(self):
+        # The catalogue check value of CRC-32C: the CRC of "123456789".
+        self.assertEqual(castagnoli.pure_crc32c(b"123456789"), 0xE3069283)
+        self.assertEqual(castagnoli.crc32c(b"123456789"), 0xE3069283)
+        self.assertEqual(castagnoli.pure_crc32c(b""), 0)
+        data = bytes((i * 7919 + 13) % 251 for i in range(3000))
+        self.assertEqual(castagnoli.pure_crc32c(data[1000:], castagnoli.pure_crc32c(data[:1000])), castagnoli.pure_crc32c(data))
+        for n in (0, 1, 7, 8, 9, 63, 64, 600, 3000):
+            self.assertEqual(castagnoli.crc32c(data[:n]), castagnoli.pure_crc32c(data[:n]), n)
+
+    @unittest.skipUnless(has("crc32c"), "needs the crc32c package (.ci/requirements.txt)")
+    def test_the_package_is_used_when_importable(self):
+        self.assertTrue(castagnoli.ACCELERATED)
 
 
 class DirStoreFixtures(unittest.TestCase):

@@ -1,15 +1,17 @@
 //! The value envelope: the small versioned header every stored value starts with. This module
 //! alone owns its layout.
 //!
-//! # Layout (version 2, written since envelope v2)
+//! # Layout (version 3, written since envelope v3; version 2 is the same with CRC-32)
 //!
-//! All integers are fixed-width little-endian.
+//! All integers are fixed-width little-endian. "Checksum" is CRC-32C (Castagnoli) in version
+//! 3, CRC-32 (ISO-HDLC, zlib's) in versions 1 and 2; the version byte says which.
 //!
 //! ```text
 //! offset      size  field
 //! ----------  ----  -----------------------------------------------------------------
 //! 0           4     magic  b"CCHV"
-//! 4           1     envelope version (2). Newer -> UpgradeRequired; 0 -> Corrupt
+//! 4           1     envelope version (3; 1 and 2 still read). Newer -> UpgradeRequired;
+//!                   0 -> Corrupt
 //! 5           1     flags: bit 0 = expires_ms is set, bit 1 = MAC present;
 //!                   other bits must be 0 (refused as Corrupt)
 //! 6           2     header_len (u16): bytes from offset 0 to the first payload byte
@@ -17,17 +19,34 @@
 //! 16          8     expires_ms (u64, unix milliseconds; 0 when flag bit 0 is clear)
 //! 24          8     revision (u64)
 //! 32          8     payload_len (u64)
-//! 40          4     payload_crc (u32, CRC-32 (ISO-HDLC) of the payload as stored)
+//! 40          4     payload_crc (u32, checksum of the payload as stored)
 //! 44          8     type_fingerprint (u64; 0 = not recorded), see type_fingerprint()
-//! 52          4     key_crc (u32, CRC-32 of the store key the value was written under)
+//! 52          4     key_crc (u32, checksum of the store key the value was written under)
 //! 56          1     n = length of the pipeline name (1..=255)
 //! 57          n     pipeline name, UTF-8: format then codecs with every parameter,
 //!                   e.g. "cbor+zstd:3:dict=1234" (the dictionary id lives here)
 //! 57+n        32    MAC, only when flag bit 1: keyed BLAKE3 of
 //!                   bytes [0, 57+n) ‖ store key length (u64) ‖ store key ‖ payload
-//! header_len-4 4    header_crc (u32, CRC-32 of bytes [0, header_len-4))
+//! header_len-4 4    header_crc (u32, checksum of bytes [0, header_len-4))
 //! header_len  payload_len   payload: the pipeline's output (format, then codecs)
 //! ```
+//!
+//! # Version 3 against version 2 (read forever, written before envelope v3)
+//!
+//! Version 2 is the table above field for field, version byte 2, with every checksum
+//! (`payload_crc`, `key_crc`, `header_crc`) a CRC-32 (ISO-HDLC). Version 3 changed only the
+//! polynomial, for speed: a cache hit checks three checksums (header, payload, key binding)
+//! over 20 to 600 bytes, where crc32fast runs a table loop below 128 bytes plus a setup per
+//! call (about 395 instructions per hit, a tenth of a `Cache::get`), while CRC-32C has an
+//! instruction of its own on x86-64 (SSE4.2 `crc32`, 8 bytes an instruction; ARMv8 has one
+//! too): about half the instructions at these sizes (`checksum`'s docs, and
+//! `benches/RESULTS.md`, "Envelope version 3"). Both detect every error of up to 3 bits
+//! in a value this short, every burst of up to 32 bits, and any other damage with
+//! probability 1 - 2^-32: the checksums guard against accidents, the MAC against attackers,
+//! in both versions. The separate header checksum stays, so [`Header::peek`] still judges
+//! expiry without the payload. A version-2 value reads as it always did (its MAC covers the
+//! same bytes, so it verifies with a MAC key as well); a relabelled one (version byte 3 over
+//! CRC-32 checksums) fails its header checksum.
 //!
 //! # Layout (version 1, read forever, no longer written)
 //!
@@ -69,7 +88,7 @@
 //!   recompute) from "damaged" (an error) before decoding anything.
 //! - The **key checksum** catches a store that hands back another key's bytes (a damaged
 //!   index, a reused file): reading a value under a key it was not written for is
-//!   [`Error::Corrupt`]. It only guards against accidents; CRC-32 is no defence against an
+//!   [`Error::Corrupt`]. It only guards against accidents; a CRC is no defence against an
 //!   attacker, the MAC is.
 //!
 //! # What the MAC does and does not prove
@@ -95,6 +114,7 @@
 //! [`Header::revision`], or a MAC over a monotonic counter (or a whole-cache epoch) kept
 //! outside the cache directory.
 
+mod checksum;
 mod read;
 pub mod stream;
 mod write;
@@ -128,18 +148,10 @@ impl PipelineName {
 
 use crate::error::Error;
 
+pub(crate) use checksum::Crc;
 pub(crate) use read::open_view_checked;
 pub use read::{open_view, payload, HeaderView};
 
-/// CRC-32 (ISO-HDLC) of `bytes`, as `crc32fast::hash` computes it. `crc32fast::Hasher::new`
-/// detects the CPU's features at every call (37 instructions in callgrind, and a hit checks
-/// three CRCs: the key's, the header's and the payload's); a state made once is copied.
-pub(crate) fn crc32(bytes: &[u8]) -> u32 {
-    static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
-    let mut hasher = FRESH.get_or_init(crc32fast::Hasher::new).clone();
-    hasher.update(bytes);
-    hasher.finalize()
-}
 pub(crate) use write::{begin, header_len, restamp_in_place, seal};
 
 /// The magic bytes every envelope starts with.
@@ -149,11 +161,15 @@ pub const MAGIC: [u8; 4] = *b"CCHV";
 pub const ENVELOPE_VERSION_1: u8 = 1;
 
 /// Version 2: adds the type fingerprint and the key checksum, and binds the store key into
-/// the MAC. The layout documented first on this module.
+/// the MAC. Its checksums are CRC-32 (ISO-HDLC).
 pub const ENVELOPE_VERSION_2: u8 = 2;
 
+/// Version 3: the version-2 layout field for field, every checksum (header, payload, key
+/// binding) a CRC-32C. The layout documented first on this module.
+pub const ENVELOPE_VERSION_3: u8 = 3;
+
 /// The envelope version this build writes and the newest it reads.
-pub const CURRENT_VERSION: u8 = ENVELOPE_VERSION_2;
+pub const CURRENT_VERSION: u8 = ENVELOPE_VERSION_3;
 
 /// Bytes before the pipeline name in a version-1 header.
 const FIXED_LEN_V1: usize = 45;
@@ -259,7 +275,7 @@ pub struct Header {
     header_len: usize,
     payload_len: u64,
     payload_crc: u32,
-    /// CRC-32 of the store key (version 2 and later).
+    /// Checksum of the store key (version 2 and later).
     key_crc: Option<u32>,
     /// Inline (a name is at most 255 bytes): a header is parsed on every read.
     pipeline: PipelineName,
@@ -364,11 +380,20 @@ impl Header {
         self.header_len..end
     }
 
+    /// The CRC-32 this header's checksums are (by its magic and version).
+    pub(crate) fn crc(&self) -> Crc {
+        if self.stream {
+            Crc::of_stream(self.version)
+        } else {
+            Crc::of_value(self.version)
+        }
+    }
+
     /// Checks that the value was written under `store_key` (version 2; accidents only, see
     /// the module docs). Version-1 values are not bound to a key and pass.
     pub(crate) fn check_key(&self, store_key: &[u8]) -> Result<(), Error> {
         match self.key_crc {
-            Some(stored) if stored != crc32(store_key) => Err(Error::corrupt(
+            Some(stored) if stored != self.crc().of(store_key) => Err(Error::corrupt(
                 "the value was written under another key (key checksum mismatch)",
             )),
             _ => Ok(()),

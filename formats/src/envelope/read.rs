@@ -1,7 +1,7 @@
 //! Parsing and checking stored envelopes of every version.
 
 use super::{
-    write, EnvelopeMeta, Header, PipelineName, CRC_LEN, CURRENT_VERSION, ENVELOPE_VERSION_1,
+    write, Crc, EnvelopeMeta, Header, PipelineName, CRC_LEN, CURRENT_VERSION, ENVELOPE_VERSION_1,
     FIXED_LEN_V1, FIXED_LEN_V2, FLAG_EXPIRES, FLAG_MAC, KNOWN_FLAGS, MAC_LEN, MAGIC,
 };
 use crate::error::{Error, Result};
@@ -22,13 +22,14 @@ pub(super) fn u32_at(bytes: &[u8], at: usize) -> u32 {
 
 /// The checks every header kind shares (`what` names it in messages: "header", "stream
 /// header"): its stated length matches its fields, the bytes hold all of it, and its trailing
-/// crc32 matches.
+/// checksum (`crc`, by its version) matches.
 #[inline]
 pub(super) fn check_header_bytes(
     bytes: &[u8],
     header_len: usize,
     expected_len: usize,
     what: &str,
+    crc: Crc,
 ) -> Result<()> {
     if header_len != expected_len {
         return Err(Error::corrupt(format!(
@@ -42,7 +43,7 @@ pub(super) fn check_header_bytes(
         )));
     }
     let stored_crc = u32_at(bytes, header_len - CRC_LEN);
-    let actual_crc = super::crc32(&bytes[..header_len - CRC_LEN]);
+    let actual_crc = crc.of(&bytes[..header_len - CRC_LEN]);
     if stored_crc != actual_crc {
         return Err(Error::corrupt(format!(
             "{what} checksum mismatch (stored {stored_crc:08x}, computed {actual_crc:08x})"
@@ -218,7 +219,7 @@ pub fn payload(bytes: &[u8]) -> Result<(Header, &[u8])> {
         )));
     }
     let payload = &bytes[header.header_len..];
-    let actual = super::crc32(payload);
+    let actual = header.crc().of(payload);
     if actual != header.payload_crc {
         return Err(Error::corrupt(format!(
             "payload checksum mismatch (stored {:08x}, computed {actual:08x})",
@@ -233,6 +234,8 @@ pub fn payload(bytes: &[u8]) -> Result<(Header, &[u8])> {
 /// the lent [`HeaderView`].
 struct Fields<'a> {
     version: u8,
+    /// The checksum of `version`.
+    crc: Crc,
     meta: EnvelopeMeta,
     header_len: usize,
     payload_len: u64,
@@ -283,7 +286,8 @@ impl<'a> Fields<'a> {
         let name_len = usize::from(bytes[fixed_len - 1]);
         let mac_len = if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 };
         let expected_len = fixed_len + name_len + mac_len + CRC_LEN;
-        check_header_bytes(bytes, header_len, expected_len, "header")?;
+        let crc = Crc::of_value(version);
+        check_header_bytes(bytes, header_len, expected_len, "header", crc)?;
         let pipeline = pipeline_str(bytes, fixed_len, name_len)?;
         let expires_ms = expiry(bytes, flags)?;
         let mac = (mac_len > 0).then(|| {
@@ -311,6 +315,7 @@ impl<'a> Fields<'a> {
         };
         Ok(Fields {
             version,
+            crc,
             meta: EnvelopeMeta {
                 created_ms: u64_at(v1, 8),
                 expires_ms,
@@ -337,7 +342,7 @@ impl<'a> Fields<'a> {
             )));
         }
         let payload = &bytes[self.header_len..];
-        let actual = super::crc32(payload);
+        let actual = self.crc.of(payload);
         if actual != self.payload_crc {
             return Err(Error::corrupt(format!(
                 "payload checksum mismatch (stored {:08x}, computed {actual:08x})",
@@ -435,7 +440,7 @@ pub(crate) fn open_view_checked<'a>(
         covered.verify(bytes, store_key, payload, mac_key)?;
     }
     if let Some(stored) = fields.key_crc {
-        if stored != super::crc32(store_key) {
+        if stored != fields.crc.of(store_key) {
             return Err(Error::corrupt(
                 "the value was written under another key (key checksum mismatch)",
             ));

@@ -7,18 +7,22 @@
 //! before the body (expiry, the key binding, the caller's typed metadata), so expiry checks
 //! and cleanup read only the front, as for every other value.
 //!
-//! # Layout (stream envelope version 1)
+//! # Layout (stream envelope version 2, written since value envelope v3; version 1 read forever)
 //!
 //! Its own magic (`CCHS`, not `CCHV`): an older reader refuses it as "not an envelope"
 //! instead of misreading it, and the version-2 fixtures keep their meaning. All integers are
-//! fixed-width little-endian.
+//! fixed-width little-endian. Version 2 is version 1 field for field with every checksum
+//! (header, key, body, trailer) a CRC-32C instead of a CRC-32 (ISO-HDLC), as value envelope
+//! 3 is to value envelope 2 (why: [the value envelope's docs](super)); the table names them
+//! "checksum", the version says which.
 //!
 //! ```text
 //! front header
 //! offset      size      field
 //! ----------  --------  --------------------------------------------------------------
 //! 0           4         magic b"CCHS"
-//! 4           1         stream envelope version (1). Newer -> UpgradeRequired; 0 -> Corrupt
+//! 4           1         stream envelope version (2; 1 still read). Newer -> UpgradeRequired;
+//!                       0 -> Corrupt
 //! 5           1         flags: bit 0 = expires_ms is set, bit 1 = MAC in the trailer;
 //!                       other bits must be 0
 //! 6           2         header_len (u16): bytes from offset 0 to the first body byte
@@ -27,23 +31,23 @@
 //! 16          8         expires_ms (0 when flag bit 0 is clear)
 //! 24          8         revision
 //! 32          8         type_fingerprint of the metadata's type (0 = not recorded)
-//! 40          4         key_crc (CRC-32 of the store key)
+//! 40          4         key_crc (checksum of the store key)
 //! 44          4         meta_len (u32)
 //! 48          1         n = length of the metadata's pipeline name (1..=255)
 //! 49          n         pipeline name of the metadata (e.g. "cbor")
 //! 49+n        meta_len  metadata, encoded by that pipeline
-//! header_len-4 4        header_crc (CRC-32 of bytes [0, header_len-4))
+//! header_len-4 4        header_crc (checksum of bytes [0, header_len-4))
 //!
 //! body        body_len  the blob's bytes as given (no format, no codec)
 //!
 //! trailer (TRAILER_LEN bytes, or TRAILER_LEN + 32 with a MAC)
 //! 0           8         body_len (u64)
-//! 8           4         body_crc (CRC-32 of the body)
+//! 8           4         body_crc (checksum of the body, computed as it streams)
 //! 12          32        MAC, only when flag bit 1: keyed BLAKE3 of the front header
 //!                       [0, header_len) ‖ store key length (u64) ‖ store key ‖ body ‖
 //!                       trailer bytes [0, 12)
 //! end-8       4         trailer magic b"CCHE"
-//! end-4       4         trailer_crc (CRC-32 of the trailer bytes before it)
+//! end-4       4         trailer_crc (checksum of the trailer bytes before it)
 //! ```
 //!
 //! The body length is also the stored length minus front and trailer: a reader that knows the
@@ -56,16 +60,24 @@
 
 use std::ops::Range;
 
+use super::checksum::Running;
 use super::read::{check_header_bytes, expiry, pipeline_name, u32_at, u64_at};
-use super::{EnvelopeMeta, Header, CRC_LEN, FLAG_EXPIRES, FLAG_MAC, KNOWN_FLAGS, MAC_LEN};
+use super::{Crc, EnvelopeMeta, Header, CRC_LEN, FLAG_EXPIRES, FLAG_MAC, KNOWN_FLAGS, MAC_LEN};
 use crate::error::{Error, Result};
 use crate::Registry;
 
 /// The magic bytes a streamed envelope starts with.
 pub const STREAM_MAGIC: [u8; 4] = *b"CCHS";
 
-/// Stream envelope version 1: the layout documented on this module.
+/// Stream envelope version 1: the layout documented on this module, checksums CRC-32
+/// (ISO-HDLC).
 pub const STREAM_VERSION_1: u8 = 1;
+
+/// Stream envelope version 2: version 1's layout with CRC-32C checksums.
+pub const STREAM_VERSION_2: u8 = 2;
+
+/// The stream envelope version this build writes and the newest it reads.
+pub const CURRENT_STREAM_VERSION: u8 = STREAM_VERSION_2;
 
 /// The magic bytes near the end of a streamed envelope's trailer.
 pub const TRAILER_MAGIC: [u8; 4] = *b"CCHE";
@@ -87,10 +99,10 @@ pub fn trailer_len(header: &Header) -> usize {
 /// Parses and checks a streamed front header (called by [`Header::peek`] on `CCHS`).
 pub(super) fn peek(bytes: &[u8]) -> Result<Header> {
     let version = bytes[4];
-    if version > STREAM_VERSION_1 {
+    if version > CURRENT_STREAM_VERSION {
         return Err(Error::UpgradeRequired {
             found: version,
-            supported: STREAM_VERSION_1,
+            supported: CURRENT_STREAM_VERSION,
         });
     }
     if version == 0 {
@@ -110,7 +122,8 @@ pub(super) fn peek(bytes: &[u8]) -> Result<Header> {
     let meta_len = u32_at(bytes, 44) as usize;
     let name_len = usize::from(bytes[48]);
     let expected_len = FIXED_LEN + name_len + meta_len + CRC_LEN;
-    check_header_bytes(bytes, header_len, expected_len, "stream header")?;
+    let crc = Crc::of_stream(version);
+    check_header_bytes(bytes, header_len, expected_len, "stream header", crc)?;
     let pipeline = pipeline_name(bytes, FIXED_LEN, name_len)?;
     let expires_ms = expiry(bytes, flags)?;
     let fingerprint = u64_at(bytes, 32);
@@ -200,12 +213,14 @@ impl StreamSealer {
 #[derive(Debug)]
 pub struct BodyCheck {
     len: u64,
-    crc: crc32fast::Hasher,
+    /// Which checksum the envelope's version uses (the trailer's own as well).
+    kind: Crc,
+    crc: Running,
     mac: Option<blake3::Hasher>,
 }
 
 impl BodyCheck {
-    fn new(front: &[u8], store_key: &[u8], mac_key: Option<&[u8; 32]>) -> Self {
+    fn new(front: &[u8], store_key: &[u8], mac_key: Option<&[u8; 32]>, kind: Crc) -> Self {
         let mac = mac_key.map(|k| {
             let mut h = blake3::Hasher::new_keyed(k);
             h.update(front);
@@ -215,7 +230,8 @@ impl BodyCheck {
         });
         BodyCheck {
             len: 0,
-            crc: crc32fast::Hasher::new(),
+            kind,
+            crc: kind.running(),
             mac,
         }
     }
@@ -242,7 +258,7 @@ impl BodyCheck {
     fn head_and_mac(&self) -> ([u8; 12], Option<blake3::Hash>) {
         let mut head = [0u8; 12];
         head[..8].copy_from_slice(&self.len.to_le_bytes());
-        head[8..].copy_from_slice(&self.crc.clone().finalize().to_le_bytes());
+        head[8..].copy_from_slice(&self.crc.finalize().to_le_bytes());
         let mac = self.mac.clone().map(|mut m| {
             m.update(&head);
             m.finalize()
@@ -258,7 +274,7 @@ impl BodyCheck {
             out.extend_from_slice(mac.as_bytes());
         }
         out.extend_from_slice(&TRAILER_MAGIC);
-        let crc = super::crc32(&out);
+        let crc = self.kind.of(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -276,7 +292,7 @@ impl BodyCheck {
         }
         let (body, seal) = trailer.split_at(trailer.len() - CRC_LEN);
         let stored_crc = u32_at(seal, 0);
-        if super::crc32(body) != stored_crc {
+        if self.kind.of(body) != stored_crc {
             return Err(Error::corrupt("stream trailer checksum mismatch"));
         }
         if body[body.len() - 4..] != TRAILER_MAGIC {
@@ -367,22 +383,23 @@ impl Registry {
         }
         let mut front = Vec::with_capacity(header_len);
         front.extend_from_slice(&STREAM_MAGIC);
-        front.push(STREAM_VERSION_1);
+        front.push(CURRENT_STREAM_VERSION);
         front.push(flags);
         front.extend_from_slice(&(header_len as u16).to_le_bytes());
         front.extend_from_slice(&meta.created_ms.to_le_bytes());
         front.extend_from_slice(&meta.expires_ms.unwrap_or(0).to_le_bytes());
         front.extend_from_slice(&meta.revision.to_le_bytes());
         front.extend_from_slice(&meta.type_fingerprint.unwrap_or(0).to_le_bytes());
-        front.extend_from_slice(&super::crc32(store_key).to_le_bytes());
+        let kind = Crc::of_stream(CURRENT_STREAM_VERSION);
+        front.extend_from_slice(&kind.of(store_key).to_le_bytes());
         front.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
         front.push(name.len() as u8);
         front.extend_from_slice(name.as_bytes());
         front.extend_from_slice(&encoded);
-        let crc = super::crc32(&front);
+        let crc = kind.of(&front);
         front.extend_from_slice(&crc.to_le_bytes());
         debug_assert_eq!(front.len(), header_len);
-        let check = BodyCheck::new(&front, store_key, mac_key);
+        let check = BodyCheck::new(&front, store_key, mac_key, kind);
         Ok(StreamSealer { front, check })
     }
 
@@ -401,7 +418,12 @@ impl Registry {
                 reason: "the registry has a MAC key but the blob carries no MAC".into(),
             });
         }
-        let check = BodyCheck::new(&front[..header.header_len], store_key, mac_key);
+        let check = BodyCheck::new(
+            &front[..header.header_len],
+            store_key,
+            mac_key,
+            header.crc(),
+        );
         Ok((header, check))
     }
 

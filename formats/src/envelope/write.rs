@@ -1,15 +1,19 @@
-//! Writing version-2 envelopes: the header before the payload, then the seal after it.
+//! Writing version-3 envelopes: the header before the payload, then the seal after it.
 
 use super::{
-    EnvelopeMeta, CRC_LEN, CURRENT_VERSION, FIXED_LEN_V2, FLAG_EXPIRES, FLAG_MAC, MAC_LEN, MAGIC,
+    Crc, EnvelopeMeta, CRC_LEN, CURRENT_VERSION, ENVELOPE_VERSION_2, FIXED_LEN_V2, FLAG_EXPIRES,
+    FLAG_MAC, MAC_LEN, MAGIC,
 };
+
+/// The checksum of the version this build writes.
+const WRITTEN: Crc = Crc::Castagnoli;
 
 /// The header length for a pipeline name of `name_len` bytes.
 pub(crate) fn header_len(name_len: usize, with_mac: bool) -> usize {
     FIXED_LEN_V2 + name_len + if with_mac { MAC_LEN } else { 0 } + CRC_LEN
 }
 
-/// The version-2 MAC: keyed BLAKE3 of the header up to the MAC, the store key (length
+/// The version-2 (and 3) MAC: keyed BLAKE3 of the header up to the MAC, the store key (length
 /// first, so no key/payload split can be shifted), then the payload.
 pub(super) fn mac(
     mac_key: &[u8; 32],
@@ -54,7 +58,7 @@ pub(crate) fn begin(
     out.extend_from_slice(&meta.revision.to_le_bytes());
     out.extend_from_slice(&[0u8; 12]); // payload_len + payload_crc, filled by seal
     out.extend_from_slice(&meta.type_fingerprint.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(&super::crc32(store_key).to_le_bytes());
+    out.extend_from_slice(&WRITTEN.of(store_key).to_le_bytes());
     out.push(name_len as u8);
     out.extend_from_slice(&pipeline.as_bytes()[..name_len]);
     out.resize(header_len, 0); // MAC and header_crc, filled by seal
@@ -71,19 +75,19 @@ pub(crate) fn seal(
 ) {
     let (header, payload) = out.split_at_mut(header_len);
     header[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    header[40..44].copy_from_slice(&super::crc32(payload).to_le_bytes());
+    header[40..44].copy_from_slice(&WRITTEN.of(payload).to_le_bytes());
     let crc_at = header_len - CRC_LEN;
     if let Some(key) = mac_key {
         let mac_at = crc_at - MAC_LEN;
         let mac = mac(key, &header[..mac_at], store_key, payload);
         header[mac_at..crc_at].copy_from_slice(mac.as_bytes());
     }
-    let crc = super::crc32(&header[..crc_at]);
+    let crc = WRITTEN.of(&header[..crc_at]);
     header[crc_at..].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Writes `revision` into `bytes`, a version-2 value envelope sealed for `store_key`, in
-/// place: the header is checked as [`Header::peek`](super::Header::peek) checks it and for
+/// Writes `revision` into `bytes`, a version-2 or version-3 value envelope sealed for
+/// `store_key`, in place (keeping its version and so its checksum): the header is checked as [`Header::peek`](super::Header::peek) checks it and for
 /// `store_key`, then the revision field, the MAC (with `mac_key`, over header, key and payload
 /// as [`seal`] computes it) and the header checksum are rewritten. Nothing is copied and,
 /// without a MAC, the payload is not read at all: its checksum does not cover the header, so
@@ -98,10 +102,10 @@ pub(crate) fn restamp_in_place(
 ) -> crate::error::Result<()> {
     use crate::error::Error;
     let header = super::Header::peek(bytes)?;
-    if header.stream || header.version() != CURRENT_VERSION {
+    if header.stream || header.version() < ENVELOPE_VERSION_2 {
         return Err(Error::corrupt(format!(
-            "only a version-{CURRENT_VERSION} value envelope is restamped in place, not a \
-             version-{} {}",
+            "only a value envelope of version {ENVELOPE_VERSION_2} to {CURRENT_VERSION} is \
+             restamped in place, not a version-{} {}",
             header.version(),
             if header.stream { "stream" } else { "value" }
         )));
@@ -132,7 +136,7 @@ pub(crate) fn restamp_in_place(
         let mac = mac(key, &head[..mac_at], store_key, payload);
         head[mac_at..crc_at].copy_from_slice(mac.as_bytes());
     }
-    let crc = super::crc32(&head[..crc_at]);
+    let crc = header.crc().of(&head[..crc_at]);
     head[crc_at..].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }

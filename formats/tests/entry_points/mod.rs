@@ -130,6 +130,17 @@ fn reseal_header(bytes: &mut [u8]) {
     if header_len < 4 || header_len > bytes.len() {
         return;
     }
-    let crc = crc32fast::hash(&bytes[..header_len - 4]);
+    // The checksum of the version byte: CRC-32C from version 3, CRC-32 before.
+    let covered = &bytes[..header_len - 4];
+    let crc = if bytes[4] >= 3 {
+        crc32c(covered)
+    } else {
+        crc32fast::hash(covered)
+    };
     bytes[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// CRC-32C (Castagnoli), envelope v3's checksum, from `crc-fast` (not the envelope's own code).
+fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
