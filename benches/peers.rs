@@ -6,6 +6,7 @@
 //! cargo bench --features lmdb --bench peers                 # 100,000 ops per process
 //! cargo bench --features lmdb --bench peers -- --ops 20000 --procs 1,4 --engines heed,lmdb
 //! PEERS_DIR=/dev/shm/peers cargo bench --features lmdb --bench peers   # on tmpfs
+//! cargo bench --features lmdb --bench peers -- --gets-only   # every operation a hit
 //! ```
 //!
 //! The workload (diskcache's `tests/benchmark_core.py`): 100 keys, each operation picks one
@@ -16,6 +17,11 @@
 //! ratio to raw heed's. Stores run at `Durability::None` and raw heed with `MDB_NOSYNC`: the
 //! figures compare the code path, not the disk's fsync. diskcache runs with its defaults
 //! (SQLite WAL, `synchronous=NORMAL`), as its own benchmark does.
+//!
+//! `--gets-only` makes every operation a get of a filled key, so a memoized engine's "get" is
+//! a hit every time (in the mixed workload about 1% of its gets follow a delete and compute
+//! and store, which a raw get answers as a miss): the measure for "a memoized hit against a
+//! raw get". diskcache is skipped then (its driver runs the mixed workload only).
 //!
 //! Not a criterion bench: criterion times one closure in one process and cannot merge the
 //! timings of several processes, nor drive python3. The files live under `PEERS_DIR` (default:
@@ -38,6 +44,8 @@ use cacher_store::{Durability, Store};
 use serde_bytes::ByteBuf;
 
 const KEYS: u64 = 100;
+/// Set in the children when the run is `--gets-only`.
+const GETS_ONLY_ENV: &str = "PEERS_GETS_ONLY";
 const MAP: usize = 1 << 30;
 const CHILD_ENV: &str = "CACHER_PEERS_CHILD";
 const DISKCACHE_DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers_diskcache.py");
@@ -329,9 +337,10 @@ fn run_workload(engine: &mut dyn Engine, ops: u64, seed: u64) -> Vec<(Op, u64)> 
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut timings = Vec::with_capacity(ops as usize);
     let mut sink = 0usize;
+    let gets_only = std::env::var_os(GETS_ONLY_ENV).is_some();
     for i in 0..ops {
         let key = rng.u64(0..KEYS);
-        let roll = rng.u32(0..100);
+        let roll = if gets_only { 0 } else { rng.u32(0..100) };
         let op = match roll {
             0..90 => Op::Get,
             90..99 => Op::Set,
@@ -426,7 +435,13 @@ fn diskcache_available() -> bool {
 }
 
 /// Runs `engine` with `procs` processes; returns the timings of every process, by op.
-fn run(engine: &str, procs: usize, ops: u64, root: &Path) -> BTreeMap<Op, Vec<u64>> {
+fn run(
+    engine: &str,
+    procs: usize,
+    ops: u64,
+    gets_only: bool,
+    root: &Path,
+) -> BTreeMap<Op, Vec<u64>> {
     let dir = root.join(format!("{engine}-{procs}"));
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(dir.with_extension("go"));
@@ -447,12 +462,15 @@ fn run(engine: &str, procs: usize, ops: u64, root: &Path) -> BTreeMap<Op, Vec<u6
                 .arg(dir.with_extension("go"))
                 .spawn()
         } else {
-            Command::new(std::env::current_exe().expect("current exe"))
-                .env(
-                    CHILD_ENV,
-                    format!("{engine}|{}|{ops}|{seed}|{}", dir.display(), out.display()),
-                )
-                .spawn()
+            let mut command = Command::new(std::env::current_exe().expect("current exe"));
+            command.env(
+                CHILD_ENV,
+                format!("{engine}|{}|{ops}|{seed}|{}", dir.display(), out.display()),
+            );
+            if gets_only {
+                command.env(GETS_ONLY_ENV, "1");
+            }
+            command.spawn()
         };
         children.push(child.expect("spawn a benchmark process"));
         outs.push(out);
@@ -481,6 +499,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 struct Args {
     ops: u64,
+    gets_only: bool,
     procs: Vec<usize>,
     engines: Vec<String>,
 }
@@ -488,12 +507,14 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         ops: 100_000,
+        gets_only: false,
         procs: vec![1, 2, 4],
         engines: ENGINES.iter().map(|(n, _)| n.to_string()).collect(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--gets-only" => args.gets_only = true,
             "--ops" => args.ops = it.next().and_then(|v| v.parse().ok()).expect("--ops N"),
             "--procs" => {
                 args.procs = it
@@ -535,14 +556,19 @@ fn main() {
         }
     };
     std::fs::create_dir_all(&root).expect("PEERS_DIR");
-    let diskcache = diskcache_available();
+    let diskcache = !args.gets_only && diskcache_available();
     println!(
-        "peers: {} ops per process, {} keys, 90% get / 9% set / 1% delete, values 1-495 B, in {}",
+        "peers: {} ops per process, {} keys, {}, values 1-495 B, in {}",
         args.ops,
         KEYS,
+        if args.gets_only {
+            "every op a get of a filled key (diskcache skipped)"
+        } else {
+            "90% get / 9% set / 1% delete"
+        },
         root.display()
     );
-    if !diskcache {
+    if !diskcache && !args.gets_only {
         println!("peers: diskcache skipped: `python3 -c \"import diskcache\"` failed");
     }
     println!("| engine | procs | get p50 | get p99 | set p50 | set p99 | delete p50 | get / heed | set / heed |");
@@ -557,7 +583,7 @@ fn main() {
             if (single_writer && procs > 1) || (*engine == "diskcache" && !diskcache) {
                 continue;
             }
-            let mut by_op = run(engine, procs, args.ops, &root);
+            let mut by_op = run(engine, procs, args.ops, args.gets_only, &root);
             let mut row = BTreeMap::new();
             for (op, ns) in by_op.iter_mut() {
                 ns.sort_unstable();

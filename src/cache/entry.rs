@@ -85,11 +85,12 @@ impl Cache {
     ///
     /// The bytes are first lent by [`Store::with_value_unchecked`](cacher_store::Store::with_value_unchecked),
     /// which may skip the store's own checksum, and are trusted only if they open as a
-    /// version-2 envelope for `key`: its header crc32 covers every header field (the key's
-    /// crc32 among them), its payload crc32 covers every payload byte, so every stored byte is
-    /// under one of the envelope's checksums, and the key binding refuses another key's value.
-    /// Damage the store's checksum would catch is therefore caught here too (crc32 catches
-    /// every burst of up to 32 bits, as the store's does). With a MAC key the MAC covers
+    /// key-bound envelope (version 2 or later) for `key`: its header checksum covers every
+    /// header field (the key's checksum among them), its payload checksum covers every
+    /// payload byte, so every stored byte is under one of the envelope's checksums, and the
+    /// key binding refuses another key's value. Damage the store's checksum would catch is
+    /// therefore caught here too (CRC-32 in version 2 and CRC-32C in version 3 both catch
+    /// every burst of up to 32 bits, as the store's CRC-32 does). With a MAC key the MAC covers
     /// header, key and payload as well. Anything else goes through the checked
     /// [`Store::with_value`](cacher_store::Store::with_value) again, which decides exactly as
     /// before, its errors worded as before: a version-1 envelope (not bound to its key, so a
