@@ -98,7 +98,8 @@ fn env_address(env: &heed::Env<WithTls>) -> Result<NonNull<ffi::MDB_env>, heed::
     let CommitOrAbort::Commit(addr) = addr else {
         unreachable!("the closure always commits")
     };
-    // An address heed took from the `MDB_env` pointer LMDB allocated (`mdb_env_create`); it is
+    // An address heed took from the `MDB_env` pointer LMDB allocated (`mdb_env_create`) in C;
+    // heed hands that pointer to C on every call, which exposes it, and this one is likewise
     // only ever handed back to LMDB's C functions, never dereferenced in Rust.
     let ptr = ptr::with_exposed_provenance_mut::<ffi::MDB_env>(addr.get());
     Ok(NonNull::new(ptr).expect("a NonZero address"))
@@ -159,6 +160,30 @@ fn check(rc: c_int) -> Result<(), heed::Error> {
     }
 }
 
+/// What this thread's [`STATE`] says of `ThreadLocal`: not asked yet.
+const SLOTS_UNKNOWN: u8 = 0;
+/// The [`SENTINEL`] lives, so `thread_local`'s guard does too: slots may be asked for.
+const SLOTS_SAFE: u8 = 1;
+/// The sentinel was destroyed: this thread's thread-locals are being destroyed.
+const SLOTS_GONE: u8 = 2;
+
+thread_local! {
+    /// Whether this thread may ask a `ThreadLocal` for its slot ([`Parked::this_threads_slot`]).
+    /// Const and without a destructor, so it can be read at any time, during thread exit too.
+    static STATE: Cell<u8> = const { Cell::new(SLOTS_UNKNOWN) };
+    /// Touched after the thread's first slot: destroyed before `thread_local`'s guard.
+    static SENTINEL: Sentinel = const { Sentinel };
+}
+
+/// Marks [`STATE`] gone when this thread's thread-locals are destroyed.
+struct Sentinel;
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        STATE.set(SLOTS_GONE);
+    }
+}
+
 /// One thread's parked transaction of one environment (null when none is parked).
 #[derive(Default)]
 struct Slot(Cell<*mut ffi::MDB_txn>);
@@ -166,7 +191,10 @@ struct Slot(Cell<*mut ffi::MDB_txn>);
 // SAFETY: `ThreadLocal` needs `Send` because it drops (and `iter_mut` lends) every thread's
 // value on the thread that drops it. A parked transaction is reset, which in an environment
 // with thread-local reader slots leaves it owning no slot and tied to no thread (module docs),
-// so aborting it on another thread is what LMDB allows.
+// so aborting it on another thread is sound. That is what the vendored `mdb.c` does
+// (`mdb_txn_end`, `mdb_txn_renew0`), not a promise of LMDB's documentation, which lets a read
+// transaction change threads only with `MDB_NOTLS`: the workspace builds that vendored copy
+// (`[patch]` in the root Cargo.toml), and a new LMDB needs this argument checked again.
 #[expect(
     unsafe_code,
     reason = "a reset LMDB read transaction may move between threads (see SAFETY)"
@@ -181,6 +209,9 @@ pub(super) struct Parked {
     /// Transactions begun and not yet aborted (for the tests of leaks).
     #[cfg(test)]
     live: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Transactions begun (for the tests that a read renews rather than begins).
+    #[cfg(test)]
+    begun: std::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: `env` is only handed to `mdb_txn_begin`, which LMDB allows from any thread (heed's
@@ -207,6 +238,8 @@ impl Parked {
             slots: ThreadLocal::new(),
             #[cfg(test)]
             live: Default::default(),
+            #[cfg(test)]
+            begun: Default::default(),
         })
     }
 
@@ -238,7 +271,9 @@ impl Parked {
     /// parked again when the result drops (still under the gate).
     #[inline]
     pub(super) fn renew(&self) -> Result<Renewed<'_>, heed::Error> {
-        let slot = self.slots.get_or_default();
+        let Some(slot) = self.this_threads_slot() else {
+            return self.begin(None);
+        };
         let parked = slot.0.replace(ptr::null_mut());
         match NonNull::new(parked) {
             Some(txn) => {
@@ -259,17 +294,45 @@ impl Parked {
                 }
                 Ok(Renewed {
                     parked: self,
-                    slot,
+                    slot: Some(slot),
                     txn,
                 })
             }
-            None => self.begin(slot),
+            None => self.begin(Some(slot)),
+        }
+    }
+
+    /// This thread's slot, or `None` once the thread's thread-locals are being destroyed.
+    ///
+    /// `ThreadLocal` finds a thread's slot by an id that `thread_local`'s own thread-local
+    /// guard holds; once that guard is destroyed (at thread exit), asking for a slot panics,
+    /// and a panic in a thread-local destructor aborts the process. A store read from the
+    /// `Drop` of a user's thread-local made before this thread's first read runs after the
+    /// guard is gone. So the first slot a thread takes is followed by touching [`SENTINEL`],
+    /// whose destructor is thereby registered after the guard's and runs before it: while
+    /// the sentinel lives, so does the guard; once it is gone, reads go without parking
+    /// (begin, read, abort, as before parked transactions). What is left: a thread whose
+    /// *first* read of any environment comes from such a destructor, on a thread where
+    /// another crate's `ThreadLocal` already made and lost the guard (thread ids are taken by
+    /// `tracing-subscriber`, for instance): that read still panics.
+    #[inline]
+    fn this_threads_slot(&self) -> Option<&Slot> {
+        match STATE.get() {
+            SLOTS_SAFE => Some(self.slots.get_or_default()),
+            SLOTS_GONE => None,
+            _ => {
+                let slot = self.slots.get_or_default();
+                if SENTINEL.try_with(|_| ()).is_ok() {
+                    STATE.set(SLOTS_SAFE);
+                }
+                Some(slot)
+            }
         }
     }
 
     /// A new read transaction for this thread (its first read, or after a failed renew).
     #[cold]
-    fn begin<'p>(&'p self, slot: &'p Slot) -> Result<Renewed<'p>, heed::Error> {
+    fn begin<'p>(&'p self, slot: Option<&'p Slot>) -> Result<Renewed<'p>, heed::Error> {
         let mut txn: *mut ffi::MDB_txn = ptr::null_mut();
         // SAFETY: the environment is open (see `renew`); `mdb_txn_begin` either fails having
         // freed what it allocated, or returns a live read-only transaction in `txn`.
@@ -285,6 +348,9 @@ impl Parked {
         let txn = NonNull::new(txn).expect("mdb_txn_begin returned a transaction");
         #[cfg(test)]
         self.live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(test)]
+        self.begun
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Renewed {
             parked: self,
             slot,
@@ -310,6 +376,12 @@ impl Parked {
     #[cfg(test)]
     pub(super) fn live(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
         std::sync::Arc::clone(&self.live)
+    }
+
+    /// How many transactions were begun so far (for tests: a renew begins none).
+    #[cfg(test)]
+    pub(super) fn begun(&self) -> usize {
+        self.begun.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The `MDB_env` (for the test that checks where it came from).
@@ -351,7 +423,8 @@ impl Drop for Parked {
 /// slot when it drops (also when the closure panics).
 pub(crate) struct Renewed<'p> {
     parked: &'p Parked,
-    slot: &'p Slot,
+    /// Where it is parked again; `None` during thread exit, when it is aborted instead.
+    slot: Option<&'p Slot>,
     txn: NonNull<ffi::MDB_txn>,
 }
 
@@ -391,13 +464,21 @@ impl Renewed<'_> {
 impl Drop for Renewed<'_> {
     #[inline]
     fn drop(&mut self) {
+        let Some(slot) = self.slot else {
+            // SAFETY: the transaction is live and this guard its only holder.
+            #[expect(unsafe_code, reason = "LMDB's C API (see SAFETY)")]
+            unsafe {
+                self.parked.abort(self.txn.as_ptr())
+            };
+            return;
+        };
         // SAFETY: the transaction is live and this guard its only holder; resetting it ends
         // its snapshot and frees its thread's reader slot for the next read (module docs).
         #[expect(unsafe_code, reason = "LMDB's C API (see SAFETY)")]
         unsafe {
             ffi::mdb_txn_reset(self.txn.as_ptr())
         };
-        let displaced = self.slot.0.replace(self.txn.as_ptr());
+        let displaced = slot.0.replace(self.txn.as_ptr());
         if !displaced.is_null() {
             // Another transaction was parked meanwhile (cannot happen with thread-local
             // slots: a nested begin fails), so keep one: abort the other.

@@ -118,7 +118,26 @@ impl Shared {
             .clear_stale_readers()
             .map_err(|e| engine_error(&path, e))?;
         let map_size = AtomicUsize::new(env.info().map_size);
-        let parked = Parked::new(&env).map_err(|e| engine_error(&path, e))?;
+        // `Parked::new` reads in a transaction: another process may have grown the map since
+        // the resize above, which LMDB reports as MAP_RESIZED; adopt the new size and retry.
+        let mut resized = 0;
+        let parked = loop {
+            match Parked::new(&env) {
+                Err(heed::Error::Mdb(heed::MdbError::MapResized)) if resized < 8 => {
+                    resized += 1;
+                    // SAFETY: as above: the environment is not shared yet, and the failed
+                    // transaction was ended by LMDB, so none is open.
+                    #[expect(
+                        unsafe_code,
+                        reason = "heed Env::resize with no open transaction (see SAFETY)"
+                    )]
+                    unsafe {
+                        env.resize(0).map_err(|e| engine_error(&path, e))?;
+                    }
+                }
+                other => break other.map_err(|e| engine_error(&path, e))?,
+            }
+        };
         let periodic = match options.periodic() {
             true => Some(Periodic::open(&path)?),
             false => None,

@@ -396,7 +396,9 @@ impl LmdbStore {
 
     /// Reads `key` (checked as `check` says) and gives its bytes, or `None`, to `f`, in this
     /// thread's parked transaction when the layout allows (`parked`), else in a heed read
-    /// transaction. `f` may run again after a resize by another process.
+    /// transaction. A resize by another process is met when the transaction begins or
+    /// renews, before `f`, and retried there, so `f` runs again only after an error of its
+    /// own that the retry loop retries.
     #[inline(always)]
     fn read_value<T>(
         &self,

@@ -42,11 +42,14 @@ fn a_threads_second_read_renews_the_transaction_its_first_parked() {
     let dir = tempfile::tempdir().unwrap();
     let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
     store.put(b"k", b"one").unwrap();
+    let begun = || store.env().shared().parked.begun();
     std::thread::scope(|s| {
         s.spawn(|| {
             assert_eq!(parked_here(&store), None);
+            let before = begun();
             assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"one"[..]));
             let first = parked_here(&store).expect("the first read parks its transaction");
+            assert_eq!(begun(), before + 1);
             // A write on this thread between two reads: the renewed transaction sees it.
             store.put(b"k", b"two").unwrap();
             let mut seen = Vec::new();
@@ -59,6 +62,8 @@ fn a_threads_second_read_renews_the_transaction_its_first_parked() {
             );
             assert!(!store.with_value_unchecked(b"x", &mut |_| ()).unwrap());
             assert_eq!(parked_here(&store), Some(first), "renewed, not begun again");
+            // (The address alone could be a new transaction in the freed one's memory.)
+            assert_eq!(begun(), before + 1, "five reads, one transaction begun");
         });
     });
     // This thread has read nothing yet: nothing parked here.
@@ -174,10 +179,15 @@ fn threads_that_exited_leave_transactions_a_later_thread_may_renew() {
     let store = LmdbStore::open_with(dir.path(), &small().with_max_readers(2)).unwrap();
     store.put(b"k", b"v").unwrap();
     let live = store.env().shared().parked.live();
+    let before = store.env().shared().parked.begun();
     for t in 0..20 {
         let got = std::thread::scope(|s| s.spawn(|| store.get(b"k")).join().unwrap());
         assert_eq!(got.unwrap().as_deref(), Some(&b"v"[..]), "thread {t}");
     }
+    // Threads run one after another, so later ones are given an exited one's slot and renew
+    // its transaction instead of beginning one each.
+    let begun = store.env().shared().parked.begun() - before;
+    assert!(begun < 20, "{begun} transactions begun for 20 threads");
     // Parked transactions hold no reader slot: with two slots, twenty threads that each left
     // one parked still found a slot free, without clearing any.
     assert_eq!(store.env().stats().stale_readers_cleared, 0);
@@ -319,4 +329,37 @@ fn a_parked_read_after_another_process_grew_the_map_adopts_the_new_size() {
         store.env().shared().parked.live().load(Ordering::Relaxed),
         1
     );
+}
+
+/// A store read from the `Drop` of a thread-local made before the thread's first read runs
+/// after `thread_local`'s guard is gone: it reads without parking instead of panicking (which,
+/// in a thread-local destructor, aborted the whole process). Found by review.
+#[test]
+fn a_read_from_a_thread_local_destructor_after_the_first_read_works() {
+    struct ReadsOnDrop(Option<(LmdbStore, mpsc::Sender<Option<Vec<u8>>>)>);
+    impl Drop for ReadsOnDrop {
+        fn drop(&mut self) {
+            if let Some((store, tx)) = self.0.take() {
+                let _ = tx.send(store.get(b"k").unwrap());
+            }
+        }
+    }
+    thread_local! {
+        static READS_ON_DROP: std::cell::RefCell<ReadsOnDrop> =
+            const { std::cell::RefCell::new(ReadsOnDrop(None)) };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = LmdbStore::open_with(dir.path(), &small()).unwrap();
+    store.put(b"k", b"v").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let handle = store.clone();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed last: after the parked read's guard and sentinel.
+        READS_ON_DROP.with(|r| r.borrow_mut().0 = Some((handle.clone(), tx)));
+        assert_eq!(handle.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rx.recv().unwrap().as_deref(), Some(&b"v"[..]));
+    drop(store);
 }
