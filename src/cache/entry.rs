@@ -26,8 +26,8 @@ enum Trust {
     /// The store did ([`Store::with_value`](cacher_store::Store::with_value), `get_many`).
     Store,
     /// Nobody yet ([`Store::with_value_unchecked`](cacher_store::Store::with_value_unchecked)):
-    /// only a version-2 envelope that opens for the key is trusted, anything else is
-    /// [`Opened::Recheck`].
+    /// only a key-bound envelope (version 2 or later) that opens for the key is trusted,
+    /// anything else is [`Opened::Recheck`].
     Envelope,
 }
 
@@ -37,8 +37,8 @@ enum Opened<T> {
     Expired,
     /// Stored as another type, or not decodable as the memoized call's type.
     Mismatch,
-    /// Unchecked bytes that are not a version-2 envelope for the key, or were refused: read
-    /// them again through the store's checked path.
+    /// Unchecked bytes that are not a key-bound envelope (version 2 or later) for the key, or
+    /// were refused: read them again through the store's checked path.
     Recheck,
 }
 

@@ -1,6 +1,6 @@
 //! The streamed envelope: a blob written as it arrives, sealed by a trailer at its end.
 //!
-//! A [version-2 envelope](super) records the payload's length, checksum and MAC in its
+//! A value envelope ([version 2 or 3](super)) records the payload's length, checksum and MAC in its
 //! header, before the payload, so the writer must hold the whole value first. A blob (a web
 //! response, a download) is written while it arrives, so its length, checksum and MAC go in
 //! a **trailer** after the body. The front header still carries everything a reader needs
