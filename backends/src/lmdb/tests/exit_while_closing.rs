@@ -15,8 +15,8 @@ const ROUNDS: usize = 2_000;
 const THREADS: usize = 8;
 
 /// Runs the rounds in a child process of this test binary, so a crash is this test failing
-/// rather than the whole binary dying. The race is timing-dependent: before the fix, this
-/// test failed in about half of its runs (see VENDOR.md).
+/// rather than the whole binary dying. The race is timing-dependent: before the fix the child
+/// died with `SIGSEGV` in 29 of 30 runs (see `vendor/lmdb-master-sys/VENDOR.md`).
 #[test]
 fn threads_exiting_while_another_thread_closes_the_environment_do_not_crash() {
     if std::env::var_os(CHILD).is_some() {
