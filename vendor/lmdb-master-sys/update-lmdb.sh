@@ -2,7 +2,8 @@
 # Regenerates lmdb/libraries/liblmdb/ from py-lmdb's source distribution, so this crate builds
 # the same LMDB the PyPI wheels of py-lmdb run: the 0.9 tree of its `lib/` directory (LMDB
 # 0.9.36 for py-lmdb 3.0.0) with py-lmdb's hardening patches for that tree applied, in the
-# order of the `v09` entry of `ENGINES` in its setup.py. See VENDOR.md.
+# order of the `v09` entry of `ENGINES` in its setup.py, then cacher's own patches in
+# patches/. See VENDOR.md.
 #
 #   pip download lmdb==3.0.0 --no-binary :all: --no-deps -d /tmp/sdist
 #   vendor/lmdb-master-sys/update-lmdb.sh /tmp/sdist/lmdb-3.0.0.tar.gz
@@ -31,6 +32,10 @@ for name in env-copy-txn cursor-next-prev-uninitialized cve-2019-16224-validate-
   validate-md-depth validate-md-root win32-sparse-file fix-large-write \
   fix-overflow-page-size-mul validate-md-pad validate-ovpage-free validate-freedb-record; do
   patch --quiet -N -p3 -d "$work/tree" < "$top/lib/py-lmdb/$name.patch"
+done
+# cacher's own fixes, after py-lmdb's (VENDOR.md says what each fixes and why).
+for p in "$here"/patches/*.patch; do
+  patch --quiet -N -p1 -d "$work/tree" < "$p"
 done
 dest="$here/lmdb/libraries/liblmdb"
 mkdir -p "$dest"

@@ -66,10 +66,10 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Shared>>> {
 ///   transaction each: every thread keeps one reset read transaction per environment, renewed
 ///   for each read and reset after it (`mdb_txn_renew`/`mdb_txn_reset`, no allocation); a
 ///   reset transaction holds no reader slot, and all of them are aborted when the environment
-///   closes. Do not let a thread that has read an environment exit *while* another thread
-///   closes it (drops its last handle): LMDB releases the exiting thread's slot from a
-///   thread-exit destructor, which may then write to the reader table the close unmapped.
-///   Slots left by processes that died are cleared when
+///   closes. A thread that has read an environment may exit while another thread closes it
+///   (drops its last handle): the vendored LMDB's thread-exit destructor frees the slot only
+///   under a process-wide lock and only while the environment's reader table is still mapped
+///   (`vendor/lmdb-master-sys/VENDOR.md`). Slots left by processes that died are cleared when
 ///   the environment is opened and again when LMDB reports `MDB_READERS_FULL`, after which
 ///   the call is retried once. (When no process has the environment open, LMDB itself resets
 ///   the whole reader table at the next open.) A full map is also a moment to clear them: a

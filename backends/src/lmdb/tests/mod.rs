@@ -1,6 +1,7 @@
 //! LmdbStore tests that need the crate's internals: the raw layout, planted entries, the
 //! golden fixtures. Tests of the public API alone live in `backends/tests/lmdb_*.rs`.
 
+mod exit_while_closing;
 mod fixtures;
 mod gate;
 mod parked;

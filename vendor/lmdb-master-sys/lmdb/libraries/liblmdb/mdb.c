@@ -1424,6 +1424,11 @@ struct MDB_env {
 	int		me_live_reader;		/**< have liveness lock in reader table */
 #ifdef _WIN32
 	int		me_pidquery;		/**< Used in OpenProcess */
+#else
+	/** Next in #mdb_live_envs: environments whose reader table a thread-exit
+	 *	destructor may still write to (see #mdb_env_reader_dest()).
+	 */
+	MDB_env		*me_live_next;
 #endif
 #ifdef MDB_USE_POSIX_MUTEX	/* Posix mutexes reside in shared mem */
 #	define		me_rmutex	me_txns->mti_rmutex /**< Shared reader lock */
@@ -4738,16 +4743,97 @@ mdb_env_open2(MDB_env *env)
  *	This function is called automatically when a thread exits.
  * @param[in] ptr This points to the slot in the reader lock table.
  */
+#ifndef _WIN32
+/** Environments with a mapped reader table and a thread key, linked by
+ *	#MDB_env.me_live_next, guarded by #mdb_live_mutex.
+ *
+ *	pthread_key_delete() does not wait for destructors already running, so
+ *	a thread exiting while another thread closes the environment may run
+ *	#mdb_env_reader_dest() after mdb_env_close0() unmapped the reader table.
+ *	The destructor therefore writes only while holding #mdb_live_mutex and
+ *	only into the table of an environment on this list; mdb_env_close0()
+ *	takes the environment off the list, under the mutex, before it unmaps
+ *	the table. (cacher: patches/0001-reader-dest-after-close.patch.)
+ */
+static MDB_env *mdb_live_envs;
+static pthread_mutex_t mdb_live_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t mdb_live_once = PTHREAD_ONCE_INIT;
+static int mdb_live_atfork_rc;
+
+/* Held across fork(), so a child never inherits it locked by a thread
+ * that does not exist there.
+ */
+static void mdb_live_lock(void) { pthread_mutex_lock(&mdb_live_mutex); }
+static void mdb_live_unlock(void) { pthread_mutex_unlock(&mdb_live_mutex); }
+static void mdb_live_init(void)
+{
+	mdb_live_atfork_rc = pthread_atfork(mdb_live_lock, mdb_live_unlock,
+		mdb_live_unlock);
+}
+
+/** Put env, whose reader table is mapped, on #mdb_live_envs. */
+static int
+mdb_live_add(MDB_env *env)
+{
+	int rc = pthread_once(&mdb_live_once, mdb_live_init);
+	if (rc)
+		return rc;
+	if (mdb_live_atfork_rc)
+		return mdb_live_atfork_rc;
+	pthread_mutex_lock(&mdb_live_mutex);
+	env->me_live_next = mdb_live_envs;
+	mdb_live_envs = env;
+	pthread_mutex_unlock(&mdb_live_mutex);
+	return MDB_SUCCESS;
+}
+
+/** Take env off #mdb_live_envs, if it is there. After this no thread-exit
+ *	destructor writes to its reader table, so the table may be unmapped.
+ */
+static void
+mdb_live_remove(MDB_env *env)
+{
+	MDB_env **link;
+	pthread_mutex_lock(&mdb_live_mutex);
+	for (link = &mdb_live_envs; *link; link = &(*link)->me_live_next)
+		if (*link == env) {
+			*link = env->me_live_next;
+			break;
+		}
+	pthread_mutex_unlock(&mdb_live_mutex);
+}
+#endif
+
 static void
 mdb_env_reader_dest(void *ptr)
 {
 	MDB_reader *reader = ptr;
 
 #ifndef _WIN32
-	if (reader->mr_pid == getpid()) /* catch pthread_exit() in child process */
-#endif
+	MDB_env *env;
+	uintptr_t at = (uintptr_t)reader, start;
+
+	pthread_mutex_lock(&mdb_live_mutex);
+	for (env = mdb_live_envs; env; env = env->me_live_next) {
+		start = (uintptr_t)env->me_txns->mti_readers;
+		if (at >= start && at < start + env->me_maxreaders * sizeof(MDB_reader))
+			break;
+	}
+	/* Not on the list: the table was unmapped (or is about to be) by
+	 * mdb_env_close0(), which clears this process's slots itself.
+	 * The pid check catches pthread_exit() in a child process; the
+	 * thread check, a table mapped anew at the address of a closed one
+	 * whose slot there belongs to another thread.
+	 */
+	if (env && reader->mr_pid == getpid()
+		&& pthread_equal(reader->mr_tid, pthread_self()))
+		/* We omit the reader mutex, so do this atomically (i.e. skip mr_txnid) */
+		reader->mr_pid = 0;
+	pthread_mutex_unlock(&mdb_live_mutex);
+#else
 		/* We omit the mutex, so do this atomically (i.e. skip mr_txnid) */
 		reader->mr_pid = 0;
+#endif
 }
 
 #ifdef _WIN32
@@ -5066,6 +5152,8 @@ mdb_env_setup_locks(MDB_env *env, MDB_name *fname, int mode, int *excl)
 			env->me_lfd, 0);
 		if (m == MAP_FAILED) goto fail_errno;
 		env->me_txns = m;
+		if ((env->me_flags & MDB_ENV_TXKEY) && (rc = mdb_live_add(env)))
+			goto fail;
 #endif
 	}
 	if (*excl > 0) {
@@ -5359,6 +5447,10 @@ mdb_env_close0(MDB_env *env, int excl)
 		(void) close(env->me_fd);
 	if (env->me_txns) {
 		MDB_PID_T pid = getpid();
+#ifndef _WIN32
+		/* Before the unmap below: see #mdb_live_envs. */
+		mdb_live_remove(env);
+#endif
 		/* Clearing readers is done in this function because
 		 * me_txkey with its destructor must be disabled first.
 		 *
