@@ -305,7 +305,7 @@ impl LmdbStore {
     /// layout-1 stores one lookup per transaction until this handle has seen the upgrade.
     #[inline]
     pub(super) fn layout_in(&self, txn: &RoTxn<'_>) -> Result<Layout, TxnError> {
-        if self.layout == Layout::V2 || self.upgraded.load(Ordering::Acquire) {
+        if self.always_v2() {
             return Ok(Layout::V2);
         }
         self.layout_of_record(txn)
